@@ -1,0 +1,1 @@
+"""lethe: data lifecycle governance."""

@@ -1,0 +1,139 @@
+"""The policy bound to live stores: resolved keys, table descriptions, schema findings.
+
+Every name the engine will put in a statement is checked here first, so an unknown
+table or column stops a command before anything is touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from lethe.errors import LetheError, SchemaMismatch
+from lethe.policy.graph import Graph, build_graph
+from lethe.policy.model import Dataset, Policy
+from lethe.stores.base import RowStore, TableInfo
+from lethe.stores.sql import SqlStore
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # error | warning
+    code: str
+    path: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"severity": self.severity, "code": self.code, "path": self.path,
+                "message": self.message}
+
+
+@dataclass
+class Catalog:
+    policy: Policy
+    graph: Graph
+    _stores: dict[str, RowStore] = field(default_factory=dict)
+
+    def row_store(self, store: str) -> RowStore:
+        if store not in self._stores:
+            spec = self.policy.stores[store]
+            if spec.kind != "sql":
+                raise LetheError(f"{spec.kind} stores are not supported yet",
+                                 path=f"stores.{store}")
+            self._stores[store] = SqlStore(store, spec.url)
+        return self._stores[store]
+
+    def store_of(self, dataset: str) -> RowStore:
+        return self.row_store(self.policy.datasets[dataset].store)
+
+    def table_of(self, dataset: str) -> TableInfo:
+        ds = self.policy.datasets[dataset]
+        tables = self.store_of(dataset).tables()
+        if ds.table is None or ds.table not in tables:
+            raise SchemaMismatch(f"table {ds.table!r} does not exist in store {ds.store!r}",
+                                 path=f"datasets.{dataset}.table")
+        return tables[ds.table]
+
+    def key_of(self, dataset: str) -> str:
+        ds = self.policy.datasets[dataset]
+        if ds.key:
+            return ds.key
+        pk = self.table_of(dataset).primary_key
+        if len(pk) != 1:
+            raise SchemaMismatch(f"table {ds.table!r} has no single-column primary key; "
+                                 "set `key:`", path=f"datasets.{dataset}.key")
+        return pk[0]
+
+    def sql_datasets(self, names: Iterable[str] | None = None) -> list[str]:
+        chosen = list(self.policy.datasets) if names is None else list(names)
+        return [n for n in chosen
+                if self.policy.stores[self.policy.datasets[n].store].kind == "sql"]
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+        self._stores.clear()
+
+
+def open_catalog(policy: Policy) -> Catalog:
+    return Catalog(policy, build_graph(policy.datasets))
+
+
+def referenced_columns(name: str, ds: Dataset, policy: Policy) -> list[tuple[str, str]]:
+    """(policy path, column) for every column the dataset's policy names."""
+    where = f"datasets.{name}"
+    refs: list[tuple[str, str]] = []
+    if ds.key:
+        refs.append((f"{where}.key", ds.key))
+    if ds.workspace:
+        refs.append((f"{where}.workspace", ds.workspace))
+    refs += [(f"{where}.fields.{f}", f) for f in ds.fields]
+    if ds.soft_delete:
+        refs.append((f"{where}.soft_delete.column", ds.soft_delete.column))
+    for i, rule in enumerate(ds.retention):
+        refs.append((f"{where}.retention[{i}].after", rule.after))
+        refs += [(f"{where}.retention[{i}].when.{c}", c) for c in rule.when]
+    refs += [(f"{where}.belongs_to.{p}", c) for p, c in ds.belongs_to.items()]
+    for kind, subject in policy.subjects.items():
+        if subject.dataset == name:
+            refs += [(f"subjects.{kind}.identities", c) for c in subject.identities]
+    return refs
+
+
+def schema_findings(catalog: Catalog, names: Iterable[str] | None = None) -> list[Finding]:
+    """Tables, columns and keys the policy names but the live stores lack."""
+    findings: list[Finding] = []
+    policy = catalog.policy
+    for name in catalog.sql_datasets(names):
+        ds = policy.datasets[name]
+        try:
+            info = catalog.table_of(name)
+            key = catalog.key_of(name)
+        except SchemaMismatch as exc:
+            findings.append(Finding("error", "missing-table", exc.path or name, exc.message))
+            continue
+        if key not in info.columns:
+            findings.append(Finding("error", "missing-column", f"datasets.{name}.key",
+                                    f"column {key!r} does not exist in table {ds.table!r}"))
+        for path, column in referenced_columns(name, ds, policy):
+            if column not in info.columns:
+                findings.append(Finding("error", "missing-column", path,
+                                        f"column {column!r} does not exist in table "
+                                        f"{ds.table!r}"))
+        for parent in ds.belongs_to:
+            try:
+                parent_key = catalog.key_of(parent)
+                parent_info = catalog.table_of(parent)
+            except SchemaMismatch:
+                continue  # reported on the parent itself
+            if parent_key not in parent_info.columns:
+                findings.append(Finding("error", "missing-column", f"datasets.{parent}.key",
+                                        f"column {parent_key!r} does not exist"))
+    return findings
+
+
+def require_schema(catalog: Catalog, names: Iterable[str] | None = None) -> None:
+    """Stop before touching anything when the policy and the live schema disagree."""
+    for finding in schema_findings(catalog, names):
+        if finding.severity == "error":
+            raise SchemaMismatch(finding.message, path=finding.path)

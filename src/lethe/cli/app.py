@@ -1,0 +1,57 @@
+"""The `lethe` command: parse, call the library, print. No logic lives here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from lethe.cli import commands, holds
+from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, Settings
+from lethe.cli.output import emit_json, stderr
+from lethe.errors import LetheError
+
+app = typer.Typer(name="lethe", no_args_is_help=True, add_completion=False,
+                  help="Data lifecycle governance: retention, holds and evidence on real stores.",
+                  pretty_exceptions_enable=False)
+
+
+@app.callback()
+def root(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = False,
+         now: NowOpt = None) -> None:
+    """Global options may come before the command or after it."""
+    ctx.obj = Settings(policy or Path("lethe.yaml"), json_out, now)
+
+
+commands.register(app)
+app.add_typer(holds.app, name="hold")
+
+
+def _wants_json(argv: list[str]) -> bool:
+    return "--json" in argv
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turns LetheError into a one-line message and its exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=args, prog_name="lethe", standalone_mode=True)
+    except LetheError as exc:
+        _fail(str(exc), exc.exit_code, type(exc).__name__, exc.path, args, exc.message)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130, "Interrupted", None, args)
+    except Exception as exc:  # a bug: one line, and the traceback only on request
+        if os.environ.get("LETHE_DEBUG"):
+            raise
+        _fail(f"internal error ({type(exc).__name__}); set LETHE_DEBUG=1 for details", 2,
+              "InternalError", None, args)
+
+
+def _fail(message: str, code: int, kind: str, path: str | None, args: list[str],
+          detail: str | None = None) -> None:
+    if _wants_json(args):
+        emit_json({"error": {"type": kind, "message": detail or message, "path": path}})
+    stderr.print(f"lethe: error: {message}", markup=False, highlight=False)
+    raise SystemExit(code)

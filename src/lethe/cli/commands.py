@@ -1,0 +1,154 @@
+"""`lethe schema|init|check|plan|run|demo`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lethe.cli.options import DatasetOpt, JsonOpt, NowOpt, PolicyOpt, settings
+from lethe.cli.output import emit_json, progress_bar, stdout, table
+from lethe.engine.execute import DEFAULT_BATCH_SIZE, RunResult, execute, step_label
+from lethe.engine.plan import Plan, build_plan
+from lethe.engine.runtime import Runtime
+from lethe.errors import UsageError
+from lethe.governance.check import CheckReport, check
+from lethe.policy.model import Policy
+from lethe.policy.templates import STARTER_POLICY
+
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1,
+                                       help="Rows per transaction.")]
+
+
+def render_plan(plan: Plan, title: str) -> None:
+    table(f"{title} at {plan.now.isoformat(timespec='seconds')}",
+          ["dataset", "rule", "action", "rows", "held"],
+          [[a.step.dataset, "" if a.step.rule is None else a.step.rule,
+            a.step.action + (f" (from {a.step.parent})" if a.step.parent else ""),
+            a.rows, a.held] for a in plan.actions])
+
+
+def render_run(result: RunResult) -> None:
+    table(f"Run {result.run} at {result.plan.now.isoformat(timespec='seconds')}",
+          ["dataset", "rule", "action", "rows", "held", "done", "verified", "longest ms"],
+          [[a.planned.step.dataset, "" if a.planned.step.rule is None else a.planned.step.rule,
+            a.planned.step.action, a.planned.rows, a.planned.held, a.done,
+            "yes" if a.verified else ("error: " + a.error if a.error else "no"),
+            f"{a.longest_batch_ms:.0f}"] for a in result.actions])
+
+
+def render_check(report: CheckReport) -> None:
+    if not report.findings:
+        stdout.print("check: policy and stores agree; no findings")
+        return
+    table("Findings", ["severity", "code", "path", "message"],
+          [[f.severity, f.code, f.path, f.message] for f in report.findings])
+
+
+def schema(ctx: typer.Context) -> None:
+    """Print the JSON Schema of lethe.yaml."""
+    print(json.dumps(Policy.model_json_schema(by_alias=True), indent=2))
+
+
+def init(ctx: typer.Context,
+         demo: Annotated[bool, typer.Option("--demo", help="Also create the demo database.")]
+         = False,
+         force: Annotated[bool, typer.Option("--force", help="Overwrite lethe.yaml.")] = False,
+         policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Write a starter lethe.yaml (with --demo: the demo policy and database)."""
+    s = settings(ctx, policy, json_out, now)
+    if s.policy_path.exists() and not force:
+        raise UsageError("already exists (use --force to overwrite)", path=str(s.policy_path))
+    if demo:
+        from lethe.demo.scenario import create_demo
+
+        created = create_demo(s.policy_path.parent, s.clock().now(), policy_name=s.policy_path.name)
+        paths = [str(p) for p in created]
+    else:
+        s.policy_path.write_text(STARTER_POLICY, encoding="utf-8")
+        paths = [str(s.policy_path)]
+    if s.json:
+        emit_json({"created": paths})
+    else:
+        stdout.print("created " + ", ".join(paths))
+
+
+def check_cmd(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = False,
+              now: NowOpt = None) -> None:
+    """Validate the policy against the live stores; exit 1 on findings."""
+    s = settings(ctx, policy, json_out, now)
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        report = check(rt.catalog)
+    finally:
+        rt.close()
+    if s.json:
+        emit_json(report.as_dict())
+    else:
+        render_check(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def plan_cmd(ctx: typer.Context, dataset: DatasetOpt = None, policy: PolicyOpt = None,
+             json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Dry run: what each rule would do now, and what holds keep. Changes nothing."""
+    s = settings(ctx, policy, json_out, now)
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        plan = build_plan(rt, dataset)
+    finally:
+        rt.close()
+    if s.json:
+        emit_json(plan.as_dict())
+    else:
+        render_plan(plan, "Plan")
+
+
+def run_cmd(ctx: typer.Context, dataset: DatasetOpt = None,
+            batch_size: BatchOpt = DEFAULT_BATCH_SIZE, policy: PolicyOpt = None,
+            json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Execute the plan in short batches, verify each dataset, record the run."""
+    s = settings(ctx, policy, json_out, now)
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        plan = build_plan(rt, dataset)
+        total = sum(a.rows for a in plan.actions)
+        with progress_bar(s.interactive, total, "sweeping") as bar:
+            def advance(index: int, rows: int) -> None:
+                if bar is not None:
+                    bar.update(bar.task_ids[0], advance=rows,
+                               description=step_label(plan.actions[index].step))
+            result = execute(rt, plan, batch_size=batch_size, progress=advance)
+    finally:
+        rt.close()
+    if s.json:
+        emit_json(result.as_dict())
+    else:
+        render_run(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def demo(ctx: typer.Context,
+         directory: Annotated[Path, typer.Option("--dir", help="Where to build the demo.")]
+         = Path("lethe-demo"),
+         json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Build a demo database and policy, then check, plan, run and plan again."""
+    from lethe.demo.scenario import run_demo
+
+    s = settings(ctx, None, json_out, now)
+    report = run_demo(directory, s.clock(), say=None if s.json else stdout.print)
+    if s.json:
+        emit_json(report)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("schema")(schema)
+    app.command("init")(init)
+    app.command("check")(check_cmd)
+    app.command("plan")(plan_cmd)
+    app.command("run")(run_cmd)
+    app.command("demo")(demo)

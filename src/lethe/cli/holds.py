@@ -1,0 +1,79 @@
+"""`lethe hold place|list|release`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
+from lethe.cli.output import emit_json, stdout, table
+from lethe.engine.runtime import Runtime
+from lethe.holds import actor, parse_scope, place_hold
+
+app = typer.Typer(no_args_is_help=True, help="Legal holds: held rows are never touched.")
+
+
+@app.command("place")
+def place(ctx: typer.Context,
+          subject: Annotated[str | None, typer.Option("--subject", help="KIND:KEY")] = None,
+          workspace: Annotated[str | None, typer.Option("--workspace", help="Workspace id")]
+          = None,
+          dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name")] = None,
+          reason: Annotated[str, typer.Option("--reason", help="Why (case, ticket)")]
+          = "legal hold",
+          policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Place a hold on a subject (and everything linked to it), a workspace or a dataset."""
+    s = settings(ctx, policy, json_out, now)
+    pol = s.load()
+    scope = parse_scope(pol, subject, workspace, dataset)
+    rt = Runtime.open(pol, s.clock())
+    try:
+        hold_id = place_hold(rt.control, rt.clock, scope, reason)
+    finally:
+        rt.close()
+    if s.json:
+        emit_json({"id": hold_id})
+    else:
+        stdout.print(f"hold {hold_id} placed")
+
+
+@app.command("list")
+def list_holds(ctx: typer.Context,
+               all_: Annotated[bool, typer.Option("--all", help="Include released holds")]
+               = False,
+               policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """List active holds."""
+    s = settings(ctx, policy, json_out, now)
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        found = rt.control.holds(include_released=all_)
+    finally:
+        rt.close()
+    if s.json:
+        emit_json({"holds": [{"id": h.id, "scope": h.scope, "reason": h.reason,
+                              "placed_at": h.placed_at.isoformat(), "placed_by": h.placed_by,
+                              "released_at": h.released_at.isoformat() if h.released_at
+                              else None} for h in found]})
+    else:
+        table("Holds", ["id", "scope", "reason", "placed at", "released at"],
+              [[h.id, h.scope, h.reason, h.placed_at.isoformat(timespec="seconds"),
+                h.released_at.isoformat(timespec="seconds") if h.released_at else ""]
+               for h in found])
+
+
+@app.command("release")
+def release(ctx: typer.Context, hold_id: Annotated[int, typer.Argument(help="Hold id")],
+            reason: Annotated[str | None, typer.Option("--reason")] = None,
+            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Release a hold; the rows become subject to retention again."""
+    s = settings(ctx, policy, json_out, now)
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        hold = rt.control.release_hold(hold_id, rt.clock.now(), actor(), reason)
+    finally:
+        rt.close()
+    if s.json:
+        emit_json({"id": hold.id, "released": True})
+    else:
+        stdout.print(f"hold {hold.id} released")

@@ -1,0 +1,52 @@
+"""Options every command accepts, before or after the command name."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lethe.clock import Clock, clock_at
+from lethe.policy.load import load_policy
+from lethe.policy.model import Policy
+
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", help="Policy file "
+                                                "(default ./lethe.yaml).", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+NowOpt = Annotated[str | None, typer.Option("--now", help="Fix the clock (ISO-8601).",
+                                            show_default=False)]
+DatasetOpt = Annotated[list[str] | None, typer.Option("--dataset", "-d",
+                                                      help="Only this dataset (repeatable).",
+                                                      show_default=False)]
+
+
+@dataclass
+class Settings:
+    policy_path: Path = Path("lethe.yaml")
+    json: bool = False
+    now: str | None = None
+
+    def merged(self, policy: Path | None, json_out: bool, now: str | None) -> Settings:
+        return Settings(policy or self.policy_path, json_out or self.json, now or self.now)
+
+    def clock(self) -> Clock:
+        return clock_at(self.now)
+
+    def load(self) -> Policy:
+        return load_policy(self.policy_path)
+
+    @property
+    def interactive(self) -> bool:
+        return not self.json and sys.stderr.isatty()
+
+
+def settings(ctx: typer.Context, policy: Path | None, json_out: bool,
+             now: str | None) -> Settings:
+    base = ctx.find_root().obj
+    base = base if isinstance(base, Settings) else Settings()
+    merged = base.merged(policy, json_out, now)
+    ctx.find_root().obj = merged  # so the error handler knows whether to speak JSON
+    return merged

@@ -1,0 +1,50 @@
+"""Printing: JSON on stdout for machines, Rich tables for people, errors on stderr."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def emit_json(data: dict[str, Any]) -> None:
+    print(json.dumps(data, default=_default, sort_keys=False))
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    view = Table(title=title, title_justify="left")
+    for column in columns:
+        view.add_column(column, justify="right" if column in NUMERIC else "left")
+    for row in rows:
+        view.add_row(*("" if v is None else str(v) for v in row))
+    stdout.print(view)
+
+
+NUMERIC = {"rows", "held", "done", "batches", "id", "remaining", "longest ms"}
+
+
+@contextmanager
+def progress_bar(enabled: bool, total: int, label: str) -> Iterator[Progress | None]:
+    if not enabled:
+        yield None
+        return
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=stderr, transient=True)
+    with bar:
+        bar.add_task(label, total=total or None)
+        yield bar

@@ -1,0 +1,78 @@
+"""lethe's own tables and their migrations.
+
+Migrations are plain ordered steps recorded in `lethe_migrations`; each runs in one
+transaction with the version row, so a half-applied migration cannot exist
+(PostgreSQL and SQLite both have transactional DDL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+metadata = sa.MetaData()
+
+migrations_table = sa.Table(
+    "lethe_migrations", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+runs = sa.Table(
+    "lethe_runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("now", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # running | completed | failed
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("datasets", sa.Text, nullable=False),  # JSON list of dataset names
+    sa.Column("error", sa.Text),
+)
+
+run_actions = sa.Table(
+    "lethe_run_actions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("lethe_runs.id"), nullable=False, index=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("dataset", sa.String(200), nullable=False),
+    sa.Column("rule", sa.Integer),
+    sa.Column("action", sa.String(20), nullable=False),
+    sa.Column("parent", sa.String(200)),
+    sa.Column("planned", sa.Integer, nullable=False),
+    sa.Column("held", sa.Integer, nullable=False),
+    sa.Column("done", sa.Integer, nullable=False, default=0),
+    sa.Column("remaining", sa.Integer),
+    sa.Column("verified", sa.Boolean),
+    sa.Column("batches", sa.Integer, nullable=False, default=0),
+    sa.Column("longest_batch_ms", sa.Float, nullable=False, default=0.0),
+    sa.Column("error", sa.Text),
+)
+
+holds = sa.Table(
+    "lethe_holds", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("scope_kind", sa.String(20), nullable=False),  # subject | workspace | dataset
+    sa.Column("subject_kind", sa.String(200)),
+    sa.Column("scope_value", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("placed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("placed_by", sa.String(200), nullable=False),
+    sa.Column("released_at", sa.DateTime(timezone=True)),
+    sa.Column("released_by", sa.String(200)),
+    sa.Column("release_reason", sa.Text),
+)
+
+
+def _create_initial(conn: Connection) -> None:
+    for table in (runs, run_actions, holds):
+        table.create(conn)
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "runs, run actions and holds", _create_initial),
+]

@@ -1,0 +1,155 @@
+"""The control store: lethe's own state (runs, holds) in SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from lethe.control.schema import MIGRATIONS, holds, metadata, migrations_table, run_actions, runs
+from lethe.errors import NotFound, StoreError
+from lethe.stores.sql import create_sql_engine, describe_db_error
+
+
+@dataclass(frozen=True)
+class Hold:
+    id: int
+    scope_kind: str  # subject | workspace | dataset
+    scope_value: str
+    subject_kind: str | None
+    reason: str
+    placed_at: datetime
+    placed_by: str
+    released_at: datetime | None = None
+
+    @property
+    def scope(self) -> str:
+        if self.scope_kind == "subject":
+            return f"subject:{self.subject_kind}:{self.scope_value}"
+        return f"{self.scope_kind}:{self.scope_value}"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ControlStore:
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine = create_sql_engine(url)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise StoreError(f"cannot open control store: {type(exc).__name__}",
+                             path="control") from None
+        self.migrate()
+
+    @contextmanager
+    def _tx(self, what: str) -> Iterator[Connection]:
+        try:
+            with self.engine.connect().execution_options(lethe_write=True) as conn, conn.begin():
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(describe_db_error(exc, what), path="control") from None
+
+    def migrate(self) -> None:
+        with self._tx("migrating the control store") as conn:
+            if conn.dialect.name == "postgresql":
+                # Two processes starting at once must not both create the tables.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7263001)"))
+            migrations_table.create(conn, checkfirst=True)
+            applied = set(conn.execute(sa.select(migrations_table.c.version)).scalars())
+            for version, name, step in MIGRATIONS:
+                if version not in applied:
+                    step(conn)
+                    conn.execute(migrations_table.insert().values(
+                        version=version, name=name, applied_at=datetime.now(UTC)))
+
+    def schema_version(self) -> int:
+        with self._tx("reading migrations") as conn:
+            return int(conn.execute(sa.select(sa.func.max(migrations_table.c.version)))
+                       .scalar() or 0)
+
+    # -- holds ------------------------------------------------------------------------
+    def place_hold(self, scope_kind: str, scope_value: str, subject_kind: str | None,
+                   reason: str, placed_at: datetime, placed_by: str) -> int:
+        with self._tx("placing a hold") as conn:
+            return int(conn.execute(holds.insert().values(
+                scope_kind=scope_kind, scope_value=scope_value, subject_kind=subject_kind,
+                reason=reason, placed_at=placed_at, placed_by=placed_by)
+                .returning(holds.c.id)).scalar_one())
+
+    def release_hold(self, hold_id: int, released_at: datetime, released_by: str,
+                     reason: str | None) -> Hold:
+        with self._tx("releasing a hold") as conn:
+            row = conn.execute(sa.select(holds).where(holds.c.id == hold_id)).first()
+            if row is None or row.released_at is not None:
+                raise NotFound(f"no active hold with id {hold_id}", path="hold")
+            conn.execute(holds.update().where(holds.c.id == hold_id).values(
+                released_at=released_at, released_by=released_by, release_reason=reason))
+        return self._hold(row)
+
+    def holds(self, *, include_released: bool = False) -> list[Hold]:
+        query = sa.select(holds).order_by(holds.c.id)
+        if not include_released:
+            query = query.where(holds.c.released_at.is_(None))
+        with self._tx("reading holds") as conn:
+            return [self._hold(row) for row in conn.execute(query)]
+
+    @staticmethod
+    def _hold(row: Any) -> Hold:
+        return Hold(row.id, row.scope_kind, row.scope_value, row.subject_kind, row.reason,
+                    _utc(row.placed_at) or datetime.now(UTC), row.placed_by,
+                    _utc(row.released_at))
+
+    # -- runs ---------------------------------------------------------------------------
+    def start_run(self, now: datetime, actor: str, host: str, datasets: Sequence[str],
+                  actions: Sequence[dict[str, Any]]) -> int:
+        with self._tx("recording a run") as conn:
+            run_id = int(conn.execute(runs.insert().values(
+                started_at=datetime.now(UTC), now=now, status="running", actor=actor,
+                host=host, datasets=json.dumps(list(datasets))).returning(runs.c.id)).scalar_one())
+            if actions:
+                conn.execute(run_actions.insert(), [
+                    {"run_id": run_id, "position": i, "done": 0, "batches": 0,
+                     "longest_batch_ms": 0.0, **a} for i, a in enumerate(actions)])
+        return run_id
+
+    def record_action(self, run_id: int, position: int, **values: Any) -> None:
+        with self._tx("recording run progress") as conn:
+            conn.execute(run_actions.update().where(
+                run_actions.c.run_id == run_id, run_actions.c.position == position)
+                .values(**values))
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        with self._tx("finishing a run") as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(
+                status=status, finished_at=datetime.now(UTC), error=error))
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        with self._tx("reading a run") as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+            if row is None:
+                raise NotFound(f"no run with id {run_id}", path="run")
+            actions = conn.execute(sa.select(run_actions).where(run_actions.c.run_id == run_id)
+                                   .order_by(run_actions.c.position)).mappings().all()
+        record = dict(row._mapping)
+        record["datasets"] = json.loads(record["datasets"])
+        record["actions"] = [dict(a) for a in actions]
+        return record
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+__all__ = ["ControlStore", "Hold", "metadata"]

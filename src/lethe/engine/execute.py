@@ -1,0 +1,162 @@
+"""Execution: the one place rows are deleted, soft-deleted, anonymized or purged.
+
+Each batch is its own short transaction that re-reads the holds first, so a hold
+placed mid-run takes effect at the next batch, and a run killed at any instant
+leaves only whole batches behind: running again finishes the job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lethe.engine.plan import UNSUPPORTED, Plan, PlannedAction, count_step
+from lethe.engine.runtime import Runtime
+from lethe.engine.steps import Step, StepBuilder
+from lethe.errors import LetheError
+from lethe.holds import actor, host
+from lethe.stores.base import Sweep, all_of, negate
+
+DEFAULT_BATCH_SIZE = 10_000
+
+Progress = Callable[[int, int], None]  # (action index, rows just done)
+
+
+@dataclass
+class ActionResult:
+    planned: PlannedAction
+    done: int = 0
+    verified: bool | None = None
+    remaining: int | None = None
+    batches: int = 0
+    longest_batch_ms: float = 0.0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = self.planned.as_dict()
+        data.update(done=self.done, verified=bool(self.verified), batches=self.batches,
+                    longest_batch_ms=round(self.longest_batch_ms, 2))
+        if self.remaining:
+            data["remaining"] = self.remaining
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+@dataclass
+class RunResult:
+    run: int
+    plan: Plan
+    actions: list[ActionResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(a.verified and not a.error for a in self.actions)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "now": self.plan.now.isoformat(), "ok": self.ok,
+                "longest_batch_ms": round(max((a.longest_batch_ms for a in self.actions),
+                                              default=0.0), 2),
+                "actions": [a.as_dict() for a in self.actions]}
+
+
+def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
+            progress: Progress | None = None) -> RunResult:
+    if batch_size < 1:
+        raise LetheError("batch size must be at least 1", path="--batch-size")
+    builder = rt.builder(plan.now)
+    datasets = list(dict.fromkeys(a.step.dataset for a in plan.actions))
+    run_id = rt.control.start_run(plan.now, actor(), host(), datasets, [
+        {"dataset": a.step.dataset, "rule": a.step.rule, "action": a.step.action,
+         "parent": a.step.parent, "planned": a.rows, "held": a.held} for a in plan.actions])
+    result = RunResult(run_id, plan, [ActionResult(a) for a in plan.actions])
+    cascades = {(r.planned.step.dataset, r.planned.step.parent): r for r in result.actions
+                if r.planned.step.action == "cascade"}
+    failure: str | None = None
+    try:
+        for index, action in enumerate(result.actions):
+            step = action.planned.step
+            if step.action == "cascade":
+                continue  # done inside the parent's batches, verified after them
+            if step.action in UNSUPPORTED:
+                action.error = UNSUPPORTED[step.action]
+            else:
+                try:
+                    _sweep(rt, builder, action, cascades, index, batch_size, progress)
+                    _verify(rt, builder, action)
+                except LetheError as exc:
+                    action.error = str(exc)
+            _record(rt, run_id, index, action)
+            if _last_step_of(result.actions, index):
+                for (_child, parent), cascade in cascades.items():
+                    if parent == step.dataset:
+                        _verify(rt, builder, cascade)
+                        _record(rt, run_id, result.actions.index(cascade), cascade)
+    except BaseException as exc:  # interrupted: the run record must say so, then re-raise
+        failure = type(exc).__name__
+        rt.control.finish_run(run_id, "failed", failure)
+        raise
+    errors = [a.error for a in result.actions if a.error]
+    rt.control.finish_run(run_id, "completed" if not errors else "completed_with_errors",
+                          "; ".join(errors) or None)
+    return result
+
+
+def _last_step_of(actions: list[ActionResult], index: int) -> bool:
+    dataset = actions[index].planned.step.dataset
+    return all(a.planned.step.dataset != dataset or a.planned.step.action == "cascade"
+               for a in actions[index + 1:])
+
+
+def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
+           cascades: dict[tuple[str, str | None], ActionResult], index: int,
+           batch_size: int, progress: Progress | None) -> None:
+    step = action.planned.step
+    ds = rt.policy.datasets[step.dataset]
+    store = rt.catalog.store_of(step.dataset)
+    due = builder.due(step)
+    effect = builder.effect(step)
+    after = None
+    while True:
+        holds = rt.hold_scopes(builder)  # re-read every batch: a new hold wins at once
+        sweep = Sweep(ds.table or "", builder.keys[step.dataset],
+                      all_of(due, negate(builder.held(step, holds))), effect,
+                      builder.cascades(step.dataset, holds) if step.deletes else ())
+        started = time.perf_counter()
+        batch = store.sweep_batch(sweep, after, batch_size)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if batch.upper is None:
+            return
+        action.batches += 1
+        action.longest_batch_ms = max(action.longest_batch_ms, elapsed_ms)
+        action.done += batch.rows
+        for child, rows in batch.cascaded.items():
+            cascade = cascades.get((child, step.dataset))
+            if cascade is not None:
+                cascade.done += rows
+                cascade.batches += 1
+                cascade.longest_batch_ms = max(cascade.longest_batch_ms, elapsed_ms)
+        after = batch.upper
+        if progress is not None:
+            progress(index, batch.rows)
+
+
+def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult) -> None:
+    """Re-count what is still due and not held: anything left means the step failed."""
+    recount = count_step(rt, builder, rt.hold_scopes(builder), action.planned.step)
+    action.remaining = recount.rows
+    action.verified = recount.rows == 0 and action.error is None
+
+
+def step_label(step: Step) -> str:
+    rule = "" if step.rule is None else f"[{step.rule}]"
+    via = f" via {step.parent}" if step.parent else ""
+    return f"{step.dataset}{rule} {step.action}{via}"
+
+
+def _record(rt: Runtime, run_id: int, index: int, action: ActionResult) -> None:
+    rt.control.record_action(run_id, index, done=action.done, verified=action.verified,
+                             remaining=action.remaining, batches=action.batches,
+                             longest_batch_ms=action.longest_batch_ms, error=action.error)

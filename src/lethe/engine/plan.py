@@ -1,0 +1,79 @@
+"""Planning: count what each step would do, change nothing.
+
+The plan is data: `run` executes the same steps in the same order, and `--json`
+and the progress bar render the same objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from lethe.engine.runtime import Runtime
+from lethe.engine.steps import Step, StepBuilder
+from lethe.holds import HoldScopes
+from lethe.stores.base import FALSE, all_of, negate
+
+UNSUPPORTED = {"archive": "archiving needs object stores (not available yet)",
+               "shred": "crypto-shredding is not available yet"}
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    step: Step
+    rows: int
+    held: int
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"dataset": self.step.dataset, "rule": self.step.rule,
+                                "action": self.step.action, "rows": self.rows,
+                                "held": self.held}
+        if self.step.parent is not None:
+            data["parent"] = self.step.parent
+        if self.step.action in UNSUPPORTED:
+            data["note"] = UNSUPPORTED[self.step.action]
+        return data
+
+
+@dataclass(frozen=True)
+class Plan:
+    now: datetime
+    actions: tuple[PlannedAction, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"now": self.now.isoformat(), "actions": [a.as_dict() for a in self.actions]}
+
+
+def ordered_steps(builder: StepBuilder, names: Sequence[str]) -> list[Step]:
+    """Children first; a parent's cascades come right before its own steps."""
+    children: dict[str, list[str]] = {}
+    for name, ds in builder.policy.datasets.items():
+        for parent in ds.belongs_to:
+            children.setdefault(parent, []).append(name)
+    steps: list[Step] = []
+    for name in names:
+        steps += builder.cascade_steps(name, children)
+        steps += builder.own_steps(name)
+    return steps
+
+
+def count_step(rt: Runtime, builder: StepBuilder, holds: HoldScopes, step: Step) -> PlannedAction:
+    store = rt.catalog.store_of(step.dataset)
+    table = rt.policy.datasets[step.dataset].table or ""
+    due = builder.due(step, holds)
+    held = builder.held(step, holds)
+    rows = store.count(table, all_of(due, negate(held)))
+    held_rows = 0 if held == FALSE else store.count(table, all_of(due, held))
+    return PlannedAction(step, rows, held_rows)
+
+
+def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
+    names = rt.select(datasets)
+    rt.prepare(names)
+    now = rt.clock.now()
+    builder = rt.builder(now)
+    holds = rt.hold_scopes(builder)
+    return Plan(now, tuple(count_step(rt, builder, holds, s)
+                           for s in ordered_steps(builder, names)))

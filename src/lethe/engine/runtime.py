@@ -1,0 +1,55 @@
+"""Everything a command needs, bound once: policy, live stores, control store, clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from lethe.catalog import Catalog, open_catalog, require_schema
+from lethe.clock import Clock
+from lethe.control.store import ControlStore
+from lethe.engine.steps import StepBuilder
+from lethe.errors import UsageError
+from lethe.holds import HoldScopes
+from lethe.policy.model import Policy
+
+
+@dataclass
+class Runtime:
+    policy: Policy
+    clock: Clock
+    catalog: Catalog
+    control: ControlStore
+
+    @classmethod
+    def open(cls, policy: Policy, clock: Clock | None = None) -> Runtime:
+        return cls(policy, clock or Clock(), open_catalog(policy), ControlStore(policy.control))
+
+    def select(self, datasets: Sequence[str] | None) -> list[str]:
+        """Dataset names in children-first order; unknown names are a usage error."""
+        if datasets:
+            for name in datasets:
+                if name not in self.policy.datasets:
+                    raise UsageError(f"unknown dataset {name!r}", path="--dataset")
+        chosen = set(datasets) if datasets else set(self.policy.datasets)
+        return [n for n in self.catalog.graph.order
+                if n in chosen and n in self.catalog.sql_datasets()]
+
+    def prepare(self, names: Iterable[str]) -> None:
+        """Validate every dataset the steps may touch (the selection and its relatives)."""
+        require_schema(self.catalog, self.catalog.sql_datasets())
+
+    def builder(self, now: datetime) -> StepBuilder:
+        names = self.catalog.sql_datasets()
+        keys = {n: self.catalog.key_of(n) for n in names}
+        nullable = {(n, c.name): c.nullable for n in names
+                    for c in self.catalog.table_of(n).columns.values()}
+        return StepBuilder(self.policy, keys, nullable, now)
+
+    def hold_scopes(self, builder: StepBuilder) -> HoldScopes:
+        return HoldScopes(self.policy, self.catalog.graph, builder.keys, self.control.holds())
+
+    def close(self) -> None:
+        self.catalog.close()
+        self.control.close()

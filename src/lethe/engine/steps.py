@@ -1,0 +1,190 @@
+"""What each retention step selects and does, as store-neutral conditions and effects.
+
+Pure: policy, resolved keys, holds and an instant in; conditions out. The planner
+counts these selections, the executor sweeps them, the verifier re-counts them, so
+all three agree on what "due" means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from lethe.engine.anonymize import anonymizer, still_identifying
+from lethe.holds import CASCADING, HoldScopes
+from lethe.policy.model import Dataset, Policy, Rule
+from lethe.stores.base import (
+    FALSE,
+    Anonymize,
+    Cascade,
+    Condition,
+    Delete,
+    Effect,
+    Eq,
+    Exists,
+    In,
+    IsNull,
+    Older,
+    SetColumns,
+    all_of,
+    any_of,
+    negate,
+)
+
+DELETING = ("delete", "purge")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a plan: a rule of a dataset, a purge, or a cascade from a parent."""
+
+    dataset: str
+    rule: int | None
+    action: str  # delete | soft-delete | anonymize | archive | shred | purge | cascade
+    parent: str | None = None
+
+    @property
+    def deletes(self) -> bool:
+        return self.action in DELETING
+
+
+def when_condition(when: Mapping[str, object]) -> Condition:
+    parts: list[Condition] = []
+    for column, value in when.items():
+        if value is None:
+            parts.append(IsNull(column))
+        elif isinstance(value, list):
+            parts.append(In(column, tuple(value)))
+        else:
+            parts.append(Eq(column, value))
+    return all_of(*parts)
+
+
+def governed_by(ds: Dataset, index: int) -> Condition:
+    """Rows whose first matching rule is `index`."""
+    earlier = [negate(when_condition(r.when)) for r in ds.retention[:index]]
+    return all_of(when_condition(ds.retention[index].when), *earlier)
+
+
+def identifying(ds: Dataset) -> Condition:
+    return any_of(*(still_identifying(c, m) for c, m in ds.anonymized_fields.items()))
+
+
+def anonymize_effect(ds: Dataset, detach: str | None = None) -> Anonymize:
+    return Anonymize(tuple((c, anonymizer(m)) for c, m in ds.anonymized_fields.items()), detach)
+
+
+def rule_due(ds: Dataset, index: int, rule: Rule, now: datetime) -> Condition:
+    cutoff = rule.keep.before(now)
+    if cutoff is None:
+        return FALSE
+    due = all_of(governed_by(ds, index), Older(rule.after, cutoff))
+    if rule.action == "soft-delete" and ds.soft_delete:
+        due = all_of(due, IsNull(ds.soft_delete.column))
+    if rule.action == "anonymize":
+        due = all_of(due, identifying(ds))
+    return due
+
+
+def purge_due(ds: Dataset, now: datetime) -> Condition:
+    if ds.soft_delete is None:
+        return FALSE
+    cutoff = ds.soft_delete.recover_for.before(now)
+    return FALSE if cutoff is None else Older(ds.soft_delete.column, cutoff)
+
+
+@dataclass(frozen=True)
+class StepBuilder:
+    policy: Policy
+    keys: Mapping[str, str]
+    nullable: Mapping[tuple[str, str], bool]  # (dataset, column) -> nullable
+    now: datetime
+
+    def own_steps(self, name: str) -> list[Step]:
+        ds = self.policy.datasets[name]
+        steps = [Step(name, i, rule.action) for i, rule in enumerate(ds.retention)]
+        if ds.soft_delete is not None:
+            steps.append(Step(name, None, "purge"))
+        return steps
+
+    def due(self, step: Step, holds: HoldScopes | None = None) -> Condition:
+        """Rows the step would act on, holds aside (but a cascade follows only parents
+        that are free to go, so `holds` shapes which children it reaches)."""
+        ds = self.policy.datasets[step.dataset]
+        if step.action == "purge":
+            return purge_due(ds, self.now)
+        if step.action == "cascade":
+            assert step.parent is not None
+            parents = self.deleting_due(step.parent)
+            if holds is not None:
+                parents = all_of(parents, negate(holds.held(step.parent, cascading=True)))
+            linked = self.linked_to(step.dataset, step.parent, parents)
+            return all_of(linked, negate(self.deleting_due(step.dataset)))
+        assert step.rule is not None
+        return rule_due(ds, step.rule, ds.retention[step.rule], self.now)
+
+    def deleting_due(self, name: str) -> Condition:
+        """Rows the dataset's own steps delete (delete rules and purge)."""
+        return any_of(*(self.due(s) for s in self.own_steps(name) if s.deletes))
+
+    def linked_to(self, name: str, ancestor: str, ancestor_where: Condition) -> Condition:
+        """Rows of `name` that belong, through belongs_to, to `ancestor` rows matching."""
+        ds = self.policy.datasets[name]
+        parts: list[Condition] = []
+        for parent, column in ds.belongs_to.items():
+            parent_table = self.policy.datasets[parent].table or ""
+            inner = ancestor_where if parent == ancestor else \
+                self.linked_to(parent, ancestor, ancestor_where)
+            if inner != FALSE:
+                parts.append(Exists(parent_table, self.keys[parent], column, inner))
+        return any_of(*parts)
+
+    def held(self, step: Step, holds: HoldScopes) -> Condition:
+        return holds.held(step.dataset, cascading=step.deletes)
+
+    def effect(self, step: Step) -> Effect:
+        ds = self.policy.datasets[step.dataset]
+        if step.action in DELETING:
+            return Delete()
+        if step.action == "soft-delete" and ds.soft_delete is not None:
+            return SetColumns(((ds.soft_delete.column, self.now),))
+        if step.action == "anonymize":
+            return anonymize_effect(ds)
+        raise ValueError(f"action {step.action} has no row effect")
+
+    def cascades(self, name: str, holds: HoldScopes) -> tuple[Cascade, ...]:
+        """What deleting a row of `name` does to its children, deepest first."""
+        result: list[Cascade] = []
+        for parent_link in [link for link in holds.graph.children(name)]:
+            child = self.policy.datasets[parent_link.child]
+            if child.erasure not in CASCADING:
+                continue
+            keep = negate(holds.held(parent_link.child, cascading=child.erasure == "delete"))
+            if child.erasure == "delete":
+                effect: Effect = Delete()
+                below = self.cascades(parent_link.child, holds)
+            else:
+                nullable = self.nullable.get((parent_link.child, parent_link.column), False)
+                effect = anonymize_effect(child, parent_link.column if nullable else None)
+                below = ()
+            result.append(Cascade(parent_link.child, child.table or "",
+                                  self.keys[parent_link.child], parent_link.column, effect,
+                                  keep, below))
+        return tuple(result)
+
+    def cascade_steps(self, name: str, graph_children: Mapping[str, list[str]]) -> list[Step]:
+        """Plan lines for every descendant a deleting step of `name` reaches."""
+        steps: list[Step] = []
+
+        def walk(parent: str) -> None:
+            for child in graph_children.get(parent, []):
+                erasure = self.policy.datasets[child].erasure
+                if erasure in CASCADING:
+                    if erasure == "delete":
+                        walk(child)
+                    steps.append(Step(child, None, "cascade", name))
+
+        if any(s.deletes for s in self.own_steps(name)):
+            walk(name)
+        return steps

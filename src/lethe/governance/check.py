@@ -1,0 +1,89 @@
+"""`lethe check`: the policy against the live stores.
+
+Findings are data (`Finding`), so the CLI, the API and the monthly report render
+the same list. Values never appear in a finding, only names and counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lethe.catalog import Catalog, Finding, schema_findings
+from lethe.errors import SchemaMismatch
+from lethe.stores.base import Eq, IsNull, any_of
+
+OWN_TABLE_PREFIXES = ("lethe_", "sqlite_")
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "findings": [f.as_dict() for f in self.findings]}
+
+
+def undeclared_tables(catalog: Catalog) -> list[Finding]:
+    """Shadow data: tables in a store that no dataset declares."""
+    findings: list[Finding] = []
+    policy = catalog.policy
+    for store_name, store in policy.stores.items():
+        if store.kind != "sql":
+            continue
+        declared = {ds.table for ds in policy.datasets.values() if ds.store == store_name}
+        for table in sorted(catalog.row_store(store_name).tables()):
+            if table not in declared and not table.startswith(OWN_TABLE_PREFIXES):
+                findings.append(Finding("error", "undeclared-table", f"stores.{store_name}",
+                                        f"table {table!r} is not declared by any dataset"))
+    return findings
+
+
+def workspace_leaks(catalog: Catalog) -> list[Finding]:
+    """Rows with no tenant: org-level rows must say '__org__', never NULL or ''."""
+    findings: list[Finding] = []
+    for name in catalog.sql_datasets():
+        ds = catalog.policy.datasets[name]
+        if not ds.workspace:
+            continue
+        try:
+            if ds.workspace not in catalog.table_of(name).columns:
+                continue  # reported as a missing column
+        except SchemaMismatch:
+            continue
+        count = catalog.store_of(name).count(
+            ds.table or "", any_of(IsNull(ds.workspace), Eq(ds.workspace, "")))
+        if count:
+            findings.append(Finding("error", "workspace-leak", f"datasets.{name}.workspace",
+                                    f"{count} rows have a NULL or empty {ds.workspace!r}"))
+    return findings
+
+
+def unindexed_links(catalog: Catalog) -> list[Finding]:
+    """A belongs_to column without an index makes every cascade scan the child table."""
+    findings: list[Finding] = []
+    for name in catalog.sql_datasets():
+        ds = catalog.policy.datasets[name]
+        try:
+            info = catalog.table_of(name)
+        except SchemaMismatch:
+            continue
+        for parent, column in ds.belongs_to.items():
+            if column in info.columns and not info.has_index_on(column):
+                findings.append(Finding("warning", "unindexed-link",
+                                        f"datasets.{name}.belongs_to.{parent}",
+                                        f"column {column!r} of {ds.table!r} has no index; "
+                                        "cascading deletes will scan the table"))
+    return findings
+
+
+def check(catalog: Catalog) -> CheckReport:
+    findings = schema_findings(catalog)
+    findings += undeclared_tables(catalog)
+    findings += workspace_leaks(catalog)
+    findings += unindexed_links(catalog)
+    return CheckReport(tuple(findings))

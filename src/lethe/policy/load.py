@@ -1,0 +1,102 @@
+"""Read lethe.yaml: YAML, `${VAR}` expansion, validation, and errors that name a path."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from lethe.errors import PolicyError
+from lethe.policy.graph import find_cycle
+from lethe.policy.model import Policy
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "none", "list", "dict", "literal"}
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """`datasets.sessions.retention[1].keep`, without pydantic's union-member tags."""
+    text = ""
+    for part in loc:
+        if isinstance(part, str) and (part in _TYPE_TAGS or "[" in part):
+            continue
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _expand(node: Any, path: str) -> Any:
+    if isinstance(node, str):
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise PolicyError(f"environment variable {name} is not set", path=path)
+            return os.environ[name]
+        return _VAR.sub(substitute, node)
+    if isinstance(node, dict):
+        return {k: _expand(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, f"{path}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def _resolve_relative(url: str, base: Path) -> str:
+    """Relative sqlite and file URLs are relative to the policy file, not the shell's cwd."""
+    for prefix in ("sqlite:///", "file://"):
+        if url.startswith(prefix):
+            rest = url[len(prefix):]
+            if rest and not rest.startswith("/") and not rest.startswith(":memory:"):
+                return f"{prefix}{(base / rest).resolve()}"
+    return url
+
+
+def parse_policy(data: Any, *, base: Path | None = None, source: str = "policy") -> Policy:
+    if not isinstance(data, dict):
+        raise PolicyError("the policy must be a YAML mapping", path=source)
+    data = _expand(data, "")
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "missing":
+            message = "required field is missing"
+        elif first["type"] == "extra_forbidden":
+            message = "unknown field"
+        raise PolicyError(message, path=format_location(first["loc"]) or source) from None
+    cycle = find_cycle(policy.datasets)
+    if cycle:
+        raise PolicyError("belongs_to cycle: " + " -> ".join(cycle), path="datasets")
+    if base is not None:
+        stores = {name: store.model_copy(update={"url": _resolve_relative(store.url, base)})
+                  for name, store in policy.stores.items()}
+        policy = policy.model_copy(update={"stores": stores,
+                                           "control": _resolve_relative(policy.control, base)})
+    return policy
+
+
+def load_policy(path: str | Path) -> Policy:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError("policy file not found (create one with `lethe init`)",
+                          path=str(path)) from None
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file: {exc.strerror}", path=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise PolicyError(f"invalid YAML: {problem}", path=where) from None
+    return parse_policy(data, base=path.resolve().parent, source=str(path))

@@ -1,0 +1,215 @@
+"""The lethe.yaml model: validated once, trusted downstream.
+
+Every structural rule that can be checked without a live store is checked here, so
+an error points at a policy path before any store is touched.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from lethe.policy.durations import Duration, parse_duration
+
+DurationField = Annotated[
+    Duration,
+    BeforeValidator(parse_duration),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^(\d+(mo|m|h|d|w|y)|forever)$",
+                    "examples": ["24h", "30d", "12mo", "7y", "forever"]}),
+]
+DataClass = Literal["pii", "behavioral", "operational", "derived"]
+Action = Literal["delete", "soft-delete", "anonymize", "archive", "shred"]
+Erasure = Literal["delete", "anonymize", "retain"]
+Scalar = str | int | float | bool
+
+ANONYMIZERS = ("null", "redact", "hash", "mask-email")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _identifier(value: str, what: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"invalid {what} name {value!r} (letters, digits and _ only)")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Store(Strict):
+    url: str
+    region: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        scheme = url.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in {"sqlite", "postgresql", "postgres", "file", "s3", "redis", "rediss"}:
+            raise ValueError(f"unsupported store URL scheme {scheme!r}")
+        return url
+
+    @property
+    def kind(self) -> str:
+        scheme = self.url.split(":", 1)[0].split("+", 1)[0]
+        return {"sqlite": "sql", "postgresql": "sql", "postgres": "sql", "file": "objects",
+                "s3": "objects", "redis": "cache", "rediss": "cache"}[scheme]
+
+
+class Subject(Strict):
+    dataset: str
+    identities: list[str] = Field(min_length=1)
+
+
+class FieldPolicy(Strict):
+    """A column with a classification; `anonymize` is a method name or a fixed value."""
+
+    class_: DataClass | None = Field(default=None, alias="class")
+    anonymize: Scalar | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _explicit_null(cls, data: Any) -> Any:
+        # `anonymize: null` in YAML is the null method, not "no anonymizer".
+        if isinstance(data, dict) and "anonymize" in data and data["anonymize"] is None:
+            return {**data, "anonymize": "null"}
+        return data
+
+
+class SoftDelete(Strict):
+    column: str
+    recover_for: DurationField = Duration(30, "d")
+
+
+Condition = dict[str, Scalar | list[Scalar | None] | None]
+
+
+class Rule(Strict):
+    when: Condition = Field(default_factory=dict)
+    keep: DurationField
+    after: str
+    action: Action = "delete"
+    to: str | None = None
+
+    @field_validator("when")
+    @classmethod
+    def _when_columns(cls, when: Condition) -> Condition:
+        for column, value in when.items():
+            _identifier(column, "column")
+            if isinstance(value, list) and not value:
+                raise ValueError(f"when.{column}: empty list matches nothing")
+        return when
+
+    @model_validator(mode="after")
+    def _archive_target(self) -> Rule:
+        if self.action == "archive" and not self.to:
+            raise ValueError("action archive needs `to:` naming the archive store")
+        if self.action != "archive" and self.to:
+            raise ValueError("`to:` is only meaningful with action archive")
+        return self
+
+
+class Dataset(Strict):
+    store: str
+    table: str | None = None
+    prefix: str | None = None
+    pattern: str | None = None
+    key: str | None = None
+    class_: DataClass = Field(alias="class")
+    workspace: str | None = None
+    fields: dict[str, FieldPolicy] = Field(default_factory=dict)
+    soft_delete: SoftDelete | None = None
+    retention: list[Rule] = Field(default_factory=list)
+    belongs_to: dict[str, str] = Field(default_factory=dict)
+    erasure: Erasure = "delete"
+    legal_basis: str | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Dataset:
+        locators = [x for x in (self.table, self.prefix, self.pattern) if x is not None]
+        if len(locators) != 1:
+            raise ValueError("a dataset needs exactly one of `table`, `prefix` or `pattern`")
+        for name in (self.table, self.key, self.workspace, *self.fields,
+                     *self.belongs_to.values()):
+            if name is not None:
+                _identifier(name, "table or column")
+        if self.soft_delete:
+            _identifier(self.soft_delete.column, "column")
+        for index, rule in enumerate(self.retention):
+            _identifier(rule.after, "column")
+            if rule.action == "soft-delete" and self.soft_delete is None:
+                raise ValueError(f"retention[{index}]: action soft-delete needs `soft_delete:`")
+            if rule.action == "anonymize" and not self.anonymized_fields:
+                raise ValueError(f"retention[{index}]: action anonymize needs `fields` "
+                                 "with `anonymize:`")
+        if self.erasure == "anonymize" and not self.anonymized_fields:
+            raise ValueError("erasure anonymize needs `fields` with `anonymize:`")
+        if self.erasure == "retain" and not self.legal_basis:
+            raise ValueError("erasure retain needs a `legal_basis`")
+        return self
+
+    @property
+    def anonymized_fields(self) -> dict[str, Scalar]:
+        return {name: f.anonymize for name, f in self.fields.items() if f.anonymize is not None}
+
+
+class Schedule(Strict):
+    cron: str
+    datasets: list[str] | Literal["all"] = "all"
+
+
+class Policy(Strict):
+    lethe: Literal[1]
+    organization: str
+    control: str = "sqlite:///.lethe/state.db"
+    regions: list[str] = Field(default_factory=list)
+    stores: dict[str, Store]
+    subjects: dict[str, Subject] = Field(default_factory=dict)
+    datasets: dict[str, Dataset]
+    schedules: dict[str, Schedule] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references(self) -> Policy:
+        for name, store in self.stores.items():
+            if self.regions and store.region and store.region not in self.regions:
+                raise ValueError(f"stores.{name}.region: {store.region!r} is not in `regions`")
+        for name, ds in self.datasets.items():
+            _identifier(name, "dataset")
+            where = f"datasets.{name}"
+            if ds.store not in self.stores:
+                raise ValueError(f"{where}.store: unknown store {ds.store!r}")
+            kind = self.stores[ds.store].kind
+            needed = {"sql": "table", "objects": "prefix", "cache": "pattern"}[kind]
+            if getattr(ds, needed) is None:
+                raise ValueError(f"{where}: a {kind} store dataset needs `{needed}:`")
+            for parent in ds.belongs_to:
+                if parent not in self.datasets:
+                    raise ValueError(f"{where}.belongs_to: unknown dataset {parent!r}")
+                if self.datasets[parent].store != ds.store:
+                    raise ValueError(f"{where}.belongs_to.{parent}: linking datasets in "
+                                     "different stores is not supported yet")
+            for index, rule in enumerate(ds.retention):
+                if rule.to is not None and rule.to not in self.stores:
+                    raise ValueError(f"{where}.retention[{index}].to: unknown store {rule.to!r}")
+        for name, subject in self.subjects.items():
+            if subject.dataset not in self.datasets:
+                raise ValueError(f"subjects.{name}.dataset: unknown dataset {subject.dataset!r}")
+        for name, schedule in self.schedules.items():
+            if schedule.datasets != "all":
+                for ds_name in schedule.datasets:
+                    if ds_name not in self.datasets:
+                        raise ValueError(f"schedules.{name}.datasets: unknown dataset {ds_name!r}")
+        return self

@@ -1,0 +1,212 @@
+"""The store protocol and the store-neutral vocabulary the engine speaks to it.
+
+The engine never writes SQL: it describes *which* rows (a `Condition` tree) and
+*what* to do with them (an `Effect`), and each store compiles that into its own
+language. Every leaf condition is two-valued (never SQL NULL), so negating one
+is safe: `NOT held` must never silently drop a row because a column was NULL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+Value = Any  # a bound parameter value; never spliced into a statement
+
+
+class Condition:
+    """Base of the condition tree (frozen dataclasses below)."""
+
+
+@dataclass(frozen=True)
+class Const(Condition):
+    value: bool
+
+
+TRUE = Const(True)
+FALSE = Const(False)
+
+
+@dataclass(frozen=True)
+class Eq(Condition):
+    column: str
+    value: Value
+
+
+@dataclass(frozen=True)
+class In(Condition):
+    column: str
+    values: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class IsNull(Condition):
+    column: str
+
+
+@dataclass(frozen=True)
+class Differs(Condition):
+    """Column is not NULL and differs from value."""
+
+    column: str
+    value: Value
+
+
+@dataclass(frozen=True)
+class NotLike(Condition):
+    """Column is not NULL and does not match the LIKE pattern."""
+
+    column: str
+    pattern: str
+
+
+@dataclass(frozen=True)
+class Older(Condition):
+    """Column holds a time strictly before `cutoff` (NULL is never older)."""
+
+    column: str
+    cutoff: datetime
+
+
+@dataclass(frozen=True)
+class And(Condition):
+    parts: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Or(Condition):
+    parts: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Not(Condition):
+    part: Condition
+
+
+@dataclass(frozen=True)
+class Exists(Condition):
+    """A row of `table` exists with `table.inner == outer.outer` and `where`."""
+
+    table: str
+    inner: str
+    outer: str
+    where: Condition = TRUE
+
+
+def all_of(*parts: Condition) -> Condition:
+    kept = tuple(p for p in parts if p != TRUE)
+    if FALSE in kept:
+        return FALSE
+    return kept[0] if len(kept) == 1 else (And(kept) if kept else TRUE)
+
+
+def any_of(*parts: Condition) -> Condition:
+    kept = tuple(p for p in parts if p != FALSE)
+    if TRUE in kept:
+        return TRUE
+    return kept[0] if len(kept) == 1 else (Or(kept) if kept else FALSE)
+
+
+def negate(part: Condition) -> Condition:
+    if isinstance(part, Const):
+        return Const(not part.value)
+    if isinstance(part, Not):
+        return part.part
+    return Not(part)
+
+
+class Effect:
+    """What a sweep does to the rows it selects."""
+
+
+@dataclass(frozen=True)
+class Delete(Effect):
+    pass
+
+
+@dataclass(frozen=True)
+class SetColumns(Effect):
+    values: tuple[tuple[str, Value], ...]
+
+
+@dataclass(frozen=True)
+class Anonymize(Effect):
+    """Rewrite columns row by row with pure functions; optionally null a link column."""
+
+    transforms: tuple[tuple[str, Callable[[Value], Value]], ...]
+    detach: str | None = None
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """Rows of a child table linked to the parent rows a sweep batch selects."""
+
+    label: str
+    table: str
+    key: str
+    link: str
+    effect: Effect
+    where: Condition = TRUE
+    children: tuple[Cascade, ...] = ()
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One action over one table, applied in key order, one short transaction per batch."""
+
+    table: str
+    key: str
+    where: Condition
+    effect: Effect
+    cascades: tuple[Cascade, ...] = ()
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    upper: Value | None  # the last key the batch covered; None when nothing was left
+    rows: int
+    cascaded: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    columns: tuple[str, ...]
+    table: str
+    referred: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    columns: Mapping[str, ColumnInfo]
+    primary_key: tuple[str, ...]
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    indexed: tuple[tuple[str, ...], ...] = ()  # column lists of indexes and the primary key
+
+    def has_index_on(self, column: str) -> bool:
+        return any(cols and cols[0] == column for cols in self.indexed)
+
+
+@runtime_checkable
+class RowStore(Protocol):
+    """A store of rows addressed by table and key (SQL today)."""
+
+    name: str
+    dialect: str
+
+    def tables(self) -> Mapping[str, TableInfo]: ...
+
+    def count(self, table: str, where: Condition) -> int: ...
+
+    def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,365 @@
+"""SQLite and PostgreSQL through SQLAlchemy Core.
+
+Names come from the reflected schema (so they are real and get quoted by the
+dialect); values are always bound parameters. Batches walk the key in order:
+each one picks the next `limit` matching keys after the previous batch's last
+key and applies the effect to that key window in one short transaction, so no
+batch re-walks rows an earlier batch already removed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
+
+from lethe.errors import SchemaMismatch, StoreError
+from lethe.stores.base import (
+    And,
+    Anonymize,
+    BatchResult,
+    Cascade,
+    ColumnInfo,
+    Condition,
+    Const,
+    Delete,
+    Differs,
+    Effect,
+    Eq,
+    Exists,
+    ForeignKey,
+    In,
+    IsNull,
+    Not,
+    NotLike,
+    Older,
+    Or,
+    SetColumns,
+    Sweep,
+    TableInfo,
+    Value,
+)
+
+_UNCOERCIBLE = object()
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for plain postgresql:// URLs (SQLAlchemy would pick psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def create_sql_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, decide where transactions begin.
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            # Writers take the write lock up front: upgrading later can fail with SQLITE_BUSY.
+            immediate = connection.get_execution_options().get("lethe_write", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def describe_db_error(exc: SQLAlchemyError, what: str) -> str:
+    """A one-line description that never repeats row values from the driver message."""
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        diag = getattr(orig, "diag", None)
+        primary = getattr(diag, "message_primary", None) or ""
+        # Classes 22 (data exceptions) echo the offending value: keep only the code.
+        detail = primary if sqlstate[:2] in {"23", "40", "42", "53", "55", "57", "08"} else ""
+        return f"{what}: database error {sqlstate} {detail}".rstrip()
+    if orig is not None:
+        return f"{what}: {type(orig).__name__}: {str(orig).splitlines()[0]}"
+    return f"{what}: {type(exc).__name__}"
+
+
+class SqlStore:
+    """A RowStore over one SQLAlchemy engine."""
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        try:
+            self.engine = create_sql_engine(url)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise StoreError(f"cannot open store: {type(exc).__name__}",
+                             path=f"stores.{name}") from None
+        self.dialect = self.engine.dialect.name
+        self._metadata = sa.MetaData()
+        self._tables: dict[str, TableInfo] | None = None
+
+    # -- schema -------------------------------------------------------------------------
+    def tables(self) -> Mapping[str, TableInfo]:
+        if self._tables is None:
+            with self._errors("reading the schema"):
+                inspector = sa.inspect(self.engine)
+                self._tables = {name: self._describe(inspector, name)
+                                for name in inspector.get_table_names()}
+        return self._tables
+
+    @staticmethod
+    def _describe(inspector: Any, name: str) -> TableInfo:
+        columns = {c["name"]: ColumnInfo(c["name"], str(c["type"]), bool(c["nullable"]))
+                   for c in inspector.get_columns(name)}
+        pk = tuple(inspector.get_pk_constraint(name).get("constrained_columns") or ())
+        fks = tuple(ForeignKey(tuple(fk["constrained_columns"]), fk["referred_table"],
+                               tuple(fk["referred_columns"]))
+                    for fk in inspector.get_foreign_keys(name))
+        indexed = [tuple(str(c) for c in ix["column_names"] if c is not None)
+                   for ix in inspector.get_indexes(name)]
+        indexed += [tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)]
+        if pk:
+            indexed.append(pk)
+        return TableInfo(name, columns, pk, fks, tuple(indexed))
+
+    def table(self, name: str) -> sa.Table:
+        if name not in self._metadata.tables:
+            if name not in self.tables():
+                raise SchemaMismatch(f"table {name!r} does not exist", path=f"stores.{self.name}")
+            try:
+                sa.Table(name, self._metadata, autoload_with=self.engine)
+            except NoSuchTableError:
+                raise SchemaMismatch(f"table {name!r} does not exist",
+                                     path=f"stores.{self.name}") from None
+        return self._metadata.tables[name]
+
+    def column(self, table: sa.FromClause, name: str, table_name: str) -> sa.ColumnElement[Any]:
+        try:
+            return table.c[name]
+        except KeyError:
+            raise SchemaMismatch(f"column {name!r} does not exist in table {table_name!r}",
+                                 path=f"stores.{self.name}") from None
+
+    # -- conditions ---------------------------------------------------------------------
+    def compile(self, cond: Condition, table_name: str,
+                table: sa.FromClause | None = None) -> sa.ColumnElement[bool]:
+        """Turn a condition tree into a SQLAlchemy expression on `table` (bound values)."""
+        t = table if table is not None else self.table(table_name)
+
+        def col(name: str) -> sa.ColumnElement[Any]:
+            return self.column(t, name, table_name)
+
+        match cond:
+            case Const(value):
+                return sa.true() if value else sa.false()
+            case Eq(column, value):
+                c = col(column)
+                if value is None:
+                    return c.is_(None)
+                bound = _coerce(c, value)
+                return sa.false() if bound is _UNCOERCIBLE else sa.and_(c.is_not(None), c == bound)
+            case In(column, values):
+                c = col(column)
+                bound_values = [b for v in values if v is not None
+                                and (b := _coerce(c, v)) is not _UNCOERCIBLE]
+                parts = []
+                if bound_values:
+                    parts.append(sa.and_(c.is_not(None), c.in_(bound_values)))
+                if any(v is None for v in values):
+                    parts.append(c.is_(None))
+                return sa.or_(*parts) if parts else sa.false()
+            case IsNull(column):
+                return col(column).is_(None)
+            case Differs(column, value):
+                c = col(column)
+                bound = _coerce(c, value)
+                if bound is _UNCOERCIBLE:
+                    return c.is_not(None)
+                return sa.and_(c.is_not(None), c != bound)
+            case NotLike(column, pattern):
+                c = col(column)
+                return sa.and_(c.is_not(None), sa.not_(sa.cast(c, sa.String).like(pattern)))
+            case Older(column, cutoff):
+                return self._older(col(column), cutoff)
+            case And(parts):
+                return sa.and_(*(self.compile(p, table_name, t) for p in parts))
+            case Or(parts):
+                return sa.or_(*(self.compile(p, table_name, t) for p in parts))
+            case Not(part):
+                return sa.not_(self.compile(part, table_name, t))
+            case Exists(other, inner, outer, where):
+                o = self.table(other).alias()
+                link = self.column(o, inner, other) == col(outer)
+                return sa.exists().where(link, self.compile(where, other, o))
+        raise TypeError(f"unknown condition {type(cond).__name__}")
+
+    def _older(self, c: sa.ColumnElement[Any], cutoff: datetime) -> sa.ColumnElement[bool]:
+        cutoff = cutoff.astimezone(UTC)
+        epoch = cutoff.timestamp()
+        if self.dialect == "sqlite":
+            # SQLite stores times as ISO text or epoch numbers; compare by value, not text.
+            numeric = sa.func.typeof(c).in_(["integer", "real"])
+            seconds = sa.case((sa.func.abs(c) > 100_000_000_000, c / 1000.0), else_=c)
+            julian = epoch / 86400.0 + 2440587.5
+            return sa.case((numeric, seconds < epoch), else_=sa.func.julianday(c) < julian)
+        ctype = c.type
+        if isinstance(ctype, sa.DateTime):
+            return c < (cutoff if ctype.timezone else cutoff.replace(tzinfo=None))
+        if isinstance(ctype, sa.Date):
+            return c < cutoff.replace(tzinfo=None)
+        if isinstance(ctype, sa.Integer | sa.Numeric | sa.Float):
+            return c < epoch
+        return sa.cast(c, sa.DateTime(timezone=True)) < cutoff
+
+    # -- reads and writes ---------------------------------------------------------------
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            raise StoreError(describe_db_error(exc, what), path=f"stores.{self.name}") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{what}: {type(exc).__name__}", path=f"stores.{self.name}") from None
+
+    def count(self, table: str, where: Condition) -> int:
+        t = self.table(table)
+        query = sa.select(sa.func.count()).select_from(t).where(self.compile(where, table))
+        with self._errors(f"counting rows of {table}"), self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
+        t = self.table(sweep.table)
+        key = self.column(t, sweep.key, sweep.table)
+        selected = self.compile(sweep.where, sweep.table)
+        if after is not None:
+            selected = sa.and_(key > after, selected)
+        window = sa.select(key.label("k")).where(selected).order_by(key).limit(limit).subquery()
+        with self._errors(f"sweeping {sweep.table}"), \
+                self.engine.connect().execution_options(lethe_write=True) as conn, conn.begin():
+            upper = conn.execute(sa.select(sa.func.max(window.c.k))).scalar()
+            if upper is None:
+                return BatchResult(None, 0)
+            in_window = sa.and_(selected, key <= upper)
+            cascaded: dict[str, int] = {}
+            parent_keys = sa.select(key).where(in_window)
+            for cascade in sweep.cascades:
+                self._cascade(conn, cascade, parent_keys, cascaded)
+            rows = self._apply(conn, t, sweep.table, key, in_window, sweep.effect)
+        return BatchResult(upper, rows, cascaded)
+
+    def _cascade(self, conn: Connection, cascade: Cascade, parent_keys: sa.Select[Any],
+                 counts: dict[str, int]) -> None:
+        t = self.table(cascade.table)
+        linked = sa.and_(self.column(t, cascade.link, cascade.table).in_(parent_keys),
+                         self.compile(cascade.where, cascade.table))
+        key = self.column(t, cascade.key, cascade.table)
+        if isinstance(cascade.effect, Delete):
+            for child in cascade.children:
+                self._cascade(conn, child, sa.select(key).where(linked), counts)
+        rows = self._apply(conn, t, cascade.table, key, linked, cascade.effect)
+        counts[cascade.label] = counts.get(cascade.label, 0) + rows
+
+    def _apply(self, conn: Connection, t: sa.Table, table_name: str, key: sa.ColumnElement[Any],
+               where: sa.ColumnElement[bool], effect: Effect) -> int:
+        if isinstance(effect, Delete):
+            return int(conn.execute(sa.delete(t).where(where)).rowcount)
+        if isinstance(effect, SetColumns):
+            values = {}
+            for name, value in effect.values:
+                column = self.column(t, name, table_name)
+                values[column.key] = _bind_time(column, value) if isinstance(value, datetime) \
+                    else value
+            return int(conn.execute(sa.update(t).where(where).values(values)).rowcount)
+        if isinstance(effect, Anonymize):
+            return self._anonymize(conn, t, table_name, key, where, effect)
+        raise TypeError(f"unknown effect {type(effect).__name__}")
+
+    def _anonymize(self, conn: Connection, t: sa.Table, table_name: str,
+                   key: sa.ColumnElement[Any], where: sa.ColumnElement[bool],
+                   effect: Anonymize) -> int:
+        columns = [self.column(t, c, table_name) for c, _ in effect.transforms]
+        rows = conn.execute(sa.select(key, *columns).where(where)).all()
+        if not rows:
+            return 0
+        names = [c for c, _ in effect.transforms]
+        params = []
+        for row in rows:
+            new = {f"v_{i}": fn(row[i + 1]) for i, (_, fn) in enumerate(effect.transforms)}
+            new["k_key"] = row[0]
+            params.append(new)
+        values: dict[str, Any] = {name: sa.bindparam(f"v_{i}") for i, name in enumerate(names)}
+        if effect.detach is not None:
+            values[effect.detach] = None
+        statement = sa.update(t).where(key == sa.bindparam("k_key")).values(values)
+        conn.execute(statement, params)
+        return len(rows)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+@functools.lru_cache(maxsize=64)
+def _python_type(ctype: sa.types.TypeEngine[Any]) -> type | None:
+    try:
+        return ctype.python_type
+    except NotImplementedError:
+        return None
+
+
+def _coerce(c: sa.ColumnElement[Any], value: Value) -> Value:
+    """Bind `value` in the column's own type; a value that cannot be of that type matches nothing.
+
+    A policy says `status: 1` or a hold names a subject by `42`; comparing an integer
+    column to the text 'alice@…' would be an error on PostgreSQL, so it is "no match".
+    """
+    ptype = _python_type(c.type)
+    if ptype is None or isinstance(value, ptype):
+        return value
+    try:
+        if ptype is bool:
+            return _UNCOERCIBLE if not isinstance(value, int | str) else _to_bool(value)
+        if ptype is int:
+            if isinstance(value, bool):
+                return int(value)
+            if isinstance(value, float) and not value.is_integer():
+                return _UNCOERCIBLE
+            return int(str(value).strip()) if isinstance(value, str) else int(value)
+        if ptype is float:
+            return float(value)
+        if ptype is str:
+            return str(value)
+    except (TypeError, ValueError):
+        return _UNCOERCIBLE
+    return value
+
+
+def _bind_time(c: sa.ColumnElement[Any], instant: datetime) -> Value:
+    """Write a time in the form the column already uses, so `Older` reads it back."""
+    instant = instant.astimezone(UTC)
+    ctype = c.type
+    if isinstance(ctype, sa.DateTime):
+        return instant if ctype.timezone else instant.replace(tzinfo=None)
+    if isinstance(ctype, sa.Date):
+        return instant.date()
+    if isinstance(ctype, sa.Integer | sa.Numeric | sa.Float):
+        return int(instant.timestamp())
+    return instant.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _to_bool(value: int | str) -> Value:
+    text = str(value).strip().lower()
+    if text in {"1", "true", "t", "yes"}:
+        return True
+    if text in {"0", "false", "f", "no"}:
+        return False
+    return _UNCOERCIBLE
