@@ -209,7 +209,9 @@ class SqlStore:
         if self.dialect == "sqlite":
             # SQLite stores times as ISO text or epoch numbers; compare by value, not text.
             numeric = sa.func.typeof(c).in_(["integer", "real"])
-            seconds = sa.case((sa.func.abs(c) > 100_000_000_000, c / 1000.0), else_=c)
+            number = sa.type_coerce(c, sa.Float)
+            seconds = sa.case((sa.func.abs(number) > 100_000_000_000, number / 1000.0),
+                              else_=number)
             julian = epoch / 86400.0 + 2440587.5
             return sa.case((numeric, seconds < epoch), else_=sa.func.julianday(c) < julian)
         ctype = c.type
