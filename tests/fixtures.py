@@ -116,7 +116,7 @@ def days_ago(days: float) -> datetime:
 
 
 def build_app(url: str) -> sa.Engine:
-    """Users 1–10; 1–4 closed long ago, 5 closed recently, 6 soft-deleted 40 days ago."""
+    """Users 1-10; 1-4 closed long ago, 5 closed recently, 6 soft-deleted 40 days ago."""
     engine = sa.create_engine(normalize_url(url))
     metadata.drop_all(engine)
     metadata.create_all(engine)
@@ -172,3 +172,20 @@ def ids(engine: sa.Engine, table: sa.Table, where: Any = None) -> set[int]:
         query = query.where(where)
     with engine.connect() as conn:
         return set(conn.execute(query).scalars())
+
+
+def expected_event_ids(engine: sa.Engine) -> set[int]:
+    """Event ids the policy says to delete, computed independently in Python."""
+    keep = {"processed": 90, "failed": 30, "pending": 7, "queued": 7}
+    due: set[int] = set()
+    with engine.connect() as conn:
+        for row in conn.execute(sa.select(events)):
+            limit = keep.get(row.status)
+            if limit is None or row.received_at is None:
+                continue
+            received = row.received_at
+            if received.tzinfo is None:
+                received = received.replace(tzinfo=NOW.tzinfo)
+            if received < NOW - timedelta(days=limit):
+                due.add(row.id)
+    return due

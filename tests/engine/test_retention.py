@@ -16,6 +16,7 @@ from tests.fixtures import (
     analytics,
     build_app,
     events,
+    expected_event_ids,
     ids,
     invoices,
     profiles,
@@ -37,23 +38,6 @@ def rows_by_step(plan_dict: dict[str, object]) -> dict[tuple[str, object, str], 
             for a in plan_dict["actions"]}  # type: ignore[attr-defined]
 
 
-def expected_events(engine: sa.Engine) -> set[int]:
-    """Event ids the policy says to delete, computed independently in Python."""
-    keep = {"processed": 90, "failed": 30, "pending": 7, "queued": 7}
-    due: set[int] = set()
-    with engine.connect() as conn:
-        for row in conn.execute(sa.select(events)):
-            limit = keep.get(row.status)
-            if limit is None or row.received_at is None:
-                continue
-            received = row.received_at
-            if received.tzinfo is None:
-                received = received.replace(tzinfo=NOW.tzinfo)
-            if received < NOW - timedelta(days=limit):
-                due.add(row.id)
-    return due
-
-
 def test_plan_counts_due_rows_and_changes_nothing(app_url: str, tmp_path: Path) -> None:
     engine = build_app(app_url)
     before = snapshot(engine)
@@ -67,7 +51,7 @@ def test_plan_counts_due_rows_and_changes_nothing(app_url: str, tmp_path: Path) 
     assert counts[("invoices", 0, "delete")] == 0
     assert counts[("analytics", 0, "anonymize")] == 25
     total_events = sum(v for (ds, _, _), v in counts.items() if ds == "events")
-    assert total_events == len(expected_events(engine))
+    assert total_events == len(expected_event_ids(engine))
     # the purge of user 6 cascades: its fresh session is deleted, its profile anonymized
     cascades = {(a["dataset"], a["parent"]): a["rows"] for a in plan["actions"]
                 if a["action"] == "cascade"}
@@ -77,7 +61,7 @@ def test_plan_counts_due_rows_and_changes_nothing(app_url: str, tmp_path: Path) 
 
 def test_run_enforces_every_rule(app_url: str, tmp_path: Path) -> None:
     engine = build_app(app_url)
-    due_events = expected_events(engine)
+    due_events = expected_event_ids(engine)
     all_events = ids(engine, events)
     rt = runtime(write_policy(tmp_path, app_url))
     result = execute(rt, build_plan(rt))

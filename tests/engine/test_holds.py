@@ -1,0 +1,150 @@
+"""Legal holds always win, including a hold placed while a run is in progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lethe.clock import Clock
+from lethe.engine.execute import execute
+from lethe.engine.plan import build_plan
+from lethe.errors import NotFound, UsageError
+from lethe.holds import parse_scope, place_hold
+from tests.fixtures import (
+    NOW,
+    build_app,
+    events,
+    expected_event_ids,
+    ids,
+    profiles,
+    runtime,
+    sessions,
+    users,
+    write_policy,
+)
+
+
+def hold(policy: Path, **scope: str) -> int:
+    rt = runtime(policy)
+    try:
+        return place_hold(rt.control, Clock(NOW), parse_scope(
+            rt.policy, scope.get("subject"), scope.get("workspace"), scope.get("dataset")),
+            "case 42")
+    finally:
+        rt.close()
+
+
+def test_subject_hold_keeps_the_subject_and_everything_linked(app_url: str,
+                                                              tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    hold(policy, subject="user:user6@example.com")  # by email
+    hold(policy, subject="user:2")  # by id
+    rt = runtime(policy)
+    plan = build_plan(rt)
+    held = {(a.step.dataset, a.step.action): a.held for a in plan.actions}
+    assert held[("users", "purge")] == 1
+    assert held[("users", "soft-delete")] == 1
+    assert held[("sessions", "delete")] == 2  # the old sessions of users 2 and 6
+    result = execute(rt, plan)
+    rt.close()
+    assert result.ok
+    assert 6 in ids(engine, users)
+    assert 2 in ids(engine, users, users.c.deleted_at.is_(None))
+    assert {20, 21, 60, 61} <= ids(engine, sessions)
+    assert ids(engine, profiles, profiles.c.bio == "[redacted]") == set()
+    # everyone else still got their policy applied
+    assert 10 not in ids(engine, sessions)
+    assert ids(engine, users, users.c.deleted_at.is_not(None)) >= {1, 3, 4}
+
+
+def test_workspace_hold_reaches_rows_through_their_parents(app_url: str,
+                                                           tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    due_events = expected_event_ids(engine)
+    hold(policy, workspace="ws_b")
+    rt = runtime(policy)
+    result = execute(rt, build_plan(rt))
+    rt.close()
+    assert result.ok
+    assert 6 in ids(engine, users)  # ws_b user: its purge is held
+    # sessions have no workspace column: held through their user
+    assert {60, 70, 80, 90, 100} <= ids(engine, sessions)
+    assert {10, 20, 30, 40, 50} & ids(engine, sessions) == set()
+    remaining = ids(engine, events)
+    ws_b = ids(engine, events, events.c.workspace_id == "ws_b")
+    assert {e for e in due_events if e % 2 == 0} <= ws_b <= remaining
+    assert {e for e in due_events if e % 2} & remaining == set()
+
+
+def test_dataset_hold_on_a_child_blocks_the_parent_purge(app_url: str,
+                                                         tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    before_sessions = ids(engine, sessions)
+    hold(policy, dataset="sessions")
+    rt = runtime(policy)
+    plan = build_plan(rt)
+    purge = next(a for a in plan.actions if a.step.action == "purge")
+    assert (purge.rows, purge.held) == (0, 1)
+    result = execute(rt, plan)
+    rt.close()
+    assert result.ok
+    assert ids(engine, sessions) == before_sessions
+    assert 6 in ids(engine, users)
+
+
+def test_hold_placed_mid_run_is_honoured(app_url: str, tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    due_events = expected_event_ids(engine)
+    rt = runtime(policy)
+    plan = build_plan(rt, ["events"])
+    placed: list[int] = []
+
+    def place_after_first_batch(index: int, rows: int) -> None:
+        if not placed:
+            placed.append(hold(policy, dataset="events"))
+
+    result = execute(rt, plan, batch_size=5, progress=place_after_first_batch)
+    rt.close()
+    assert placed
+    done = sum(a.done for a in result.actions)
+    assert done == 5  # exactly the batch that committed before the hold
+    assert len(ids(engine, events) & due_events) == len(due_events) - 5
+    assert result.ok  # held rows are not failures
+
+
+def test_released_hold_lets_retention_resume(app_url: str, tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    hold_id = hold(policy, dataset="sessions")
+    rt = runtime(policy)
+    execute(rt, build_plan(rt, ["sessions"]))
+    assert 10 in ids(engine, sessions)
+    rt.control.release_hold(hold_id, NOW, "tester", "case closed")
+    with pytest.raises(NotFound):
+        rt.control.release_hold(hold_id, NOW, "tester", None)
+    execute(rt, build_plan(rt, ["sessions"]))
+    rt.close()
+    assert 10 not in ids(engine, sessions)
+
+
+@pytest.mark.parametrize(("scope", "path"), [
+    ({"subject": "nobody:1"}, "--subject"),
+    ({"subject": "user"}, "--subject"),
+    ({"dataset": "nope"}, "--dataset"),
+    ({"workspace": " "}, "--workspace"),
+    ({}, "hold"),
+])
+def test_bad_hold_scopes_are_usage_errors(scope: dict[str, str], path: str,
+                                          tmp_path: Path, sqlite_url: str) -> None:
+    policy = write_policy(tmp_path, sqlite_url)
+    rt = runtime(policy)
+    with pytest.raises(UsageError) as caught:
+        parse_scope(rt.policy, scope.get("subject"), scope.get("workspace"),
+                    scope.get("dataset"))
+    rt.close()
+    assert caught.value.path == path
