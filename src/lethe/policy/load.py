@@ -71,7 +71,10 @@ def parse_policy(data: Any, *, base: Path | None = None, source: str = "policy")
             message = "required field is missing"
         elif first["type"] == "extra_forbidden":
             message = "unknown field"
-        raise PolicyError(message, path=format_location(first["loc"]) or source) from None
+        path = format_location(first["loc"])
+        if not path and ": " in message:  # cross-reference errors carry their own path
+            path, message = message.split(": ", 1)
+        raise PolicyError(message, path=path or source) from None
     cycle = find_cycle(policy.datasets)
     if cycle:
         raise PolicyError("belongs_to cycle: " + " -> ".join(cycle), path="datasets")

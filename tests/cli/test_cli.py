@@ -1,0 +1,169 @@
+"""The `lethe` command as users and scripts see it: exit codes, JSON keys, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import build_app, ids, sessions, write_policy
+
+NOW = "2026-06-01T00:00:00Z"
+
+
+def lethe(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", "from lethe.cli.app import main; main()",
+                           *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def as_json(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    data = json.loads(proc.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture
+def policy(tmp_path: Path, sqlite_url: str) -> Path:
+    build_app(sqlite_url)
+    return write_policy(tmp_path, sqlite_url)
+
+
+def test_plan_json_has_the_contract_keys(policy: Path) -> None:
+    proc = lethe("plan", "--policy", str(policy), "--now", NOW, "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = as_json(proc)
+    assert data["now"] == "2026-06-01T00:00:00+00:00"
+    actions = data["actions"]
+    assert isinstance(actions, list) and actions
+    for action in actions:
+        assert {"dataset", "rule", "action", "rows", "held"} <= set(action)
+        assert action["rule"] is None or isinstance(action["rule"], int)
+    assert {a["action"] for a in actions} >= {"delete", "soft-delete", "purge", "cascade",
+                                             "anonymize"}
+    assert all(a["rule"] is None for a in actions if a["action"] in {"purge", "cascade"})
+
+
+def test_global_options_work_before_the_command(policy: Path) -> None:
+    proc = lethe("--policy", str(policy), "--json", "--now", NOW, "plan")
+    assert proc.returncode == 0, proc.stderr
+    assert as_json(proc)["now"] == "2026-06-01T00:00:00+00:00"
+
+
+def test_run_json_then_nothing_left(policy: Path, sqlite_url: str) -> None:
+    proc = lethe("run", "--policy", str(policy), "--now", NOW, "--json", "--batch-size", "2")
+    assert proc.returncode == 0, proc.stderr
+    data = as_json(proc)
+    assert isinstance(data["run"], int)
+    for action in data["actions"]:  # type: ignore[attr-defined]
+        assert {"dataset", "rule", "action", "rows", "held", "done", "verified"} <= set(action)
+        assert action["verified"] is True
+    assert ids(build_engine(sqlite_url), sessions) and 10 not in ids(build_engine(sqlite_url),
+                                                                     sessions)
+    again = as_json(lethe("plan", "--policy", str(policy), "--now", NOW, "--json"))
+    assert all(a["rows"] == 0 for a in again["actions"])  # type: ignore[attr-defined]
+
+
+def build_engine(url: str):  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    return sa.create_engine(url)
+
+
+def test_hold_commands_round_trip(policy: Path) -> None:
+    placed = lethe("hold", "place", "--policy", str(policy), "--subject", "user:3",
+                   "--reason", "litigation 7", "--json")
+    assert placed.returncode == 0, placed.stderr
+    hold_id = as_json(placed)["id"]
+    listed = as_json(lethe("hold", "list", "--policy", str(policy), "--json"))
+    holds = listed["holds"]
+    assert isinstance(holds, list)
+    assert [{k: h[k] for k in ("id", "scope", "reason")} for h in holds] == [
+        {"id": hold_id, "scope": "subject:user:3", "reason": "litigation 7"}]
+    assert "placed_at" in holds[0]
+    plan = as_json(lethe("plan", "--policy", str(policy), "--now", NOW, "--json"))
+    assert any(a["held"] for a in plan["actions"])  # type: ignore[attr-defined]
+    released = lethe("hold", "release", str(hold_id), "--policy", str(policy), "--json")
+    assert released.returncode == 0
+    assert as_json(lethe("hold", "list", "--policy", str(policy), "--json"))["holds"] == []
+    again = lethe("hold", "release", str(hold_id), "--policy", str(policy))
+    assert again.returncode == 2 and "no active hold" in again.stderr
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["plan", "--policy", "missing.yaml"], 2, "policy file not found"),
+    (["plan", "--now", "yesterday"], 2, "--now: invalid ISO-8601 time"),
+    (["plan", "--dataset", "nope"], 2, "--dataset: unknown dataset 'nope'"),
+    (["hold", "place", "--subject", "ghost:1"], 2, "unknown subject kind"),
+    (["run", "--batch-size", "0"], 2, ""),
+])
+def test_bad_input_is_one_line_exit_2(args: list[str], code: int, message: str,
+                                      policy: Path) -> None:
+    proc = lethe(*args, cwd=policy.parent)
+    assert proc.returncode == code
+    assert "Traceback" not in proc.stderr
+    assert message in proc.stderr
+
+
+def test_malformed_policy_names_the_path(tmp_path: Path, sqlite_url: str) -> None:
+    bad = write_policy(tmp_path, sqlite_url,
+                       datasets__sessions__retention=[{"keep": "30 dayz", "after": "x"}])
+    proc = lethe("plan", "--policy", str(bad), "--json")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    error = as_json(proc)["error"]
+    assert error["path"] == "datasets.sessions.retention[0].keep"  # type: ignore[index]
+    assert proc.stderr.strip().count("\n") == 0
+
+
+def test_unknown_column_is_exit_2_and_nothing_deleted(tmp_path: Path, sqlite_url: str) -> None:
+    engine = build_app(sqlite_url)
+    before = ids(engine, sessions)
+    bad = write_policy(tmp_path, sqlite_url,
+                       datasets__sessions__retention=[{"keep": "1d", "after": "seen"}])
+    proc = lethe("run", "--policy", str(bad), "--now", NOW)
+    assert proc.returncode == 2
+    assert "datasets.sessions.retention[0].after" in proc.stderr
+    assert "'seen'" in proc.stderr
+    assert ids(engine, sessions) == before
+
+
+def test_check_exit_codes(policy: Path, sqlite_url: str) -> None:
+    clean = lethe("check", "--policy", str(policy), "--json")
+    assert clean.returncode == 0, clean.stdout
+    assert as_json(clean) == {"ok": True, "findings": []}
+    with build_engine(sqlite_url).begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE scratch_copy (id INTEGER PRIMARY KEY, email TEXT)")
+    dirty = lethe("check", "--policy", str(policy), "--json")
+    assert dirty.returncode == 1
+    findings = as_json(dirty)["findings"]
+    assert [(f["code"], f["message"]) for f in findings] == [  # type: ignore[attr-defined]
+        ("undeclared-table", "table 'scratch_copy' is not declared by any dataset")]
+
+
+def test_schema_prints_json_schema() -> None:
+    proc = lethe("schema")
+    assert proc.returncode == 0
+    schema = json.loads(proc.stdout)
+    assert "datasets" in schema["properties"]
+    assert schema["$defs"]["Rule"]["properties"]["keep"]["pattern"]
+
+
+def test_init_writes_a_loadable_starter(tmp_path: Path) -> None:
+    proc = lethe("init", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "lethe.yaml").exists()
+    again = lethe("init", cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    proc = lethe("demo", "--dir", str(tmp_path / "demo"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = as_json(proc)
+    assert report["ok"] is True
+    assert sum(a["rows"] for a in report["plan"]["actions"]) > 10_000  # type: ignore[index]
+    assert all(a["rows"] == 0 for a in report["after"]["actions"])  # type: ignore[index]
+    assert report["check"]["ok"] is True  # type: ignore[index]

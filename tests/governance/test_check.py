@@ -1,0 +1,58 @@
+"""`check` finds what is wrong between the policy and the live stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from lethe.governance.check import check
+from tests.fixtures import build_app, runtime, users, write_policy
+
+
+def findings(policy: Path) -> list[tuple[str, str, str]]:
+    rt = runtime(policy)
+    try:
+        return [(f.severity, f.code, f.path) for f in check(rt.catalog).findings]
+    finally:
+        rt.close()
+
+
+def test_clean_database_has_no_findings(app_url: str, tmp_path: Path) -> None:
+    build_app(app_url)
+    assert findings(write_policy(tmp_path, app_url)) == []
+
+
+def test_workspace_leaks_are_counted_not_shown(app_url: str, tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    with engine.begin() as conn:
+        conn.execute(users.update().where(users.c.id == 1).values(workspace_id=None))
+        conn.execute(users.update().where(users.c.id == 2).values(workspace_id=""))
+    rt = runtime(write_policy(tmp_path, app_url))
+    report = check(rt.catalog)
+    rt.close()
+    assert not report.ok
+    [leak] = report.findings
+    assert (leak.code, leak.path) == ("workspace-leak", "datasets.users.workspace")
+    assert leak.message.startswith("2 rows")
+    assert "example.com" not in leak.message
+
+
+def test_missing_table_column_and_shadow_table(app_url: str, tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE exports_tmp (id INTEGER PRIMARY KEY)"))
+    policy = write_policy(tmp_path, app_url, datasets__events__table="evnts",
+                          datasets__sessions__retention=[{"keep": "1d", "after": "seen"}])
+    got = findings(policy)
+    assert ("error", "missing-table", "datasets.events.table") in got
+    assert ("error", "missing-column", "datasets.sessions.retention[0].after") in got
+    assert ("error", "undeclared-table", "stores.app") in got
+
+
+def test_unindexed_link_is_a_warning(app_url: str, tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_sessions_user_id"))
+    got = findings(write_policy(tmp_path, app_url))
+    assert got == [("warning", "unindexed-link", "datasets.sessions.belongs_to.users")]

@@ -1,0 +1,126 @@
+"""Policy errors name their path; `${VAR}` comes from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lethe.errors import PolicyError
+from lethe.policy.load import load_policy, parse_policy
+
+BASE = """
+lethe: 1
+organization: Acme
+stores: {app: {url: "sqlite:///app.db", region: us}}
+datasets:
+  users:
+    store: app
+    table: users
+    class: pii
+    soft_delete: {column: deleted_at, recover_for: 30d}
+    retention: [{keep: 90d, after: closed_at, action: soft-delete}]
+  sessions:
+    store: app
+    table: sessions
+    class: operational
+    belongs_to: {users: user_id}
+    retention:
+      - {keep: 30d, after: last_seen_at}
+      - {keep: 60d, after: created_at}
+"""
+
+
+def load(text: str, **patch: object) -> object:
+    data = yaml.safe_load(text)
+    for dotted, value in patch.items():
+        node = data
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        node[parts[-1]] = value
+    return parse_policy(data)
+
+
+def error_of(**patch: object) -> PolicyError:
+    with pytest.raises(PolicyError) as caught:
+        load(BASE, **patch)
+    return caught.value
+
+
+def test_valid_policy_loads() -> None:
+    policy = load(BASE)
+    assert policy.datasets["sessions"].belongs_to == {"users": "user_id"}  # type: ignore[attr-defined]
+
+
+def test_bad_duration_names_the_rule() -> None:
+    err = error_of(**{"datasets.sessions.retention.1.keep": "30 dayz"})
+    assert str(err).startswith("datasets.sessions.retention[1].keep: invalid duration '30 dayz'")
+    assert err.exit_code == 2
+
+
+@pytest.mark.parametrize(("patch", "path", "words"), [
+    ({"datasets.users.store": "nope"}, "datasets.users", "unknown store"),
+    ({"datasets.users.class": "secret"}, "datasets.users.class", ""),
+    ({"datasets.users.colour": "red"}, "datasets.users.colour", "unknown field"),
+    ({"datasets.users.table": "users; drop table x"}, "datasets.users", "invalid"),
+    ({"datasets.sessions.retention.0.after": "a b"}, "datasets.sessions", "invalid"),
+    ({"datasets.sessions.retention.0.action": "archive"}, "datasets.sessions.retention[0]",
+     "`to:`"),
+    ({"datasets.sessions.retention.0.when": {"status": []}},
+     "datasets.sessions.retention[0].when", "empty list"),
+    ({"datasets.sessions.erasure": "retain"}, "datasets.sessions", "legal_basis"),
+    ({"datasets.sessions.belongs_to": {"ghosts": "ghost_id"}}, "datasets.sessions",
+     "unknown dataset"),
+    ({"lethe": 2}, "lethe", ""),
+    ({"stores.app.url": "ftp://x"}, "stores.app.url", "unsupported"),
+])
+def test_errors_name_their_path(patch: dict[str, object], path: str, words: str) -> None:
+    err = error_of(**patch)
+    assert str(err).startswith(path), str(err)
+    assert words in str(err)
+
+
+def test_missing_field_is_named() -> None:
+    data = yaml.safe_load(BASE)
+    del data["organization"]
+    with pytest.raises(PolicyError, match=r"^organization: required field is missing"):
+        parse_policy(data)
+
+
+def test_belongs_to_cycle_is_an_error() -> None:
+    err = error_of(**{"datasets.users.belongs_to": {"sessions": "session_id"}})
+    assert "cycle" in str(err) and "users" in str(err) and "sessions" in str(err)
+
+
+def test_environment_variables_are_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_DB", "sqlite:///from-env.db")
+    policy = load(BASE, **{"stores.app.url": "${APP_DB}"})
+    assert policy.stores["app"].url == "sqlite:///from-env.db"  # type: ignore[attr-defined]
+
+
+def test_missing_environment_variable_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LETHE_NOPE", raising=False)
+    err = error_of(**{"stores.app.url": "${LETHE_NOPE}"})
+    assert str(err) == "stores.app.url: environment variable LETHE_NOPE is not set"
+
+
+def test_yaml_syntax_error_has_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "lethe.yaml"
+    path.write_text("lethe: 1\nstores: {app: [\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match=r"lethe\.yaml:\d+:\d+: invalid YAML"):
+        load_policy(path)
+
+
+def test_relative_sqlite_paths_follow_the_policy_file(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "lethe.yaml"
+    path.parent.mkdir()
+    path.write_text(BASE, encoding="utf-8")
+    policy = load_policy(path)
+    assert policy.stores["app"].url == f"sqlite:///{tmp_path / 'conf' / 'app.db'}"
+
+
+def test_anonymize_null_means_the_null_method() -> None:
+    policy = load(BASE, **{"datasets.users.fields": {"phone": {"anonymize": None}, "x": {}}})
+    assert policy.datasets["users"].anonymized_fields == {"phone": "null"}  # type: ignore[attr-defined]
