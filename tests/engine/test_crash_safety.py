@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -265,8 +266,8 @@ def _lethe(*args: str, timeout: float = 120) -> dict[str, Any]:
     return result
 
 
-def _setup_control(directory: Path, url: str) -> Path:
-    """A policy with its own fresh control store, and the holds placed before any run."""
+def _control_template(directory: Path, url: str) -> Path:
+    """A policy and a control store holding only the holds (placed before any run)."""
     directory.mkdir()
     policy = directory / "lethe.yaml"
     policy.write_text(POLICY.format(url=url), encoding="utf-8")
@@ -274,7 +275,14 @@ def _setup_control(directory: Path, url: str) -> Path:
         placed = _lethe("hold", "place", "--policy", str(policy), "--subject", f"user:{key}",
                         "--reason", "litigation", "--now", NOW_ARG, "--json")
         assert isinstance(placed["id"], int)
-    return policy
+    return directory
+
+
+def _fresh_control(template: Path, directory: Path) -> Path:
+    """Each scenario starts from its own copy: the holds, no runs yet (no process has the
+    template open, so copying the SQLite file is safe)."""
+    shutil.copytree(template, directory)
+    return directory / "lethe.yaml"
 
 
 def _run(policy: Path) -> tuple[dict[str, Any], float]:
@@ -339,26 +347,31 @@ def _kill_at(policy: Path, engine: sa.Engine, point: KillPoint, log: Path) -> fl
     return elapsed
 
 
-def _kill_points() -> list[KillPoint]:
-    # Plan order: sessions[0] delete, sessions cascade (inside users purge), users[0]
-    # soft-delete, users purge, events[0], events[1], analytics[0] anonymize.
-    return [
-        KillPoint("0.3s after start", after_seconds(0.3), False),
-        KillPoint("first batch committed",
-                  when_count("SELECT count(*) FROM sessions", lambda n: n < N_SESSIONS), True),
-        KillPoint("0.8s after start", after_seconds(0.8), False),
-        KillPoint("users soft-delete begun",
-                  when_count("SELECT count(*) FROM users WHERE deleted_at = :now",
-                             lambda n: n > 0), True),
-        KillPoint("users purge begun",
-                  when_count("SELECT count(*) FROM users", lambda n: n < N_USERS), True),
-        KillPoint("1.5s after start", after_seconds(1.5), False),
-        KillPoint("events half swept",
-                  when_count("SELECT count(*) FROM events", lambda n: n < N_EVENTS * 0.8), True),
-        KillPoint("analytics anonymize begun",
-                  when_count("SELECT count(*) FROM analytics WHERE ip IS NULL",
-                             lambda n: n > N_ANALYTICS * 0.12), True),
-    ]
+def _scenarios(reference_seconds: float) -> list[list[KillPoint]]:
+    """Each scenario: kill at each point in turn (one run per point), then run to the end.
+
+    Plan order: sessions[0] delete, sessions cascade (inside the users purge), users[0]
+    soft-delete, users purge, events[0], events[1], analytics[0] anonymize. Timed points are
+    0.3 s (usually still starting up or planning) and a fraction of the uninterrupted run,
+    so it stays mid-run on faster or slower machines.
+    """
+
+    def timed(seconds: float) -> KillPoint:
+        return KillPoint(f"{seconds:.2f}s after start", after_seconds(seconds), False)
+
+    first_batch = KillPoint("first batch committed", when_count(
+        "SELECT count(*) FROM sessions", lambda n: n < N_SESSIONS), True)
+    soft_delete = KillPoint("users soft-delete begun", when_count(
+        "SELECT count(*) FROM users WHERE deleted_at = :now", lambda n: n > 0), True)
+    purge = KillPoint("users purge begun", when_count(
+        "SELECT count(*) FROM users", lambda n: n < N_USERS), True)
+    events = KillPoint("events 20% swept", when_count(
+        "SELECT count(*) FROM events", lambda n: n < N_EVENTS * 0.8), True)
+    analytics = KillPoint("analytics anonymize begun", when_count(
+        "SELECT count(*) FROM analytics WHERE ip IS NULL", lambda n: n > N_ANALYTICS * 0.12),
+        True)
+    return [[timed(0.3)], [first_batch], [timed(reference_seconds * 0.45)], [soft_delete],
+            [purge], [events], [analytics], [purge, analytics]]
 
 
 def _differences(got: Snapshot, want: Snapshot) -> str:
@@ -394,7 +407,8 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_end_state(
     assert held_old_sessions >= 8
 
     # Reference: one uninterrupted run.
-    policy = _setup_control(tmp_path / "reference", postgres_url)
+    template = _control_template(tmp_path / "template", postgres_url)
+    policy = _fresh_control(template, tmp_path / "reference")
     result, reference_seconds = _run(policy)
     _assert_complete(result)
     reference = _snapshot(engine)
@@ -403,39 +417,42 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_end_state(
 
     timings = [f"reference run {reference_seconds:.2f}s"]
     partial_seen = 0
-    for number, point in enumerate(_kill_points()):
+    for number, points in enumerate(_scenarios(reference_seconds)):
         _restore(engine)
         assert _snapshot(engine) == initial
-        policy = _setup_control(tmp_path / f"kill{number}", postgres_url)
-        killed_after = _kill_at(policy, engine, point, tmp_path / f"kill{number}.log")
-        at_kill = _snapshot(engine)
-        partial = at_kill not in (initial, reference)
-        partial_seen += partial
-        if point.must_be_partial:
-            assert partial, f"{point.name}: the kill did not land mid-run"
+        policy = _fresh_control(template, tmp_path / f"scenario{number}")
+        label = " then ".join(p.name for p in points)
+        notes = []
+        for turn, point in enumerate(points):
+            killed_after = _kill_at(policy, engine, point,
+                                    tmp_path / f"scenario{number}-{turn}.log")
+            partial = _snapshot(engine) not in (initial, reference)
+            partial_seen += partial
+            if point.must_be_partial:
+                assert partial, f"{label}: the kill at {point.name!r} did not land mid-run"
+            notes.append(f"killed at {killed_after:.2f}s "
+                         f"({'partial' if partial else 'no change yet'})")
 
         result, resumed_seconds = _run(policy)
         _assert_complete(result)
         final = _snapshot(engine)
-        assert final == reference, f"after a SIGKILL at {point.name!r} and a rerun, the end " \
-            "state differs from the uninterrupted run's:\n" + _differences(final, reference)
-        timings.append(f"{point.name}: killed at {killed_after:.2f}s "
-                       f"({'partial' if partial else 'no change yet'}), "
-                       f"rerun {resumed_seconds:.2f}s")
-
-        # Nothing is left due, and what the holds keep is still there.
-        plan = _lethe("plan", "--policy", str(policy), "--now", NOW_ARG, "--json")
-        assert [a for a in plan["actions"] if a["rows"] != 0] == []
-        held = {(a["dataset"], a["rule"], a["action"]): a["held"] for a in plan["actions"]}
-        assert held[("users", None, "purge")] == 1
-        assert held[("users", 0, "soft-delete")] == 1
-        assert held[("sessions", 0, "delete")] == held_old_sessions
-        assert _count(engine, f"SELECT count(*) FROM users WHERE id IN "
-                              f"({HELD_BY_ID}, {HELD_BY_EMAIL}) AND deleted_at IS NOT DISTINCT "
-                              f"FROM (SELECT deleted_at FROM pristine.users p "
-                              f"WHERE p.id = users.id)") == 2
-        assert _count(engine, f"SELECT count(*) FROM sessions WHERE user_id IN "
-                              f"({HELD_BY_ID}, {HELD_BY_EMAIL})") == held_sessions
+        assert final == reference, f"after SIGKILL at {label!r} and a rerun, the end state " \
+            "differs from the uninterrupted run's:\n" + _differences(final, reference)
+        timings.append(f"{label}: {', '.join(notes)}, rerun {resumed_seconds:.2f}s")
 
     assert partial_seen >= 1
+
+    # After the last rerun: nothing is left due, and what the holds keep is still there.
+    plan = _lethe("plan", "--policy", str(policy), "--now", NOW_ARG, "--json")
+    assert [a for a in plan["actions"] if a["rows"] != 0] == []
+    held = {(a["dataset"], a["rule"], a["action"]): a["held"] for a in plan["actions"]}
+    assert held[("users", None, "purge")] == 1
+    assert held[("users", 0, "soft-delete")] == 1
+    assert held[("sessions", 0, "delete")] == held_old_sessions
+    assert _count(engine, f"SELECT count(*) FROM users WHERE id IN "
+                          f"({HELD_BY_ID}, {HELD_BY_EMAIL}) AND deleted_at IS NOT DISTINCT "
+                          f"FROM (SELECT deleted_at FROM pristine.users p "
+                          f"WHERE p.id = users.id)") == 2
+    assert _count(engine, f"SELECT count(*) FROM sessions WHERE user_id IN "
+                          f"({HELD_BY_ID}, {HELD_BY_EMAIL})") == held_sessions
     print("\n".join(timings))

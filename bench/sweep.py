@@ -1,0 +1,147 @@
+"""Sweep benchmark: lethe's batched retention vs one raw DELETE vs a per-row ORM loop.
+
+All three run in this process against the same PostgreSQL table shape: 2,000,000 rows,
+1,000,000 due, an index on the timestamp. Run: `python bench/sweep.py [--rows N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+from common import drop_database, fresh_database, write_result
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from lethe.clock import Clock
+from lethe.engine.execute import execute
+from lethe.engine.plan import build_plan
+from lethe.engine.runtime import Runtime
+from lethe.policy.load import load_policy
+from lethe.stores.sql import normalize_url
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+CUTOFF = NOW - timedelta(days=365)
+DB = "lethe_bench_sweep"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Event(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    payload: Mapped[str] = mapped_column(sa.Text)
+
+
+def build_table(engine: sa.Engine, rows: int) -> int:
+    """`rows` rows in id order, timestamps spread over two years: half older than the cutoff."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS events"))
+        conn.execute(sa.text(
+            "CREATE TABLE events (id bigint PRIMARY KEY, ts timestamptz NOT NULL, payload text)"))
+        conn.execute(sa.text(
+            "INSERT INTO events SELECT g, :now - make_interval(secs => (hashtext(g::text)::bigint"
+            " & 2147483647)::float8 / 2147483647 * 730 * 86400), md5(g::text) || md5((g+1)::text)"
+            " FROM generate_series(1, :rows) g"), {"now": NOW, "rows": rows})
+        conn.execute(sa.text("CREATE INDEX events_ts ON events (ts)"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE events"))
+        due = conn.execute(sa.text("SELECT count(*) FROM events WHERE ts < :c"),
+                           {"c": CUTOFF}).scalar_one()
+    return int(due)
+
+
+def measure_lethe(url: str, batch_size: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        policy_path = Path(tmp) / "lethe.yaml"
+        policy_path.write_text(yaml.safe_dump({
+            "lethe": 1, "organization": "bench", "control": "sqlite:///state.db",
+            "stores": {"app": {"url": url}},
+            "datasets": {"events": {"store": "app", "table": "events", "class": "operational",
+                                    "retention": [{"keep": "365d", "after": "ts"}]}}}))
+        rt = Runtime.open(load_policy(policy_path), Clock(NOW))
+        try:
+            plan = build_plan(rt)
+            started = time.perf_counter()
+            result = execute(rt, plan, batch_size=batch_size)
+            elapsed = time.perf_counter() - started
+        finally:
+            rt.close()
+    action = result.actions[0]
+    return {"rows": action.done, "seconds": elapsed, "rows_per_s": action.done / elapsed,
+            "batches": action.batches, "batch_size": batch_size,
+            "longest_transaction_s": action.longest_batch_ms / 1000,
+            "verified": bool(action.verified)}
+
+
+def measure_raw_delete(engine: sa.Engine) -> dict[str, Any]:
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        rows = conn.execute(sa.text("DELETE FROM events WHERE ts < :c"), {"c": CUTOFF}).rowcount
+    elapsed = time.perf_counter() - started
+    return {"rows": rows, "seconds": elapsed, "rows_per_s": rows / elapsed,
+            "longest_transaction_s": elapsed}
+
+
+def measure_orm_loop(engine: sa.Engine, sample: int) -> dict[str, Any]:
+    """The loop an application would write: load each due row, delete it, commit."""
+    started = time.perf_counter()
+    done = 0
+    with Session(engine) as session:
+        ids = session.scalars(sa.select(Event.id).where(Event.ts < CUTOFF)
+                              .order_by(Event.id).limit(sample)).all()
+        for event_id in ids:
+            event = session.get(Event, event_id)
+            if event is not None:
+                session.delete(event)
+                session.commit()
+                done += 1
+    elapsed = time.perf_counter() - started
+    return {"rows": done, "seconds": elapsed, "rows_per_s": done / elapsed, "sample": sample}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--orm-sample", type=int, default=3_000)
+    args = parser.parse_args()
+    url = fresh_database(DB)
+    engine = sa.create_engine(normalize_url(url))
+    try:
+        due = build_table(engine, args.rows)
+        print(f"table: {args.rows:,} rows, {due:,} due", flush=True)
+        lethe = measure_lethe(url, args.batch_size)
+        print(f"lethe sweep:  {lethe['rows_per_s']:>12,.0f} rows/s  "
+              f"(longest transaction {lethe['longest_transaction_s']:.3f} s)", flush=True)
+        build_table(engine, args.rows)
+        raw = measure_raw_delete(engine)
+        print(f"raw DELETE:   {raw['rows_per_s']:>12,.0f} rows/s", flush=True)
+        build_table(engine, args.rows)
+        orm = measure_orm_loop(engine, args.orm_sample)
+        print(f"ORM per row:  {orm['rows_per_s']:>12,.0f} rows/s (sample {orm['rows']:,})")
+    finally:
+        engine.dispose()
+        drop_database(DB)
+    ratios = {"lethe_vs_raw_delete": lethe["rows_per_s"] / raw["rows_per_s"],
+              "lethe_vs_orm_loop": lethe["rows_per_s"] / orm["rows_per_s"]}
+    print(f"lethe / raw DELETE = {ratios['lethe_vs_raw_delete']:.2f}x   "
+          f"lethe / ORM loop = {ratios['lethe_vs_orm_loop']:.0f}x")
+    path = write_result("sweep", {"table_rows": args.rows, "due_rows": due, "lethe": lethe,
+                                  "raw_delete": raw, "orm_loop": orm, "ratios": ratios,
+                                  "targets": {"lethe_vs_raw_delete": 0.7,
+                                              "lethe_vs_orm_loop": 30,
+                                              "longest_transaction_s": 2.0}})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
