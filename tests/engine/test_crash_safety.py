@@ -370,7 +370,7 @@ def _scenarios(reference_seconds: float) -> list[list[KillPoint]]:
     analytics = KillPoint("analytics anonymize begun", when_count(
         "SELECT count(*) FROM analytics WHERE ip IS NULL", lambda n: n > N_ANALYTICS * 0.12),
         True)
-    return [[timed(0.3)], [first_batch], [timed(reference_seconds * 0.45)], [soft_delete],
+    return [[timed(0.3)], [first_batch], [timed(min(reference_seconds * 0.45, 1.2))], [soft_delete],
             [purge], [events], [analytics], [purge, analytics]]
 
 

@@ -168,3 +168,21 @@ def test_dataset_filter_touches_only_that_dataset(app_url: str, tmp_path: Path) 
     after = snapshot(engine)
     assert after["users"] == before["users"] and after["events"] == before["events"]
     assert len(after["sessions"]) == len(before["sessions"]) - 10
+
+
+def test_cascade_count_includes_children_with_null_timestamps(app_url: str,
+                                                              tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    with engine.begin() as conn:  # user 6 is being purged; give it a never-seen session
+        conn.execute(sessions.insert().values(id=66, user_id=6, last_seen_at=None))
+    rt = runtime(write_policy(tmp_path, app_url))
+    plan = build_plan(rt)
+    cascade = next(a for a in plan.actions
+                   if a.step.action == "cascade" and a.step.dataset == "sessions")
+    assert cascade.rows == 2  # the fresh session and the never-seen one
+    result = execute(rt, plan)
+    rt.close()
+    done = next(a for a in result.actions
+                if a.planned.step.action == "cascade" and a.planned.step.dataset == "sessions")
+    assert done.done == 2 and done.verified
+    assert 66 not in ids(engine, sessions)

@@ -190,7 +190,8 @@ class SqlStore:
                 c = col(column)
                 return sa.and_(c.is_not(None), sa.not_(sa.cast(c, sa.String).like(pattern)))
             case Older(column, cutoff):
-                return self._older(col(column), cutoff)
+                c = col(column)
+                return sa.and_(c.is_not(None), self._older(c, cutoff))
             case And(parts):
                 return sa.and_(*(self.compile(p, table_name, t) for p in parts))
             case Or(parts):
@@ -213,7 +214,8 @@ class SqlStore:
             seconds = sa.case((sa.func.abs(number) > 100_000_000_000, number / 1000.0),
                               else_=number)
             julian = epoch / 86400.0 + 2440587.5
-            return sa.case((numeric, seconds < epoch), else_=sa.func.julianday(c) < julian)
+            older = sa.case((numeric, seconds < epoch), else_=sa.func.julianday(c) < julian)
+            return sa.func.coalesce(older, False)  # unparseable text is never "older"
         ctype = c.type
         if isinstance(ctype, sa.DateTime):
             return c < (cutoff if ctype.timezone else cutoff.replace(tzinfo=None))
