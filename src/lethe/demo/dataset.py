@@ -334,8 +334,13 @@ class _Builder:
             end = u.closed or now
             last_login = None if rng.random() < 0.03 else max(u.created,
                                                               end - rng.expovariate(1 / (6 * DAY)))
+            # Earlier retention runs soft-deleted most accounts closed long enough ago; some
+            # of those are past the 30-day recovery window, so the demo run purges them.
+            deleted = None
+            if u.closed is not None and u.closed + 90 * DAY < now and (u.id * 2654435761) % 5:
+                deleted = u.closed + 90 * DAY
             rows.append((u.id, u.workspace.id, u.email, u.name, u.phone, _fmt(u.created),
-                         _fmt_opt(last_login), _fmt_opt(u.closed), None))
+                         _fmt_opt(last_login), _fmt_opt(u.closed), _fmt_opt(deleted)))
         return rows
 
     # -- security ---------------------------------------------------------------------------
