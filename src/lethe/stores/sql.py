@@ -46,6 +46,7 @@ from lethe.stores.base import (
     TableInfo,
     Value,
 )
+from lethe.stores.windows import KeySpan, is_dense, next_width
 
 _UNCOERCIBLE = object()
 
@@ -107,6 +108,8 @@ class SqlStore:
         self.dialect = self.engine.dialect.name
         self._metadata = sa.MetaData()
         self._tables: dict[str, TableInfo] | None = None
+        self._spans: dict[str, KeySpan | None] = {}
+        self._widths: dict[str, int] = {}
 
     # -- schema -------------------------------------------------------------------------
     def tables(self) -> Mapping[str, TableInfo]:
@@ -245,21 +248,56 @@ class SqlStore:
         t = self.table(sweep.table)
         key = self.column(t, sweep.key, sweep.table)
         selected = self.compile(sweep.where, sweep.table)
-        if after is not None:
-            selected = sa.and_(key > after, selected)
-        window = sa.select(key.label("k")).where(selected).order_by(key).limit(limit).subquery()
+        if after is None:
+            self._spans[sweep.table] = self._dense_span(t, key, sweep)
+        span = self._spans.get(sweep.table)
         with self._errors(f"sweeping {sweep.table}"), \
                 self.engine.connect().execution_options(lethe_write=True) as conn, conn.begin():
-            upper = conn.execute(sa.select(sa.func.max(window.c.k))).scalar()
-            if upper is None:
-                return BatchResult(None, 0)
-            in_window = sa.and_(selected, key <= upper)
+            if span is not None:
+                low = span.low - 1 if after is None else int(after)
+                if low >= span.high:
+                    return BatchResult(None, 0)
+                width = limit if after is None else self._widths.get(sweep.table, limit)
+                upper: Value = min(low + width, span.high)
+                in_window = sa.and_(key > low, key <= upper, selected)
+            else:
+                if after is not None:
+                    selected = sa.and_(key > after, selected)
+                window = (sa.select(key.label("k")).where(selected).order_by(key).limit(limit)
+                          .subquery())
+                upper = conn.execute(sa.select(sa.func.max(window.c.k))).scalar()
+                if upper is None:
+                    return BatchResult(None, 0)
+                in_window = sa.and_(selected, key <= upper)
             cascaded: dict[str, int] = {}
             parent_keys = sa.select(key).where(in_window)
             for cascade in sweep.cascades:
                 self._cascade(conn, cascade, parent_keys, cascaded)
             rows = self._apply(conn, t, sweep.table, key, in_window, sweep.effect)
+        if span is not None:
+            self._widths[sweep.table] = next_width(limit, int(upper) - low, rows)
         return BatchResult(upper, rows, cascaded)
+
+    def _dense_span(self, t: sa.Table, key: sa.ColumnElement[Any],
+                    sweep: Sweep) -> KeySpan | None:
+        """Key ranges for integer keys that are dense; None means use key windows."""
+        if isinstance(sweep.effect, Anonymize) or _python_type(key.type) is not int:
+            return None  # anonymizing reads every row anyway; windows bound it exactly
+        with self._errors(f"reading the key range of {sweep.table}"), \
+                self.engine.connect() as conn:
+            low, high = conn.execute(sa.select(sa.func.min(key), sa.func.max(key))).one()
+            if low is None:
+                return None
+            if self.dialect == "postgresql":
+                estimate = conn.execute(sa.text(
+                    "SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
+                    {"name": self.engine.dialect.identifier_preparer.quote(sweep.table)}
+                ).scalar()
+                rows = int(estimate or 0)  # -1 (never analyzed) falls back to windows
+            else:
+                rows = int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+        span = KeySpan(int(low), int(high))
+        return span if is_dense(span, rows) else None
 
     def _cascade(self, conn: Connection, cascade: Cascade, parent_keys: sa.Select[Any],
                  counts: dict[str, int]) -> None:
