@@ -54,6 +54,7 @@ def build_table(engine: sa.Engine, rows: int) -> int:
         conn.execute(sa.text("CREATE INDEX events_ts ON events (ts)"))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE events"))
+        conn.execute(sa.text("CHECKPOINT"))  # every trial starts with clean buffers
         due = conn.execute(sa.text("SELECT count(*) FROM events WHERE ts < :c"),
                            {"c": CUTOFF}).scalar_one()
     return int(due)
@@ -77,6 +78,8 @@ def measure_lethe(url: str, batch_size: int) -> dict[str, Any]:
             rt.close()
     action = result.actions[0]
     return {"rows": action.done, "seconds": elapsed, "rows_per_s": action.done / elapsed,
+            "batch_seconds": action.batch_ms / 1000,
+            "batch_rows_per_s": action.done / (action.batch_ms / 1000),
             "batches": action.batches, "batch_size": batch_size,
             "longest_transaction_s": action.longest_batch_ms / 1000,
             "verified": bool(action.verified)}
@@ -108,34 +111,52 @@ def measure_orm_loop(engine: sa.Engine, sample: int) -> dict[str, Any]:
     return {"rows": done, "seconds": elapsed, "rows_per_s": done / elapsed, "sample": sample}
 
 
+def median_trial(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    ranked = sorted(trials, key=lambda t: t["rows_per_s"])
+    return {**ranked[len(ranked) // 2], "trials_rows_per_s": [t["rows_per_s"] for t in trials]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--orm-sample", type=int, default=3_000)
+    parser.add_argument("--trials", type=int, default=3)
     args = parser.parse_args()
     url = fresh_database(DB)
     engine = sa.create_engine(normalize_url(url))
+    lethe_trials: list[dict[str, Any]] = []
+    raw_trials: list[dict[str, Any]] = []
     try:
-        due = build_table(engine, args.rows)
-        print(f"table: {args.rows:,} rows, {due:,} due", flush=True)
-        lethe = measure_lethe(url, args.batch_size)
-        print(f"lethe sweep:  {lethe['rows_per_s']:>12,.0f} rows/s  "
-              f"(longest transaction {lethe['longest_transaction_s']:.3f} s)", flush=True)
-        build_table(engine, args.rows)
-        raw = measure_raw_delete(engine)
-        print(f"raw DELETE:   {raw['rows_per_s']:>12,.0f} rows/s", flush=True)
+        for trial in range(args.trials):  # interleaved, so drift hits both alike
+            due = build_table(engine, args.rows)
+            raw_trials.append(measure_raw_delete(engine))
+            build_table(engine, args.rows)
+            lethe_trials.append(measure_lethe(url, args.batch_size))
+            print(f"trial {trial + 1}: raw DELETE {raw_trials[-1]['rows_per_s']:,.0f} rows/s, "
+                  f"lethe {lethe_trials[-1]['rows_per_s']:,.0f} rows/s", flush=True)
         build_table(engine, args.rows)
         orm = measure_orm_loop(engine, args.orm_sample)
-        print(f"ORM per row:  {orm['rows_per_s']:>12,.0f} rows/s (sample {orm['rows']:,})")
     finally:
         engine.dispose()
         drop_database(DB)
+    lethe = median_trial(lethe_trials)
+    raw = median_trial(raw_trials)
+    print(f"table: {args.rows:,} rows, {due:,} due; median of {args.trials} trials")
+    print(f"raw DELETE:   {raw['rows_per_s']:>12,.0f} rows/s (one transaction of "
+          f"{raw['seconds']:.2f} s)")
+    print(f"lethe run:    {lethe['rows_per_s']:>12,.0f} rows/s  (batches, verification and "
+          f"run record; longest transaction {lethe['longest_transaction_s']:.3f} s)")
+    print(f"  batches alone: {lethe['batch_rows_per_s']:>12,.0f} rows/s")
+    print(f"ORM per row:  {orm['rows_per_s']:>12,.0f} rows/s (sample {orm['rows']:,})")
     ratios = {"lethe_vs_raw_delete": lethe["rows_per_s"] / raw["rows_per_s"],
+              "lethe_batches_vs_raw_delete": lethe["batch_rows_per_s"] / raw["rows_per_s"],
               "lethe_vs_orm_loop": lethe["rows_per_s"] / orm["rows_per_s"]}
-    print(f"lethe / raw DELETE = {ratios['lethe_vs_raw_delete']:.2f}x   "
+    print(f"lethe / raw DELETE = {ratios['lethe_vs_raw_delete']:.2f}x "
+          f"(batches alone {ratios['lethe_batches_vs_raw_delete']:.2f}x)   "
           f"lethe / ORM loop = {ratios['lethe_vs_orm_loop']:.0f}x")
-    path = write_result("sweep", {"table_rows": args.rows, "due_rows": due, "lethe": lethe,
+    path = write_result("sweep", {"table_rows": args.rows, "due_rows": due,
+                                  "trials": args.trials, "lethe": lethe,
                                   "raw_delete": raw, "orm_loop": orm, "ratios": ratios,
                                   "targets": {"lethe_vs_raw_delete": 0.7,
                                               "lethe_vs_orm_loop": 30,

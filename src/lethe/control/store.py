@@ -55,9 +55,10 @@ class ControlStore:
         self.migrate()
 
     @contextmanager
-    def _tx(self, what: str) -> Iterator[Connection]:
+    def _tx(self, what: str, *, write: bool = True) -> Iterator[Connection]:
         try:
-            with self.engine.connect().execution_options(lethe_write=True) as conn, conn.begin():
+            with self.engine.connect().execution_options(lethe_write=write) as conn, \
+                    conn.begin():
                 yield conn
         except SQLAlchemyError as exc:
             raise StoreError(describe_db_error(exc, what), path="control") from None
@@ -76,7 +77,7 @@ class ControlStore:
                         version=version, name=name, applied_at=datetime.now(UTC)))
 
     def schema_version(self) -> int:
-        with self._tx("reading migrations") as conn:
+        with self._tx("reading migrations", write=False) as conn:
             return int(conn.execute(sa.select(sa.func.max(migrations_table.c.version)))
                        .scalar() or 0)
 
@@ -103,7 +104,7 @@ class ControlStore:
         query = sa.select(holds).order_by(holds.c.id)
         if not include_released:
             query = query.where(holds.c.released_at.is_(None))
-        with self._tx("reading holds") as conn:
+        with self._tx("reading holds", write=False) as conn:
             return [self._hold(row) for row in conn.execute(query)]
 
     @staticmethod
@@ -137,7 +138,7 @@ class ControlStore:
                 status=status, finished_at=datetime.now(UTC), error=error))
 
     def run(self, run_id: int) -> dict[str, Any]:
-        with self._tx("reading a run") as conn:
+        with self._tx("reading a run", write=False) as conn:
             row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
             if row is None:
                 raise NotFound(f"no run with id {run_id}", path="run")

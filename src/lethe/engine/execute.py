@@ -32,6 +32,7 @@ class ActionResult:
     remaining: int | None = None
     batches: int = 0
     longest_batch_ms: float = 0.0
+    batch_ms: float = 0.0  # time inside batches, verification and planning excluded
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,6 +132,7 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
             return
         action.batches += 1
         action.longest_batch_ms = max(action.longest_batch_ms, elapsed_ms)
+        action.batch_ms += elapsed_ms
         action.done += batch.rows
         for child, rows in batch.cascaded.items():
             cascade = cascades.get((child, step.dataset))

@@ -110,6 +110,7 @@ class SqlStore:
         self._tables: dict[str, TableInfo] | None = None
         self._spans: dict[str, KeySpan | None] = {}
         self._widths: dict[str, int] = {}
+        self._removed: dict[str, int] = {}  # rows this store deleted, per table
 
     # -- schema -------------------------------------------------------------------------
     def tables(self) -> Mapping[str, TableInfo]:
@@ -241,8 +242,27 @@ class SqlStore:
     def count(self, table: str, where: Condition) -> int:
         t = self.table(table)
         query = sa.select(sa.func.count()).select_from(t).where(self.compile(where, table))
-        with self._errors(f"counting rows of {table}"), self.engine.connect() as conn:
+        with self._errors(f"counting rows of {table}"), self.engine.connect() as conn, \
+                conn.begin():
+            if self._mostly_dead_index(conn, table):
+                # Right after a mass delete every index entry of a removed row is still
+                # there until VACUUM; walking them costs ~5x a sequential scan.
+                conn.execute(sa.text("SET LOCAL enable_indexscan = off"))
+                conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
             return int(conn.execute(query).scalar_one())
+
+    def _mostly_dead_index(self, conn: Connection, table: str) -> bool:
+        removed = self._removed.get(table, 0)
+        if self.dialect != "postgresql" or removed == 0:
+            return False
+        return removed * 10 > self._estimated_rows(conn, table)
+
+    def _estimated_rows(self, conn: Connection, table: str) -> int:
+        """The planner's row estimate (-1 when never analyzed), without scanning."""
+        estimate = conn.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
+            {"name": self.engine.dialect.identifier_preparer.quote(table)}).scalar()
+        return int(estimate if estimate is not None else -1)
 
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
         t = self.table(sweep.table)
@@ -274,6 +294,8 @@ class SqlStore:
             for cascade in sweep.cascades:
                 self._cascade(conn, cascade, parent_keys, cascaded)
             rows = self._apply(conn, t, sweep.table, key, in_window, sweep.effect)
+        if isinstance(sweep.effect, Delete):
+            self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
         if span is not None:
             self._widths[sweep.table] = next_width(limit, int(upper) - low, rows)
         return BatchResult(upper, rows, cascaded)
@@ -289,11 +311,7 @@ class SqlStore:
             if low is None:
                 return None
             if self.dialect == "postgresql":
-                estimate = conn.execute(sa.text(
-                    "SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
-                    {"name": self.engine.dialect.identifier_preparer.quote(sweep.table)}
-                ).scalar()
-                rows = int(estimate or 0)  # -1 (never analyzed) falls back to windows
+                rows = self._estimated_rows(conn, sweep.table)  # -1 falls back to windows
             else:
                 rows = int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
         span = KeySpan(int(low), int(high))
