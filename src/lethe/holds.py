@@ -7,12 +7,12 @@ upward (deleting the row would cascade into a held row, so it must stay too).
 
 from __future__ import annotations
 
-import getpass
 import hashlib
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from lethe.audit.events import HoldPlaced, HoldReleased
+from lethe.audit.log import AuditLog
 from lethe.clock import Clock
 from lethe.control.store import ControlStore, Hold
 from lethe.errors import UsageError
@@ -29,17 +29,6 @@ from lethe.stores.base import (
 )
 
 CASCADING = ("delete", "anonymize")
-
-
-def actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def host() -> str:
-    return socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -77,11 +66,22 @@ def parse_scope(policy: Policy, subject: str | None, workspace: str | None,
     return Scope("dataset", dataset)
 
 
-def place_hold(control: ControlStore, clock: Clock, scope: Scope, reason: str) -> int:
+def place_hold(control: ControlStore, audit: AuditLog, clock: Clock, scope: Scope,
+               reason: str) -> int:
     if not reason.strip():
         raise UsageError("a hold needs a reason", path="--reason")
-    return control.place_hold(scope.kind, scope.value, scope.subject_kind, reason,
-                              clock.now(), actor())
+    hold_id = control.place_hold(scope.kind, scope.value, scope.subject_kind, reason,
+                                 clock.now(), audit.actor)
+    shown = scope.fingerprint if scope.kind == "subject" else scope.value
+    audit.append(HoldPlaced(hold_id, scope.kind, scope.subject_kind, shown, reason))
+    return hold_id
+
+
+def release_hold(control: ControlStore, audit: AuditLog, clock: Clock, hold_id: int,
+                 reason: str | None) -> Hold:
+    hold = control.release_hold(hold_id, clock.now(), audit.actor, reason)
+    audit.append(HoldReleased(hold_id, reason or ""))
+    return hold
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,9 @@ def test_control_store_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     build_app(postgres_url)
     policy = write_policy(tmp_path, postgres_url, control=postgres_url)
     rt = runtime(policy)
-    assert rt.control.schema_version() == 1
+    from lethe.control.schema import MIGRATIONS
+
+    assert rt.control.schema_version() == MIGRATIONS[-1][0]
     result = execute(rt, build_plan(rt))
     record = rt.control.run(result.run)
     rt.close()

@@ -28,7 +28,7 @@ from tests.fixtures import (
 def hold(policy: Path, **scope: str) -> int:
     rt = runtime(policy)
     try:
-        return place_hold(rt.control, Clock(NOW), parse_scope(
+        return place_hold(rt.control, rt.audit, Clock(NOW), parse_scope(
             rt.policy, scope.get("subject"), scope.get("workspace"), scope.get("dataset")),
             "case 42")
     finally:

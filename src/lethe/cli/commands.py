@@ -81,7 +81,7 @@ def check_cmd(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = 
     s = settings(ctx, policy, json_out, now)
     rt = Runtime.open(s.load(), s.clock())
     try:
-        report = check(rt.catalog)
+        report = check(rt.catalog, rt.audit)
     finally:
         rt.close()
     if s.json:

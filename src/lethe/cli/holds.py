@@ -9,7 +9,7 @@ import typer
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
 from lethe.cli.output import emit_json, stdout, table
 from lethe.engine.runtime import Runtime
-from lethe.holds import actor, parse_scope, place_hold
+from lethe.holds import parse_scope, place_hold, release_hold
 
 app = typer.Typer(no_args_is_help=True, help="Legal holds: held rows are never touched.")
 
@@ -29,7 +29,7 @@ def place(ctx: typer.Context,
     scope = parse_scope(pol, subject, workspace, dataset)
     rt = Runtime.open(pol, s.clock())
     try:
-        hold_id = place_hold(rt.control, rt.clock, scope, reason)
+        hold_id = place_hold(rt.control, rt.audit, rt.clock, scope, reason)
     finally:
         rt.close()
     if s.json:
@@ -70,7 +70,7 @@ def release(ctx: typer.Context, hold_id: Annotated[int, typer.Argument(help="Hol
     s = settings(ctx, policy, json_out, now)
     rt = Runtime.open(s.load(), s.clock())
     try:
-        hold = rt.control.release_hold(hold_id, rt.clock.now(), actor(), reason)
+        hold = release_hold(rt.control, rt.audit, rt.clock, hold_id, reason)
     finally:
         rt.close()
     if s.json:

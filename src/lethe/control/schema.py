@@ -68,11 +68,43 @@ holds = sa.Table(
 )
 
 
+audit = sa.Table(
+    "lethe_audit", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("at", sa.String(40), nullable=False, index=True),  # ISO-8601 UTC, fixed width
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("action", sa.String(100), nullable=False, index=True),
+    sa.Column("target", sa.Text, nullable=False, index=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("details", sa.Text, nullable=False),  # canonical JSON
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+audit_checkpoints = sa.Table(
+    "lethe_audit_checkpoints", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("head_hash", sa.String(64), nullable=False),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("signature", sa.Text, nullable=False),
+)
+
+
 def _create_initial(conn: Connection) -> None:
     for table in (runs, run_actions, holds):
         table.create(conn)
 
 
+def _create_audit(conn: Connection) -> None:
+    audit.create(conn)
+    audit_checkpoints.create(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
+    (2, "hash-chained audit log and signed checkpoints", _create_audit),
 ]

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lethe.audit.events import RetentionStep, RunFinished, RunStarted
 from lethe.engine.plan import UNSUPPORTED, Plan, PlannedAction, count_step
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.errors import LetheError
-from lethe.holds import actor, host
 from lethe.stores.base import Sweep, all_of, negate
 
 DEFAULT_BATCH_SIZE = 10_000
@@ -69,10 +69,11 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
         raise LetheError("batch size must be at least 1", path="--batch-size")
     builder = rt.builder(plan.now)
     datasets = list(dict.fromkeys(a.step.dataset for a in plan.actions))
-    run_id = rt.control.start_run(plan.now, actor(), host(), datasets, [
+    run_id = rt.control.start_run(plan.now, rt.audit.actor, rt.audit.source, datasets, [
         {"dataset": a.step.dataset, "rule": a.step.rule, "action": a.step.action,
          "parent": a.step.parent, "planned": a.rows, "held": a.held} for a in plan.actions])
     result = RunResult(run_id, plan, [ActionResult(a) for a in plan.actions])
+    rt.audit.append(RunStarted(run_id, plan.now.isoformat(), datasets))
     cascades = {(r.planned.step.dataset, r.planned.step.parent): r for r in result.actions
                 if r.planned.step.action == "cascade"}
     failure: str | None = None
@@ -98,11 +99,20 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
     except BaseException as exc:  # interrupted: the run record must say so, then re-raise
         failure = type(exc).__name__
         rt.control.finish_run(run_id, "failed", failure)
+        _close_run(rt, result, "failed")
         raise
     errors = [a.error for a in result.actions if a.error]
-    rt.control.finish_run(run_id, "completed" if not errors else "completed_with_errors",
-                          "; ".join(errors) or None)
+    status = "completed" if not errors else "completed_with_errors"
+    rt.control.finish_run(run_id, status, "; ".join(errors) or None)
+    _close_run(rt, result, status)
     return result
+
+
+def _close_run(rt: Runtime, result: RunResult, status: str) -> None:
+    """Every run ends on a signed checkpoint, so truncation after it is detectable."""
+    rt.audit.append(RunFinished(result.run, status, sum(a.done for a in result.actions),
+                                result.ok))
+    rt.audit.checkpoint()
 
 
 def _last_step_of(actions: list[ActionResult], index: int) -> bool:
@@ -162,3 +172,8 @@ def _record(rt: Runtime, run_id: int, index: int, action: ActionResult) -> None:
     rt.control.record_action(run_id, index, done=action.done, verified=action.verified,
                              remaining=action.remaining, batches=action.batches,
                              longest_batch_ms=action.longest_batch_ms, error=action.error)
+    step = action.planned.step
+    rt.audit.append(RetentionStep(run_id, step.dataset, step.rule, step.action, step.parent,
+                                  action.planned.rows, action.planned.held, action.done,
+                                  action.batches, bool(action.verified), action.remaining,
+                                  action.error))

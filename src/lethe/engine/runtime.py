@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
+from lethe.audit.identity import local_actor, local_source
+from lethe.audit.log import AuditLog, AuditSettings
 from lethe.catalog import Catalog, open_catalog, require_schema
 from lethe.clock import Clock
 from lethe.control.store import ControlStore
+from lethe.crypto.signing import key_path
 from lethe.engine.steps import StepBuilder
 from lethe.errors import UsageError
 from lethe.holds import HoldScopes
@@ -21,10 +25,17 @@ class Runtime:
     clock: Clock
     catalog: Catalog
     control: ControlStore
+    audit: AuditLog
 
     @classmethod
-    def open(cls, policy: Policy, clock: Clock | None = None) -> Runtime:
-        return cls(policy, clock or Clock(), open_catalog(policy), ControlStore(policy.control))
+    def open(cls, policy: Policy, clock: Clock | None = None, *, actor: str | None = None,
+             source: str | None = None) -> Runtime:
+        control = ControlStore(policy.control)
+        settings = AuditSettings(policy.organization, key_path(Path(policy.audit.key)),
+                                 policy.audit.checkpoint_every)
+        audit = AuditLog(control.engine, settings, actor=actor or local_actor(),
+                         source=source or local_source())
+        return cls(policy, clock or Clock(), open_catalog(policy), control, audit)
 
     def select(self, datasets: Sequence[str] | None) -> list[str]:
         """Dataset names in children-first order; unknown names are a usage error."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lethe.audit.events import CheckRan
+from lethe.audit.log import AuditLog
 from lethe.catalog import Catalog, Finding, schema_findings
 from lethe.errors import SchemaMismatch
 from lethe.stores.base import Eq, IsNull, any_of
@@ -81,9 +83,14 @@ def unindexed_links(catalog: Catalog) -> list[Finding]:
     return findings
 
 
-def check(catalog: Catalog) -> CheckReport:
+def check(catalog: Catalog, audit: AuditLog | None = None) -> CheckReport:
     findings = schema_findings(catalog)
     findings += undeclared_tables(catalog)
     findings += workspace_leaks(catalog)
     findings += unindexed_links(catalog)
-    return CheckReport(tuple(findings))
+    report = CheckReport(tuple(findings))
+    if audit is not None:
+        errors = sum(f.severity == "error" for f in findings)
+        audit.append(CheckRan(report.ok, errors, len(findings) - errors,
+                              sorted({f.code for f in findings})))
+    return report

@@ -81,7 +81,10 @@ def parse_policy(data: Any, *, base: Path | None = None, source: str = "policy")
     if base is not None:
         stores = {name: store.model_copy(update={"url": _resolve_relative(store.url, base)})
                   for name, store in policy.stores.items()}
-        policy = policy.model_copy(update={"stores": stores,
+        key = Path(policy.audit.key)
+        audit = policy.audit.model_copy(update={"key": str(key if key.is_absolute()
+                                                              else (base / key).resolve())})
+        policy = policy.model_copy(update={"stores": stores, "audit": audit,
                                            "control": _resolve_relative(policy.control, base)})
     return policy
 

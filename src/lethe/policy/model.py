@@ -171,6 +171,14 @@ class Schedule(Strict):
     datasets: list[str] | Literal["all"] = "all"
 
 
+class AuditPolicy(Strict):
+    """Where the signing key lives, how often to checkpoint, how long entries are kept."""
+
+    key: str = ".lethe/organization.key"
+    checkpoint_every: int = Field(default=1000, ge=1)
+    retention: DurationField = Duration(7, "y")
+
+
 class Policy(Strict):
     lethe: Literal[1]
     organization: str
@@ -180,6 +188,7 @@ class Policy(Strict):
     subjects: dict[str, Subject] = Field(default_factory=dict)
     datasets: dict[str, Dataset]
     schedules: dict[str, Schedule] = Field(default_factory=dict)
+    audit: AuditPolicy = Field(default_factory=AuditPolicy)
 
     @model_validator(mode="after")
     def _references(self) -> Policy:

@@ -1,0 +1,150 @@
+"""Hash chaining, pure: the same functions verify the database and an offline export.
+
+`hash_n = SHA-256(hash_{n-1} ‖ seq as 8 bytes ‖ body)`, where `body` joins the entry's
+text fields with the ASCII unit separator. Fields never contain that byte (details are
+JSON, which escapes control characters; other fields are cleaned on append), so the
+encoding is unambiguous, and it is cheap enough to verify ~1 M entries/s in Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lethe.crypto.signing import signature_valid
+
+GENESIS = "0" * 64
+SEPARATOR = "\x1f"
+FIELDS = ("at", "actor", "source", "action", "target", "reason", "details")
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    at: str
+    actor: str
+    source: str
+    action: str
+    target: str
+    reason: str
+    details: str  # canonical JSON
+    prev_hash: str
+    hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "at": self.at, "actor": self.actor, "source": self.source,
+                "action": self.action, "target": self.target, "reason": self.reason,
+                "details": self.details, "prev_hash": self.prev_hash, "hash": self.hash}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    head_hash: str
+    at: str
+    key_id: str
+    signature: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "head_hash": self.head_hash, "at": self.at,
+                "key_id": self.key_id, "signature": self.signature}
+
+
+def clean(text: str) -> str:
+    """Remove the separator and other C0 controls from free text before it is hashed."""
+    return "".join(ch if ch >= " " or ch in "\t\n" else " " for ch in text)
+
+
+def canonical_json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def entry_hash(prev_hash: str, seq: int, fields: Iterable[str]) -> str:
+    digest = hashlib.sha256(bytes.fromhex(prev_hash))
+    digest.update(seq.to_bytes(8, "big"))
+    digest.update(SEPARATOR.join(fields).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def checkpoint_message(organization: str, seq: int, head_hash: str, at: str) -> bytes:
+    return SEPARATOR.join(("lethe-checkpoint-v1", organization, str(seq), head_hash, at)).encode()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    entries: int
+    first_bad: int | None
+    reason: str | None = None
+    checkpoints: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "entries": self.entries, "first_bad": self.first_bad,
+                "reason": self.reason, "checkpoints": self.checkpoints}
+
+
+def verify_chain(rows: Iterable[tuple[Any, ...]], checkpoints: Iterable[Checkpoint], *,
+                 organization: str, public_key: Any | None) -> Verdict:
+    """Verify every link, every checkpoint signature, and truncation against the last one.
+
+    `rows` are `(seq, at, actor, source, action, target, reason, details, prev, hash)`
+    in seq order; `public_key` is the organization's Ed25519 public key. A chain that
+    starts after seq 1 (pruned) must start right after a signed checkpoint and must
+    contain the `audit.pruned` entry that says so. The walk stops at the first bad
+    link: everything after it is unproven.
+    """
+    marks = {c.seq: c for c in checkpoints}
+    for signed in marks.values():
+        message = checkpoint_message(organization, signed.seq, signed.head_hash, signed.at)
+        if public_key is None or not signature_valid(public_key, message, signed.signature):
+            return Verdict(False, 0, signed.seq, "checkpoint signature invalid", len(marks))
+    count = 0
+    expected = trusted = 0
+    prev = GENESIS
+    prev_bytes = b""
+    anchor: Checkpoint | None = None
+    pruned_through: set[int] = set()
+    sha256 = hashlib.sha256
+    for row in rows:
+        seq = row[0]
+        if count == 0:  # where the chain starts: seq 1, or right after a signed checkpoint
+            if seq != 1:
+                anchor = marks.get(seq - 1)
+                if anchor is None:
+                    return Verdict(False, 0, 1 if seq > 1 else seq, "missing entries before "
+                                   f"{seq} and no checkpoint to start from", len(marks))
+                prev, trusted = anchor.head_hash, anchor.seq
+            expected = seq
+            prev_bytes = bytes.fromhex(prev)
+        if seq != expected:
+            why = "missing entry" if seq > expected else "out-of-order entry"
+            return Verdict(False, count, min(seq, expected), why, len(marks))
+        digest = sha256(prev_bytes)
+        digest.update(seq.to_bytes(8, "big"))
+        digest.update(SEPARATOR.join(row[1:8]).encode("utf-8"))
+        computed = digest.hexdigest()
+        if computed != row[9] or row[8] != prev:
+            return Verdict(False, count, seq, "hash mismatch", len(marks))
+        mark = marks.get(seq)
+        if mark is not None:
+            if mark.head_hash != computed:  # a rewritten chain: consistent, but not ours
+                return Verdict(False, count, trusted + 1, "chain differs from the signed "
+                               f"checkpoint at {seq}", len(marks))
+            trusted = seq
+        if row[4] == "audit.pruned":
+            pruned_through.add(json.loads(row[7]).get("through_seq"))
+        prev, prev_bytes = computed, digest.digest()
+        expected += 1
+        count += 1
+    last = max(marks, default=0)
+    if last >= max(expected, 1) and (anchor is None or last > anchor.seq):
+        return Verdict(False, count, max(expected, 1),
+                       f"truncated: checkpoint {last} is past the end", len(marks))
+    if anchor is not None and anchor.seq not in pruned_through:
+        return Verdict(False, count, anchor.seq, "entries were removed without a pruning "
+                       "record", len(marks))
+    return Verdict(True, count, None, None, len(marks))

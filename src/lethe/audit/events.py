@@ -1,0 +1,179 @@
+"""Audit events: named, registered dataclasses. An unregistered event cannot be written.
+
+Details never carry PII: subjects appear as a short fingerprint, rows as counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+from lethe.errors import LetheError
+
+REGISTRY: dict[str, type[AuditEvent]] = {}
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    names: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+    @property
+    def target(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def reason(self) -> str:
+        return ""
+
+    def details(self) -> dict[str, Any]:
+        hidden = {"reason_text"}
+        return {f.name: v for f, v in zip(fields(self), asdict(self).values(), strict=True)
+                if f.name not in hidden}
+
+
+def registered(cls: type[AuditEvent]) -> type[AuditEvent]:
+    for name in cls.names:
+        REGISTRY[name] = cls
+    return cls
+
+
+def require_registered(event: AuditEvent) -> None:
+    if REGISTRY.get(event.name) is not type(event):
+        raise LetheError(f"unregistered audit event {event.name!r}", path="audit")
+
+
+@registered
+@dataclass(frozen=True)
+class RunStarted(AuditEvent):
+    names: ClassVar[tuple[str, ...]] = ("run.started",)
+    run: int
+    now: str
+    datasets: list[str]
+
+    @property
+    def target(self) -> str:
+        return f"run:{self.run}"
+
+
+RETENTION_ACTIONS = ("delete", "soft-delete", "anonymize", "purge", "cascade", "archive",
+                     "shred")
+
+
+@registered
+@dataclass(frozen=True)
+class RetentionStep(AuditEvent):
+    """One step of a run, summarising its batches."""
+
+    names: ClassVar[tuple[str, ...]] = tuple(f"retention.{a}" for a in RETENTION_ACTIONS)
+    run: int
+    dataset: str
+    rule: int | None
+    action: str
+    parent: str | None
+    planned: int
+    held: int
+    done: int
+    batches: int
+    verified: bool
+    remaining: int | None
+    error: str | None
+
+    @property
+    def name(self) -> str:
+        return f"retention.{self.action}"
+
+    @property
+    def target(self) -> str:
+        return f"dataset:{self.dataset}"
+
+
+@registered
+@dataclass(frozen=True)
+class RunFinished(AuditEvent):
+    names: ClassVar[tuple[str, ...]] = ("run.finished",)
+    run: int
+    status: str
+    rows: int
+    verified: bool
+
+    @property
+    def target(self) -> str:
+        return f"run:{self.run}"
+
+
+@registered
+@dataclass(frozen=True)
+class HoldPlaced(AuditEvent):
+    names: ClassVar[tuple[str, ...]] = ("hold.placed",)
+    hold: int
+    scope_kind: str
+    subject_kind: str | None
+    scope: str  # dataset or workspace name, or a fingerprint for a subject
+    reason_text: str
+
+    @property
+    def target(self) -> str:
+        return f"hold:{self.hold}"
+
+    @property
+    def reason(self) -> str:
+        return self.reason_text
+
+
+@registered
+@dataclass(frozen=True)
+class HoldReleased(AuditEvent):
+    names: ClassVar[tuple[str, ...]] = ("hold.released",)
+    hold: int
+    reason_text: str
+
+    @property
+    def target(self) -> str:
+        return f"hold:{self.hold}"
+
+    @property
+    def reason(self) -> str:
+        return self.reason_text
+
+
+@registered
+@dataclass(frozen=True)
+class CheckRan(AuditEvent):
+    names: ClassVar[tuple[str, ...]] = ("check.ran",)
+    ok: bool
+    errors: int
+    warnings: int
+    codes: list[str]
+
+    @property
+    def target(self) -> str:
+        return "policy"
+
+
+@registered
+@dataclass(frozen=True)
+class AuditPruned(AuditEvent):
+    names: ClassVar[tuple[str, ...]] = ("audit.pruned",)
+    through_seq: int
+    removed: int
+    older_than: str
+
+    @property
+    def target(self) -> str:
+        return "audit"
+
+
+@registered
+@dataclass(frozen=True)
+class AuditExported(AuditEvent):
+    names: ClassVar[tuple[str, ...]] = ("audit.exported",)
+    entries: int
+    checkpoints: int
+
+    @property
+    def target(self) -> str:
+        return "audit"

@@ -1,0 +1,1 @@
+"""Cryptographic primitives, quarantined: callers use the recipes, not the algorithms."""
