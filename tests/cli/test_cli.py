@@ -167,3 +167,48 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert sum(a["rows"] for a in report["plan"]["actions"]) > 10_000  # type: ignore[index]
     assert all(a["rows"] == 0 for a in report["after"]["actions"])  # type: ignore[index]
     assert report["check"]["ok"] is True  # type: ignore[index]
+
+
+def test_run_and_holds_leave_a_verifiable_audit_trail(policy: Path) -> None:
+    placed = as_json(lethe("hold", "place", "--policy", str(policy), "--subject",
+                           "user:user6@example.com", "--reason", "case 1", "--json"))
+    assert lethe("run", "--policy", str(policy), "--now", NOW).returncode == 0
+    lethe("hold", "release", str(placed["id"]), "--policy", str(policy))
+    shown = as_json(lethe("audit", "show", "--policy", str(policy), "--json"))
+    actions = [e["action"] for e in shown["entries"]]  # type: ignore[attr-defined]
+    assert actions[0] == "hold.placed" and actions[-1] == "hold.released"
+    assert "run.started" in actions and "run.finished" in actions
+    assert "retention.purge" in actions and "retention.soft-delete" in actions
+    assert "user6@example.com" not in json.dumps(shown)
+    only_holds = as_json(lethe("audit", "show", "--policy", str(policy), "--json",
+                               "--target", "hold"))
+    assert {e["action"] for e in only_holds["entries"]} == {  # type: ignore[attr-defined]
+        "hold.placed", "hold.released"}
+    verdict = lethe("audit", "verify", "--policy", str(policy), "--json")
+    assert verdict.returncode == 0
+    data = as_json(verdict)
+    assert data["ok"] is True and data["first_bad"] is None
+    assert data["entries"] == len(actions)
+
+
+def test_audit_verify_exits_1_and_names_the_entry(policy: Path, tmp_path: Path) -> None:
+    assert lethe("run", "--policy", str(policy), "--now", NOW).returncode == 0
+    export = tmp_path / "audit.jsonl"
+    assert lethe("audit", "export", "--policy", str(policy), "--out", str(export)).returncode == 0
+    offline = lethe("audit", "verify", "--file", str(export), "--json")
+    assert offline.returncode == 0 and as_json(offline)["ok"] is True
+    with build_engine(f"sqlite:///{policy.parent / 'state.db'}").begin() as conn:
+        conn.exec_driver_sql("UPDATE lethe_audit SET details = '{}' WHERE seq = 3")
+    broken = lethe("audit", "verify", "--policy", str(policy), "--json")
+    assert broken.returncode == 1
+    assert {k: as_json(broken)[k] for k in ("ok", "first_bad")} == {"ok": False, "first_bad": 3}
+    human = lethe("audit", "verify", "--policy", str(policy))
+    assert human.returncode == 1 and "sequence 3" in human.stdout
+
+
+def test_init_creates_a_private_organization_key(tmp_path: Path) -> None:
+    assert lethe("init", cwd=tmp_path).returncode == 0
+    key = tmp_path / ".lethe" / "organization.key"
+    assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    proc = lethe("init", "--force", cwd=tmp_path)
+    assert "PRIVATE KEY" not in proc.stdout + proc.stderr

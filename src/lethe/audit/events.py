@@ -19,7 +19,7 @@ class AuditEvent:
 
     @property
     def name(self) -> str:
-        return self.names[0]
+        return self.names[0] if self.names else type(self).__name__
 
     @property
     def target(self) -> str:

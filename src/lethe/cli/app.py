@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from lethe.cli import commands, holds
+from lethe.cli import audit, commands, holds
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, Settings
 from lethe.cli.output import emit_json, stderr
 from lethe.errors import LetheError
@@ -27,6 +27,7 @@ def root(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = False
 
 commands.register(app)
 app.add_typer(holds.app, name="hold")
+app.add_typer(audit.app, name="audit")
 
 
 def _wants_json(argv: list[str]) -> bool:

@@ -10,12 +10,13 @@ import typer
 
 from lethe.cli.options import DatasetOpt, JsonOpt, NowOpt, PolicyOpt, settings
 from lethe.cli.output import emit_json, progress_bar, stdout, table
+from lethe.crypto.signing import create_key, key_path
 from lethe.engine.execute import DEFAULT_BATCH_SIZE, RunResult, execute, step_label
 from lethe.engine.plan import Plan, build_plan
 from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
 from lethe.governance.check import CheckReport, check
-from lethe.policy.model import Policy
+from lethe.policy.model import AuditPolicy, Policy
 from lethe.policy.templates import STARTER_POLICY
 
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1,
@@ -64,11 +65,16 @@ def init(ctx: typer.Context,
     if demo:
         from lethe.demo.scenario import create_demo
 
-        created = create_demo(s.policy_path.parent, s.clock().now(), policy_name=s.policy_path.name)
+        created = create_demo(s.policy_path.parent, s.clock().now(),
+                              policy_name=s.policy_path.name)
         paths = [str(p) for p in created]
     else:
         s.policy_path.write_text(STARTER_POLICY, encoding="utf-8")
         paths = [str(s.policy_path)]
+    key = key_path(s.policy_path.parent / AuditPolicy().key)
+    if not key.exists():
+        create_key(key)
+        paths.append(str(key))
     if s.json:
         emit_json({"created": paths})
     else:

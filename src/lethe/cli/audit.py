@@ -1,0 +1,128 @@
+"""`lethe audit verify|show|export|prune`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lethe.audit.export import export_log, verify_export
+from lethe.audit.log import timestamp
+from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
+from lethe.cli.output import emit_json, stdout, table
+from lethe.clock import parse_instant
+from lethe.crypto.signing import load_public
+from lethe.engine.runtime import Runtime
+from lethe.errors import UsageError
+
+app = typer.Typer(no_args_is_help=True,
+                  help="The tamper-evident audit log: verify, show, export, prune.")
+
+
+@app.command("verify")
+def verify(ctx: typer.Context,
+           file: Annotated[Path | None, typer.Option("--file", help="Verify an export "
+                                                     "offline instead of the database.")]
+           = None,
+           public_key: Annotated[Path | None, typer.Option(
+               "--public-key", help="PEM public key to trust (default: the organization's "
+               "key, or the one inside --file).")] = None,
+           policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Check every link and checkpoint; exit 1 naming the first bad sequence number."""
+    s = settings(ctx, policy, json_out, now)
+    pem = _read_pem(public_key)
+    if file is not None:
+        verdict = verify_export(file, pem)
+    else:
+        rt = Runtime.open(s.load(), s.clock())
+        try:
+            verdict = rt.audit.verify(load_public(pem) if pem else None)
+        finally:
+            rt.close()
+    if s.json:
+        emit_json(verdict.as_dict())
+    elif verdict.ok:
+        stdout.print(f"audit log ok: {verdict.entries} entries, "
+                     f"{verdict.checkpoints} signed checkpoints")
+    else:
+        stdout.print(f"audit log BROKEN at sequence {verdict.first_bad}: {verdict.reason} "
+                     f"({verdict.entries} entries verified before it)")
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+def _read_pem(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        raise UsageError("cannot read the public key file", path=str(path)) from None
+
+
+@app.command("show")
+def show(ctx: typer.Context,
+         since: Annotated[str | None, typer.Option("--since", help="ISO-8601 time")] = None,
+         until: Annotated[str | None, typer.Option("--until", help="ISO-8601 time")] = None,
+         action: Annotated[str | None, typer.Option("--action",
+                                                    help="e.g. hold.placed or retention")]
+         = None,
+         target: Annotated[str | None, typer.Option("--target",
+                                                    help="e.g. dataset:sessions or hold")]
+         = None,
+         limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
+         policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """List audit entries, filtered by time, action and target."""
+    s = settings(ctx, policy, json_out, now)
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        entries = rt.audit.entries(
+            since=timestamp(parse_instant(since)) if since else None,
+            until=timestamp(parse_instant(until)) if until else None,
+            action=action, target=target, limit=limit)
+    finally:
+        rt.close()
+    if s.json:
+        emit_json({"entries": [{**e.as_dict(), "details": json.loads(e.details)}
+                               for e in entries]})
+    else:
+        table("Audit log", ["seq", "at", "actor", "action", "target", "details"],
+              [[e.seq, e.at, e.actor, e.action, e.target, e.details] for e in entries])
+
+
+@app.command("export")
+def export(ctx: typer.Context,
+           out: Annotated[Path, typer.Option("--out", "-o", help="JSON-lines file to write")],
+           policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Write entries, checkpoints and the public key as JSON lines, for offline checks."""
+    s = settings(ctx, policy, json_out, now)
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        counts = export_log(rt.audit, out)
+    finally:
+        rt.close()
+    if s.json:
+        emit_json({"path": str(out), **counts})
+    else:
+        stdout.print(f"wrote {counts['entries']} entries and {counts['checkpoints']} "
+                     f"checkpoints to {out}")
+
+
+@app.command("prune")
+def prune(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = False,
+          now: NowOpt = None) -> None:
+    """Drop entries older than the policy's audit retention; the rest stays verifiable."""
+    s = settings(ctx, policy, json_out, now)
+    pol = s.load()
+    rt = Runtime.open(pol, s.clock())
+    try:
+        cutoff = pol.audit.retention.before(rt.clock.now())
+        removed = rt.audit.prune(cutoff) if cutoff is not None else 0
+    finally:
+        rt.close()
+    if s.json:
+        emit_json({"removed": removed})
+    else:
+        stdout.print(f"pruned {removed} audit entries older than {pol.audit.retention}")
