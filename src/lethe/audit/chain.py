@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,15 @@ def canonical_json(data: Mapping[str, Any]) -> str:
                       default=str)
 
 
+PRUNED = SEPARATOR + "audit.pruned" + SEPARATOR
+pack_seq = struct.Struct(">Q").pack  # seq as 8 big-endian bytes
+
+
+def entry_body(fields: Iterable[str]) -> str:
+    """`at, actor, source, action, target, reason, details` joined by the separator."""
+    return SEPARATOR.join(fields)
+
+
 def entry_hash(prev_hash: str, seq: int, fields: Iterable[str]) -> str:
     digest = hashlib.sha256(bytes.fromhex(prev_hash))
     digest.update(seq.to_bytes(8, "big"))
@@ -91,10 +101,11 @@ def verify_chain(rows: Iterable[tuple[Any, ...]], checkpoints: Iterable[Checkpoi
                  organization: str, public_key: Any | None) -> Verdict:
     """Verify every link, every checkpoint signature, and truncation against the last one.
 
-    `rows` are `(seq, at, actor, source, action, target, reason, details, prev, hash)`
-    in seq order; `public_key` is the organization's Ed25519 public key. A chain that
-    starts after seq 1 (pruned) must start right after a signed checkpoint and must
-    contain the `audit.pruned` entry that says so. The walk stops at the first bad
+    `rows` are `(seq, body, prev_hash, hash)` in seq order (`body` as `entry_body`
+    builds it; the database builds the same text in SQL); `public_key` is the
+    organization's Ed25519 public key. A chain that starts after seq 1 (pruned) must
+    start right after a signed checkpoint and must contain the `audit.pruned` entry that
+    says so. The walk stops at the first bad
     link: everything after it is unproven.
     """
     marks = {c.seq: c for c in checkpoints}
@@ -109,8 +120,7 @@ def verify_chain(rows: Iterable[tuple[Any, ...]], checkpoints: Iterable[Checkpoi
     anchor: Checkpoint | None = None
     pruned_through: set[int] = set()
     sha256 = hashlib.sha256
-    for row in rows:
-        seq = row[0]
+    for seq, body, stored_prev, stored in rows:
         if count == 0:  # where the chain starts: seq 1, or right after a signed checkpoint
             if seq != 1:
                 anchor = marks.get(seq - 1)
@@ -123,21 +133,21 @@ def verify_chain(rows: Iterable[tuple[Any, ...]], checkpoints: Iterable[Checkpoi
         if seq != expected:
             why = "missing entry" if seq > expected else "out-of-order entry"
             return Verdict(False, count, min(seq, expected), why, len(marks))
-        digest = sha256(prev_bytes)
-        digest.update(seq.to_bytes(8, "big"))
-        digest.update(SEPARATOR.join(row[1:8]).encode("utf-8"))
-        computed = digest.hexdigest()
-        if computed != row[9] or row[8] != prev:
+        running = sha256(prev_bytes)
+        running.update(pack_seq(seq))
+        running.update(body.encode())
+        digest = running.digest()
+        computed = digest.hex()
+        if computed != stored or stored_prev != prev:
             return Verdict(False, count, seq, "hash mismatch", len(marks))
-        mark = marks.get(seq)
-        if mark is not None:
-            if mark.head_hash != computed:  # a rewritten chain: consistent, but not ours
+        if seq in marks:
+            if marks[seq].head_hash != computed:  # rewritten chain: consistent, but not ours
                 return Verdict(False, count, trusted + 1, "chain differs from the signed "
                                f"checkpoint at {seq}", len(marks))
             trusted = seq
-        if row[4] == "audit.pruned":
-            pruned_through.add(json.loads(row[7]).get("through_seq"))
-        prev, prev_bytes = computed, digest.digest()
+        if PRUNED in body and body.split(SEPARATOR)[3] == "audit.pruned":
+            pruned_through.add(json.loads(body.split(SEPARATOR)[6]).get("through_seq"))
+        prev, prev_bytes = computed, digest
         expected += 1
         count += 1
     last = max(marks, default=0)

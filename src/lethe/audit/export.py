@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lethe.audit.chain import Checkpoint, Entry, Verdict, verify_chain
+from lethe.audit.chain import Checkpoint, Entry, Verdict, entry_body, verify_chain
 from lethe.audit.events import AuditExported
 from lethe.audit.log import AuditLog, timestamp
 from lethe.crypto.signing import load_public
@@ -66,7 +66,7 @@ def read_export(path: Path) -> tuple[dict[str, Any], list[Entry], list[Checkpoin
 def verify_export(path: Path, public_key_pem: str | None = None) -> Verdict:
     header, entries, marks = read_export(path)
     key = load_public(public_key_pem or str(header.get("public_key", "")))
-    rows = ((e.seq, e.at, e.actor, e.source, e.action, e.target, e.reason, e.details,
-             e.prev_hash, e.hash) for e in entries)
+    rows = ((e.seq, entry_body((e.at, e.actor, e.source, e.action, e.target, e.reason,
+                                e.details)), e.prev_hash, e.hash) for e in entries)
     return verify_chain(rows, marks, organization=str(header.get("organization", "")),
                         public_key=key)

@@ -7,8 +7,10 @@ with no gaps: a sequence value is assigned only inside the transaction that uses
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lethe.audit.chain import (
     GENESIS,
+    SEPARATOR,
     Checkpoint,
     Entry,
     Verdict,
@@ -37,6 +40,43 @@ from lethe.errors import StoreError
 from lethe.stores.sql import describe_db_error
 
 APPEND_LOCK = 7263002
+ENTRY_COLUMNS = ("seq", "at", "actor", "source", "action", "target", "reason", "details",
+                 "prev_hash", "hash")
+
+
+def prefetched(fetch: Callable[[], list[Any]]) -> Iterator[Any]:
+    """Fetch the next block on a thread while the caller hashes this one.
+
+    The database builds and sends rows on its own core; without this, verification
+    waits for every block and the two never overlap.
+    """
+    blocks: queue.Queue[list[Any] | BaseException] = queue.Queue(maxsize=4)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            while not stop.is_set() and (block := fetch()):
+                blocks.put(block)
+            blocks.put([])
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            blocks.put(exc)
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while True:
+            block = blocks.get()
+            if isinstance(block, BaseException):
+                raise block
+            if not block:
+                return
+            yield from block
+    finally:
+        stop.set()  # the caller may stop early (a bad link): let the producer finish
+        while worker.is_alive():
+            with suppress(queue.Empty):
+                blocks.get(timeout=0.05)
+        worker.join()
 
 
 def timestamp(moment: datetime | None = None) -> str:
@@ -78,20 +118,30 @@ class AuditLog:
         return self._key
 
     def append(self, event: AuditEvent) -> Entry:
-        require_registered(event)
-        fields = (timestamp(), self.actor, self.source, event.name, clean(event.target),
-                  clean(event.reason), canonical_json(event.details()))
+        return self.append_many([event])[0]
+
+    def append_many(self, events: list[AuditEvent]) -> list[Entry]:
+        """Append in one transaction: one lock and one commit for the whole list."""
+        for event in events:
+            require_registered(event)
+        written: list[Entry] = []
         with self._locked("appending to the audit log") as conn:
             seq, prev = self._head(conn)
-            seq += 1
-            digest = entry_hash(prev, seq, fields)
-            conn.execute(audit.insert().values(
-                seq=seq, at=fields[0], actor=fields[1], source=fields[2], action=fields[3],
-                target=fields[4], reason=fields[5], details=fields[6], prev_hash=prev,
-                hash=digest))
-            if seq % self.settings.checkpoint_every == 0:
-                self._write_checkpoint(conn, seq, digest)
-        return Entry(seq, *fields, prev, digest)
+            rows = []
+            for event in events:
+                fields = (timestamp(), self.actor, self.source, event.name,
+                          clean(event.target), clean(event.reason),
+                          canonical_json(event.details()))
+                seq += 1
+                digest = entry_hash(prev, seq, fields)
+                written.append(Entry(seq, *fields, prev, digest))
+                rows.append(dict(zip(ENTRY_COLUMNS, (seq, *fields, prev, digest), strict=True)))
+                prev = digest
+            conn.execute(audit.insert(), rows)
+            for entry in written:
+                if entry.seq % self.settings.checkpoint_every == 0:
+                    self._write_checkpoint(conn, entry.seq, entry.hash)
+        return written
 
     def _head(self, conn: Connection) -> tuple[int, str]:
         row = conn.execute(sa.select(audit.c.seq, audit.c.hash)
@@ -163,13 +213,30 @@ class AuditLog:
         key = public_key if public_key is not None else \
             load_key(self.settings.key_path).public_key()
         marks = self.checkpoints()
-        query = sa.select(audit.c.seq, audit.c.at, audit.c.actor, audit.c.source,
-                          audit.c.action, audit.c.target, audit.c.reason, audit.c.details,
-                          audit.c.prev_hash, audit.c.hash).order_by(audit.c.seq)
+        sep = sa.literal(SEPARATOR)
+        body = audit.c.at
+        for column in (audit.c.actor, audit.c.source, audit.c.action, audit.c.target,
+                       audit.c.reason, audit.c.details):
+            body = body + sep + column  # concatenated by the database: one string per row
+        query = sa.select(audit.c.seq, body, audit.c.prev_hash, audit.c.hash) \
+            .order_by(audit.c.seq)
         with self._read("verifying the audit log") as conn:
-            rows = conn.execution_options(stream_results=True, yield_per=20_000).execute(query)
-            return verify_chain(rows, marks, organization=self.settings.organization,
-                                public_key=key)
+            return verify_chain(self._stream(conn, query), marks,
+                                organization=self.settings.organization, public_key=key)
+
+    @staticmethod
+    def _stream(conn: Connection, query: sa.Select[Any]) -> Iterator[tuple[Any, ...]]:
+        """Plain tuples straight from the driver: verification is bound by row fetching."""
+        if conn.dialect.name == "postgresql":
+            compiled = query.compile(dialect=conn.dialect)
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            with driver.cursor(name="lethe_audit_verify") as cursor:
+                cursor.execute(str(compiled), compiled.params)
+                yield from prefetched(lambda: cursor.fetchmany(5_000))
+        else:
+            yield from conn.execution_options(stream_results=True, yield_per=20_000) \
+                .execute(query)
 
     # -- retention ----------------------------------------------------------------------
     def prune(self, older_than: datetime) -> int:
