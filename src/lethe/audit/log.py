@@ -214,7 +214,7 @@ class AuditLog:
             load_key(self.settings.key_path).public_key()
         marks = self.checkpoints()
         sep = sa.literal(SEPARATOR)
-        body = audit.c.at
+        body: sa.ColumnElement[Any] = audit.c.at
         for column in (audit.c.actor, audit.c.source, audit.c.action, audit.c.target,
                        audit.c.reason, audit.c.details):
             body = body + sep + column  # concatenated by the database: one string per row
