@@ -176,9 +176,6 @@ def test_sqlite_times_compare_by_instant_in_every_usual_spelling(sqlite_url: str
     assert key_set(sqlite_url, "SELECT id FROM ev") == set(values) - due
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: SQLite julianday() cannot parse ISO offsets "
-                   "without a colon (+0200, as strftime('%z') writes them); such rows are "
-                   "never due (stores/sql.py SqlStore._older)")
 def test_sqlite_offset_without_colon_is_an_iso_spelling(sqlite_url: str,
                                                         tmp_path: Path) -> None:
     sql(sqlite_url, "CREATE TABLE ev (id INTEGER PRIMARY KEY, at TEXT)",
@@ -195,10 +192,7 @@ ODD_NOW = datetime(2026, 6, 12, 3, 31, 50, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("backend", [
-    pytest.param("sqlite", marks=pytest.mark.xfail(
-        strict=True, reason="BUG: a row exactly at the cutoff is deleted on SQLite: the cutoff "
-        "is compared as a float Julian day computed in Python (epoch/86400 + 2440587.5), "
-        "which rounds differently from julianday(text) (stores/sql.py SqlStore._older)")),
+    "sqlite",
     "postgres"])
 def test_row_exactly_at_the_cutoff_is_kept(backend: str, request: pytest.FixtureRequest,
                                            tmp_path: Path) -> None:
@@ -345,9 +339,6 @@ def test_when_boolean_given_as_integer_and_text(app_url: str, tmp_path: Path) ->
     assert key_set(app_url, "SELECT id FROM flags") == {2, 3}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: YAML 1.1 turns unquoted NO/yes/off in `when` into "
-                   "booleans, compared as the text 'False'/'True': rows with country 'NO' are "
-                   "never due (policy/load.py load_policy uses yaml.safe_load)")
 def test_when_unquoted_yaml_words_match_their_text(sqlite_url: str, tmp_path: Path) -> None:
     sql(sqlite_url, "CREATE TABLE visits (id INTEGER PRIMARY KEY, country TEXT, at INTEGER)",
         ("INSERT INTO visits VALUES (1, 'NO', :a), (2, 'SE', :a)", {"a": CUTOFF_EPOCH - 10}))
@@ -368,9 +359,6 @@ datasets:
     assert key_set(sqlite_url, "SELECT id FROM visits") == {2}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a `when` value outside a PostgreSQL enum is sent "
-                   "as-is; the server rejects it (22P02) and plan/run abort instead of 'matches "
-                   "nothing' (stores/sql.py _coerce)")
 def test_when_value_outside_a_postgres_enum_matches_nothing(postgres_url: str,
                                                             tmp_path: Path) -> None:
     sql(postgres_url, "CREATE TYPE ticket_state AS ENUM ('open', 'closed')",
@@ -493,10 +481,6 @@ def test_three_level_chain_cascades_to_grandchildren(app_url: str, tmp_path: Pat
     assert key_set(app_url, "SELECT id FROM items") == {200, 300, 999}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a dataset reachable from a parent along two paths "
-                   "(diamond) gets two identical cascade lines; only one is verified, so the run "
-                   "reports ok=false (engine/steps.py StepBuilder.cascade_steps, "
-                   "engine/execute.py execute)")
 def test_diamond_graph_cascades_once_and_verifies(app_url: str, tmp_path: Path) -> None:
     sql(app_url, *users_ddl(app_url),
         "CREATE TABLE devices (id INTEGER PRIMARY KEY, user_id INTEGER, at INTEGER)",
@@ -726,10 +710,6 @@ def test_workspace_hold_on_org_rows_and_hold_on_a_parent_dataset(app_url: str,
     assert key_set(app_url, "SELECT id FROM sessions") == {1, 2}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a subject hold by email is compared with a uuid "
-                   "identity column as text; PostgreSQL rejects it (22P02) and every plan/run "
-                   "fails while the hold exists (stores/sql.py _coerce, holds.py "
-                   "HoldScopes.direct)")
 def test_postgres_subject_hold_by_email_with_uuid_ids(postgres_url: str,
                                                       tmp_path: Path) -> None:
     sql(postgres_url, "CREATE TABLE users (id UUID PRIMARY KEY, email TEXT, closed_at "
@@ -748,10 +728,6 @@ def test_postgres_subject_hold_by_email_with_uuid_ids(postgres_url: str,
     assert (step["rows"], step["held"]) == (1, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a subject key made of many digits is coerced to an "
-                   "int for the integer identity column and overflows (SQLite: OverflowError -> "
-                   "'internal error'; PostgreSQL: 22003) so plan/run fail while the hold exists "
-                   "(stores/sql.py _coerce)")
 def test_subject_hold_with_a_long_numeric_identity(app_url: str, tmp_path: Path) -> None:
     ts = "TIMESTAMPTZ" if is_pg(app_url) else "TIMESTAMP"
     sql(app_url, f"CREATE TABLE users (id INTEGER PRIMARY KEY, account TEXT, closed_at {ts})",
@@ -808,9 +784,6 @@ def test_forever_and_now_with_an_offset(sqlite_url: str, tmp_path: Path) -> None
     assert key_set(sqlite_url, "SELECT id FROM keep") == {1, 2}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a long but valid duration (keep: 3000y) passes "
-                   "validation, then plan crashes with 'internal error (ValueError)' computing a "
-                   "cutoff before year 1 (policy/durations.py subtract_months, Duration.before)")
 def test_very_long_keep_is_not_an_internal_error(sqlite_url: str, tmp_path: Path) -> None:
     sql(sqlite_url, "CREATE TABLE ev (id INTEGER PRIMARY KEY, at INTEGER)",
         "INSERT INTO ev VALUES (1, 0)")
@@ -827,9 +800,6 @@ def test_very_long_keep_is_not_an_internal_error(sqlite_url: str, tmp_path: Path
         assert all(a["rows"] == 0 for a in json.loads(proc.stdout)["actions"])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: soft-delete writes epoch *seconds* into a column "
-                   "that holds epoch milliseconds; the application reads 1970 and lethe's own "
-                   "recovery window is measured from the wrong unit (stores/sql.py _bind_time)")
 def test_soft_delete_writes_epoch_milliseconds_where_the_column_uses_them(
         sqlite_url: str, tmp_path: Path) -> None:
     ms = int(NOW.timestamp()) * 1000
@@ -891,10 +861,7 @@ def test_cli_json_contract_unknown_dataset_and_unset_variable(sqlite_url: str,
     assert set(json.loads(unset.stdout)["error"]) >= {"type", "message", "path"}
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.xfail(
-    strict=True, reason="BUG: every sweep of a PostgreSQL table keyed by a UUID fails with "
-    "42883 'function max(uuid) does not exist' (any batch size): nothing is ever deleted "
-    "(stores/sql.py SqlStore.sweep_batch, key-window branch)"))])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 @pytest.mark.parametrize("batch_size", [1, 10_000])
 def test_uuid_and_text_keys_walk_in_batches(backend: str, batch_size: int,
                                             request: pytest.FixtureRequest,
@@ -913,9 +880,6 @@ def test_uuid_and_text_keys_walk_in_batches(backend: str, batch_size: int,
     assert {str(k) for k in key_set(app_url, "SELECT id FROM tokens")} == set(keys[0::2])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: command-line usage errors (bad --batch-size, unknown "
-                   "option) are printed by click as a multi-line box and, with --json, no JSON "
-                   "object reaches stdout (cli/app.py main runs typer with standalone_mode=True)")
 def test_usage_errors_are_one_line_and_json(tmp_path: Path) -> None:
     """docs/cli.md: errors are one line on stderr; with --json stdout carries {"error": ...}."""
     for args in (["run", "--batch-size", "0"], ["plan", "--no-such-option"]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -12,6 +13,10 @@ from lethe.cli import audit, commands, holds
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, Settings
 from lethe.cli.output import emit_json, stderr
 from lethe.errors import LetheError
+
+# Typer ships its own copy of click; its UsageError is not `click.UsageError`.
+CLICK_USAGE_ERROR: type[Any] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 app = typer.Typer(name="lethe", no_args_is_help=True, add_completion=False,
                   help="Data lifecycle governance: retention, holds and evidence on real stores.",
@@ -38,7 +43,15 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: turns LetheError into a one-line message and its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=args, prog_name="lethe", standalone_mode=True)
+        code = app(args=args, prog_name="lethe", standalone_mode=False)
+    except CLICK_USAGE_ERROR as exc:  # bad option or argument: one line, like every error
+        message = exc.format_message().replace("\n", " ").strip()
+        if not message and exc.ctx is not None:  # a bare `lethe` or `lethe hold`: show help
+            stderr.print(exc.ctx.get_help(), markup=False, highlight=False)
+            message = "a command is required"
+        _fail(message, 2, "UsageError", None, args)
+    except typer.Abort:
+        _fail("interrupted", 130, "Interrupted", None, args)
     except LetheError as exc:
         _fail(str(exc), exc.exit_code, type(exc).__name__, exc.path, args, exc.message)
     except KeyboardInterrupt:
@@ -48,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(f"internal error ({type(exc).__name__}); set LETHE_DEBUG=1 for details", 2,
               "InternalError", None, args)
+    else:
+        raise SystemExit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int, kind: str, path: str | None, args: list[str],

@@ -183,7 +183,9 @@ class StepBuilder:
                 if erasure in CASCADING:
                     if erasure == "delete":
                         walk(child)
-                    steps.append(Step(child, None, "cascade", name))
+                    step = Step(child, None, "cascade", name)
+                    if step not in steps:  # reachable along two paths: one line
+                        steps.append(step)
 
         if any(s.deletes for s in self.own_steps(name)):
             walk(name)

@@ -31,10 +31,12 @@ class Duration:
         """The instant this long before `instant`; None for forever (nothing is ever old enough)."""
         if self.amount is None:
             return None
-        if self.unit in _FIXED:
-            return instant - self.amount * _FIXED[self.unit]
-        months = self.amount * (12 if self.unit == "y" else 1)
-        return subtract_months(instant, months)
+        try:
+            if self.unit in _FIXED:
+                return instant - self.amount * _FIXED[self.unit]
+            return subtract_months(instant, self.amount * (12 if self.unit == "y" else 1))
+        except (OverflowError, ValueError):  # before year 1: nothing can be that old
+            return datetime.min.replace(tzinfo=instant.tzinfo)
 
     def __str__(self) -> str:
         return "forever" if self.amount is None else f"{self.amount}{self.unit}"

@@ -9,10 +9,9 @@ batch re-walks rows an earlier batch already removed.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,9 +45,16 @@ from lethe.stores.base import (
     TableInfo,
     Value,
 )
+from lethe.stores.sql_values import (
+    MILLIS_THRESHOLD,
+    UNCOERCIBLE,
+    bind_time,
+    coerce,
+    is_numeric,
+    older,
+    python_type,
+)
 from lethe.stores.windows import KeySpan, is_dense, next_width
-
-_UNCOERCIBLE = object()
 
 
 def normalize_url(url: str) -> str:
@@ -111,6 +117,7 @@ class SqlStore:
         self._spans: dict[str, KeySpan | None] = {}
         self._widths: dict[str, int] = {}
         self._removed: dict[str, int] = {}  # rows this store deleted, per table
+        self._millis: dict[tuple[str, str], bool] = {}
 
     # -- schema -------------------------------------------------------------------------
     def tables(self) -> Mapping[str, TableInfo]:
@@ -170,12 +177,12 @@ class SqlStore:
                 c = col(column)
                 if value is None:
                     return c.is_(None)
-                bound = _coerce(c, value)
-                return sa.false() if bound is _UNCOERCIBLE else sa.and_(c.is_not(None), c == bound)
+                bound = coerce(c, value, self.dialect)
+                return sa.false() if bound is UNCOERCIBLE else sa.and_(c.is_not(None), c == bound)
             case In(column, values):
                 c = col(column)
                 bound_values = [b for v in values if v is not None
-                                and (b := _coerce(c, v)) is not _UNCOERCIBLE]
+                                and (b := coerce(c, v, self.dialect)) is not UNCOERCIBLE]
                 parts = []
                 if bound_values:
                     parts.append(sa.and_(c.is_not(None), c.in_(bound_values)))
@@ -186,8 +193,8 @@ class SqlStore:
                 return col(column).is_(None)
             case Differs(column, value):
                 c = col(column)
-                bound = _coerce(c, value)
-                if bound is _UNCOERCIBLE:
+                bound = coerce(c, value, self.dialect)
+                if bound is UNCOERCIBLE:
                     return c.is_not(None)
                 return sa.and_(c.is_not(None), c != bound)
             case NotLike(column, pattern):
@@ -209,25 +216,20 @@ class SqlStore:
         raise TypeError(f"unknown condition {type(cond).__name__}")
 
     def _older(self, c: sa.ColumnElement[Any], cutoff: datetime) -> sa.ColumnElement[bool]:
-        cutoff = cutoff.astimezone(UTC)
-        epoch = cutoff.timestamp()
-        if self.dialect == "sqlite":
-            # SQLite stores times as ISO text or epoch numbers; compare by value, not text.
-            numeric = sa.func.typeof(c).in_(["integer", "real"])
-            number = sa.type_coerce(c, sa.Float)
-            seconds = sa.case((sa.func.abs(number) > 100_000_000_000, number / 1000.0),
-                              else_=number)
-            julian = epoch / 86400.0 + 2440587.5
-            older = sa.case((numeric, seconds < epoch), else_=sa.func.julianday(c) < julian)
-            return sa.func.coalesce(older, False)  # unparseable text is never "older"
-        ctype = c.type
-        if isinstance(ctype, sa.DateTime):
-            return c < (cutoff if ctype.timezone else cutoff.replace(tzinfo=None))
-        if isinstance(ctype, sa.Date):
-            return c < cutoff.replace(tzinfo=None)
-        if isinstance(ctype, sa.Integer | sa.Numeric | sa.Float):
-            return c < epoch
-        return sa.cast(c, sa.DateTime(timezone=True)) < cutoff
+        # SQLite decides seconds or milliseconds per value, in SQL
+        millis = self.dialect != "sqlite" and self._in_millis(c)
+        return older(c, cutoff, self.dialect, millis=millis)
+
+    def _in_millis(self, c: sa.ColumnElement[Any]) -> bool:
+        """Does this integer time column count milliseconds? Judged once from its values."""
+        if not is_numeric(c) or not isinstance(c, sa.Column):
+            return False
+        name = (c.table.name, c.name)
+        if name not in self._millis:
+            with self._errors("reading a time column"), self.engine.connect() as conn:
+                top = conn.execute(sa.select(sa.func.max(c))).scalar()
+            self._millis[name] = top is not None and abs(top) > MILLIS_THRESHOLD
+        return self._millis[name]
 
     # -- reads and writes ---------------------------------------------------------------
     @contextmanager
@@ -285,7 +287,9 @@ class SqlStore:
                     selected = sa.and_(key > after, selected)
                 window = (sa.select(key.label("k")).where(selected).order_by(key).limit(limit)
                           .subquery())
-                upper = conn.execute(sa.select(sa.func.max(window.c.k))).scalar()
+                # ORDER BY ... DESC LIMIT 1, not max(): max() is undefined for uuid.
+                upper = conn.execute(sa.select(window.c.k).order_by(window.c.k.desc())
+                                     .limit(1)).scalar()
                 if upper is None:
                     return BatchResult(None, 0)
                 in_window = sa.and_(selected, key <= upper)
@@ -303,7 +307,7 @@ class SqlStore:
     def _dense_span(self, t: sa.Table, key: sa.ColumnElement[Any],
                     sweep: Sweep) -> KeySpan | None:
         """Key ranges for integer keys that are dense; None means use key windows."""
-        if isinstance(sweep.effect, Anonymize) or _python_type(key.type) is not int:
+        if isinstance(sweep.effect, Anonymize) or python_type(key.type) is not int:
             return None  # anonymizing reads every row anyway; windows bound it exactly
         with self._errors(f"reading the key range of {sweep.table}"), \
                 self.engine.connect() as conn:
@@ -337,8 +341,8 @@ class SqlStore:
             values = {}
             for name, value in effect.values:
                 column = self.column(t, name, table_name)
-                values[column.key] = _bind_time(column, value) if isinstance(value, datetime) \
-                    else value
+                values[column.key] = bind_time(column, value, millis=self._in_millis(column)) \
+                    if isinstance(value, datetime) else value
             return int(conn.execute(sa.update(t).where(where).values(values)).rowcount)
         if isinstance(effect, Anonymize):
             return self._anonymize(conn, t, table_name, key, where, effect)
@@ -366,60 +370,3 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-@functools.lru_cache(maxsize=64)
-def _python_type(ctype: sa.types.TypeEngine[Any]) -> type | None:
-    try:
-        return ctype.python_type
-    except NotImplementedError:
-        return None
-
-
-def _coerce(c: sa.ColumnElement[Any], value: Value) -> Value:
-    """Bind `value` in the column's own type; a value that cannot be of that type matches nothing.
-
-    A policy says `status: 1` or a hold names a subject by `42`; comparing an integer
-    column to the text 'alice@…' would be an error on PostgreSQL, so it is "no match".
-    """
-    ptype = _python_type(c.type)
-    if ptype is None or isinstance(value, ptype):
-        return value
-    try:
-        if ptype is bool:
-            return _UNCOERCIBLE if not isinstance(value, int | str) else _to_bool(value)
-        if ptype is int:
-            if isinstance(value, bool):
-                return int(value)
-            if isinstance(value, float) and not value.is_integer():
-                return _UNCOERCIBLE
-            return int(str(value).strip()) if isinstance(value, str) else int(value)
-        if ptype is float:
-            return float(value)
-        if ptype is str:
-            return str(value)
-    except (TypeError, ValueError):
-        return _UNCOERCIBLE
-    return value
-
-
-def _bind_time(c: sa.ColumnElement[Any], instant: datetime) -> Value:
-    """Write a time in the form the column already uses, so `Older` reads it back."""
-    instant = instant.astimezone(UTC)
-    ctype = c.type
-    if isinstance(ctype, sa.DateTime):
-        return instant if ctype.timezone else instant.replace(tzinfo=None)
-    if isinstance(ctype, sa.Date):
-        return instant.date()
-    if isinstance(ctype, sa.Integer | sa.Numeric | sa.Float):
-        return int(instant.timestamp())
-    return instant.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _to_bool(value: int | str) -> Value:
-    text = str(value).strip().lower()
-    if text in {"1", "true", "t", "yes"}:
-        return True
-    if text in {"0", "false", "f", "no"}:
-        return False
-    return _UNCOERCIBLE

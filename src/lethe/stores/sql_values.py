@@ -1,0 +1,132 @@
+"""Values meeting columns: binding policy values in a column's type, and reading times.
+
+A policy says `status: 1`, a hold names a subject by `42` or by an email; a column may
+be an integer, a UUID, an enum, text. A value that cannot be of the column's type
+simply matches nothing — comparing an integer column with 'ada@…' must not be an
+error, and must not be coerced into something that matches.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+UNCOERCIBLE = object()
+MILLIS_THRESHOLD = 100_000_000_000  # epoch values above this are milliseconds (year 5138+ in s)
+_INT_BOUNDS = ((sa.SmallInteger, 2**15), (sa.BigInteger, 2**63), (sa.Integer, 2**31))
+
+
+@functools.lru_cache(maxsize=64)
+def python_type(ctype: sa.types.TypeEngine[Any]) -> type | None:
+    try:
+        return ctype.python_type
+    except NotImplementedError:
+        return None
+
+
+def coerce(c: sa.ColumnElement[Any], value: Any, dialect: str) -> Any:
+    """`value` in the column's type, or UNCOERCIBLE when it cannot be one."""
+    ctype = c.type
+    if isinstance(ctype, sa.Enum) and ctype.enums:
+        return str(value) if str(value) in ctype.enums else UNCOERCIBLE
+    ptype = python_type(ctype)
+    if ptype is None:
+        return value
+    if ptype is bool and not isinstance(value, bool):
+        return _to_bool(value)
+    if ptype is int:
+        return _to_int(value, ctype, dialect)
+    if isinstance(value, ptype):
+        return value
+    try:
+        if ptype is float:
+            return float(value)
+        if ptype is str:
+            return str(value)
+        if ptype is uuid.UUID:
+            return uuid.UUID(str(value))
+    except (TypeError, ValueError, OverflowError):
+        return UNCOERCIBLE
+    return value
+
+
+def _to_int(value: Any, ctype: sa.types.TypeEngine[Any], dialect: str) -> Any:
+    if isinstance(value, bool):
+        number = int(value)
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        if not value.is_integer():
+            return UNCOERCIBLE
+        number = int(value)
+    else:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            return UNCOERCIBLE
+    bound = 2**63 if dialect == "sqlite" else \
+        next(b for kind, b in _INT_BOUNDS if isinstance(ctype, kind))
+    return number if -bound <= number < bound else UNCOERCIBLE
+
+
+def _to_bool(value: Any) -> Any:
+    text = str(value).strip().lower()
+    if text in {"1", "true", "t", "yes"}:
+        return True
+    if text in {"0", "false", "f", "no"}:
+        return False
+    return UNCOERCIBLE
+
+
+def is_numeric(c: sa.ColumnElement[Any]) -> bool:
+    return isinstance(c.type, sa.Integer | sa.Numeric | sa.Float)
+
+
+def bind_time(c: sa.ColumnElement[Any], instant: datetime, *, millis: bool = False) -> Any:
+    """Write a time in the form the column already uses, so `older` reads it back."""
+    instant = instant.astimezone(UTC)
+    ctype = c.type
+    if isinstance(ctype, sa.DateTime):
+        return instant if ctype.timezone else instant.replace(tzinfo=None)
+    if isinstance(ctype, sa.Date):
+        return instant.date()
+    if is_numeric(c):
+        seconds = instant.timestamp()
+        return int(seconds * 1000) if millis else int(seconds)
+    return instant.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _sqlite_time_text(c: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """ISO text SQLite's date functions can read: '+0000'-style offsets get their colon."""
+    no_colon = c.op("GLOB")("*[+-][0-9][0-9][0-9][0-9]")
+    fixed = (sa.func.substr(c, 1, sa.func.length(c) - 2) + ":" + sa.func.substr(c, -2))
+    return sa.case((no_colon, fixed), else_=c)
+
+
+def older(c: sa.ColumnElement[Any], cutoff: datetime, dialect: str, *,
+          millis: bool = False) -> sa.ColumnElement[bool]:
+    """The column holds an instant strictly before `cutoff` (by instant, not by text)."""
+    cutoff = cutoff.astimezone(UTC)
+    epoch = cutoff.timestamp()
+    if dialect == "sqlite":
+        # SQLite keeps times as ISO text or epoch numbers, column type notwithstanding.
+        numeric = sa.func.typeof(c).in_(["integer", "real"])
+        number = sa.type_coerce(c, sa.Float)
+        seconds = sa.case((sa.func.abs(number) > MILLIS_THRESHOLD, number / 1000.0),
+                          else_=number)
+        # The cutoff goes through julianday() too, so both sides round the same way.
+        julian = sa.func.julianday(cutoff.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3])
+        text_older = sa.func.julianday(_sqlite_time_text(c)) < julian
+        return sa.func.coalesce(sa.case((numeric, seconds < epoch), else_=text_older), False)
+    ctype = c.type
+    if isinstance(ctype, sa.DateTime):
+        return c < (cutoff if ctype.timezone else cutoff.replace(tzinfo=None))
+    if isinstance(ctype, sa.Date):
+        return c < cutoff.replace(tzinfo=None)
+    if is_numeric(c):
+        return c < (int(epoch * 1000) if millis else epoch)
+    return sa.cast(c, sa.DateTime(timezone=True)) < cutoff
