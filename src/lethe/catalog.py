@@ -6,7 +6,7 @@ table or column stops a command before anything is touched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from lethe.errors import LetheError, SchemaMismatch
@@ -73,6 +73,43 @@ class Catalog:
         for store in self._stores.values():
             store.close()
         self._stores.clear()
+
+
+def unhandled_references(catalog: Catalog, keys: Mapping[str, str],
+                         nullable: Mapping[tuple[str, str], bool],
+                         ) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Foreign keys into each dataset's key that no `belongs_to` cascade takes care of.
+
+    A child declared with `belongs_to` and `erasure: delete` is deleted first, and one
+    with `erasure: anonymize` on a nullable link is detached; any other reference
+    (retained rows, undeclared tables, links the policy does not know) remains.
+    """
+    policy = catalog.policy
+    found: dict[str, tuple[tuple[str, str], ...]] = {}
+    for name in keys:
+        ds = policy.datasets[name]
+        refs: list[tuple[str, str]] = []
+        for info in catalog.row_store(ds.store).tables().values():
+            for fk in info.foreign_keys:
+                if fk.table != ds.table or fk.referred != (keys[name],) or len(fk.columns) != 1:
+                    continue
+                column = fk.columns[0]
+                if not _handled(policy, name, ds.store, info.name, column, nullable):
+                    refs.append((info.name, column))
+        if refs:
+            found[name] = tuple(refs)
+    return found
+
+
+def _handled(policy: Policy, parent: str, store: str, table: str, column: str,
+             nullable: Mapping[tuple[str, str], bool]) -> bool:
+    for child, ds in policy.datasets.items():
+        if ds.store == store and ds.table == table and ds.belongs_to.get(parent) == column:
+            if ds.erasure == "delete":
+                return True
+            if ds.erasure == "anonymize" and nullable.get((child, column), False):
+                return True
+    return False
 
 
 def open_catalog(policy: Policy) -> Catalog:

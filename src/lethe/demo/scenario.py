@@ -62,9 +62,11 @@ def run_demo(directory: Path, clock: Clock, *, say: Say = None,
         tell(f"2. plan: {due} rows due across {len({a.step.dataset for a in before.actions})} "
              "datasets")
         for action in before.actions:
-            if action.rows:
+            if action.rows or action.blocked:
                 rule = "" if action.step.rule is None else f" rule {action.step.rule}"
-                tell(f"   {action.step.dataset}{rule}: {action.step.action} {action.rows}")
+                kept = f" (kept: {action.blocked} referenced by retained rows)" \
+                    if action.blocked else ""
+                tell(f"   {action.step.dataset}{rule}: {action.step.action} {action.rows}{kept}")
         result = execute(rt, before)
         done = sum(a.done for a in result.actions)
         verified = all(a.verified for a in result.actions)

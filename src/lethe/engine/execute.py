@@ -133,7 +133,8 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
     while True:
         holds = rt.hold_scopes(builder)  # re-read every batch: a new hold wins at once
         sweep = Sweep(ds.table or "", builder.keys[step.dataset],
-                      all_of(due, negate(builder.held(step, holds))), effect,
+                      all_of(due, negate(builder.held(step, holds)),
+                             negate(builder.blocked(step))), effect,
                       builder.cascades(step.dataset, holds) if step.deletes else ())
         started = time.perf_counter()
         batch = store.sweep_batch(sweep, after, batch_size)

@@ -14,6 +14,7 @@ from typing import Any
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.holds import HoldScopes
+from lethe.policy.graph import children_first
 from lethe.stores.base import FALSE, all_of, negate
 
 UNSUPPORTED = {"archive": "archiving needs object stores (not available yet)",
@@ -25,11 +26,12 @@ class PlannedAction:
     step: Step
     rows: int
     held: int
+    blocked: int = 0  # due, not held, but a foreign key still points at them
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"dataset": self.step.dataset, "rule": self.step.rule,
                                 "action": self.step.action, "rows": self.rows,
-                                "held": self.held}
+                                "held": self.held, "blocked": self.blocked}
         if self.step.parent is not None:
             data["parent"] = self.step.parent
         if self.step.action in UNSUPPORTED:
@@ -64,9 +66,12 @@ def count_step(rt: Runtime, builder: StepBuilder, holds: HoldScopes, step: Step)
     table = rt.policy.datasets[step.dataset].table or ""
     due = builder.due(step, holds)
     held = builder.held(step, holds)
-    rows = store.count(table, all_of(due, negate(held)))
+    blocked = builder.blocked(step)
+    rows = store.count(table, all_of(due, negate(held), negate(blocked)))
     held_rows = 0 if held == FALSE else store.count(table, all_of(due, held))
-    return PlannedAction(step, rows, held_rows)
+    blocked_rows = 0 if blocked == FALSE else \
+        store.count(table, all_of(due, negate(held), blocked))
+    return PlannedAction(step, rows, held_rows, blocked_rows)
 
 
 def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
@@ -74,6 +79,7 @@ def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     rt.prepare(names)
     now = rt.clock.now()
     builder = rt.builder(now)
+    names = children_first(names, builder.dependencies())
     holds = rt.hold_scopes(builder)
     return Plan(now, tuple(count_step(rt, builder, holds, s)
                            for s in ordered_steps(builder, names)))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lethe.audit.identity import local_actor, local_source
 from lethe.audit.log import AuditLog, AuditSettings
-from lethe.catalog import Catalog, open_catalog, require_schema
+from lethe.catalog import Catalog, open_catalog, require_schema, unhandled_references
 from lethe.clock import Clock
 from lethe.control.store import ControlStore
 from lethe.crypto.signing import key_path
@@ -56,7 +56,8 @@ class Runtime:
         keys = {n: self.catalog.key_of(n) for n in names}
         nullable = {(n, c.name): c.nullable for n in names
                     for c in self.catalog.table_of(n).columns.values()}
-        return StepBuilder(self.policy, keys, nullable, now)
+        return StepBuilder(self.policy, keys, nullable, now,
+                           unhandled_references(self.catalog, keys, nullable))
 
     def hold_scopes(self, builder: StepBuilder) -> HoldScopes:
         return HoldScopes(self.policy, self.catalog.graph, builder.keys, self.control.holds())

@@ -8,7 +8,7 @@ all three agree on what "due" means.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from lethe.engine.anonymize import anonymizer, still_identifying
@@ -100,6 +100,8 @@ class StepBuilder:
     keys: Mapping[str, str]
     nullable: Mapping[tuple[str, str], bool]  # (dataset, column) -> nullable
     now: datetime
+    # dataset -> (table, column) of foreign keys into it that no cascade handles
+    references: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def own_steps(self, name: str) -> list[Step]:
         ds = self.policy.datasets[name]
@@ -116,7 +118,8 @@ class StepBuilder:
             return purge_due(ds, self.now)
         if step.action == "cascade":
             assert step.parent is not None
-            parents = self.deleting_due(step.parent)
+            parents = all_of(self.deleting_due(step.parent),
+                             negate(self.referenced(step.parent)))
             if holds is not None:
                 parents = all_of(parents, negate(holds.held(step.parent, cascading=True)))
             linked = self.linked_to(step.dataset, step.parent, parents)
@@ -143,6 +146,40 @@ class StepBuilder:
     def held(self, step: Step, holds: HoldScopes) -> Condition:
         return holds.held(step.dataset, cascading=step.deletes)
 
+    def dependencies(self) -> list[tuple[str, str]]:
+        """(child, parent) pairs: belongs_to links, and datasets whose rows hold a foreign
+        key into another's. Children go first, so a run that clears the referencing rows
+        (deletes them, or anonymizes the link away) frees their parents in the same run."""
+        pairs = [(child, parent) for child, ds in self.policy.datasets.items()
+                 for parent in ds.belongs_to]
+        by_table = {(ds.store, ds.table): name for name, ds in self.policy.datasets.items()}
+        for parent, refs in self.references.items():
+            store = self.policy.datasets[parent].store
+            pairs += [(by_table[(store, table)], parent) for table, _ in refs
+                      if (store, table) in by_table]
+        return pairs
+
+    def blocked(self, step: Step) -> Condition:
+        """Rows a deleting step must keep because a foreign key still points at them."""
+        return self.referenced(step.dataset) if step.deletes else FALSE
+
+    def referenced(self, name: str) -> Condition:
+        """Rows that rows outside any cascade reference through a real foreign key.
+
+        Deleting them would fail (NO ACTION / RESTRICT), or would make the database
+        destroy or rewrite rows the policy keeps (ON DELETE CASCADE / SET NULL): a
+        retained invoice, a held row. They stay until what references them goes.
+        """
+        parts: list[Condition] = [Exists(table, column, self.keys[name])
+                                  for table, column in self.references.get(name, ())]
+        for child, ds in self.policy.datasets.items():
+            column = ds.belongs_to.get(name)
+            if column is not None and ds.erasure == "delete" and child in self.keys:
+                below = self.referenced(child)
+                if below != FALSE:
+                    parts.append(Exists(ds.table or "", column, self.keys[name], below))
+        return any_of(*parts)
+
     def effect(self, step: Step) -> Effect:
         ds = self.policy.datasets[step.dataset]
         if step.action in DELETING:
@@ -160,7 +197,10 @@ class StepBuilder:
             child = self.policy.datasets[parent_link.child]
             if child.erasure not in CASCADING:
                 continue
-            keep = negate(holds.held(parent_link.child, cascading=child.erasure == "delete"))
+            deletes = child.erasure == "delete"
+            keep = negate(holds.held(parent_link.child, cascading=deletes))
+            if deletes:
+                keep = all_of(keep, negate(self.referenced(parent_link.child)))
             if child.erasure == "delete":
                 effect: Effect = Delete()
                 below = self.cascades(parent_link.child, holds)

@@ -11,7 +11,7 @@ from typing import Any
 
 from lethe.audit.events import CheckRan
 from lethe.audit.log import AuditLog
-from lethe.catalog import Catalog, Finding, schema_findings
+from lethe.catalog import Catalog, Finding, schema_findings, unhandled_references
 from lethe.errors import SchemaMismatch
 from lethe.stores.base import Eq, IsNull, any_of
 
@@ -83,11 +83,32 @@ def unindexed_links(catalog: Catalog) -> list[Finding]:
     return findings
 
 
+def blocking_references(catalog: Catalog) -> list[Finding]:
+    """Foreign keys that will keep parent rows alive past their retention."""
+    names = catalog.sql_datasets()
+    try:
+        keys = {n: catalog.key_of(n) for n in names}
+        nullable = {(n, c.name): c.nullable for n in names
+                    for c in catalog.table_of(n).columns.values()}
+    except SchemaMismatch:
+        return []  # reported as schema findings
+    findings = []
+    for name, refs in unhandled_references(catalog, keys, nullable).items():
+        table = catalog.policy.datasets[name].table
+        for other, column in refs:
+            findings.append(Finding(
+                "warning", "blocking-reference", f"datasets.{name}",
+                f"{other}.{column} references {table}; rows it points at are kept until "
+                "those rows go (declare it with belongs_to and erasure delete to cascade)"))
+    return findings
+
+
 def check(catalog: Catalog, audit: AuditLog | None = None) -> CheckReport:
     findings = schema_findings(catalog)
     findings += undeclared_tables(catalog)
     findings += workspace_leaks(catalog)
     findings += unindexed_links(catalog)
+    findings += blocking_references(catalog)
     report = CheckReport(tuple(findings))
     if audit is not None:
         errors = sum(f.severity == "error" for f in findings)

@@ -6,7 +6,7 @@ so this order is computed once and reused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from lethe.policy.model import Dataset
@@ -75,3 +75,31 @@ def build_graph(datasets: Mapping[str, Dataset]) -> Graph:
     for name in datasets:
         place(name)
     return Graph(links, tuple(order))
+
+
+def children_first(names: Sequence[str], edges: Iterable[tuple[str, str]]) -> list[str]:
+    """`names` reordered so that every `(child, parent)` edge puts the child first.
+
+    Otherwise the given order is kept; an edge that would close a cycle is ignored
+    (the order then follows the names' own order for that pair).
+    """
+    chosen = set(names)
+    children: dict[str, list[str]] = {}
+    for child, parent in edges:
+        if child in chosen and parent in chosen and child != parent:
+            children.setdefault(parent, []).append(child)
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def place(name: str) -> None:
+        state[name] = 1
+        for child in sorted(children.get(name, []), key=names.index):
+            if child not in state:
+                place(child)
+        state[name] = 2
+        order.append(name)
+
+    for name in names:
+        if name not in state:
+            place(name)
+    return order
