@@ -7,7 +7,6 @@ leaves only whole batches behind: running again finishes the job.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +15,9 @@ from lethe.audit.events import RetentionStep, RunFinished, RunStarted
 from lethe.engine.plan import UNSUPPORTED, Plan, PlannedAction, count_step
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
+from lethe.engine.sweep import sweep_all
 from lethe.errors import LetheError
-from lethe.stores.base import Sweep, all_of, negate
+from lethe.stores.base import BatchResult, Sweep, all_of, negate
 
 DEFAULT_BATCH_SIZE = 10_000
 
@@ -126,34 +126,31 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
            batch_size: int, progress: Progress | None) -> None:
     step = action.planned.step
     ds = rt.policy.datasets[step.dataset]
-    store = rt.catalog.store_of(step.dataset)
     due = builder.due(step)
     effect = builder.effect(step)
-    after = None
-    while True:
+
+    def make_sweep() -> Sweep:
         holds = rt.hold_scopes(builder)  # re-read every batch: a new hold wins at once
-        sweep = Sweep(ds.table or "", builder.keys[step.dataset],
-                      all_of(due, negate(builder.held(step, holds)),
-                             negate(builder.blocked(step))), effect,
-                      builder.cascades(step.dataset, holds) if step.deletes else ())
-        started = time.perf_counter()
-        batch = store.sweep_batch(sweep, after, batch_size)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        if batch.upper is None:
-            return
-        action.batches += 1
-        action.longest_batch_ms = max(action.longest_batch_ms, elapsed_ms)
-        action.batch_ms += elapsed_ms
-        action.done += batch.rows
+        return Sweep(ds.table or "", builder.keys[step.dataset],
+                     all_of(due, negate(builder.held(step, holds)),
+                            negate(builder.blocked(step))), effect,
+                     builder.cascades(step.dataset, holds) if step.deletes else ())
+
+    def on_batch(batch: BatchResult, elapsed_ms: float) -> None:
         for child, rows in batch.cascaded.items():
             cascade = cascades.get((child, step.dataset))
             if cascade is not None:
                 cascade.done += rows
                 cascade.batches += 1
                 cascade.longest_batch_ms = max(cascade.longest_batch_ms, elapsed_ms)
-        after = batch.upper
         if progress is not None:
             progress(index, batch.rows)
+
+    stats = sweep_all(rt.catalog.store_of(step.dataset), make_sweep, batch_size, on_batch)
+    action.done += stats.rows
+    action.batches += stats.batches
+    action.batch_ms += stats.total_ms
+    action.longest_batch_ms = max(action.longest_batch_ms, stats.longest_ms)
 
 
 def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult) -> None:

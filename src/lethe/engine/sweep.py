@@ -1,0 +1,43 @@
+"""The batch loop every deletion goes through: retention steps and erasure requests alike.
+
+The sweep is rebuilt before every batch, so conditions that can change while a run is
+going (holds, above all) are read fresh each time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lethe.stores.base import BatchResult, RowStore, Sweep
+
+OnBatch = Callable[[BatchResult, float], None]  # (batch, milliseconds)
+
+
+@dataclass
+class SweepStats:
+    rows: int = 0
+    batches: int = 0
+    longest_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+def sweep_all(store: RowStore, make_sweep: Callable[[], Sweep], batch_size: int,
+              on_batch: OnBatch | None = None) -> SweepStats:
+    stats = SweepStats()
+    after = None
+    while True:
+        sweep = make_sweep()
+        started = time.perf_counter()
+        batch = store.sweep_batch(sweep, after, batch_size)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if batch.upper is None:
+            return stats
+        stats.batches += 1
+        stats.rows += batch.rows
+        stats.longest_ms = max(stats.longest_ms, elapsed_ms)
+        stats.total_ms += elapsed_ms
+        if on_batch is not None:
+            on_batch(batch, elapsed_ms)
+        after = batch.upper

@@ -1,0 +1,1 @@
+"""Data-subject requests: right-of-access exports and erasure."""
