@@ -212,3 +212,44 @@ def test_init_creates_a_private_organization_key(tmp_path: Path) -> None:
     assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
     proc = lethe("init", "--force", cwd=tmp_path)
     assert "PRIVATE KEY" not in proc.stdout + proc.stderr
+
+
+def test_request_commands_follow_the_json_contract(policy: Path, tmp_path: Path) -> None:
+    opened = lethe("request", "open", "erasure", "--subject", "user", "--identity",
+                   "email=user8@example.com", "--policy", str(policy), "--json", "--now", NOW)
+    assert opened.returncode == 0, opened.stderr
+    data = as_json(opened)
+    assert set(data) == {"id", "status", "due"} and data["status"] == "received"
+    rid = str(data["id"])
+    out = tmp_path / "requests"
+    first = as_json(lethe("request", "run", rid, "--policy", str(policy), "--now", NOW,
+                          "--out", str(out), "--json"))
+    assert first["status"] == "in_progress"
+    done = lethe("request", "run", rid, "--policy", str(policy), "--now",
+                 "2026-07-15T00:00:00Z", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    result = as_json(done)
+    assert result["status"] == "completed"
+    for counts in result["datasets"].values():  # type: ignore[attr-defined]
+        assert set(counts) == {"rows", "erased", "retained", "held"}
+    certificate = Path(str(result["certificate"]))
+    ok = lethe("certificate", "verify", str(certificate), "--json")
+    assert ok.returncode == 0 and as_json(ok)["ok"] is True
+    document = json.loads(certificate.read_text())
+    document["certificate"]["datasets"][0]["rows"] += 1
+    document["certificate"]["totals"]["rows"] += 1
+    certificate.write_text(json.dumps(document))
+    bad = lethe("certificate", "verify", str(certificate), "--json")
+    assert bad.returncode == 1 and as_json(bad)["ok"] is False
+    listed = as_json(lethe("request", "list", "--policy", str(policy), "--json"))
+    assert [r["status"] for r in listed["requests"]] == ["completed"]  # type: ignore[index]
+    assert "user8@example.com" not in json.dumps(listed)
+    shown = as_json(lethe("request", "show", rid, "--policy", str(policy), "--json"))
+    assert shown["identities"] == [] and shown["certificate"]
+
+
+def test_request_open_rejects_unknown_identities(policy: Path) -> None:
+    proc = lethe("request", "open", "access", "--subject", "user", "--identity", "phone=1",
+                 "--policy", str(policy))
+    assert proc.returncode == 2 and "not an identity" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -177,3 +177,50 @@ class AuditExported(AuditEvent):
     @property
     def target(self) -> str:
         return "audit"
+
+
+@registered
+@dataclass(frozen=True)
+class RequestTransition(AuditEvent):
+    names: ClassVar[tuple[str, ...]] = ("request.received", "request.verified",
+                                        "request.in_progress", "request.completed",
+                                        "request.rejected")
+    request: int
+    kind: str
+    subject_kind: str
+    subject: str  # fingerprint, never the identities
+    status: str
+    note: str | None
+
+    @property
+    def name(self) -> str:
+        return f"request.{self.status}"
+
+    @property
+    def target(self) -> str:
+        return f"request:{self.request}"
+
+
+@registered
+@dataclass(frozen=True)
+class RequestStep(AuditEvent):
+    """What an erasure did to one dataset (or what an access export read from it)."""
+
+    names: ClassVar[tuple[str, ...]] = ("request.erased", "request.soft_deleted",
+                                        "request.exported")
+    request: int
+    dataset: str
+    step: str  # erased | soft_deleted | exported
+    rows: int
+    done: int
+    retained: int
+    held: int
+    action: str
+
+    @property
+    def name(self) -> str:
+        return f"request.{self.step}"
+
+    @property
+    def target(self) -> str:
+        return f"request:{self.request}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from lethe.cli import audit, commands, holds
+from lethe.cli import audit, certificate, commands, holds, requests
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, Settings
 from lethe.cli.output import emit_json, stderr
 from lethe.errors import LetheError
@@ -33,6 +33,8 @@ def root(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = False
 commands.register(app)
 app.add_typer(holds.app, name="hold")
 app.add_typer(audit.app, name="audit")
+app.add_typer(requests.app, name="request")
+app.add_typer(certificate.app, name="certificate")
 
 
 def _wants_json(argv: list[str]) -> bool:

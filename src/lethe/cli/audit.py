@@ -10,12 +10,11 @@ import typer
 
 from lethe.audit.export import export_log, verify_export
 from lethe.audit.log import timestamp
-from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
+from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, read_pem, settings
 from lethe.cli.output import emit_json, stdout, table
 from lethe.clock import parse_instant
 from lethe.crypto.signing import load_public
 from lethe.engine.runtime import Runtime
-from lethe.errors import UsageError
 
 app = typer.Typer(no_args_is_help=True,
                   help="The tamper-evident audit log: verify, show, export, prune.")
@@ -32,7 +31,7 @@ def verify(ctx: typer.Context,
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Check every link and checkpoint; exit 1 naming the first bad sequence number."""
     s = settings(ctx, policy, json_out, now)
-    pem = _read_pem(public_key)
+    pem = read_pem(public_key)
     if file is not None:
         verdict = verify_export(file, pem)
     else:
@@ -51,15 +50,6 @@ def verify(ctx: typer.Context,
                      f"({verdict.entries} entries verified before it)")
     if not verdict.ok:
         raise typer.Exit(1)
-
-
-def _read_pem(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError):
-        raise UsageError("cannot read the public key file", path=str(path)) from None
 
 
 @app.command("show")

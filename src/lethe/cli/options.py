@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from lethe.clock import Clock, clock_at
+from lethe.errors import UsageError
 from lethe.policy.load import load_policy
 from lethe.policy.model import Policy
 
@@ -50,3 +51,13 @@ def settings(ctx: typer.Context, policy: Path | None, json_out: bool,
     merged = base.merged(policy, json_out, now)
     ctx.find_root().obj = merged  # so the error handler knows whether to speak JSON
     return merged
+
+
+def read_pem(path: Path | None) -> str | None:
+    """A `--public-key` file's text: the key the user pins instead of the embedded one."""
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        raise UsageError("cannot read the public key file", path=str(path)) from None

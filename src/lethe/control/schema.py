@@ -94,6 +94,27 @@ audit_checkpoints = sa.Table(
 )
 
 
+requests = sa.Table(
+    "lethe_requests", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # access | erasure
+    sa.Column("subject_kind", sa.String(200), nullable=False),
+    # The identities are personal data: kept only while needed, scrubbed on completion.
+    sa.Column("identities", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    sa.Column("soft_deleted_at", sa.DateTime(timezone=True)),
+    sa.Column("note", sa.Text),
+    sa.Column("result", sa.Text),  # JSON: per-dataset counts
+    sa.Column("export_path", sa.Text),
+    sa.Column("certificate_path", sa.Text),
+)
+
+
 def _create_initial(conn: Connection) -> None:
     for table in (runs, run_actions, holds):
         table.create(conn)
@@ -104,7 +125,12 @@ def _create_audit(conn: Connection) -> None:
     audit_checkpoints.create(conn)
 
 
+def _create_requests(conn: Connection) -> None:
+    requests.create(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
     (2, "hash-chained audit log and signed checkpoints", _create_audit),
+    (3, "data-subject requests", _create_requests),
 ]

@@ -253,6 +253,15 @@ class SqlStore:
                 conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
             return int(conn.execute(query).scalar_one())
 
+    def rows(self, table: str, where: Condition) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        t = self.table(table)
+        query = sa.select(t).where(self.compile(where, table))
+        if t.primary_key.columns:
+            query = query.order_by(*t.primary_key.columns)
+        with self._errors(f"reading rows of {table}"), self.engine.connect() as conn:
+            result = conn.execute(query)
+            return tuple(result.keys()), [tuple(r) for r in result]
+
     def _mostly_dead_index(self, conn: Connection, table: str) -> bool:
         removed = self._removed.get(table, 0)
         if self.dialect != "postgresql" or removed == 0:

@@ -1,0 +1,149 @@
+"""`lethe request open|list|show|run|reject`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
+from lethe.cli.output import emit_json, stdout, table
+from lethe.control.requests import RequestRecord
+from lethe.engine.execute import DEFAULT_BATCH_SIZE
+from lethe.engine.runtime import Runtime
+from lethe.errors import UsageError
+from lethe.requests.service import (
+    open_bulk,
+    open_request,
+    overdue,
+    reject,
+    requests_of,
+    run_request,
+)
+
+app = typer.Typer(no_args_is_help=True,
+                  help="Data-subject requests: access exports and erasure with certificates.")
+
+
+def summary(record: RequestRecord, now: Any) -> dict[str, Any]:
+    """What a listing shows: never the identities, only their fingerprint."""
+    return {"id": record.id, "kind": record.kind, "subject": record.subject_kind,
+            "status": record.status, "received": record.received_at.isoformat(),
+            "due": record.due_at.isoformat(), "overdue": overdue(record, now),
+            "fingerprint": record.fingerprint[:12], "note": record.note}
+
+
+@app.command("open")
+def open_cmd(ctx: typer.Context,
+             kind: Annotated[str, typer.Argument(help="access or erasure")],
+             subject: Annotated[str, typer.Option("--subject", help="Subject kind, e.g. user")],
+             identity: Annotated[list[str] | None, typer.Option(
+                 "--identity", help="NAME=VALUE (repeatable)")] = None,
+             from_file: Annotated[Path | None, typer.Option(
+                 "--from-file", help="CSV of identities, one request per row")] = None,
+             policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Open a request (due 30 days after receipt); the same open request is not doubled."""
+    s = settings(ctx, policy, json_out, now)
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        if from_file is not None:
+            if identity:
+                raise UsageError("give --identity or --from-file, not both", path="request")
+            records = open_bulk(rt, kind, subject, from_file)
+        else:
+            records = [open_request(rt, kind, subject, identity or [])]
+    finally:
+        rt.close()
+    shown = [{"id": r.id, "status": r.status, "due": r.due_at.isoformat()} for r in records]
+    if s.json:
+        emit_json(shown[0] if from_file is None else {"requests": shown})
+    else:
+        for item in shown:
+            stdout.print(f"request {item['id']}: {item['status']}, due {item['due']}")
+
+
+@app.command("list")
+def list_cmd(ctx: typer.Context,
+             status: Annotated[str | None, typer.Option("--status")] = None,
+             policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """List requests; overdue ones are flagged."""
+    s = settings(ctx, policy, json_out, now)
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        records = requests_of(rt).list(status)
+        moment = rt.clock.now()
+    finally:
+        rt.close()
+    rows = [summary(r, moment) for r in records]
+    if s.json:
+        emit_json({"requests": rows})
+    else:
+        table("Requests", ["id", "kind", "subject", "status", "due", "overdue", "note"],
+              [[r["id"], r["kind"], r["subject"], r["status"], r["due"],
+                "OVERDUE" if r["overdue"] else "", r["note"] or ""] for r in rows])
+
+
+@app.command("show")
+def show(ctx: typer.Context, request_id: Annotated[int, typer.Argument(help="Request id")],
+         policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """One request: status, dates, per-dataset results, export and certificate paths."""
+    s = settings(ctx, policy, json_out, now)
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        record = requests_of(rt).get(request_id)
+        data = summary(record, rt.clock.now())
+    finally:
+        rt.close()
+    data.update(identities=sorted(record.identities), result=record.result,
+                export=record.export_path, certificate=record.certificate_path,
+                completed=record.completed_at.isoformat() if record.completed_at else None)
+    if s.json:
+        emit_json(data)
+    else:
+        for key, value in data.items():
+            stdout.print(f"{key}: {value}", markup=False)
+
+
+@app.command("run")
+def run(ctx: typer.Context, request_id: Annotated[int, typer.Argument(help="Request id")],
+        out: Annotated[Path, typer.Option("--out", help="Where exports and certificates go")]
+        = Path("lethe-requests"),
+        batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = DEFAULT_BATCH_SIZE,
+        policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Carry out a request: export (access) or soft-delete, then erase and certify (erasure)."""
+    s = settings(ctx, policy, json_out, now)
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        outcome = run_request(rt, request_id, out, batch_size)
+    finally:
+        rt.close()
+    data = outcome.as_dict()
+    if s.json:
+        emit_json(data)
+    else:
+        stdout.print(f"request {data['id']}: {data['status']}"
+                     + (f" — {data['note']}" if data.get("note") else ""), markup=False)
+        table("Datasets", ["dataset", "rows", "erased", "retained", "held"],
+              [[n, d["rows"], d["erased"], d["retained"], d["held"]]
+               for n, d in data["datasets"].items()])
+        for key in ("export", "certificate"):
+            if key in data:
+                stdout.print(f"{key}: {data[key]}", markup=False)
+
+
+@app.command("reject")
+def reject_cmd(ctx: typer.Context, request_id: Annotated[int, typer.Argument()],
+               reason: Annotated[str, typer.Option("--reason")],
+               policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Reject a request (identity not verified, manifestly unfounded, …)."""
+    s = settings(ctx, policy, json_out, now)
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        record = reject(rt, request_id, reason)
+    finally:
+        rt.close()
+    if s.json:
+        emit_json({"id": record.id, "status": record.status})
+    else:
+        stdout.print(f"request {record.id}: rejected")

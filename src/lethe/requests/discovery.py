@@ -1,0 +1,66 @@
+"""Discovery: from a subject's identities to every row linked to it, dataset by dataset.
+
+The subject's own rows match any of the given identities; every other dataset's rows
+are linked to those through `belongs_to`, at any depth. The result is a condition per
+dataset, in children-first order, that access exports read and erasure sweeps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+
+from lethe.engine.steps import StepBuilder
+from lethe.errors import UsageError
+from lethe.policy.graph import Graph
+from lethe.policy.model import Policy
+from lethe.stores.base import FALSE, Condition, Eq, any_of
+
+
+def parse_identities(policy: Policy, subject_kind: str, pairs: Sequence[str]) -> dict[str, str]:
+    """`NAME=VALUE` pairs, each NAME one of the subject's declared identities."""
+    if subject_kind not in policy.subjects:
+        raise UsageError(f"unknown subject kind {subject_kind!r}", path="--subject")
+    allowed = policy.subjects[subject_kind].identities
+    identities: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not value.strip():
+            raise UsageError("expected NAME=VALUE", path="--identity")
+        if name not in allowed:
+            raise UsageError(f"{name!r} is not an identity of {subject_kind!r} "
+                             f"(declared: {', '.join(allowed)})", path="--identity")
+        identities[name] = value.strip()
+    if not identities:
+        raise UsageError("give at least one --identity NAME=VALUE", path="--identity")
+    return identities
+
+
+def fingerprint(subject_kind: str, identities: Mapping[str, str]) -> str:
+    """Names a subject in logs and certificates without naming the person."""
+    canonical = json.dumps({"kind": subject_kind, "identities": dict(sorted(identities.items()))},
+                           sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def subject_rows(policy: Policy, subject_kind: str, identities: Mapping[str, str]) -> Condition:
+    return any_of(*(Eq(column, value) for column, value in identities.items()))
+
+
+def selections(policy: Policy, graph: Graph, builder: StepBuilder, subject_kind: str,
+               identities: Mapping[str, str]) -> dict[str, Condition]:
+    """Rows of each dataset that are the subject's, children first, subject dataset last."""
+    subject = policy.subjects[subject_kind].dataset
+    own = subject_rows(policy, subject_kind, identities)
+    found: dict[str, Condition] = {}
+    for name in graph.order:
+        if name not in builder.keys:
+            continue  # not a SQL dataset
+        if name == subject:
+            found[name] = own
+            continue
+        linked = builder.linked_to(name, subject, own)
+        if linked != FALSE:
+            found[name] = linked
+    return found

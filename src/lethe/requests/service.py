@@ -1,0 +1,325 @@
+"""Data-subject requests: open, run (access or erasure), list.
+
+`received → verified → in_progress → completed | rejected`; every transition is an
+audit entry. Erasure soft-deletes the subject first (recoverable for the subject
+dataset's `recover_for`), and on a later run, once that window has passed, erases the
+subject and everything linked, children first, through the same batch loop and the
+same holds as retention. A held subject's request stays open, naming the hold.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from lethe.audit.events import RequestStep, RequestTransition
+from lethe.control.requests import SCRUBBED, RequestRecord, RequestStore
+from lethe.control.store import Hold
+from lethe.engine.runtime import Runtime
+from lethe.engine.steps import StepBuilder, anonymize_effect, identifying
+from lethe.engine.sweep import sweep_all
+from lethe.errors import LetheError, UsageError
+from lethe.holds import HoldScopes
+from lethe.requests.certificate import (
+    DatasetOutcome,
+    build_certificate,
+    sign_certificate,
+    write_certificate,
+)
+from lethe.requests.discovery import fingerprint, parse_identities, selections
+from lethe.requests.export import DatasetRows, write_access_export
+from lethe.stores.base import (
+    FALSE,
+    Condition,
+    Delete,
+    Effect,
+    IsNull,
+    SetColumns,
+    Sweep,
+    all_of,
+    negate,
+)
+
+DUE_AFTER = timedelta(days=30)
+KINDS = ("access", "erasure")
+TRANSITIONS = {"received": {"verified", "rejected"}, "verified": {"in_progress", "rejected"},
+               "in_progress": {"completed", "rejected"}}
+DEFAULT_BATCH = 10_000
+
+
+def requests_of(rt: Runtime) -> RequestStore:
+    return RequestStore(rt.control.engine)
+
+
+def open_request(rt: Runtime, kind: str, subject_kind: str,
+                 pairs: list[str]) -> RequestRecord:
+    """Open a request; the same open request for the same subject is returned, not doubled."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown request kind {kind!r} (access or erasure)", path="kind")
+    identities = parse_identities(rt.policy, subject_kind, pairs)
+    store = requests_of(rt)
+    mark = fingerprint(subject_kind, identities)
+    existing = store.find_open(kind, mark)
+    if existing is not None:
+        return existing
+    now = rt.clock.now()
+    request_id = store.create(kind, subject_kind, identities, mark, now, now + DUE_AFTER)
+    record = store.get(request_id)
+    rt.audit.append(RequestTransition(request_id, kind, subject_kind, mark, "received", None))
+    return record
+
+
+def open_bulk(rt: Runtime, kind: str, subject_kind: str, path: Path) -> list[RequestRecord]:
+    """One request per CSV row; the header names identities (`email,id`)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise UsageError(f"cannot read: {exc.strerror}", path=str(path)) from None
+    except (UnicodeDecodeError, csv.Error):
+        raise UsageError("not a UTF-8 CSV file", path=str(path)) from None
+    opened = []
+    for number, row in enumerate(rows, start=2):
+        pairs = [f"{k}={v}" for k, v in row.items() if k and v and v.strip()]
+        try:
+            opened.append(open_request(rt, kind, subject_kind, pairs))
+        except UsageError as exc:
+            raise UsageError(exc.message, path=f"{path}:{number}") from None
+    return opened
+
+
+def overdue(record: RequestRecord, now: datetime) -> bool:
+    return record.status not in ("completed", "rejected") and now > record.due_at
+
+
+def transition(rt: Runtime, record: RequestRecord, status: str,
+               note: str | None = None, **values: Any) -> RequestRecord:
+    if status not in TRANSITIONS.get(record.status, set()):
+        raise LetheError(f"request {record.id} cannot go from {record.status} to {status}",
+                         path="request")
+    store = requests_of(rt)
+    store.update(record.id, status=status, updated_at=rt.clock.now(), note=note, **values)
+    rt.audit.append(RequestTransition(record.id, record.kind, record.subject_kind,
+                                      record.fingerprint, status, note))
+    return store.get(record.id)
+
+
+def reject(rt: Runtime, request_id: int, reason: str) -> RequestRecord:
+    record = requests_of(rt).get(request_id)
+    return transition(rt, record, "rejected", reason, identities=SCRUBBED)
+
+
+@dataclass
+class DatasetReport:
+    rows: int = 0
+    erased: int = 0
+    retained: int = 0
+    held: int = 0
+    action: str = "delete"
+    legal_basis: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "erased": self.erased, "retained": self.retained,
+                "held": self.held}
+
+
+@dataclass
+class RequestOutcome:
+    record: RequestRecord
+    datasets: dict[str, DatasetReport] = field(default_factory=dict)
+    export: Path | None = None
+    certificate: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.record.id, "status": self.record.status,
+                                "datasets": {n: r.as_dict() for n, r in self.datasets.items()}}
+        if self.record.note:
+            data["note"] = self.record.note
+        if self.export is not None:
+            data["export"] = str(self.export)
+        if self.certificate is not None:
+            data["certificate"] = str(self.certificate)
+        return data
+
+
+def run_request(rt: Runtime, request_id: int, out_dir: Path,
+                batch_size: int = DEFAULT_BATCH) -> RequestOutcome:
+    record = requests_of(rt).get(request_id)
+    if record.status in ("completed", "rejected"):
+        return RequestOutcome(record, record_datasets(record), _path(record.export_path),
+                              _path(record.certificate_path))
+    rt.prepare(rt.catalog.sql_datasets())
+    if record.status == "received":
+        record = transition(rt, record, "verified")
+    if record.status == "verified":
+        record = transition(rt, record, "in_progress")
+    if record.kind == "access":
+        return _run_access(rt, record, out_dir)
+    return _run_erasure(rt, record, out_dir, batch_size)
+
+
+def record_datasets(record: RequestRecord) -> dict[str, DatasetReport]:
+    stored = (record.result or {}).get("datasets", {})
+    return {name: DatasetReport(**{k: v for k, v in data.items()
+                                   if k in ("rows", "erased", "retained", "held")})
+            for name, data in stored.items()}
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text) if text else None
+
+
+def _run_access(rt: Runtime, record: RequestRecord, out_dir: Path) -> RequestOutcome:
+    builder = rt.builder(rt.clock.now())
+    found = selections(rt.policy, rt.catalog.graph, builder, record.subject_kind,
+                       record.identities)
+    exported: list[DatasetRows] = []
+    outcome = RequestOutcome(record)
+    for name, where in found.items():
+        columns, rows = rt.catalog.store_of(name).rows(rt.policy.datasets[name].table or "",
+                                                       where)
+        exported.append(DatasetRows(name, columns, rows))
+        outcome.datasets[name] = DatasetReport(rows=len(rows), action="export")
+        rt.audit.append(RequestStep(record.id, name, "exported", len(rows), len(rows), 0, 0,
+                                    "export"))
+    path = out_dir / f"request-{record.id}-access.zip"
+    write_access_export(path, request_id=record.id, organization=rt.policy.organization,
+                        subject_kind=record.subject_kind, generated_at=rt.clock.now(),
+                        datasets=exported)
+    result = {"datasets": {n: r.as_dict() for n, r in outcome.datasets.items()}}
+    outcome.record = transition(rt, record, "completed", None, completed_at=rt.clock.now(),
+                                identities=SCRUBBED, result=result, export_path=str(path))
+    outcome.export = path
+    return outcome
+
+
+def _held_note(record: RequestRecord, holds: list[Hold], held: dict[str, int]) -> str:
+    """Name the holds that reach this subject's rows (not every hold in force)."""
+    values = set(record.identities.values())
+    relevant = [h for h in holds
+                if (h.scope_kind == "dataset" and held.get(h.scope_value))
+                or (h.scope_kind == "subject" and h.subject_kind == record.subject_kind
+                    and h.scope_value in values)
+                or h.scope_kind == "workspace"] or holds
+    names = ", ".join(f"hold {h.id} ({h.scope_kind})" for h in relevant)
+    where = ", ".join(f"{n}: {c}" for n, c in held.items() if c)
+    return f"held by {names}; rows kept: {where}"
+
+
+def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
+                 batch_size: int) -> RequestOutcome:
+    now = rt.clock.now()
+    policy = rt.policy
+    builder = rt.builder(now)
+    found = selections(policy, rt.catalog.graph, builder, record.subject_kind, record.identities)
+    subject = policy.subjects[record.subject_kind].dataset
+    soft = policy.datasets[subject].soft_delete
+    window = soft.recover_for.before(now) if soft else None
+    outcome = RequestOutcome(record)
+
+    if soft is not None and window is not None and record.soft_deleted_at is None \
+            and soft.recover_for.amount:
+        # Phase 1: soft-delete the subject; it stays recoverable for `recover_for`.
+        done = _sweep(rt, builder, subject, found[subject], IsNull(soft.column),
+                      SetColumns(((soft.column, now),)), deletes=False, batch_size=batch_size)
+        rt.audit.append(RequestStep(record.id, subject, "soft_deleted", done, done, 0, 0,
+                                    "soft-delete"))
+        until = (now + (now - window)).isoformat()
+        requests_of(rt).update(record.id, soft_deleted_at=now, updated_at=now,
+                               note=f"soft-deleted; recoverable until {until}")
+        outcome.record = requests_of(rt).get(record.id)
+        outcome.datasets[subject] = DatasetReport(rows=done, action="soft-delete")
+        return outcome
+    if record.soft_deleted_at is not None and window is not None \
+            and record.soft_deleted_at > window:
+        outcome.record = record  # still inside the recovery window: nothing more yet
+        return outcome
+
+    # Phase 2: erase, children first, each dataset by its own `erasure`.
+    holds = rt.hold_scopes(builder)
+    for name, where in found.items():
+        ds = policy.datasets[name]
+        report = DatasetReport(action="delete" if name == subject else ds.erasure,
+                               legal_basis=ds.legal_basis)
+        held_cond = holds.held(name, cascading=report.action == "delete")
+        store = rt.catalog.store_of(name)
+        table = ds.table or ""
+        report.rows = store.count(table, where)
+        if report.action == "retain":
+            report.retained = report.rows
+        elif report.action == "anonymize":
+            detach = next((c for c in ds.belongs_to.values()
+                           if builder.nullable.get((name, c), False)), None)
+            report.erased = _sweep(rt, builder, name, where, identifying(ds),
+                                   anonymize_effect(ds, detach), deletes=False,
+                                   batch_size=batch_size)
+        else:
+            report.erased = _sweep(rt, builder, name, where, builder.referenced(name),
+                                   Delete(), deletes=True, batch_size=batch_size,
+                                   keep_matching=True)
+        left = store.count(table, where)
+        report.held = 0 if held_cond == FALSE else store.count(table, all_of(where, held_cond))
+        if report.action != "retain":
+            report.retained = max(left - report.held, 0) if report.action == "delete" else 0
+            if report.action == "anonymize":
+                report.erased = report.rows - report.held
+        if report.retained and report.action == "delete":
+            report.legal_basis = "referenced by rows the policy retains"
+        outcome.datasets[name] = report
+        rt.audit.append(RequestStep(record.id, name, "erased", report.rows, report.erased,
+                                    report.retained, report.held, report.action))
+    result = {"datasets": {n: r.as_dict() for n, r in outcome.datasets.items()}}
+    held = {n: r.held for n, r in outcome.datasets.items()}
+    if any(held.values()):
+        note = _held_note(record, list(rt.control.holds()), held)
+        requests_of(rt).update(record.id, updated_at=now, note=note, result=result)
+        outcome.record = requests_of(rt).get(record.id)
+        return outcome
+    outcome.certificate = _certify(rt, record, outcome, out_dir)
+    outcome.record = transition(rt, record, "completed", None, completed_at=now,
+                                identities=SCRUBBED, result=result,
+                                certificate_path=str(outcome.certificate))
+    return outcome
+
+
+def _sweep(rt: Runtime, builder: StepBuilder, name: str, where: Condition,
+           extra: Condition, effect: Effect, *, deletes: bool, batch_size: int,
+           keep_matching: bool = False) -> int:
+    """Sweep the subject's rows of one dataset; `extra` narrows (or, with keep_matching,
+    excludes) them. Holds are re-read before every batch."""
+    ds = rt.policy.datasets[name]
+    narrowed = all_of(where, negate(extra)) if keep_matching else all_of(where, extra)
+
+    def make_sweep() -> Sweep:
+        holds = rt.hold_scopes(builder)
+        return Sweep(ds.table or "", builder.keys[name],
+                     all_of(narrowed, negate(holds.held(name, cascading=deletes))), effect)
+
+    return sweep_all(rt.catalog.store_of(name), make_sweep, batch_size).rows
+
+
+def _certify(rt: Runtime, record: RequestRecord, outcome: RequestOutcome,
+             out_dir: Path) -> Path:
+    now = rt.clock.now()
+    evidence = [(e.seq, e.hash) for e in rt.audit.entries(target=f"request:{record.id}")]
+    signed = rt.audit.checkpoints()
+    last = rt.audit.checkpoint() or (signed[-1] if signed else None)
+    body = build_certificate(
+        organization=rt.policy.organization, request_id=record.id,
+        subject_kind=record.subject_kind, subject_fingerprint=record.fingerprint,
+        received_at=record.received_at, completed_at=now,
+        outcomes=[DatasetOutcome(n, r.rows, r.erased, r.retained, r.held, r.action,
+                                 r.legal_basis if r.retained else None)
+                  for n, r in outcome.datasets.items()],
+        audit_entries=evidence,
+        audit_checkpoint=(last.seq, last.head_hash) if last is not None else None)
+    document = sign_certificate(body, rt.audit.key())
+    json_path, _html = write_certificate(document, out_dir,
+                                         stem=f"request-{record.id}-certificate")
+    return json_path
+
+
+__all__ = ["HoldScopes", "open_bulk", "open_request", "overdue", "reject", "run_request"]

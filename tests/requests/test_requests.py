@@ -1,0 +1,165 @@
+"""Data-subject requests end to end, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from lethe.clock import Clock
+from lethe.control.requests import RequestStore
+from lethe.errors import UsageError
+from lethe.holds import parse_scope, place_hold, release_hold
+from lethe.requests.certificate import load_certificate, verify_certificate
+from lethe.requests.export import verify_access_export
+from lethe.requests.service import open_bulk, open_request, overdue, run_request
+from tests.fixtures import (
+    NOW,
+    build_app,
+    ids,
+    invoices,
+    profiles,
+    runtime,
+    sessions,
+    users,
+    write_policy,
+)
+
+EMAIL = "user7@example.com"  # user 7: two sessions, one invoice, one profile
+
+
+def test_access_exports_every_linked_row_and_forgets_the_identity(app_url: str,
+                                                                  tmp_path: Path) -> None:
+    build_app(app_url)
+    rt = runtime(write_policy(tmp_path, app_url))
+    record = open_request(rt, "access", "user", [f"email={EMAIL}"])
+    outcome = run_request(rt, record.id, tmp_path / "out")
+    assert outcome.record.status == "completed"
+    assert outcome.export is not None and verify_access_export(outcome.export) == (True, None)
+    with zipfile.ZipFile(outcome.export) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        user_rows = json.loads(archive.read("users.json"))
+        session_rows = json.loads(archive.read("sessions.json"))
+    assert manifest["datasets"] == {"sessions": 2, "invoices": 1, "profiles": 1, "users": 1}
+    assert [u["email"] for u in user_rows] == [EMAIL]
+    assert sorted(s["id"] for s in session_rows) == [70, 71]
+    assert RequestStore(rt.control.engine).get(record.id).identities == {}
+    actions = [e.action for e in rt.audit.entries(target=f"request:{record.id}")]
+    assert actions[:3] == ["request.received", "request.verified", "request.in_progress"]
+    assert actions.count("request.exported") == 4 and actions[-1] == "request.completed"
+    assert EMAIL not in json.dumps([e.as_dict() for e in rt.audit.entries()])
+    rt.close()
+
+
+def test_erasure_soft_deletes_then_erases_and_certifies(app_url: str, tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    rt = runtime(policy)
+    record = open_request(rt, "erasure", "user", [f"email={EMAIL}", "id=7"])
+    first = run_request(rt, record.id, tmp_path / "out")
+    rt.close()
+    assert first.record.status == "in_progress" and first.record.note
+    assert "recoverable until" in first.record.note
+    assert ids(engine, users, users.c.deleted_at.is_not(None)) == {6, 7}  # 6 was already
+    assert {70, 71} <= ids(engine, sessions)  # nothing else touched during the window
+
+    rt = runtime(policy, NOW + timedelta(days=10))
+    early = run_request(rt, record.id, tmp_path / "out")
+    rt.close()
+    assert early.record.status == "in_progress" and 7 in ids(engine, users)
+
+    rt = runtime(policy, NOW + timedelta(days=31))
+    done = run_request(rt, record.id, tmp_path / "out")
+    assert done.record.status == "completed"
+    assert rt.audit.verify().ok
+    rt.close()
+    assert 7 not in ids(engine, users)
+    assert {70, 71} & ids(engine, sessions) == set()
+    assert 7 in ids(engine, invoices)  # retained: tax law
+    with engine.connect() as conn:
+        profile = conn.execute(sa.select(profiles).where(profiles.c.id == 7)).one()
+    assert (profile.bio, profile.phone) == ("[redacted]", None)
+    summary = done.as_dict()["datasets"]
+    assert summary["sessions"] == {"rows": 2, "erased": 2, "retained": 0, "held": 0}
+    assert summary["invoices"] == {"rows": 1, "erased": 0, "retained": 1, "held": 0}
+    assert summary["users"]["erased"] == 1
+    assert done.certificate is not None
+    document = load_certificate(done.certificate)
+    assert verify_certificate(document).ok
+    invoice = next(d for d in document["certificate"]["datasets"] if d["dataset"] == "invoices")
+    assert invoice["legal_basis"] == "tax law: 7 years"
+    text = done.certificate.read_text() + done.certificate.with_suffix(".html").read_text()
+    assert EMAIL not in text
+    assert document["certificate"]["evidence"]["audit_entries"]
+
+
+def test_held_subject_stays_open_naming_the_hold(app_url: str, tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    rt = runtime(policy, NOW + timedelta(days=60))
+    record = open_request(rt, "erasure", "user", [f"email={EMAIL}"])
+    run_request(rt, record.id, tmp_path / "out")  # soft-delete
+    rt.close()
+    rt = runtime(policy, NOW + timedelta(days=100))
+    hold_id = place_hold(rt.control, rt.audit, rt.clock,
+                         parse_scope(rt.policy, f"user:{EMAIL}", None, None), "case 12")
+    held = run_request(rt, record.id, tmp_path / "out")
+    assert held.record.status == "in_progress"
+    assert held.record.note is not None and f"hold {hold_id}" in held.record.note
+    assert held.certificate is None
+    assert 7 in ids(engine, users) and {70, 71} <= ids(engine, sessions)
+    release_hold(rt.control, rt.audit, rt.clock, hold_id, "case closed")
+    finished = run_request(rt, record.id, tmp_path / "out")
+    rt.close()
+    assert finished.record.status == "completed"
+    assert 7 not in ids(engine, users)
+
+
+def test_bulk_requests_from_csv_are_idempotent(app_url: str, tmp_path: Path) -> None:
+    build_app(app_url)
+    rt = runtime(write_policy(tmp_path, app_url))
+    csv_path = tmp_path / "subjects.csv"
+    csv_path.write_text("email,id\nuser1@example.com,1\nuser2@example.com,\n,3\n")
+    first = open_bulk(rt, "access", "user", csv_path)
+    again = open_bulk(rt, "access", "user", csv_path)
+    assert [r.id for r in first] == [r.id for r in again] and len(first) == 3
+    assert all(r.status == "received" for r in first)
+    rt.close()
+
+
+def test_overdue_and_bad_identities(sqlite_url: str, tmp_path: Path) -> None:
+    build_app(sqlite_url)
+    rt = runtime(write_policy(tmp_path, sqlite_url))
+    record = open_request(rt, "access", "user", ["id=1"])
+    assert record.due_at - record.received_at == timedelta(days=30)
+    assert not overdue(record, record.received_at + timedelta(days=29))
+    assert overdue(record, record.received_at + timedelta(days=31))
+    for pairs, words in [(["phone=1"], "not an identity"), (["email"], "NAME=VALUE"),
+                         ([], "at least one")]:
+        with pytest.raises(UsageError, match=words):
+            open_request(rt, "erasure", "user", pairs)
+    with pytest.raises(UsageError, match="unknown subject kind"):
+        open_request(rt, "erasure", "robot", ["id=1"])
+    rt.close()
+
+
+def test_hold_placed_between_phases_is_honoured(app_url: str, tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    rt = runtime(policy)
+    record = open_request(rt, "erasure", "user", ["id=7"])
+    run_request(rt, record.id, tmp_path / "out")
+    place_hold(rt.control, rt.audit, Clock(NOW), parse_scope(rt.policy, None, None, "sessions"),
+               "litigation")
+    rt.close()
+    rt = runtime(policy, NOW + timedelta(days=31))
+    outcome = run_request(rt, record.id, tmp_path / "out")
+    rt.close()
+    assert outcome.record.status == "in_progress"
+    assert outcome.as_dict()["datasets"]["sessions"]["held"] == 2
+    assert {70, 71} <= ids(engine, sessions)
+    assert 7 in ids(engine, users)  # its sessions are held, so the user stays too
