@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from lethe.errors import LetheError, SchemaMismatch
+from lethe.localize import LocalStore
 from lethe.policy.graph import Graph, build_graph
 from lethe.policy.model import Dataset, Policy
 from lethe.stores.base import RowStore, TableInfo
@@ -44,7 +45,8 @@ class Catalog:
         return self._stores[store]
 
     def store_of(self, dataset: str) -> RowStore:
-        return self.row_store(self.policy.datasets[dataset].store)
+        """The dataset's store, resolving links to other stores in every condition."""
+        return LocalStore(self.row_store(self.policy.datasets[dataset].store), self.row_store)
 
     def table_of(self, dataset: str) -> TableInfo:
         ds = self.policy.datasets[dataset]

@@ -120,7 +120,7 @@ class HoldScopes:
             above = self.down(link.parent)
             if above != FALSE:
                 parts.append(Exists(parent.table or "", self.keys[link.parent], link.column,
-                                    above))
+                                    above, parent.store))
         return any_of(*parts)
 
     def up(self, dataset: str) -> Condition:
@@ -134,7 +134,8 @@ class HoldScopes:
             if child.erasure == "delete":
                 below = any_of(below, self.up(link.child))
             if below != FALSE:
-                parts.append(Exists(child.table or "", link.column, self.keys[dataset], below))
+                parts.append(Exists(child.table or "", link.column, self.keys[dataset], below,
+                                    child.store))
         return any_of(*parts)
 
     def held(self, dataset: str, *, cascading: bool) -> Condition:

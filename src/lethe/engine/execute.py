@@ -80,14 +80,15 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
     try:
         for index, action in enumerate(result.actions):
             step = action.planned.step
-            if step.action == "cascade":
+            if step.action == "cascade" and not builder.standalone(step):
                 continue  # done inside the parent's batches, verified after them
             if step.action in UNSUPPORTED:
                 action.error = UNSUPPORTED[step.action]
             else:
                 try:
                     _sweep(rt, builder, action, cascades, index, batch_size, progress)
-                    _verify(rt, builder, action)
+                    if step.action != "cascade":  # cascades are verified after the parent
+                        _verify(rt, builder, action)
                 except LetheError as exc:
                     action.error = str(exc)
             _record(rt, run_id, index, action)
@@ -126,15 +127,14 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
            batch_size: int, progress: Progress | None) -> None:
     step = action.planned.step
     ds = rt.policy.datasets[step.dataset]
-    due = builder.due(step)
     effect = builder.effect(step)
 
     def make_sweep() -> Sweep:
         holds = rt.hold_scopes(builder)  # re-read every batch: a new hold wins at once
         return Sweep(ds.table or "", builder.keys[step.dataset],
-                     all_of(due, negate(builder.held(step, holds)),
+                     all_of(builder.due(step, holds), negate(builder.held(step, holds)),
                             negate(builder.blocked(step))), effect,
-                     builder.cascades(step.dataset, holds) if step.deletes else ())
+                     builder.cascades(step.dataset, holds) if builder.removes(step) else ())
 
     def on_batch(batch: BatchResult, elapsed_ms: float) -> None:
         for child, rows in batch.cascaded.items():

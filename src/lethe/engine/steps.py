@@ -140,11 +140,23 @@ class StepBuilder:
             inner = ancestor_where if parent == ancestor else \
                 self.linked_to(parent, ancestor, ancestor_where)
             if inner != FALSE:
-                parts.append(Exists(parent_table, self.keys[parent], column, inner))
+                parts.append(Exists(parent_table, self.keys[parent], column, inner,
+                                    self.policy.datasets[parent].store))
         return any_of(*parts)
 
+    def removes(self, step: Step) -> bool:
+        """Does the step delete rows (retention deletes, purges, deleting cascades)?"""
+        return step.deletes or (step.action == "cascade"
+                                and self.policy.datasets[step.dataset].erasure == "delete")
+
+    def standalone(self, step: Step) -> bool:
+        """A cascade into another store: run as its own sweep before the parent's steps,
+        since one transaction cannot span two databases."""
+        return step.action == "cascade" and step.parent is not None and \
+            self.policy.datasets[step.dataset].store != self.policy.datasets[step.parent].store
+
     def held(self, step: Step, holds: HoldScopes) -> Condition:
-        return holds.held(step.dataset, cascading=step.deletes)
+        return holds.held(step.dataset, cascading=self.removes(step))
 
     def dependencies(self) -> list[tuple[str, str]]:
         """(child, parent) pairs: belongs_to links, and datasets whose rows hold a foreign
@@ -161,7 +173,7 @@ class StepBuilder:
 
     def blocked(self, step: Step) -> Condition:
         """Rows a deleting step must keep because a foreign key still points at them."""
-        return self.referenced(step.dataset) if step.deletes else FALSE
+        return self.referenced(step.dataset) if self.removes(step) else FALSE
 
     def referenced(self, name: str) -> Condition:
         """Rows that rows outside any cascade reference through a real foreign key.
@@ -177,7 +189,8 @@ class StepBuilder:
             if column is not None and ds.erasure == "delete" and child in self.keys:
                 below = self.referenced(child)
                 if below != FALSE:
-                    parts.append(Exists(ds.table or "", column, self.keys[name], below))
+                    parts.append(Exists(ds.table or "", column, self.keys[name], below,
+                                        ds.store))
         return any_of(*parts)
 
     def effect(self, step: Step) -> Effect:
@@ -188,15 +201,22 @@ class StepBuilder:
             return SetColumns(((ds.soft_delete.column, self.now),))
         if step.action == "anonymize":
             return anonymize_effect(ds)
+        if step.action == "cascade" and step.parent is not None:
+            if ds.erasure == "delete":
+                return Delete()
+            link = ds.belongs_to.get(step.parent)
+            nullable = link is not None and self.nullable.get((step.dataset, link), False)
+            return anonymize_effect(ds, link if nullable else None)
         raise ValueError(f"action {step.action} has no row effect")
 
     def cascades(self, name: str, holds: HoldScopes) -> tuple[Cascade, ...]:
         """What deleting a row of `name` does to its children, deepest first."""
         result: list[Cascade] = []
+        store = self.policy.datasets[name].store
         for parent_link in [link for link in holds.graph.children(name)]:
             child = self.policy.datasets[parent_link.child]
-            if child.erasure not in CASCADING:
-                continue
+            if child.erasure not in CASCADING or child.store != store:
+                continue  # another store's children are standalone steps
             deletes = child.erasure == "delete"
             keep = negate(holds.held(parent_link.child, cascading=deletes))
             if deletes:

@@ -207,9 +207,6 @@ class Policy(Strict):
             for parent in ds.belongs_to:
                 if parent not in self.datasets:
                     raise ValueError(f"{where}.belongs_to: unknown dataset {parent!r}")
-                if self.datasets[parent].store != ds.store:
-                    raise ValueError(f"{where}.belongs_to.{parent}: linking datasets in "
-                                     "different stores is not supported yet")
             for index, rule in enumerate(ds.retention):
                 if rule.to is not None and rule.to not in self.stores:
                     raise ValueError(f"{where}.retention[{index}].to: unknown store {rule.to!r}")

@@ -87,12 +87,18 @@ class Not(Condition):
 
 @dataclass(frozen=True)
 class Exists(Condition):
-    """A row of `table` exists with `table.inner == outer.outer` and `where`."""
+    """A row of `table` exists with `table.inner == outer.outer` and `where`.
+
+    `store` names the store holding `table` when it may differ from the outer one; such
+    a condition is resolved into an `In` over the other store's keys before it reaches
+    a store (see `lethe.catalog.localize`).
+    """
 
     table: str
     inner: str
     outer: str
     where: Condition = TRUE
+    store: str | None = None
 
 
 def all_of(*parts: Condition) -> Condition:
@@ -200,8 +206,11 @@ class TableInfo:
 class RowStore(Protocol):
     """A store of rows addressed by table and key (SQL today)."""
 
-    name: str
-    dialect: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dialect(self) -> str: ...
 
     def tables(self) -> Mapping[str, TableInfo]: ...
 
@@ -209,6 +218,10 @@ class RowStore(Protocol):
 
     def rows(self, table: str, where: Condition) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         """Column names and matching rows in key order (for access exports)."""
+        ...
+
+    def values(self, table: str, column: str, where: Condition) -> list[Any]:
+        """Distinct non-NULL values of `column` in matching rows (cross-store links)."""
         ...
 
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult: ...

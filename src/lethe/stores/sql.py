@@ -209,7 +209,7 @@ class SqlStore:
                 return sa.or_(*(self.compile(p, table_name, t) for p in parts))
             case Not(part):
                 return sa.not_(self.compile(part, table_name, t))
-            case Exists(other, inner, outer, where):
+            case Exists(other, inner, outer, where, _store):
                 o = self.table(other).alias()
                 link = self.column(o, inner, other) == col(outer)
                 return sa.exists().where(link, self.compile(where, other, o))
@@ -261,6 +261,13 @@ class SqlStore:
         with self._errors(f"reading rows of {table}"), self.engine.connect() as conn:
             result = conn.execute(query)
             return tuple(result.keys()), [tuple(r) for r in result]
+
+    def values(self, table: str, column: str, where: Condition) -> list[Any]:
+        t = self.table(table)
+        c = self.column(t, column, table)
+        query = sa.select(c).distinct().where(c.is_not(None), self.compile(where, table))
+        with self._errors(f"reading links of {table}"), self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
 
     def _mostly_dead_index(self, conn: Connection, table: str) -> bool:
         removed = self._removed.get(table, 0)

@@ -1,0 +1,93 @@
+"""Conditions that reach across stores, made local before a store sees them.
+
+A child in one database may belong to a parent in another. A store can only evaluate
+its own tables, so an `Exists` naming another store is replaced by an `In` over the
+link values that store returns. The values are read fresh every time a condition is
+localized (holds, above all, must be current).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from lethe.stores.base import (
+    FALSE,
+    And,
+    BatchResult,
+    Cascade,
+    Condition,
+    Exists,
+    In,
+    Not,
+    Or,
+    RowStore,
+    Sweep,
+    TableInfo,
+    Value,
+)
+
+StoreOf = Callable[[str], RowStore]
+
+
+def localize(cond: Condition, here: str, store_of: StoreOf) -> Condition:
+    match cond:
+        case Exists(table, inner, outer, where, store) if store is not None and store != here:
+            values = store_of(store).values(table, inner, localize(where, store, store_of))
+            return In(outer, tuple(values)) if values else FALSE
+        case Exists(table, inner, outer, where, store):
+            return Exists(table, inner, outer, localize(where, here, store_of), store)
+        case And(parts):
+            return And(tuple(localize(p, here, store_of) for p in parts))
+        case Or(parts):
+            return Or(tuple(localize(p, here, store_of) for p in parts))
+        case Not(part):
+            return Not(localize(part, here, store_of))
+    return cond
+
+
+@dataclass
+class LocalStore:
+    """A store that first resolves every condition's references to other stores."""
+
+    inner: RowStore
+    store_of: StoreOf
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dialect(self) -> str:
+        return self.inner.dialect
+
+    def _local(self, cond: Condition) -> Condition:
+        return localize(cond, self.inner.name, self.store_of)
+
+    def tables(self) -> Any:
+        return self.inner.tables()
+
+    def table_info(self, table: str) -> TableInfo:
+        return self.inner.tables()[table]
+
+    def count(self, table: str, where: Condition) -> int:
+        return self.inner.count(table, self._local(where))
+
+    def rows(self, table: str, where: Condition) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        return self.inner.rows(table, self._local(where))
+
+    def values(self, table: str, column: str, where: Condition) -> list[Any]:
+        return self.inner.values(table, column, self._local(where))
+
+    def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
+        def local_cascade(c: Cascade) -> Cascade:
+            return replace(c, where=self._local(c.where),
+                           children=tuple(local_cascade(k) for k in c.children))
+
+        local = replace(sweep, where=self._local(sweep.where),
+                        cascades=tuple(local_cascade(c) for c in sweep.cascades))
+        return self.inner.sweep_batch(local, after, limit)
+
+    def close(self) -> None:
+        self.inner.close()
