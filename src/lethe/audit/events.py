@@ -21,18 +21,20 @@ class AuditEvent:
     def name(self) -> str:
         return self.names[0] if self.names else type(self).__name__
 
+    target_format: ClassVar[str] = ""  # e.g. "run:{run}", filled from the event's fields
+
     @property
     def target(self) -> str:
-        raise NotImplementedError
+        return self.target_format.format(**asdict(self))
 
     @property
     def reason(self) -> str:
-        return ""
+        """Free text a person gave (a hold's reason); it goes to the entry's reason column."""
+        return str(getattr(self, "reason_text", ""))
 
     def details(self) -> dict[str, Any]:
-        hidden = {"reason_text"}
         return {f.name: v for f, v in zip(fields(self), asdict(self).values(), strict=True)
-                if f.name not in hidden}
+                if f.name != "reason_text"}
 
 
 def registered(cls: type[AuditEvent]) -> type[AuditEvent]:
@@ -54,9 +56,7 @@ class RunStarted(AuditEvent):
     now: str
     datasets: list[str]
 
-    @property
-    def target(self) -> str:
-        return f"run:{self.run}"
+    target_format: ClassVar[str] = "run:{run}"
 
 
 RETENTION_ACTIONS = ("delete", "soft-delete", "anonymize", "purge", "cascade", "archive",
@@ -86,9 +86,7 @@ class RetentionStep(AuditEvent):
     def name(self) -> str:
         return f"retention.{self.action}"
 
-    @property
-    def target(self) -> str:
-        return f"dataset:{self.dataset}"
+    target_format: ClassVar[str] = "dataset:{dataset}"
 
 
 @registered
@@ -100,9 +98,7 @@ class RunFinished(AuditEvent):
     rows: int
     verified: bool
 
-    @property
-    def target(self) -> str:
-        return f"run:{self.run}"
+    target_format: ClassVar[str] = "run:{run}"
 
 
 @registered
@@ -115,13 +111,8 @@ class HoldPlaced(AuditEvent):
     scope: str  # dataset or workspace name, or a fingerprint for a subject
     reason_text: str
 
-    @property
-    def target(self) -> str:
-        return f"hold:{self.hold}"
+    target_format: ClassVar[str] = "hold:{hold}"
 
-    @property
-    def reason(self) -> str:
-        return self.reason_text
 
 
 @registered
@@ -131,13 +122,8 @@ class HoldReleased(AuditEvent):
     hold: int
     reason_text: str
 
-    @property
-    def target(self) -> str:
-        return f"hold:{self.hold}"
+    target_format: ClassVar[str] = "hold:{hold}"
 
-    @property
-    def reason(self) -> str:
-        return self.reason_text
 
 
 @registered
@@ -149,9 +135,7 @@ class CheckRan(AuditEvent):
     warnings: int
     codes: list[str]
 
-    @property
-    def target(self) -> str:
-        return "policy"
+    target_format: ClassVar[str] = "policy"
 
 
 @registered
@@ -162,9 +146,7 @@ class AuditPruned(AuditEvent):
     removed: int
     older_than: str
 
-    @property
-    def target(self) -> str:
-        return "audit"
+    target_format: ClassVar[str] = "audit"
 
 
 @registered
@@ -174,9 +156,7 @@ class AuditExported(AuditEvent):
     entries: int
     checkpoints: int
 
-    @property
-    def target(self) -> str:
-        return "audit"
+    target_format: ClassVar[str] = "audit"
 
 
 @registered
@@ -196,9 +176,7 @@ class RequestTransition(AuditEvent):
     def name(self) -> str:
         return f"request.{self.status}"
 
-    @property
-    def target(self) -> str:
-        return f"request:{self.request}"
+    target_format: ClassVar[str] = "request:{request}"
 
 
 @registered
@@ -221,6 +199,4 @@ class RequestStep(AuditEvent):
     def name(self) -> str:
         return f"request.{self.step}"
 
-    @property
-    def target(self) -> str:
-        return f"request:{self.request}"
+    target_format: ClassVar[str] = "request:{request}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +19,6 @@ from typing import Any
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from lethe.audit.chain import (
     GENESIS,
@@ -35,9 +34,8 @@ from lethe.audit.chain import (
 )
 from lethe.audit.events import AuditEvent, AuditPruned, require_registered
 from lethe.control.schema import audit, audit_checkpoints
+from lethe.control.tx import transaction
 from lethe.crypto.signing import ensure_key, key_id, load_key, public_pem, sign
-from lethe.errors import StoreError
-from lethe.stores.sql import describe_db_error
 
 APPEND_LOCK = 7263002
 ENTRY_COLUMNS = ("seq", "at", "actor", "source", "action", "target", "reason", "details",
@@ -103,14 +101,10 @@ class AuditLog:
     # -- writing ------------------------------------------------------------------------
     @contextmanager
     def _locked(self, what: str) -> Iterator[Connection]:
-        try:
-            with self.engine.connect().execution_options(lethe_write=True) as conn, \
-                    conn.begin():
-                if conn.dialect.name == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK})
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(describe_db_error(exc, what), path="control") from None
+        with transaction(self.engine, what) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK})
+            yield conn
 
     def key(self) -> Ed25519PrivateKey:
         if self._key is None:
@@ -175,11 +169,8 @@ class AuditLog:
             return self._write_checkpoint(conn, int(row.seq), str(row.hash))
 
     # -- reading ------------------------------------------------------------------------
-    def _read(self, what: str) -> Any:
-        try:
-            return self.engine.connect()
-        except SQLAlchemyError as exc:
-            raise StoreError(describe_db_error(exc, what), path="control") from None
+    def _read(self, what: str) -> AbstractContextManager[Connection]:
+        return transaction(self.engine, what, write=False)
 
     def entries(self, *, since: str | None = None, until: str | None = None,
                 action: str | None = None, target: str | None = None,

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from lethe.control.schema import requests
-from lethe.errors import NotFound, StoreError
-from lethe.stores.sql import describe_db_error
+from lethe.control.tx import as_utc, transaction
+from lethe.errors import NotFound
 
 SCRUBBED = "{}"
 
@@ -39,18 +37,12 @@ class RequestRecord:
     certificate_path: str | None
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _record(row: Any) -> RequestRecord:
     return RequestRecord(
         row.id, row.kind, row.subject_kind, json.loads(row.identities), row.fingerprint,
-        row.status, _utc(row.received_at) or row.received_at, _utc(row.due_at) or row.due_at,
-        _utc(row.updated_at) or row.updated_at, _utc(row.completed_at),
-        _utc(row.soft_deleted_at), row.note, json.loads(row.result) if row.result else None,
+        row.status, as_utc(row.received_at) or row.received_at, as_utc(row.due_at) or row.due_at,
+        as_utc(row.updated_at) or row.updated_at, as_utc(row.completed_at),
+        as_utc(row.soft_deleted_at), row.note, json.loads(row.result) if row.result else None,
         row.export_path, row.certificate_path)
 
 
@@ -58,14 +50,8 @@ class RequestStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    @contextmanager
-    def _tx(self, what: str, *, write: bool = True) -> Iterator[Connection]:
-        try:
-            with self.engine.connect().execution_options(lethe_write=write) as conn, \
-                    conn.begin():
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(describe_db_error(exc, what), path="control") from None
+    def _tx(self, what: str, *, write: bool = True) -> AbstractContextManager[Connection]:
+        return transaction(self.engine, what, write=write)
 
     def _select(self, what: str, query: sa.Select[Any]) -> list[RequestRecord]:
         with self._tx(what, write=False) as conn:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +15,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from lethe.control.schema import MIGRATIONS, holds, metadata, migrations_table, run_actions, runs
+from lethe.control.tx import as_utc, transaction
 from lethe.errors import NotFound, StoreError
-from lethe.stores.sql import create_sql_engine, describe_db_error
+from lethe.stores.sql import create_sql_engine
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,6 @@ class Hold:
         return f"{self.scope_kind}:{self.scope_value}"
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 class ControlStore:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
@@ -54,14 +49,8 @@ class ControlStore:
                              path="control") from None
         self.migrate()
 
-    @contextmanager
-    def _tx(self, what: str, *, write: bool = True) -> Iterator[Connection]:
-        try:
-            with self.engine.connect().execution_options(lethe_write=write) as conn, \
-                    conn.begin():
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(describe_db_error(exc, what), path="control") from None
+    def _tx(self, what: str, *, write: bool = True) -> AbstractContextManager[Connection]:
+        return transaction(self.engine, what, write=write)
 
     def migrate(self) -> None:
         with self._tx("migrating the control store") as conn:
@@ -110,8 +99,8 @@ class ControlStore:
     @staticmethod
     def _hold(row: Any) -> Hold:
         return Hold(row.id, row.scope_kind, row.scope_value, row.subject_kind, row.reason,
-                    _utc(row.placed_at) or datetime.now(UTC), row.placed_by,
-                    _utc(row.released_at))
+                    as_utc(row.placed_at) or datetime.now(UTC), row.placed_by,
+                    as_utc(row.released_at))
 
     # -- runs ---------------------------------------------------------------------------
     def start_run(self, now: datetime, actor: str, host: str, datasets: Sequence[str],
