@@ -5,6 +5,8 @@ This module is the public Python API; everything else is private and may change.
 
 from lethe.catalog import Finding
 from lethe.clock import Clock
+from lethe.crypto.fields import EncryptedText, FieldCipher, ForSubject
+from lethe.crypto.keys import Shredded
 from lethe.engine.execute import RunResult, execute
 from lethe.engine.plan import Plan, PlannedAction, build_plan
 from lethe.engine.runtime import Runtime
@@ -17,7 +19,10 @@ from lethe.policy.model import Policy
 __all__ = [
     "CheckReport",
     "Clock",
+    "EncryptedText",
+    "FieldCipher",
     "Finding",
+    "ForSubject",
     "LetheError",
     "Plan",
     "PlannedAction",
@@ -27,6 +32,7 @@ __all__ = [
     "Runtime",
     "SchemaMismatch",
     "Scope",
+    "Shredded",
     "StoreError",
     "build_plan",
     "check",

@@ -200,3 +200,24 @@ class RequestStep(AuditEvent):
         return f"request.{self.step}"
 
     target_format: ClassVar[str] = "request:{request}"
+
+
+@registered
+@dataclass(frozen=True)
+class KeysShredded(AuditEvent):
+    """Subjects' data keys destroyed: their encrypted fields are unreadable everywhere."""
+
+    names: ClassVar[tuple[str, ...]] = ("keys.shredded",)
+    target_format: ClassVar[str] = "{scope}"
+    scope: str  # request:ID, or dataset:NAME for retention
+    subject_kind: str
+    keys: int
+
+
+@registered
+@dataclass(frozen=True)
+class KeysRotated(AuditEvent):
+    names: ClassVar[tuple[str, ...]] = ("keys.rotated",)
+    target_format: ClassVar[str] = "keys"
+    kek: str
+    rewrapped: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,13 +11,14 @@ import typer
 
 from lethe.cli.options import DatasetOpt, JsonOpt, NowOpt, PolicyOpt, settings
 from lethe.cli.output import emit_json, progress_bar, stdout, table
+from lethe.crypto.kek import KEK_ENV, LocalKeyFile
 from lethe.crypto.signing import create_key, key_path
 from lethe.engine.execute import DEFAULT_BATCH_SIZE, RunResult, execute, step_label
 from lethe.engine.plan import Plan, build_plan
 from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
 from lethe.governance.check import CheckReport, check
-from lethe.policy.model import AuditPolicy, Policy
+from lethe.policy.model import AuditPolicy, EncryptionPolicy, Policy
 from lethe.policy.templates import STARTER_POLICY
 
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1,
@@ -75,6 +77,10 @@ def init(ctx: typer.Context,
     if not key.exists():
         create_key(key)
         paths.append(str(key))
+    kek_file = s.policy_path.parent / EncryptionPolicy().kek_file
+    if not kek_file.exists() and not os.environ.get(KEK_ENV):
+        LocalKeyFile(kek_file)  # creates it, mode 0600
+        paths.append(str(kek_file))
     if s.json:
         emit_json({"created": paths})
     else:

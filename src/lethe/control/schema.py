@@ -115,6 +115,17 @@ requests = sa.Table(
 )
 
 
+subject_keys = sa.Table(
+    "lethe_subject_keys", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # travels inside every ciphertext
+    sa.Column("subject_ref", sa.String(64), nullable=False, unique=True),  # sha256, not PII
+    sa.Column("kek_id", sa.String(32), nullable=False, index=True),
+    sa.Column("wrapped", sa.LargeBinary),  # NULL once shredded: the key is gone for good
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("shredded_at", sa.DateTime(timezone=True)),
+)
+
+
 def _create_initial(conn: Connection) -> None:
     for table in (runs, run_actions, holds):
         table.create(conn)
@@ -129,8 +140,13 @@ def _create_requests(conn: Connection) -> None:
     requests.create(conn)
 
 
+def _create_subject_keys(conn: Connection) -> None:
+    subject_keys.create(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
     (2, "hash-chained audit log and signed checkpoints", _create_audit),
     (3, "data-subject requests", _create_requests),
+    (4, "wrapped per-subject data keys", _create_subject_keys),
 ]

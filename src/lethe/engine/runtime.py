@@ -12,6 +12,9 @@ from lethe.audit.log import AuditLog, AuditSettings
 from lethe.catalog import Catalog, open_catalog, require_schema, unhandled_references
 from lethe.clock import Clock
 from lethe.control.store import ControlStore
+from lethe.crypto.fields import FieldCipher
+from lethe.crypto.kek import kek_provider
+from lethe.crypto.keys import SubjectKeys
 from lethe.crypto.signing import key_path
 from lethe.engine.steps import StepBuilder
 from lethe.errors import UsageError
@@ -26,6 +29,7 @@ class Runtime:
     catalog: Catalog
     control: ControlStore
     audit: AuditLog
+    _keys: SubjectKeys | None = None
 
     @classmethod
     def open(cls, policy: Policy, clock: Clock | None = None, *, actor: str | None = None,
@@ -61,6 +65,16 @@ class Runtime:
 
     def hold_scopes(self, builder: StepBuilder) -> HoldScopes:
         return HoldScopes(self.policy, self.catalog.graph, builder.keys, self.control.holds())
+
+    def subject_keys(self) -> SubjectKeys:
+        """Per-subject data keys under the KEK (the key file is created on first use)."""
+        if self._keys is None:
+            self._keys = SubjectKeys(self.control.engine,
+                                     kek_provider(Path(self.policy.encryption.kek_file)))
+        return self._keys
+
+    def cipher(self) -> FieldCipher:
+        return FieldCipher(self.subject_keys())
 
     def close(self) -> None:
         self.catalog.close()

@@ -97,7 +97,11 @@ def parse_policy(data: Any, *, base: Path | None = None, source: str = "policy")
         key = Path(policy.audit.key)
         audit = policy.audit.model_copy(update={"key": str(key if key.is_absolute()
                                                               else (base / key).resolve())})
+        kek = Path(policy.encryption.kek_file)
+        encryption = policy.encryption.model_copy(update={
+            "kek_file": str(kek if kek.is_absolute() else (base / kek).resolve())})
         policy = policy.model_copy(update={"stores": stores, "audit": audit,
+                                           "encryption": encryption,
                                            "control": _resolve_relative(policy.control, base)})
     return policy
 

@@ -31,7 +31,7 @@ DurationField = Annotated[
 ]
 DataClass = Literal["pii", "behavioral", "operational", "derived"]
 Action = Literal["delete", "soft-delete", "anonymize", "archive", "shred"]
-Erasure = Literal["delete", "anonymize", "retain"]
+Erasure = Literal["delete", "anonymize", "retain", "shred"]
 Scalar = str | int | float | bool
 
 ANONYMIZERS = ("null", "redact", "hash", "mask-email")
@@ -171,6 +171,12 @@ class Schedule(Strict):
     datasets: list[str] | Literal["all"] = "all"
 
 
+class EncryptionPolicy(Strict):
+    """Where the local key-encryption key lives (LETHE_KEK in the environment wins)."""
+
+    kek_file: str = ".lethe/kek.json"
+
+
 class AuditPolicy(Strict):
     """Where the signing key lives, how often to checkpoint, how long entries are kept."""
 
@@ -189,6 +195,7 @@ class Policy(Strict):
     datasets: dict[str, Dataset]
     schedules: dict[str, Schedule] = Field(default_factory=dict)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
+    encryption: EncryptionPolicy = Field(default_factory=EncryptionPolicy)
 
     @model_validator(mode="after")
     def _references(self) -> Policy:

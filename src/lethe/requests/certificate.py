@@ -40,7 +40,7 @@ from lethe.errors import LetheError
 
 FORMAT = "lethe-certificate-v1"
 ALGORITHM = "Ed25519"
-ACTIONS = ("delete", "anonymize", "retain")
+ACTIONS = ("delete", "anonymize", "retain", "shred")
 COUNTS = ("rows", "erased", "retained", "held")
 TEMPLATE = "certificate.html.j2"
 
@@ -58,7 +58,7 @@ class DatasetOutcome:
     erased: int  # deleted or anonymized
     retained: int  # kept on purpose (erasure: retain, or blocked by a foreign key)
     held: int  # kept by a legal hold
-    action: str  # "delete" | "anonymize" | "retain"
+    action: str  # "delete" | "anonymize" | "retain" | "shred"
     legal_basis: str | None = None
 
     def as_dict(self) -> dict[str, Any]:

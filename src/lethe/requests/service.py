@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from lethe.audit.events import RequestStep, RequestTransition
+from lethe.audit.events import KeysShredded, RequestStep, RequestTransition
 from lethe.control.requests import SCRUBBED, RequestRecord, RequestStore
 from lethe.control.store import Hold
 from lethe.engine.runtime import Runtime
@@ -240,6 +240,10 @@ def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
 
     # Phase 2: erase, children first, each dataset by its own `erasure`.
     holds = rt.hold_scopes(builder)
+    subject_ds = policy.datasets[subject]
+    subject_ids = rt.catalog.store_of(subject).values(subject_ds.table or "",
+                                                      builder.keys[subject], found[subject])
+    _shred_first(rt, record, found, holds, subject_ids)
     for name, where in found.items():
         ds = policy.datasets[name]
         report = DatasetReport(action="delete" if name == subject else ds.erasure,
@@ -250,6 +254,8 @@ def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
         report.rows = store.count(table, where)
         if report.action == "retain":
             report.retained = report.rows
+        elif report.action == "shred":  # rows stay; their fields die with the subject's key
+            report.erased = report.rows
         elif report.action == "anonymize":
             detach = next((c for c in ds.belongs_to.values()
                            if builder.nullable.get((name, c), False)), None)
@@ -264,7 +270,7 @@ def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
         report.held = 0 if held_cond == FALSE else store.count(table, all_of(where, held_cond))
         if report.action != "retain":
             report.retained = max(left - report.held, 0) if report.action == "delete" else 0
-            if report.action == "anonymize":
+            if report.action in ("anonymize", "shred"):
                 report.erased = report.rows - report.held
         if report.retained and report.action == "delete":
             report.legal_basis = "referenced by rows the policy retains"
@@ -283,6 +289,23 @@ def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
                                 identities=SCRUBBED, result=result,
                                 certificate_path=str(outcome.certificate))
     return outcome
+
+
+def _shred_first(rt: Runtime, record: RequestRecord, found: dict[str, Condition],
+                 holds: HoldScopes, subject_ids: list[Any]) -> None:
+    """Destroy the subject's data key before any row goes, so a crash in between can never
+    leave the key alive with no row left to find it by; never while any row is held."""
+    shredding = [n for n in found if rt.policy.datasets[n].erasure == "shred"]
+    if not shredding or not subject_ids:
+        return
+    for name, where in found.items():
+        held = holds.held(name, cascading=True)
+        if held != FALSE and rt.catalog.store_of(name).count(
+                rt.policy.datasets[name].table or "", all_of(where, held)):
+            return
+    keys = rt.subject_keys()
+    destroyed = sum(keys.shred(record.subject_kind, value) for value in subject_ids)
+    rt.audit.append(KeysShredded(f"request:{record.id}", record.subject_kind, destroyed))
 
 
 def _sweep(rt: Runtime, builder: StepBuilder, name: str, where: Condition,

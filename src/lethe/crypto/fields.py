@@ -1,0 +1,104 @@
+"""Encrypted fields: the recipe applications use, and a SQLAlchemy column type.
+
+A token is `lethe1:` + base64url(data key id ‖ nonce ‖ ciphertext+tag). The key id
+travels with the value, so reading needs no subject; the associated data is
+`dataset.column`, so a value pasted into another column does not decrypt.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+from lethe.crypto.keys import Shredded, SubjectKeys
+from lethe.crypto.primitives import DecryptionFailed, open_sealed, seal
+from lethe.errors import LetheError
+
+PREFIX = "lethe1:"
+KEY_ID_BYTES = 16
+
+
+class FieldError(LetheError):
+    """A token is malformed or does not belong to this dataset and column."""
+
+
+def _associated(dataset: str, column: str) -> bytes:
+    return f"lethe-field\x1f{dataset}.{column}".encode()
+
+
+class FieldCipher:
+    def __init__(self, keys: SubjectKeys) -> None:
+        self.keys = keys
+
+    def encrypt_field(self, subject_kind: str, subject_id: object, value: str, *,
+                      dataset: str, column: str) -> str:
+        key_id, cipher = self.keys.key_for(subject_kind, subject_id)
+        sealed = seal(cipher, value.encode("utf-8"), _associated(dataset, column))
+        return PREFIX + base64.urlsafe_b64encode(bytes.fromhex(key_id) + sealed).decode()
+
+    def decrypt_field(self, token: str, *, dataset: str, column: str) -> str:
+        """The plaintext; `Shredded` if the subject's key was destroyed."""
+        if not token.startswith(PREFIX):
+            raise FieldError("not a lethe ciphertext", path=f"{dataset}.{column}")
+        try:
+            raw = base64.urlsafe_b64decode(token[len(PREFIX):])
+        except (binascii.Error, ValueError):
+            raise FieldError("malformed ciphertext", path=f"{dataset}.{column}") from None
+        key_id = raw[:KEY_ID_BYTES].hex()
+        cipher = self.keys.cipher(key_id)
+        try:
+            return open_sealed(cipher, raw[KEY_ID_BYTES:],
+                               _associated(dataset, column)).decode("utf-8")
+        except DecryptionFailed:
+            raise FieldError("does not decrypt here (another column's value, or tampered)",
+                             path=f"{dataset}.{column}") from None
+
+
+@dataclass(frozen=True)
+class ForSubject:
+    """A plaintext to be written encrypted under a subject's key."""
+
+    subject_kind: str
+    subject_id: object
+    value: str
+
+
+class EncryptedText(TypeDecorator[Any]):
+    """`Column("email", EncryptedText(cipher, "users", "email"))`.
+
+    Write `ForSubject("user", 42, "ada@example.com")` (or an existing token); read back
+    plaintext, or None once the subject's key has been shredded.
+    """
+
+    impl = sa.Text
+    cache_ok = False
+
+    def __init__(self, cipher: FieldCipher, dataset: str, column: str) -> None:
+        super().__init__()
+        self.cipher = cipher
+        self.dataset = dataset
+        self.column = column
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, ForSubject):
+            return self.cipher.encrypt_field(value.subject_kind, value.subject_id, value.value,
+                                             dataset=self.dataset, column=self.column)
+        if isinstance(value, str) and value.startswith(PREFIX):
+            return value
+        raise FieldError("write ForSubject(kind, id, value) to an encrypted column",
+                         path=f"{self.dataset}.{self.column}")
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> str | None:
+        if value is None:
+            return None
+        try:
+            return self.cipher.decrypt_field(value, dataset=self.dataset, column=self.column)
+        except Shredded:
+            return None

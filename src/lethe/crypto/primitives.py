@@ -1,0 +1,39 @@
+"""The only module that touches AES-GCM directly (the "hazmat" layer of lethe).
+
+Recipes (`lethe.crypto.fields`, `lethe.crypto.keys`) call these; nothing else does.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE_BYTES = 12
+KEY_BYTES = 32
+
+
+class DecryptionFailed(Exception):
+    """Wrong key, wrong associated data, or tampered ciphertext (never says which)."""
+
+
+def new_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def seal(cipher: AESGCM, plaintext: bytes, associated: bytes) -> bytes:
+    """nonce ‖ ciphertext+tag, with a fresh random nonce."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + cipher.encrypt(nonce, plaintext, associated)
+
+
+def open_sealed(cipher: AESGCM, sealed: bytes, associated: bytes) -> bytes:
+    try:
+        return cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated)
+    except (InvalidTag, ValueError):
+        raise DecryptionFailed() from None
+
+
+def cipher_for(key: bytes) -> AESGCM:
+    return AESGCM(key)
