@@ -143,7 +143,7 @@ def write_policy(tmp_path: Path, url: str) -> Path:
 
 
 def read_copy(url: str, cipher: FieldCipher) -> dict[int, str | None]:
-    _meta, users, notes = app_tables(cipher)
+    _meta, _users, notes = app_tables(cipher)
     engine = sa.create_engine(normalize_url(url))
     with engine.connect() as conn:
         got = {r.user_id: r.body for r in conn.execute(sa.select(notes))}
