@@ -217,3 +217,37 @@ def restore_dump(url: str, tmp_path: Path) -> str:
                     f"{conninfo} dbname={target}"], check=True, capture_output=True)
     return source.set(database=target).render_as_string(hide_password=False)
 
+
+
+def test_retention_shred_destroys_due_subjects_keys_once(app_url: str, tmp_path: Path) -> None:
+    from lethe.engine.execute import execute
+    from lethe.engine.plan import build_plan
+    from lethe.holds import parse_scope, place_hold
+    from tests.fixtures import NOW, build_app
+    from tests.fixtures import write_policy as write_app_policy
+
+    build_app(app_url)  # users 1-4 closed 200 days ago
+    policy = write_app_policy(tmp_path, app_url, datasets__users__retention=[
+        {"keep": "90d", "after": "closed_at", "action": "shred"}],
+        datasets__users__soft_delete=None)
+    rt = runtime(policy, NOW)
+    cipher = rt.cipher()
+    tokens = {i: cipher.encrypt_field("user", i, f"secret {i}", dataset="users", column="x")
+              for i in range(1, 8)}
+    place_hold(rt.control, rt.audit, rt.clock, parse_scope(rt.policy, "user:3", None, None),
+               "case")
+    plan = build_plan(rt, ["users"])
+    shred = next(a for a in plan.actions if a.step.action == "shred")
+    assert (shred.rows, shred.held) == (3, 1)
+    result = execute(rt, plan)
+    assert result.ok, result.as_dict()
+    assert next(a for a in build_plan(rt, ["users"]).actions
+                if a.step.action == "shred").rows == 0
+    rt.close()
+    fresh = runtime(policy, NOW).cipher()
+    for i, token in tokens.items():
+        if i in (1, 2, 4):
+            with pytest.raises(Shredded):
+                fresh.decrypt_field(token, dataset="users", column="x")
+        else:
+            assert fresh.decrypt_field(token, dataset="users", column="x") == f"secret {i}"

@@ -123,7 +123,7 @@ def test_a_certificate_without_checkpoint_or_rows_is_still_valid(
     ({"outcomes": [OUTCOMES[0], OUTCOMES[0]]}, "twice"),
     ({"outcomes": [DatasetOutcome("users", 3, 1, 0, 0, "delete")]}, "not the 3 rows"),
     ({"outcomes": [DatasetOutcome("users", 1, 2, -1, 0, "delete")]}, "non-negative"),
-    ({"outcomes": [DatasetOutcome("users", 1, 1, 0, 0, "shred")]}, "action"),
+    ({"outcomes": [DatasetOutcome("users", 1, 1, 0, 0, "burn")]}, "action"),
     ({"audit_entries": [(1, "abc")]}, "SHA-256"),
     ({"audit_entries": [(1, ENTRY_HASHES[0]), (1, ENTRY_HASHES[1])]}, "twice"),
     ({"audit_checkpoint": (9, "not-a-hash")}, "head_hash"),

@@ -34,6 +34,32 @@ def subject_ref(subject_kind: str, subject_id: object) -> str:
     return hashlib.sha256(f"{subject_kind}\x1f{subject_id}".encode()).hexdigest()
 
 
+def live_subjects(engine: Engine, subject_kind: str, subject_ids: list[object]) -> list[object]:
+    """The subjects among `subject_ids` whose data key still exists (no KEK needed)."""
+    refs = {subject_ref(subject_kind, i): i for i in subject_ids}
+    live: list[object] = []
+    chunks = [list(refs)[i:i + 1000] for i in range(0, len(refs), 1000)]
+    with transaction(engine, "reading data keys", write=False) as conn:
+        for chunk in chunks:
+            found = conn.execute(sa.select(subject_keys.c.subject_ref).where(
+                subject_keys.c.subject_ref.in_(chunk), subject_keys.c.wrapped.is_not(None)))
+            live += [refs[r] for r in found.scalars()]
+    return live
+
+
+def shred_subject(engine: Engine, subject_kind: str, subject_id: object) -> str | None:
+    """Destroy a subject's data key; the destroyed key's id, or None if it had none."""
+    ref = subject_ref(subject_kind, subject_id)
+    with transaction(engine, "shredding a data key") as conn:
+        row = conn.execute(sa.select(subject_keys.c.id).where(
+            subject_keys.c.subject_ref == ref, subject_keys.c.wrapped.is_not(None))).first()
+        if row is None:
+            return None
+        conn.execute(subject_keys.update().where(subject_keys.c.id == row.id).values(
+            wrapped=None, shredded_at=datetime.now(UTC)))
+    return str(row.id)
+
+
 def _associated(key_id: str) -> bytes:
     return b"lethe-data-key\x1f" + key_id.encode("ascii")
 
@@ -95,17 +121,11 @@ class SubjectKeys:
 
     def shred(self, subject_kind: str, subject_id: object) -> bool:
         """Destroy the subject's data key; True if there was one to destroy."""
-        ref = subject_ref(subject_kind, subject_id)
-        with transaction(self.engine, "shredding a data key") as conn:
-            row = conn.execute(sa.select(subject_keys.c.id).where(
-                subject_keys.c.subject_ref == ref, subject_keys.c.wrapped.is_not(None))).first()
-            if row is None:
-                return False
-            conn.execute(subject_keys.update().where(subject_keys.c.id == row.id).values(
-                wrapped=None, shredded_at=datetime.now(UTC)))
-        self._ciphers.pop(str(row.id), None)
-        self._by_subject.pop(ref, None)
-        return True
+        key_id = shred_subject(self.engine, subject_kind, subject_id)
+        self._by_subject.pop(subject_ref(subject_kind, subject_id), None)
+        if key_id is not None:
+            self._ciphers.pop(key_id, None)
+        return key_id is not None
 
     def rotate(self, *, batch: int = 500,
                progress: Callable[[int], None] | None = None) -> dict[str, int | str]:

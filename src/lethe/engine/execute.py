@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lethe.audit.events import RetentionStep, RunFinished, RunStarted
-from lethe.engine.plan import UNSUPPORTED, Plan, PlannedAction, count_step
+from lethe.audit.events import KeysShredded, RetentionStep, RunFinished, RunStarted
+from lethe.crypto.keys import shred_subject
+from lethe.engine.plan import UNSUPPORTED, Plan, PlannedAction, count_step, shred_targets
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.engine.sweep import sweep_all
@@ -86,7 +87,10 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
                 action.error = UNSUPPORTED[step.action]
             else:
                 try:
-                    _sweep(rt, builder, action, cascades, index, batch_size, progress)
+                    if step.action == "shred":
+                        _shred(rt, builder, action)
+                    else:
+                        _sweep(rt, builder, action, cascades, index, batch_size, progress)
                     if step.action != "cascade":  # cascades are verified after the parent
                         _verify(rt, builder, action)
                 except LetheError as exc:
@@ -151,6 +155,16 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
     action.batches += stats.batches
     action.batch_ms += stats.total_ms
     action.longest_batch_ms = max(action.longest_batch_ms, stats.longest_ms)
+
+
+def _shred(rt: Runtime, builder: StepBuilder, action: ActionResult) -> None:
+    """Destroy the data keys of the due subjects; their rows stay, unreadable."""
+    step = action.planned.step
+    kind, ids = shred_targets(rt, builder, rt.hold_scopes(builder), step)
+    action.done = sum(shred_subject(rt.control.engine, kind, i) is not None for i in ids)
+    action.batches = 1 if ids else 0
+    if action.done:
+        rt.audit.append(KeysShredded(f"dataset:{step.dataset}", kind, action.done))
 
 
 def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult) -> None:

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from lethe.crypto.keys import live_subjects
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.holds import HoldScopes
 from lethe.policy.graph import children_first
 from lethe.stores.base import FALSE, all_of, negate
 
-UNSUPPORTED = {"archive": "archiving needs object stores (not available yet)",
-               "shred": "crypto-shredding is not available yet"}
+UNSUPPORTED = {"archive": "archiving needs object stores (not available yet)"}
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,24 @@ def ordered_steps(builder: StepBuilder, names: Sequence[str]) -> list[Step]:
     return steps
 
 
+def shred_targets(rt: Runtime, builder: StepBuilder, holds: HoldScopes,
+                  step: Step) -> tuple[str, list[object]]:
+    """(subject kind, ids) a shred step would destroy keys for: due, not held, key alive."""
+    kind = next(k for k, s in rt.policy.subjects.items() if s.dataset == step.dataset)
+    ids = rt.catalog.store_of(step.dataset).values(
+        rt.policy.datasets[step.dataset].table or "", builder.keys[step.dataset],
+        all_of(builder.due(step, holds), negate(builder.held(step, holds))))
+    return kind, live_subjects(rt.control.engine, kind, ids)
+
+
 def count_step(rt: Runtime, builder: StepBuilder, holds: HoldScopes, step: Step) -> PlannedAction:
     store = rt.catalog.store_of(step.dataset)
     table = rt.policy.datasets[step.dataset].table or ""
     due = builder.due(step, holds)
     held = builder.held(step, holds)
+    if step.action == "shred":  # the rows stay; what is due is a live key
+        held_rows = 0 if held == FALSE else store.count(table, all_of(due, held))
+        return PlannedAction(step, len(shred_targets(rt, builder, holds, step)[1]), held_rows)
     blocked = builder.blocked(step)
     rows = store.count(table, all_of(due, negate(held), negate(blocked)))
     held_rows = 0 if held == FALSE else store.count(table, all_of(due, held))

@@ -215,6 +215,10 @@ class Policy(Strict):
                 if parent not in self.datasets:
                     raise ValueError(f"{where}.belongs_to: unknown dataset {parent!r}")
             for index, rule in enumerate(ds.retention):
+                if rule.action == "shred" and not any(
+                        s.dataset == name for s in self.subjects.values()):
+                    raise ValueError(f"{where}.retention[{index}]: action shred destroys "
+                                     "subjects' keys, so the dataset must be a subject's")
                 if rule.to is not None and rule.to not in self.stores:
                     raise ValueError(f"{where}.retention[{index}].to: unknown store {rule.to!r}")
         for name, subject in self.subjects.items():
