@@ -183,9 +183,9 @@ class AuditLog:
         if action:
             query = query.where(sa.or_(audit.c.action == action,
                                        audit.c.action.startswith(action.rstrip(".") + ".")))
-        if target:
-            query = query.where(sa.or_(audit.c.target == target,
-                                       audit.c.target.startswith(target + ":")))
+        if target:  # `hold:7` is exact (indexed); `hold` means every `hold:…`
+            query = query.where(audit.c.target == target) if ":" in target else \
+                query.where(audit.c.target.startswith(target + ":"))
         if limit:
             query = query.limit(limit)
         with self._read("reading the audit log") as conn:

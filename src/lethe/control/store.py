@@ -43,7 +43,7 @@ class ControlStore:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.engine = create_sql_engine(url)
+            self.engine = create_sql_engine(url, wal=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise StoreError(f"cannot open control store: {type(exc).__name__}",
                              path="control") from None

@@ -69,16 +69,18 @@ class SubjectKeys:
         self.engine = engine
         self.kek = kek
         self._ciphers: dict[str, AESGCM] = {}
-        self._by_subject: dict[str, str] = {}
+        self._by_subject: dict[tuple[str, object], tuple[str, AESGCM]] = {}
+        self.by_raw: dict[bytes, AESGCM] = {}
 
     def key_for(self, subject_kind: str, subject_id: object) -> tuple[str, AESGCM]:
         """The subject's data key (created on first use); a shredded subject has none."""
-        ref = subject_ref(subject_kind, subject_id)
-        key_id = self._by_subject.get(ref)
-        if key_id is None:
+        cached = self._by_subject.get((subject_kind, subject_id))
+        if cached is None:
+            ref = subject_ref(subject_kind, subject_id)
             key_id = self._find(ref) or self._create(ref)
-            self._by_subject[ref] = key_id
-        return key_id, self.cipher(key_id)
+            cached = (key_id, self.cipher(key_id))
+            self._by_subject[(subject_kind, subject_id)] = cached
+        return cached
 
     def _find(self, ref: str) -> str | None:
         with transaction(self.engine, "reading a data key", write=False) as conn:
@@ -119,12 +121,20 @@ class SubjectKeys:
             self._ciphers[key_id] = cipher
         return cipher
 
+    def cipher_by_raw_id(self, raw_id: bytes) -> AESGCM:
+        """`cipher`, keyed by the id's bytes as they travel in a ciphertext (hot path)."""
+        cipher = self.by_raw.get(raw_id)
+        if cipher is None:
+            cipher = self.by_raw[raw_id] = self.cipher(raw_id.hex())
+        return cipher
+
     def shred(self, subject_kind: str, subject_id: object) -> bool:
         """Destroy the subject's data key; True if there was one to destroy."""
         key_id = shred_subject(self.engine, subject_kind, subject_id)
-        self._by_subject.pop(subject_ref(subject_kind, subject_id), None)
-        if key_id is not None:
+        self._by_subject.pop((subject_kind, subject_id), None)
+        if key_id is not None:  # forget it here too: this process must not decrypt either
             self._ciphers.pop(key_id, None)
+            self.by_raw.pop(bytes.fromhex(key_id), None)
         return key_id is not None
 
     def rotate(self, *, batch: int = 500,

@@ -28,9 +28,10 @@ def seal(cipher: AESGCM, plaintext: bytes, associated: bytes) -> bytes:
     return nonce + cipher.encrypt(nonce, plaintext, associated)
 
 
-def open_sealed(cipher: AESGCM, sealed: bytes, associated: bytes) -> bytes:
+def open_sealed(cipher: AESGCM, sealed: bytes | memoryview, associated: bytes) -> bytes:
+    view = memoryview(sealed)  # no copies of a large value
     try:
-        return cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated)
+        return cipher.decrypt(view[:NONCE_BYTES], view[NONCE_BYTES:], associated)
     except (InvalidTag, ValueError):
         raise DecryptionFailed() from None
 

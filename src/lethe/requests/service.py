@@ -319,7 +319,8 @@ def _sweep(rt: Runtime, builder: StepBuilder, name: str, where: Condition,
     def make_sweep() -> Sweep:
         holds = rt.hold_scopes(builder)
         return Sweep(ds.table or "", builder.keys[name],
-                     all_of(narrowed, negate(holds.held(name, cascading=deletes))), effect)
+                     all_of(narrowed, negate(holds.held(name, cascading=deletes))), effect,
+                     selective=True)
 
     return sweep_all(rt.catalog.store_of(name), make_sweep, batch_size).rows
 

@@ -167,6 +167,9 @@ class Sweep:
     where: Condition
     effect: Effect
     cascades: tuple[Cascade, ...] = ()
+    # Few rows among many (one subject's): batches find their rows through an index
+    # instead of walking the whole key range.
+    selective: bool = False
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,9 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def create_sql_engine(url: str) -> Engine:
+def create_sql_engine(url: str, *, wal: bool = False) -> Engine:
+    """`wal`: put a SQLite file in WAL mode (only for lethe's own control store: an
+    application's database keeps the journal mode its owners chose)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
@@ -75,6 +77,8 @@ def create_sql_engine(url: str) -> Engine:
             # Let SQLAlchemy, not pysqlite, decide where transactions begin.
             dbapi_connection.isolation_level = None
             dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+            if wal and ":memory:" not in url:
+                dbapi_connection.execute("PRAGMA journal_mode = WAL")
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
@@ -323,7 +327,8 @@ class SqlStore:
     def _dense_span(self, t: sa.Table, key: sa.ColumnElement[Any],
                     sweep: Sweep) -> KeySpan | None:
         """Key ranges for integer keys that are dense; None means use key windows."""
-        if isinstance(sweep.effect, Anonymize) or python_type(key.type) is not int:
+        if sweep.selective or isinstance(sweep.effect, Anonymize) \
+                or python_type(key.type) is not int:
             return None  # anonymizing reads every row anyway; windows bound it exactly
         with self._errors(f"reading the key range of {sweep.table}"), \
                 self.engine.connect() as conn:
