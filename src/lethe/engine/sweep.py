@@ -40,4 +40,6 @@ def sweep_all(store: RowStore, make_sweep: Callable[[], Sweep], batch_size: int,
         stats.total_ms += elapsed_ms
         if on_batch is not None:
             on_batch(batch, elapsed_ms)
+        if batch.last:
+            return stats
         after = batch.upper

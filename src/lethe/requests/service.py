@@ -252,26 +252,23 @@ def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
         store = rt.catalog.store_of(name)
         table = ds.table or ""
         report.rows = store.count(table, where)
+        report.held = 0 if held_cond == FALSE else store.count(table, all_of(where, held_cond))
         if report.action == "retain":
-            report.retained = report.rows
+            report.retained = report.rows - report.held
         elif report.action == "shred":  # rows stay; their fields die with the subject's key
-            report.erased = report.rows
+            report.erased = report.rows - report.held
         elif report.action == "anonymize":
             detach = next((c for c in ds.belongs_to.values()
                            if builder.nullable.get((name, c), False)), None)
-            report.erased = _sweep(rt, builder, name, where, identifying(ds),
-                                   anonymize_effect(ds, detach), deletes=False,
-                                   batch_size=batch_size)
+            _sweep(rt, builder, name, where, identifying(ds), anonymize_effect(ds, detach),
+                   deletes=False, batch_size=batch_size)
+            report.erased = report.rows - report.held  # already anonymized rows count too
         else:
             report.erased = _sweep(rt, builder, name, where, builder.referenced(name),
                                    Delete(), deletes=True, batch_size=batch_size,
                                    keep_matching=True)
-        left = store.count(table, where)
-        report.held = 0 if held_cond == FALSE else store.count(table, all_of(where, held_cond))
-        if report.action != "retain":
-            report.retained = max(left - report.held, 0) if report.action == "delete" else 0
-            if report.action in ("anonymize", "shred"):
-                report.erased = report.rows - report.held
+            # what is neither erased nor held is still referenced by retained rows
+            report.retained = max(report.rows - report.held - report.erased, 0)
         if report.retained and report.action == "delete":
             report.legal_basis = "referenced by rows the policy retains"
         outcome.datasets[name] = report

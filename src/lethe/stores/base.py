@@ -177,6 +177,7 @@ class BatchResult:
     upper: Value | None  # the last key the batch covered; None when nothing was left
     rows: int
     cascaded: Mapping[str, int] = field(default_factory=dict)
+    last: bool = False  # the store knows nothing matches after `upper`
 
 
 @dataclass(frozen=True)

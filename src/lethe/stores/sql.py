@@ -122,6 +122,7 @@ class SqlStore:
         self._widths: dict[str, int] = {}
         self._removed: dict[str, int] = {}  # rows this store deleted, per table
         self._millis: dict[tuple[str, str], bool] = {}
+        self._estimates: dict[str, int] = {}
 
     # -- schema -------------------------------------------------------------------------
     def tables(self) -> Mapping[str, TableInfo]:
@@ -280,11 +281,14 @@ class SqlStore:
         return removed * 10 > self._estimated_rows(conn, table)
 
     def _estimated_rows(self, conn: Connection, table: str) -> int:
-        """The planner's row estimate (-1 when never analyzed), without scanning."""
-        estimate = conn.execute(
-            sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
-            {"name": self.engine.dialect.identifier_preparer.quote(table)}).scalar()
-        return int(estimate if estimate is not None else -1)
+        """The planner's row estimate (-1 when never analyzed), without scanning; read
+        once per store, as it changes only with ANALYZE."""
+        if table not in self._estimates:
+            estimate = conn.execute(
+                sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
+                {"name": self.engine.dialect.identifier_preparer.quote(table)}).scalar()
+            self._estimates[table] = int(estimate if estimate is not None else -1)
+        return self._estimates[table]
 
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
         t = self.table(sweep.table)
@@ -307,11 +311,14 @@ class SqlStore:
                     selected = sa.and_(key > after, selected)
                 window = (sa.select(key.label("k")).where(selected).order_by(key).limit(limit)
                           .subquery())
-                # ORDER BY ... DESC LIMIT 1, not max(): max() is undefined for uuid.
-                upper = conn.execute(sa.select(window.c.k).order_by(window.c.k.desc())
-                                     .limit(1)).scalar()
-                if upper is None:
+                # ORDER BY ... DESC LIMIT 1, not max(): max() is undefined for uuid; the
+                # count says whether the window was full, i.e. whether more may follow.
+                found = conn.execute(sa.select(
+                    window.c.k, sa.select(sa.func.count()).select_from(window).scalar_subquery())
+                    .order_by(window.c.k.desc()).limit(1)).first()
+                if found is None:
                     return BatchResult(None, 0)
+                upper, last = found[0], found[1] < limit
                 in_window = sa.and_(selected, key <= upper)
             cascaded: dict[str, int] = {}
             parent_keys = sa.select(key).where(in_window)
@@ -322,7 +329,8 @@ class SqlStore:
             self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
         if span is not None:
             self._widths[sweep.table] = next_width(limit, int(upper) - low, rows)
-        return BatchResult(upper, rows, cascaded)
+            last = upper >= span.high
+        return BatchResult(upper, rows, cascaded, last)
 
     def _dense_span(self, t: sa.Table, key: sa.ColumnElement[Any],
                     sweep: Sweep) -> KeySpan | None:
