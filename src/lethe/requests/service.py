@@ -251,8 +251,22 @@ def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
         held_cond = holds.held(name, cascading=report.action == "delete")
         store = rt.catalog.store_of(name)
         table = ds.table or ""
-        report.rows = store.count(table, where)
         report.held = 0 if held_cond == FALSE else store.count(table, all_of(where, held_cond))
+        if report.action == "delete":
+            # rows = erased + held + still referenced: no need to count them all first
+            referenced = builder.referenced(name)
+            report.erased = _sweep(rt, builder, name, where, referenced, Delete(),
+                                   deletes=True, batch_size=batch_size, keep_matching=True)
+            report.retained = 0 if referenced == FALSE else store.count(
+                table, all_of(where, referenced, negate(held_cond)))
+            report.rows = report.erased + report.held + report.retained
+            if report.retained:
+                report.legal_basis = "referenced by rows the policy retains"
+            outcome.datasets[name] = report
+            rt.audit.append(RequestStep(record.id, name, "erased", report.rows, report.erased,
+                                        report.retained, report.held, report.action))
+            continue
+        report.rows = store.count(table, where)
         if report.action == "retain":
             report.retained = report.rows - report.held
         elif report.action == "shred":  # rows stay; their fields die with the subject's key
@@ -263,14 +277,6 @@ def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
             _sweep(rt, builder, name, where, identifying(ds), anonymize_effect(ds, detach),
                    deletes=False, batch_size=batch_size)
             report.erased = report.rows - report.held  # already anonymized rows count too
-        else:
-            report.erased = _sweep(rt, builder, name, where, builder.referenced(name),
-                                   Delete(), deletes=True, batch_size=batch_size,
-                                   keep_matching=True)
-            # what is neither erased nor held is still referenced by retained rows
-            report.retained = max(report.rows - report.held - report.erased, 0)
-        if report.retained and report.action == "delete":
-            report.legal_basis = "referenced by rows the policy retains"
         outcome.datasets[name] = report
         rt.audit.append(RequestStep(record.id, name, "erased", report.rows, report.erased,
                                     report.retained, report.held, report.action))
