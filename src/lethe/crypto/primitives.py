@@ -28,10 +28,12 @@ def seal(cipher: AESGCM, plaintext: bytes, associated: bytes) -> bytes:
     return nonce + cipher.encrypt(nonce, plaintext, associated)
 
 
-def open_sealed(cipher: AESGCM, sealed: bytes | memoryview, associated: bytes) -> bytes:
-    view = memoryview(sealed)  # no copies of a large value
+def open_sealed(cipher: AESGCM, sealed: bytes, associated: bytes, start: int = 0) -> bytes:
+    """Open `sealed[start:]` (nonce ‖ ciphertext+tag); slicing bytes here is cheaper than
+    a memoryview for field-sized values."""
     try:
-        return cipher.decrypt(view[:NONCE_BYTES], view[NONCE_BYTES:], associated)
+        return cipher.decrypt(sealed[start:start + NONCE_BYTES], sealed[start + NONCE_BYTES:],
+                              associated)
     except (InvalidTag, ValueError):
         raise DecryptionFailed() from None
 
