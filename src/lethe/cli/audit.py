@@ -10,11 +10,10 @@ import typer
 
 from lethe.audit.export import export_log, verify_export
 from lethe.audit.log import timestamp
-from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, read_pem, settings
+from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, read_pem, settings
 from lethe.cli.output import emit_json, stdout, table
 from lethe.clock import parse_instant
 from lethe.crypto.signing import load_public
-from lethe.engine.runtime import Runtime
 
 app = typer.Typer(no_args_is_help=True,
                   help="The tamper-evident audit log: verify, show, export, prune.")
@@ -35,11 +34,8 @@ def verify(ctx: typer.Context,
     if file is not None:
         verdict = verify_export(file, pem)
     else:
-        rt = Runtime.open(s.load(), s.clock())
-        try:
+        with open_runtime(s) as rt:
             verdict = rt.audit.verify(load_public(pem) if pem else None)
-        finally:
-            rt.close()
     if s.json:
         emit_json(verdict.as_dict())
     elif verdict.ok:
@@ -66,14 +62,11 @@ def show(ctx: typer.Context,
          policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """List audit entries, filtered by time, action and target."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         entries = rt.audit.entries(
             since=timestamp(parse_instant(since)) if since else None,
             until=timestamp(parse_instant(until)) if until else None,
             action=action, target=target, limit=limit)
-    finally:
-        rt.close()
     if s.json:
         emit_json({"entries": [{**e.as_dict(), "details": json.loads(e.details)}
                                for e in entries]})
@@ -88,11 +81,8 @@ def export(ctx: typer.Context,
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Write entries, checkpoints and the public key as JSON lines, for offline checks."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         counts = export_log(rt.audit, out)
-    finally:
-        rt.close()
     if s.json:
         emit_json({"path": str(out), **counts})
     else:
@@ -105,14 +95,10 @@ def prune(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = Fals
           now: NowOpt = None) -> None:
     """Drop entries older than the policy's audit retention; the rest stays verifiable."""
     s = settings(ctx, policy, json_out, now)
-    pol = s.load()
-    rt = Runtime.open(pol, s.clock())
-    try:
-        cutoff = pol.audit.retention.before(rt.clock.now())
+    with open_runtime(s) as rt:
+        cutoff = rt.policy.audit.retention.before(rt.clock.now())
         removed = rt.audit.prune(cutoff) if cutoff is not None else 0
-    finally:
-        rt.close()
     if s.json:
         emit_json({"removed": removed})
     else:
-        stdout.print(f"pruned {removed} audit entries older than {pol.audit.retention}")
+        stdout.print(f"pruned {removed} audit entries older than {rt.policy.audit.retention}")

@@ -9,13 +9,12 @@ from typing import Annotated
 
 import typer
 
-from lethe.cli.options import DatasetOpt, JsonOpt, NowOpt, PolicyOpt, settings
+from lethe.cli.options import DatasetOpt, JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, progress_bar, stdout, table
 from lethe.crypto.kek import KEK_ENV, LocalKeyFile
 from lethe.crypto.signing import create_key, key_path
 from lethe.engine.execute import DEFAULT_BATCH_SIZE, RunResult, execute, step_label
 from lethe.engine.plan import Plan, build_plan
-from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
 from lethe.governance.check import CheckReport, check
 from lethe.policy.model import AuditPolicy, EncryptionPolicy, Policy
@@ -91,11 +90,8 @@ def check_cmd(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = 
               now: NowOpt = None) -> None:
     """Validate the policy against the live stores; exit 1 on findings."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         report = check(rt.catalog, rt.audit)
-    finally:
-        rt.close()
     if s.json:
         emit_json(report.as_dict())
     else:
@@ -108,11 +104,8 @@ def plan_cmd(ctx: typer.Context, dataset: DatasetOpt = None, policy: PolicyOpt =
              json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Dry run: what each rule would do now, and what holds keep. Changes nothing."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         plan = build_plan(rt, dataset)
-    finally:
-        rt.close()
     if s.json:
         emit_json(plan.as_dict())
     else:
@@ -124,8 +117,7 @@ def run_cmd(ctx: typer.Context, dataset: DatasetOpt = None,
             json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Execute the plan in short batches, verify each dataset, record the run."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         plan = build_plan(rt, dataset)
         total = sum(a.rows for a in plan.actions)
         with progress_bar(s.interactive, total, "sweeping") as bar:
@@ -134,8 +126,6 @@ def run_cmd(ctx: typer.Context, dataset: DatasetOpt = None,
                     bar.update(bar.task_ids[0], advance=rows,
                                description=step_label(plan.actions[index].step))
             result = execute(rt, plan, batch_size=batch_size, progress=advance)
-    finally:
-        rt.close()
     if s.json:
         emit_json(result.as_dict())
     else:

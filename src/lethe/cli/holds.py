@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
+from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
-from lethe.engine.runtime import Runtime
 from lethe.holds import parse_scope, place_hold, release_hold
 
 app = typer.Typer(no_args_is_help=True, help="Legal holds: held rows are never touched.")
@@ -25,13 +24,9 @@ def place(ctx: typer.Context,
           policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Place a hold on a subject (and everything linked to it), a workspace or a dataset."""
     s = settings(ctx, policy, json_out, now)
-    pol = s.load()
-    scope = parse_scope(pol, subject, workspace, dataset)
-    rt = Runtime.open(pol, s.clock())
-    try:
+    with open_runtime(s) as rt:
+        scope = parse_scope(rt.policy, subject, workspace, dataset)
         hold_id = place_hold(rt.control, rt.audit, rt.clock, scope, reason)
-    finally:
-        rt.close()
     if s.json:
         emit_json({"id": hold_id})
     else:
@@ -45,11 +40,8 @@ def list_holds(ctx: typer.Context,
                policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """List active holds."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         found = rt.control.holds(include_released=all_)
-    finally:
-        rt.close()
     if s.json:
         emit_json({"holds": [{"id": h.id, "scope": h.scope, "reason": h.reason,
                               "placed_at": h.placed_at.isoformat(), "placed_by": h.placed_by,
@@ -68,11 +60,8 @@ def release(ctx: typer.Context, hold_id: Annotated[int, typer.Argument(help="Hol
             policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Release a hold; the rows become subject to retention again."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         hold = release_hold(rt.control, rt.audit, rt.clock, hold_id, reason)
-    finally:
-        rt.close()
     if s.json:
         emit_json({"id": hold.id, "released": True})
     else:

@@ -7,9 +7,8 @@ from typing import Annotated
 import typer
 
 from lethe.audit.events import KeysRotated
-from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
+from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout
-from lethe.engine.runtime import Runtime
 
 app = typer.Typer(no_args_is_help=True, help="Key-encryption keys and subject data keys.")
 
@@ -21,12 +20,9 @@ def rotate(ctx: typer.Context,
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """New KEK; rewrap every data key (data untouched); retire the old KEK. Resumable."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         result = rt.subject_keys().rotate(batch=batch)
         rt.audit.append(KeysRotated(str(result["kek"]), int(result["rewrapped"])))
-    finally:
-        rt.close()
     if s.json:
         emit_json(result)
     else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +12,7 @@ from typing import Annotated
 import typer
 
 from lethe.clock import Clock, clock_at
+from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
 from lethe.policy.load import load_policy
 from lethe.policy.model import Policy
@@ -61,3 +64,13 @@ def read_pem(path: Path | None) -> str | None:
         return path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError):
         raise UsageError("cannot read the public key file", path=str(path)) from None
+
+
+@contextmanager
+def open_runtime(s: Settings) -> Iterator[Runtime]:
+    """The policy's runtime for one command, closed however the command ends."""
+    rt = Runtime.open(s.load(), s.clock())
+    try:
+        yield rt
+    finally:
+        rt.close()

@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
+from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
 from lethe.control.requests import RequestRecord
 from lethe.engine.execute import DEFAULT_BATCH_SIZE
-from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
 from lethe.requests.service import (
     open_bulk,
@@ -45,16 +44,13 @@ def open_cmd(ctx: typer.Context,
              policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Open a request (due 30 days after receipt); the same open request is not doubled."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         if from_file is not None:
             if identity:
                 raise UsageError("give --identity or --from-file, not both", path="request")
             records = open_bulk(rt, kind, subject, from_file)
         else:
             records = [open_request(rt, kind, subject, identity or [])]
-    finally:
-        rt.close()
     shown = [{"id": r.id, "status": r.status, "due": r.due_at.isoformat()} for r in records]
     if s.json:
         emit_json(shown[0] if from_file is None else {"requests": shown})
@@ -69,12 +65,9 @@ def list_cmd(ctx: typer.Context,
              policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """List requests; overdue ones are flagged."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         records = requests_of(rt).list(status)
         moment = rt.clock.now()
-    finally:
-        rt.close()
     rows = [summary(r, moment) for r in records]
     if s.json:
         emit_json({"requests": rows})
@@ -89,12 +82,9 @@ def show(ctx: typer.Context, request_id: Annotated[int, typer.Argument(help="Req
          policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """One request: status, dates, per-dataset results, export and certificate paths."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         record = requests_of(rt).get(request_id)
         data = summary(record, rt.clock.now())
-    finally:
-        rt.close()
     data.update(identities=sorted(record.identities), result=record.result,
                 export=record.export_path, certificate=record.certificate_path,
                 completed=record.completed_at.isoformat() if record.completed_at else None)
@@ -113,11 +103,8 @@ def run(ctx: typer.Context, request_id: Annotated[int, typer.Argument(help="Requ
         policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Carry out a request: export (access) or soft-delete, then erase and certify (erasure)."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         outcome = run_request(rt, request_id, out, batch_size)
-    finally:
-        rt.close()
     data = outcome.as_dict()
     if s.json:
         emit_json(data)
@@ -138,11 +125,8 @@ def reject_cmd(ctx: typer.Context, request_id: Annotated[int, typer.Argument()],
                policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Reject a request (identity not verified, manifestly unfounded, …)."""
     s = settings(ctx, policy, json_out, now)
-    rt = Runtime.open(s.load(), s.clock())
-    try:
+    with open_runtime(s) as rt:
         record = reject(rt, request_id, reason)
-    finally:
-        rt.close()
     if s.json:
         emit_json({"id": record.id, "status": record.status})
     else:
