@@ -163,3 +163,22 @@ def test_hold_placed_between_phases_is_honoured(app_url: str, tmp_path: Path) ->
     assert outcome.as_dict()["datasets"]["sessions"]["held"] == 2
     assert {70, 71} <= ids(engine, sessions)
     assert 7 in ids(engine, users)  # its sessions are held, so the user stays too
+
+
+def test_rejected_request_forgets_identities_and_cannot_move_on(sqlite_url: str,
+                                                                 tmp_path: Path) -> None:
+    from lethe.errors import LetheError
+    from lethe.requests.service import reject, transition
+
+    build_app(sqlite_url)
+    rt = runtime(write_policy(tmp_path, sqlite_url))
+    record = open_request(rt, "erasure", "user", [f"email={EMAIL}"])
+    rejected = reject(rt, record.id, "identity not verified")
+    assert (rejected.status, rejected.note, rejected.identities) == (
+        "rejected", "identity not verified", {})
+    with pytest.raises(LetheError, match="cannot go from rejected"):
+        transition(rt, rejected, "completed")
+    assert run_request(rt, record.id, tmp_path / "out").record.status == "rejected"
+    actions = [e.action for e in rt.audit.entries(target=f"request:{record.id}")]
+    assert actions == ["request.received", "request.rejected"]
+    rt.close()

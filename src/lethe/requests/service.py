@@ -95,21 +95,26 @@ def overdue(record: RequestRecord, now: datetime) -> bool:
     return record.status not in ("completed", "rejected") and now > record.due_at
 
 
-def transition(rt: Runtime, record: RequestRecord, status: str,
+def transition(rt: Runtime, record: RequestRecord, *statuses: str,
                note: str | None = None, **values: Any) -> RequestRecord:
-    if status not in TRANSITIONS.get(record.status, set()):
-        raise LetheError(f"request {record.id} cannot go from {record.status} to {status}",
-                         path="request")
+    """Move through `statuses` in order: one record update, one audit entry per step."""
+    current = record.status
+    for status in statuses:
+        if status not in TRANSITIONS.get(current, set()):
+            raise LetheError(f"request {record.id} cannot go from {current} to {status}",
+                             path="request")
+        current = status
     store = requests_of(rt)
-    store.update(record.id, status=status, updated_at=rt.clock.now(), note=note, **values)
-    rt.audit.append(RequestTransition(record.id, record.kind, record.subject_kind,
-                                      record.fingerprint, status, note))
+    store.update(record.id, status=current, updated_at=rt.clock.now(), note=note, **values)
+    rt.audit.append_many([RequestTransition(record.id, record.kind, record.subject_kind,
+                                            record.fingerprint, status, note)
+                          for status in statuses])
     return store.get(record.id)
 
 
 def reject(rt: Runtime, request_id: int, reason: str) -> RequestRecord:
     record = requests_of(rt).get(request_id)
-    return transition(rt, record, "rejected", reason, identities=SCRUBBED)
+    return transition(rt, record, "rejected", note=reason, identities=SCRUBBED)
 
 
 @dataclass
@@ -153,8 +158,8 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
                               _path(record.certificate_path))
     rt.prepare(rt.catalog.sql_datasets())
     if record.status == "received":
-        record = transition(rt, record, "verified")
-    if record.status == "verified":
+        record = transition(rt, record, "verified", "in_progress")
+    elif record.status == "verified":
         record = transition(rt, record, "in_progress")
     if record.kind == "access":
         return _run_access(rt, record, out_dir)
@@ -190,7 +195,7 @@ def _run_access(rt: Runtime, record: RequestRecord, out_dir: Path) -> RequestOut
                         subject_kind=record.subject_kind, generated_at=rt.clock.now(),
                         datasets=exported)
     result = {"datasets": {n: r.as_dict() for n, r in outcome.datasets.items()}}
-    outcome.record = transition(rt, record, "completed", None, completed_at=rt.clock.now(),
+    outcome.record = transition(rt, record, "completed", completed_at=rt.clock.now(),
                                 identities=SCRUBBED, result=result, export_path=str(path))
     outcome.export = path
     return outcome
@@ -288,7 +293,7 @@ def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
         outcome.record = requests_of(rt).get(record.id)
         return outcome
     outcome.certificate = _certify(rt, record, outcome, out_dir)
-    outcome.record = transition(rt, record, "completed", None, completed_at=now,
+    outcome.record = transition(rt, record, "completed", completed_at=now,
                                 identities=SCRUBBED, result=result,
                                 certificate_path=str(outcome.certificate))
     return outcome
