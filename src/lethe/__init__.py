@@ -5,7 +5,7 @@ This module is the public Python API; everything else is private and may change.
 
 from lethe.catalog import Finding
 from lethe.clock import Clock
-from lethe.crypto.fields import EncryptedText, FieldCipher, ForSubject
+from lethe.crypto.fields import EncryptedBytes, EncryptedText, FieldCipher, ForSubject
 from lethe.crypto.keys import Shredded
 from lethe.engine.execute import RunResult, execute
 from lethe.engine.plan import Plan, PlannedAction, build_plan
@@ -19,6 +19,7 @@ from lethe.policy.model import Policy
 __all__ = [
     "CheckReport",
     "Clock",
+    "EncryptedBytes",
     "EncryptedText",
     "FieldCipher",
     "Finding",

@@ -210,6 +210,8 @@ def test_init_creates_a_private_organization_key(tmp_path: Path) -> None:
     assert lethe("init", cwd=tmp_path).returncode == 0
     key = tmp_path / ".lethe" / "organization.key"
     assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    kek = tmp_path / ".lethe" / "kek.json"
+    assert kek.exists() and (kek.stat().st_mode & 0o777) == 0o600
     proc = lethe("init", "--force", cwd=tmp_path)
     assert "PRIVATE KEY" not in proc.stdout + proc.stderr
 

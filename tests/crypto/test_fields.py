@@ -12,7 +12,13 @@ import sqlalchemy as sa
 import yaml
 
 from lethe.control.store import ControlStore
-from lethe.crypto.fields import EncryptedText, FieldCipher, FieldError, ForSubject
+from lethe.crypto.fields import (
+    EncryptedBytes,
+    EncryptedText,
+    FieldCipher,
+    FieldError,
+    ForSubject,
+)
 from lethe.crypto.kek import KEK_ENV, EnvironmentKek, KekError, LocalKeyFile
 from lethe.crypto.keys import Shredded, SubjectKeys
 from lethe.requests.service import open_request, run_request
@@ -125,7 +131,8 @@ def app_tables(cipher: FieldCipher) -> tuple[sa.MetaData, sa.Table, sa.Table]:
                      sa.Column("secret_email", EncryptedText(cipher, "users", "email")))
     notes = sa.Table("notes", meta, sa.Column("id", sa.Integer, primary_key=True),
                      sa.Column("user_id", sa.Integer, index=True),
-                     sa.Column("body", EncryptedText(cipher, "notes", "body")))
+                     sa.Column("body", EncryptedText(cipher, "notes", "body")),
+                     sa.Column("scan", EncryptedBytes(cipher, "notes", "scan")))
     return meta, users, notes
 
 
@@ -146,9 +153,10 @@ def read_copy(url: str, cipher: FieldCipher) -> dict[int, str | None]:
     _meta, _users, notes = app_tables(cipher)
     engine = sa.create_engine(normalize_url(url))
     with engine.connect() as conn:
-        got = {r.user_id: r.body for r in conn.execute(sa.select(notes))}
+        rows = conn.execute(sa.select(notes)).all()
     engine.dispose()
-    return got
+    assert all(r.scan == (None if r.body is None else f"scan {r.user_id}") for r in rows)
+    return {r.user_id: r.body for r in rows}
 
 
 def test_shred_makes_pre_erasure_copies_unreadable(app_url: str, tmp_path: Path,
@@ -164,7 +172,8 @@ def test_shred_makes_pre_erasure_copies_unreadable(app_url: str, tmp_path: Path,
                                        "secret_email": ForSubject("user", i, f"u{i}@x.org")}
                                       for i in (1, 2, 3)])
         conn.execute(notes.insert(), [{"id": i, "user_id": i,
-                                       "body": ForSubject("user", i, f"private note {i}")}
+                                       "body": ForSubject("user", i, f"private note {i}"),
+                                       "scan": ForSubject("user", i, f"scan {i}")}
                                       for i in (1, 2, 3)])
     # the backup, taken before the erasure
     if app_url.startswith("sqlite"):

@@ -125,3 +125,40 @@ class EncryptedText(TypeDecorator[Any]):
             return self.cipher.decrypt_field(value, dataset=self.dataset, column=self.column)
         except Shredded:
             return None
+
+
+class EncryptedBytes(TypeDecorator[Any]):
+    """The binary form for `bytea` / `BLOB` columns: no base64, about twice as fast.
+
+    Write `ForSubject(kind, id, text)`; read back text, or None once shredded.
+    """
+
+    impl = sa.LargeBinary
+    cache_ok = False
+
+    def __init__(self, cipher: FieldCipher, dataset: str, column: str) -> None:
+        super().__init__()
+        self.cipher = cipher
+        self.dataset = dataset
+        self.column = column
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> bytes | None:
+        if value is None:
+            return None
+        if isinstance(value, ForSubject):
+            return self.cipher.encrypt_bytes(value.subject_kind, value.subject_id,
+                                             value.value.encode("utf-8"),
+                                             dataset=self.dataset, column=self.column)
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value)
+        raise FieldError("write ForSubject(kind, id, value) to an encrypted column",
+                         path=f"{self.dataset}.{self.column}")
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> str | None:
+        if value is None:
+            return None
+        try:
+            return self.cipher.decrypt_bytes(bytes(value), dataset=self.dataset,
+                                             column=self.column).decode("utf-8")
+        except Shredded:
+            return None
