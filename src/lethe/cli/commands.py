@@ -26,17 +26,18 @@ BatchOpt = Annotated[int, typer.Option("--batch-size", min=1,
 
 def render_plan(plan: Plan, title: str) -> None:
     table(f"{title} at {plan.now.isoformat(timespec='seconds')}",
-          ["dataset", "rule", "action", "rows", "held"],
+          ["dataset", "rule", "action", "rows", "held", "blocked"],
           [[a.step.dataset, "" if a.step.rule is None else a.step.rule,
             a.step.action + (f" (from {a.step.parent})" if a.step.parent else ""),
-            a.rows, a.held] for a in plan.actions])
+            a.rows, a.held, a.blocked] for a in plan.actions])
 
 
 def render_run(result: RunResult) -> None:
     table(f"Run {result.run} at {result.plan.now.isoformat(timespec='seconds')}",
-          ["dataset", "rule", "action", "rows", "held", "done", "verified", "longest ms"],
+          ["dataset", "rule", "action", "rows", "held", "blocked", "done", "verified",
+           "longest ms"],
           [[a.planned.step.dataset, "" if a.planned.step.rule is None else a.planned.step.rule,
-            a.planned.step.action, a.planned.rows, a.planned.held, a.done,
+            a.planned.step.action, a.planned.rows, a.planned.held, a.planned.blocked, a.done,
             "yes" if a.verified else ("error: " + a.error if a.error else "no"),
             f"{a.longest_batch_ms:.0f}"] for a in result.actions])
 

@@ -37,7 +37,8 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     stdout.print(view)
 
 
-NUMERIC = {"rows", "held", "done", "batches", "id", "remaining", "longest ms"}
+NUMERIC = {"rows", "held", "blocked", "done", "batches", "id", "remaining", "longest ms",
+           "erased", "retained"}
 
 
 @contextmanager
