@@ -30,6 +30,8 @@ def render_plan(plan: Plan, title: str) -> None:
           [[a.step.dataset, "" if a.step.rule is None else a.step.rule,
             a.step.action + (f" (from {a.step.parent})" if a.step.parent else ""),
             a.rows, a.held, a.blocked] for a in plan.actions])
+    for dataset, reason in plan.skipped:
+        stdout.print(f"not enforced: {dataset} ({reason})", markup=False)
 
 
 def render_run(result: RunResult) -> None:

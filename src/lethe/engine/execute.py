@@ -59,6 +59,7 @@ class RunResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"run": self.run, "now": self.plan.now.isoformat(), "ok": self.ok,
+                "skipped": self.plan.as_dict()["skipped"],
                 "longest_batch_ms": round(max((a.longest_batch_ms for a in self.actions),
                                               default=0.0), 2),
                 "actions": [a.as_dict() for a in self.actions]}

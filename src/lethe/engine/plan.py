@@ -43,9 +43,11 @@ class PlannedAction:
 class Plan:
     now: datetime
     actions: tuple[PlannedAction, ...]
+    skipped: tuple[tuple[str, str], ...] = ()  # (dataset, why): declared but not enforced
 
     def as_dict(self) -> dict[str, Any]:
-        return {"now": self.now.isoformat(), "actions": [a.as_dict() for a in self.actions]}
+        return {"now": self.now.isoformat(), "actions": [a.as_dict() for a in self.actions],
+                "skipped": [{"dataset": d, "reason": r} for d, r in self.skipped]}
 
 
 def ordered_steps(builder: StepBuilder, names: Sequence[str]) -> list[Step]:
@@ -94,5 +96,9 @@ def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     builder = rt.builder(now)
     names = children_first(names, builder.dependencies())
     holds = rt.hold_scopes(builder)
+    chosen = datasets or list(rt.policy.datasets)
+    skipped = tuple((name, f"{rt.policy.stores[rt.policy.datasets[name].store].kind} stores "
+                           "are not enforced yet")
+                    for name in chosen if name not in rt.catalog.sql_datasets())
     return Plan(now, tuple(count_step(rt, builder, holds, s)
-                           for s in ordered_steps(builder, names)))
+                           for s in ordered_steps(builder, names)), skipped)

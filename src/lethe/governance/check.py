@@ -103,8 +103,18 @@ def blocking_references(catalog: Catalog) -> list[Finding]:
     return findings
 
 
+def unenforced(catalog: Catalog) -> list[Finding]:
+    """Datasets in stores lethe cannot act on yet: their promises are not kept by lethe."""
+    policy = catalog.policy
+    sql = set(catalog.sql_datasets())
+    return [Finding("warning", "not-enforced", f"datasets.{name}",
+                    f"{policy.stores[ds.store].kind} stores are not enforced yet")
+            for name, ds in policy.datasets.items() if name not in sql]
+
+
 def check(catalog: Catalog, audit: AuditLog | None = None) -> CheckReport:
     findings = schema_findings(catalog)
+    findings += unenforced(catalog)
     findings += undeclared_tables(catalog)
     findings += workspace_leaks(catalog)
     findings += unindexed_links(catalog)
