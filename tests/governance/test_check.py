@@ -56,3 +56,18 @@ def test_unindexed_link_is_a_warning(app_url: str, tmp_path: Path) -> None:
         conn.execute(sa.text("DROP INDEX ix_sessions_user_id"))
     got = findings(write_policy(tmp_path, app_url))
     assert got == [("warning", "unindexed-link", "datasets.sessions.belongs_to.users")]
+
+
+def test_datasets_in_stores_lethe_cannot_act_on_are_flagged(sqlite_url: str,
+                                                            tmp_path: Path) -> None:
+    from lethe.engine.plan import build_plan
+
+    build_app(sqlite_url)
+    policy = write_policy(tmp_path, sqlite_url, stores__cache={"url": "redis://127.0.0.1:6379/0"},
+                          datasets__tokens={"store": "cache", "pattern": "tok:*",
+                                            "class": "operational"})
+    assert ("warning", "not-enforced", "datasets.tokens") in findings(policy)
+    rt = runtime(policy)
+    assert build_plan(rt).as_dict()["skipped"] == [
+        {"dataset": "tokens", "reason": "cache stores are not enforced yet"}]
+    rt.close()
