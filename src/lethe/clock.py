@@ -21,12 +21,12 @@ class Clock:
         return self.fixed if self.fixed is not None else datetime.now(UTC)
 
 
-def parse_instant(text: str) -> datetime:
+def parse_instant(text: str, path: str = "--now") -> datetime:
     """Parse an ISO-8601 instant; a naive one is taken as UTC."""
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"invalid ISO-8601 time {text!r}", path="--now") from None
+        raise UsageError(f"invalid ISO-8601 time {text!r}", path=path) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

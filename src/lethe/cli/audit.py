@@ -64,8 +64,8 @@ def show(ctx: typer.Context,
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         entries = rt.audit.entries(
-            since=timestamp(parse_instant(since)) if since else None,
-            until=timestamp(parse_instant(until)) if until else None,
+            since=timestamp(parse_instant(since, "--since")) if since else None,
+            until=timestamp(parse_instant(until, "--until")) if until else None,
             action=action, target=target, limit=limit)
     if s.json:
         emit_json({"entries": [{**e.as_dict(), "details": json.loads(e.details)}

@@ -47,7 +47,8 @@ def live_subjects(engine: Engine, subject_kind: str, subject_ids: list[object]) 
     return live
 
 
-def shred_subject(engine: Engine, subject_kind: str, subject_id: object) -> str | None:
+def shred_subject(engine: Engine, subject_kind: str, subject_id: object,
+                  at: datetime | None = None) -> str | None:
     """Destroy a subject's data key; the destroyed key's id, or None if it had none."""
     ref = subject_ref(subject_kind, subject_id)
     with transaction(engine, "shredding a data key") as conn:
@@ -56,7 +57,7 @@ def shred_subject(engine: Engine, subject_kind: str, subject_id: object) -> str 
         if row is None:
             return None
         conn.execute(subject_keys.update().where(subject_keys.c.id == row.id).values(
-            wrapped=None, shredded_at=datetime.now(UTC)))
+            wrapped=None, shredded_at=at or datetime.now(UTC)))
     return str(row.id)
 
 
@@ -128,9 +129,9 @@ class SubjectKeys:
             cipher = self.by_raw[raw_id] = self.cipher(raw_id.hex())
         return cipher
 
-    def shred(self, subject_kind: str, subject_id: object) -> bool:
+    def shred(self, subject_kind: str, subject_id: object, at: datetime | None = None) -> bool:
         """Destroy the subject's data key; True if there was one to destroy."""
-        key_id = shred_subject(self.engine, subject_kind, subject_id)
+        key_id = shred_subject(self.engine, subject_kind, subject_id, at)
         self._by_subject.pop((subject_kind, subject_id), None)
         if key_id is not None:  # forget it here too: this process must not decrypt either
             self._ciphers.pop(key_id, None)

@@ -162,7 +162,8 @@ def _shred(rt: Runtime, builder: StepBuilder, action: ActionResult) -> None:
     """Destroy the data keys of the due subjects; their rows stay, unreadable."""
     step = action.planned.step
     kind, ids = shred_targets(rt, builder, rt.hold_scopes(builder), step)
-    action.done = sum(shred_subject(rt.control.engine, kind, i) is not None for i in ids)
+    now = rt.clock.now()
+    action.done = sum(shred_subject(rt.control.engine, kind, i, now) is not None for i in ids)
     action.batches = 1 if ids else 0
     if action.done:
         rt.audit.append(KeysShredded(f"dataset:{step.dataset}", kind, action.done))

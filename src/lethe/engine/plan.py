@@ -67,9 +67,11 @@ def shred_targets(rt: Runtime, builder: StepBuilder, holds: HoldScopes,
                   step: Step) -> tuple[str, list[object]]:
     """(subject kind, ids) a shred step would destroy keys for: due, not held, key alive."""
     kind = next(k for k, s in rt.policy.subjects.items() if s.dataset == step.dataset)
+    # Shredding reaches every encrypted field of the subject, linked rows included, so
+    # a hold on any of them keeps the key (the `up` side of the holds, as for a delete).
     ids = rt.catalog.store_of(step.dataset).values(
         rt.policy.datasets[step.dataset].table or "", builder.keys[step.dataset],
-        all_of(builder.due(step, holds), negate(builder.held(step, holds))))
+        all_of(builder.due(step, holds), negate(holds.held(step.dataset, cascading=True))))
     return kind, live_subjects(rt.control.engine, kind, ids)
 
 
@@ -79,6 +81,7 @@ def count_step(rt: Runtime, builder: StepBuilder, holds: HoldScopes, step: Step)
     due = builder.due(step, holds)
     held = builder.held(step, holds)
     if step.action == "shred":  # the rows stay; what is due is a live key
+        held = holds.held(step.dataset, cascading=True)
         held_rows = 0 if held == FALSE else store.count(table, all_of(due, held))
         return PlannedAction(step, len(shred_targets(rt, builder, holds, step)[1]), held_rows)
     blocked = builder.blocked(step)

@@ -1,6 +1,6 @@
 """Discovery: from a subject's identities to every row linked to it, dataset by dataset.
 
-The subject's own rows match any of the given identities; every other dataset's rows
+The subject's own rows match all of the given identities; every other dataset's rows
 are linked to those through `belongs_to`, at any depth. The result is a condition per
 dataset, in children-first order, that access exports read and erasure sweeps.
 """
@@ -15,7 +15,7 @@ from lethe.engine.steps import StepBuilder
 from lethe.errors import UsageError
 from lethe.policy.graph import Graph
 from lethe.policy.model import Policy
-from lethe.stores.base import FALSE, Condition, Eq, any_of
+from lethe.stores.base import FALSE, Condition, Eq, all_of
 
 
 def parse_identities(policy: Policy, subject_kind: str, pairs: Sequence[str]) -> dict[str, str]:
@@ -45,7 +45,9 @@ def fingerprint(subject_kind: str, identities: Mapping[str, str]) -> str:
 
 
 def subject_rows(policy: Policy, subject_kind: str, identities: Mapping[str, str]) -> Condition:
-    return any_of(*(Eq(column, value) for column, value in identities.items()))
+    """The subject's rows: every given identity must match (two identities of two
+    different people must never widen one request to both)."""
+    return all_of(*(Eq(column, value) for column, value in identities.items()))
 
 
 def selections(policy: Policy, graph: Graph, builder: StepBuilder, subject_kind: str,

@@ -29,7 +29,7 @@ from lethe.requests.certificate import (
     sign_certificate,
     write_certificate,
 )
-from lethe.requests.discovery import fingerprint, parse_identities, selections
+from lethe.requests.discovery import fingerprint, parse_identities, selections, subject_rows
 from lethe.requests.export import DatasetRows, write_access_export
 from lethe.stores.base import (
     FALSE,
@@ -40,6 +40,7 @@ from lethe.stores.base import (
     SetColumns,
     Sweep,
     all_of,
+    any_of,
     negate,
 )
 
@@ -157,6 +158,11 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
         return RequestOutcome(record, record_datasets(record), _path(record.export_path),
                               _path(record.certificate_path))
     rt.prepare(rt.catalog.sql_datasets())
+    matches = _subject_matches(rt, record)
+    if matches > 1:
+        record = transition(rt, record, "rejected", note=f"identities match {matches} subjects",
+                            identities=SCRUBBED)
+        return RequestOutcome(record)
     if record.status == "received":
         record = transition(rt, record, "verified", "in_progress")
     elif record.status == "verified":
@@ -164,6 +170,16 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
     if record.kind == "access":
         return _run_access(rt, record, out_dir)
     return _run_erasure(rt, record, out_dir, batch_size)
+
+
+def _subject_matches(rt: Runtime, record: RequestRecord) -> int:
+    """How many subject rows the identities name (more than one: not one person)."""
+    subject = rt.policy.subjects[record.subject_kind].dataset
+    if record.soft_deleted_at is not None or not record.identities:
+        return 1 if record.identities else 0
+    condition = subject_rows(rt.policy, record.subject_kind, record.identities)
+    return rt.catalog.store_of(subject).count(rt.policy.datasets[subject].table or "",
+                                              condition)
 
 
 def record_datasets(record: RequestRecord) -> dict[str, DatasetReport]:
@@ -277,9 +293,14 @@ def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
         elif report.action == "shred":  # rows stay; their fields die with the subject's key
             report.erased = report.rows - report.held
         elif report.action == "anonymize":
-            detach = next((c for c in ds.belongs_to.values()
-                           if builder.nullable.get((name, c), False)), None)
-            _sweep(rt, builder, name, where, identifying(ds), anonymize_effect(ds, detach),
+            # The link towards the subject is cut on every linked row, including rows
+            # retention already anonymized, or deleting the subject would reach them.
+            link = next((c for parent, c in ds.belongs_to.items()
+                         if parent == subject or parent in found), None)
+            detach = link if link and builder.nullable.get((name, link), False) else None
+            todo = identifying(ds) if detach is None else \
+                any_of(identifying(ds), negate(IsNull(detach)))
+            _sweep(rt, builder, name, where, todo, anonymize_effect(ds, detach),
                    deletes=False, batch_size=batch_size)
             report.erased = report.rows - report.held  # already anonymized rows count too
         outcome.datasets[name] = report
@@ -312,7 +333,8 @@ def _shred_first(rt: Runtime, record: RequestRecord, found: dict[str, Condition]
                 rt.policy.datasets[name].table or "", all_of(where, held)):
             return
     keys = rt.subject_keys()
-    destroyed = sum(keys.shred(record.subject_kind, value) for value in subject_ids)
+    now = rt.clock.now()
+    destroyed = sum(keys.shred(record.subject_kind, value, now) for value in subject_ids)
     rt.audit.append(KeysShredded(f"request:{record.id}", record.subject_kind, destroyed))
 
 

@@ -381,7 +381,12 @@ class SqlStore:
                    key: sa.ColumnElement[Any], where: sa.ColumnElement[bool],
                    effect: Anonymize) -> int:
         columns = [self.column(t, c, table_name) for c, _ in effect.transforms]
-        rows = conn.execute(sa.select(key, *columns).where(where)).all()
+        query = sa.select(key, *columns).where(where)
+        if self.dialect == "postgresql":
+            # Lock what we read: an application write in between must not be overwritten
+            # with the anonymized old value (SQLite's write lock is already held).
+            query = query.with_for_update(of=t)
+        rows = conn.execute(query).all()
         if not rows:
             return 0
         names = [c for c, _ in effect.transforms]
