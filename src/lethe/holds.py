@@ -7,7 +7,6 @@ upward (deleting the row would cascade into a held row, so it must stay too).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,11 +35,6 @@ class Scope:
     kind: str  # subject | workspace | dataset
     value: str
     subject_kind: str | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        """What logs may say about a subject: a short hash, never the identity itself."""
-        return hashlib.sha256(self.value.encode("utf-8")).hexdigest()[:12]
 
 
 def parse_scope(policy: Policy, subject: str | None, workspace: str | None,
@@ -72,7 +66,8 @@ def place_hold(control: ControlStore, audit: AuditLog, clock: Clock, scope: Scop
         raise UsageError("a hold needs a reason", path="--reason")
     hold_id = control.place_hold(scope.kind, scope.value, scope.subject_kind, reason,
                                  clock.now(), audit.actor)
-    shown = scope.fingerprint if scope.kind == "subject" else scope.value
+    shown = audit.fingerprint(f"{scope.subject_kind}\x1f{scope.value}")[:16] \
+        if scope.kind == "subject" else scope.value
     audit.append(HoldPlaced(hold_id, scope.kind, scope.subject_kind, shown, reason))
     return hold_id
 

@@ -85,3 +85,25 @@ def test_erasure_detaches_rows_retention_already_anonymized(postgres_url: str,
     with check.connect() as conn:
         row = conn.execute(sa.select(profiles).where(profiles.c.id == 7)).one()
     assert (row.user_id, row.bio) == (None, "[redacted]")  # kept, detached
+
+
+def test_certificate_counts_rows_erased_before_a_hold_stopped_the_request(
+        app_url: str, tmp_path: Path) -> None:
+    from lethe.holds import release_hold
+
+    build_app(app_url)
+    policy = write_policy(tmp_path, app_url, datasets__users__soft_delete=None,
+                          datasets__users__retention=[])
+    rt = runtime(policy)
+    hold_id = place_hold(rt.control, rt.audit, rt.clock,
+                         parse_scope(rt.policy, None, None, "profiles"), "case")
+    record = open_request(rt, "erasure", "user", ["id=7"])
+    first = run_request(rt, record.id, tmp_path / "out")
+    assert first.record.status == "in_progress"  # the profile is held
+    assert first.as_dict()["datasets"]["sessions"]["erased"] == 2  # but sessions went
+    release_hold(rt.control, rt.audit, rt.clock, hold_id, "closed")
+    done = run_request(rt, record.id, tmp_path / "out")
+    rt.close()
+    assert done.record.status == "completed"
+    assert done.as_dict()["datasets"]["sessions"] == {"rows": 2, "erased": 2, "retained": 0,
+                                                      "held": 0}

@@ -7,6 +7,8 @@ with no gaps: a sequence value is assigned only inside the transaction that uses
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from sqlalchemy.engine import Connection, Engine
 
 from lethe.audit.chain import (
@@ -97,6 +100,7 @@ class AuditLog:
         self.actor = clean(actor)
         self.source = clean(source)
         self._key: Ed25519PrivateKey | None = None
+        self._pepper: bytes | None = None
 
     # -- writing ------------------------------------------------------------------------
     @contextmanager
@@ -110,6 +114,14 @@ class AuditLog:
         if self._key is None:
             self._key = ensure_key(self.settings.key_path)
         return self._key
+
+    def fingerprint(self, text: str) -> str:
+        """An HMAC of `text` under a key derived from the organization's: stable, but not
+        something anyone holding a list of emails can recompute and match."""
+        if self._pepper is None:
+            raw = self.key().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+            self._pepper = hashlib.sha256(b"lethe-fingerprint\x1f" + raw).digest()
+        return hmac.new(self._pepper, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def append(self, event: AuditEvent) -> Entry:
         return self.append_many([event])[0]

@@ -7,7 +7,6 @@ dataset, in children-first order, that access exports read and erasure sweeps.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 
@@ -37,11 +36,10 @@ def parse_identities(policy: Policy, subject_kind: str, pairs: Sequence[str]) ->
     return identities
 
 
-def fingerprint(subject_kind: str, identities: Mapping[str, str]) -> str:
-    """Names a subject in logs and certificates without naming the person."""
-    canonical = json.dumps({"kind": subject_kind, "identities": dict(sorted(identities.items()))},
-                           sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+def canonical_subject(subject_kind: str, identities: Mapping[str, str]) -> str:
+    """What a subject's fingerprint is computed over (`AuditLog.fingerprint` keys it)."""
+    return json.dumps({"kind": subject_kind, "identities": dict(sorted(identities.items()))},
+                      sort_keys=True, separators=(",", ":"))
 
 
 def subject_rows(policy: Policy, subject_kind: str, identities: Mapping[str, str]) -> Condition:

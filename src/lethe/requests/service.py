@@ -10,6 +10,7 @@ same holds as retention. A held subject's request stays open, naming the hold.
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,12 @@ from lethe.requests.certificate import (
     sign_certificate,
     write_certificate,
 )
-from lethe.requests.discovery import fingerprint, parse_identities, selections, subject_rows
+from lethe.requests.discovery import (
+    canonical_subject,
+    parse_identities,
+    selections,
+    subject_rows,
+)
 from lethe.requests.export import DatasetRows, write_access_export
 from lethe.stores.base import (
     FALSE,
@@ -62,7 +68,7 @@ def open_request(rt: Runtime, kind: str, subject_kind: str,
         raise UsageError(f"unknown request kind {kind!r} (access or erasure)", path="kind")
     identities = parse_identities(rt.policy, subject_kind, pairs)
     store = requests_of(rt)
-    mark = fingerprint(subject_kind, identities)
+    mark = rt.audit.fingerprint(canonical_subject(subject_kind, identities))
     existing = store.find_open(kind, mark)
     if existing is not None:
         return existing
@@ -265,6 +271,7 @@ def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
     subject_ids = rt.catalog.store_of(subject).values(subject_ds.table or "",
                                                       builder.keys[subject], found[subject])
     _shred_first(rt, record, found, holds, subject_ids)
+    earlier = _earlier_erasures(rt, record)
     for name, where in found.items():
         ds = policy.datasets[name]
         report = DatasetReport(action="delete" if name == subject else ds.erasure,
@@ -276,15 +283,17 @@ def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
         if report.action == "delete":
             # rows = erased + held + still referenced: no need to count them all first
             referenced = builder.referenced(name)
-            report.erased = _sweep(rt, builder, name, where, referenced, Delete(),
-                                   deletes=True, batch_size=batch_size, keep_matching=True)
+            now_erased = _sweep(rt, builder, name, where, referenced, Delete(),
+                                deletes=True, batch_size=batch_size, keep_matching=True)
             report.retained = 0 if referenced == FALSE else store.count(
                 table, all_of(where, referenced, negate(held_cond)))
+            # rows an earlier, interrupted run of this request already took count too
+            report.erased = now_erased + earlier.get(name, 0)
             report.rows = report.erased + report.held + report.retained
             if report.retained:
                 report.legal_basis = "referenced by rows the policy retains"
             outcome.datasets[name] = report
-            rt.audit.append(RequestStep(record.id, name, "erased", report.rows, report.erased,
+            rt.audit.append(RequestStep(record.id, name, "erased", report.rows, now_erased,
                                         report.retained, report.held, report.action))
             continue
         report.rows = store.count(table, where)
@@ -336,6 +345,17 @@ def _shred_first(rt: Runtime, record: RequestRecord, found: dict[str, Condition]
     now = rt.clock.now()
     destroyed = sum(keys.shred(record.subject_kind, value, now) for value in subject_ids)
     rt.audit.append(KeysShredded(f"request:{record.id}", record.subject_kind, destroyed))
+
+
+def _earlier_erasures(rt: Runtime, record: RequestRecord) -> dict[str, int]:
+    """Rows earlier runs of this request deleted (a run that stopped for a hold, or died):
+    the certificate must account for them, though they are no longer there to count."""
+    erased: dict[str, int] = {}
+    for entry in rt.audit.entries(target=f"request:{record.id}", action="request.erased"):
+        details = json.loads(entry.details)
+        if details.get("action") == "delete":
+            erased[details["dataset"]] = erased.get(details["dataset"], 0) + int(details["done"])
+    return erased
 
 
 def _sweep(rt: Runtime, builder: StepBuilder, name: str, where: Condition,
