@@ -71,3 +71,10 @@ def test_datasets_in_stores_lethe_cannot_act_on_are_flagged(sqlite_url: str,
     assert build_plan(rt).as_dict()["skipped"] == [
         {"dataset": "tokens", "reason": "cache stores are not enforced yet"}]
     rt.close()
+
+
+def test_a_non_unique_key_is_flagged(app_url: str, tmp_path: Path) -> None:
+    build_app(app_url)
+    assert findings(write_policy(tmp_path, app_url, datasets__sessions__key="id")) == []
+    got = findings(write_policy(tmp_path, app_url, datasets__sessions__key="user_id"))
+    assert got == [("warning", "non-unique-key", "datasets.sessions.key")]

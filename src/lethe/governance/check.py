@@ -112,6 +112,25 @@ def unenforced(catalog: Catalog) -> list[Finding]:
             for name, ds in policy.datasets.items() if name not in sql]
 
 
+def non_unique_keys(catalog: Catalog) -> list[Finding]:
+    """A `key:` that is neither the primary key nor uniquely indexed: batches and
+    anonymization address rows by it, so one row's rewrite could land on another."""
+    findings = []
+    for name in catalog.sql_datasets():
+        ds = catalog.policy.datasets[name]
+        if not ds.key:
+            continue
+        try:
+            info = catalog.table_of(name)
+        except SchemaMismatch:
+            continue
+        if ds.key in info.columns and (ds.key,) not in info.unique:
+            findings.append(Finding("warning", "non-unique-key", f"datasets.{name}.key",
+                                    f"column {ds.key!r} is not the primary key or uniquely "
+                                    "indexed"))
+    return findings
+
+
 def check(catalog: Catalog, audit: AuditLog | None = None) -> CheckReport:
     findings = schema_findings(catalog)
     findings += unenforced(catalog)
@@ -119,6 +138,7 @@ def check(catalog: Catalog, audit: AuditLog | None = None) -> CheckReport:
     findings += workspace_leaks(catalog)
     findings += unindexed_links(catalog)
     findings += blocking_references(catalog)
+    findings += non_unique_keys(catalog)
     report = CheckReport(tuple(findings))
     if audit is not None:
         errors = sum(f.severity == "error" for f in findings)

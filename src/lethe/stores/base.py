@@ -201,6 +201,7 @@ class TableInfo:
     primary_key: tuple[str, ...]
     foreign_keys: tuple[ForeignKey, ...] = ()
     indexed: tuple[tuple[str, ...], ...] = ()  # column lists of indexes and the primary key
+    unique: tuple[tuple[str, ...], ...] = ()  # primary key, unique constraints and indexes
 
     def has_index_on(self, column: str) -> bool:
         return any(cols and cols[0] == column for cols in self.indexed)

@@ -141,12 +141,15 @@ class SqlStore:
         fks = tuple(ForeignKey(tuple(fk["constrained_columns"]), fk["referred_table"],
                                tuple(fk["referred_columns"]))
                     for fk in inspector.get_foreign_keys(name))
-        indexed = [tuple(str(c) for c in ix["column_names"] if c is not None)
-                   for ix in inspector.get_indexes(name)]
-        indexed += [tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)]
+        indexes = inspector.get_indexes(name)
+        indexed = [tuple(str(c) for c in ix["column_names"] if c is not None) for ix in indexes]
+        uniques = [tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)]
+        unique = [tuple(str(c) for c in ix["column_names"] if c is not None)
+                  for ix in indexes if ix.get("unique")] + uniques
         if pk:
             indexed.append(pk)
-        return TableInfo(name, columns, pk, fks, tuple(indexed))
+            unique.append(pk)
+        return TableInfo(name, columns, pk, fks, tuple(indexed + uniques), tuple(unique))
 
     def table(self, name: str) -> sa.Table:
         if name not in self._metadata.tables:
