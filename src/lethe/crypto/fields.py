@@ -91,74 +91,77 @@ class ForSubject:
     value: str
 
 
-class EncryptedText(TypeDecorator[Any]):
-    """`Column("email", EncryptedText(cipher, "users", "email"))`.
+class _EncryptedColumn(TypeDecorator[Any]):
+    """Write `ForSubject(kind, id, text)` (or an already sealed value); read back the text,
+    or None once the subject's key has been shredded. Subclasses pick the stored form."""
 
-    Write `ForSubject("user", 42, "ada@example.com")` (or an existing token); read back
-    plaintext, or None once the subject's key has been shredded.
-    """
+    cache_ok = False
+
+    def __init__(self, cipher: FieldCipher, dataset: str, column: str) -> None:
+        super().__init__()
+        self.cipher = cipher
+        self.dataset = dataset
+        self.column = column
+
+    def seal(self, value: ForSubject) -> Any:
+        raise NotImplementedError
+
+    def sealed(self, value: Any) -> Any | None:
+        """`value` when it already is a sealed value of this form, else None."""
+        raise NotImplementedError
+
+    def unseal(self, stored: Any) -> str:
+        raise NotImplementedError
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, ForSubject):
+            return self.seal(value)
+        stored = self.sealed(value)
+        if stored is None:
+            raise FieldError("write ForSubject(kind, id, value) to an encrypted column",
+                             path=f"{self.dataset}.{self.column}")
+        return stored
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> str | None:
+        if value is None:
+            return None
+        try:
+            return self.unseal(value)
+        except Shredded:
+            return None
+
+
+class EncryptedText(_EncryptedColumn):
+    """`Column("email", EncryptedText(cipher, "users", "email"))`: a `lethe1:` token."""
 
     impl = sa.Text
-    cache_ok = False
 
-    def __init__(self, cipher: FieldCipher, dataset: str, column: str) -> None:
-        super().__init__()
-        self.cipher = cipher
-        self.dataset = dataset
-        self.column = column
+    def seal(self, value: ForSubject) -> str:
+        return self.cipher.encrypt_field(value.subject_kind, value.subject_id, value.value,
+                                         dataset=self.dataset, column=self.column)
 
-    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
-        if value is None:
-            return None
-        if isinstance(value, ForSubject):
-            return self.cipher.encrypt_field(value.subject_kind, value.subject_id, value.value,
-                                             dataset=self.dataset, column=self.column)
-        if isinstance(value, str) and value.startswith(PREFIX):
-            return value
-        raise FieldError("write ForSubject(kind, id, value) to an encrypted column",
-                         path=f"{self.dataset}.{self.column}")
+    def sealed(self, value: Any) -> str | None:
+        return value if isinstance(value, str) and value.startswith(PREFIX) else None
 
-    def process_result_value(self, value: Any, dialect: sa.Dialect) -> str | None:
-        if value is None:
-            return None
-        try:
-            return self.cipher.decrypt_field(value, dataset=self.dataset, column=self.column)
-        except Shredded:
-            return None
+    def unseal(self, stored: Any) -> str:
+        return self.cipher.decrypt_field(stored, dataset=self.dataset, column=self.column)
 
 
-class EncryptedBytes(TypeDecorator[Any]):
-    """The binary form for `bytea` / `BLOB` columns: no base64, about twice as fast.
-
-    Write `ForSubject(kind, id, text)`; read back text, or None once shredded.
-    """
+class EncryptedBytes(_EncryptedColumn):
+    """The binary form for `bytea` / `BLOB` columns: no base64, about twice as fast."""
 
     impl = sa.LargeBinary
-    cache_ok = False
 
-    def __init__(self, cipher: FieldCipher, dataset: str, column: str) -> None:
-        super().__init__()
-        self.cipher = cipher
-        self.dataset = dataset
-        self.column = column
+    def seal(self, value: ForSubject) -> bytes:
+        return self.cipher.encrypt_bytes(value.subject_kind, value.subject_id,
+                                         value.value.encode("utf-8"),
+                                         dataset=self.dataset, column=self.column)
 
-    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> bytes | None:
-        if value is None:
-            return None
-        if isinstance(value, ForSubject):
-            return self.cipher.encrypt_bytes(value.subject_kind, value.subject_id,
-                                             value.value.encode("utf-8"),
-                                             dataset=self.dataset, column=self.column)
-        if isinstance(value, bytes | bytearray | memoryview):
-            return bytes(value)
-        raise FieldError("write ForSubject(kind, id, value) to an encrypted column",
-                         path=f"{self.dataset}.{self.column}")
+    def sealed(self, value: Any) -> bytes | None:
+        return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
 
-    def process_result_value(self, value: Any, dialect: sa.Dialect) -> str | None:
-        if value is None:
-            return None
-        try:
-            return self.cipher.decrypt_bytes(bytes(value), dataset=self.dataset,
-                                             column=self.column).decode("utf-8")
-        except Shredded:
-            return None
+    def unseal(self, stored: Any) -> str:
+        return self.cipher.decrypt_bytes(bytes(stored), dataset=self.dataset,
+                                         column=self.column).decode("utf-8")
