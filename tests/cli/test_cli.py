@@ -167,6 +167,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert sum(a["rows"] for a in report["plan"]["actions"]) > 10_000  # type: ignore[index]
     assert all(a["rows"] == 0 for a in report["after"]["actions"])  # type: ignore[index]
     assert report["check"]["ok"] is True  # type: ignore[index]
+    assert report["erasure"]["status"] == "completed"  # type: ignore[index]
+    assert report["erasure"]["certificate_ok"] is True  # type: ignore[index]
+    assert report["audit"]["ok"] is True  # type: ignore[index]
 
 
 def test_run_and_holds_leave_a_verifiable_audit_trail(policy: Path) -> None:

@@ -107,3 +107,26 @@ def test_certificate_counts_rows_erased_before_a_hold_stopped_the_request(
     assert done.record.status == "completed"
     assert done.as_dict()["datasets"]["sessions"] == {"rows": 2, "erased": 2, "retained": 0,
                                                       "held": 0}
+
+
+def test_a_subject_kept_by_retained_references_loses_its_personal_fields(
+        sqlite_url: str, tmp_path: Path) -> None:
+    engine = build_app(sqlite_url)
+    with engine.begin() as conn:  # invoices (retained) really reference their user
+        conn.execute(sa.text("CREATE TABLE invoices2 AS SELECT * FROM invoices"))
+        conn.execute(sa.text("DROP TABLE invoices"))
+        conn.execute(sa.text("CREATE TABLE invoices (id INTEGER PRIMARY KEY, user_id INTEGER "
+                             "REFERENCES users (id), issued_at DATETIME)"))
+        conn.execute(sa.text("INSERT INTO invoices SELECT * FROM invoices2"))
+        conn.execute(sa.text("DROP TABLE invoices2"))
+    policy = write_policy(tmp_path, sqlite_url, datasets__users__soft_delete=None,
+                          datasets__users__retention=[])
+    rt = runtime(policy)
+    done = run_request(rt, open_request(rt, "erasure", "user", ["id=7"]).id, tmp_path / "o")
+    rt.close()
+    assert done.record.status == "completed"
+    assert done.as_dict()["datasets"]["users"] == {"rows": 1, "erased": 0, "retained": 1,
+                                                   "held": 0}
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(users).where(users.c.id == 7)).one()
+    assert (row.email, row.display_name) == ("u***@example.com", "[redacted]")

@@ -6,8 +6,9 @@ same library calls a user's own policy would, on an embedded SQLite store.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from lethe.engine.plan import build_plan
 from lethe.engine.runtime import Runtime
 from lethe.governance.check import check
 from lethe.policy.load import load_policy
+from lethe.requests.certificate import load_certificate, verify_certificate
+from lethe.requests.service import open_request, run_request
 
 Say = Callable[[str], None] | None
 
@@ -75,7 +78,40 @@ def run_demo(directory: Path, clock: Clock, *, say: Say = None,
         after = build_plan(rt)
         left = sum(a.rows for a in after.actions)
         tell(f"4. plan again: {left} rows due (expected 0)")
+        erasure = demo_erasure(rt, database, directory / "requests", tell)
+        chain = rt.audit.verify()
+        tell(f"6. audit verify: {chain.entries} entries, {chain.checkpoints} signed checkpoints, "
+             f"{'intact' if chain.ok else 'BROKEN'}")
     finally:
         rt.close()
     return {"directory": str(directory), "check": report.as_dict(), "plan": before.as_dict(),
-            "run": result.as_dict(), "after": after.as_dict(), "ok": verified and left == 0}
+            "run": result.as_dict(), "after": after.as_dict(), "erasure": erasure,
+            "audit": chain.as_dict(),
+            "ok": verified and left == 0 and chain.ok and erasure["status"] == "completed"}
+
+
+def demo_erasure(rt: Runtime, database: Path, out: Path,
+                 tell: Callable[[str], None]) -> dict[str, Any]:
+    """An erasure request for one active user: soft-deleted now, erased after the window."""
+    with sqlite3.connect(database) as conn:
+        (user_id,) = conn.execute("SELECT id FROM users WHERE closed_at IS NULL "
+                                  "ORDER BY id LIMIT 1").fetchone()
+    record = open_request(rt, "erasure", "user", [f"id={user_id}"])
+    first = run_request(rt, record.id, out)
+    tell(f"5. erasure request {record.id}: {first.record.note}")
+    window = rt.policy.datasets["users"].soft_delete
+    later = rt.clock.now() + timedelta(days=(window.recover_for.amount or 0) + 1
+                                       if window and window.recover_for.unit == "d" else 31)
+    after_window = Runtime.open(rt.policy, Clock(later))
+    try:
+        done = run_request(after_window, record.id, out)
+    finally:
+        after_window.close()
+    assert done.certificate is not None
+    verdict = verify_certificate(load_certificate(done.certificate))
+    erased = sum(d["erased"] for d in done.as_dict()["datasets"].values())
+    retained = sum(d["retained"] for d in done.as_dict()["datasets"].values())
+    tell(f"   {later.date()}: {done.record.status}; {erased} rows erased, {retained} retained "
+         f"with their legal basis; certificate {done.certificate} "
+         f"({'signature valid' if verdict.ok else 'INVALID'})")
+    return {**done.as_dict(), "certificate_ok": verdict.ok}

@@ -292,6 +292,10 @@ def _run_erasure(rt: Runtime, record: RequestRecord, out_dir: Path,
             report.rows = report.erased + report.held + report.retained
             if report.retained:
                 report.legal_basis = "referenced by rows the policy retains"
+                if ds.anonymized_fields:  # the row must stay; its personal fields need not
+                    _sweep(rt, builder, name, all_of(where, referenced), identifying(ds),
+                           anonymize_effect(ds), deletes=False, batch_size=batch_size)
+                    report.legal_basis += "; personal fields anonymized"
             outcome.datasets[name] = report
             rt.audit.append(RequestStep(record.id, name, "erased", report.rows, now_erased,
                                         report.retained, report.held, report.action))
