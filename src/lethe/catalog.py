@@ -66,6 +66,15 @@ class Catalog:
                                  "set `key:`", path=f"datasets.{dataset}.key")
         return pk[0]
 
+    def keys(self) -> dict[str, str]:
+        """Each SQL dataset's key column (raises SchemaMismatch when one has none)."""
+        return {n: self.key_of(n) for n in self.sql_datasets()}
+
+    def nullable(self) -> dict[tuple[str, str], bool]:
+        """(dataset, column) -> whether the live column accepts NULL."""
+        return {(n, c.name): c.nullable for n in self.sql_datasets()
+                for c in self.table_of(n).columns.values()}
+
     def sql_datasets(self, names: Iterable[str] | None = None) -> list[str]:
         chosen = list(self.policy.datasets) if names is None else list(names)
         return [n for n in chosen

@@ -24,7 +24,6 @@ from lethe.stores.base import (
     Or,
     RowStore,
     Sweep,
-    TableInfo,
     Value,
 )
 
@@ -67,9 +66,6 @@ class LocalStore:
 
     def tables(self) -> Any:
         return self.inner.tables()
-
-    def table_info(self, table: str) -> TableInfo:
-        return self.inner.tables()[table]
 
     def count(self, table: str, where: Condition) -> int:
         return self.inner.count(table, self._local(where))

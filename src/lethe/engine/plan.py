@@ -94,7 +94,7 @@ def count_step(rt: Runtime, builder: StepBuilder, holds: HoldScopes, step: Step)
 
 def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     names = rt.select(datasets)
-    rt.prepare(names)
+    rt.prepare()
     now = rt.clock.now()
     builder = rt.builder(now)
     names = children_first(names, builder.dependencies())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,15 +51,12 @@ class Runtime:
         return [n for n in self.catalog.graph.order
                 if n in chosen and n in self.catalog.sql_datasets()]
 
-    def prepare(self, names: Iterable[str]) -> None:
-        """Validate every dataset the steps may touch (the selection and its relatives)."""
+    def prepare(self) -> None:
+        """Validate every SQL dataset: steps reach a selection's relatives too."""
         require_schema(self.catalog, self.catalog.sql_datasets())
 
     def builder(self, now: datetime) -> StepBuilder:
-        names = self.catalog.sql_datasets()
-        keys = {n: self.catalog.key_of(n) for n in names}
-        nullable = {(n, c.name): c.nullable for n in names
-                    for c in self.catalog.table_of(n).columns.values()}
+        keys, nullable = self.catalog.keys(), self.catalog.nullable()
         return StepBuilder(self.policy, keys, nullable, now,
                            unhandled_references(self.catalog, keys, nullable))
 

@@ -85,11 +85,8 @@ def unindexed_links(catalog: Catalog) -> list[Finding]:
 
 def blocking_references(catalog: Catalog) -> list[Finding]:
     """Foreign keys that will keep parent rows alive past their retention."""
-    names = catalog.sql_datasets()
     try:
-        keys = {n: catalog.key_of(n) for n in names}
-        nullable = {(n, c.name): c.nullable for n in names
-                    for c in catalog.table_of(n).columns.values()}
+        keys, nullable = catalog.keys(), catalog.nullable()
     except SchemaMismatch:
         return []  # reported as schema findings
     findings = []

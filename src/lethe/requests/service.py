@@ -163,7 +163,7 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
     if record.status in ("completed", "rejected"):
         return RequestOutcome(record, record_datasets(record), _path(record.export_path),
                               _path(record.certificate_path))
-    rt.prepare(rt.catalog.sql_datasets())
+    rt.prepare()
     matches = _subject_matches(rt, record)
     if matches > 1:
         record = transition(rt, record, "rejected", note=f"identities match {matches} subjects",
@@ -400,4 +400,5 @@ def _certify(rt: Runtime, record: RequestRecord, outcome: RequestOutcome,
     return json_path
 
 
-__all__ = ["HoldScopes", "open_bulk", "open_request", "overdue", "reject", "run_request"]
+__all__ = ["open_bulk", "open_request", "overdue", "reject", "requests_of", "run_request",
+           "transition"]
