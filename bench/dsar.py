@@ -7,7 +7,9 @@ assigned at random). Measured in this one run, on the same database:
 1. lethe, one subject at a time: `open_request` + `run_request` end to end (discovery,
    batched erasure children first, counts, audit entries, signed certificate), for
    `--subjects` random users; p50 / p95 / max.
-2. lethe, bulk: open `--bulk` erasure requests, then run them all one after another.
+2. lethe, bulk: open `--bulk` erasure requests in one go (as `request open --from-file`
+   does), then run them all (as `request run --all` does: groups of `--group-size`
+   subjects, one sweep per dataset per group, a certificate per subject).
 3. The baseline an application would write: SQLAlchemy ORM models, `User` with a
    `cascade="all, delete-orphan"` relationship to every child table but `payments`;
    per subject `session.get(User, id)`, `session.delete(user)`, `commit`, for
@@ -43,7 +45,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from lethe.clock import Clock
 from lethe.engine.runtime import Runtime
 from lethe.policy.load import load_policy
-from lethe.requests.service import RequestOutcome, open_request, run_request
+from lethe.requests.service import (
+    RequestOutcome,
+    open_many,
+    open_request,
+    run_many,
+    run_request,
+)
 from lethe.stores.sql import normalize_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -209,19 +217,24 @@ def measure_lethe_single(rt: Runtime, out: Path, user_ids: list[int],
             "rows_retained": tallies["retained"], "batch_size": batch_size}
 
 
-def measure_lethe_bulk(rt: Runtime, out: Path, user_ids: list[int],
-                       batch_size: int) -> dict[str, Any]:
+def measure_lethe_bulk(rt: Runtime, out: Path, user_ids: list[int], batch_size: int,
+                       group_size: int) -> dict[str, Any]:
+    """What `request open --from-file` then `request run --all` do: open every request in
+    one go, then erase them in groups."""
     started = time.perf_counter()
-    records = [open_request(rt, "erasure", "user", [f"id={u}"]) for u in user_ids]
+    records = open_many(rt, "erasure", "user", [[f"id={u}"] for u in user_ids])
     opened = time.perf_counter()
-    completed = sum(run_request(rt, r.id, out, batch_size).record.status == "completed"
-                    for r in records)
+    outcomes = run_many(rt, [r.id for r in records], out, batch_size, group_size)
     finished = time.perf_counter()
+    completed = sum(o.record.status == "completed" and o.certificate is not None
+                    for o in outcomes)
     total = finished - started
     return {"subjects": len(user_ids), "completed": completed, "seconds": total,
             "open_seconds": opened - started, "run_seconds": finished - opened,
             "subjects_per_s": len(user_ids) / total,
-            "run_subjects_per_s": len(user_ids) / (finished - opened), "batch_size": batch_size}
+            "run_subjects_per_s": len(user_ids) / (finished - opened), "batch_size": batch_size,
+            "group_size": group_size,
+            "rows_erased": sum(r.erased for o in outcomes for r in o.datasets.values())}
 
 
 def profile_lethe(rt: Runtime, out: Path, user_ids: list[int], batch_size: int,
@@ -378,6 +391,8 @@ def main() -> None:
                         help="single-subject erasures, lethe and ORM each (default 200)")
     parser.add_argument("--bulk", type=int, default=2_000,
                         help="subjects in the bulk run (default 2,000)")
+    parser.add_argument("--group-size", type=int, default=500,
+                        help="bulk: erasure requests erased together (default 500)")
     parser.add_argument("--batch-size", type=int, default=10_000,
                         help="run_request batch size (default 10,000, lethe's default)")
     parser.add_argument("--warmup", type=int, default=5,
@@ -415,7 +430,7 @@ def main() -> None:
             single = measure_lethe_single(rt, out, lethe_ids, args.batch_size)
             print(f"lethe single: p50 {single['p50_ms']:.1f} ms, p95 {single['p95_ms']:.1f} ms, "
                   f"max {single['max_ms']:.1f} ms", flush=True)
-            bulk = measure_lethe_bulk(rt, out, bulk_ids, args.batch_size)
+            bulk = measure_lethe_bulk(rt, out, bulk_ids, args.batch_size, args.group_size)
             print(f"lethe bulk:   {bulk['subjects_per_s']:,.1f} subjects/s", flush=True)
             profile = profile_lethe(rt, out, profile_ids, args.batch_size) \
                 if profile_ids else {}

@@ -8,7 +8,7 @@ localized (holds, above all, must be current).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -75,6 +75,13 @@ class LocalStore:
 
     def values(self, table: str, column: str, where: Condition) -> list[Any]:
         return self.inner.values(table, column, self._local(where))
+
+    def select(self, table: str, columns: Sequence[str],
+               where: Condition) -> list[tuple[Any, ...]]:
+        return self.inner.select(table, columns, self._local(where))
+
+    def count_by(self, table: str, column: str, where: Condition) -> dict[Value, int]:
+        return self.inner.count_by(table, column, self._local(where))
 
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
         def local_cascade(c: Cascade) -> Cascade:

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,11 +126,13 @@ class AuditLog:
     def append(self, event: AuditEvent) -> Entry:
         return self.append_many([event])[0]
 
-    def append_many(self, events: list[AuditEvent]) -> list[Entry]:
+    def append_many(self, events: Sequence[AuditEvent]) -> list[Entry]:
         """Append in one transaction: one lock and one commit for the whole list."""
         for event in events:
             require_registered(event)
         written: list[Entry] = []
+        if not events:
+            return written
         with self._locked("appending to the audit log") as conn:
             seq, prev = self._head(conn)
             rows = []
@@ -186,8 +188,11 @@ class AuditLog:
 
     def entries(self, *, since: str | None = None, until: str | None = None,
                 action: str | None = None, target: str | None = None,
-                limit: int | None = None) -> list[Entry]:
+                targets: Sequence[str] | None = None, limit: int | None = None) -> list[Entry]:
+        """Entries in order; `targets` picks exact targets (a whole batch of requests)."""
         query = sa.select(audit).order_by(audit.c.seq)
+        if targets is not None:
+            query = query.where(audit.c.target.in_(list(targets)))
         if since:
             query = query.where(audit.c.at >= since)
         if until:

@@ -13,11 +13,13 @@ from lethe.control.requests import RequestRecord
 from lethe.engine.execute import DEFAULT_BATCH_SIZE
 from lethe.errors import UsageError
 from lethe.requests.service import (
+    GROUP_SIZE,
     open_bulk,
     open_request,
     overdue,
     reject,
     requests_of,
+    run_many,
     run_request,
 )
 
@@ -96,24 +98,40 @@ def show(ctx: typer.Context, request_id: Annotated[int, typer.Argument(help="Req
 
 
 @app.command("run")
-def run(ctx: typer.Context, request_id: Annotated[int, typer.Argument(help="Request id")],
+def run(ctx: typer.Context,
+        request_id: Annotated[int | None, typer.Argument(help="Request id")] = None,
+        all_open: Annotated[bool, typer.Option(
+            "--all", help="Every open request; erasures go through in groups")] = False,
         out: Annotated[Path, typer.Option("--out", help="Where exports and certificates go")]
         = Path("lethe-requests"),
         batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = DEFAULT_BATCH_SIZE,
+        group_size: Annotated[int, typer.Option(
+            "--group-size", min=1, help="Erasure requests erased together (--all)")]
+        = GROUP_SIZE,
         policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Carry out a request: export (access) or soft-delete, then erase and certify (erasure)."""
+    if (request_id is None) == (not all_open):
+        raise UsageError("give a request id or --all", path="request run")
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        outcome = run_request(rt, request_id, out, batch_size)
-    data = outcome.as_dict()
+        if all_open:
+            ids = [r.id for r in requests_of(rt).list()
+                   if r.status not in ("completed", "rejected")]
+            outcomes = run_many(rt, ids, out, batch_size, group_size)
+        else:
+            assert request_id is not None
+            outcomes = [run_request(rt, request_id, out, batch_size)]
+    shown = [o.as_dict() for o in outcomes]
     if s.json:
-        emit_json(data)
-    else:
+        emit_json({"requests": shown} if all_open else shown[0])
+        return
+    for data in shown:
         stdout.print(f"request {data['id']}: {data['status']}"
                      + (f" — {data['note']}" if data.get("note") else ""), markup=False)
-        table("Datasets", ["dataset", "rows", "erased", "retained", "held"],
-              [[n, d["rows"], d["erased"], d["retained"], d["held"]]
-               for n, d in data["datasets"].items()])
+        if not all_open:
+            table("Datasets", ["dataset", "rows", "erased", "retained", "held"],
+                  [[n, d["rows"], d["erased"], d["retained"], d["held"]]
+                   for n, d in data["datasets"].items()])
         for key in ("export", "certificate"):
             if key in data:
                 stdout.print(f"{key}: {data[key]}", markup=False)

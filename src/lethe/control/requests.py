@@ -16,6 +16,7 @@ from lethe.control.tx import as_utc, transaction
 from lethe.errors import NotFound
 
 SCRUBBED = "{}"
+CHUNK = 900  # ids per IN list: far below SQLite's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,51 @@ class RequestStore:
                 fingerprint=fingerprint, status="received", received_at=received_at,
                 due_at=due_at, updated_at=received_at).returning(requests.c.id)).scalar_one())
 
+    def create_many(self, kind: str, subject_kind: str,
+                    subjects: list[tuple[dict[str, str], str]], received_at: datetime,
+                    due_at: datetime) -> list[int]:
+        """One request per (identities, fingerprint), in one transaction; ids in order."""
+        if not subjects:
+            return []
+        rows = [{"kind": kind, "subject_kind": subject_kind, "identities": json.dumps(ids),
+                 "fingerprint": mark, "status": "received", "received_at": received_at,
+                 "due_at": due_at, "updated_at": received_at} for ids, mark in subjects]
+        with self._tx("opening requests") as conn:
+            result = conn.execute(requests.insert().returning(requests.c.id,
+                                                              sort_by_parameter_order=True),
+                                  rows)
+            return [int(i) for i in result.scalars()]
+
+    def open_by_fingerprint(self, kind: str, fingerprints: list[str]) -> dict[str, RequestRecord]:
+        """Open requests of this kind for any of these subjects, by fingerprint."""
+        found: dict[str, RequestRecord] = {}
+        for start in range(0, len(fingerprints), CHUNK):
+            for record in self._select("reading requests", sa.select(requests).where(
+                    requests.c.kind == kind,
+                    requests.c.fingerprint.in_(fingerprints[start:start + CHUNK]),
+                    requests.c.status.not_in(["completed", "rejected"]))):
+                found.setdefault(record.fingerprint, record)
+        return found
+
+    def get_many(self, request_ids: list[int]) -> list[RequestRecord]:
+        """These requests, in the order asked; raises NotFound naming the first missing."""
+        by_id: dict[int, RequestRecord] = {}
+        for start in range(0, len(request_ids), CHUNK):
+            for record in self._select("reading requests", sa.select(requests).where(
+                    requests.c.id.in_(request_ids[start:start + CHUNK]))):
+                by_id[record.id] = record
+        missing = next((i for i in request_ids if i not in by_id), None)
+        if missing is not None:
+            raise NotFound(f"no request with id {missing}", path="request")
+        return [by_id[i] for i in request_ids]
+
+    def update_each(self, changes: list[tuple[int, dict[str, Any]]]) -> None:
+        """Several requests, each with its own values, in one transaction."""
+        with self._tx("updating requests") as conn:
+            for request_id, values in changes:
+                conn.execute(requests.update().where(requests.c.id == request_id)
+                             .values(**_encoded(values)))
+
     def find_open(self, kind: str, fingerprint: str) -> RequestRecord | None:
         found = self._select("reading requests", sa.select(requests).where(
             requests.c.kind == kind, requests.c.fingerprint == fingerprint,
@@ -85,8 +131,10 @@ class RequestStore:
         return self._select("listing requests", query)
 
     def update(self, request_id: int, **values: Any) -> None:
-        for name in ("result", "identities"):
-            if name in values and not isinstance(values[name], str | None):
-                values[name] = json.dumps(values[name])
-        with self._tx("updating a request") as conn:
-            conn.execute(requests.update().where(requests.c.id == request_id).values(**values))
+        self.update_each([(request_id, values)])
+
+
+def _encoded(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON columns stored as text."""
+    return {name: json.dumps(value) if name in ("result", "identities")
+            and not isinstance(value, str | None) else value for name, value in values.items()}

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lethe.stores.base import BatchResult, RowStore, Sweep
+from lethe.stores.base import BatchResult, RowStore, Sweep, Value
 
 OnBatch = Callable[[BatchResult, float], None]  # (batch, milliseconds)
 
@@ -21,6 +21,7 @@ class SweepStats:
     batches: int = 0
     longest_ms: float = 0.0
     total_ms: float = 0.0
+    tallies: dict[Value, int] = field(default_factory=dict)  # Sweep.tally value -> rows
 
 
 def sweep_all(store: RowStore, make_sweep: Callable[[], Sweep], batch_size: int,
@@ -38,6 +39,8 @@ def sweep_all(store: RowStore, make_sweep: Callable[[], Sweep], batch_size: int,
         stats.rows += batch.rows
         stats.longest_ms = max(stats.longest_ms, elapsed_ms)
         stats.total_ms += elapsed_ms
+        for value, rows in batch.tallies.items():
+            stats.tallies[value] = stats.tallies.get(value, 0) + rows
         if on_batch is not None:
             on_batch(batch, elapsed_ms)
         if batch.last:

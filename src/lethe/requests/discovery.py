@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+from lethe.control.requests import RequestRecord
+from lethe.engine.runtime import Runtime
 from lethe.engine.steps import StepBuilder
 from lethe.errors import UsageError
 from lethe.policy.graph import Graph
 from lethe.policy.model import Policy
-from lethe.stores.base import FALSE, Condition, Eq, all_of
+from lethe.stores.base import FALSE, Condition, Eq, In, Value, all_of
 
 
 def parse_identities(policy: Policy, subject_kind: str, pairs: Sequence[str]) -> dict[str, str]:
@@ -64,3 +66,41 @@ def selections(policy: Policy, graph: Graph, builder: StepBuilder, subject_kind:
         if linked != FALSE:
             found[name] = linked
     return found
+
+
+def resolve_subjects(rt: Runtime, subject_kind: str,
+                     records: Sequence[RequestRecord]) -> dict[int, Value]:
+    """Request id -> key of the one subject row its identities name, read for a whole
+    batch of requests at once. A request is left out when its identities name no row,
+    or might name more than one (also ignoring case, as a case-blind collation would):
+    it goes the single-request way, which counts with the database's own comparison."""
+    subject = policy_subject(rt, subject_kind)
+    ds = rt.policy.datasets[subject]
+    key = rt.catalog.key_of(subject)
+    store = rt.catalog.store_of(subject)
+    by_names: dict[tuple[str, ...], list[RequestRecord]] = {}
+    for record in records:
+        by_names.setdefault(tuple(sorted(record.identities)), []).append(record)
+    resolved: dict[int, Value] = {}
+    for names, group in by_names.items():
+        if not names:
+            continue
+        first = tuple({r.identities[names[0]] for r in group})
+        rows = store.select(ds.table or "", [key, *names], In(names[0], first))
+        exact: dict[tuple[str, ...], list[Value]] = {}
+        loose: dict[tuple[str, ...], int] = {}
+        for row in rows:
+            text = tuple("" if v is None else str(v) for v in row[1:])
+            exact.setdefault(text, []).append(row[0])
+            folded = tuple(v.casefold() for v in text)
+            loose[folded] = loose.get(folded, 0) + 1
+        for record in group:
+            wanted = tuple(record.identities[n] for n in names)
+            keys = exact.get(wanted, [])
+            if len(keys) == 1 and loose.get(tuple(v.casefold() for v in wanted)) == 1:
+                resolved[record.id] = keys[0]
+    return resolved
+
+
+def policy_subject(rt: Runtime, subject_kind: str) -> str:
+    return rt.policy.subjects[subject_kind].dataset

@@ -8,7 +8,7 @@ is safe: `NOT held` must never silently drop a row because a column was NULL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -170,6 +170,9 @@ class Sweep:
     # Few rows among many (one subject's): batches find their rows through an index
     # instead of walking the whole key range.
     selective: bool = False
+    # A column whose value in every affected row is counted (RETURNING): erasing many
+    # subjects in one sweep still tells each subject's rows apart.
+    tally: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ class BatchResult:
     rows: int
     cascaded: Mapping[str, int] = field(default_factory=dict)
     last: bool = False  # the store knows nothing matches after `upper`
+    tallies: Mapping[Value, int] = field(default_factory=dict)  # Sweep.tally value -> rows
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,15 @@ class RowStore(Protocol):
 
     def values(self, table: str, column: str, where: Condition) -> list[Any]:
         """Distinct non-NULL values of `column` in matching rows (cross-store links)."""
+        ...
+
+    def select(self, table: str, columns: Sequence[str],
+               where: Condition) -> list[tuple[Any, ...]]:
+        """These columns of matching rows, in no particular order."""
+        ...
+
+    def count_by(self, table: str, column: str, where: Condition) -> dict[Value, int]:
+        """Matching rows per value of `column` (NULLs are not counted)."""
         ...
 
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult: ...

@@ -9,7 +9,7 @@ batch re-walks rows an earlier batch already removed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -277,6 +277,22 @@ class SqlStore:
         with self._errors(f"reading links of {table}"), self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
 
+    def select(self, table: str, columns: Sequence[str],
+               where: Condition) -> list[tuple[Any, ...]]:
+        t = self.table(table)
+        query = sa.select(*(self.column(t, c, table) for c in columns)) \
+            .where(self.compile(where, table))
+        with self._errors(f"reading rows of {table}"), self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query)]
+
+    def count_by(self, table: str, column: str, where: Condition) -> dict[Value, int]:
+        t = self.table(table)
+        c = self.column(t, column, table)
+        query = sa.select(c, sa.func.count()).where(c.is_not(None), self.compile(where, table)) \
+            .group_by(c)
+        with self._errors(f"counting rows of {table}"), self.engine.connect() as conn:
+            return {value: int(n) for value, n in conn.execute(query)}
+
     def _mostly_dead_index(self, conn: Connection, table: str) -> bool:
         removed = self._removed.get(table, 0)
         if self.dialect != "postgresql" or removed == 0:
@@ -327,13 +343,16 @@ class SqlStore:
             parent_keys = sa.select(key).where(in_window)
             for cascade in sweep.cascades:
                 self._cascade(conn, cascade, parent_keys, cascaded)
-            rows = self._apply(conn, t, sweep.table, key, in_window, sweep.effect)
+            tallies: dict[Value, int] | None = None if sweep.tally is None else {}
+            tally = None if sweep.tally is None else self.column(t, sweep.tally, sweep.table)
+            rows = self._apply(conn, t, sweep.table, key, in_window, sweep.effect,
+                               tally, tallies)
         if isinstance(sweep.effect, Delete):
             self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
         if span is not None:
             self._widths[sweep.table] = next_width(limit, int(upper) - low, rows)
             last = upper >= span.high
-        return BatchResult(upper, rows, cascaded, last)
+        return BatchResult(upper, rows, cascaded, last, tallies or {})
 
     def _dense_span(self, t: sa.Table, key: sa.ColumnElement[Any],
                     sweep: Sweep) -> KeySpan | None:
@@ -366,25 +385,37 @@ class SqlStore:
         counts[cascade.label] = counts.get(cascade.label, 0) + rows
 
     def _apply(self, conn: Connection, t: sa.Table, table_name: str, key: sa.ColumnElement[Any],
-               where: sa.ColumnElement[bool], effect: Effect) -> int:
+               where: sa.ColumnElement[bool], effect: Effect,
+               tally: sa.ColumnElement[Any] | None = None,
+               tallies: dict[Value, int] | None = None) -> int:
+        """Apply the effect; with `tally`, count the affected rows per value of that
+        column into `tallies` (read back with RETURNING, in the same statement)."""
+        statement: sa.Delete | sa.Update
         if isinstance(effect, Delete):
-            return int(conn.execute(sa.delete(t).where(where)).rowcount)
-        if isinstance(effect, SetColumns):
+            statement = sa.delete(t).where(where)
+        elif isinstance(effect, SetColumns):
             values = {}
             for name, value in effect.values:
                 column = self.column(t, name, table_name)
                 values[column.key] = bind_time(column, value, millis=self._in_millis(column)) \
                     if isinstance(value, datetime) else value
-            return int(conn.execute(sa.update(t).where(where).values(values)).rowcount)
-        if isinstance(effect, Anonymize):
-            return self._anonymize(conn, t, table_name, key, where, effect)
-        raise TypeError(f"unknown effect {type(effect).__name__}")
+            statement = sa.update(t).where(where).values(values)
+        elif isinstance(effect, Anonymize):
+            return self._anonymize(conn, t, table_name, key, where, effect, tally, tallies)
+        else:
+            raise TypeError(f"unknown effect {type(effect).__name__}")
+        if tally is None or tallies is None:
+            return int(conn.execute(statement).rowcount)
+        returned = conn.execute(statement.returning(tally)).scalars().all()
+        _count_into(tallies, returned)
+        return len(returned)
 
     def _anonymize(self, conn: Connection, t: sa.Table, table_name: str,
                    key: sa.ColumnElement[Any], where: sa.ColumnElement[bool],
-                   effect: Anonymize) -> int:
+                   effect: Anonymize, tally: sa.ColumnElement[Any] | None = None,
+                   tallies: dict[Value, int] | None = None) -> int:
         columns = [self.column(t, c, table_name) for c, _ in effect.transforms]
-        query = sa.select(key, *columns).where(where)
+        query = sa.select(key, *columns, *([] if tally is None else [tally])).where(where)
         if self.dialect == "postgresql":
             # Lock what we read: an application write in between must not be overwritten
             # with the anonymized old value (SQLite's write lock is already held).
@@ -392,6 +423,8 @@ class SqlStore:
         rows = conn.execute(query).all()
         if not rows:
             return 0
+        if tally is not None and tallies is not None:
+            _count_into(tallies, [row[-1] for row in rows])
         names = [c for c, _ in effect.transforms]
         params = []
         for row in rows:
@@ -407,3 +440,9 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _count_into(tallies: dict[Value, int], values: Sequence[Value]) -> None:
+    for value in values:
+        if value is not None:
+            tallies[value] = tallies.get(value, 0) + 1

@@ -1,0 +1,413 @@
+"""Erasure for one subject or for a thousand at once, through the same sweeps.
+
+A group of subjects is erased dataset by dataset, children first: one selective sweep
+per dataset covers every subject of the group, and each affected row is told apart by
+its owner (the subject key itself, or the link column read back with RETURNING and
+mapped up `belongs_to` to the subject). Per-subject counts, audit entries and
+certificates come out the same as for a lone subject; a group of one is the
+single-request path. Holds are re-read before every batch, and counted per subject
+after each sweep, so a hold placed mid-run keeps its rows and keeps the request open.
+
+Two phases, as for one subject: while the subject dataset has a recovery window the
+subject rows are first soft-deleted; once it has passed, everything is erased.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from lethe.audit.events import KeysShredded, RequestStep
+from lethe.control.requests import SCRUBBED, RequestRecord
+from lethe.control.store import Hold
+from lethe.engine.runtime import Runtime
+from lethe.engine.steps import StepBuilder, anonymize_effect, identifying
+from lethe.engine.sweep import sweep_all
+from lethe.policy.model import Policy
+from lethe.requests.certificate import (
+    DatasetOutcome,
+    build_certificate,
+    sign_certificate,
+    write_certificate,
+)
+from lethe.requests.records import (
+    DatasetReport,
+    RequestOutcome,
+    requests_of,
+    transition_many,
+)
+from lethe.stores.base import (
+    FALSE,
+    Condition,
+    Delete,
+    Effect,
+    In,
+    IsNull,
+    SetColumns,
+    Sweep,
+    Value,
+    all_of,
+    any_of,
+    negate,
+)
+
+Counts = dict[str, int]  # subject key (as text) -> rows
+
+
+@dataclass
+class Subject:
+    record: RequestRecord
+    key: Value | None  # the subject row's key; None when no row matched
+    outcome: RequestOutcome = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outcome = RequestOutcome(self.record)
+
+    @property
+    def mark(self) -> str:
+        return "" if self.key is None else str(self.key)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """How a dataset's rows name their subject: `column`'s value, mapped by `of`."""
+
+    column: str
+    of: Mapping[str, str]  # column value (as text) -> subject key (as text)
+
+
+def groupable(policy: Policy, order: Sequence[str], subject: str) -> bool:
+    """Can rows be told apart by subject? Each dataset linked to the subject must reach
+    it through exactly one `belongs_to` parent; otherwise subjects go one at a time.
+    `order`: the datasets, children first."""
+    linked = {subject}
+    for name in reversed(order):  # parents first
+        parents = [p for p in policy.datasets[name].belongs_to if p in linked]
+        if len(parents) > 1:
+            return False
+        if parents:
+            linked.add(name)
+    return True
+
+
+class Group:
+    """Subjects of one kind erased together."""
+
+    def __init__(self, rt: Runtime, builder: StepBuilder, subject_kind: str,
+                 subjects: Sequence[Subject], batch_size: int) -> None:
+        self.rt, self.builder, self.batch_size = rt, builder, batch_size
+        self.policy = rt.policy
+        self.subject = self.policy.subjects[subject_kind].dataset
+        self.subject_kind = subject_kind
+        self.subjects = list(subjects)
+        self.single = len(self.subjects) == 1
+        keys = [s.key for s in self.subjects if s.key is not None]
+        self.keys = tuple(keys)
+        self.where: dict[str, Condition] = {}
+        self.owners: dict[str, Owner] = {}
+        self._discover()
+
+    # -- discovery ----------------------------------------------------------------------
+    def _discover(self) -> None:
+        """Each dataset's rows of the group (children first), and, for a group of more
+        than one, how to attribute them; parent rows are read before anything goes."""
+        subject_key = self.builder.keys[self.subject]
+        own: Condition = In(subject_key, self.keys) if self.keys else FALSE
+        identity = {str(k): str(k) for k in self.keys}
+        found: dict[str, Condition] = {self.subject: own}
+        owners = {self.subject: Owner(subject_key, identity)}
+        order = self.rt.catalog.graph.order
+        for name in reversed([n for n in order if n in self.builder.keys]):
+            if name == self.subject:
+                continue
+            ds = self.policy.datasets[name]
+            parents = [(p, c) for p, c in ds.belongs_to.items() if p in found]
+            if len(parents) == 1 and parents[0][0] == self.subject:
+                found[name] = In(parents[0][1], self.keys) if self.keys else FALSE
+            else:
+                linked = self.builder.linked_to(name, self.subject, own)
+                if linked == FALSE:
+                    continue
+                found[name] = linked
+            if not self.single and len(parents) == 1:
+                owners[name] = self._owner(parents[0][0], parents[0][1], found, owners)
+        self.where = {n: found[n] for n in order if n in found}
+        self.owners = owners
+
+    def _owner(self, parent: str, column: str, found: Mapping[str, Condition],
+               owners: Mapping[str, Owner]) -> Owner:
+        if parent == self.subject:
+            return Owner(column, owners[parent].of)
+        above = owners[parent]
+        pds = self.policy.datasets[parent]
+        pairs = self.rt.catalog.store_of(parent).select(
+            pds.table or "", [self.builder.keys[parent], above.column], found[parent])
+        of = {str(key): above.of[str(up)] for key, up in pairs if str(up) in above.of}
+        return Owner(column, of)
+
+    # -- counting and sweeping, per subject ---------------------------------------------
+    def _table(self, name: str) -> str:
+        return self.policy.datasets[name].table or ""
+
+    def _attribute(self, name: str, by_value: Mapping[Value, int]) -> Counts:
+        owner = self.owners[name]
+        counts: Counts = {}
+        for value, rows in by_value.items():
+            mark = owner.of.get(str(value))
+            if mark is not None:
+                counts[mark] = counts.get(mark, 0) + rows
+        return counts
+
+    def count(self, name: str, where: Condition) -> Counts:
+        if where == FALSE:
+            return {}
+        store = self.rt.catalog.store_of(name)
+        if self.single:
+            rows = store.count(self._table(name), where)
+            return {self.subjects[0].mark: rows} if rows else {}
+        return self._attribute(name, store.count_by(self._table(name),
+                                                    self.owners[name].column, where))
+
+    def sweep(self, name: str, narrowed: Condition, effect: Effect, *,
+              deletes: bool) -> Counts:
+        """Sweep the group's rows of one dataset; holds are re-read before every batch."""
+        if narrowed == FALSE:
+            return {}
+        tally = None if self.single else self.owners[name].column
+
+        def make_sweep() -> Sweep:
+            holds = self.rt.hold_scopes(self.builder)
+            return Sweep(self._table(name), self.builder.keys[name],
+                         all_of(narrowed, negate(holds.held(name, cascading=deletes))), effect,
+                         selective=True, tally=tally)
+
+        stats = sweep_all(self.rt.catalog.store_of(name), make_sweep, self.batch_size)
+        if self.single:
+            return {self.subjects[0].mark: stats.rows} if stats.rows else {}
+        return self._attribute(name, stats.tallies)
+
+    def held(self, name: str, *, deletes: bool) -> tuple[Condition, Counts]:
+        """Rows a hold in force right now keeps: the condition, and the group's count."""
+        held = self.rt.hold_scopes(self.builder).held(name, cascading=deletes)
+        return held, ({} if held == FALSE else self.count(name, all_of(self.where[name], held)))
+
+    # -- phase 1: soft-delete -----------------------------------------------------------
+    def soft_delete(self, now: datetime, window: datetime) -> None:
+        soft = self.policy.datasets[self.subject].soft_delete
+        assert soft is not None
+        done = self.sweep(self.subject, all_of(self.where[self.subject], IsNull(soft.column)),
+                          SetColumns(((soft.column, now),)), deletes=False)
+        until = (now + (now - window)).isoformat()
+        note = f"soft-deleted; recoverable until {until}"
+        self.rt.audit.append_many([
+            RequestStep(s.record.id, self.subject, "soft_deleted", done.get(s.mark, 0),
+                        done.get(s.mark, 0), 0, 0, "soft-delete") for s in self.subjects])
+        requests_of(self.rt).update_each([
+            (s.record.id, {"soft_deleted_at": now, "updated_at": now, "note": note})
+            for s in self.subjects])
+        records = requests_of(self.rt).get_many([s.record.id for s in self.subjects])
+        for s, record in zip(self.subjects, records, strict=True):
+            s.outcome = RequestOutcome(record, {self.subject: DatasetReport(
+                rows=done.get(s.mark, 0), action="soft-delete")})
+
+    # -- phase 2: erase -----------------------------------------------------------------
+    def erase(self, out_dir: Path) -> None:
+        now = self.rt.clock.now()
+        self._shred_first()
+        earlier = self._earlier_erasures()
+        for name, where in self.where.items():
+            self._erase_dataset(name, where, earlier)
+        held = [s for s in self.subjects
+                if any(r.held for r in s.outcome.datasets.values())]
+        if held:
+            holds = list(self.rt.control.holds())
+            requests_of(self.rt).update_each([
+                (s.record.id, {"updated_at": now, "result": s.outcome.result(),
+                               "note": held_note(s, holds)}) for s in held])
+            for s, record in zip(held, requests_of(self.rt).get_many(
+                    [s.record.id for s in held]), strict=True):
+                s.outcome.record = record
+        done = [s for s in self.subjects if s not in held]
+        if not done:
+            return
+        certificates = self._certify(done, now, out_dir)
+        records = transition_many(self.rt, [
+            (s.record, ["completed"],
+             {"completed_at": now, "identities": SCRUBBED, "result": s.outcome.result(),
+              "certificate_path": str(path)})
+            for s, path in zip(done, certificates, strict=True)])
+        for s, record, path in zip(done, records, certificates, strict=True):
+            s.outcome.record, s.outcome.certificate = record, path
+
+    def _erase_dataset(self, name: str, where: Condition,
+                       earlier: Mapping[int, Counts]) -> None:
+        """Each subject's rows of one dataset, by the dataset's `erasure`."""
+        ds = self.policy.datasets[name]
+        action = "delete" if name == self.subject else ds.erasure
+        deletes = action == "delete"
+        erased: Counts = {}
+        retained: Counts = {}
+        basis = ds.legal_basis
+        if deletes:
+            referenced = self.builder.referenced(name)
+            erased = self.sweep(name, all_of(where, negate(referenced)), Delete(), deletes=True)
+            held_rows, held = self.held(name, deletes=True)
+            if referenced != FALSE:
+                kept = all_of(where, referenced)
+                retained = self.count(name, all_of(kept, negate(held_rows)))
+                if any(retained.values()):
+                    basis = "referenced by rows the policy retains"
+                    if ds.anonymized_fields:  # the row must stay; its personal fields need not
+                        self.sweep(name, all_of(kept, identifying(ds)), anonymize_effect(ds),
+                                   deletes=False)
+                        basis += "; personal fields anonymized"
+            rows = {k: erased.get(k, 0) + held.get(k, 0) + retained.get(k, 0)
+                    for k in {*erased, *held, *retained}}
+        else:
+            rows = self.count(name, where)  # before anonymizing cuts the link
+            if action == "anonymize":
+                self._anonymize(name, where)
+            _, held = self.held(name, deletes=False)
+            remaining = {k: n - held.get(k, 0) for k, n in rows.items()}
+            # retain keeps the rest; anonymize and shred count it (already anonymized
+            # rows, and rows whose fields died with the key, included)
+            (retained if action == "retain" else erased).update(remaining)
+        events = []
+        for s in self.subjects:
+            k = s.mark
+            prior = earlier.get(s.record.id, {}).get(name, 0) if deletes else 0
+            report = DatasetReport(
+                rows=rows.get(k, 0) + prior, erased=erased.get(k, 0) + prior,
+                retained=retained.get(k, 0), held=held.get(k, 0), action=action,
+                legal_basis=basis if deletes and retained.get(k, 0) else ds.legal_basis)
+            s.outcome.datasets[name] = report
+            events.append(RequestStep(s.record.id, name, "erased", report.rows,
+                                      erased.get(k, 0) if deletes else report.erased,
+                                      report.retained, report.held, action))
+        self.rt.audit.append_many(events)
+
+    def _anonymize(self, name: str, where: Condition) -> None:
+        """Scrub every linked row, and cut its link towards the subject: including rows
+        retention already anonymized, or deleting the subject would reach them."""
+        ds = self.policy.datasets[name]
+        link = next((c for parent, c in ds.belongs_to.items()
+                     if parent == self.subject or parent in self.where), None)
+        detach = link if link and self.builder.nullable.get((name, link), False) else None
+        todo = identifying(ds) if detach is None else \
+            any_of(identifying(ds), negate(IsNull(detach)))
+        self.sweep(name, all_of(where, todo), anonymize_effect(ds, detach), deletes=False)
+
+    def _shred_first(self) -> None:
+        """Destroy each subject's data key before any row goes, so a crash in between can
+        never leave the key alive with no row left to find it by; never while any of the
+        subject's rows is held."""
+        if not self.keys or not any(self.policy.datasets[n].erasure == "shred"
+                                    for n in self.where):
+            return
+        held: set[str] = set()
+        for name in self.where:
+            held.update(k for k, n in self.held(name, deletes=True)[1].items() if n)
+        keys = self.rt.subject_keys()
+        now = self.rt.clock.now()
+        events = []
+        for s in self.subjects:
+            if s.key is not None and s.mark not in held:
+                destroyed = int(keys.shred(self.subject_kind, s.key, now))
+                events.append(KeysShredded(f"request:{s.record.id}", self.subject_kind,
+                                           destroyed))
+        self.rt.audit.append_many(events)
+
+    def _earlier_erasures(self) -> dict[int, Counts]:
+        """Rows earlier runs of these requests deleted (a run that stopped for a hold, or
+        died): certificates must account for them, though they are gone."""
+        erased: dict[int, Counts] = {}
+        targets = [f"request:{s.record.id}" for s in self.subjects]
+        for entry in self.rt.audit.entries(targets=targets, action="request.erased"):
+            details = json.loads(entry.details)
+            if details.get("action") == "delete":
+                counts = erased.setdefault(int(details["request"]), {})
+                counts[details["dataset"]] = counts.get(details["dataset"], 0) \
+                    + int(details["done"])
+        return erased
+
+    def _certify(self, done: Sequence[Subject], now: datetime, out_dir: Path) -> list[Path]:
+        """One signed certificate per subject, all citing one fresh signed checkpoint."""
+        targets = [f"request:{s.record.id}" for s in done]
+        evidence: dict[str, list[tuple[int, str]]] = {t: [] for t in targets}
+        for entry in self.rt.audit.entries(targets=targets):
+            evidence[entry.target].append((entry.seq, entry.hash))
+        last = self.rt.audit.checkpoint()
+        if last is None:
+            signed = self.rt.audit.checkpoints()
+            last = signed[-1] if signed else None
+        key = self.rt.audit.key()
+        paths = []
+        for s, target in zip(done, targets, strict=True):
+            record = s.record
+            body = build_certificate(
+                organization=self.policy.organization, request_id=record.id,
+                subject_kind=record.subject_kind, subject_fingerprint=record.fingerprint,
+                received_at=record.received_at, completed_at=now,
+                outcomes=[DatasetOutcome(n, r.rows, r.erased, r.retained, r.held, r.action,
+                                         r.legal_basis if r.retained else None)
+                          for n, r in s.outcome.datasets.items()],
+                audit_entries=evidence[target],
+                audit_checkpoint=(last.seq, last.head_hash) if last is not None else None)
+            json_path, _html = write_certificate(sign_certificate(body, key), out_dir,
+                                                 stem=f"request-{record.id}-certificate")
+            paths.append(json_path)
+        return paths
+
+
+def held_note(subject: Subject, holds: Sequence[Hold]) -> str:
+    """Name the holds that reach this subject's rows (not every hold in force)."""
+    record = subject.record
+    held = {n: r.held for n, r in subject.outcome.datasets.items()}
+    values = {*record.identities.values(), subject.mark}
+    relevant = [h for h in holds
+                if (h.scope_kind == "dataset" and held.get(h.scope_value))
+                or (h.scope_kind == "subject" and h.subject_kind == record.subject_kind
+                    and h.scope_value in values)
+                or h.scope_kind == "workspace"] or list(holds)
+    names = ", ".join(f"hold {h.id} ({h.scope_kind})" for h in relevant)
+    where = ", ".join(f"{n}: {c}" for n, c in held.items() if c)
+    return f"held by {names}; rows kept: {where}"
+
+
+def erase_subjects(rt: Runtime, subject_kind: str, subjects: Sequence[Subject],
+                   out_dir: Path, batch_size: int) -> None:
+    """Run the next phase of erasure for subjects whose requests are in progress; each
+    subject's `outcome` says what happened."""
+    now = rt.clock.now()
+    builder = rt.builder(now)
+    subject = rt.policy.subjects[subject_kind].dataset
+    soft = rt.policy.datasets[subject].soft_delete
+    window = soft.recover_for.before(now) if soft is not None else None
+    first: list[Subject] = []
+    ready: list[Subject] = []
+    for s in subjects:
+        deleted_at = s.record.soft_deleted_at
+        if soft is not None and window is not None and soft.recover_for.amount \
+                and deleted_at is None:
+            first.append(s)  # phase 1: recoverable for `recover_for`
+        elif deleted_at is not None and window is not None and deleted_at > window:
+            continue  # still inside the recovery window: nothing more yet
+        else:
+            ready.append(s)
+    if first:
+        assert window is not None
+        Group(rt, builder, subject_kind, first, batch_size).soft_delete(now, window)
+    if not ready:
+        return
+    order = [n for n in rt.catalog.graph.order if n in builder.keys]
+    if len(ready) > 1 and not groupable(rt.policy, order, subject):
+        for s in ready:
+            Group(rt, builder, subject_kind, [s], batch_size).erase(out_dir)
+        return
+    Group(rt, builder, subject_kind, ready, batch_size).erase(out_dir)
+
+
+__all__ = ["Subject", "erase_subjects", "groupable", "held_note"]
