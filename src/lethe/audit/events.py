@@ -5,7 +5,8 @@ Details never carry PII: subjects appear as a short fingerprint, rows as counts.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import Field, dataclass, fields
+from functools import cache
 from typing import Any, ClassVar
 
 from lethe.errors import LetheError
@@ -25,7 +26,7 @@ class AuditEvent:
 
     @property
     def target(self) -> str:
-        return self.target_format.format(**asdict(self))
+        return self.target_format.format(**self._values())
 
     @property
     def reason(self) -> str:
@@ -33,8 +34,32 @@ class AuditEvent:
         return str(getattr(self, "reason_text", ""))
 
     def details(self) -> dict[str, Any]:
-        return {f.name: v for f, v in zip(fields(self), asdict(self).values(), strict=True)
-                if f.name != "reason_text"}
+        return self.entry()[1]
+
+    def entry(self) -> tuple[str, dict[str, Any]]:
+        """Target and details, from one read of the fields (appends are hot in bulk)."""
+        values = self._values()
+        target = self.target_format.format(**values)
+        values.pop("reason_text", None)
+        return target, values
+
+    def _values(self) -> dict[str, Any]:
+        """Field values, lists copied (not `asdict`: its deep copy dominated bulk appends,
+        and event fields are plain values and lists of them)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in _fields(type(self))}
+
+
+@cache
+def _fields(cls: type[AuditEvent]) -> tuple[Field[Any], ...]:
+    return fields(cls)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def registered(cls: type[AuditEvent]) -> type[AuditEvent]:

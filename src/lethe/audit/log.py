@@ -135,11 +135,12 @@ class AuditLog:
             return written
         with self._locked("appending to the audit log") as conn:
             seq, prev = self._head(conn)
+            at = timestamp()  # one instant for the whole append
             rows = []
             for event in events:
-                fields = (timestamp(), self.actor, self.source, event.name,
-                          clean(event.target), clean(event.reason),
-                          canonical_json(event.details()))
+                target, details = event.entry()
+                fields = (at, self.actor, self.source, event.name, clean(target),
+                          clean(event.reason), canonical_json(details))
                 seq += 1
                 digest = entry_hash(prev, seq, fields)
                 written.append(Entry(seq, *fields, prev, digest))

@@ -106,10 +106,15 @@ class RequestStore:
 
     def update_each(self, changes: list[tuple[int, dict[str, Any]]]) -> None:
         """Several requests, each with its own values, in one transaction."""
+        batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for request_id, values in changes:
+            encoded = _encoded(values)
+            batches.setdefault(tuple(sorted(encoded)), []).append(
+                {"request_id": request_id, **{f"v_{k}": v for k, v in encoded.items()}})
         with self._tx("updating requests") as conn:
-            for request_id, values in changes:
-                conn.execute(requests.update().where(requests.c.id == request_id)
-                             .values(**_encoded(values)))
+            for names, rows in batches.items():  # one executemany per set of columns
+                conn.execute(requests.update().where(requests.c.id == sa.bindparam("request_id"))
+                             .values({n: sa.bindparam(f"v_{n}") for n in names}), rows)
 
     def find_open(self, kind: str, fingerprint: str) -> RequestRecord | None:
         found = self._select("reading requests", sa.select(requests).where(
