@@ -5,8 +5,7 @@ Details never carry PII: subjects appear as a short fingerprint, rows as counts.
 
 from __future__ import annotations
 
-from dataclasses import Field, dataclass, fields
-from functools import cache
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from lethe.errors import LetheError
@@ -46,12 +45,14 @@ class AuditEvent:
     def _values(self) -> dict[str, Any]:
         """Field values, lists copied (not `asdict`: its deep copy dominated bulk appends,
         and event fields are plain values and lists of them)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in _fields(type(self))}
+        cls = type(self)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+        return {name: _plain(getattr(self, name)) for name in names}
 
 
-@cache
-def _fields(cls: type[AuditEvent]) -> tuple[Field[Any], ...]:
-    return fields(cls)
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _plain(value: Any) -> Any:
