@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from lethe.control.schema import requests
+from lethe.control.schema import request_baselines, requests
 from lethe.control.tx import as_utc, transaction
 from lethe.errors import NotFound
 
@@ -115,6 +115,30 @@ class RequestStore:
             for names, rows in batches.items():  # one executemany per set of columns
                 conn.execute(requests.update().where(requests.c.id == sa.bindparam("request_id"))
                              .values({n: sa.bindparam(f"v_{n}") for n in names}), rows)
+
+    def baselines(self, request_ids: list[int]) -> dict[int, dict[str, int]]:
+        """Rows per dataset each request's erasure found when it began."""
+        found: dict[int, dict[str, int]] = {}
+        table = request_baselines
+        for start in range(0, len(request_ids), CHUNK):
+            with self._tx("reading erasure baselines", write=False) as conn:
+                for row in conn.execute(sa.select(table).where(
+                        table.c.request_id.in_(request_ids[start:start + CHUNK]))):
+                    found.setdefault(row.request_id, {})[row.dataset] = int(row.rows)
+        return found
+
+    def set_baselines(self, baselines: dict[int, dict[str, int]]) -> None:
+        rows = [{"request_id": request_id, "dataset": dataset, "rows": count}
+                for request_id, counts in baselines.items() for dataset, count in counts.items()]
+        if rows:
+            with self._tx("writing erasure baselines") as conn:
+                conn.execute(request_baselines.insert(), rows)
+
+    def clear_baselines(self, request_ids: list[int]) -> None:
+        with self._tx("clearing erasure baselines") as conn:
+            for start in range(0, len(request_ids), CHUNK):
+                conn.execute(request_baselines.delete().where(
+                    request_baselines.c.request_id.in_(request_ids[start:start + CHUNK])))
 
     def find_open(self, kind: str, fingerprint: str) -> RequestRecord | None:
         found = self._select("reading requests", sa.select(requests).where(

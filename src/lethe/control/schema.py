@@ -144,9 +144,25 @@ def _create_subject_keys(conn: Connection) -> None:
     subject_keys.create(conn)
 
 
+# Rows each dataset held for a subject when its erasure began. Written before anything is
+# erased, cleared when the request completes: a run killed between a sweep and its audit
+# entry, or stopped by a hold, still certifies every row the erasure found.
+request_baselines = sa.Table(
+    "lethe_request_baselines", metadata,
+    sa.Column("request_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("dataset", sa.String(200), primary_key=True),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+)
+
+
+def _create_request_baselines(conn: Connection) -> None:
+    request_baselines.create(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
     (2, "hash-chained audit log and signed checkpoints", _create_audit),
     (3, "data-subject requests", _create_requests),
     (4, "wrapped per-subject data keys", _create_subject_keys),
+    (5, "erasure baselines", _create_request_baselines),
 ]

@@ -14,7 +14,6 @@ subject rows are first soft-deleted; once it has passed, everything is erased.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -218,19 +217,20 @@ class Group:
     # -- phase 2: erase -----------------------------------------------------------------
     def erase(self, out_dir: Path) -> None:
         now = self.rt.clock.now()
+        store = requests_of(self.rt)
+        baselines = self._baselines()
         self._shred_first()
-        earlier = self._earlier_erasures()
         for name, where in self.where.items():
-            self._erase_dataset(name, where, earlier)
+            self._erase_dataset(name, where, baselines)
         held = [s for s in self.subjects
                 if any(r.held for r in s.outcome.datasets.values())]
         if held:
             holds = list(self.rt.control.holds())
-            requests_of(self.rt).update_each([
+            store.update_each([
                 (s.record.id, {"updated_at": now, "result": s.outcome.result(),
                                "note": held_note(s, holds)}) for s in held])
-            for s, record in zip(held, requests_of(self.rt).get_many(
-                    [s.record.id for s in held]), strict=True):
+            for s, record in zip(held, store.get_many([s.record.id for s in held]),
+                                 strict=True):
                 s.outcome.record = record
         done = [s for s in self.subjects if s not in held]
         if not done:
@@ -243,19 +243,37 @@ class Group:
             for s, path in zip(done, certificates, strict=True)])
         for s, record, path in zip(done, records, certificates, strict=True):
             s.outcome.record, s.outcome.certificate = record, path
+        store.clear_baselines([s.record.id for s in done])
+
+    def _baselines(self) -> dict[int, Counts]:
+        """Rows each dataset held for each subject when its erasure began: counted and
+        stored before the first row goes, read back by every later run of the request."""
+        store = requests_of(self.rt)
+        baselines = store.baselines([s.record.id for s in self.subjects])
+        missing = [s for s in self.subjects if s.record.id not in baselines]
+        if missing:
+            counts = {name: self.count(name, where) for name, where in self.where.items()}
+            fresh = {s.record.id: {name: counts[name].get(s.mark, 0) for name in self.where}
+                     for s in missing}
+            store.set_baselines(fresh)
+            baselines.update(fresh)
+        return baselines
 
     def _erase_dataset(self, name: str, where: Condition,
-                       earlier: Mapping[int, Counts]) -> None:
-        """Each subject's rows of one dataset, by the dataset's `erasure`."""
+                       baselines: Mapping[int, Counts]) -> None:
+        """Each subject's rows of one dataset, by the dataset's `erasure`. A subject's rows
+        are at least its baseline: rows an earlier, interrupted run of the request erased
+        are no longer there to count, but its certificate must account for them."""
         ds = self.policy.datasets[name]
         action = "delete" if name == self.subject else ds.erasure
         deletes = action == "delete"
-        erased: Counts = {}
+        erased_now: Counts = {}
         retained: Counts = {}
         basis = ds.legal_basis
         if deletes:
             referenced = self.builder.referenced(name)
-            erased = self.sweep(name, all_of(where, negate(referenced)), Delete(), deletes=True)
+            erased_now = self.sweep(name, all_of(where, negate(referenced)), Delete(),
+                                    deletes=True)
             held_rows, held = self.held(name, deletes=True)
             if referenced != FALSE:
                 kept = all_of(where, referenced)
@@ -266,28 +284,29 @@ class Group:
                         self.sweep(name, all_of(kept, identifying(ds)), anonymize_effect(ds),
                                    deletes=False)
                         basis += "; personal fields anonymized"
-            rows = {k: erased.get(k, 0) + held.get(k, 0) + retained.get(k, 0)
-                    for k in {*erased, *held, *retained}}
+            found = {k: erased_now.get(k, 0) + held.get(k, 0) + retained.get(k, 0)
+                     for k in {*erased_now, *held, *retained}}
         else:
-            rows = self.count(name, where)  # before anonymizing cuts the link
+            found = self.count(name, where)  # before anonymizing cuts the link
             if action == "anonymize":
                 self._anonymize(name, where)
             _, held = self.held(name, deletes=False)
-            remaining = {k: n - held.get(k, 0) for k, n in rows.items()}
-            # retain keeps the rest; anonymize and shred count it (already anonymized
-            # rows, and rows whose fields died with the key, included)
-            (retained if action == "retain" else erased).update(remaining)
         events = []
         for s in self.subjects:
             k = s.mark
-            prior = earlier.get(s.record.id, {}).get(name, 0) if deletes else 0
-            report = DatasetReport(
-                rows=rows.get(k, 0) + prior, erased=erased.get(k, 0) + prior,
-                retained=retained.get(k, 0), held=held.get(k, 0), action=action,
-                legal_basis=basis if deletes and retained.get(k, 0) else ds.legal_basis)
+            rows = max(found.get(k, 0), baselines.get(s.record.id, {}).get(name, 0))
+            staying = held.get(k, 0) + retained.get(k, 0)
+            report = DatasetReport(rows=rows, held=held.get(k, 0), action=action,
+                                   legal_basis=basis if retained.get(k, 0) else ds.legal_basis)
+            # retain keeps the rest; delete, anonymize and shred erased it (rows already
+            # anonymized, and rows whose fields died with the key, included)
+            if action == "retain":
+                report.retained = rows - staying
+            else:
+                report.retained, report.erased = retained.get(k, 0), rows - staying
             s.outcome.datasets[name] = report
             events.append(RequestStep(s.record.id, name, "erased", report.rows,
-                                      erased.get(k, 0) if deletes else report.erased,
+                                      erased_now.get(k, 0) if deletes else report.erased,
                                       report.retained, report.held, action))
         self.rt.audit.append_many(events)
 
@@ -321,19 +340,6 @@ class Group:
                 events.append(KeysShredded(f"request:{s.record.id}", self.subject_kind,
                                            destroyed))
         self.rt.audit.append_many(events)
-
-    def _earlier_erasures(self) -> dict[int, Counts]:
-        """Rows earlier runs of these requests deleted (a run that stopped for a hold, or
-        died): certificates must account for them, though they are gone."""
-        erased: dict[int, Counts] = {}
-        targets = [f"request:{s.record.id}" for s in self.subjects]
-        for entry in self.rt.audit.entries(targets=targets, action="request.erased"):
-            details = json.loads(entry.details)
-            if details.get("action") == "delete":
-                counts = erased.setdefault(int(details["request"]), {})
-                counts[details["dataset"]] = counts.get(details["dataset"], 0) \
-                    + int(details["done"])
-        return erased
 
     def _certify(self, done: Sequence[Subject], now: datetime, out_dir: Path) -> list[Path]:
         """One signed certificate per subject, all citing one fresh signed checkpoint."""
