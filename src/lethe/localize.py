@@ -83,6 +83,9 @@ class LocalStore:
     def count_by(self, table: str, column: str, where: Condition) -> dict[Value, int]:
         return self.inner.count_by(table, column, self._local(where))
 
+    def count_each(self, queries: Sequence[tuple[str, Condition]]) -> list[int]:
+        return self.inner.count_each([(t, self._local(w)) for t, w in queries])
+
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
         def local_cascade(c: Cascade) -> Cascade:
             return replace(c, where=self._local(c.where),

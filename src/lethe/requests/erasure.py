@@ -172,6 +172,23 @@ class Group:
         return self._attribute(name, store.count_by(self._table(name),
                                                     self.owners[name].column, where))
 
+    def _count_all(self) -> dict[str, Counts]:
+        """Every dataset's rows of the group: per subject, or for a lone subject in one
+        round trip per store (this is on the path of every single request)."""
+        if not self.single:
+            return {name: self.count(name, where) for name, where in self.where.items()}
+        by_store: dict[str, list[str]] = {}
+        for name, where in self.where.items():
+            if where != FALSE:
+                by_store.setdefault(self.policy.datasets[name].store, []).append(name)
+        counts: dict[str, Counts] = {name: {} for name in self.where}
+        for names in by_store.values():
+            store = self.rt.catalog.store_of(names[0])
+            found = store.count_each([(self._table(n), self.where[n]) for n in names])
+            for name, rows in zip(names, found, strict=True):
+                counts[name] = {self.subjects[0].mark: rows} if rows else {}
+        return counts
+
     def sweep(self, name: str, narrowed: Condition, effect: Effect, *,
               deletes: bool) -> Counts:
         """Sweep the group's rows of one dataset; holds are re-read before every batch."""
@@ -218,10 +235,10 @@ class Group:
     def erase(self, out_dir: Path) -> None:
         now = self.rt.clock.now()
         store = requests_of(self.rt)
-        baselines = self._baselines()
+        baselines, fresh = self._baselines()
         self._shred_first()
         for name, where in self.where.items():
-            self._erase_dataset(name, where, baselines)
+            self._erase_dataset(name, where, baselines, fresh)
         held = [s for s in self.subjects
                 if any(r.held for r in s.outcome.datasets.values())]
         if held:
@@ -245,22 +262,24 @@ class Group:
             s.outcome.record, s.outcome.certificate = record, path
         store.clear_baselines([s.record.id for s in done])
 
-    def _baselines(self) -> dict[int, Counts]:
+    def _baselines(self) -> tuple[dict[int, Counts], bool]:
         """Rows each dataset held for each subject when its erasure began: counted and
-        stored before the first row goes, read back by every later run of the request."""
+        stored before the first row goes, read back by every later run of the request.
+        Also: were they all counted just now (so they are the current counts too)?"""
         store = requests_of(self.rt)
         baselines = store.baselines([s.record.id for s in self.subjects])
         missing = [s for s in self.subjects if s.record.id not in baselines]
+        fresh = len(missing) == len(self.subjects)
         if missing:
-            counts = {name: self.count(name, where) for name, where in self.where.items()}
-            fresh = {s.record.id: {name: counts[name].get(s.mark, 0) for name in self.where}
-                     for s in missing}
-            store.set_baselines(fresh)
-            baselines.update(fresh)
-        return baselines
+            counts = self._count_all()
+            counted = {s.record.id: {name: counts[name].get(s.mark, 0) for name in self.where}
+                       for s in missing}
+            store.set_baselines(counted)
+            baselines.update(counted)
+        return baselines, fresh
 
-    def _erase_dataset(self, name: str, where: Condition,
-                       baselines: Mapping[int, Counts]) -> None:
+    def _erase_dataset(self, name: str, where: Condition, baselines: Mapping[int, Counts],
+                       fresh: bool) -> None:
         """Each subject's rows of one dataset, by the dataset's `erasure`. A subject's rows
         are at least its baseline: rows an earlier, interrupted run of the request erased
         are no longer there to count, but its certificate must account for them."""
@@ -287,7 +306,10 @@ class Group:
             found = {k: erased_now.get(k, 0) + held.get(k, 0) + retained.get(k, 0)
                      for k in {*erased_now, *held, *retained}}
         else:
-            found = self.count(name, where)  # before anonymizing cuts the link
+            # before anonymizing cuts the link; nothing has touched these rows since
+            # fresh baselines counted them
+            found = {s.mark: baselines[s.record.id].get(name, 0) for s in self.subjects} \
+                if fresh else self.count(name, where)
             if action == "anonymize":
                 self._anonymize(name, where)
             _, held = self.held(name, deletes=False)

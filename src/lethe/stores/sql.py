@@ -293,6 +293,15 @@ class SqlStore:
         with self._errors(f"counting rows of {table}"), self.engine.connect() as conn:
             return {value: int(n) for value, n in conn.execute(query)}
 
+    def count_each(self, queries: Sequence[tuple[str, Condition]]) -> list[int]:
+        if not queries:
+            return []
+        counts = [sa.select(sa.func.count()).select_from(self.table(table))
+                  .where(self.compile(where, table)).scalar_subquery()
+                  for table, where in queries]
+        with self._errors("counting rows"), self.engine.connect() as conn:
+            return [int(n) for n in conn.execute(sa.select(*counts)).one()]
+
     def _mostly_dead_index(self, conn: Connection, table: str) -> bool:
         removed = self._removed.get(table, 0)
         if self.dialect != "postgresql" or removed == 0:
