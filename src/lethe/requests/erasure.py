@@ -108,6 +108,7 @@ class Group:
         keys = [s.key for s in self.subjects if s.key is not None]
         self.keys = tuple(keys)
         self.where: dict[str, Condition] = {}
+        self._last_held: tuple[str, bool, Condition] | None = None
         self.owners: dict[str, Owner] = {}
         self._discover()
 
@@ -197,10 +198,10 @@ class Group:
         tally = None if self.single else self.owners[name].column
 
         def make_sweep() -> Sweep:
-            holds = self.rt.hold_scopes(self.builder)
+            held = self.rt.hold_scopes(self.builder).held(name, cascading=deletes)
+            self._last_held = (name, deletes, held)
             return Sweep(self._table(name), self.builder.keys[name],
-                         all_of(narrowed, negate(holds.held(name, cascading=deletes))), effect,
-                         selective=True, tally=tally)
+                         all_of(narrowed, negate(held)), effect, selective=True, tally=tally)
 
         stats = sweep_all(self.rt.catalog.store_of(name), make_sweep, self.batch_size)
         if self.single:
@@ -208,8 +209,14 @@ class Group:
         return self._attribute(name, stats.tallies)
 
     def held(self, name: str, *, deletes: bool) -> tuple[Condition, Counts]:
-        """Rows a hold in force right now keeps: the condition, and the group's count."""
-        held = self.rt.hold_scopes(self.builder).held(name, cascading=deletes)
+        """Rows a hold keeps: the condition, and the group's count. Right after a sweep of
+        the dataset, the holds its last batch read (a hold placed since then came after
+        the rows it would have kept were gone); otherwise read now."""
+        last = self._last_held
+        if last is not None and last[:2] == (name, deletes):
+            held = last[2]
+        else:
+            held = self.rt.hold_scopes(self.builder).held(name, cascading=deletes)
         return held, ({} if held == FALSE else self.count(name, all_of(self.where[name], held)))
 
     # -- phase 1: soft-delete -----------------------------------------------------------
