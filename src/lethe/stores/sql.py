@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 
@@ -55,6 +56,8 @@ from lethe.stores.sql_values import (
     python_type,
 )
 from lethe.stores.windows import KeySpan, is_dense, next_width
+
+ARRAY_AFTER = 16  # longer IN lists go to PostgreSQL as one array parameter
 
 
 def normalize_url(url: str) -> str:
@@ -193,7 +196,7 @@ class SqlStore:
                                 and (b := coerce(c, v, self.dialect)) is not UNCOERCIBLE]
                 parts = []
                 if bound_values:
-                    parts.append(sa.and_(c.is_not(None), c.in_(bound_values)))
+                    parts.append(sa.and_(c.is_not(None), self._in(c, bound_values)))
                 if any(v is None for v in values):
                     parts.append(c.is_(None))
                 return sa.or_(*parts) if parts else sa.false()
@@ -222,6 +225,13 @@ class SqlStore:
                 link = self.column(o, inner, other) == col(outer)
                 return sa.exists().where(link, self.compile(where, other, o))
         raise TypeError(f"unknown condition {type(cond).__name__}")
+
+    def _in(self, c: sa.ColumnElement[Any], values: list[Any]) -> sa.ColumnElement[bool]:
+        """`IN (...)`; on PostgreSQL a long list is one array parameter (`= ANY(:a)`), so
+        the driver neither rewrites nor re-plans a statement per list length."""
+        if self.dialect == "postgresql" and len(values) > ARRAY_AFTER:
+            return c == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(c.type)))
+        return c.in_(values)
 
     def _older(self, c: sa.ColumnElement[Any], cutoff: datetime) -> sa.ColumnElement[bool]:
         # SQLite decides seconds or milliseconds per value, in SQL
