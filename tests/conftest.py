@@ -69,3 +69,27 @@ def app_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'app.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+REDIS_URL = os.environ.get("LETHE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_space() -> Iterator[tuple[str, str]]:
+    """(Redis URL, a key prefix of this test's own); its keys are removed afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is not reachable at {REDIS_URL} (required under CI)")
+        pytest.skip("Redis is not reachable")
+    prefix = f"lethe-test-{uuid.uuid4().hex[:10]}"
+    try:
+        yield REDIS_URL, prefix
+    finally:
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.unlink(key)
+        client.close()

@@ -14,6 +14,7 @@ from lethe.localize import LocalStore
 from lethe.policy.graph import Graph, build_graph
 from lethe.policy.model import Dataset, Policy
 from lethe.stores.base import RowStore, TableInfo
+from lethe.stores.cache import RedisStore
 from lethe.stores.sql import SqlStore
 
 
@@ -34,6 +35,17 @@ class Catalog:
     policy: Policy
     graph: Graph
     _stores: dict[str, RowStore] = field(default_factory=dict)
+    _caches: dict[str, RedisStore] = field(default_factory=dict)
+
+    def cache_store(self, store: str) -> RedisStore:
+        if store not in self._caches:
+            self._caches[store] = RedisStore(store, self.policy.stores[store].url)
+        return self._caches[store]
+
+    def cache_datasets(self, names: Iterable[str] | None = None) -> list[str]:
+        chosen = list(self.policy.datasets) if names is None else list(names)
+        return [n for n in chosen
+                if self.policy.stores[self.policy.datasets[n].store].kind == "cache"]
 
     def row_store(self, store: str) -> RowStore:
         if store not in self._stores:
@@ -83,7 +95,10 @@ class Catalog:
     def close(self) -> None:
         for store in self._stores.values():
             store.close()
+        for cache in self._caches.values():
+            cache.close()
         self._stores.clear()
+        self._caches.clear()
 
 
 def unhandled_references(catalog: Catalog, keys: Mapping[str, str],

@@ -63,13 +63,13 @@ def test_datasets_in_stores_lethe_cannot_act_on_are_flagged(sqlite_url: str,
     from lethe.engine.plan import build_plan
 
     build_app(sqlite_url)
-    policy = write_policy(tmp_path, sqlite_url, stores__cache={"url": "redis://127.0.0.1:6379/0"},
-                          datasets__tokens={"store": "cache", "pattern": "tok:*",
-                                            "class": "operational"})
-    assert ("warning", "not-enforced", "datasets.tokens") in findings(policy)
+    policy = write_policy(tmp_path, sqlite_url, stores__files={"url": "file://./exports"},
+                          datasets__exports={"store": "files", "prefix": "exports/",
+                                             "class": "operational"})
+    assert ("warning", "not-enforced", "datasets.exports") in findings(policy)
     rt = runtime(policy)
     assert build_plan(rt).as_dict()["skipped"] == [
-        {"dataset": "tokens", "reason": "cache stores are not enforced yet"}]
+        {"dataset": "exports", "reason": "objects stores are not enforced yet"}]
     rt.close()
 
 

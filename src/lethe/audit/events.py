@@ -86,7 +86,7 @@ class RunStarted(AuditEvent):
 
 
 RETENTION_ACTIONS = ("delete", "soft-delete", "anonymize", "purge", "cascade", "archive",
-                     "shred")
+                     "shred", "expire")
 
 
 @registered

@@ -13,7 +13,15 @@ from typing import Any
 
 from lethe.audit.events import KeysShredded, RetentionStep, RunFinished, RunStarted
 from lethe.crypto.keys import shred_subject
-from lethe.engine.plan import UNSUPPORTED, Plan, PlannedAction, count_step, shred_targets
+from lethe.engine.cache import CacheDatasets
+from lethe.engine.plan import (
+    UNSUPPORTED,
+    Plan,
+    PlannedAction,
+    count_expiry,
+    count_step,
+    shred_targets,
+)
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.engine.sweep import sweep_all
@@ -90,6 +98,8 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
                 try:
                     if step.action == "shred":
                         _shred(rt, builder, action)
+                    elif step.action == "expire":
+                        _expire(rt, builder, action, index, progress)
                     else:
                         _sweep(rt, builder, action, cascades, index, batch_size, progress)
                     if step.action != "cascade":  # cascades are verified after the parent
@@ -169,9 +179,24 @@ def _shred(rt: Runtime, builder: StepBuilder, action: ActionResult) -> None:
         rt.audit.append(KeysShredded(f"dataset:{step.dataset}", kind, action.done))
 
 
+def _expire(rt: Runtime, builder: StepBuilder, action: ActionResult, index: int,
+            progress: Progress | None) -> None:
+    """Cap the TTL of a cache dataset's keys, a SCAN page at a time."""
+
+    def on_page(done: int) -> None:
+        action.batches += 1
+        if progress is not None:
+            progress(index, done)
+
+    action.done = CacheDatasets(rt.policy, rt.catalog).cap(
+        action.planned.step.dataset, rt.clock.now(), lambda: rt.hold_scopes(builder), on_page)
+
+
 def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult) -> None:
     """Re-count what is still due and not held: anything left means the step failed."""
-    recount = count_step(rt, builder, rt.hold_scopes(builder), action.planned.step)
+    step, holds = action.planned.step, rt.hold_scopes(builder)
+    recount = count_expiry(rt, holds, step) if step.action == "expire" else \
+        count_step(rt, builder, holds, step)
     action.remaining = recount.rows
     action.verified = recount.rows == 0 and action.error is None
 

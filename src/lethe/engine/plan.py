@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from lethe.crypto.keys import live_subjects
+from lethe.engine.cache import CacheDatasets
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.holds import HoldScopes
@@ -100,8 +101,19 @@ def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     names = children_first(names, builder.dependencies())
     holds = rt.hold_scopes(builder)
     chosen = datasets or list(rt.policy.datasets)
+    enforced = set(rt.catalog.sql_datasets()) | set(rt.catalog.cache_datasets())
     skipped = tuple((name, f"{rt.policy.stores[rt.policy.datasets[name].store].kind} stores "
                            "are not enforced yet")
-                    for name in chosen if name not in rt.catalog.sql_datasets())
-    return Plan(now, tuple(count_step(rt, builder, holds, s)
-                           for s in ordered_steps(builder, names)), skipped)
+                    for name in chosen if name not in enforced)
+    actions = [count_step(rt, builder, holds, s) for s in ordered_steps(builder, names)]
+    actions += [count_expiry(rt, holds, Step(name, 0, "expire"))
+                for name in rt.catalog.cache_datasets(chosen)
+                if rt.policy.datasets[name].retention]
+    return Plan(now, tuple(actions), skipped)
+
+
+def count_expiry(rt: Runtime, holds: HoldScopes, step: Step) -> PlannedAction:
+    """A cache dataset's keys that would outlive its maximum TTL, and those held."""
+    over, held = CacheDatasets(rt.policy, rt.catalog).census(step.dataset, rt.clock.now(),
+                                                             holds)
+    return PlannedAction(step, over, held)

@@ -7,6 +7,7 @@ the same list. Values never appear in a finding, only names and counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from lethe.audit.events import CheckRan
@@ -103,10 +104,28 @@ def blocking_references(catalog: Catalog) -> list[Finding]:
 def unenforced(catalog: Catalog) -> list[Finding]:
     """Datasets in stores lethe cannot act on yet: their promises are not kept by lethe."""
     policy = catalog.policy
-    sql = set(catalog.sql_datasets())
+    enforced = set(catalog.sql_datasets()) | set(catalog.cache_datasets())
     return [Finding("warning", "not-enforced", f"datasets.{name}",
                     f"{policy.stores[ds.store].kind} stores are not enforced yet")
-            for name, ds in policy.datasets.items() if name not in sql]
+            for name, ds in policy.datasets.items() if name not in enforced]
+
+
+def cache_ttls(catalog: Catalog, now: datetime) -> list[Finding]:
+    """Redis keys that would outlive the policy's maximum TTL (no TTL, or a longer one)
+    until the next `run` caps them; held keys are counted too (the hold explains them)."""
+    findings = []
+    for name in catalog.cache_datasets():
+        ds = catalog.policy.datasets[name]
+        ttl = ds.max_ttl(now)
+        if ttl is None:
+            continue
+        over = catalog.cache_store(ds.store).census(ds.pattern or "", ttl,
+                                                    lambda _key: False).over
+        if over:
+            findings.append(Finding("error", "ttl-exceeded", f"datasets.{name}",
+                                    f"{over} keys matching {ds.pattern!r} have no TTL or one "
+                                    f"longer than {ds.retention[0].keep}"))
+    return findings
 
 
 def non_unique_keys(catalog: Catalog) -> list[Finding]:
@@ -128,9 +147,11 @@ def non_unique_keys(catalog: Catalog) -> list[Finding]:
     return findings
 
 
-def check(catalog: Catalog, audit: AuditLog | None = None) -> CheckReport:
+def check(catalog: Catalog, audit: AuditLog | None = None,
+          now: datetime | None = None) -> CheckReport:
     findings = schema_findings(catalog)
     findings += unenforced(catalog)
+    findings += cache_ttls(catalog, now or datetime.now(UTC))
     findings += undeclared_tables(catalog)
     findings += workspace_leaks(catalog)
     findings += unindexed_links(catalog)

@@ -7,6 +7,8 @@ an error points at a policy path before any store is touched.
 from __future__ import annotations
 
 import re
+import string
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -99,7 +101,7 @@ Condition = dict[str, Scalar | list[Scalar | None] | None]
 class Rule(Strict):
     when: Condition = Field(default_factory=dict)
     keep: DurationField
-    after: str
+    after: str = ""  # the time column; a cache's rule has none (`keep` is a maximum TTL)
     action: Action = "delete"
     to: str | None = None
 
@@ -135,6 +137,9 @@ class Dataset(Strict):
     belongs_to: dict[str, str] = Field(default_factory=dict)
     erasure: Erasure = "delete"
     legal_basis: str | None = None
+    # subject kind -> where its data is in a key-addressed store: a Redis pattern
+    # (`session:{id}:*`) or an object prefix, `{column}` filled from the subject's row
+    per_subject: dict[str, str] = Field(default_factory=dict)
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
@@ -148,8 +153,16 @@ class Dataset(Strict):
                 _identifier(name, "table or column")
         if self.soft_delete:
             _identifier(self.soft_delete.column, "column")
+        for kind, template in self.per_subject.items():
+            placeholders = template_fields(template)
+            if not placeholders:
+                raise ValueError(f"per_subject.{kind}: the template names no {{column}} of "
+                                 "the subject, so it would match every subject's data")
+            for name in placeholders:
+                _identifier(name, "column")
         for index, rule in enumerate(self.retention):
-            _identifier(rule.after, "column")
+            if rule.after:
+                _identifier(rule.after, "column")
             if rule.action == "soft-delete" and self.soft_delete is None:
                 raise ValueError(f"retention[{index}]: action soft-delete needs `soft_delete:`")
             if rule.action == "anonymize" and not self.anonymized_fields:
@@ -161,9 +174,39 @@ class Dataset(Strict):
             raise ValueError("erasure retain needs a `legal_basis`")
         return self
 
+    def max_ttl(self, now: datetime) -> int | None:
+        """A cache dataset's maximum TTL in seconds (calendar units counted back from now)."""
+        if not self.retention:
+            return None
+        cutoff = self.retention[0].keep.before(now)
+        return None if cutoff is None else max(1, int((now - cutoff).total_seconds()))
+
     @property
     def anonymized_fields(self) -> dict[str, Scalar]:
         return {name: f.anonymize for name, f in self.fields.items() if f.anonymize is not None}
+
+
+def template_fields(template: str) -> list[str]:
+    """The `{column}` names in a per-subject template."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+def _cache_dataset(where: str, ds: Dataset) -> None:
+    """A Redis dataset: keys, not rows. Its one rule is a maximum TTL."""
+    if ds.fields or ds.belongs_to or ds.soft_delete or ds.workspace or ds.key:
+        raise ValueError(f"{where}: a cache dataset has keys, not columns: no `fields`, "
+                         "`belongs_to`, `soft_delete`, `workspace` or `key`")
+    if len(ds.retention) > 1:
+        raise ValueError(f"{where}.retention: a cache dataset has one rule, its maximum TTL")
+    for index, rule in enumerate(ds.retention):
+        if rule.after or rule.when or rule.action != "delete":
+            raise ValueError(f"{where}.retention[{index}]: a cache rule is only `keep:` "
+                             "(the maximum TTL); no `after`, `when` or `action`")
+        if rule.keep.forever:
+            raise ValueError(f"{where}.retention[{index}].keep: a maximum TTL cannot be "
+                             "forever (leave the rule out)")
+    if ds.erasure not in ("delete", "retain"):
+        raise ValueError(f"{where}.erasure: a subject's keys are deleted or retained")
 
 
 class Schedule(Strict):
@@ -211,6 +254,17 @@ class Policy(Strict):
             needed = {"sql": "table", "objects": "prefix", "cache": "pattern"}[kind]
             if getattr(ds, needed) is None:
                 raise ValueError(f"{where}: a {kind} store dataset needs `{needed}:`")
+            if kind == "sql":
+                for index, rule in enumerate(ds.retention):
+                    if not rule.after:
+                        raise ValueError(f"{where}.retention[{index}]: `after:` names the "
+                                         "time column the age is counted from")
+            if kind == "cache":
+                _cache_dataset(where, ds)
+            for subject_kind in ds.per_subject:
+                if subject_kind not in self.subjects:
+                    raise ValueError(f"{where}.per_subject: unknown subject kind "
+                                     f"{subject_kind!r}")
             for parent in ds.belongs_to:
                 if parent not in self.datasets:
                     raise ValueError(f"{where}.belongs_to: unknown dataset {parent!r}")
