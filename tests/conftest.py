@@ -93,3 +93,57 @@ def redis_space() -> Iterator[tuple[str, str]]:
         for key in client.scan_iter(match=f"{prefix}:*", count=1000):
             client.unlink(key)
         client.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 protocol server on loopback: moto in server mode, in its own process."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the moto S3 server did not start")
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_url(s3_endpoint: str) -> str:
+    """A fresh bucket on the loopback S3 server, as a store URL with a root prefix."""
+    import boto3
+
+    bucket = f"lethe-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    client.close()
+    return f"s3://{bucket}/root?endpoint_url={s3_endpoint}&region=us-east-1"
+
+
+@pytest.fixture(params=["file", "s3"])
+def objects_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Run the test once on a local directory and once on the S3 server."""
+    if request.param == "file":
+        return f"file://{tmp_path / 'objects'}"
+    return str(request.getfixturevalue("s3_url"))

@@ -15,6 +15,7 @@ from lethe.policy.graph import Graph, build_graph
 from lethe.policy.model import Dataset, Policy
 from lethe.stores.base import RowStore, TableInfo
 from lethe.stores.cache import RedisStore
+from lethe.stores.objects import ObjectStore, open_object_store
 from lethe.stores.sql import SqlStore
 
 
@@ -36,11 +37,22 @@ class Catalog:
     graph: Graph
     _stores: dict[str, RowStore] = field(default_factory=dict)
     _caches: dict[str, RedisStore] = field(default_factory=dict)
+    _objects: dict[str, ObjectStore] = field(default_factory=dict)
 
     def cache_store(self, store: str) -> RedisStore:
         if store not in self._caches:
             self._caches[store] = RedisStore(store, self.policy.stores[store].url)
         return self._caches[store]
+
+    def object_store(self, store: str) -> ObjectStore:
+        if store not in self._objects:
+            self._objects[store] = open_object_store(store, self.policy.stores[store].url)
+        return self._objects[store]
+
+    def object_datasets(self, names: Iterable[str] | None = None) -> list[str]:
+        chosen = list(self.policy.datasets) if names is None else list(names)
+        return [n for n in chosen
+                if self.policy.stores[self.policy.datasets[n].store].kind == "objects"]
 
     def cache_datasets(self, names: Iterable[str] | None = None) -> list[str]:
         chosen = list(self.policy.datasets) if names is None else list(names)
@@ -97,8 +109,11 @@ class Catalog:
             store.close()
         for cache in self._caches.values():
             cache.close()
+        for objects in self._objects.values():
+            objects.close()
         self._stores.clear()
         self._caches.clear()
+        self._objects.clear()
 
 
 def unhandled_references(catalog: Catalog, keys: Mapping[str, str],

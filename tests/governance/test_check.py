@@ -58,21 +58,6 @@ def test_unindexed_link_is_a_warning(app_url: str, tmp_path: Path) -> None:
     assert got == [("warning", "unindexed-link", "datasets.sessions.belongs_to.users")]
 
 
-def test_datasets_in_stores_lethe_cannot_act_on_are_flagged(sqlite_url: str,
-                                                            tmp_path: Path) -> None:
-    from lethe.engine.plan import build_plan
-
-    build_app(sqlite_url)
-    policy = write_policy(tmp_path, sqlite_url, stores__files={"url": "file://./exports"},
-                          datasets__exports={"store": "files", "prefix": "exports/",
-                                             "class": "operational"})
-    assert ("warning", "not-enforced", "datasets.exports") in findings(policy)
-    rt = runtime(policy)
-    assert build_plan(rt).as_dict()["skipped"] == [
-        {"dataset": "exports", "reason": "objects stores are not enforced yet"}]
-    rt.close()
-
-
 def test_a_non_unique_key_is_flagged(app_url: str, tmp_path: Path) -> None:
     build_app(app_url)
     assert findings(write_policy(tmp_path, app_url, datasets__sessions__key="id")) == []

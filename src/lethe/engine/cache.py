@@ -144,3 +144,6 @@ class CacheDatasets:
                     if mark is not None:
                         found[mark].add(key)
         return {mark: sorted(keys) for mark, keys in found.items()}
+
+    def remove(self, name: str, keys: Sequence[str]) -> int:
+        return self.store(name).unlink_keys(keys) if keys else 0

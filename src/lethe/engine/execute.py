@@ -14,11 +14,13 @@ from typing import Any
 from lethe.audit.events import KeysShredded, RetentionStep, RunFinished, RunStarted
 from lethe.crypto.keys import shred_subject
 from lethe.engine.cache import CacheDatasets
+from lethe.engine.objects import ObjectDatasets
 from lethe.engine.plan import (
     UNSUPPORTED,
     Plan,
     PlannedAction,
     count_expiry,
+    count_objects,
     count_step,
     shred_targets,
 )
@@ -86,6 +88,7 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
     rt.audit.append(RunStarted(run_id, plan.now.isoformat(), datasets))
     cascades = {(r.planned.step.dataset, r.planned.step.parent): r for r in result.actions
                 if r.planned.step.action == "cascade"}
+    objects = set(rt.catalog.object_datasets())
     failure: str | None = None
     try:
         for index, action in enumerate(result.actions):
@@ -100,6 +103,8 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
                         _shred(rt, builder, action)
                     elif step.action == "expire":
                         _expire(rt, builder, action, index, progress)
+                    elif step.dataset in objects:
+                        _delete_objects(rt, builder, action, index, progress)
                     else:
                         _sweep(rt, builder, action, cascades, index, batch_size, progress)
                     if step.action != "cascade":  # cascades are verified after the parent
@@ -192,11 +197,30 @@ def _expire(rt: Runtime, builder: StepBuilder, action: ActionResult, index: int,
         action.planned.step.dataset, rt.clock.now(), lambda: rt.hold_scopes(builder), on_page)
 
 
+def _delete_objects(rt: Runtime, builder: StepBuilder, action: ActionResult, index: int,
+                    progress: Progress | None) -> None:
+    """Delete an object dataset's due objects, a listing page at a time."""
+    step = action.planned.step
+    assert step.rule is not None
+
+    def on_page(done: int) -> None:
+        action.batches += 1
+        if progress is not None:
+            progress(index, done)
+
+    action.done = ObjectDatasets(rt.policy, rt.catalog).sweep(
+        step.dataset, step.rule, rt.clock.now(), lambda: rt.hold_scopes(builder), on_page)
+
+
 def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult) -> None:
     """Re-count what is still due and not held: anything left means the step failed."""
     step, holds = action.planned.step, rt.hold_scopes(builder)
-    recount = count_expiry(rt, holds, step) if step.action == "expire" else \
-        count_step(rt, builder, holds, step)
+    if step.action == "expire":
+        recount = count_expiry(rt, holds, step)
+    elif rt.policy.stores[rt.policy.datasets[step.dataset].store].kind == "objects":
+        recount = count_objects(rt, holds, step)
+    else:
+        recount = count_step(rt, builder, holds, step)
     action.remaining = recount.rows
     action.verified = recount.rows == 0 and action.error is None
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from lethe.crypto.keys import live_subjects
 from lethe.engine.cache import CacheDatasets
+from lethe.engine.objects import ObjectDatasets
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.holds import HoldScopes
@@ -101,15 +102,22 @@ def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     names = children_first(names, builder.dependencies())
     holds = rt.hold_scopes(builder)
     chosen = datasets or list(rt.policy.datasets)
-    enforced = set(rt.catalog.sql_datasets()) | set(rt.catalog.cache_datasets())
-    skipped = tuple((name, f"{rt.policy.stores[rt.policy.datasets[name].store].kind} stores "
-                           "are not enforced yet")
-                    for name in chosen if name not in enforced)
     actions = [count_step(rt, builder, holds, s) for s in ordered_steps(builder, names)]
+    actions += [count_objects(rt, holds, Step(name, index, "delete"))
+                for name in rt.catalog.object_datasets(chosen)
+                for index in range(len(rt.policy.datasets[name].retention))]
     actions += [count_expiry(rt, holds, Step(name, 0, "expire"))
                 for name in rt.catalog.cache_datasets(chosen)
                 if rt.policy.datasets[name].retention]
-    return Plan(now, tuple(actions), skipped)
+    return Plan(now, tuple(actions))
+
+
+def count_objects(rt: Runtime, holds: HoldScopes, step: Step) -> PlannedAction:
+    """An object dataset's objects due under one rule, and those held."""
+    assert step.rule is not None
+    due, held = ObjectDatasets(rt.policy, rt.catalog).census(step.dataset, step.rule,
+                                                             rt.clock.now(), holds)
+    return PlannedAction(step, due, held)
 
 
 def count_expiry(rt: Runtime, holds: HoldScopes, step: Step) -> PlannedAction:

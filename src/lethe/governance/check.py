@@ -101,15 +101,6 @@ def blocking_references(catalog: Catalog) -> list[Finding]:
     return findings
 
 
-def unenforced(catalog: Catalog) -> list[Finding]:
-    """Datasets in stores lethe cannot act on yet: their promises are not kept by lethe."""
-    policy = catalog.policy
-    enforced = set(catalog.sql_datasets()) | set(catalog.cache_datasets())
-    return [Finding("warning", "not-enforced", f"datasets.{name}",
-                    f"{policy.stores[ds.store].kind} stores are not enforced yet")
-            for name, ds in policy.datasets.items() if name not in enforced]
-
-
 def cache_ttls(catalog: Catalog, now: datetime) -> list[Finding]:
     """Redis keys that would outlive the policy's maximum TTL (no TTL, or a longer one)
     until the next `run` caps them; held keys are counted too (the hold explains them)."""
@@ -150,7 +141,6 @@ def non_unique_keys(catalog: Catalog) -> list[Finding]:
 def check(catalog: Catalog, audit: AuditLog | None = None,
           now: datetime | None = None) -> CheckReport:
     findings = schema_findings(catalog)
-    findings += unenforced(catalog)
     findings += cache_ttls(catalog, now or datetime.now(UTC))
     findings += undeclared_tables(catalog)
     findings += workspace_leaks(catalog)

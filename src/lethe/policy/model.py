@@ -38,6 +38,7 @@ Scalar = str | int | float | bool
 
 ANONYMIZERS = ("null", "redact", "hash", "mask-email")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_METADATA = re.compile(r"^metadata\.[A-Za-z0-9_-]+$")  # an object's metadata key
 
 
 def _identifier(value: str, what: str) -> str:
@@ -109,7 +110,8 @@ class Rule(Strict):
     @classmethod
     def _when_columns(cls, when: Condition) -> Condition:
         for column, value in when.items():
-            _identifier(column, "column")
+            if not _METADATA.match(column):  # objects' rules test metadata.NAME
+                _identifier(column, "column")
             if isinstance(value, list) and not value:
                 raise ValueError(f"when.{column}: empty list matches nothing")
         return when
@@ -161,8 +163,12 @@ class Dataset(Strict):
             for name in placeholders:
                 _identifier(name, "column")
         for index, rule in enumerate(self.retention):
-            if rule.after:
+            if self.prefix is not None:
+                _object_rule(index, rule)
+            elif rule.after:
                 _identifier(rule.after, "column")
+                for column in rule.when:
+                    _identifier(column, "column")
             if rule.action == "soft-delete" and self.soft_delete is None:
                 raise ValueError(f"retention[{index}]: action soft-delete needs `soft_delete:`")
             if rule.action == "anonymize" and not self.anonymized_fields:
@@ -186,6 +192,19 @@ class Dataset(Strict):
         return {name: f.anonymize for name, f in self.fields.items() if f.anonymize is not None}
 
 
+def _object_rule(index: int, rule: Rule) -> None:
+    """An object's age is its last-modified time or a metadata timestamp; its rules test
+    metadata only; the action is delete."""
+    if rule.after not in ("", "last_modified") and not _METADATA.match(rule.after):
+        raise ValueError(f"retention[{index}].after: an object's age is from `last_modified` "
+                         "or `metadata.NAME`")
+    for key in rule.when:
+        if not _METADATA.match(key):
+            raise ValueError(f"retention[{index}].when: objects are tested on `metadata.NAME`")
+    if rule.action != "delete":
+        raise ValueError(f"retention[{index}].action: objects are deleted (delete)")
+
+
 def template_fields(template: str) -> list[str]:
     """The `{column}` names in a per-subject template."""
     return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
@@ -207,6 +226,15 @@ def _cache_dataset(where: str, ds: Dataset) -> None:
                              "forever (leave the rule out)")
     if ds.erasure not in ("delete", "retain"):
         raise ValueError(f"{where}.erasure: a subject's keys are deleted or retained")
+
+
+def _object_dataset(where: str, ds: Dataset) -> None:
+    """An object dataset: objects under a prefix, no columns."""
+    if ds.fields or ds.belongs_to or ds.soft_delete or ds.workspace or ds.key:
+        raise ValueError(f"{where}: an object dataset has objects, not columns: no `fields`, "
+                         "`belongs_to`, `soft_delete`, `workspace` or `key`")
+    if ds.erasure not in ("delete", "retain"):
+        raise ValueError(f"{where}.erasure: a subject's objects are deleted or retained")
 
 
 class Schedule(Strict):
@@ -261,6 +289,8 @@ class Policy(Strict):
                                          "time column the age is counted from")
             if kind == "cache":
                 _cache_dataset(where, ds)
+            if kind == "objects":
+                _object_dataset(where, ds)
             for subject_kind in ds.per_subject:
                 if subject_kind not in self.subjects:
                     raise ValueError(f"{where}.per_subject: unknown subject kind "

@@ -24,6 +24,7 @@ from lethe.audit.events import KeysShredded, RequestStep
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.store import Hold
 from lethe.engine.cache import CacheDatasets
+from lethe.engine.objects import ObjectDatasets
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import StepBuilder, anonymize_effect, identifying
 from lethe.engine.sweep import sweep_all
@@ -112,10 +113,14 @@ class Group:
         self._last_held: tuple[str, bool, Condition] | None = None
         self.owners: dict[str, Owner] = {}
         self._discover()
-        self.cache = CacheDatasets(self.policy, rt.catalog)
-        self.caches = [n for n in rt.catalog.cache_datasets()
-                       if subject_kind in self.policy.datasets[n].per_subject]
-        self._cache_keys: dict[str, dict[str, list[str]]] = {}
+        # key-addressed datasets (Redis keys, objects) that say where a subject's data is
+        self.keyed: dict[str, CacheDatasets | ObjectDatasets] = {}
+        for kind, names in ((CacheDatasets, rt.catalog.cache_datasets()),
+                            (ObjectDatasets, rt.catalog.object_datasets())):
+            handler = kind(self.policy, rt.catalog)
+            self.keyed.update((n, handler) for n in names
+                              if subject_kind in self.policy.datasets[n].per_subject)
+        self._found_keys: dict[str, dict[str, list[str]]] = {}
 
     # -- discovery ----------------------------------------------------------------------
     def _discover(self) -> None:
@@ -249,8 +254,8 @@ class Group:
         store = requests_of(self.rt)
         baselines, fresh = self._baselines()
         self._shred_first()
-        for name in self.caches:  # before the subject rows their templates are filled from
-            self._erase_cache(name, baselines)
+        for name in self.keyed:  # before the subject rows their templates are filled from
+            self._erase_keyed(name, baselines)
         for name, where in self.where.items():
             self._erase_dataset(name, where, baselines, fresh)
         held = [s for s in self.subjects
@@ -286,9 +291,9 @@ class Group:
         fresh = len(missing) == len(self.subjects)
         if missing:
             counts = self._count_all()
-            for name in self.caches:  # the keys found now are the ones erased next
-                self._cache_keys[name] = self._keys_of(name)
-                counts[name] = {k: len(v) for k, v in self._cache_keys[name].items()}
+            for name in self.keyed:  # the keys found now are the ones erased next
+                self._found_keys[name] = self._keys_of(name)
+                counts[name] = {k: len(v) for k, v in self._found_keys[name].items()}
             counted = {s.record.id: {name: found.get(s.mark, 0)
                                      for name, found in counts.items()} for s in missing}
             store.set_baselines(counted)
@@ -350,28 +355,28 @@ class Group:
         self.rt.audit.append_many(events)
 
     def _keys_of(self, name: str) -> dict[str, list[str]]:
-        """Each subject's keys in a cache dataset, through its `per_subject` template."""
+        """Each subject's keys in a keyed dataset, through its `per_subject` template."""
         columns = list(dict.fromkeys(
             template_fields(self.policy.datasets[name].per_subject[self.subject_kind])))
         key = self.builder.keys[self.subject]
         rows = [] if not self.keys else self.rt.catalog.store_of(self.subject).select(
             self._table(self.subject), [key, *columns], In(key, self.keys))
         subjects = [(str(row[0]), dict(zip(columns, row[1:], strict=True))) for row in rows]
-        return self.cache.keys_by_subject(name, self.subject_kind, subjects)
+        return self.keyed[name].keys_by_subject(name, self.subject_kind, subjects)
 
-    def _erase_cache(self, name: str, baselines: Mapping[int, Counts]) -> None:
-        """A subject's keys in a cache dataset: removed (`erasure: delete`) or kept
+    def _erase_keyed(self, name: str, baselines: Mapping[int, Counts]) -> None:
+        """A subject's Redis keys or objects: removed (`erasure: delete`) or kept
         (`retain`); held ones are left alone."""
         ds = self.policy.datasets[name]
-        found = self._cache_keys.pop(name, None) or self._keys_of(name)
-        held_key = self.cache.held_keys(name, self.rt.hold_scopes(self.builder))
-        store = self.cache.store(name)
+        handler = self.keyed[name]
+        found = self._found_keys.pop(name, None) or self._keys_of(name)
+        held_key = handler.held_keys(name, self.rt.hold_scopes(self.builder))
         events = []
         for s in self.subjects:
             keys = found.get(s.mark, [])
             free = [k for k in keys if not held_key(k)]
             held = len(keys) - len(free)
-            erased_now = store.unlink_keys(free) if ds.erasure == "delete" and free else 0
+            erased_now = handler.remove(name, free) if ds.erasure == "delete" else 0
             retained = len(free) if ds.erasure == "retain" else 0
             rows = max(erased_now + held + retained,
                        baselines.get(s.record.id, {}).get(name, 0))

@@ -1,0 +1,178 @@
+"""Object datasets: objects under a prefix, aged by last-modified time or a metadata
+timestamp, deleted in batches; holds keep a subject's objects; erasure removes them.
+
+Rules work as for rows: the first rule whose `when` (on `metadata.NAME`) matches an
+object governs it, and the object is due once older than `keep`. An object whose age
+field is missing or unreadable is not due (as a NULL `after` keeps a row). An object
+belongs to a subject through the dataset's `per_subject` prefix template
+(`exports/{id}/`), read back as a pattern, so each key names its subject.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from lethe.catalog import Catalog
+from lethe.holds import HoldScopes
+from lethe.policy.model import Dataset, Policy, Rule, template_fields
+from lethe.stores.base import FALSE
+from lethe.stores.objects import ObjectInfo, ObjectStore
+
+KeyFilter = Callable[[str], bool]  # True: a hold keeps this object
+HoldsNow = Callable[[], HoldScopes]
+
+
+def prefix_regex(template: str) -> re.Pattern[str]:
+    """`exports/{id}/` → a pattern matching the start of that subject's keys."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    for literal, name, _spec, _conv in string.Formatter().parse(template):
+        parts.append(re.escape(literal))
+        if name is not None:
+            parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
+            seen.add(name)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def _needs_metadata(ds: Dataset) -> bool:
+    return any(r.after.startswith("metadata.") or r.when for r in ds.retention)
+
+
+def _matches(rule: Rule, metadata: Mapping[str, str]) -> bool:
+    for key, wanted in rule.when.items():
+        value = metadata.get(key[len("metadata."):])
+        allowed = wanted if isinstance(wanted, list) else [wanted]
+        if not any((value is None) if a is None else value == str(a) for a in allowed):
+            return False
+    return True
+
+
+def _age_from(rule: Rule, item: ObjectInfo) -> datetime | None:
+    if not rule.after.startswith("metadata."):
+        return item.last_modified
+    text = item.metadata.get(rule.after[len("metadata."):])
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def governing_rule(ds: Dataset, item: ObjectInfo) -> int | None:
+    """The index of the first rule whose `when` matches the object."""
+    return next((i for i, rule in enumerate(ds.retention) if _matches(rule, item.metadata)),
+                None)
+
+
+def is_due(ds: Dataset, index: int, item: ObjectInfo, now: datetime) -> bool:
+    if governing_rule(ds, item) != index:
+        return False
+    rule = ds.retention[index]
+    cutoff = rule.keep.before(now)
+    age = _age_from(rule, item)
+    return cutoff is not None and age is not None and age < cutoff
+
+
+@dataclass(frozen=True)
+class _Matcher:
+    regex: re.Pattern[str]
+    columns: tuple[str, ...]
+    held: frozenset[tuple[str, ...]]
+
+    def holds(self, key: str) -> bool:
+        found = self.regex.match(key)
+        return found is not None and tuple(found.group(c) for c in self.columns) in self.held
+
+
+class ObjectDatasets:
+    """What lethe does to one policy's object datasets."""
+
+    def __init__(self, policy: Policy, catalog: Catalog) -> None:
+        self.policy, self.catalog = policy, catalog
+
+    def store(self, name: str) -> ObjectStore:
+        return self.catalog.object_store(self.policy.datasets[name].store)
+
+    def _objects(self, name: str) -> Iterator[list[ObjectInfo]]:
+        ds = self.policy.datasets[name]
+        return self.store(name).pages(ds.prefix or "", metadata=_needs_metadata(ds))
+
+    def held_keys(self, name: str, holds: HoldScopes) -> KeyFilter:
+        """Which objects of `name` a hold in force keeps."""
+        ds = self.policy.datasets[name]
+        if any(h.scope_kind == "dataset" and h.scope_value == name for h in holds.holds):
+            return lambda _key: True
+        matchers: list[_Matcher] = []
+        for kind, template in ds.per_subject.items():
+            subject = self.policy.subjects[kind].dataset
+            held = holds.down(subject) if holds.holds else FALSE
+            if held == FALSE:
+                continue
+            columns = tuple(dict.fromkeys(template_fields(template)))
+            rows = self.catalog.store_of(subject).select(
+                self.policy.datasets[subject].table or "", list(columns), held)
+            matchers.append(_Matcher(prefix_regex(template), columns,
+                                     frozenset(tuple(str(v) for v in r) for r in rows)))
+        if not matchers:
+            return lambda _key: False
+        return lambda key: any(m.holds(key) for m in matchers)
+
+    def census(self, name: str, index: int, now: datetime,
+               holds: HoldScopes) -> tuple[int, int]:
+        """(objects due under rule `index` and free to go, such objects held)."""
+        ds = self.policy.datasets[name]
+        held_key = self.held_keys(name, holds)
+        due = kept = 0
+        for page in self._objects(name):
+            for item in page:
+                if is_due(ds, index, item, now):
+                    if held_key(item.key):
+                        kept += 1
+                    else:
+                        due += 1
+        return due, kept
+
+    def sweep(self, name: str, index: int, now: datetime, holds_now: HoldsNow,
+              on_page: Callable[[int], None] | None = None) -> int:
+        """Delete the objects due under rule `index`, a page at a time; holds are re-read
+        for every page."""
+        ds = self.policy.datasets[name]
+        deleted = 0
+        for page in self._objects(name):
+            held_key = self.held_keys(name, holds_now())
+            due = [item.key for item in page
+                   if is_due(ds, index, item, now) and not held_key(item.key)]
+            if due:
+                done = self.store(name).delete(due)
+                deleted += done
+                if on_page is not None:
+                    on_page(done)
+        return deleted
+
+    def keys_by_subject(self, name: str, subject_kind: str,
+                        subjects: Sequence[tuple[str, dict[str, object]]]
+                        ) -> dict[str, list[str]]:
+        """(mark, subject row) pairs -> each subject's object keys, from one listing."""
+        ds = self.policy.datasets[name]
+        template = ds.per_subject[subject_kind]
+        columns = tuple(dict.fromkeys(template_fields(template)))
+        owner = {tuple(str(row[c]) for c in columns): mark for mark, row in subjects}
+        regex = prefix_regex(template)
+        found: dict[str, list[str]] = {mark: [] for mark, _ in subjects}
+        for page in self.store(name).pages(ds.prefix or ""):
+            for item in page:
+                match = regex.match(item.key)
+                if match is not None:
+                    mark = owner.get(tuple(match.group(c) for c in columns))
+                    if mark is not None:
+                        found[mark].append(item.key)
+        return found
+
+    def remove(self, name: str, keys: Sequence[str]) -> int:
+        return self.store(name).delete(keys) if keys else 0

@@ -1,0 +1,259 @@
+"""Object storage: a local directory (`file://`) or an S3-compatible bucket (`s3://`).
+
+Both are seen the same way: keys under a root, each with a last-modified time, a size
+and string metadata, listed a page at a time in key order and deleted in batches (S3
+`DeleteObjects`, 1,000 keys a request). The S3 URL carries the bucket and an optional
+root prefix, plus boto3 client settings as query parameters:
+`s3://bucket/prefix?endpoint_url=http://127.0.0.1:9000&region=eu-west-1`.
+Credentials come from boto3's usual chain (environment, profile, instance role).
+
+On a local directory, metadata lives in a sidecar file next to the object
+(`NAME.lethe-meta.json`), which listings skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from lethe.errors import StoreError
+
+PAGE = 1_000  # keys per listing page and per DeleteObjects request
+META_SUFFIX = ".lethe-meta.json"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str  # relative to the store's root
+    last_modified: datetime
+    size: int
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class ObjectStore(Protocol):
+    name: str
+
+    def pages(self, prefix: str, *, metadata: bool = False) -> Iterator[list[ObjectInfo]]:
+        """Objects under `prefix`, in key order, a page at a time; with `metadata`, each
+        object's metadata too (one more request per object on S3)."""
+        ...
+
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def delete(self, keys: Sequence[str]) -> int:
+        """Delete these keys; returns how many were deleted (absent keys count as done)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_object_store(name: str, url: str, base: Path | None = None) -> ObjectStore:
+    if url.startswith("file://"):
+        return LocalObjects(name, url, base)
+    return S3Objects(name, url)
+
+
+class LocalObjects:
+    """A directory tree; keys are its relative paths with `/`."""
+
+    def __init__(self, name: str, url: str, base: Path | None = None) -> None:
+        self.name = name
+        path = Path(url[len("file://"):])
+        if not path.is_absolute():
+            path = (base or Path.cwd()) / path
+        self.root = path
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise StoreError(f"{what}: {exc.strerror or type(exc).__name__}",
+                             path=f"stores.{self.name}") from None
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise StoreError("object key leaves the store's directory",
+                             path=f"stores.{self.name}")
+        return path
+
+    def pages(self, prefix: str, *, metadata: bool = False) -> Iterator[list[ObjectInfo]]:
+        if not self.root.is_dir():
+            return
+        with self._errors("listing objects"):
+            keys = sorted(
+                Path(dirpath, f).relative_to(self.root).as_posix()
+                for dirpath, _dirs, files in os.walk(self.root) for f in files
+                if not f.endswith(META_SUFFIX))
+        page: list[ObjectInfo] = []
+        for key in keys:
+            if not key.startswith(prefix):
+                continue
+            path = self.root / key
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # removed since the walk
+            meta = self._metadata(path) if metadata else {}
+            page.append(ObjectInfo(key, datetime.fromtimestamp(stat.st_mtime, UTC),
+                                   stat.st_size, meta))
+            if len(page) == PAGE:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def _metadata(self, path: Path) -> dict[str, str]:
+        sidecar = path.with_name(path.name + META_SUFFIX)
+        try:
+            data = json.loads(sidecar.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            raise StoreError("unreadable object metadata", path=f"stores.{self.name}") from None
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        path = self._path(key)
+        with self._errors("writing an object"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.tmp")
+            temporary.write_bytes(data)
+            if metadata:
+                path.with_name(path.name + META_SUFFIX).write_text(json.dumps(dict(metadata)),
+                                                                   encoding="utf-8")
+            os.replace(temporary, path)
+
+    def get(self, key: str) -> bytes:
+        with self._errors("reading an object"):
+            return self._path(key).read_bytes()
+
+    def delete(self, keys: Sequence[str]) -> int:
+        deleted = 0
+        with self._errors("deleting objects"):
+            for key in keys:
+                path = self._path(key)
+                path.unlink(missing_ok=True)
+                path.with_name(path.name + META_SUFFIX).unlink(missing_ok=True)
+                deleted += 1
+        return deleted
+
+    def close(self) -> None:
+        pass
+
+
+class S3Objects:
+    """A bucket (and a root prefix in it) on S3 or an S3-compatible server."""
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise StoreError("expected s3://bucket[/prefix][?endpoint_url=…]",
+                             path=f"stores.{name}.url")
+        self.bucket = parts.netloc
+        root = parts.path.lstrip("/")
+        self.root = root if not root or root.endswith("/") else root + "/"
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(query) - {"endpoint_url", "region"}
+        if unknown:
+            raise StoreError(f"unknown S3 URL parameter {sorted(unknown)[0]!r} (endpoint_url, "
+                             "region)", path=f"stores.{name}.url")
+        self.client: Any = boto3.client(
+            "s3", endpoint_url=query.get("endpoint_url"), region_name=query.get("region"),
+            config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise StoreError(f"{what}: {code}", path=f"stores.{self.name}") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise StoreError(f"{what}: {type(exc).__name__}", path=f"stores.{self.name}") \
+                from None
+
+    def pages(self, prefix: str, *, metadata: bool = False) -> Iterator[list[ObjectInfo]]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._errors("listing objects"):
+            for response in paginator.paginate(Bucket=self.bucket, Prefix=self.root + prefix,
+                                               PaginationConfig={"PageSize": PAGE}):
+                page = []
+                for item in response.get("Contents", []):
+                    key = item["Key"][len(self.root):]
+                    meta = self._metadata(item["Key"]) if metadata else {}
+                    page.append(ObjectInfo(key, item["LastModified"].astimezone(UTC),
+                                           int(item["Size"]), meta))
+                if page:
+                    yield page
+
+    def _metadata(self, full_key: str) -> dict[str, str]:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=full_key)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return {}  # deleted since the listing
+            raise
+        return {str(k): str(v) for k, v in head.get("Metadata", {}).items()}
+
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        with self._errors("writing an object"):
+            self.client.put_object(Bucket=self.bucket, Key=self.root + key, Body=data,
+                                   Metadata=dict(metadata or {}))
+
+    def get(self, key: str) -> bytes:
+        with self._errors("reading an object"):
+            body: bytes = self.client.get_object(Bucket=self.bucket,
+                                                 Key=self.root + key)["Body"].read()
+            return body
+
+    def delete(self, keys: Sequence[str]) -> int:
+        deleted = 0
+        for start in range(0, len(keys), PAGE):
+            batch = keys[start:start + PAGE]
+            with self._errors("deleting objects"):
+                response = self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": self.root + k} for k in batch], "Quiet": True})
+            errors = response.get("Errors", [])
+            if errors:
+                raise StoreError(f"deleting objects: {len(errors)} of {len(batch)} failed "
+                                 f"({errors[0].get('Code', 'error')})",
+                                 path=f"stores.{self.name}")
+            deleted += len(batch)
+        return deleted
+
+    def lifecycle(self) -> list[dict[str, Any]]:
+        """The bucket's lifecycle rules (none: an empty list)."""
+        try:
+            response = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchLifecycleConfiguration":
+                return []
+            raise StoreError(f"reading the bucket lifecycle: "
+                             f"{exc.response.get('Error', {}).get('Code', 'error')}",
+                             path=f"stores.{self.name}") from None
+        rules: list[dict[str, Any]] = response.get("Rules", [])
+        return rules
+
+    def set_lifecycle(self, rules: list[dict[str, Any]]) -> None:
+        with self._errors("setting the bucket lifecycle"):
+            self.client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration={"Rules": rules})
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,133 @@
+"""Object datasets on a local directory and on a real S3 protocol server (moto, in
+server mode on loopback): retention by last-modified time or a metadata timestamp,
+rules on metadata, batched deletes, holds through `per_subject`, subject erasure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lethe.clock import Clock
+from lethe.engine.execute import execute
+from lethe.engine.plan import build_plan
+from lethe.engine.runtime import Runtime
+from lethe.errors import PolicyError
+from lethe.holds import parse_scope, place_hold
+from lethe.policy.load import load_policy
+from lethe.requests.certificate import load_certificate, verify_certificate
+from lethe.requests.service import open_request, run_request
+from lethe.stores.objects import ObjectStore, open_object_store
+from tests.fixtures import build_app, write_policy
+
+# Objects are written now, so the clock runs ahead of the wall clock
+LATER = datetime.now(UTC) + timedelta(days=40)
+
+
+def _policy(tmp_path: Path, app_url: str, objects_url: str, **exports: Any) -> Path:
+    path = write_policy(tmp_path, app_url, datasets__users__soft_delete=None,
+                        datasets__users__retention=[])
+    data = yaml.safe_load(path.read_text())
+    data["stores"]["files"] = {"url": objects_url}
+    data["datasets"]["exports"] = {
+        "store": "files", "prefix": "exports/", "class": "pii",
+        "per_subject": {"user": "exports/{id}/"},
+        "retention": [
+            {"when": {"metadata.kind": "invoice"}, "keep": "7y", "after": "metadata.issued"},
+            {"keep": "30d"},
+        ], **exports}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _fill(store: ObjectStore) -> None:
+    for user in (1, 2, 3, 7, 30):
+        store.put(f"exports/{user}/report.csv", b"a,b\n1,2\n")
+        store.put(f"exports/{user}/old-invoice.pdf", b"%PDF", {"kind": "invoice",
+                                                                 "issued": "2015-01-01"})
+        store.put(f"exports/{user}/new-invoice.pdf", b"%PDF", {"kind": "invoice",
+                                                                 "issued": "2025-01-01"})
+    store.put("exports/orphan.csv", b"x")  # nobody's
+    store.put("other/keep.csv", b"x")  # outside the dataset's prefix
+
+
+def _keys(store: ObjectStore) -> set[str]:
+    return {item.key for page in store.pages("") for item in page}
+
+
+def test_run_deletes_due_objects_by_rule_and_keeps_held_ones(sqlite_url: str, objects_url: str,
+                                                             tmp_path: Path) -> None:
+    build_app(sqlite_url)
+    store = open_object_store("files", objects_url)
+    _fill(store)
+    rt = Runtime.open(load_policy(_policy(tmp_path, sqlite_url, objects_url)), Clock(LATER))
+    place_hold(rt.control, rt.audit, rt.clock, parse_scope(rt.policy, "user:7", None, None),
+               "case 7")
+    plan = build_plan(rt, ["exports"])
+    summary = [(a.step.rule, a.step.action, a.rows, a.held) for a in plan.actions]
+    # rule 0: invoices issued 2015 are past 7 years; rule 1: everything else is 40 days old
+    assert summary == [(0, "delete", 4, 1), (1, "delete", 5, 1)]
+    result = execute(rt, plan)
+    assert [(a.done, a.verified) for a in result.actions] == [(4, True), (5, True)]
+    left = _keys(store)
+    assert left == {f"exports/{u}/new-invoice.pdf" for u in (1, 2, 3, 30)} | {
+        "exports/7/report.csv", "exports/7/old-invoice.pdf", "exports/7/new-invoice.pdf",
+        "other/keep.csv"}
+    assert [a.rows for a in build_plan(rt, ["exports"]).actions] == [0, 0]
+    rt.close()
+    store.close()
+
+
+def test_erasure_removes_the_subjects_objects_only(app_url: str, objects_url: str,
+                                                   tmp_path: Path) -> None:
+    build_app(app_url)
+    store = open_object_store("files", objects_url)
+    _fill(store)
+    rt = Runtime.open(load_policy(_policy(tmp_path, app_url, objects_url)), Clock(LATER))
+    outcome = run_request(rt, open_request(rt, "erasure", "user", ["id=3"]).id,
+                          tmp_path / "out")
+    assert outcome.record.status == "completed"
+    assert outcome.as_dict()["datasets"]["exports"] == {"rows": 3, "erased": 3, "retained": 0,
+                                                        "held": 0}
+    left = _keys(store)
+    assert not any(k.startswith("exports/3/") for k in left)
+    assert sum(k.startswith("exports/30/") for k in left) == 3  # 30 is not 3
+    assert outcome.certificate is not None
+    assert verify_certificate(load_certificate(outcome.certificate)).ok
+    rt.close()
+    store.close()
+
+
+def test_retained_objects_are_certified_and_kept(sqlite_url: str, s3_url: str,
+                                                 tmp_path: Path) -> None:
+    build_app(sqlite_url)
+    store = open_object_store("files", s3_url)
+    _fill(store)
+    policy = _policy(tmp_path, sqlite_url, s3_url, erasure="retain",
+                     legal_basis="statements kept 10 years")
+    rt = Runtime.open(load_policy(policy), Clock(LATER))
+    outcome = run_request(rt, open_request(rt, "erasure", "user", ["id=2"]).id,
+                          tmp_path / "out")
+    rt.close()
+    assert outcome.as_dict()["datasets"]["exports"] == {"rows": 3, "erased": 0, "retained": 3,
+                                                        "held": 0}
+    assert sum(k.startswith("exports/2/") for k in _keys(store)) == 3
+    store.close()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"retention": [{"keep": "1d", "after": "created_at"}]}, "`last_modified` or"),
+    ({"retention": [{"keep": "1d", "when": {"status": "x"}}]}, "tested on `metadata.NAME`"),
+    ({"retention": [{"keep": "1d", "action": "anonymize"}]}, "objects are deleted"),
+    ({"erasure": "anonymize"}, "erasure anonymize needs"),
+    ({"belongs_to": {"users": "user_id"}}, "objects, not columns"),
+])
+def test_object_dataset_mistakes_are_policy_errors(tmp_path: Path, change: dict[str, Any],
+                                                   message: str) -> None:
+    path = _policy(tmp_path, "sqlite:///app.db", "file://./objects", **change)
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert message in str(caught.value) and "datasets.exports" in str(caught.value)
