@@ -154,6 +154,23 @@ class HoldReleased(AuditEvent):
 
 @registered
 @dataclass(frozen=True)
+class LifecycleSet(AuditEvent):
+    """lethe's lifecycle rules on a bucket changed: applied, or withdrawn for a hold."""
+
+    names: ClassVar[tuple[str, ...]] = ("lifecycle.applied", "lifecycle.withdrawn")
+    store: str
+    change: str  # applied | withdrawn
+    rules: list[str]
+
+    @property
+    def name(self) -> str:
+        return f"lifecycle.{self.change}"
+
+    target_format: ClassVar[str] = "store:{store}"
+
+
+@registered
+@dataclass(frozen=True)
 class CheckRan(AuditEvent):
     names: ClassVar[tuple[str, ...]] = ("check.ran",)
     ok: bool

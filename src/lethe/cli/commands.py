@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from lethe.cli.lifecycle import lifecycle_cmd
 from lethe.cli.options import DatasetOpt, JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, progress_bar, stdout, table
 from lethe.crypto.kek import KEK_ENV, LocalKeyFile
@@ -157,3 +158,4 @@ def register(app: typer.Typer) -> None:
     app.command("plan")(plan_cmd)
     app.command("run")(run_cmd)
     app.command("demo")(demo)
+    app.command("lifecycle")(lifecycle_cmd)

@@ -8,6 +8,7 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
+from lethe.engine.lifecycle import withdraw_held
 from lethe.holds import parse_scope, place_hold, release_hold
 
 app = typer.Typer(no_args_is_help=True, help="Legal holds: held rows are never touched.")
@@ -27,10 +28,13 @@ def place(ctx: typer.Context,
     with open_runtime(s) as rt:
         scope = parse_scope(rt.policy, subject, workspace, dataset)
         hold_id = place_hold(rt.control, rt.audit, rt.clock, scope, reason)
+        withdrawn = withdraw_held(rt)  # a bucket's own expiry must not outrun the hold
     if s.json:
-        emit_json({"id": hold_id})
+        emit_json({"id": hold_id, "lifecycle_withdrawn": withdrawn})
     else:
         stdout.print(f"hold {hold_id} placed")
+        if withdrawn:
+            stdout.print(f"lifecycle rules withdrawn: {', '.join(withdrawn)}", markup=False)
 
 
 @app.command("list")

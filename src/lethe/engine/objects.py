@@ -123,6 +123,14 @@ class ObjectDatasets:
             return lambda _key: False
         return lambda key: any(m.holds(key) for m in matchers)
 
+    def reached_by_holds(self, name: str, holds: HoldScopes) -> bool:
+        """Could a hold in force keep any of the dataset's objects?"""
+        ds = self.policy.datasets[name]
+        if any(h.scope_kind == "dataset" and h.scope_value == name for h in holds.holds):
+            return True
+        return bool(holds.holds) and any(
+            holds.down(self.policy.subjects[kind].dataset) != FALSE for kind in ds.per_subject)
+
     def census(self, name: str, index: int, now: datetime,
                holds: HoldScopes) -> tuple[int, int]:
         """(objects due under rule `index` and free to go, such objects held)."""

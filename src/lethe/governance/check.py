@@ -14,7 +14,9 @@ from lethe.audit.events import CheckRan
 from lethe.audit.log import AuditLog
 from lethe.catalog import Catalog, Finding, schema_findings, unhandled_references
 from lethe.errors import SchemaMismatch
+from lethe.policy.lifecycle import drift, lifecycle_days, lifecycle_rules
 from lethe.stores.base import Eq, IsNull, any_of
+from lethe.stores.objects import S3Objects
 
 OWN_TABLE_PREFIXES = ("lethe_", "sqlite_")
 
@@ -138,10 +140,56 @@ def non_unique_keys(catalog: Catalog) -> list[Finding]:
     return findings
 
 
+def lifecycle_drift(catalog: Catalog) -> list[Finding]:
+    """A bucket's lifecycle against the policy. A rule that expires a dataset's objects
+    sooner than the policy keeps them is an error (the bucket deletes what the policy
+    keeps); a missing lethe rule is a warning (`run` still enforces the policy)."""
+    findings: list[Finding] = []
+    policy = catalog.policy
+    for store in dict.fromkeys(policy.datasets[n].store for n in catalog.object_datasets()):
+        bucket = catalog.object_store(store)
+        if not isinstance(bucket, S3Objects):
+            continue
+        wanted, _excluded = lifecycle_rules(policy, store, bucket.root)
+        current = bucket.lifecycle()
+        for problem in drift(wanted, current):
+            severity = "warning" if problem.endswith("is missing") else "error"
+            findings.append(Finding(severity, "lifecycle-drift", f"stores.{store}", problem))
+        findings += _early_expiry(catalog, store, bucket.root, current)
+    return findings
+
+
+def _early_expiry(catalog: Catalog, store: str, root: str,
+                  current: list[dict[str, Any]]) -> list[Finding]:
+    """Bucket rules (lethe's or not) that expire a dataset's objects before its policy."""
+    findings = []
+    for name in catalog.object_datasets():
+        ds = catalog.policy.datasets[name]
+        if ds.store != store:
+            continue
+        prefix = root + (ds.prefix or "")
+        # a prefix-wide expiry reaches objects of every rule, the longest-kept included
+        longest = None if not ds.retention or any(r.keep.forever for r in ds.retention) \
+            else max(lifecycle_days(r.keep) for r in ds.retention)
+        for rule in current:
+            days = (rule.get("Expiration") or {}).get("Days")
+            scope = str((rule.get("Filter") or {}).get("Prefix", rule.get("Prefix", "")))
+            if rule.get("Status") != "Enabled" or days is None:
+                continue
+            overlaps = prefix.startswith(scope) or scope.startswith(prefix)
+            if overlaps and (longest is None or int(days) < longest):
+                findings.append(Finding(
+                    "error", "lifecycle-early", f"datasets.{name}",
+                    f"bucket rule {rule.get('ID', '?')!r} expires objects after {days} days, "
+                    "sooner than the policy keeps them"))
+    return findings
+
+
 def check(catalog: Catalog, audit: AuditLog | None = None,
           now: datetime | None = None) -> CheckReport:
     findings = schema_findings(catalog)
     findings += cache_ttls(catalog, now or datetime.now(UTC))
+    findings += lifecycle_drift(catalog)
     findings += undeclared_tables(catalog)
     findings += workspace_leaks(catalog)
     findings += unindexed_links(catalog)

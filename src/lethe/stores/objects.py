@@ -252,6 +252,9 @@ class S3Objects:
 
     def set_lifecycle(self, rules: list[dict[str, Any]]) -> None:
         with self._errors("setting the bucket lifecycle"):
+            if not rules:  # S3 refuses an empty configuration: remove it instead
+                self.client.delete_bucket_lifecycle(Bucket=self.bucket)
+                return
             self.client.put_bucket_lifecycle_configuration(
                 Bucket=self.bucket, LifecycleConfiguration={"Rules": rules})
 
