@@ -8,7 +8,7 @@ localized (holds, above all, must be current).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -85,6 +85,10 @@ class LocalStore:
 
     def count_each(self, queries: Sequence[tuple[str, Condition]]) -> list[int]:
         return self.inner.count_each([(t, self._local(w)) for t, w in queries])
+
+    def insert_missing(self, table: str, key: str,
+                       rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+        return self.inner.insert_missing(table, key, rows)
 
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
         def local_cascade(c: Cascade) -> Cascade:

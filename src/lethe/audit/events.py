@@ -154,6 +154,20 @@ class HoldReleased(AuditEvent):
 
 @registered
 @dataclass(frozen=True)
+class ArchiveWritten(AuditEvent):
+    """Rows archived: the chunk, verified, is now their only copy."""
+
+    names: ClassVar[tuple[str, ...]] = ("archive.written",)
+    dataset: str
+    chunk: str
+    rows: int
+    sha256: str
+
+    target_format: ClassVar[str] = "dataset:{dataset}"
+
+
+@registered
+@dataclass(frozen=True)
 class LifecycleSet(AuditEvent):
     """lethe's lifecycle rules on a bucket changed: applied, or withdrawn for a hold."""
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from lethe.audit.events import KeysShredded, RetentionStep, RunFinished, RunStarted
 from lethe.crypto.keys import shred_subject
+from lethe.engine.archive import archive_sink
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
 from lethe.engine.plan import (
@@ -28,7 +29,7 @@ from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.engine.sweep import sweep_all
 from lethe.errors import LetheError
-from lethe.stores.base import BatchResult, Sweep, all_of, negate
+from lethe.stores.base import BatchResult, Effect, Sweep, all_of, negate
 
 DEFAULT_BATCH_SIZE = 10_000
 
@@ -147,7 +148,14 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
            batch_size: int, progress: Progress | None) -> None:
     step = action.planned.step
     ds = rt.policy.datasets[step.dataset]
-    effect = builder.effect(step)
+    sink = None
+    if step.action == "archive":
+        assert step.rule is not None
+        sink = archive_sink(rt, step.dataset, step.rule)
+        sink.settle()  # what a killed run left, before any new chunk
+        effect: Effect = sink.effect()
+    else:
+        effect = builder.effect(step)
 
     def make_sweep() -> Sweep:
         holds = rt.hold_scopes(builder)  # re-read every batch: a new hold wins at once
@@ -157,6 +165,8 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
                      builder.cascades(step.dataset, holds) if builder.removes(step) else ())
 
     def on_batch(batch: BatchResult, elapsed_ms: float) -> None:
+        if sink is not None:
+            sink.committed()
         for child, rows in batch.cascaded.items():
             cascade = cascades.get((child, step.dataset))
             if cascade is not None:

@@ -20,7 +20,7 @@ from lethe.holds import HoldScopes
 from lethe.policy.graph import children_first
 from lethe.stores.base import FALSE, all_of, negate
 
-UNSUPPORTED = {"archive": "archiving needs object stores (not available yet)"}
+UNSUPPORTED: dict[str, str] = {}  # action -> why it cannot run yet
 
 
 @dataclass(frozen=True)

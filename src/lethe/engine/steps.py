@@ -146,8 +146,8 @@ class StepBuilder:
 
     def removes(self, step: Step) -> bool:
         """Does the step delete rows (retention deletes, purges, deleting cascades)?"""
-        return step.deletes or (step.action == "cascade"
-                                and self.policy.datasets[step.dataset].erasure == "delete")
+        return step.deletes or step.action == "archive" or (
+            step.action == "cascade" and self.policy.datasets[step.dataset].erasure == "delete")
 
     def standalone(self, step: Step) -> bool:
         """A cascade into another store: run as its own sweep before the parent's steps,

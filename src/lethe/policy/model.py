@@ -305,6 +305,14 @@ class Policy(Strict):
                                      "subjects' keys, so the dataset must be a subject's")
                 if rule.to is not None and rule.to not in self.stores:
                     raise ValueError(f"{where}.retention[{index}].to: unknown store {rule.to!r}")
+                if rule.to is not None and self.stores[rule.to].kind != "objects":
+                    raise ValueError(f"{where}.retention[{index}].to: archives go to an "
+                                     "object store (file:// or s3://)")
+                if rule.action == "archive" and any(name in other.belongs_to for other
+                                                    in self.datasets.values()):
+                    raise ValueError(f"{where}.retention[{index}]: archiving a dataset that "
+                                     "others belong to is not supported (their rows would "
+                                     "lose their parent)")
         for name, subject in self.subjects.items():
             if subject.dataset not in self.datasets:
                 raise ValueError(f"subjects.{name}.dataset: unknown dataset {subject.dataset!r}")

@@ -146,6 +146,15 @@ class Anonymize(Effect):
 
 
 @dataclass(frozen=True)
+class Archive(Effect):
+    """Hand the batch's rows to `write` (which must store and verify them, or raise),
+    then delete them, all inside the batch's transaction: a failed write deletes
+    nothing."""
+
+    write: Callable[[tuple[str, ...], list[tuple[Any, ...]]], None]
+
+
+@dataclass(frozen=True)
 class Cascade:
     """Rows of a child table linked to the parent rows a sweep batch selects."""
 
@@ -244,6 +253,11 @@ class RowStore(Protocol):
 
     def count_each(self, queries: Sequence[tuple[str, Condition]]) -> list[int]:
         """Several counts, (table, where) each, in one round trip."""
+        ...
+
+    def insert_missing(self, table: str, key: str,
+                       rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+        """Insert the rows whose key is absent; (inserted, already present)."""
         ...
 
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult: ...

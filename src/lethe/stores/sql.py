@@ -24,6 +24,7 @@ from lethe.errors import SchemaMismatch, StoreError
 from lethe.stores.base import (
     And,
     Anonymize,
+    Archive,
     BatchResult,
     Cascade,
     ColumnInfo,
@@ -51,6 +52,7 @@ from lethe.stores.sql_values import (
     UNCOERCIBLE,
     bind_time,
     coerce,
+    from_archive,
     is_numeric,
     older,
     python_type,
@@ -303,6 +305,28 @@ class SqlStore:
         with self._errors(f"counting rows of {table}"), self.engine.connect() as conn:
             return {value: int(n) for value, n in conn.execute(query)}
 
+    def insert_missing(self, table: str, key: str,
+                       rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+        """Insert the rows whose key is not in the table (archived rows coming back);
+        returns (inserted, already present)."""
+        t = self.table(table)
+        k = self.column(t, key, table)
+        columns = {name: self.column(t, name, table) for name in (rows[0] if rows else {})}
+        typed = [{str(c.key): from_archive(c.type, row.get(name)) for name, c in columns.items()}
+                 for row in rows]
+        with self._errors(f"restoring rows of {table}"), \
+                self.engine.connect().execution_options(lethe_write=True) as conn, \
+                conn.begin():
+            present: set[Any] = set()
+            keys = [row[str(k.key)] for row in typed]
+            for start in range(0, len(keys), 1000):
+                present.update(conn.execute(sa.select(k).where(
+                    self._in(k, keys[start:start + 1000]))).scalars())
+            missing = [row for row in typed if row[str(k.key)] not in present]
+            if missing:
+                conn.execute(sa.insert(t), missing)
+        return len(missing), len(typed) - len(missing)
+
     def count_each(self, queries: Sequence[tuple[str, Condition]]) -> list[int]:
         if not queries:
             return []
@@ -366,7 +390,7 @@ class SqlStore:
             tally = None if sweep.tally is None else self.column(t, sweep.tally, sweep.table)
             rows = self._apply(conn, t, sweep.table, key, in_window, sweep.effect,
                                tally, tallies)
-        if isinstance(sweep.effect, Delete):
+        if isinstance(sweep.effect, Delete | Archive):
             self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
         if span is not None:
             self._widths[sweep.table] = next_width(limit, int(upper) - low, rows)
@@ -376,7 +400,7 @@ class SqlStore:
     def _dense_span(self, t: sa.Table, key: sa.ColumnElement[Any],
                     sweep: Sweep) -> KeySpan | None:
         """Key ranges for integer keys that are dense; None means use key windows."""
-        if sweep.selective or isinstance(sweep.effect, Anonymize) \
+        if sweep.selective or isinstance(sweep.effect, Anonymize | Archive) \
                 or python_type(key.type) is not int:
             return None  # anonymizing reads every row anyway; windows bound it exactly
         with self._errors(f"reading the key range of {sweep.table}"), \
@@ -421,6 +445,8 @@ class SqlStore:
             statement = sa.update(t).where(where).values(values)
         elif isinstance(effect, Anonymize):
             return self._anonymize(conn, t, table_name, key, where, effect, tally, tallies)
+        elif isinstance(effect, Archive):
+            return self._archive(conn, t, key, where, effect)
         else:
             raise TypeError(f"unknown effect {type(effect).__name__}")
         if tally is None or tallies is None:
@@ -428,6 +454,25 @@ class SqlStore:
         returned = conn.execute(statement.returning(tally)).scalars().all()
         _count_into(tallies, returned)
         return len(returned)
+
+    def _archive(self, conn: Connection, t: sa.Table, key: sa.ColumnElement[Any],
+                 where: sa.ColumnElement[bool], effect: Archive) -> int:
+        query = sa.select(t).where(where).order_by(key)
+        if self.dialect == "postgresql":
+            query = query.with_for_update(of=t)  # what is archived is what gets deleted
+        result = conn.execute(query)
+        columns = tuple(result.keys())
+        rows = [tuple(r) for r in result]
+        if not rows:
+            return 0
+        effect.write(columns, rows)
+        position = columns.index(key.key)
+        keys = [row[position] for row in rows]
+        deleted = 0
+        for start in range(0, len(keys), 1000):
+            deleted += int(conn.execute(sa.delete(t).where(
+                self._in(key, keys[start:start + 1000]))).rowcount)
+        return deleted
 
     def _anonymize(self, conn: Connection, t: sa.Table, table_name: str,
                    key: sa.ColumnElement[Any], where: sa.ColumnElement[bool],

@@ -8,9 +8,11 @@ error, and must not be coerced into something that matches.
 
 from __future__ import annotations
 
+import base64
 import functools
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -130,3 +132,25 @@ def older(c: sa.ColumnElement[Any], cutoff: datetime, dialect: str, *,
     if is_numeric(c):
         return c < (int(epoch * 1000) if millis else epoch)
     return sa.cast(c, sa.DateTime(timezone=True)) < cutoff
+
+
+def from_archive(ctype: sa.types.TypeEngine[Any], value: Any) -> Any:
+    """A value read back from an archive chunk (JSON) in the column's Python type."""
+    if value is None:
+        return None
+    ptype = python_type(ctype)
+    if ptype is None or isinstance(value, ptype):
+        return value
+    if ptype is datetime:
+        return datetime.fromisoformat(value)
+    if ptype is date:
+        return date.fromisoformat(value)
+    if ptype is time:
+        return time.fromisoformat(value)
+    if ptype is Decimal:
+        return Decimal(str(value))
+    if ptype is bytes:
+        return base64.b64decode(value)
+    if ptype is uuid.UUID:
+        return uuid.UUID(str(value))
+    return value

@@ -1,0 +1,206 @@
+"""The `archive` action: rows become compressed JSON-lines chunks in an object store,
+verified before the rows are deleted; `restore` brings them back.
+
+Per batch, inside the batch's database transaction: the rows are read (locked on
+PostgreSQL), written as `CHUNK.jsonl.gz`, a manifest (`CHUNK.manifest.json`: row count,
+SHA-256, the keys) is written, the chunk is read back and checked against both, and
+only then are the rows deleted. After the transaction commits, `CHUNK.done` marks the
+chunk as the rows' only copy. A run killed in between leaves a manifest without its
+mark; the next run settles it first (`settle`): if none of its rows is in the table any
+more the deletion committed and the mark is written, otherwise the transaction rolled
+back, the chunk is an orphan and is removed. So nothing is lost (rows go only after
+their chunk verified) and nothing is archived twice (an orphan never survives its rows
+being archived again).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from lethe.audit.events import ArchiveWritten
+from lethe.engine.runtime import Runtime
+from lethe.errors import LetheError, StoreError, UsageError
+from lethe.stores.base import Archive, In
+from lethe.stores.objects import ObjectStore
+
+FORMAT = "lethe-archive-v1"
+ROOT = "lethe-archive"
+
+
+def _plain(value: Any) -> Any:
+    """A JSON form of a column value; `restore` turns it back by the column's type."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return value
+
+
+def encode_rows(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> bytes:
+    lines = (json.dumps(dict(zip(columns, map(_plain, row), strict=True)), sort_keys=True,
+                        ensure_ascii=False, default=str) for row in rows)
+    # mtime=0: the same rows always make the same bytes (and the same checksum)
+    return gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), mtime=0)
+
+
+def decode_rows(data: bytes) -> list[dict[str, Any]]:
+    text = gzip.decompress(data).decode("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+@dataclass
+class ArchiveSink:
+    """Where one dataset's archive chunks go; remembers the chunks of the open batch."""
+
+    rt: Runtime
+    dataset: str
+    store: ObjectStore
+    run: int | None = None
+    pending: list[str] = field(default_factory=list)
+    chunks: int = 0
+
+    @property
+    def prefix(self) -> str:
+        return f"{ROOT}/{self.dataset}/"
+
+    def write(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Store the rows, then prove the store has them; raises (and so deletes
+        nothing) if it does not."""
+        ds = self.rt.policy.datasets[self.dataset]
+        key = self.rt.catalog.key_of(self.dataset)
+        data = encode_rows(columns, rows)
+        digest = hashlib.sha256(data).hexdigest()
+        chunk = f"{self.prefix}{self.rt.clock.now():%Y%m%dT%H%M%S}-{digest[:20]}"
+        position = columns.index(key)
+        manifest = {"format": FORMAT, "dataset": self.dataset, "table": ds.table,
+                    "key": key, "columns": list(columns), "rows": len(rows),
+                    "sha256": digest, "keys": [_plain(r[position]) for r in rows],
+                    "archived_at": self.rt.clock.now().isoformat()}
+        self.store.put(chunk + ".jsonl.gz", data)
+        self.store.put(chunk + ".manifest.json", json.dumps(manifest).encode("utf-8"))
+        back = self.store.get(chunk + ".jsonl.gz")
+        if hashlib.sha256(back).hexdigest() != digest or len(decode_rows(back)) != len(rows):
+            raise StoreError("an archive chunk did not read back intact; nothing deleted",
+                             path=f"datasets.{self.dataset}")
+        self.pending.append(chunk)
+
+    def effect(self) -> Archive:
+        return Archive(self.write)
+
+    def committed(self) -> None:
+        """The batch's transaction committed: its chunks are now the rows' only copy."""
+        for chunk in self.pending:
+            self.store.put(chunk + ".done", b"")
+            self.rt.audit.append(ArchiveWritten(self.dataset, chunk, self._rows(chunk),
+                                                self._digest(chunk)))
+            self.chunks += 1
+        self.pending.clear()
+
+    def _manifest(self, chunk: str) -> dict[str, Any]:
+        try:
+            manifest: dict[str, Any] = json.loads(self.store.get(chunk + ".manifest.json"))
+        except ValueError:
+            raise LetheError("an archive manifest is not JSON",
+                             path=f"{chunk}.manifest.json") from None
+        return manifest
+
+    def _rows(self, chunk: str) -> int:
+        return int(self._manifest(chunk)["rows"])
+
+    def _digest(self, chunk: str) -> str:
+        return str(self._manifest(chunk)["sha256"])
+
+    def chunk_ids(self) -> tuple[list[str], set[str]]:
+        """(every chunk with a manifest, those marked done)."""
+        manifests, done = [], set()
+        for page in self.store.pages(self.prefix):
+            for item in page:
+                if item.key.endswith(".manifest.json"):
+                    manifests.append(item.key[:-len(".manifest.json")])
+                elif item.key.endswith(".done"):
+                    done.add(item.key[:-len(".done")])
+        return sorted(manifests), done
+
+    def settle(self) -> tuple[int, int]:
+        """Finish what a killed run left: (chunks marked done, orphan chunks removed)."""
+        manifests, done = self.chunk_ids()
+        marked = removed = 0
+        ds = self.rt.policy.datasets[self.dataset]
+        for chunk in manifests:
+            if chunk in done:
+                continue
+            manifest = self._manifest(chunk)
+            keys = tuple(manifest["keys"])
+            present = self.rt.catalog.store_of(self.dataset).count(
+                ds.table or "", In(str(manifest["key"]), keys)) if keys else 0
+            if present:  # the deletion rolled back: the rows will be archived again
+                self.store.delete([chunk + ".jsonl.gz", chunk + ".manifest.json"])
+                removed += 1
+            else:
+                self.pending.append(chunk)
+                self.committed()
+                marked += 1
+        return marked, removed
+
+    def done_chunks(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        manifests, done = self.chunk_ids()
+        for chunk in manifests:
+            if chunk in done:
+                yield chunk, self._manifest(chunk)
+
+
+def archive_sink(rt: Runtime, dataset: str, rule: int) -> ArchiveSink:
+    target = rt.policy.datasets[dataset].retention[rule].to
+    if target is None:
+        raise LetheError("action archive needs `to:`", path=f"datasets.{dataset}")
+    return ArchiveSink(rt, dataset, rt.catalog.object_store(target))
+
+
+@dataclass(frozen=True)
+class Restored:
+    dataset: str
+    chunks: int
+    restored: int
+    present: int  # rows already in the table (not overwritten)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "chunks": self.chunks, "restored": self.restored,
+                "present": self.present}
+
+
+def restore(rt: Runtime, dataset: str) -> Restored:
+    """Put a dataset's archived rows back; rows whose key is in the table are left as
+    they are. Every chunk is checked against its manifest first."""
+    if dataset not in rt.policy.datasets:
+        raise UsageError(f"unknown dataset {dataset!r}", path="dataset")
+    ds = rt.policy.datasets[dataset]
+    rules = [i for i, r in enumerate(ds.retention) if r.action == "archive"]
+    if not rules:
+        raise LetheError("the dataset has no archive rule", path=f"datasets.{dataset}")
+    rt.prepare()
+    chunks = restored = present = 0
+    targets = dict.fromkeys(ds.retention[i].to for i in rules)
+    store = rt.catalog.row_store(ds.store)
+    for target in targets:
+        assert target is not None
+        sink = ArchiveSink(rt, dataset, rt.catalog.object_store(target))
+        for chunk, manifest in sink.done_chunks():
+            data = sink.store.get(chunk + ".jsonl.gz")
+            if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
+                raise LetheError("an archive chunk does not match its manifest",
+                                 path=f"{chunk}.jsonl.gz")
+            rows = decode_rows(data)
+            done, kept = store.insert_missing(ds.table or "", str(manifest["key"]), rows)
+            chunks, restored, present = chunks + 1, restored + done, present + kept
+    return Restored(dataset, chunks, restored, present)

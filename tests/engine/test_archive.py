@@ -1,0 +1,176 @@
+"""The `archive` action: rows to compressed JSON-lines chunks (local directory and the
+loopback S3 server), verified before deletion, settled after a crash, restored."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from lethe.engine.archive import ArchiveSink, archive_sink, restore
+from lethe.engine.execute import execute
+from lethe.engine.plan import build_plan
+from lethe.errors import PolicyError
+from lethe.holds import parse_scope, place_hold
+from lethe.policy.load import load_policy
+from lethe.stores.objects import open_object_store
+from lethe.stores.sql import normalize_url
+from tests.fixtures import build_app, invoices, runtime, write_policy
+
+RULE = {"keep": "1y", "after": "issued_at", "action": "archive", "to": "cold"}
+
+
+def _policy(tmp_path: Path, app_url: str, cold_url: str) -> Path:
+    path = write_policy(tmp_path, app_url, datasets__invoices__retention=[RULE])
+    data = yaml.safe_load(path.read_text())
+    data["stores"]["cold"] = {"url": cold_url}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _rows(engine: sa.Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(invoices).order_by(invoices.c.id))]
+
+
+def _chunk_keys(cold_url: str) -> list[str]:
+    store = open_object_store("cold", cold_url)
+    return sorted(i.key for page in store.pages("lethe-archive/") for i in page)
+
+
+def test_archive_verifies_deletes_and_restores(app_url: str, objects_url: str,
+                                               tmp_path: Path) -> None:
+    engine = build_app(app_url)
+    before = _rows(engine)
+    rt = runtime(_policy(tmp_path, app_url, objects_url))
+    place_hold(rt.control, rt.audit, rt.clock, parse_scope(rt.policy, "user:7", None, None),
+               "case 7")
+    plan = build_plan(rt, ["invoices"])
+    [action] = plan.actions
+    assert (action.step.action, action.rows, action.held) == ("archive", 9, 1)
+    result = execute(rt, plan, batch_size=4)
+    [done] = result.actions
+    assert done.error is None and done.done == 9 and done.verified is True
+    assert [r[0] for r in _rows(engine)] == [7]  # only the held invoice is left
+    keys = _chunk_keys(objects_url)
+    chunks = [k for k in keys if k.endswith(".jsonl.gz")]
+    assert len(chunks) == 3 and len([k for k in keys if k.endswith(".done")]) == 3
+    store = open_object_store("cold", objects_url)
+    archived = [json.loads(line) for c in chunks
+                for line in gzip.decompress(store.get(c)).decode().splitlines()]
+    assert sorted(r["id"] for r in archived) == [1, 2, 3, 4, 5, 6, 8, 9, 10]
+    written = rt.audit.entries(action="archive.written")
+    assert sum(json.loads(e.details)["rows"] for e in written) == 9
+    assert rt.audit.verify().ok
+
+    restored = restore(rt, "invoices")
+    assert (restored.chunks, restored.restored, restored.present) == (3, 9, 0)
+    assert _rows(engine) == before  # every value, times included, as it was
+    assert restore(rt, "invoices").restored == 0  # idempotent
+    rt.close()
+    store.close()
+
+
+def test_a_write_that_fails_deletes_nothing(sqlite_url: str, tmp_path: Path) -> None:
+    engine = build_app(sqlite_url)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    rt = runtime(_policy(tmp_path, sqlite_url, f"file://{blocker}"))
+    result = execute(rt, build_plan(rt, ["invoices"]))
+    [done] = result.actions
+    assert done.error is not None and done.done == 0
+    assert len(_rows(engine)) == 10
+    rt.close()
+
+
+def test_settle_removes_orphans_and_confirms_committed_chunks(sqlite_url: str,
+                                                              tmp_path: Path) -> None:
+    """The two states a kill can leave: a chunk whose rows are still there (the delete
+    rolled back) and a chunk whose rows are gone but not marked done."""
+    engine = build_app(sqlite_url)
+    cold = f"file://{tmp_path / 'cold'}"
+    rt = runtime(_policy(tmp_path, sqlite_url, cold))
+    sink: ArchiveSink = archive_sink(rt, "invoices", 0)
+    rows = _rows(engine)
+    columns = tuple(c.name for c in invoices.columns)
+    sink.write(columns, rows[:3])  # written, verified; the transaction then "died"
+    sink.pending.clear()
+    rt.clock = type(rt.clock)(rt.clock.now().replace(second=30))  # a later chunk name
+    sink.write(columns, rows[3:5])  # written, and the rows went, but no mark
+    sink.pending.clear()
+    with engine.begin() as conn:
+        conn.execute(sa.delete(invoices).where(invoices.c.id.in_([r[0] for r in rows[3:5]])))
+    assert sink.settle() == (1, 1)
+    keys = _chunk_keys(cold)
+    assert len([k for k in keys if k.endswith(".jsonl.gz")]) == 1
+    assert len([k for k in keys if k.endswith(".done")]) == 1
+    assert restore(rt, "invoices").restored == 2
+    rt.close()
+
+
+def test_archive_policy_mistakes(tmp_path: Path) -> None:
+    path = _policy(tmp_path, "sqlite:///app.db", "redis://127.0.0.1:6379/0")
+    with pytest.raises(PolicyError, match="archives go to an object store"):
+        load_policy(path)
+    path = write_policy(tmp_path, "sqlite:///app.db", datasets__users__retention=[
+        {"keep": "1y", "after": "closed_at", "action": "archive", "to": "cold"}])
+    data = yaml.safe_load(path.read_text())
+    data["stores"]["cold"] = {"url": "file://./cold"}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(PolicyError, match="others belong to"):
+        load_policy(path)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_killed_archive_run_loses_nothing_and_archives_nothing_twice(
+        postgres_url: str, tmp_path: Path) -> None:
+    engine = sa.create_engine(normalize_url(postgres_url))
+    build_app(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM invoices"))
+        conn.execute(sa.text(
+            "INSERT INTO invoices SELECT g, 1 + g % 10, TIMESTAMPTZ '2024-01-01' + g * "
+            "INTERVAL '1 second' FROM generate_series(1, 20000) g"))
+    before = _rows(engine)
+    cold = f"file://{tmp_path / 'cold'}"
+    policy = _policy(tmp_path, postgres_url, cold)
+    argv = [sys.executable, "-c", "from lethe.cli.app import main; main()", "run",
+            "--policy", str(policy), "--now", "2026-06-01T00:00:00Z", "--batch-size", "250",
+            "--json"]
+    env = {**os.environ, "NO_COLOR": "1"}
+    for _kill in range(2):  # two kills at different points, then a full run
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=env)
+        started, left = time.monotonic(), len(_rows(engine))
+        while len(_rows(engine)) > left - 2000:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() - started < 120
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ok"] is True
+    assert _rows(engine) == []  # every invoice was due
+    store = open_object_store("cold", cold)
+    keys = _chunk_keys(cold)
+    chunks = [k for k in keys if k.endswith(".jsonl.gz")]
+    assert {k[:-len(".jsonl.gz")] for k in chunks} == \
+        {k[:-len(".done")] for k in keys if k.endswith(".done")}  # no orphan survives
+    archived = [json.loads(line)["id"] for c in chunks
+                for line in gzip.decompress(store.get(c)).decode().splitlines()]
+    assert len(archived) == len(set(archived))  # nothing archived twice
+    assert sorted(archived) == [r[0] for r in before]  # nothing lost
+    engine.dispose()
