@@ -15,6 +15,7 @@ from typing import Any
 
 from lethe.clock import Clock
 from lethe.demo.dataset import build_demo_database
+from lethe.demo.files import build_demo_files
 from lethe.engine.execute import execute
 from lethe.engine.plan import build_plan
 from lethe.engine.runtime import Runtime
@@ -26,6 +27,7 @@ from lethe.requests.service import open_request, run_request
 Say = Callable[[str], None] | None
 
 DEMO_POLICY = "policy.yaml"
+DEMO_EXPORT_USERS = 60  # users with "download my data" exports in the object store
 
 
 def demo_policy_text() -> str:
@@ -42,7 +44,12 @@ def create_demo(directory: Path, now: datetime, *, policy_name: str = "lethe.yam
         stale.unlink()
     database = directory / "app.db"
     build_demo_database(database, now, scale=scale)
-    return [policy_path, database]
+    with sqlite3.connect(database) as conn:  # the erasure demo's user is among them
+        users = [row[0] for row in conn.execute(
+            "SELECT id FROM users WHERE deleted_at IS NULL ORDER BY closed_at IS NOT NULL, id "
+            "LIMIT ?", (DEMO_EXPORT_USERS,))]
+    build_demo_files(directory / "files", now, users)
+    return [policy_path, database, directory / "files"]
 
 
 def run_demo(directory: Path, clock: Clock, *, say: Say = None,
@@ -52,9 +59,9 @@ def run_demo(directory: Path, clock: Clock, *, say: Say = None,
             say(text)
 
     now = clock.now()
-    policy_path, database = create_demo(directory, now, scale=scale)
-    tell(f"[bold]lethe demo[/bold]: built {database} with three years of synthetic data "
-         f"and the policy {policy_path}")
+    policy_path, database, files = create_demo(directory, now, scale=scale)
+    tell(f"[bold]lethe demo[/bold]: built {database} with three years of synthetic data, "
+         f"data exports in {files}, and the policy {policy_path}")
     rt = Runtime.open(load_policy(policy_path), clock)
     try:
         report = check(rt.catalog, rt.audit)
