@@ -140,3 +140,29 @@ def test_cache_dataset_mistakes_are_policy_errors(tmp_path: Path, change: dict[s
         load_policy(path)
     assert message in str(caught.value)
     assert "datasets.web_sessions" in str(caught.value)
+
+
+def test_access_export_carries_the_subjects_keys(sqlite_url: str, tmp_path: Path,
+                                                 redis_space: tuple[str, str]) -> None:
+    import json
+    import zipfile
+
+    url, prefix = redis_space
+    client = redis.Redis.from_url(url)
+    build_app(sqlite_url)
+    client.set(f"{prefix}:session:4:a", "token-a", ex=600)
+    client.hset(f"{prefix}:session:4:prefs", mapping={"theme": "dark"})
+    client.set(f"{prefix}:session:40:a", "not theirs")
+    rt = runtime(_policy(tmp_path, sqlite_url, url, prefix))
+    outcome = run_request(rt, open_request(rt, "access", "user", ["id=4"]).id, tmp_path / "o")
+    rt.close()
+    assert outcome.export is not None
+    with zipfile.ZipFile(outcome.export) as archive:
+        keys = json.loads(archive.read("web_sessions.json"))
+    by_key = {k["key"]: k for k in keys}
+    assert set(by_key) == {f"{prefix}:session:4:a", f"{prefix}:session:4:prefs"}
+    assert by_key[f"{prefix}:session:4:a"]["value"] == "token-a"
+    assert 0 < by_key[f"{prefix}:session:4:a"]["ttl_seconds"] <= 600
+    assert by_key[f"{prefix}:session:4:prefs"]["value"] == {"theme": "dark"}
+    assert by_key[f"{prefix}:session:4:prefs"]["type"] == "hash"
+    client.close()

@@ -4,6 +4,7 @@ rules on metadata, batched deletes, holds through `per_subject`, subject erasure
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,30 @@ def test_object_dataset_mistakes_are_policy_errors(tmp_path: Path, change: dict[
     with pytest.raises(PolicyError) as caught:
         load_policy(path)
     assert message in str(caught.value) and "datasets.exports" in str(caught.value)
+
+
+def test_access_export_carries_the_subjects_objects(sqlite_url: str, objects_url: str,
+                                                    tmp_path: Path) -> None:
+    import base64
+    import zipfile
+
+    from lethe.requests.export import verify_access_export
+
+    build_app(sqlite_url)
+    store = open_object_store("files", objects_url)
+    _fill(store)
+    rt = Runtime.open(load_policy(_policy(tmp_path, sqlite_url, objects_url)), Clock(LATER))
+    outcome = run_request(rt, open_request(rt, "access", "user", ["email=user3@example.com"]).id,
+                          tmp_path / "out")
+    rt.close()
+    assert outcome.export is not None and verify_access_export(outcome.export) == (True, None)
+    with zipfile.ZipFile(outcome.export) as archive:
+        objects = json.loads(archive.read("exports.json"))
+    assert sorted(o["key"] for o in objects) == ["exports/3/new-invoice.pdf",
+                                                 "exports/3/old-invoice.pdf",
+                                                 "exports/3/report.csv"]
+    report = next(o for o in objects if o["key"].endswith("report.csv"))
+    assert base64.b64decode(report["content"].removeprefix("base64:")) == b"a,b\n1,2\n"
+    invoice = next(o for o in objects if o["key"].endswith("old-invoice.pdf"))
+    assert invoice["metadata"] == {"kind": "invoice", "issued": "2015-01-01"}
+    store.close()

@@ -15,6 +15,7 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from lethe.catalog import Catalog
 from lethe.holds import HoldScopes
@@ -147,3 +148,9 @@ class CacheDatasets:
 
     def remove(self, name: str, keys: Sequence[str]) -> int:
         return self.store(name).unlink_keys(keys) if keys else 0
+
+    def export(self, name: str, keys: Sequence[str]) -> tuple[tuple[str, ...],
+                                                              list[tuple[Any, ...]]]:
+        """A subject's keys for an access export: key, type, TTL and value."""
+        return ("key", "type", "ttl_seconds", "value"), \
+            [tuple(row) for row in self.store(name).read(keys)]

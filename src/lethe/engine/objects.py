@@ -15,6 +15,7 @@ import string
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from lethe.catalog import Catalog
 from lethe.holds import HoldScopes
@@ -184,3 +185,16 @@ class ObjectDatasets:
 
     def remove(self, name: str, keys: Sequence[str]) -> int:
         return self.store(name).delete(keys) if keys else 0
+
+    def export(self, name: str, keys: Sequence[str]) -> tuple[tuple[str, ...],
+                                                              list[tuple[Any, ...]]]:
+        """A subject's objects for an access export: key, size, time and content."""
+        wanted = set(keys)
+        store = self.store(name)
+        rows: list[tuple[Any, ...]] = []
+        for page in store.pages(self.policy.datasets[name].prefix or "", metadata=True):
+            for item in page:
+                if item.key in wanted:
+                    rows.append((item.key, item.size, item.last_modified,
+                                 dict(item.metadata), store.get(item.key)))
+        return ("key", "size", "last_modified", "metadata", "content"), rows

@@ -10,14 +10,18 @@ same holds as retention. A held subject's request stays open, naming the hold.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from lethe.audit.events import RequestStep, RequestTransition
 from lethe.control.requests import SCRUBBED, RequestRecord
+from lethe.engine.cache import CacheDatasets
+from lethe.engine.objects import ObjectDatasets
 from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
+from lethe.policy.model import template_fields
 from lethe.requests.discovery import (
     canonical_subject,
     parse_identities,
@@ -35,7 +39,7 @@ from lethe.requests.records import (
     transition,
     transition_many,
 )
-from lethe.stores.base import Value
+from lethe.stores.base import Condition, Value
 
 DUE_AFTER = timedelta(days=30)
 KINDS = ("access", "erasure")
@@ -184,6 +188,11 @@ def _run_access(rt: Runtime, record: RequestRecord, out_dir: Path) -> RequestOut
         outcome.datasets[name] = DatasetReport(rows=len(rows), action="export")
         rt.audit.append(RequestStep(record.id, name, "exported", len(rows), len(rows), 0, 0,
                                     "export"))
+    for name, (columns, rows) in _keyed_exports(rt, record, found).items():
+        exported.append(DatasetRows(name, columns, rows))
+        outcome.datasets[name] = DatasetReport(rows=len(rows), action="export")
+        rt.audit.append(RequestStep(record.id, name, "exported", len(rows), len(rows), 0, 0,
+                                    "export"))
     path = out_dir / f"request-{record.id}-access.zip"
     write_access_export(path, request_id=record.id, organization=rt.policy.organization,
                         subject_kind=record.subject_kind, generated_at=rt.clock.now(),
@@ -193,6 +202,29 @@ def _run_access(rt: Runtime, record: RequestRecord, out_dir: Path) -> RequestOut
                                 export_path=str(path))
     outcome.export = path
     return outcome
+
+
+def _keyed_exports(rt: Runtime, record: RequestRecord, found: Mapping[str, Condition]
+                   ) -> dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
+    """The subject's Redis keys and objects, through each dataset's `per_subject`."""
+    subject = rt.policy.subjects[record.subject_kind].dataset
+    exports = {}
+    for kind, names in ((CacheDatasets, rt.catalog.cache_datasets()),
+                        (ObjectDatasets, rt.catalog.object_datasets())):
+        handler = kind(rt.policy, rt.catalog)
+        for name in names:
+            template = rt.policy.datasets[name].per_subject.get(record.subject_kind)
+            if template is None:
+                continue
+            columns = list(dict.fromkeys(template_fields(template)))
+            rows = rt.catalog.store_of(subject).select(
+                rt.policy.datasets[subject].table or "", columns, found[subject])
+            subjects = [(str(i), dict(zip(columns, row, strict=True)))
+                        for i, row in enumerate(rows)]
+            keys = sorted({k for ks in handler.keys_by_subject(
+                name, record.subject_kind, subjects).values() for k in ks})
+            exports[name] = handler.export(name, keys)
+    return exports
 
 
 __all__ = ["DatasetReport", "RequestOutcome", "open_bulk", "open_many", "open_request",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -111,5 +112,48 @@ class RedisStore:
                 removed += int(self.client.unlink(*keys[start:start + PAGE]))
         return removed
 
+    def read(self, keys: Sequence[str]) -> list[tuple[str, str, int, Any]]:
+        """(key, type, TTL in seconds or -1, value) for each key that still exists; a
+        value is text where it decodes as UTF-8, bytes otherwise."""
+        with self._errors("reading keys"):
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.type(key)
+                pipe.ttl(key)
+            meta = pipe.execute()
+            pipe = self.client.pipeline(transaction=False)
+            kinds = [_text(meta[2 * i]) for i in range(len(keys))]
+            for key, kind in zip(keys, kinds, strict=True):
+                {"string": lambda k: pipe.get(k), "hash": lambda k: pipe.hgetall(k),
+                 "list": lambda k: pipe.lrange(k, 0, -1), "set": lambda k: pipe.smembers(k),
+                 "zset": lambda k: pipe.zrange(k, 0, -1, withscores=True)}.get(
+                    kind, lambda k: pipe.exists(k))(key)
+            values = pipe.execute()
+        found = []
+        for index, (key, kind, value) in enumerate(zip(keys, kinds, values, strict=True)):
+            if kind == "none":
+                continue  # gone since it was found
+            found.append((key, kind, int(meta[2 * index + 1]), _plain(value)))
+        return found
+
     def close(self) -> None:
         self.client.close()
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A Redis reply as plain data: text where possible, containers as lists and dicts."""
+    if isinstance(value, dict):
+        return {str(_text(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set | tuple):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, set) else items
+    return _text(value)
