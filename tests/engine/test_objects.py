@@ -159,3 +159,35 @@ def test_access_export_carries_the_subjects_objects(sqlite_url: str, objects_url
     invoice = next(o for o in objects if o["key"].endswith("old-invoice.pdf"))
     assert invoice["metadata"] == {"kind": "invoice", "issued": "2015-01-01"}
     store.close()
+
+
+def test_tag_rules_and_subjects_named_in_metadata(sqlite_url: str, objects_url: str,
+                                                  tmp_path: Path) -> None:
+    """`when` on a tag; a subject found by a metadata value, not by the key."""
+    build_app(sqlite_url)
+    store = open_object_store("files", objects_url)
+    for name, owner, tags in (("a", "3", {"retention": "short"}), ("b", "30", None),
+                              ("c", "7", {"retention": "short"}), ("d", "3", None)):
+        store.put(f"calls/{name}.wav", b"RIFF", {"owner": owner}, tags)
+    path = _policy(tmp_path, sqlite_url, objects_url)
+    data = yaml.safe_load(path.read_text())
+    data["datasets"]["recordings"] = {
+        "store": "files", "prefix": "calls/", "class": "pii",
+        "per_subject": {"user": "metadata.owner={id}"},
+        "retention": [{"when": {"tag.retention": "short"}, "keep": "7d"}, {"keep": "60d"}]}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    rt = Runtime.open(load_policy(path), Clock(LATER))
+    place_hold(rt.control, rt.audit, rt.clock, parse_scope(rt.policy, "user:7", None, None),
+               "case 7")
+    plan = build_plan(rt, ["recordings"])
+    assert [(a.step.rule, a.rows, a.held) for a in plan.actions] == [(0, 1, 1), (1, 0, 0)]
+    execute(rt, plan)
+    assert _keys(store) >= {"calls/b.wav", "calls/c.wav", "calls/d.wav"}
+    assert "calls/a.wav" not in _keys(store)
+    outcome = run_request(rt, open_request(rt, "erasure", "user", ["id=3"]).id,
+                          tmp_path / "out")
+    assert outcome.as_dict()["datasets"]["recordings"]["erased"] == 1
+    assert {k for k in _keys(store) if k.startswith("calls/")} == {"calls/b.wav",
+                                                                   "calls/c.wav"}
+    rt.close()
+    store.close()

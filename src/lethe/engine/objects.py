@@ -1,18 +1,19 @@
 """Object datasets: objects under a prefix, aged by last-modified time or a metadata
 timestamp, deleted in batches; holds keep a subject's objects; erasure removes them.
 
-Rules work as for rows: the first rule whose `when` (on `metadata.NAME`) matches an
-object governs it, and the object is due once older than `keep`. An object whose age
-field is missing or unreadable is not due (as a NULL `after` keeps a row). An object
-belongs to a subject through the dataset's `per_subject` prefix template
-(`exports/{id}/`), read back as a pattern, so each key names its subject.
+Rules work as for rows: the first rule whose `when` (on `metadata.NAME` or `tag.NAME`)
+matches an object governs it, and the object is due once older than `keep`. An object
+whose age field is missing or unreadable is not due (as a NULL `after` keeps a row). An
+object belongs to a subject through the dataset's `per_subject` template: a key prefix
+(`exports/{id}/`) read back as a pattern, so each key names its subject, or a metadata
+value (`metadata.owner={id}`).
 """
 
 from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,12 +41,19 @@ def prefix_regex(template: str) -> re.Pattern[str]:
 
 
 def _needs_metadata(ds: Dataset) -> bool:
-    return any(r.after.startswith("metadata.") or r.when for r in ds.retention)
+    return any(r.after.startswith("metadata.") or any(k.startswith("metadata.") for k in r.when)
+               for r in ds.retention) or any(t.startswith("metadata.")
+                                             for t in ds.per_subject.values())
 
 
-def _matches(rule: Rule, metadata: Mapping[str, str]) -> bool:
+def _needs_tags(ds: Dataset) -> bool:
+    return any(k.startswith("tag.") for r in ds.retention for k in r.when)
+
+
+def _matches(rule: Rule, item: ObjectInfo) -> bool:
     for key, wanted in rule.when.items():
-        value = metadata.get(key[len("metadata."):])
+        source, _, name = key.partition(".")
+        value = (item.tags if source == "tag" else item.metadata).get(name)
         allowed = wanted if isinstance(wanted, list) else [wanted]
         if not any((value is None) if a is None else value == str(a) for a in allowed):
             return False
@@ -67,8 +75,7 @@ def _age_from(rule: Rule, item: ObjectInfo) -> datetime | None:
 
 def governing_rule(ds: Dataset, item: ObjectInfo) -> int | None:
     """The index of the first rule whose `when` matches the object."""
-    return next((i for i, rule in enumerate(ds.retention) if _matches(rule, item.metadata)),
-                None)
+    return next((i for i, rule in enumerate(ds.retention) if _matches(rule, item)), None)
 
 
 def is_due(ds: Dataset, index: int, item: ObjectInfo, now: datetime) -> bool:
@@ -81,14 +88,32 @@ def is_due(ds: Dataset, index: int, item: ObjectInfo, now: datetime) -> bool:
 
 
 @dataclass(frozen=True)
-class _Matcher:
+class SubjectLocator:
+    """Where a `per_subject` template finds the subject of an object: in its key (a
+    prefix) or in one metadata value (`metadata.NAME=TEMPLATE`)."""
+
+    metadata: str | None
     regex: re.Pattern[str]
     columns: tuple[str, ...]
-    held: frozenset[tuple[str, ...]]
 
-    def holds(self, key: str) -> bool:
-        found = self.regex.match(key)
-        return found is not None and tuple(found.group(c) for c in self.columns) in self.held
+    @classmethod
+    def parse(cls, template: str) -> SubjectLocator:
+        columns = tuple(dict.fromkeys(template_fields(template)))
+        if template.startswith("metadata.") and "=" in template:
+            name, _, value = template.partition("=")
+            return cls(name[len("metadata."):], prefix_regex(value), columns)
+        return cls(None, prefix_regex(template), columns)
+
+    def subject_of(self, item: ObjectInfo) -> tuple[str, ...] | None:
+        if self.metadata is None:
+            found = self.regex.match(item.key)
+        else:
+            value = item.metadata.get(self.metadata)
+            found = None if value is None else self.regex.fullmatch(value)
+        return None if found is None else tuple(found.group(c) for c in self.columns)
+
+
+HeldObject = Callable[[ObjectInfo], bool]
 
 
 class ObjectDatasets:
@@ -102,27 +127,36 @@ class ObjectDatasets:
 
     def _objects(self, name: str) -> Iterator[list[ObjectInfo]]:
         ds = self.policy.datasets[name]
-        return self.store(name).pages(ds.prefix or "", metadata=_needs_metadata(ds))
+        return self.store(name).pages(ds.prefix or "", metadata=_needs_metadata(ds),
+                                      tags=_needs_tags(ds))
 
-    def held_keys(self, name: str, holds: HoldScopes) -> KeyFilter:
+    def held(self, name: str, holds: HoldScopes) -> HeldObject:
         """Which objects of `name` a hold in force keeps."""
         ds = self.policy.datasets[name]
         if any(h.scope_kind == "dataset" and h.scope_value == name for h in holds.holds):
-            return lambda _key: True
-        matchers: list[_Matcher] = []
+            return lambda _item: True
+        held_subjects: list[tuple[SubjectLocator, frozenset[tuple[str, ...]]]] = []
         for kind, template in ds.per_subject.items():
             subject = self.policy.subjects[kind].dataset
             held = holds.down(subject) if holds.holds else FALSE
             if held == FALSE:
                 continue
-            columns = tuple(dict.fromkeys(template_fields(template)))
+            locator = SubjectLocator.parse(template)
             rows = self.catalog.store_of(subject).select(
-                self.policy.datasets[subject].table or "", list(columns), held)
-            matchers.append(_Matcher(prefix_regex(template), columns,
-                                     frozenset(tuple(str(v) for v in r) for r in rows)))
-        if not matchers:
-            return lambda _key: False
-        return lambda key: any(m.holds(key) for m in matchers)
+                self.policy.datasets[subject].table or "", list(locator.columns), held)
+            held_subjects.append((locator, frozenset(tuple(str(v) for v in r) for r in rows)))
+        if not held_subjects:
+            return lambda _item: False
+        return lambda item: any(loc.subject_of(item) in values for loc, values in held_subjects)
+
+    def held_keys(self, name: str, holds: HoldScopes) -> KeyFilter:
+        """The same as `held`, by key (one listing when subjects are found in metadata)."""
+        held = self.held(name, holds)
+        ds = self.policy.datasets[name]
+        if not any(t.startswith("metadata.") for t in ds.per_subject.values()):
+            return lambda key: held(ObjectInfo(key, datetime.min.replace(tzinfo=UTC), 0))
+        keys = {item.key for page in self._objects(name) for item in page if held(item)}
+        return lambda key: key in keys
 
     def reached_by_holds(self, name: str, holds: HoldScopes) -> bool:
         """Could a hold in force keep any of the dataset's objects?"""
@@ -136,12 +170,12 @@ class ObjectDatasets:
                holds: HoldScopes) -> tuple[int, int]:
         """(objects due under rule `index` and free to go, such objects held)."""
         ds = self.policy.datasets[name]
-        held_key = self.held_keys(name, holds)
+        held = self.held(name, holds)
         due = kept = 0
         for page in self._objects(name):
             for item in page:
                 if is_due(ds, index, item, now):
-                    if held_key(item.key):
+                    if held(item):
                         kept += 1
                     else:
                         due += 1
@@ -154,9 +188,8 @@ class ObjectDatasets:
         ds = self.policy.datasets[name]
         deleted = 0
         for page in self._objects(name):
-            held_key = self.held_keys(name, holds_now())
-            due = [item.key for item in page
-                   if is_due(ds, index, item, now) and not held_key(item.key)]
+            held = self.held(name, holds_now())
+            due = [item.key for item in page if is_due(ds, index, item, now) and not held(item)]
             if due:
                 done = self.store(name).delete(due)
                 deleted += done
@@ -168,19 +201,14 @@ class ObjectDatasets:
                         subjects: Sequence[tuple[str, dict[str, object]]]
                         ) -> dict[str, list[str]]:
         """(mark, subject row) pairs -> each subject's object keys, from one listing."""
-        ds = self.policy.datasets[name]
-        template = ds.per_subject[subject_kind]
-        columns = tuple(dict.fromkeys(template_fields(template)))
-        owner = {tuple(str(row[c]) for c in columns): mark for mark, row in subjects}
-        regex = prefix_regex(template)
+        locator = SubjectLocator.parse(self.policy.datasets[name].per_subject[subject_kind])
+        owner = {tuple(str(row[c]) for c in locator.columns): mark for mark, row in subjects}
         found: dict[str, list[str]] = {mark: [] for mark, _ in subjects}
-        for page in self.store(name).pages(ds.prefix or ""):
+        for page in self._objects(name):
             for item in page:
-                match = regex.match(item.key)
-                if match is not None:
-                    mark = owner.get(tuple(match.group(c) for c in columns))
-                    if mark is not None:
-                        found[mark].append(item.key)
+                mark = owner.get(locator.subject_of(item) or ())
+                if mark is not None:
+                    found[mark].append(item.key)
         return found
 
     def remove(self, name: str, keys: Sequence[str]) -> int:
@@ -192,9 +220,10 @@ class ObjectDatasets:
         wanted = set(keys)
         store = self.store(name)
         rows: list[tuple[Any, ...]] = []
-        for page in store.pages(self.policy.datasets[name].prefix or "", metadata=True):
+        for page in store.pages(self.policy.datasets[name].prefix or "", metadata=True,
+                                tags=True):
             for item in page:
                 if item.key in wanted:
                     rows.append((item.key, item.size, item.last_modified,
-                                 dict(item.metadata), store.get(item.key)))
-        return ("key", "size", "last_modified", "metadata", "content"), rows
+                                 dict(item.metadata), dict(item.tags), store.get(item.key)))
+        return ("key", "size", "last_modified", "metadata", "tags", "content"), rows

@@ -38,7 +38,7 @@ Scalar = str | int | float | bool
 
 ANONYMIZERS = ("null", "redact", "hash", "mask-email")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_METADATA = re.compile(r"^metadata\.[A-Za-z0-9_-]+$")  # an object's metadata key
+_METADATA = re.compile(r"^(metadata|tag)\.[A-Za-z0-9_-]+$")  # an object's metadata or tag
 
 
 def _identifier(value: str, what: str) -> str:
@@ -195,12 +195,14 @@ class Dataset(Strict):
 def _object_rule(index: int, rule: Rule) -> None:
     """An object's age is its last-modified time or a metadata timestamp; its rules test
     metadata only; the action is delete."""
-    if rule.after not in ("", "last_modified") and not _METADATA.match(rule.after):
+    if rule.after not in ("", "last_modified") and not (
+            _METADATA.match(rule.after) and rule.after.startswith("metadata.")):
         raise ValueError(f"retention[{index}].after: an object's age is from `last_modified` "
                          "or `metadata.NAME`")
     for key in rule.when:
         if not _METADATA.match(key):
-            raise ValueError(f"retention[{index}].when: objects are tested on `metadata.NAME`")
+            raise ValueError(f"retention[{index}].when: objects are tested on `metadata.NAME` "
+                             "or `tag.NAME`")
     if rule.action != "delete":
         raise ValueError(f"retention[{index}].action: objects are deleted (delete)")
 

@@ -7,8 +7,8 @@ root prefix, plus boto3 client settings as query parameters:
 `s3://bucket/prefix?endpoint_url=http://127.0.0.1:9000&region=eu-west-1`.
 Credentials come from boto3's usual chain (environment, profile, instance role).
 
-On a local directory, metadata lives in a sidecar file next to the object
-(`NAME.lethe-meta.json`), which listings skip.
+On a local directory, metadata and tags live in a sidecar file next to the object
+(`NAME.lethe-meta.json`: `{"metadata": {...}, "tags": {...}}`), which listings skip.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import boto3
 import botocore.exceptions
@@ -39,17 +39,20 @@ class ObjectInfo:
     last_modified: datetime
     size: int
     metadata: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 class ObjectStore(Protocol):
     name: str
 
-    def pages(self, prefix: str, *, metadata: bool = False) -> Iterator[list[ObjectInfo]]:
-        """Objects under `prefix`, in key order, a page at a time; with `metadata`, each
-        object's metadata too (one more request per object on S3)."""
+    def pages(self, prefix: str, *, metadata: bool = False,
+              tags: bool = False) -> Iterator[list[ObjectInfo]]:
+        """Objects under `prefix`, in key order, a page at a time; with `metadata` or
+        `tags`, those too (one more request per object each, on S3)."""
         ...
 
-    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None: ...
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None,
+            tags: Mapping[str, str] | None = None) -> None: ...
 
     def get(self, key: str) -> bytes: ...
 
@@ -91,7 +94,8 @@ class LocalObjects:
                              path=f"stores.{self.name}")
         return path
 
-    def pages(self, prefix: str, *, metadata: bool = False) -> Iterator[list[ObjectInfo]]:
+    def pages(self, prefix: str, *, metadata: bool = False,
+              tags: bool = False) -> Iterator[list[ObjectInfo]]:
         if not self.root.is_dir():
             return
         with self._errors("listing objects"):
@@ -108,16 +112,17 @@ class LocalObjects:
                 stat = path.stat()
             except FileNotFoundError:
                 continue  # removed since the walk
-            meta = self._metadata(path) if metadata else {}
+            side = self._sidecar(path) if metadata or tags else {}
             page.append(ObjectInfo(key, datetime.fromtimestamp(stat.st_mtime, UTC),
-                                   stat.st_size, meta))
+                                   stat.st_size, side.get("metadata", {}),
+                                   side.get("tags", {})))
             if len(page) == PAGE:
                 yield page
                 page = []
         if page:
             yield page
 
-    def _metadata(self, path: Path) -> dict[str, str]:
+    def _sidecar(self, path: Path) -> dict[str, dict[str, str]]:
         sidecar = path.with_name(path.name + META_SUFFIX)
         try:
             data = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -125,17 +130,24 @@ class LocalObjects:
             return {}
         except (OSError, ValueError):
             raise StoreError("unreadable object metadata", path=f"stores.{self.name}") from None
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        return {part: {str(k): str(v) for k, v in data[part].items()}
+                for part in ("metadata", "tags") if isinstance(data.get(part), dict)}
 
-    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None,
+            tags: Mapping[str, str] | None = None) -> None:
         path = self._path(key)
         with self._errors("writing an object"):
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_name(f".{path.name}.tmp")
             temporary.write_bytes(data)
-            if metadata:
-                path.with_name(path.name + META_SUFFIX).write_text(json.dumps(dict(metadata)),
-                                                                   encoding="utf-8")
+            sidecar = path.with_name(path.name + META_SUFFIX)
+            if metadata or tags:
+                sidecar.write_text(json.dumps({"metadata": dict(metadata or {}),
+                                               "tags": dict(tags or {})}), encoding="utf-8")
+            else:
+                sidecar.unlink(missing_ok=True)
             os.replace(temporary, path)
 
     def get(self, key: str) -> bytes:
@@ -188,7 +200,8 @@ class S3Objects:
             raise StoreError(f"{what}: {type(exc).__name__}", path=f"stores.{self.name}") \
                 from None
 
-    def pages(self, prefix: str, *, metadata: bool = False) -> Iterator[list[ObjectInfo]]:
+    def pages(self, prefix: str, *, metadata: bool = False,
+              tags: bool = False) -> Iterator[list[ObjectInfo]]:
         paginator = self.client.get_paginator("list_objects_v2")
         with self._errors("listing objects"):
             for response in paginator.paginate(Bucket=self.bucket, Prefix=self.root + prefix,
@@ -197,8 +210,9 @@ class S3Objects:
                 for item in response.get("Contents", []):
                     key = item["Key"][len(self.root):]
                     meta = self._metadata(item["Key"]) if metadata else {}
+                    tagging = self._tags(item["Key"]) if tags else {}
                     page.append(ObjectInfo(key, item["LastModified"].astimezone(UTC),
-                                           int(item["Size"]), meta))
+                                           int(item["Size"]), meta, tagging))
                 if page:
                     yield page
 
@@ -211,10 +225,21 @@ class S3Objects:
             raise
         return {str(k): str(v) for k, v in head.get("Metadata", {}).items()}
 
-    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
+    def _tags(self, full_key: str) -> dict[str, str]:
+        try:
+            response = self.client.get_object_tagging(Bucket=self.bucket, Key=full_key)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return {}
+            raise
+        return {str(t["Key"]): str(t["Value"]) for t in response.get("TagSet", [])}
+
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None,
+            tags: Mapping[str, str] | None = None) -> None:
+        extra = {"Tagging": urlencode(dict(tags))} if tags else {}
         with self._errors("writing an object"):
             self.client.put_object(Bucket=self.bucket, Key=self.root + key, Body=data,
-                                   Metadata=dict(metadata or {}))
+                                   Metadata=dict(metadata or {}), **extra)
 
     def get(self, key: str) -> bytes:
         with self._errors("reading an object"):
