@@ -185,6 +185,7 @@ class S3Objects:
         if unknown:
             raise StoreError(f"unknown S3 URL parameter {sorted(unknown)[0]!r} (endpoint_url, "
                              "region)", path=f"stores.{name}.url")
+        self._versioning: bool | None = None
         self.client: Any = boto3.client(
             "s3", endpoint_url=query.get("endpoint_url"), region_name=query.get("region"),
             config=Config(retries={"max_attempts": 5, "mode": "standard"}))
@@ -247,20 +248,44 @@ class S3Objects:
                                                  Key=self.root + key)["Body"].read()
             return body
 
+    def _versioned(self) -> bool:
+        """Has the bucket ever had versioning on? Then a plain delete only adds a delete
+        marker and the data lives on in older versions."""
+        if self._versioning is None:
+            with self._errors("reading the bucket's versioning"):
+                status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            self._versioning = status in ("Enabled", "Suspended")
+        return self._versioning
+
+    def _versions(self, full_key: str) -> list[dict[str, str]]:
+        """Every version and delete marker of one key."""
+        found: list[dict[str, str]] = []
+        paginator = self.client.get_paginator("list_object_versions")
+        with self._errors("listing object versions"):
+            for response in paginator.paginate(Bucket=self.bucket, Prefix=full_key):
+                for entry in (*response.get("Versions", []), *response.get("DeleteMarkers", [])):
+                    if entry["Key"] == full_key:
+                        found.append({"Key": full_key, "VersionId": entry["VersionId"]})
+        return found
+
     def delete(self, keys: Sequence[str]) -> int:
-        deleted = 0
-        for start in range(0, len(keys), PAGE):
-            batch = keys[start:start + PAGE]
+        """Delete these keys; in a versioned bucket every version of them, so erased or
+        expired data does not live on as a noncurrent version."""
+        targets: list[dict[str, str]] = []
+        for key in keys:
+            full = self.root + key
+            targets += self._versions(full) if self._versioned() else [{"Key": full}]
+        for start in range(0, len(targets), PAGE):
+            batch = targets[start:start + PAGE]
             with self._errors("deleting objects"):
                 response = self.client.delete_objects(Bucket=self.bucket, Delete={
-                    "Objects": [{"Key": self.root + k} for k in batch], "Quiet": True})
+                    "Objects": batch, "Quiet": True})
             errors = response.get("Errors", [])
             if errors:
                 raise StoreError(f"deleting objects: {len(errors)} of {len(batch)} failed "
                                  f"({errors[0].get('Code', 'error')})",
                                  path=f"stores.{self.name}")
-            deleted += len(batch)
-        return deleted
+        return len(keys)
 
     def lifecycle(self) -> list[dict[str, Any]]:
         """The bucket's lifecycle rules (none: an empty list)."""
