@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Any
 
 from lethe.catalog import Catalog
+from lethe.engine.keyed import dataset_held, held_subjects
 from lethe.holds import HoldScopes
 from lethe.policy.model import Policy, template_fields
-from lethe.stores.base import FALSE, Condition
 from lethe.stores.cache import KeyFilter, RedisStore
 
 HoldsNow = Callable[[], HoldScopes]  # the holds in force, read when called
@@ -91,20 +91,14 @@ class CacheDatasets:
 
     def held_keys(self, name: str, holds: HoldScopes) -> KeyFilter:
         """Which keys of `name` a hold in force keeps."""
-        ds = self.policy.datasets[name]
-        if any(h.scope_kind == "dataset" and h.scope_value == name for h in holds.holds):
+        if dataset_held(holds, name):
             return lambda _key: True
         matchers: list[_SubjectMatcher] = []
-        for kind, template in ds.per_subject.items():
-            subject = self.policy.subjects[kind].dataset
-            held: Condition = holds.down(subject) if holds.holds else FALSE
-            if held == FALSE:
-                continue
+        for kind, template in self.policy.datasets[name].per_subject.items():
             columns = tuple(dict.fromkeys(template_fields(template)))
-            rows = self.catalog.store_of(subject).select(
-                self.policy.datasets[subject].table or "", list(columns), held)
-            matchers.append(_SubjectMatcher(template_regex(template), columns,
-                                            frozenset(tuple(str(v) for v in r) for r in rows)))
+            held = held_subjects(self.policy, self.catalog, holds, kind, columns)
+            if held is not None:
+                matchers.append(_SubjectMatcher(template_regex(template), columns, held))
         if not matchers:
             return lambda _key: False
         return lambda key: any(m.holds(key) for m in matchers)

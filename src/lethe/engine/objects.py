@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lethe.catalog import Catalog
+from lethe.engine.keyed import HeldValues, dataset_held, held_subjects
 from lethe.holds import HoldScopes
 from lethe.policy.model import Dataset, Policy, Rule, template_fields
 from lethe.stores.base import FALSE
@@ -132,22 +133,17 @@ class ObjectDatasets:
 
     def held(self, name: str, holds: HoldScopes) -> HeldObject:
         """Which objects of `name` a hold in force keeps."""
-        ds = self.policy.datasets[name]
-        if any(h.scope_kind == "dataset" and h.scope_value == name for h in holds.holds):
+        if dataset_held(holds, name):
             return lambda _item: True
-        held_subjects: list[tuple[SubjectLocator, frozenset[tuple[str, ...]]]] = []
-        for kind, template in ds.per_subject.items():
-            subject = self.policy.subjects[kind].dataset
-            held = holds.down(subject) if holds.holds else FALSE
-            if held == FALSE:
-                continue
+        found: list[tuple[SubjectLocator, HeldValues]] = []
+        for kind, template in self.policy.datasets[name].per_subject.items():
             locator = SubjectLocator.parse(template)
-            rows = self.catalog.store_of(subject).select(
-                self.policy.datasets[subject].table or "", list(locator.columns), held)
-            held_subjects.append((locator, frozenset(tuple(str(v) for v in r) for r in rows)))
-        if not held_subjects:
+            held = held_subjects(self.policy, self.catalog, holds, kind, locator.columns)
+            if held is not None:
+                found.append((locator, held))
+        if not found:
             return lambda _item: False
-        return lambda item: any(loc.subject_of(item) in values for loc, values in held_subjects)
+        return lambda item: any(loc.subject_of(item) in values for loc, values in found)
 
     def held_keys(self, name: str, holds: HoldScopes) -> KeyFilter:
         """The same as `held`, by key (one listing when subjects are found in metadata)."""
@@ -160,11 +156,11 @@ class ObjectDatasets:
 
     def reached_by_holds(self, name: str, holds: HoldScopes) -> bool:
         """Could a hold in force keep any of the dataset's objects?"""
-        ds = self.policy.datasets[name]
-        if any(h.scope_kind == "dataset" and h.scope_value == name for h in holds.holds):
+        if dataset_held(holds, name):
             return True
         return bool(holds.holds) and any(
-            holds.down(self.policy.subjects[kind].dataset) != FALSE for kind in ds.per_subject)
+            holds.down(self.policy.subjects[kind].dataset) != FALSE
+            for kind in self.policy.datasets[name].per_subject)
 
     def census(self, name: str, index: int, now: datetime,
                holds: HoldScopes) -> tuple[int, int]:
