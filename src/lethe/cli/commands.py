@@ -12,6 +12,7 @@ import typer
 from lethe.cli.lifecycle import lifecycle_cmd
 from lethe.cli.options import DatasetOpt, JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, progress_bar, stdout, table
+from lethe.cli.worker import worker_cmd
 from lethe.crypto.kek import KEK_ENV, LocalKeyFile
 from lethe.crypto.signing import create_key, key_path
 from lethe.engine.execute import DEFAULT_BATCH_SIZE, RunResult, execute, step_label
@@ -159,3 +160,4 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run_cmd)
     app.command("demo")(demo)
     app.command("lifecycle")(lifecycle_cmd)
+    app.command("worker")(worker_cmd)

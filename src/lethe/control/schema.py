@@ -159,10 +159,28 @@ def _create_request_baselines(conn: Connection) -> None:
     request_baselines.create(conn)
 
 
+# One row per unit of work several workers might take (a dataset's sweep for one
+# schedule occurrence, a request): whoever holds an unexpired lease does it.
+leases = sa.Table(
+    "lethe_leases", metadata,
+    sa.Column("unit", sa.String(400), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # running | done
+    sa.Column("takeovers", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _create_leases(conn: Connection) -> None:
+    leases.create(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
     (2, "hash-chained audit log and signed checkpoints", _create_audit),
     (3, "data-subject requests", _create_requests),
     (4, "wrapped per-subject data keys", _create_subject_keys),
     (5, "erasure baselines", _create_request_baselines),
+    (6, "work leases for workers", _create_leases),
 ]

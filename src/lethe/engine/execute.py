@@ -76,10 +76,29 @@ class RunResult:
                 "actions": [a.as_dict() for a in self.actions]}
 
 
+class Stopped(Exception):
+    """Asked to stop: raised after a batch commits, so the run ends on a whole batch."""
+
+
+def _stoppable(progress: Progress | None, stop: Callable[[], bool]) -> Progress:
+    def report(index: int, rows: int) -> None:
+        if progress is not None:
+            progress(index, rows)
+        if stop():
+            raise Stopped
+
+    return report
+
+
 def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
-            progress: Progress | None = None) -> RunResult:
+            progress: Progress | None = None,
+            stop: Callable[[], bool] | None = None) -> RunResult:
+    """Carry out the plan. `stop` is asked after every batch; when it says so the run
+    ends there (status `stopped`) and `Stopped` is raised."""
     if batch_size < 1:
         raise LetheError("batch size must be at least 1", path="--batch-size")
+    if stop is not None:
+        progress = _stoppable(progress, stop)
     builder = rt.builder(plan.now)
     datasets = list(dict.fromkeys(a.step.dataset for a in plan.actions))
     run_id = rt.control.start_run(plan.now, rt.audit.actor, rt.audit.source, datasets, [
@@ -120,8 +139,9 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
                         _record(rt, run_id, result.actions.index(cascade), cascade)
     except BaseException as exc:  # interrupted: the run record must say so, then re-raise
         failure = type(exc).__name__
-        rt.control.finish_run(run_id, "failed", failure)
-        _close_run(rt, result, "failed")
+        status = "stopped" if isinstance(exc, Stopped) else "failed"
+        rt.control.finish_run(run_id, status, failure)
+        _close_run(rt, result, status)
         raise
     errors = [a.error for a in result.actions if a.error]
     status = "completed" if not errors else "completed_with_errors"

@@ -11,6 +11,7 @@ import string
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from croniter import croniter
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -242,6 +243,14 @@ def _object_dataset(where: str, ds: Dataset) -> None:
 class Schedule(Strict):
     cron: str
     datasets: list[str] | Literal["all"] = "all"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str) -> str:
+        if not croniter.is_valid(cron):
+            raise ValueError(f"invalid cron expression {cron!r} (five fields: minute hour "
+                             "day-of-month month day-of-week)")
+        return cron
 
 
 class EncryptionPolicy(Strict):

@@ -1,0 +1,58 @@
+"""`lethe worker`: run the schedules and pending requests, sharing work through leases."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
+from lethe.cli.output import emit_json, stderr
+from lethe.engine.execute import DEFAULT_BATCH_SIZE
+from lethe.worker.loop import Worker, WorkerOptions, WorkerReport
+from lethe.worker.metrics import WorkerMetrics
+
+
+def worker_cmd(ctx: typer.Context,
+               once: Annotated[bool, typer.Option(
+                   "--once", help="Exit when the current schedule occurrences are done")]
+               = False,
+               name: Annotated[str | None, typer.Option(
+                   "--name", help="This worker's name in leases (default host:pid)")] = None,
+               lease_seconds: Annotated[float, typer.Option(
+                   "--lease-seconds", min=1.0,
+                   help="A lease not renewed for this long is taken over")] = 60.0,
+               poll_seconds: Annotated[float, typer.Option("--poll-seconds", min=0.1)] = 5.0,
+               batch_size: Annotated[int, typer.Option("--batch-size", min=1)]
+               = DEFAULT_BATCH_SIZE,
+               metrics_port: Annotated[int | None, typer.Option(
+                   "--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT")] = None,
+               out: Annotated[Path, typer.Option("--out", help="Where request files go")]
+               = Path("lethe-requests"),
+               policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Run the policy's schedules and pending requests; several workers on one
+    PostgreSQL control store share the work. SIGTERM finishes the current batch."""
+    s = settings(ctx, policy, json_out, now)
+    holder = name or f"{socket.gethostname()}:{os.getpid()}"
+    metrics = WorkerMetrics()
+    if metrics_port is not None:
+        metrics.serve(metrics_port)
+    with open_runtime(s) as rt:
+        worker = Worker(rt, WorkerOptions(holder, lease_seconds, poll_seconds, batch_size,
+                                          out_dir=out), metrics)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: worker.stop())
+
+        def on_pass(report: WorkerReport) -> None:
+            if not s.json:
+                for unit in report.units[-3:]:
+                    stderr.print(f"{holder}: {unit.unit} {unit.status}, {unit.done} done",
+                                 markup=False)
+
+        report = worker.run(once=once, on_pass=on_pass)
+    if s.json:
+        emit_json({"worker": holder, "stopped": worker.stopping.is_set(), **report.as_dict()})

@@ -1,0 +1,1 @@
+"""Workers: the policy's schedules and pending requests, shared through leases."""
