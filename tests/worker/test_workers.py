@@ -165,3 +165,38 @@ def test_sigterm_finishes_the_batch_and_hands_the_unit_back(
     after = _result(_worker(policy, "--name", "next", "--batch-size", "1000"))
     assert any(not u["takeover"] for u in after["units"])
     assert _due(engine) == 0 and _left(engine) == total - due
+
+
+def test_metrics_endpoint_reports_the_work(setup: tuple[Path, sa.Engine]) -> None:
+    import socket
+    import urllib.request
+
+    policy, engine = setup
+    due = _due(engine)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [sys.executable, "-c", "from lethe.cli.app import main; main()", "worker",
+            "--policy", str(policy), "--now", NOW_ARG, "--json", "--poll-seconds", "0.5",
+            "--metrics-port", str(port), "--batch-size", "2000"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "NO_COLOR": "1"})
+    try:
+        _wait_for(lambda: _due(engine) == 0, timeout=120)
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+
+        _wait_for(lambda: f'lethe_units_done_total{{kind="schedule"}} {len(TABLES)}.0'
+                  in scrape(), timeout=30)
+        text = scrape()
+        handled = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith("lethe_rows_handled_total{"))
+        assert handled == due
+        assert "lethe_requests_open 0.0" in text
+        assert "lethe_lease_takeovers_total 0.0" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and json.loads(out)["stopped"] is True

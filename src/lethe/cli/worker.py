@@ -47,11 +47,15 @@ def worker_cmd(ctx: typer.Context,
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: worker.stop())
 
+        shown = 0
+
         def on_pass(report: WorkerReport) -> None:
+            nonlocal shown
             if not s.json:
-                for unit in report.units[-3:]:
+                for unit in report.units[shown:]:
                     stderr.print(f"{holder}: {unit.unit} {unit.status}, {unit.done} done",
                                  markup=False)
+            shown = len(report.units)
 
         report = worker.run(once=once, on_pass=on_pass)
     if s.json:
