@@ -22,6 +22,7 @@ from lethe.stores.base import (
     In,
     Not,
     Or,
+    Partition,
     RowStore,
     Sweep,
     Value,
@@ -85,6 +86,15 @@ class LocalStore:
 
     def count_each(self, queries: Sequence[tuple[str, Condition]]) -> list[int]:
         return self.inner.count_each([(t, self._local(w)) for t, w in queries])
+
+    def partitions(self, table: str, column: str) -> list[Partition]:
+        return self.inner.partitions(table, column)
+
+    def count_in_partition(self, table: str, partition: str, where: Condition) -> int:
+        return self.inner.count_in_partition(table, partition, self._local(where))
+
+    def drop_partition(self, table: str, partition: str, held: Condition) -> int | None:
+        return self.inner.drop_partition(table, partition, self._local(held))
 
     def insert_missing(self, table: str, key: str,
                        rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:

@@ -28,10 +28,11 @@ BatchOpt = Annotated[int, typer.Option("--batch-size", min=1,
 
 def render_plan(plan: Plan, title: str) -> None:
     table(f"{title} at {plan.now.isoformat(timespec='seconds')}",
-          ["dataset", "rule", "action", "rows", "held", "blocked"],
+          ["dataset", "rule", "action", "rows", "held", "blocked", "path"],
           [[a.step.dataset, "" if a.step.rule is None else a.step.rule,
             a.step.action + (f" (from {a.step.parent})" if a.step.parent else ""),
-            a.rows, a.held, a.blocked] for a in plan.actions])
+            a.rows, a.held, a.blocked,
+            f"{a.partitions} partitions" if a.partitions else "rows"] for a in plan.actions])
     for dataset, reason in plan.skipped:
         stdout.print(f"not enforced: {dataset} ({reason})", markup=False)
 

@@ -16,6 +16,7 @@ from lethe.crypto.keys import shred_subject
 from lethe.engine.archive import archive_sink
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
+from lethe.engine.partitions import drop_expired, eligible
 from lethe.engine.plan import (
     UNSUPPORTED,
     Plan,
@@ -168,6 +169,12 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
            batch_size: int, progress: Progress | None) -> None:
     step = action.planned.step
     ds = rt.policy.datasets[step.dataset]
+    if eligible(rt, builder, step):  # whole partitions past retention go first
+        dropped, rows = drop_expired(rt, builder, step)
+        action.done += rows
+        action.batches += dropped
+        if dropped and progress is not None:
+            progress(index, rows)
     sink = None
     if step.action == "archive":
         assert step.rule is not None

@@ -14,6 +14,7 @@ from typing import Any
 from lethe.crypto.keys import live_subjects
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
+from lethe.engine.partitions import droppable
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.holds import HoldScopes
@@ -29,11 +30,14 @@ class PlannedAction:
     rows: int
     held: int
     blocked: int = 0  # due, not held, but a foreign key still points at them
+    partitions: int = 0  # whole partitions past retention the run drops (PostgreSQL)
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"dataset": self.step.dataset, "rule": self.step.rule,
                                 "action": self.step.action, "rows": self.rows,
-                                "held": self.held, "blocked": self.blocked}
+                                "held": self.held, "blocked": self.blocked,
+                                "path": "partitions" if self.partitions else "rows",
+                                "partitions": self.partitions}
         if self.step.parent is not None:
             data["parent"] = self.step.parent
         if self.step.action in UNSUPPORTED:
@@ -91,7 +95,8 @@ def count_step(rt: Runtime, builder: StepBuilder, holds: HoldScopes, step: Step)
     held_rows = 0 if held == FALSE else store.count(table, all_of(due, held))
     blocked_rows = 0 if blocked == FALSE else \
         store.count(table, all_of(due, negate(held), blocked))
-    return PlannedAction(step, rows, held_rows, blocked_rows)
+    return PlannedAction(step, rows, held_rows, blocked_rows,
+                         len(droppable(rt, builder, holds, step)))
 
 
 def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:

@@ -220,6 +220,14 @@ class TableInfo:
         return any(cols and cols[0] == column for cols in self.indexed)
 
 
+@dataclass(frozen=True)
+class Partition:
+    """One range partition of a table: its name and its bounds on the partition key."""
+
+    name: str
+    upper: datetime | None  # exclusive; None: MAXVALUE or the default partition
+
+
 @runtime_checkable
 class RowStore(Protocol):
     """A store of rows addressed by table and key (SQL today)."""
@@ -253,6 +261,18 @@ class RowStore(Protocol):
 
     def count_each(self, queries: Sequence[tuple[str, Condition]]) -> list[int]:
         """Several counts, (table, where) each, in one round trip."""
+        ...
+
+    def partitions(self, table: str, column: str) -> list[Partition]:
+        """The range partitions of `table` when it is range-partitioned on `column` alone
+        (PostgreSQL); otherwise none."""
+        ...
+
+    def count_in_partition(self, table: str, partition: str, where: Condition) -> int: ...
+
+    def drop_partition(self, table: str, partition: str, held: Condition) -> int | None:
+        """Detach and drop a partition in one transaction unless a row matching `held` is
+        in it (then nothing changes and None is returned); the rows it held."""
         ...
 
     def insert_missing(self, table: str, key: str,

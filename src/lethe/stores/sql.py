@@ -9,6 +9,7 @@ batch re-walks rows an earlier batch already removed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -22,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 
 from lethe.errors import SchemaMismatch, StoreError
 from lethe.stores.base import (
+    FALSE,
     And,
     Anonymize,
     Archive,
@@ -42,6 +44,7 @@ from lethe.stores.base import (
     NotLike,
     Older,
     Or,
+    Partition,
     SetColumns,
     Sweep,
     TableInfo,
@@ -60,6 +63,7 @@ from lethe.stores.sql_values import (
 from lethe.stores.windows import KeySpan, is_dense, next_width
 
 ARRAY_AFTER = 16  # longer IN lists go to PostgreSQL as one array parameter
+_RANGE_UPPER = re.compile(r"TO \((.+)\)\s*$")  # a range partition's upper bound
 
 
 def normalize_url(url: str) -> str:
@@ -134,8 +138,9 @@ class SqlStore:
         if self._tables is None:
             with self._errors("reading the schema"):
                 inspector = sa.inspect(self.engine)
+                parts = self._partition_names()
                 self._tables = {name: self._describe(inspector, name)
-                                for name in inspector.get_table_names()}
+                                for name in inspector.get_table_names() if name not in parts}
         return self._tables
 
     @staticmethod
@@ -304,6 +309,79 @@ class SqlStore:
             .group_by(c)
         with self._errors(f"counting rows of {table}"), self.engine.connect() as conn:
             return {value: int(n) for value, n in conn.execute(query)}
+
+    def _partition_names(self) -> set[str]:
+        """Partitions are part of their parent table, not tables of their own."""
+        if self.dialect != "postgresql":
+            return set()
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relispartition AND n.nspname = current_schema()")).scalars())
+
+    def partitions(self, table: str, column: str) -> list[Partition]:
+        if self.dialect != "postgresql":
+            return []
+        with self._errors(f"reading the partitions of {table}"), self.engine.connect() as conn:
+            keydef = conn.execute(sa.text(
+                "SELECT pg_get_partkeydef(c.oid) FROM pg_class c "
+                "WHERE c.oid = to_regclass(:t) AND c.relkind = 'p'"),
+                {"t": self._quoted(table)}).scalar()
+            if keydef is None or keydef != f"RANGE ({self._quoted(column)})":
+                return []
+            rows = conn.execute(sa.text(
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(:t) "
+                "ORDER BY c.relname"), {"t": self._quoted(table)}).all()
+            found = []
+            for name, bound in rows:
+                upper = _RANGE_UPPER.search(bound or "")
+                literal = upper.group(1) if upper else None
+                moment = None if literal is None or literal == "MAXVALUE" else conn.execute(
+                    sa.text("SELECT CAST(:v AS timestamptz)"), {"v": literal.strip("'")}
+                ).scalar()
+                found.append(Partition(str(name), moment))
+        return found
+
+    def _quoted(self, name: str) -> str:
+        return str(self.engine.dialect.identifier_preparer.quote(name))
+
+    def _partition(self, table: str, partition: str) -> sa.Table:
+        """A partition as a table with its parent's columns (partitions are not listed
+        among the store's tables)."""
+        return sa.Table(partition, sa.MetaData(), *(
+            sa.Column(c.name, c.type) for c in self.table(table).columns))
+
+    def count_in_partition(self, table: str, partition: str, where: Condition) -> int:
+        part = self._partition(table, partition)
+        with self._errors(f"counting rows of {table}"), self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(part)
+                                    .where(self.compile(where, table, part))).scalar_one())
+
+    def drop_partition(self, table: str, partition: str, held: Condition) -> int | None:
+        parent, child = self._quoted(table), self._quoted(partition)
+        part = self._partition(table, partition)
+        with self._errors(f"dropping a partition of {table}"), \
+                self.engine.connect().execution_options(lethe_write=True) as conn:
+            transaction = conn.begin()
+            try:
+                conn.execute(sa.text(f"ALTER TABLE {parent} DETACH PARTITION {child}"))
+                # detached and locked: a hold placed until now is seen, no row comes in
+                rows = int(conn.execute(sa.select(sa.func.count()).select_from(part))
+                           .scalar_one())
+                if held != FALSE and conn.execute(
+                        sa.select(sa.func.count()).select_from(part)
+                        .where(self.compile(held, table, part))).scalar_one():
+                    transaction.rollback()
+                    return None
+                conn.execute(sa.text(f"DROP TABLE {child}"))
+                transaction.commit()
+            except BaseException:
+                if transaction.is_active:
+                    transaction.rollback()
+                raise
+        self._removed[table] = self._removed.get(table, 0) + rows
+        return rows
 
     def insert_missing(self, table: str, key: str,
                        rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
