@@ -93,8 +93,9 @@ class LocalStore:
     def count_in_partition(self, table: str, partition: str, where: Condition) -> int:
         return self.inner.count_in_partition(table, partition, self._local(where))
 
-    def drop_partition(self, table: str, partition: str, held: Condition) -> int | None:
-        return self.inner.drop_partition(table, partition, self._local(held))
+    def drop_partitions(self, table: str, partitions: Sequence[str],
+                        held: Condition) -> dict[str, int]:
+        return self.inner.drop_partitions(table, partitions, self._local(held))
 
     def insert_missing(self, table: str, key: str,
                        rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:

@@ -113,3 +113,20 @@ def test_rules_the_partitions_cannot_express_use_rows(postgres_url: str,
     assert len(_partitions(engine)) == 13
     assert _count(engine, f"{CUTOFF} AND workspace_id = 'ws_a'") == 0
     rt.close()
+
+
+def test_only_the_partition_with_a_held_row_stays(postgres_url: str, tmp_path: Path) -> None:
+    engine = _build(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO events VALUES (99999, 'ws_march', '2025-03-10')"))
+    due = _count(engine, CUTOFF)
+    rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url)), Clock(NOW))
+    place_hold(rt.control, rt.audit, rt.clock, parse_scope(rt.policy, None, "ws_march", None),
+               "case")
+    [planned] = build_plan(rt).actions
+    assert planned.partitions == 8 and planned.held == 1
+    [done] = execute(rt, build_plan(rt), batch_size=2000).actions
+    assert done.done == due - 1 and done.verified is True
+    assert _count(engine, CUTOFF) == 1  # the held row, in its kept partition
+    assert "events_2025_03" in _partitions(engine) and "events_2025_02" not in _partitions(engine)
+    rt.close()

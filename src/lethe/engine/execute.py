@@ -7,6 +7,7 @@ leaves only whole batches behind: running again finishes the job.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,9 +171,13 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
     step = action.planned.step
     ds = rt.policy.datasets[step.dataset]
     if eligible(rt, builder, step):  # whole partitions past retention go first
+        started = time.perf_counter()
         dropped, rows = drop_expired(rt, builder, step)
+        elapsed_ms = (time.perf_counter() - started) * 1000
         action.done += rows
         action.batches += dropped
+        action.batch_ms += elapsed_ms
+        action.longest_batch_ms = max(action.longest_batch_ms, elapsed_ms / max(dropped, 1))
         if dropped and progress is not None:
             progress(index, rows)
     sink = None

@@ -52,13 +52,12 @@ def droppable(rt: Runtime, builder: StepBuilder, holds: HoldScopes,
 
 
 def drop_expired(rt: Runtime, builder: StepBuilder, step: Step) -> tuple[int, int]:
-    """Drop every expired partition no hold reaches; (partitions dropped, rows)."""
+    """Drop every expired partition no hold reaches, in one transaction (holds read
+    just before it, as before a batch); (partitions dropped, rows)."""
     ds = rt.policy.datasets[step.dataset]
-    store = rt.catalog.store_of(step.dataset)
-    dropped = rows = 0
-    for partition in expired_partitions(rt, builder, step):
-        held = rt.hold_scopes(builder).held(step.dataset, cascading=True)  # fresh each time
-        gone = store.drop_partition(ds.table or "", partition.name, held)
-        if gone is not None:
-            dropped, rows = dropped + 1, rows + gone
-    return dropped, rows
+    expired = [p.name for p in expired_partitions(rt, builder, step)]
+    if not expired:
+        return 0, 0
+    held = rt.hold_scopes(builder).held(step.dataset, cascading=True)
+    dropped = rt.catalog.store_of(step.dataset).drop_partitions(ds.table or "", expired, held)
+    return len(dropped), sum(dropped.values())

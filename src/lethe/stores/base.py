@@ -270,9 +270,10 @@ class RowStore(Protocol):
 
     def count_in_partition(self, table: str, partition: str, where: Condition) -> int: ...
 
-    def drop_partition(self, table: str, partition: str, held: Condition) -> int | None:
-        """Detach and drop a partition in one transaction unless a row matching `held` is
-        in it (then nothing changes and None is returned); the rows it held."""
+    def drop_partitions(self, table: str, partitions: Sequence[str],
+                        held: Condition) -> dict[str, int]:
+        """Detach and drop these partitions in one transaction, each unless a row matching
+        `held` is in it (that one stays attached); the rows each dropped one held."""
         ...
 
     def insert_missing(self, table: str, key: str,

@@ -336,10 +336,16 @@ class SqlStore:
             found = []
             for name, bound in rows:
                 upper = _RANGE_UPPER.search(bound or "")
-                literal = upper.group(1) if upper else None
-                moment = None if literal is None or literal == "MAXVALUE" else conn.execute(
-                    sa.text("SELECT CAST(:v AS timestamptz)"), {"v": literal.strip("'")}
-                ).scalar()
+                literal = upper.group(1).strip("'") if upper else "MAXVALUE"
+                moment: datetime | None = None
+                if literal != "MAXVALUE":
+                    try:
+                        moment = datetime.fromisoformat(literal)
+                    except ValueError:  # a spelling Python does not read: ask the server
+                        moment = conn.execute(sa.text("SELECT CAST(:v AS timestamptz)"),
+                                              {"v": literal}).scalar()
+                    if moment is not None and moment.tzinfo is None:
+                        moment = None  # a timestamp without time zone: not comparable here
                 found.append(Partition(str(name), moment))
         return found
 
@@ -358,30 +364,29 @@ class SqlStore:
             return int(conn.execute(sa.select(sa.func.count()).select_from(part)
                                     .where(self.compile(where, table, part))).scalar_one())
 
-    def drop_partition(self, table: str, partition: str, held: Condition) -> int | None:
-        parent, child = self._quoted(table), self._quoted(partition)
-        part = self._partition(table, partition)
-        with self._errors(f"dropping a partition of {table}"), \
-                self.engine.connect().execution_options(lethe_write=True) as conn:
-            transaction = conn.begin()
-            try:
+    def drop_partitions(self, table: str, partitions: Sequence[str],
+                        held: Condition) -> dict[str, int]:
+        parent = self._quoted(table)
+        dropped: dict[str, int] = {}
+        with self._errors(f"dropping partitions of {table}"), \
+                self.engine.connect().execution_options(lethe_write=True) as conn, \
+                conn.begin():
+            for name in partitions:
+                part, child = self._partition(table, name), self._quoted(name)
+                conn.execute(sa.text("SAVEPOINT lethe_partition"))
                 conn.execute(sa.text(f"ALTER TABLE {parent} DETACH PARTITION {child}"))
                 # detached and locked: a hold placed until now is seen, no row comes in
-                rows = int(conn.execute(sa.select(sa.func.count()).select_from(part))
-                           .scalar_one())
                 if held != FALSE and conn.execute(
-                        sa.select(sa.func.count()).select_from(part)
-                        .where(self.compile(held, table, part))).scalar_one():
-                    transaction.rollback()
-                    return None
+                        sa.select(sa.literal(1)).select_from(part)
+                        .where(self.compile(held, table, part)).limit(1)).first():
+                    conn.execute(sa.text("ROLLBACK TO SAVEPOINT lethe_partition"))
+                    continue
+                dropped[name] = int(conn.execute(sa.select(sa.func.count())
+                                                 .select_from(part)).scalar_one())
                 conn.execute(sa.text(f"DROP TABLE {child}"))
-                transaction.commit()
-            except BaseException:
-                if transaction.is_active:
-                    transaction.rollback()
-                raise
-        self._removed[table] = self._removed.get(table, 0) + rows
-        return rows
+                conn.execute(sa.text("RELEASE SAVEPOINT lethe_partition"))
+        self._removed[table] = self._removed.get(table, 0) + sum(dropped.values())
+        return dropped
 
     def insert_missing(self, table: str, key: str,
                        rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
