@@ -174,3 +174,36 @@ def test_killed_archive_run_loses_nothing_and_archives_nothing_twice(
     assert len(archived) == len(set(archived))  # nothing archived twice
     assert sorted(archived) == [r[0] for r in before]  # nothing lost
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_settle_waits_for_a_batch_still_writing_its_chunk(postgres_url: str,
+                                                          tmp_path: Path) -> None:
+    """Another process's batch has written its chunk and holds its rows: settling must
+    not take that chunk for an orphan (its rows are about to be deleted)."""
+    import threading
+
+    engine = build_app(postgres_url)
+    cold = f"file://{tmp_path / 'cold'}"
+    rt = runtime(_policy(tmp_path, postgres_url, cold))
+    writer: ArchiveSink = archive_sink(rt, "invoices", 0)
+    rows = _rows(engine)[:4]
+    ids = [r[0] for r in rows]
+    outcome: list[tuple[int, int]] = []
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        conn.execute(sa.select(invoices).where(invoices.c.id.in_(ids)).with_for_update())
+        writer.write(tuple(c.name for c in invoices.columns), rows)
+        settler = threading.Thread(
+            target=lambda: outcome.append(archive_sink(rt, "invoices", 0).settle()))
+        settler.start()
+        time.sleep(1.0)
+        assert settler.is_alive() and not outcome  # waiting on the batch's row locks
+        conn.execute(sa.delete(invoices).where(invoices.c.id.in_(ids)))
+        transaction.commit()
+    settler.join(timeout=30)
+    assert outcome == [(1, 0)]  # the rows went: the chunk is theirs, marked done
+    keys = _chunk_keys(cold)
+    assert sum(k.endswith(".jsonl.gz") for k in keys) == 1
+    assert sum(k.endswith(".done") for k in keys) == 1
+    rt.close()

@@ -142,7 +142,9 @@ class ArchiveSink:
                 continue
             manifest = self._manifest(chunk)
             keys = tuple(manifest["keys"])
-            present = self.rt.catalog.store_of(self.dataset).count(
+            # Waits for a batch still writing this chunk (its rows are locked) to end, so
+            # an archive in flight elsewhere is never mistaken for an orphan.
+            present = self.rt.catalog.store_of(self.dataset).count_settled(
                 ds.table or "", In(str(manifest["key"]), keys)) if keys else 0
             if present:  # the deletion rolled back: the rows will be archived again
                 self.store.delete([chunk + ".jsonl.gz", chunk + ".manifest.json"])

@@ -242,6 +242,10 @@ class RowStore(Protocol):
 
     def count(self, table: str, where: Condition) -> int: ...
 
+    def count_settled(self, table: str, where: Condition) -> int:
+        """Count, after any transaction writing these rows has ended (row locks)."""
+        ...
+
     def rows(self, table: str, where: Condition) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         """Column names and matching rows in key order (for access exports)."""
         ...

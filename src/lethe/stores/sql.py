@@ -278,6 +278,16 @@ class SqlStore:
                 conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
             return int(conn.execute(query).scalar_one())
 
+    def count_settled(self, table: str, where: Condition) -> int:
+        t = self.table(table)
+        query = sa.select(sa.literal(1)).select_from(t).where(self.compile(where, table))
+        if self.dialect == "postgresql":
+            query = query.with_for_update(of=t)  # blocks while a batch holds these rows
+        with self._errors(f"counting rows of {table}"), \
+                self.engine.connect().execution_options(lethe_write=True) as conn, \
+                conn.begin():
+            return len(conn.execute(query).all())
+
     def rows(self, table: str, where: Condition) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         t = self.table(table)
         query = sa.select(t).where(self.compile(where, table))
