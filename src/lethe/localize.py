@@ -97,8 +97,8 @@ class LocalStore:
         return self.inner.count_in_partition(table, partition, self._local(where))
 
     def drop_partitions(self, table: str, partitions: Sequence[str],
-                        held: Condition) -> dict[str, int]:
-        return self.inner.drop_partitions(table, partitions, self._local(held))
+                        held: Callable[[], Condition]) -> dict[str, int]:
+        return self.inner.drop_partitions(table, partitions, lambda: self._local(held()))
 
     def insert_missing(self, table: str, key: str,
                        rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:

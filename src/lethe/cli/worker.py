@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 from pathlib import Path
@@ -22,7 +23,8 @@ def worker_cmd(ctx: typer.Context,
                    "--once", help="Exit when the current schedule occurrences are done")]
                = False,
                name: Annotated[str | None, typer.Option(
-                   "--name", help="This worker's name in leases (default host:pid)")] = None,
+                   "--name", help="This worker's name in leases, unique (default host:pid:random)")]
+               = None,
                lease_seconds: Annotated[float, typer.Option(
                    "--lease-seconds", min=1.0,
                    help="A lease not renewed for this long is taken over")] = 60.0,
@@ -37,7 +39,8 @@ def worker_cmd(ctx: typer.Context,
     """Run the policy's schedules and pending requests; several workers on one
     PostgreSQL control store share the work. SIGTERM finishes the current batch."""
     s = settings(ctx, policy, json_out, now)
-    holder = name or f"{socket.gethostname()}:{os.getpid()}"
+    # unique even for two containers with the same host name and pid
+    holder = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     metrics = WorkerMetrics()
     if metrics_port is not None:
         metrics.serve(metrics_port)

@@ -4,7 +4,9 @@ A unit of work is a row. Claiming is one atomic statement: insert the row, or ta
 over when its lease has expired (its holder died), and learn from RETURNING whether we
 got it. A holder renews its lease while it works and marks the unit done at the end;
 a unit that is done is never claimed again. Lease times are wall-clock times (they are
-about processes staying alive), not the `--now` clock retention is judged by.
+about processes staying alive), not the `--now` clock retention is judged by; on
+PostgreSQL they are the server's clock, so workers on machines whose clocks disagree
+still agree on when a lease has expired.
 """
 
 from __future__ import annotations
@@ -36,9 +38,13 @@ class LeaseStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def _now(self) -> Any:
+        """The clock leases are judged by: the database server's when it has one."""
+        return sa.func.now() if self.engine.dialect.name == "postgresql" else wall_now()
+
     def claim(self, unit: str, holder: str, ttl: float) -> Lease | None:
         """Take the unit unless another holder's lease is alive or it is done."""
-        now = wall_now()
+        now = self._now()
         insert: Any = (postgresql.insert(leases) if self.engine.dialect.name == "postgresql"
                        else sqlite.insert(leases))
         statement = insert.values(unit=unit, holder=holder, state="running",
@@ -56,7 +62,7 @@ class LeaseStore:
 
     def renew(self, unit: str, holder: str, ttl: float) -> bool:
         """Extend the lease; False when it is no longer ours (it expired and was taken)."""
-        now = wall_now()
+        now = self._now()
         with transaction(self.engine, "renewing a lease") as conn:
             return bool(conn.execute(leases.update().where(
                 leases.c.unit == unit, leases.c.holder == holder, leases.c.state == "running")
@@ -67,11 +73,11 @@ class LeaseStore:
         with transaction(self.engine, "finishing work") as conn:
             return bool(conn.execute(leases.update().where(
                 leases.c.unit == unit, leases.c.holder == holder, leases.c.state == "running")
-                .values(state="done", updated_at=wall_now())).rowcount)
+                .values(state="done", updated_at=self._now())).rowcount)
 
     def release(self, unit: str, holder: str, *, after: float = 0.0) -> None:
         """Give the unit back (it may be claimed again `after` seconds from now)."""
-        now = wall_now()
+        now = self._now()
         with transaction(self.engine, "releasing work") as conn:
             conn.execute(leases.update().where(
                 leases.c.unit == unit, leases.c.holder == holder, leases.c.state == "running")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
+from lethe.errors import StoreError
 from lethe.holds import HoldScopes
 from lethe.stores.base import FALSE, Partition
 
@@ -52,12 +53,17 @@ def droppable(rt: Runtime, builder: StepBuilder, holds: HoldScopes,
 
 
 def drop_expired(rt: Runtime, builder: StepBuilder, step: Step) -> tuple[int, int]:
-    """Drop every expired partition no hold reaches, in one transaction (holds read
-    just before it, as before a batch); (partitions dropped, rows)."""
+    """Drop every expired partition no hold reaches, each in its own transaction, the
+    holds read after its detach; (partitions dropped, rows). Anything that goes wrong
+    (a lock not granted in time, above all) leaves the rows to the row batches."""
     ds = rt.policy.datasets[step.dataset]
-    expired = [p.name for p in expired_partitions(rt, builder, step)]
-    if not expired:
+    try:
+        expired = [p.name for p in expired_partitions(rt, builder, step)]
+        if not expired:
+            return 0, 0
+        dropped = rt.catalog.store_of(step.dataset).drop_partitions(
+            ds.table or "", expired,
+            lambda: rt.hold_scopes(builder).held(step.dataset, cascading=True))
+    except StoreError:
         return 0, 0
-    held = rt.hold_scopes(builder).held(step.dataset, cascading=True)
-    dropped = rt.catalog.store_of(step.dataset).drop_partitions(ds.table or "", expired, held)
     return len(dropped), sum(dropped.values())

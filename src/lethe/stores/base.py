@@ -275,9 +275,11 @@ class RowStore(Protocol):
     def count_in_partition(self, table: str, partition: str, where: Condition) -> int: ...
 
     def drop_partitions(self, table: str, partitions: Sequence[str],
-                        held: Condition) -> dict[str, int]:
-        """Detach and drop these partitions in one transaction, each unless a row matching
-        `held` is in it (that one stays attached); the rows each dropped one held."""
+                        held: Callable[[], Condition]) -> dict[str, int]:
+        """Detach and drop each partition in a transaction of its own, unless a row that
+        the holds read after the detach (`held()`) keep is in it (then it stays
+        attached); the rows each dropped one held. It stops at the first partition it
+        cannot detach (a lock not granted in time): the row batches take the rest."""
         ...
 
     def insert_missing(self, table: str, key: str,

@@ -10,7 +10,7 @@ batch re-walks rows an earlier batch already removed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -63,6 +63,7 @@ from lethe.stores.sql_values import (
 from lethe.stores.windows import KeySpan, is_dense, next_width
 
 ARRAY_AFTER = 16  # longer IN lists go to PostgreSQL as one array parameter
+PARTITION_LOCK_TIMEOUT = "5s"  # how long a DETACH may wait for the parent's lock
 _RANGE_UPPER = re.compile(r"TO \((.+)\)\s*$")  # a range partition's upper bound
 
 
@@ -339,9 +340,10 @@ class SqlStore:
                 {"t": self._quoted(table)}).scalar()
             if keydef is None or keydef != f"RANGE ({self._quoted(column)})":
                 return []
-            rows = conn.execute(sa.text(
+            rows = conn.execute(sa.text(  # partitions in the parent's schema only
                 "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
-                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(:t) "
+                "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+                "WHERE i.inhparent = to_regclass(:t) AND c.relnamespace = p.relnamespace "
                 "ORDER BY c.relname"), {"t": self._quoted(table)}).all()
             found = []
             for name, bound in rows:
@@ -351,9 +353,8 @@ class SqlStore:
                 if literal != "MAXVALUE":
                     try:
                         moment = datetime.fromisoformat(literal)
-                    except ValueError:  # a spelling Python does not read: ask the server
-                        moment = conn.execute(sa.text("SELECT CAST(:v AS timestamptz)"),
-                                              {"v": literal}).scalar()
+                    except ValueError:
+                        moment = None  # a bound we cannot read is never taken as expired
                     if moment is not None and moment.tzinfo is None:
                         moment = None  # a timestamp without time zone: not comparable here
                 found.append(Partition(str(name), moment))
@@ -375,28 +376,39 @@ class SqlStore:
                                     .where(self.compile(where, table, part))).scalar_one())
 
     def drop_partitions(self, table: str, partitions: Sequence[str],
-                        held: Condition) -> dict[str, int]:
-        parent = self._quoted(table)
+                        held: Callable[[], Condition]) -> dict[str, int]:
         dropped: dict[str, int] = {}
-        with self._errors(f"dropping partitions of {table}"), \
-                self.engine.connect().execution_options(lethe_write=True) as conn, \
-                conn.begin():
-            for name in partitions:
-                part, child = self._partition(table, name), self._quoted(name)
-                conn.execute(sa.text("SAVEPOINT lethe_partition"))
-                conn.execute(sa.text(f"ALTER TABLE {parent} DETACH PARTITION {child}"))
-                # detached and locked: a hold placed until now is seen, no row comes in
-                if held != FALSE and conn.execute(
-                        sa.select(sa.literal(1)).select_from(part)
-                        .where(self.compile(held, table, part)).limit(1)).first():
-                    conn.execute(sa.text("ROLLBACK TO SAVEPOINT lethe_partition"))
-                    continue
-                dropped[name] = int(conn.execute(sa.select(sa.func.count())
-                                                 .select_from(part)).scalar_one())
-                conn.execute(sa.text(f"DROP TABLE {child}"))
-                conn.execute(sa.text("RELEASE SAVEPOINT lethe_partition"))
+        for name in partitions:  # one short transaction each: the parent's lock is brief
+            try:
+                rows = self._drop_partition(table, name, held)
+            except StoreError:
+                break  # e.g. the lock was not granted in time: the row batches go on
+            if rows is not None:
+                dropped[name] = rows
         self._removed[table] = self._removed.get(table, 0) + sum(dropped.values())
         return dropped
+
+    def _drop_partition(self, table: str, name: str,
+                        held: Callable[[], Condition]) -> int | None:
+        part, parent, child = self._partition(table, name), self._quoted(table), \
+            self._quoted(name)
+        with self._errors(f"dropping a partition of {table}"), \
+                self.engine.connect().execution_options(lethe_write=True) as conn, \
+                conn.begin():
+            # never queue for long behind the application's queries on the parent
+            conn.execute(sa.text(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'"))
+            conn.execute(sa.text(f"ALTER TABLE {parent} DETACH PARTITION {child}"))
+            # Detached and locked: no row comes in, and the holds are read now, so one
+            # placed while the DETACH waited for its lock is seen.
+            holds = held()
+            if holds != FALSE and conn.execute(
+                    sa.select(sa.literal(1)).select_from(part)
+                    .where(self.compile(holds, table, part)).limit(1)).first():
+                conn.rollback()
+                return None
+            rows = int(conn.execute(sa.select(sa.func.count()).select_from(part)).scalar_one())
+            conn.execute(sa.text(f"DROP TABLE {child}"))
+        return rows
 
     def insert_missing(self, table: str, key: str,
                        rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:

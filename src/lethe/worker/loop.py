@@ -21,6 +21,7 @@ from lethe.control.leases import LeaseStore
 from lethe.engine.execute import DEFAULT_BATCH_SIZE, Stopped, execute
 from lethe.engine.plan import build_plan
 from lethe.engine.runtime import Runtime
+from lethe.errors import LetheError
 from lethe.requests.service import GROUP_SIZE, overdue, requests_of, run_many
 from lethe.worker.metrics import WorkerMetrics
 from lethe.worker.schedule import Unit, schedule_units
@@ -43,7 +44,7 @@ class UnitReport:
     done: int
     verified: bool
     takeover: bool
-    status: str  # done | stopped | lost
+    status: str  # done | failed (released, retried later) | stopped | lost
 
     def as_dict(self) -> dict[str, Any]:
         return {"unit": self.unit, "dataset": self.dataset, "done": self.done,
@@ -60,19 +61,28 @@ class WorkerReport:
 
 
 class _Heartbeat:
-    """Renews a lease on a thread while a unit runs; notices when it was lost."""
+    """Renews leases on a thread while their work runs. A renewal that fails (the lease
+    was taken over) or cannot be made for most of a lease's life (the control store is
+    unreachable) marks the work lost, and the work stops at its next batch."""
 
-    def __init__(self, leases: LeaseStore, unit: str, holder: str, ttl: float) -> None:
+    def __init__(self, leases: LeaseStore, units: list[str], holder: str, ttl: float) -> None:
         self.lost = threading.Event()
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(leases, unit, holder, ttl),
+        self._thread = threading.Thread(target=self._beat, args=(leases, units, holder, ttl),
                                         daemon=True)
 
-    def _beat(self, leases: LeaseStore, unit: str, holder: str, ttl: float) -> None:
+    def _beat(self, leases: LeaseStore, units: list[str], holder: str, ttl: float) -> None:
+        renewed = time.monotonic()
         while not self._done.wait(ttl / 3):
-            if not leases.renew(unit, holder, ttl):
-                self.lost.set()
-                return
+            try:
+                if not all([leases.renew(unit, holder, ttl) for unit in units]):
+                    self.lost.set()
+                    return
+                renewed = time.monotonic()
+            except LetheError:
+                if time.monotonic() - renewed > ttl * 2 / 3:
+                    self.lost.set()
+                    return
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -108,11 +118,11 @@ class Worker:
     def _run_unit(self, unit: Unit, takeover: bool) -> UnitReport:
         o = self.options
         started = time.monotonic()
-        with _Heartbeat(self.leases, unit.name, o.holder, o.lease_seconds) as beat:
-            plan = build_plan(self.rt, [unit.dataset])
-            for planned in plan.actions:
-                self.metrics.backlog.labels(planned.step.dataset).set(planned.rows)
+        with _Heartbeat(self.leases, [unit.name], o.holder, o.lease_seconds) as beat:
             try:
+                plan = build_plan(self.rt, [unit.dataset])
+                for planned in plan.actions:
+                    self.metrics.backlog.labels(planned.step.dataset).set(planned.rows)
                 result = execute(self.rt, plan, batch_size=o.batch_size,
                                  stop=lambda: self.stopping.is_set() or beat.lost.is_set())
             except Stopped:
@@ -120,17 +130,24 @@ class Worker:
                     self.leases.release(unit.name, o.holder)  # another worker may go on
                 return UnitReport(unit.name, unit.dataset, 0, False, takeover,
                                   "lost" if beat.lost.is_set() else "stopped")
+            except LetheError:  # the store is down, the schema changed: try again later
+                self.leases.release(unit.name, o.holder, after=o.poll_seconds * 6)
+                return UnitReport(unit.name, unit.dataset, 0, False, takeover, "failed")
         self.metrics.unit_seconds.labels("schedule").observe(time.monotonic() - started)
         for action in result.actions:
             self.metrics.rows.labels(action.planned.step.dataset,
                                      action.planned.step.action).inc(action.done)
             if not action.verified:
                 self.metrics.verification_failures.labels(action.planned.step.dataset).inc()
+        done = sum(a.done for a in result.actions)
+        if not result.ok:  # a step failed or did not verify: not done, try again later
+            self.leases.release(unit.name, o.holder, after=o.poll_seconds * 6)
+            return UnitReport(unit.name, unit.dataset, done, False, takeover, "failed")
         finished = self.leases.finish(unit.name, o.holder)
         if finished:
             self.metrics.units.labels("schedule").inc()
-        return UnitReport(unit.name, unit.dataset, sum(a.done for a in result.actions),
-                          result.ok, takeover, "done" if finished else "lost")
+        return UnitReport(unit.name, unit.dataset, done, True, takeover,
+                          "done" if finished else "lost")
 
     def schedules_once(self, report: WorkerReport) -> bool:
         """One pass over the current units; True when every one of them is done."""
@@ -166,9 +183,13 @@ class Worker:
                 claimed.append(record.id)
         if not claimed:
             return
+        units = [f"request:{request_id}" for request_id in claimed]
         try:
-            run_many(self.rt, claimed, o.out_dir, o.batch_size)
+            with _Heartbeat(self.leases, units, o.holder, o.lease_seconds):
+                run_many(self.rt, claimed, o.out_dir, o.batch_size)
             report.requests += len(claimed)
+        except LetheError:
+            pass  # released below; looked at again after the interval
         finally:
             for request_id in claimed:  # looked at again after the interval
                 self.leases.release(f"request:{request_id}", o.holder, after=o.request_interval)
