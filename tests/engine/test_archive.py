@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,30 @@ def test_settle_waits_for_a_batch_still_writing_its_chunk(postgres_url: str,
     assert sum(k.endswith(".jsonl.gz") for k in keys) == 1
     assert sum(k.endswith(".done") for k in keys) == 1
     rt.close()
+
+
+def test_a_shared_key_deletes_only_what_was_archived(sqlite_url: str, tmp_path: Path) -> None:
+    """`key: user_id` is not unique: deleting by the key alone would take rows never
+    archived; the selection goes with it."""
+    engine = build_app(sqlite_url)
+    with engine.begin() as conn:  # a second invoice of user 3, not yet due
+        conn.execute(invoices.insert().values(id=99, user_id=3,
+                                              issued_at=datetime(2026, 5, 1, tzinfo=UTC)))
+    path = _policy(tmp_path, sqlite_url, f"file://{tmp_path / 'cold'}")
+    data = yaml.safe_load(path.read_text())
+    data["datasets"]["invoices"]["key"] = "user_id"
+    path.write_text(yaml.safe_dump(data))
+    rt = runtime(path)
+    [done] = execute(rt, build_plan(rt, ["invoices"])).actions
+    rt.close()
+    assert done.error is None and done.done == 10
+    assert {r[0] for r in _rows(engine)} == {99}  # the invoice that was not due stays
+
+
+def test_line_separators_inside_values_survive_archiving(sqlite_url: str,
+                                                         tmp_path: Path) -> None:
+    from lethe.engine.archive import decode_rows, encode_rows
+
+    rows = [(1, "line\u2028separator\u0085next"), (2, "plain")]
+    assert decode_rows(encode_rows(("id", "note"), rows)) == [
+        {"id": 1, "note": "line\u2028separator\u0085next"}, {"id": 2, "note": "plain"}]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+import sqlalchemy as sa
 import yaml
 
 from lethe.engine.execute import execute
@@ -165,4 +166,39 @@ def test_access_export_carries_the_subjects_keys(sqlite_url: str, tmp_path: Path
     assert 0 < by_key[f"{prefix}:session:4:a"]["ttl_seconds"] <= 600
     assert by_key[f"{prefix}:session:4:prefs"]["value"] == {"theme": "dark"}
     assert by_key[f"{prefix}:session:4:prefs"]["type"] == "hash"
+    client.close()
+
+
+def test_a_held_key_keeps_its_subject_row_until_released(sqlite_url: str, tmp_path: Path,
+                                                         redis_space: tuple[str, str]) -> None:
+    """A dataset hold on the keys: deleting the user row would lose the only way to find
+    them again, so the row stays (counted as held) and the request stays open."""
+    from datetime import timedelta
+
+    from lethe.holds import release_hold
+
+    url, prefix = redis_space
+    client = redis.Redis.from_url(url)
+    engine = build_app(sqlite_url)
+    client.set(f"{prefix}:session:2:a", "x")
+    policy = _policy(tmp_path, sqlite_url, url, prefix)
+    rt = runtime(policy, NOW)
+    record = open_request(rt, "erasure", "user", ["id=2"])
+    run_request(rt, record.id, tmp_path / "out")  # soft-delete phase
+    rt.close()
+    rt = runtime(policy, NOW + timedelta(days=31))
+    hold = place_hold(rt.control, rt.audit, rt.clock,
+                      parse_scope(rt.policy, None, None, "web_sessions"), "keys")
+    held = run_request(rt, record.id, tmp_path / "out")
+    assert held.record.status == "in_progress"
+    assert held.as_dict()["datasets"]["users"] == {"rows": 1, "erased": 0, "retained": 0,
+                                                   "held": 1}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM users WHERE id = 2")).scalar() == 1
+    release_hold(rt.control, rt.audit, rt.clock, hold, "done")
+    done = run_request(rt, record.id, tmp_path / "out")
+    rt.close()
+    assert done.record.status == "completed"
+    assert done.as_dict()["datasets"]["web_sessions"]["erased"] == 1
+    assert client.exists(f"{prefix}:session:2:a") == 0
     client.close()

@@ -213,3 +213,19 @@ def test_deleting_in_a_versioned_bucket_removes_every_version(s3_url: str) -> No
     assert left == ["root/exports/3/ab.csv"]
     store.close()
     client.close()
+
+
+def test_a_template_ending_in_a_value_never_reads_42_as_4(sqlite_url: str, objects_url: str,
+                                                         tmp_path: Path) -> None:
+    build_app(sqlite_url)
+    store = open_object_store("files", objects_url)
+    for user in (4, 42):
+        store.put(f"exports/{user}/a.csv", b"x", {"Owner": str(user)})
+    path = _policy(tmp_path, sqlite_url, objects_url, per_subject={"user": "exports/{id}"})
+    rt = Runtime.open(load_policy(path), Clock(LATER))
+    outcome = run_request(rt, open_request(rt, "erasure", "user", ["id=4"]).id,
+                          tmp_path / "out")
+    rt.close()
+    assert outcome.as_dict()["datasets"]["exports"]["erased"] == 1
+    assert _keys(store) >= {"exports/42/a.csv"} and "exports/4/a.csv" not in _keys(store)
+    store.close()

@@ -55,8 +55,14 @@ def encode_rows(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> byte
 
 
 def decode_rows(data: bytes) -> list[dict[str, Any]]:
-    text = gzip.decompress(data).decode("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line]
+    """The rows of a chunk. Lines end at `\\n` only: a value may hold U+2028 and the like,
+    which `splitlines` would also split at."""
+    try:
+        text = gzip.decompress(data).decode("utf-8")
+        return [json.loads(line) for line in text.split("\n") if line]
+    except (OSError, EOFError, UnicodeDecodeError, ValueError):
+        raise StoreError("an archive chunk is not gzipped JSON lines",
+                         path="archive") from None
 
 
 @dataclass
@@ -87,8 +93,9 @@ class ArchiveSink:
                     "key": key, "columns": list(columns), "rows": len(rows),
                     "sha256": digest, "keys": [_plain(r[position]) for r in rows],
                     "archived_at": self.rt.clock.now().isoformat()}
-        self.store.put(chunk + ".jsonl.gz", data)
+        # the manifest first: a chunk is never stored without the note that finds it
         self.store.put(chunk + ".manifest.json", json.dumps(manifest).encode("utf-8"))
+        self.store.put(chunk + ".jsonl.gz", data)
         back = self.store.get(chunk + ".jsonl.gz")
         if hashlib.sha256(back).hexdigest() != digest or len(decode_rows(back)) != len(rows):
             raise StoreError("an archive chunk did not read back intact; nothing deleted",

@@ -142,6 +142,8 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
     except BaseException as exc:  # interrupted: the run record must say so, then re-raise
         failure = type(exc).__name__
         status = "stopped" if isinstance(exc, Stopped) else "failed"
+        if isinstance(exc, Stopped):  # its committed batches belong in the record
+            _record(rt, run_id, index, action)
         rt.control.finish_run(run_id, status, failure)
         _close_run(rt, result, status)
         raise

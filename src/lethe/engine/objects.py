@@ -30,14 +30,19 @@ HoldsNow = Callable[[], HoldScopes]
 
 
 def prefix_regex(template: str) -> re.Pattern[str]:
-    """`exports/{id}/` → a pattern matching the start of that subject's keys."""
+    """`exports/{id}/` → a pattern matching the start of that subject's keys. A value
+    never spans a `/`, and one that ends the template ends at a `/` or the key's end:
+    `exports/{id}` must read `exports/42/a.csv` as subject 42, never 4."""
     parts: list[str] = []
     seen: set[str] = set()
-    for literal, name, _spec, _conv in string.Formatter().parse(template):
+    pieces = list(string.Formatter().parse(template))
+    for index, (literal, name, _spec, _conv) in enumerate(pieces):
         parts.append(re.escape(literal))
         if name is not None:
-            parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
+            parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>[^/]+?)")
             seen.add(name)
+            if index == len(pieces) - 1:
+                parts.append("(?=/|$)")
     return re.compile("".join(parts), re.DOTALL)
 
 
@@ -54,7 +59,8 @@ def _needs_tags(ds: Dataset) -> bool:
 def _matches(rule: Rule, item: ObjectInfo) -> bool:
     for key, wanted in rule.when.items():
         source, _, name = key.partition(".")
-        value = (item.tags if source == "tag" else item.metadata).get(name)
+        # S3 lowercases metadata names (tags keep their case)
+        value = item.tags.get(name) if source == "tag" else item.metadata.get(name.lower())
         allowed = wanted if isinstance(wanted, list) else [wanted]
         if not any((value is None) if a is None else value == str(a) for a in allowed):
             return False
@@ -64,7 +70,7 @@ def _matches(rule: Rule, item: ObjectInfo) -> bool:
 def _age_from(rule: Rule, item: ObjectInfo) -> datetime | None:
     if not rule.after.startswith("metadata."):
         return item.last_modified
-    text = item.metadata.get(rule.after[len("metadata."):])
+    text = item.metadata.get(rule.after[len("metadata."):].lower())
     if text is None:
         return None
     try:
@@ -102,7 +108,7 @@ class SubjectLocator:
         columns = tuple(dict.fromkeys(template_fields(template)))
         if template.startswith("metadata.") and "=" in template:
             name, _, value = template.partition("=")
-            return cls(name[len("metadata."):], prefix_regex(value), columns)
+            return cls(name[len("metadata."):].lower(), prefix_regex(value), columns)
         return cls(None, prefix_regex(template), columns)
 
     def subject_of(self, item: ObjectInfo) -> tuple[str, ...] | None:

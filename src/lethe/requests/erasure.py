@@ -121,6 +121,7 @@ class Group:
             self.keyed.update((n, handler) for n in names
                               if subject_kind in self.policy.datasets[n].per_subject)
         self._found_keys: dict[str, dict[str, list[str]]] = {}
+        self._keyed_held: set[str] = set()  # subjects some of whose keys a hold keeps
 
     # -- discovery ----------------------------------------------------------------------
     def _discover(self) -> None:
@@ -313,9 +314,13 @@ class Group:
         basis = ds.legal_basis
         if deletes:
             referenced = self.builder.referenced(name)
-            erased_now = self.sweep(name, all_of(where, negate(referenced)), Delete(),
-                                    deletes=True)
+            keep = self._kept_for_keys() if name == self.subject else FALSE
+            erased_now = self.sweep(name, all_of(where, negate(referenced), negate(keep)),
+                                    Delete(), deletes=True)
             held_rows, held = self.held(name, deletes=True)
+            if keep != FALSE:  # the subject row stays while its held keys need it
+                for mark, rows in self.count(name, all_of(keep, negate(held_rows))).items():
+                    held[mark] = held.get(mark, 0) + rows
             if referenced != FALSE:
                 kept = all_of(where, referenced)
                 retained = self.count(name, all_of(kept, negate(held_rows)))
@@ -354,6 +359,13 @@ class Group:
                                       report.retained, report.held, action))
         self.rt.audit.append_many(events)
 
+    def _kept_for_keys(self) -> Condition:
+        """Subject rows to keep because a hold keeps some of their Redis keys or objects:
+        the row's columns are how a later run finds those keys again."""
+        marks = self._keyed_held
+        kept = tuple(s.key for s in self.subjects if s.mark in marks and s.key is not None)
+        return In(self.builder.keys[self.subject], kept) if kept else FALSE
+
     def _keys_of(self, name: str) -> dict[str, list[str]]:
         """Each subject's keys in a keyed dataset, through its `per_subject` template."""
         columns = list(dict.fromkeys(
@@ -376,6 +388,8 @@ class Group:
             keys = found.get(s.mark, [])
             free = [k for k in keys if not held_key(k)]
             held = len(keys) - len(free)
+            if held:
+                self._keyed_held.add(s.mark)
             erased_now = handler.remove(name, free) if ds.erasure == "delete" else 0
             retained = len(free) if ds.erasure == "retain" else 0
             rows = max(erased_now + held + retained,

@@ -48,7 +48,8 @@ class RedisStore:
         try:
             yield
         except redis.RedisError as exc:
-            raise StoreError(f"{what}: {type(exc).__name__}: {exc}",
+            # only the type: redis-py puts the failing command, key included, in the text
+            raise StoreError(f"{what}: {type(exc).__name__}",
                              path=f"stores.{self.name}") from None
 
     def pages(self, pattern: str) -> Iterator[list[str]]:
@@ -68,7 +69,7 @@ class RedisStore:
         with self._errors("reading TTLs"):
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
-                pipe.ttl(key)
+                pipe.ttl(_raw(key))
             return [int(t) for t in pipe.execute()]
 
     def census(self, pattern: str, max_ttl: int, held: KeyFilter) -> TtlCensus:
@@ -97,7 +98,7 @@ class RedisStore:
             with self._errors("setting TTLs"):
                 pipe = self.client.pipeline(transaction=False)
                 for key in todo:
-                    pipe.expire(key, max_ttl, lt=True)
+                    pipe.expire(_raw(key), max_ttl, lt=True)
                 done = sum(bool(r) for r in pipe.execute())
             capped += done
             if on_page is not None:
@@ -109,7 +110,7 @@ class RedisStore:
         removed = 0
         for start in range(0, len(keys), PAGE):
             with self._errors("removing keys"):
-                removed += int(self.client.unlink(*keys[start:start + PAGE]))
+                removed += int(self.client.unlink(*map(_raw, keys[start:start + PAGE])))
         return removed
 
     def read(self, keys: Sequence[str]) -> list[tuple[str, str, int, Any]]:
@@ -118,8 +119,8 @@ class RedisStore:
         with self._errors("reading keys"):
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
-                pipe.type(key)
-                pipe.ttl(key)
+                pipe.type(_raw(key))
+                pipe.ttl(_raw(key))
             meta = pipe.execute()
             pipe = self.client.pipeline(transaction=False)
             kinds = [_text(meta[2 * i]) for i in range(len(keys))]
@@ -127,7 +128,7 @@ class RedisStore:
                 {"string": lambda k: pipe.get(k), "hash": lambda k: pipe.hgetall(k),
                  "list": lambda k: pipe.lrange(k, 0, -1), "set": lambda k: pipe.smembers(k),
                  "zset": lambda k: pipe.zrange(k, 0, -1, withscores=True)}.get(
-                    kind, lambda k: pipe.exists(k))(key)
+                    kind, lambda k: pipe.exists(k))(_raw(key))
             values = pipe.execute()
         found = []
         for index, (key, kind, value) in enumerate(zip(keys, kinds, values, strict=True)):
@@ -138,6 +139,12 @@ class RedisStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _raw(key: str) -> bytes:
+    """A key as Redis holds it: keys are read as text with undecodable bytes escaped,
+    and go back as the same bytes."""
+    return key.encode("utf-8", "surrogateescape")
 
 
 def _text(value: Any) -> Any:

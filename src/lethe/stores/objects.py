@@ -132,7 +132,9 @@ class LocalObjects:
             raise StoreError("unreadable object metadata", path=f"stores.{self.name}") from None
         if not isinstance(data, dict):
             return {}
-        return {part: {str(k): str(v) for k, v in data[part].items()}
+        # metadata names lowercased as S3 does, so one policy reads both stores alike
+        return {part: {(str(k).lower() if part == "metadata" else str(k)): str(v)
+                       for k, v in data[part].items()}
                 for part in ("metadata", "tags") if isinstance(data.get(part), dict)}
 
     def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None,
@@ -224,7 +226,7 @@ class S3Objects:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
                 return {}  # deleted since the listing
             raise
-        return {str(k): str(v) for k, v in head.get("Metadata", {}).items()}
+        return {str(k).lower(): str(v) for k, v in head.get("Metadata", {}).items()}
 
     def _tags(self, full_key: str) -> dict[str, str]:
         try:

@@ -574,9 +574,13 @@ class SqlStore:
         position = columns.index(key.key)
         keys = [row[position] for row in rows]
         deleted = 0
-        for start in range(0, len(keys), 1000):
+        for start in range(0, len(keys), 1000):  # the same rows: the key and the selection
             deleted += int(conn.execute(sa.delete(t).where(
-                self._in(key, keys[start:start + 1000]))).rowcount)
+                where, self._in(key, keys[start:start + 1000]))).rowcount)
+        if deleted != len(rows):  # a key shared with rows not archived: delete nothing
+            raise StoreError(f"archiving {t.name}: {deleted} rows matched the {len(rows)} "
+                             "archived (is the key unique?); nothing deleted",
+                             path=f"stores.{self.name}")
         return deleted
 
     def _anonymize(self, conn: Connection, t: sa.Table, table_name: str,

@@ -44,6 +44,11 @@ def schedule_units(policy: Policy, order: Sequence[str],
                    dependencies: Sequence[tuple[str, str]], now: datetime) -> list[Unit]:
     """Every dataset unit of every schedule's current occurrence, in `order` (children
     first); `dependencies` are (child, parent) pairs."""
+    position = {name: i for i, name in enumerate(order)}
+    # Only edges that agree with `order`: foreign keys both ways between two datasets
+    # would otherwise make each wait for the other forever (`blocked` keeps it safe).
+    edges = [(c, p) for c, p in dependencies
+             if c in position and p in position and position[c] < position[p]]
     units = []
     for name, schedule in policy.schedules.items():
         chosen = set(policy.datasets) if schedule.datasets == "all" else set(schedule.datasets)
@@ -51,7 +56,7 @@ def schedule_units(policy: Policy, order: Sequence[str],
         for dataset in order:
             if dataset not in chosen:
                 continue
-            first = tuple(unit_name(name, occurrence, child) for child, parent in dependencies
+            first = tuple(unit_name(name, occurrence, child) for child, parent in edges
                           if parent == dataset and child in chosen and child != dataset)
             units.append(Unit(name, occurrence, dataset, first))
     return units
