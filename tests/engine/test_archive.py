@@ -235,3 +235,48 @@ def test_line_separators_inside_values_survive_archiving(sqlite_url: str,
     rows = [(1, "line\u2028separator\u0085next"), (2, "plain")]
     assert decode_rows(encode_rows(("id", "note"), rows)) == [
         {"id": 1, "note": "line\u2028separator\u0085next"}, {"id": 2, "note": "plain"}]
+
+
+def test_erasure_reaches_archived_rows_and_holds_keep_them(app_url: str,
+                                                          tmp_path: Path) -> None:
+    """A subject's rows an archive rule moved out are erased from the chunks too; the
+    other subjects' archived rows stay, and a held subject's stay."""
+    from lethe.requests.service import open_request, run_request
+    from tests.fixtures import sessions
+
+    build_app(app_url)
+    cold = f"file://{tmp_path / 'cold'}"
+    path = write_policy(tmp_path, app_url, datasets__users__soft_delete=None,
+                        datasets__users__retention=[],
+                        datasets__sessions__retention=[
+                            {"keep": "30d", "after": "last_seen_at", "action": "archive",
+                             "to": "cold"}])
+    data = yaml.safe_load(path.read_text())
+    data["stores"]["cold"] = {"url": cold}
+    path.write_text(yaml.safe_dump(data))
+    rt = runtime(path)
+    [archived] = [a for a in execute(rt, build_plan(rt, ["sessions"])).actions]
+    assert archived.done == 10  # one old session per user went to the archive
+
+    def archived_sessions() -> list[int]:
+        store = open_object_store("cold", cold)
+        return sorted(json.loads(line)["id"] for c in _chunk_keys(cold)
+                      if c.endswith(".jsonl.gz")
+                      for line in gzip.decompress(store.get(c)).decode().split("\n") if line)
+
+    assert archived_sessions() == [i * 10 for i in range(1, 11)]
+    outcome = run_request(rt, open_request(rt, "erasure", "user", ["id=3"]).id,
+                          tmp_path / "out")
+    assert outcome.record.status == "completed"
+    assert outcome.as_dict()["datasets"]["sessions"]["erased"] == 2  # live + archived
+    assert archived_sessions() == [i * 10 for i in range(1, 11) if i != 3]
+    place_hold(rt.control, rt.audit, rt.clock, parse_scope(rt.policy, "user:5", None, None),
+               "case 5")
+    held = run_request(rt, open_request(rt, "erasure", "user", ["id=5"]).id, tmp_path / "out")
+    assert held.record.status == "in_progress"
+    assert 50 in archived_sessions()
+    assert restore(rt, "sessions").restored == 9  # the erased subject does not come back
+    with sa.create_engine(normalize_url(app_url)).connect() as conn:
+        back = set(conn.execute(sa.select(sessions.c.id)).scalars())
+    assert 30 not in back and 50 in back
+    rt.close()

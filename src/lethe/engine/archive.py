@@ -19,7 +19,7 @@ import base64
 import gzip
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -80,9 +80,10 @@ class ArchiveSink:
     def prefix(self) -> str:
         return f"{ROOT}/{self.dataset}/"
 
-    def write(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    def write(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]],
+              replaces: str | None = None) -> None:
         """Store the rows, then prove the store has them; raises (and so deletes
-        nothing) if it does not."""
+        nothing) if it does not. `replaces`: the chunk this one supersedes."""
         ds = self.rt.policy.datasets[self.dataset]
         key = self.rt.catalog.key_of(self.dataset)
         data = encode_rows(columns, rows)
@@ -93,6 +94,8 @@ class ArchiveSink:
                     "key": key, "columns": list(columns), "rows": len(rows),
                     "sha256": digest, "keys": [_plain(r[position]) for r in rows],
                     "archived_at": self.rt.clock.now().isoformat()}
+        if replaces is not None:
+            manifest["replaces"] = replaces
         # the manifest first: a chunk is never stored without the note that finds it
         self.store.put(chunk + ".manifest.json", json.dumps(manifest).encode("utf-8"))
         self.store.put(chunk + ".jsonl.gz", data)
@@ -160,7 +163,48 @@ class ArchiveSink:
                 self.pending.append(chunk)
                 self.committed()
                 marked += 1
+        self.retire_replaced()
         return marked, removed
+
+    def retire_replaced(self) -> int:
+        """Delete chunks a done chunk replaces (an erasure killed between writing the
+        replacement and deleting the original leaves both)."""
+        retired = 0
+        manifests, _done = self.chunk_ids()
+        for _chunk, manifest in list(self.done_chunks()):
+            old = manifest.get("replaces")
+            if isinstance(old, str) and old in manifests:
+                self.store.delete([old + ext for ext in (".jsonl.gz", ".manifest.json",
+                                                          ".done")])
+                retired += 1
+        return retired
+
+    def erase(self, column: str, owners: Mapping[str, str],
+              held: Callable[[Mapping[str, Any]], bool] = lambda _row: False
+              ) -> dict[str, int]:
+        """Take out of every archived chunk the rows whose `column` (as text) is a key of
+        `owners`; returns the rows taken per owner. The rows that stay go to a new chunk,
+        verified and marked done, naming the one it replaces, before the old one is
+        deleted: killed in between, both exist and `retire_replaced` finishes it."""
+        self.retire_replaced()
+        taken: dict[str, int] = {}
+        for chunk, manifest in list(self.done_chunks()):
+            rows = decode_rows(self.store.get(chunk + ".jsonl.gz"))
+            hits = [r for r in rows if str(r.get(column)) in owners and not held(r)]
+            if not hits:
+                continue
+            keep = [r for r in rows if not (str(r.get(column)) in owners and not held(r))]
+            if keep:
+                columns = tuple(str(c) for c in manifest["columns"])
+                self.write(columns, [tuple(r.get(c) for c in columns) for r in keep],
+                           replaces=chunk)
+                self.committed()
+            self.store.delete([chunk + ext for ext in (".jsonl.gz", ".manifest.json",
+                                                       ".done")])
+            for row in hits:
+                mark = owners[str(row.get(column))]
+                taken[mark] = taken.get(mark, 0) + 1
+        return taken
 
     def done_chunks(self) -> Iterator[tuple[str, dict[str, Any]]]:
         manifests, done = self.chunk_ids()

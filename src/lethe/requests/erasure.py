@@ -23,11 +23,13 @@ from pathlib import Path
 from lethe.audit.events import KeysShredded, RequestStep
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.store import Hold
+from lethe.engine.archive import ArchiveSink
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import StepBuilder, anonymize_effect, identifying
 from lethe.engine.sweep import sweep_all
+from lethe.errors import LetheError
 from lethe.policy.model import Policy, template_fields
 from lethe.requests.certificate import (
     DatasetOutcome,
@@ -133,6 +135,9 @@ class Group:
         found: dict[str, Condition] = {self.subject: own}
         owners = {self.subject: Owner(subject_key, identity)}
         order = self.rt.catalog.graph.order
+        # a lone subject needs its rows told apart only to find them in archive chunks
+        archived = any(r.action == "archive" for d in self.policy.datasets.values()
+                       for r in d.retention)
         for name in reversed([n for n in order if n in self.builder.keys]):
             if name == self.subject:
                 continue
@@ -145,7 +150,7 @@ class Group:
                 if linked == FALSE:
                     continue
                 found[name] = linked
-            if not self.single and len(parents) == 1:
+            if len(parents) == 1 and (not self.single or archived):
                 owners[name] = self._owner(parents[0][0], parents[0][1], found, owners)
         self.where = {n: found[n] for n in order if n in found}
         self.owners = owners
@@ -330,6 +335,8 @@ class Group:
                         self.sweep(name, all_of(kept, identifying(ds)), anonymize_effect(ds),
                                    deletes=False)
                         basis += "; personal fields anonymized"
+            for mark, rows in self._erase_archived(name).items():  # rows archived earlier
+                erased_now[mark] = erased_now.get(mark, 0) + rows
             found = {k: erased_now.get(k, 0) + held.get(k, 0) + retained.get(k, 0)
                      for k in {*erased_now, *held, *retained}}
         else:
@@ -358,6 +365,45 @@ class Group:
                                       erased_now.get(k, 0) if deletes else report.erased,
                                       report.retained, report.held, action))
         self.rt.audit.append_many(events)
+
+    def _erase_archived(self, name: str) -> Counts:
+        """The subjects' rows of `name` that an `archive` rule already moved to an object
+        store: taken out of the chunks too. A row names its subject by the subject key
+        (the subject dataset), its link to the subject, or (a group of several) the
+        link to a parent already mapped to subjects."""
+        ds = self.policy.datasets[name]
+        targets = {r.to for r in ds.retention if r.action == "archive" and r.to}
+        if not targets or not self.keys:
+            return {}
+        if name == self.subject:
+            column, owners = self.builder.keys[name], {str(k): str(k) for k in self.keys}
+        elif ds.belongs_to.get(self.subject) is not None:
+            column, owners = ds.belongs_to[self.subject], {str(k): str(k) for k in self.keys}
+        elif name in self.owners:
+            column, owners = self.owners[name].column, dict(self.owners[name].of)
+        else:
+            raise LetheError("archived rows of this dataset cannot be traced to the subject "
+                             "(declare belongs_to the subject dataset)",
+                             path=f"datasets.{name}")
+        # holds win in archives too: a held subject's rows stay, and so do the rows of a
+        # held workspace or of a dataset under hold
+        holds = self.rt.hold_scopes(self.builder)
+        if any(h.scope_kind == "dataset" and h.scope_value == name for h in holds.holds):
+            return {}
+        _, held_subjects = self.held(self.subject, deletes=True)
+        owners = {value: mark for value, mark in owners.items() if not held_subjects.get(mark)}
+        workspaces = {h.scope_value for h in holds.holds if h.scope_kind == "workspace"}
+        column_ws = ds.workspace
+
+        def held(row: Mapping[str, object]) -> bool:
+            return column_ws is not None and str(row.get(column_ws)) in workspaces
+
+        taken: Counts = {}
+        for target in sorted(targets):
+            sink = ArchiveSink(self.rt, name, self.rt.catalog.object_store(target))
+            for mark, rows in sink.erase(column, owners, held).items():
+                taken[mark] = taken.get(mark, 0) + rows
+        return taken
 
     def _kept_for_keys(self) -> Condition:
         """Subject rows to keep because a hold keeps some of their Redis keys or objects:
