@@ -280,3 +280,29 @@ def test_erasure_reaches_archived_rows_and_holds_keep_them(app_url: str,
         back = set(conn.execute(sa.select(sessions.c.id)).scalars())
     assert 30 not in back and 50 in back
     rt.close()
+
+
+def test_restore_skips_a_chunk_an_interrupted_erasure_replaced(sqlite_url: str,
+                                                              tmp_path: Path) -> None:
+    """Killed after the replacement chunk was done but before the original went: the
+    original still holds the erased row; restoring must not bring it back."""
+    engine = build_app(sqlite_url)
+    cold = f"file://{tmp_path / 'cold'}"
+    rt = runtime(_policy(tmp_path, sqlite_url, cold))
+    execute(rt, build_plan(rt, ["invoices"]), batch_size=100)  # one chunk of 10 invoices
+    sink = archive_sink(rt, "invoices", 0)
+    [(original, manifest)] = list(sink.done_chunks())
+    columns = tuple(str(c) for c in manifest["columns"])
+    kept = [r for r in decode_rows_of(sink, original) if r["id"] != 3]
+    sink.write(columns, [tuple(r[c] for c in columns) for r in kept], replaces=original)
+    sink.committed()  # ... and the erasure died here, before deleting the original
+    restored = restore(rt, "invoices")
+    assert (restored.chunks, restored.restored) == (1, 9)
+    assert 3 not in {r[0] for r in _rows(engine)}
+    rt.close()
+
+
+def decode_rows_of(sink: ArchiveSink, chunk: str) -> list[dict[str, Any]]:
+    from lethe.engine.archive import decode_rows
+
+    return decode_rows(sink.store.get(chunk + ".jsonl.gz"))

@@ -72,8 +72,7 @@ class ArchiveSink:
     rt: Runtime
     dataset: str
     store: ObjectStore
-    run: int | None = None
-    pending: list[str] = field(default_factory=list)
+    pending: list[tuple[str, int, str]] = field(default_factory=list)  # chunk, rows, sha256
     chunks: int = 0
 
     @property
@@ -103,17 +102,16 @@ class ArchiveSink:
         if hashlib.sha256(back).hexdigest() != digest or len(decode_rows(back)) != len(rows):
             raise StoreError("an archive chunk did not read back intact; nothing deleted",
                              path=f"datasets.{self.dataset}")
-        self.pending.append(chunk)
+        self.pending.append((chunk, len(rows), digest))
 
     def effect(self) -> Archive:
         return Archive(self.write)
 
     def committed(self) -> None:
         """The batch's transaction committed: its chunks are now the rows' only copy."""
-        for chunk in self.pending:
+        for chunk, rows, digest in self.pending:
             self.store.put(chunk + ".done", b"")
-            self.rt.audit.append(ArchiveWritten(self.dataset, chunk, self._rows(chunk),
-                                                self._digest(chunk)))
+            self.rt.audit.append(ArchiveWritten(self.dataset, chunk, rows, digest))
             self.chunks += 1
         self.pending.clear()
 
@@ -124,12 +122,6 @@ class ArchiveSink:
             raise LetheError("an archive manifest is not JSON",
                              path=f"{chunk}.manifest.json") from None
         return manifest
-
-    def _rows(self, chunk: str) -> int:
-        return int(self._manifest(chunk)["rows"])
-
-    def _digest(self, chunk: str) -> str:
-        return str(self._manifest(chunk)["sha256"])
 
     def chunk_ids(self) -> tuple[list[str], set[str]]:
         """(every chunk with a manifest, those marked done)."""
@@ -160,19 +152,19 @@ class ArchiveSink:
                 self.store.delete([chunk + ".jsonl.gz", chunk + ".manifest.json"])
                 removed += 1
             else:
-                self.pending.append(chunk)
+                self.pending.append((chunk, int(manifest["rows"]), str(manifest["sha256"])))
                 self.committed()
                 marked += 1
-        self.retire_replaced()
         return marked, removed
 
     def retire_replaced(self) -> int:
         """Delete chunks a done chunk replaces (an erasure killed between writing the
-        replacement and deleting the original leaves both)."""
+        replacement and deleting the original leaves both). Reads every manifest, so it
+        runs where every chunk is read anyway: before erasing and before restoring."""
         retired = 0
-        manifests, _done = self.chunk_ids()
-        for _chunk, manifest in list(self.done_chunks()):
-            old = manifest.get("replaces")
+        manifests, done = self.chunk_ids()
+        for chunk in manifests:
+            old = self._manifest(chunk).get("replaces") if chunk in done else None
             if isinstance(old, str) and old in manifests:
                 self.store.delete([old + ext for ext in (".jsonl.gz", ".manifest.json",
                                                           ".done")])
@@ -189,11 +181,13 @@ class ArchiveSink:
         self.retire_replaced()
         taken: dict[str, int] = {}
         for chunk, manifest in list(self.done_chunks()):
-            rows = decode_rows(self.store.get(chunk + ".jsonl.gz"))
-            hits = [r for r in rows if str(r.get(column)) in owners and not held(r)]
+            hits: list[dict[str, Any]] = []
+            keep: list[dict[str, Any]] = []
+            for row in decode_rows(self.store.get(chunk + ".jsonl.gz")):
+                taking = str(row.get(column)) in owners and not held(row)
+                (hits if taking else keep).append(row)
             if not hits:
                 continue
-            keep = [r for r in rows if not (str(r.get(column)) in owners and not held(r))]
             if keep:
                 columns = tuple(str(c) for c in manifest["columns"])
                 self.write(columns, [tuple(r.get(c) for c in columns) for r in keep],
@@ -248,6 +242,7 @@ def restore(rt: Runtime, dataset: str) -> Restored:
     for target in targets:
         assert target is not None
         sink = ArchiveSink(rt, dataset, rt.catalog.object_store(target))
+        sink.retire_replaced()  # never restore rows an erasure took out of a chunk
         for chunk, manifest in sink.done_chunks():
             data = sink.store.get(chunk + ".jsonl.gz")
             if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
