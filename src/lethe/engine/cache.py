@@ -95,7 +95,7 @@ class CacheDatasets:
             return lambda _key: True
         matchers: list[_SubjectMatcher] = []
         for kind, template in self.policy.datasets[name].per_subject.items():
-            columns = tuple(dict.fromkeys(template_fields(template)))
+            columns = template_fields(template)
             held = held_subjects(self.policy, self.catalog, holds, kind, columns)
             if held is not None:
                 matchers.append(_SubjectMatcher(template_regex(template), columns, held))
@@ -127,7 +127,7 @@ class CacheDatasets:
         of the dataset's pattern (a key names its subject through the template)."""
         ds = self.policy.datasets[name]
         template = ds.per_subject[subject_kind]
-        columns = tuple(dict.fromkeys(template_fields(template)))
+        columns = template_fields(template)
         owner = {tuple(str(row[c]) for c in columns): mark for mark, row in subjects}
         regex = template_regex(template)
         found: dict[str, set[str]] = {mark: set() for mark, _ in subjects}

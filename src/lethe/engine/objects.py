@@ -105,7 +105,7 @@ class SubjectLocator:
 
     @classmethod
     def parse(cls, template: str) -> SubjectLocator:
-        columns = tuple(dict.fromkeys(template_fields(template)))
+        columns = template_fields(template)
         if template.startswith("metadata.") and "=" in template:
             name, _, value = template.partition("=")
             return cls(name[len("metadata."):].lower(), prefix_regex(value), columns)

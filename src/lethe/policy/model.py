@@ -208,9 +208,10 @@ def _object_rule(index: int, rule: Rule) -> None:
         raise ValueError(f"retention[{index}].action: objects are deleted (delete)")
 
 
-def template_fields(template: str) -> list[str]:
-    """The `{column}` names in a per-subject template."""
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+def template_fields(template: str) -> tuple[str, ...]:
+    """The `{column}` names in a per-subject template, each once, in order."""
+    return tuple(dict.fromkeys(name for _, name, _, _ in string.Formatter().parse(template)
+                               if name is not None))
 
 
 def _cache_dataset(where: str, ds: Dataset) -> None:

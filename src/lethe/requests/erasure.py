@@ -115,13 +115,7 @@ class Group:
         self._last_held: tuple[str, bool, Condition] | None = None
         self.owners: dict[str, Owner] = {}
         self._discover()
-        # key-addressed datasets (Redis keys, objects) that say where a subject's data is
-        self.keyed: dict[str, CacheDatasets | ObjectDatasets] = {}
-        for kind, names in ((CacheDatasets, rt.catalog.cache_datasets()),
-                            (ObjectDatasets, rt.catalog.object_datasets())):
-            handler = kind(self.policy, rt.catalog)
-            self.keyed.update((n, handler) for n in names
-                              if subject_kind in self.policy.datasets[n].per_subject)
+        self.keyed = keyed_datasets(rt, subject_kind)
         self._found_keys: dict[str, dict[str, list[str]]] = {}
         self._keyed_held: set[str] = set()  # subjects some of whose keys a hold keeps
 
@@ -414,8 +408,8 @@ class Group:
 
     def _keys_of(self, name: str) -> dict[str, list[str]]:
         """Each subject's keys in a keyed dataset, through its `per_subject` template."""
-        columns = list(dict.fromkeys(
-            template_fields(self.policy.datasets[name].per_subject[self.subject_kind])))
+        columns = list(template_fields(
+            self.policy.datasets[name].per_subject[self.subject_kind]))
         key = self.builder.keys[self.subject]
         rows = [] if not self.keys else self.rt.catalog.store_of(self.subject).select(
             self._table(self.subject), [key, *columns], In(key, self.keys))
@@ -508,6 +502,18 @@ class Group:
                                  documents))
 
 
+def keyed_datasets(rt: Runtime, subject_kind: str) -> dict[str, CacheDatasets | ObjectDatasets]:
+    """The Redis and object datasets whose `per_subject` says where this kind of
+    subject's keys are, each with what handles it."""
+    found: dict[str, CacheDatasets | ObjectDatasets] = {}
+    for kind, names in ((CacheDatasets, rt.catalog.cache_datasets()),
+                        (ObjectDatasets, rt.catalog.object_datasets())):
+        handler = kind(rt.policy, rt.catalog)
+        found.update((n, handler) for n in names
+                     if subject_kind in rt.policy.datasets[n].per_subject)
+    return found
+
+
 def held_note(subject: Subject, holds: Sequence[Hold]) -> str:
     """Name the holds that reach this subject's rows (not every hold in force)."""
     record = subject.record
@@ -556,4 +562,4 @@ def erase_subjects(rt: Runtime, subject_kind: str, subjects: Sequence[Subject],
     Group(rt, builder, subject_kind, ready, batch_size).erase(out_dir)
 
 
-__all__ = ["Subject", "erase_subjects", "groupable", "held_note"]
+__all__ = ["Subject", "erase_subjects", "groupable", "held_note", "keyed_datasets"]

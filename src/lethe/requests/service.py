@@ -17,8 +17,6 @@ from typing import Any
 
 from lethe.audit.events import RequestStep, RequestTransition
 from lethe.control.requests import SCRUBBED, RequestRecord
-from lethe.engine.cache import CacheDatasets
-from lethe.engine.objects import ObjectDatasets
 from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
 from lethe.policy.model import template_fields
@@ -29,7 +27,7 @@ from lethe.requests.discovery import (
     selections,
     subject_rows,
 )
-from lethe.requests.erasure import Subject, erase_subjects
+from lethe.requests.erasure import Subject, erase_subjects, keyed_datasets
 from lethe.requests.export import DatasetRows, write_access_export
 from lethe.requests.records import (
     DatasetReport,
@@ -209,21 +207,15 @@ def _keyed_exports(rt: Runtime, record: RequestRecord, found: Mapping[str, Condi
     """The subject's Redis keys and objects, through each dataset's `per_subject`."""
     subject = rt.policy.subjects[record.subject_kind].dataset
     exports = {}
-    for kind, names in ((CacheDatasets, rt.catalog.cache_datasets()),
-                        (ObjectDatasets, rt.catalog.object_datasets())):
-        handler = kind(rt.policy, rt.catalog)
-        for name in names:
-            template = rt.policy.datasets[name].per_subject.get(record.subject_kind)
-            if template is None:
-                continue
-            columns = list(dict.fromkeys(template_fields(template)))
-            rows = rt.catalog.store_of(subject).select(
-                rt.policy.datasets[subject].table or "", columns, found[subject])
-            subjects = [(str(i), dict(zip(columns, row, strict=True)))
-                        for i, row in enumerate(rows)]
-            keys = sorted({k for ks in handler.keys_by_subject(
-                name, record.subject_kind, subjects).values() for k in ks})
-            exports[name] = handler.export(name, keys)
+    for name, handler in keyed_datasets(rt, record.subject_kind).items():
+        columns = list(template_fields(rt.policy.datasets[name].per_subject[record.subject_kind]))
+        rows = rt.catalog.store_of(subject).select(rt.policy.datasets[subject].table or "",
+                                                   columns, found[subject])
+        subjects = [(str(i), dict(zip(columns, row, strict=True)))
+                    for i, row in enumerate(rows)]
+        keys = sorted({k for ks in handler.keys_by_subject(
+            name, record.subject_kind, subjects).values() for k in ks})
+        exports[name] = handler.export(name, keys)
     return exports
 
 
