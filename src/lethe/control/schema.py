@@ -112,6 +112,7 @@ requests = sa.Table(
     sa.Column("result", sa.Text),  # JSON: per-dataset counts
     sa.Column("export_path", sa.Text),
     sa.Column("certificate_path", sa.Text),
+    sa.Column("workspace", sa.String(200)),  # added by migration 7
 )
 
 
@@ -137,7 +138,10 @@ def _create_audit(conn: Connection) -> None:
 
 
 def _create_requests(conn: Connection) -> None:
-    requests.create(conn)
+    # The table as migration 3 made it: later migrations add their columns themselves.
+    later = {"workspace"}
+    sa.Table(requests.name, sa.MetaData(),
+             *(c._copy() for c in requests.columns if c.name not in later)).create(conn)
 
 
 def _create_subject_keys(conn: Connection) -> None:
@@ -176,6 +180,41 @@ def _create_leases(conn: Connection) -> None:
     leases.create(conn)
 
 
+# HTTP API keys: only an scrypt hash of the secret is kept. An impersonation token is a
+# key too, short-lived, naming the admin key that issued it.
+api_keys = sa.Table(
+    "lethe_api_keys", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # public part of the key
+    sa.Column("secret_hash", sa.Text, nullable=False),  # scrypt$n$r$p$salt$hash
+    sa.Column("role", sa.String(20), nullable=False),  # admin | privacy | auditor | service
+    sa.Column("workspace", sa.String(200), nullable=False),  # a workspace id or __org__
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("impersonator", sa.String(32)),  # the admin key behind an impersonation token
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
+)
+
+# A workspace's region preference (SPEC: "a region preference per account"), set by the API.
+workspaces = sa.Table(
+    "lethe_workspaces", metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("region", sa.String(50)),  # NULL: no preference
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+)
+
+
+def _create_api_tables(conn: Connection) -> None:
+    api_keys.create(conn)
+    workspaces.create(conn)
+    # Which workspace opened a request (NULL: the organization): a workspace key sees only
+    # its own requests, and its requests only ever match that workspace's subject rows.
+    conn.execute(sa.text("ALTER TABLE lethe_requests ADD COLUMN workspace VARCHAR(200)"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
     (2, "hash-chained audit log and signed checkpoints", _create_audit),
@@ -183,4 +222,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "wrapped per-subject data keys", _create_subject_keys),
     (5, "erasure baselines", _create_request_baselines),
     (6, "work leases for workers", _create_leases),
+    (7, "API keys, workspace regions, request workspaces", _create_api_tables),
 ]

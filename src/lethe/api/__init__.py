@@ -1,0 +1,1 @@
+"""The HTTP API (`lethe serve`): parses, authorises, calls the library, answers JSON."""

@@ -1,0 +1,1 @@
+"""Masking of PII in log records (stdlib logging filter and structlog processor)."""

@@ -1,0 +1,1 @@
+"""Rendered documents: the monthly compliance report and the trust pages."""
