@@ -278,3 +278,31 @@ class KeysRotated(AuditEvent):
     target_format: ClassVar[str] = "keys"
     kek: str
     rewrapped: int
+
+
+@registered
+@dataclass(frozen=True)
+class TransferRecorded(AuditEvent):
+    """A workspace's dataset authorised to be held outside the workspace's region."""
+
+    names: ClassVar[tuple[str, ...]] = ("transfer.recorded",)
+    target_format: ClassVar[str] = "transfer:{transfer}"
+    transfer: int
+    workspace: str
+    dataset: str
+    to_region: str
+    until: str | None
+    reason_text: str
+
+
+@registered
+@dataclass(frozen=True)
+class TransferRevoked(AuditEvent):
+    """An authorisation withdrawn: `check` reports the data again if it is still there."""
+
+    names: ClassVar[tuple[str, ...]] = ("transfer.revoked",)
+    target_format: ClassVar[str] = "transfer:{transfer}"
+    transfer: int
+    workspace: str
+    dataset: str
+    to_region: str

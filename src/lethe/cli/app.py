@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from lethe.cli import archive, audit, certificate, commands, holds, keys, requests
+from lethe.cli import archive, audit, certificate, commands, holds, keys, requests, transfers
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, Settings
 from lethe.cli.output import emit_json, stderr
 from lethe.errors import LetheError
@@ -37,6 +37,7 @@ app.add_typer(requests.app, name="request")
 app.add_typer(certificate.app, name="certificate")
 app.add_typer(keys.app, name="keys")
 app.add_typer(archive.app, name="archive")
+app.add_typer(transfers.app, name="transfer")
 
 
 def _wants_json(argv: list[str]) -> bool:

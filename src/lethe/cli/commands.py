@@ -97,7 +97,7 @@ def check_cmd(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = 
     """Validate the policy against the live stores; exit 1 on findings."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        report = check(rt.catalog, rt.audit, rt.clock.now())
+        report = check(rt.catalog, rt.audit, rt.clock.now(), rt.control)
     if s.json:
         emit_json(report.as_dict())
     else:

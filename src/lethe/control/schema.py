@@ -215,6 +215,27 @@ def _create_api_tables(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE lethe_requests ADD COLUMN workspace VARCHAR(200)"))
 
 
+# Authorised residency transfers: a workspace's dataset may be held in another region
+# (until a date, or until revoked); `check` exempts it from the residency finding.
+transfers = sa.Table(
+    "lethe_transfers", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workspace", sa.String(200), nullable=False, index=True),
+    sa.Column("dataset", sa.String(200), nullable=False),
+    sa.Column("to_region", sa.String(50), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("until", sa.DateTime(timezone=True)),  # exclusive; NULL: until revoked
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recorded_by", sa.String(200), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_by", sa.String(200)),
+)
+
+
+def _create_transfers(conn: Connection) -> None:
+    transfers.create(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
     (2, "hash-chained audit log and signed checkpoints", _create_audit),
@@ -223,4 +244,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (5, "erasure baselines", _create_request_baselines),
     (6, "work leases for workers", _create_leases),
     (7, "API keys, workspace regions, request workspaces", _create_api_tables),
+    (8, "authorised residency transfers", _create_transfers),
 ]

@@ -13,7 +13,11 @@ from typing import Any
 from lethe.audit.events import CheckRan
 from lethe.audit.log import AuditLog
 from lethe.catalog import Catalog, Finding, schema_findings, unhandled_references
+from lethe.control.store import ControlStore
+from lethe.control.transfers import Transfers
+from lethe.control.workspaces import WorkspaceRegions
 from lethe.errors import SchemaMismatch
+from lethe.governance.residency import residency_findings
 from lethe.policy.lifecycle import drift, lifecycle_days, lifecycle_rules
 from lethe.stores.base import Eq, IsNull, any_of
 from lethe.stores.objects import S3Objects
@@ -186,12 +190,18 @@ def _early_expiry(catalog: Catalog, store: str, root: str,
 
 
 def check(catalog: Catalog, audit: AuditLog | None = None,
-          now: datetime | None = None) -> CheckReport:
+          now: datetime | None = None, control: ControlStore | None = None) -> CheckReport:
+    """Every check; residency needs the control store (API region preferences and
+    authorised transfers), so without `control` it is not checked rather than misjudged."""
     findings = schema_findings(catalog)
     findings += cache_ttls(catalog, now or datetime.now(UTC))
     findings += lifecycle_drift(catalog)
     findings += undeclared_tables(catalog)
     findings += workspace_leaks(catalog)
+    if control is not None:
+        findings += residency_findings(catalog, WorkspaceRegions(control.engine),
+                                       Transfers(control.engine).all(),
+                                       now or datetime.now(UTC))
     findings += unindexed_links(catalog)
     findings += blocking_references(catalog)
     findings += non_unique_keys(catalog)

@@ -143,6 +143,8 @@ class Dataset(Strict):
     # subject kind -> where its data is in a key-addressed store: a Redis pattern
     # (`session:{id}:*`) or an object prefix, `{column}` filled from the subject's row
     per_subject: dict[str, str] = Field(default_factory=dict)
+    # one line for the trust pages ("Sign-in sessions for the web and mobile apps")
+    description: str | None = None
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
@@ -268,6 +270,27 @@ class AuditPolicy(Strict):
     retention: DurationField = Duration(7, "y")
 
 
+class Residency(Strict):
+    """Where each workspace's home region is declared: one row per workspace in `dataset`,
+    the workspace id in `id` (default: the dataset's key), its region in `region`.
+
+    A region set through the API (`lethe_workspaces`) overrides the declared one;
+    `default` is the region of a workspace that has neither.
+    """
+
+    dataset: str
+    region: str
+    id: str | None = None
+    default: str | None = None
+
+    @model_validator(mode="after")
+    def _columns(self) -> Residency:
+        _identifier(self.region, "column")
+        if self.id is not None:
+            _identifier(self.id, "column")
+        return self
+
+
 class Policy(Strict):
     lethe: Literal[1]
     organization: str
@@ -279,9 +302,12 @@ class Policy(Strict):
     schedules: dict[str, Schedule] = Field(default_factory=dict)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     encryption: EncryptionPolicy = Field(default_factory=EncryptionPolicy)
+    residency: Residency | None = None
 
     @model_validator(mode="after")
     def _references(self) -> Policy:
+        if self.residency is not None:
+            _residency(self)
         for name, store in self.stores.items():
             if self.regions and store.region and store.region not in self.regions:
                 raise ValueError(f"stores.{name}.region: {store.region!r} is not in `regions`")
@@ -334,3 +360,19 @@ class Policy(Strict):
                     if ds_name not in self.datasets:
                         raise ValueError(f"schedules.{name}.datasets: unknown dataset {ds_name!r}")
         return self
+
+
+def _residency(policy: Policy) -> None:
+    """The residency section names a SQL dataset and regions the organization runs in."""
+    residency = policy.residency
+    assert residency is not None
+    if not policy.regions:
+        raise ValueError("residency: needs `regions:` listing the regions workspaces live in")
+    ds = policy.datasets.get(residency.dataset)
+    if ds is None:
+        raise ValueError(f"residency.dataset: unknown dataset {residency.dataset!r}")
+    store = policy.stores.get(ds.store)
+    if store is not None and store.kind != "sql":
+        raise ValueError("residency.dataset: workspace regions are read from a SQL table")
+    if residency.default is not None and residency.default not in policy.regions:
+        raise ValueError(f"residency.default: {residency.default!r} is not in `regions`")

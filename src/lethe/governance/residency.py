@@ -1,0 +1,176 @@
+"""Residency: each workspace's data stays in its region, unless a transfer says otherwise.
+
+A workspace's region is the one set through the API (`lethe_workspaces`), else the
+one declared in the policy's `residency:` dataset, else `residency.default`. For every
+SQL dataset with a `workspace:` column, one GROUP BY on that column counts each
+workspace's rows; a workspace whose region differs from the store's is reported,
+unless an active transfer authorises that dataset in that region. Findings carry
+workspace ids, names and counts, never row values.
+
+Object and Redis datasets are not checked per workspace: their keys carry no
+workspace column, so which workspace an object or key belongs to is unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from lethe.audit.events import TransferRecorded, TransferRevoked
+from lethe.audit.log import AuditLog
+from lethe.catalog import Catalog, Finding
+from lethe.clock import Clock, parse_instant
+from lethe.control.transfers import Transfer, Transfers
+from lethe.control.workspaces import WorkspaceRegions
+from lethe.errors import SchemaMismatch, UsageError
+from lethe.policy.model import Policy
+from lethe.stores.base import TRUE
+
+ORG = "__org__"  # organization-level rows: no workspace, so no workspace region
+_SHOWN = 5  # workspace ids named in a summary finding
+
+
+@dataclass(frozen=True)
+class Homes:
+    """Each workspace's region and where it came from."""
+
+    regions: Mapping[str, str]
+    default: str | None
+    findings: tuple[Finding, ...] = ()
+
+    def of(self, workspace: str) -> str | None:
+        return self.regions.get(workspace, self.default)
+
+
+def declared_regions(catalog: Catalog) -> tuple[dict[str, str], list[Finding]]:
+    """Workspace id -> region from the policy's `residency:` dataset (checked columns)."""
+    residency = catalog.policy.residency
+    if residency is None:
+        return {}, []
+    name = residency.dataset
+    try:
+        info = catalog.table_of(name)
+        id_column = residency.id or catalog.key_of(name)
+    except SchemaMismatch:
+        return {}, []  # reported as a schema finding of the dataset
+    missing = [(path, column) for path, column in (("residency.id", id_column),
+                                                   ("residency.region", residency.region))
+               if column not in info.columns]
+    if missing:
+        return {}, [Finding("error", "missing-column", path,
+                            f"column {column!r} does not exist in table {info.name!r}")
+                    for path, column in missing]
+    rows = catalog.store_of(name).select(info.name, [id_column, residency.region], TRUE)
+    return {str(ws): str(region).strip() for ws, region in rows
+            if ws is not None and region is not None and str(region).strip()}, []
+
+
+def workspace_homes(catalog: Catalog, preferences: WorkspaceRegions | None) -> Homes:
+    """Declared regions overlaid by API preferences (a cleared preference falls back)."""
+    residency = catalog.policy.residency
+    regions, findings = declared_regions(catalog)
+    if preferences is not None:
+        regions.update({ws: p.region for ws, p in preferences.all().items() if p.region})
+    known = set(catalog.policy.regions)
+    for ws, region in sorted(regions.items()):
+        if known and region not in known:
+            findings.append(Finding("warning", "residency-region", "residency",
+                                    f"workspace {ws!r} has region {region!r}, which is not "
+                                    "in `regions`"))
+    return Homes(regions, residency.default if residency else None, tuple(findings))
+
+
+def residency_findings(catalog: Catalog, preferences: WorkspaceRegions | None,
+                       transfers: Sequence[Transfer], now: datetime) -> list[Finding]:
+    """Workspaces' rows held in a store outside their region, one finding per workspace
+    and dataset; authorised transfers active at `now` are exempt."""
+    policy = catalog.policy
+    if policy.residency is None:
+        return []
+    homes = workspace_homes(catalog, preferences)
+    allowed = {(t.workspace, t.dataset, t.to_region) for t in transfers if t.active(now)}
+    findings = list(homes.findings)
+    for name in catalog.sql_datasets():
+        ds = policy.datasets[name]
+        store_region = policy.stores[ds.store].region
+        if not ds.workspace or store_region is None:
+            continue
+        try:
+            if ds.workspace not in catalog.table_of(name).columns:
+                continue  # reported as a missing column
+        except SchemaMismatch:
+            continue
+        counts = catalog.store_of(name).count_by(ds.table or "", ds.workspace, TRUE)
+        unknown: dict[str, int] = {}
+        for value, rows in sorted(counts.items(), key=lambda item: str(item[0])):
+            workspace = str(value)
+            if workspace in ("", ORG):
+                continue  # org-level rows; empty ones are a workspace leak
+            home = homes.of(workspace)
+            if home is None:
+                unknown[workspace] = rows
+            elif home != store_region and (workspace, name, store_region) not in allowed:
+                findings.append(Finding(
+                    "error", "residency", f"datasets.{name}.store",
+                    f"workspace {workspace!r}: {rows} rows of {name} are in store "
+                    f"{ds.store!r} (region {store_region!r}), outside the workspace's "
+                    f"region {home!r}"))
+        if unknown:
+            shown = ", ".join(repr(w) for w in list(unknown)[:_SHOWN])
+            more = f" and {len(unknown) - _SHOWN} more" if len(unknown) > _SHOWN else ""
+            findings.append(Finding(
+                "warning", "residency-unknown", f"datasets.{name}.workspace",
+                f"{sum(unknown.values())} rows belong to {len(unknown)} workspaces with no "
+                f"known region ({shown}{more})"))
+    return findings
+
+
+def parse_until(text: str | None, now: datetime) -> datetime | None:
+    """`--until`: a date means through that whole day (UTC); an instant is exact."""
+    if text is None:
+        return None
+    try:
+        day = datetime.strptime(text.strip(), "%Y-%m-%d").date()
+    except ValueError:
+        until = parse_instant(text, "--until")
+    else:
+        until = datetime.combine(day + timedelta(days=1), time(), UTC)
+    if until <= now:
+        raise UsageError(f"{text!r} is not in the future", path="--until")
+    return until
+
+
+def record_transfer(transfers: Transfers, audit: AuditLog, clock: Clock, policy: Policy, *,
+                    workspace: str, dataset: str, to_region: str, reason: str,
+                    until: str | None = None) -> Transfer:
+    """Authorise a workspace's dataset in another region, audited."""
+    if not workspace.strip() or workspace == ORG:
+        raise UsageError("a transfer names one workspace", path="--workspace")
+    ds = policy.datasets.get(dataset)
+    if ds is None:
+        raise UsageError(f"unknown dataset {dataset!r}", path="--dataset")
+    if not ds.workspace:
+        raise UsageError(f"dataset {dataset!r} has no `workspace:` column, so its residency "
+                         "is not checked per workspace", path="--dataset")
+    if policy.regions and to_region not in policy.regions:
+        raise UsageError(f"region {to_region!r} is not in the policy's `regions`",
+                         path="--to-region")
+    if not reason.strip():
+        raise UsageError("a transfer needs a reason (agreement, ticket)", path="--reason")
+    now = clock.now()
+    transfer = transfers.record(workspace, dataset, to_region, reason, parse_until(until, now),
+                                now, audit.actor)
+    audit.append(TransferRecorded(transfer.id, workspace, dataset, to_region,
+                                  transfer.until.isoformat() if transfer.until else None,
+                                  reason))
+    return transfer
+
+
+def revoke_transfer(transfers: Transfers, audit: AuditLog, clock: Clock,
+                    transfer_id: int) -> Transfer:
+    """Withdraw an authorisation, audited; `check` reports the data again."""
+    transfer = transfers.revoke(transfer_id, clock.now(), audit.actor)
+    audit.append(TransferRevoked(transfer.id, transfer.workspace, transfer.dataset,
+                                 transfer.to_region))
+    return transfer

@@ -1,0 +1,230 @@
+"""Residency: a workspace's rows held outside its region are reported, unless authorised."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from lethe.catalog import Finding
+from lethe.clock import Clock
+from lethe.control.transfers import Transfers
+from lethe.control.workspaces import WorkspaceRegions
+from lethe.engine.runtime import Runtime
+from lethe.errors import LetheError, UsageError
+from lethe.governance.check import check
+from lethe.governance.residency import record_transfer, revoke_transfer
+from lethe.stores.sql import normalize_url
+from tests.fixtures import NOW, build_app, events, runtime, users, write_policy
+
+workspaces = sa.Table(
+    "workspaces", sa.MetaData(),
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("home_region", sa.String(20)),
+)
+
+RESIDENCY: dict[str, Any] = {
+    "regions": ["us", "eu"],
+    "stores__app__region": "us",
+    "residency": {"dataset": "workspaces", "region": "home_region"},
+    "datasets__workspaces": {"store": "app", "table": "workspaces", "class": "operational"},
+}
+
+
+def build(url: str, tmp_path: Path, **changes: Any) -> Path:
+    """ws_a lives in us (users 1-5, 120 events), ws_b in eu (users 6-10, 120 events);
+    the app store is in us, so ws_b's rows are out of region."""
+    engine = build_app(url)
+    workspaces.create(engine)
+    with engine.begin() as conn:
+        conn.execute(workspaces.insert(), [{"id": "ws_a", "home_region": "us"},
+                                           {"id": "ws_b", "home_region": "eu"}])
+    engine.dispose()
+    return write_policy(tmp_path, url, **{**RESIDENCY, **changes})
+
+
+def residency(rt: Runtime, now: Any = NOW) -> list[Finding]:
+    report = check(rt.catalog, rt.audit, now, rt.control)
+    return [f for f in report.findings if f.code.startswith("residency")]
+
+
+def out_of_region(rt: Runtime, now: Any = NOW) -> set[tuple[str, str]]:
+    """(path, workspace) of every residency error."""
+    return {(f.path, f.message.split("'")[1]) for f in residency(rt, now)
+            if f.code == "residency"}
+
+
+def test_a_workspace_outside_its_region_is_reported(app_url: str, tmp_path: Path) -> None:
+    rt = runtime(build(app_url, tmp_path))
+    try:
+        found = residency(rt)
+        report = check(rt.catalog, rt.audit, NOW, rt.control)
+    finally:
+        rt.close()
+    assert not report.ok
+    by_path = {f.path: f for f in found}
+    assert set(by_path) == {"datasets.users.store", "datasets.events.store"}
+    users_finding = by_path["datasets.users.store"]
+    assert users_finding.severity == "error"
+    assert users_finding.message == ("workspace 'ws_b': 5 rows of users are in store 'app' "
+                                     "(region 'us'), outside the workspace's region 'eu'")
+    assert "120 rows of events" in by_path["datasets.events.store"].message
+    assert not any("example.com" in f.message for f in report.findings)
+
+
+def test_without_residency_nothing_is_reported(app_url: str, tmp_path: Path) -> None:
+    build_app(app_url)
+    rt = runtime(write_policy(tmp_path, app_url, regions=["us", "eu"],
+                              stores__app__region="us"))
+    try:
+        assert residency(rt) == []
+    finally:
+        rt.close()
+
+
+def test_an_api_region_overrides_the_declared_one(app_url: str, tmp_path: Path) -> None:
+    rt = runtime(build(app_url, tmp_path))
+    try:
+        preferences = WorkspaceRegions(rt.control.engine)
+        preferences.set("ws_b", "us", "api-key:k1")
+        assert out_of_region(rt) == set()
+        preferences.set("ws_a", "eu", "api-key:k1")
+        assert out_of_region(rt) == {("datasets.users.store", "ws_a"),
+                                     ("datasets.events.store", "ws_a")}
+        preferences.set("ws_b", None, "api-key:k1")  # cleared: the declared region again
+        assert ("datasets.users.store", "ws_b") in out_of_region(rt)
+    finally:
+        rt.close()
+
+
+def test_a_transfer_exempts_until_revoked_and_both_are_audited(app_url: str,
+                                                               tmp_path: Path) -> None:
+    rt = runtime(build(app_url, tmp_path))
+    try:
+        transfers = Transfers(rt.control.engine)
+        transfer = record_transfer(transfers, rt.audit, rt.clock, rt.policy, workspace="ws_b",
+                                   dataset="users", to_region="us",
+                                   reason="SCCs signed, ticket LEGAL-12")
+        assert out_of_region(rt) == {("datasets.events.store", "ws_b")}
+        revoke_transfer(transfers, rt.audit, rt.clock, transfer.id)
+        assert ("datasets.users.store", "ws_b") in out_of_region(rt)
+        entries = [(e.action, e.target, e.reason) for e in rt.audit.entries()
+                   if e.action.startswith("transfer.")]
+        with pytest.raises(LetheError, match="no unrevoked transfer"):
+            revoke_transfer(transfers, rt.audit, rt.clock, transfer.id)
+    finally:
+        rt.close()
+    assert entries == [("transfer.recorded", f"transfer:{transfer.id}",
+                        "SCCs signed, ticket LEGAL-12"),
+                       ("transfer.revoked", f"transfer:{transfer.id}", "")]
+
+
+def test_an_expired_transfer_no_longer_exempts(app_url: str, tmp_path: Path) -> None:
+    rt = runtime(build(app_url, tmp_path))
+    try:
+        record_transfer(Transfers(rt.control.engine), rt.audit, rt.clock, rt.policy,
+                        workspace="ws_b", dataset="events", to_region="us",
+                        reason="migration window", until="2026-06-30")
+        assert ("datasets.events.store", "ws_b") not in out_of_region(rt)
+        assert ("datasets.events.store", "ws_b") not in out_of_region(
+            rt, NOW + timedelta(days=29, hours=23))
+        assert ("datasets.events.store", "ws_b") in out_of_region(rt, NOW + timedelta(days=30))
+    finally:
+        rt.close()
+
+
+def test_org_rows_are_not_a_workspace_and_unknown_workspaces_are_warned(
+        app_url: str, tmp_path: Path) -> None:
+    policy = build(app_url, tmp_path)
+    engine = sa.create_engine(normalize_url(app_url))
+    with engine.begin() as conn:
+        conn.execute(users.update().where(users.c.id == 1).values(workspace_id="__org__"))
+        conn.execute(events.update().where(events.c.id <= 3).values(workspace_id="ws_new"))
+    engine.dispose()
+    rt = runtime(policy)
+    try:
+        found = residency(rt)
+    finally:
+        rt.close()
+    assert not any("__org__" in f.message for f in found)
+    [unknown] = [f for f in found if f.code == "residency-unknown"]
+    assert unknown.severity == "warning"
+    assert unknown.message == "3 rows belong to 1 workspaces with no known region ('ws_new')"
+
+
+def test_a_default_region_covers_undeclared_workspaces(app_url: str, tmp_path: Path) -> None:
+    policy = build(app_url, tmp_path, residency={"dataset": "workspaces",
+                                                 "region": "home_region", "default": "eu"})
+    engine = sa.create_engine(normalize_url(app_url))
+    with engine.begin() as conn:
+        conn.execute(workspaces.delete().where(workspaces.c.id == "ws_a"))
+    engine.dispose()
+    rt = runtime(policy)
+    try:
+        assert ("datasets.users.store", "ws_a") in out_of_region(rt)
+    finally:
+        rt.close()
+
+
+def test_a_missing_region_column_is_a_finding(sqlite_url: str, tmp_path: Path) -> None:
+    rt = runtime(build(sqlite_url, tmp_path, residency={"dataset": "workspaces",
+                                                        "region": "region"}))
+    try:
+        report = check(rt.catalog, rt.audit, NOW, rt.control)
+    finally:
+        rt.close()
+    assert ("error", "missing-column", "residency.region") in {
+        (f.severity, f.code, f.path) for f in report.findings}
+
+
+def test_transfers_are_validated(sqlite_url: str, tmp_path: Path) -> None:
+    rt = runtime(build(sqlite_url, tmp_path))
+    transfers = Transfers(rt.control.engine)
+    cases = [({"dataset": "nope"}, "--dataset"), ({"dataset": "sessions"}, "--dataset"),
+             ({"to_region": "ap"}, "--to-region"), ({"reason": " "}, "--reason"),
+             ({"until": "2026-05-01"}, "--until"), ({"workspace": ""}, "--workspace")]
+    try:
+        for change, path in cases:
+            args = {"workspace": "ws_b", "dataset": "users", "to_region": "us",
+                    "reason": "r", **change}
+            with pytest.raises(UsageError) as error:
+                record_transfer(transfers, rt.audit, Clock(NOW), rt.policy, **args)
+            assert error.value.path == path, change
+        assert transfers.all(include_revoked=True) == []
+    finally:
+        rt.close()
+
+
+def test_the_transfer_commands(sqlite_url: str, tmp_path: Path) -> None:
+    policy = build(sqlite_url, tmp_path)
+
+    def lethe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", "from lethe.cli.app import main; main()",
+                               *args, "--policy", str(policy), "--now", NOW.isoformat()],
+                              capture_output=True, text=True, timeout=120)
+
+    recorded = lethe("transfer", "record", "--workspace", "ws_b", "--dataset", "users",
+                     "--to-region", "us", "--reason", "DPA <annex 2>", "--until",
+                     "2026-12-31", "--json")
+    assert recorded.returncode == 0, recorded.stderr
+    transfer = json.loads(recorded.stdout)
+    assert transfer["until"] == "2027-01-01T00:00:00+00:00"
+    listed = json.loads(lethe("transfer", "list", "--json").stdout)["transfers"]
+    assert [(t["id"], t["workspace"], t["active"]) for t in listed] == [
+        (transfer["id"], "ws_b", True)]
+    checked = lethe("check", "--json")
+    assert checked.returncode == 1
+    codes = {(f["code"], f["path"]) for f in json.loads(checked.stdout)["findings"]}
+    assert ("residency", "datasets.events.store") in codes
+    assert ("residency", "datasets.users.store") not in codes
+    assert lethe("transfer", "revoke", str(transfer["id"]), "--json").returncode == 0
+    again = lethe("transfer", "revoke", str(transfer["id"]))
+    assert again.returncode == 2
+    assert again.stderr.strip().count("\n") == 0 and "no unrevoked transfer" in again.stderr
+    assert lethe("transfer", "list", "--json").stdout.strip() == '{"transfers": []}'
