@@ -282,6 +282,55 @@ class KeysRotated(AuditEvent):
 
 @registered
 @dataclass(frozen=True)
+class ApiCall(AuditEvent):
+    """One HTTP API call: who (key id, and the admin behind an impersonation), from where,
+    what, on what, and how it ended. Never a body, a query string or a secret."""
+
+    names: ClassVar[tuple[str, ...]] = ("api.call",)
+    target_format: ClassVar[str] = "{resource}"
+    key: str  # key id, or "-" when no valid key was given
+    workspace: str
+    role: str
+    impersonator: str | None
+    ip: str
+    method: str
+    action: str  # the operation, e.g. "requests.open"
+    resource: str  # e.g. "request:12", "workspace:acme", "runs"
+    status: int
+
+
+@registered
+@dataclass(frozen=True)
+class ApiKeyCreated(AuditEvent):
+    names: ClassVar[tuple[str, ...]] = ("api.key.created",)
+    target_format: ClassVar[str] = "key:{key}"
+    key: str
+    role: str
+    workspace: str
+    expires_at: str | None
+    impersonator: str | None
+    reason_text: str
+
+
+@registered
+@dataclass(frozen=True)
+class ApiKeyRevoked(AuditEvent):
+    names: ClassVar[tuple[str, ...]] = ("api.key.revoked",)
+    target_format: ClassVar[str] = "key:{key}"
+    key: str
+
+
+@registered
+@dataclass(frozen=True)
+class WorkspaceRegionSet(AuditEvent):
+    names: ClassVar[tuple[str, ...]] = ("workspace.region",)
+    target_format: ClassVar[str] = "workspace:{workspace}"
+    workspace: str
+    region: str | None
+
+
+@registered
+@dataclass(frozen=True)
 class TransferRecorded(AuditEvent):
     """A workspace's dataset authorised to be held outside the workspace's region."""
 

@@ -102,6 +102,14 @@ class AuditLog:
         self._key: Ed25519PrivateKey | None = None
         self._pepper: bytes | None = None
 
+    def acting_as(self, actor: str, source: str) -> AuditLog:
+        """The same log, written in someone else's name (an API key, a worker): the
+        signing key and fingerprint pepper are shared, not read again."""
+        view = AuditLog(self.engine, self.settings, actor=actor, source=source)
+        self.fingerprint("")  # derives the pepper once, here
+        view._key, view._pepper = self.key(), self._pepper
+        return view
+
     # -- writing ------------------------------------------------------------------------
     @contextmanager
     def _locked(self, what: str) -> Iterator[Connection]:
@@ -189,11 +197,21 @@ class AuditLog:
 
     def entries(self, *, since: str | None = None, until: str | None = None,
                 action: str | None = None, target: str | None = None,
-                targets: Sequence[str] | None = None, limit: int | None = None) -> list[Entry]:
-        """Entries in order; `targets` picks exact targets (a whole batch of requests)."""
+                targets: Sequence[str] | None = None, limit: int | None = None,
+                after: int | None = None,
+                visible: tuple[Sequence[str], Sequence[str]] | None = None) -> list[Entry]:
+        """Entries in order; `targets` picks exact targets (a whole batch of requests);
+        `after` starts past a sequence number (paging); `visible` = (actors, targets)
+        keeps entries written by one of the actors or about one of the targets."""
         query = sa.select(audit).order_by(audit.c.seq)
         if targets is not None:
             query = query.where(audit.c.target.in_(list(targets)))
+        if after is not None:
+            query = query.where(audit.c.seq > after)
+        if visible is not None:
+            actors, about = visible
+            query = query.where(sa.or_(audit.c.actor.in_(list(actors)),
+                                       audit.c.target.in_(list(about))))
         if since:
             query = query.where(audit.c.at >= since)
         if until:

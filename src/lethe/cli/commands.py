@@ -9,9 +9,12 @@ from typing import Annotated
 
 import typer
 
+from lethe.cli.docs import docs_cmd
 from lethe.cli.lifecycle import lifecycle_cmd
 from lethe.cli.options import DatasetOpt, JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, progress_bar, stdout, table
+from lethe.cli.scan import scan_cmd
+from lethe.cli.serve import serve_cmd
 from lethe.cli.worker import worker_cmd
 from lethe.crypto.kek import KEK_ENV, LocalKeyFile
 from lethe.crypto.signing import create_key, key_path
@@ -157,8 +160,11 @@ def register(app: typer.Typer) -> None:
     app.command("schema")(schema)
     app.command("init")(init)
     app.command("check")(check_cmd)
+    app.command("scan")(scan_cmd)
     app.command("plan")(plan_cmd)
     app.command("run")(run_cmd)
     app.command("demo")(demo)
     app.command("lifecycle")(lifecycle_cmd)
     app.command("worker")(worker_cmd)
+    app.command("docs")(docs_cmd)
+    app.command("serve")(serve_cmd)

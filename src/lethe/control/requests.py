@@ -36,6 +36,7 @@ class RequestRecord:
     result: dict[str, Any] | None
     export_path: str | None
     certificate_path: str | None
+    workspace: str | None = None  # the workspace that opened it; None: the organization
 
 
 def _record(row: Any) -> RequestRecord:
@@ -44,7 +45,7 @@ def _record(row: Any) -> RequestRecord:
         row.status, as_utc(row.received_at) or row.received_at, as_utc(row.due_at) or row.due_at,
         as_utc(row.updated_at) or row.updated_at, as_utc(row.completed_at),
         as_utc(row.soft_deleted_at), row.note, json.loads(row.result) if row.result else None,
-        row.export_path, row.certificate_path)
+        row.export_path, row.certificate_path, row.workspace)
 
 
 class RequestStore:
@@ -58,23 +59,16 @@ class RequestStore:
         with self._tx(what, write=False) as conn:
             return [_record(row) for row in conn.execute(query)]
 
-    def create(self, kind: str, subject_kind: str, identities: dict[str, str],
-               fingerprint: str, received_at: datetime, due_at: datetime) -> int:
-        with self._tx("opening a request") as conn:
-            return int(conn.execute(requests.insert().values(
-                kind=kind, subject_kind=subject_kind, identities=json.dumps(identities),
-                fingerprint=fingerprint, status="received", received_at=received_at,
-                due_at=due_at, updated_at=received_at).returning(requests.c.id)).scalar_one())
-
     def create_many(self, kind: str, subject_kind: str,
                     subjects: list[tuple[dict[str, str], str]], received_at: datetime,
-                    due_at: datetime) -> list[int]:
+                    due_at: datetime, workspace: str | None = None) -> list[int]:
         """One request per (identities, fingerprint), in one transaction; ids in order."""
         if not subjects:
             return []
         rows = [{"kind": kind, "subject_kind": subject_kind, "identities": json.dumps(ids),
                  "fingerprint": mark, "status": "received", "received_at": received_at,
-                 "due_at": due_at, "updated_at": received_at} for ids, mark in subjects]
+                 "due_at": due_at, "updated_at": received_at, "workspace": workspace}
+                for ids, mark in subjects]
         with self._tx("opening requests") as conn:
             result = conn.execute(requests.insert().returning(requests.c.id,
                                                               sort_by_parameter_order=True),
@@ -153,10 +147,14 @@ class RequestStore:
             raise NotFound(f"no request with id {request_id}", path="request")
         return found[0]
 
-    def list(self, status: str | None = None) -> list[RequestRecord]:
+    def list(self, status: str | None = None, *,
+             workspace: str | None = None) -> list[RequestRecord]:
+        """Requests in id order; `workspace` keeps only those that workspace opened."""
         query = sa.select(requests).order_by(requests.c.id)
         if status:
             query = query.where(requests.c.status == status)
+        if workspace is not None:
+            query = query.where(requests.c.workspace == workspace)
         return self._select("listing requests", query)
 
     def update(self, request_id: int, **values: Any) -> None:

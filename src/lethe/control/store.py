@@ -126,6 +126,15 @@ class ControlStore:
             conn.execute(runs.update().where(runs.c.id == run_id).values(
                 status=status, finished_at=datetime.now(UTC), error=error))
 
+    def recent_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest runs, newest first, without their actions."""
+        with self._tx("listing runs", write=False) as conn:
+            rows = conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(limit))
+            found = [dict(row._mapping) for row in rows]
+        for record in found:
+            record["datasets"] = json.loads(record["datasets"])
+        return found
+
     def run(self, run_id: int) -> dict[str, Any]:
         with self._tx("reading a run", write=False) as conn:
             row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()

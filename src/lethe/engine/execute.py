@@ -94,9 +94,11 @@ def _stoppable(progress: Progress | None, stop: Callable[[], bool]) -> Progress:
 
 def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
             progress: Progress | None = None,
-            stop: Callable[[], bool] | None = None) -> RunResult:
+            stop: Callable[[], bool] | None = None,
+            started: Callable[[int], None] | None = None) -> RunResult:
     """Carry out the plan. `stop` is asked after every batch; when it says so the run
-    ends there (status `stopped`) and `Stopped` is raised."""
+    ends there (status `stopped`) and `Stopped` is raised. `started` learns the run's id
+    as soon as it is recorded (the API answers with it while the run goes on)."""
     if batch_size < 1:
         raise LetheError("batch size must be at least 1", path="--batch-size")
     if stop is not None:
@@ -108,6 +110,8 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
          "parent": a.step.parent, "planned": a.rows, "held": a.held} for a in plan.actions])
     result = RunResult(run_id, plan, [ActionResult(a) for a in plan.actions])
     rt.audit.append(RunStarted(run_id, plan.now.isoformat(), datasets))
+    if started is not None:
+        started(run_id)
     cascades = {(r.planned.step.dataset, r.planned.step.parent): r for r in result.actions
                 if r.planned.step.action == "cascade"}
     objects = set(rt.catalog.object_datasets())

@@ -16,7 +16,7 @@ from lethe.engine.steps import StepBuilder
 from lethe.errors import UsageError
 from lethe.policy.graph import Graph
 from lethe.policy.model import Policy
-from lethe.stores.base import FALSE, Condition, Eq, In, Value, all_of
+from lethe.stores.base import FALSE, Condition, Eq, In, Value, all_of, any_of
 
 
 def parse_identities(policy: Policy, subject_kind: str, pairs: Sequence[str]) -> dict[str, str]:
@@ -104,3 +104,17 @@ def resolve_subjects(rt: Runtime, subject_kind: str,
 
 def policy_subject(rt: Runtime, subject_kind: str) -> str:
     return rt.policy.subjects[subject_kind].dataset
+
+
+def subject_confined(rt: Runtime, subject_kind: str, value: str, workspace: str) -> bool:
+    """Whether the subject rows a hold on `KIND:value` reaches (any identity equal to
+    `value`) exist and all belong to `workspace`: a workspace may hold only its own."""
+    dataset = policy_subject(rt, subject_kind)
+    ds = rt.policy.datasets[dataset]
+    if ds.workspace is None:
+        return False
+    named = any_of(*(Eq(identity, value) for identity in rt.policy.subjects[subject_kind]
+                     .identities))
+    store, table = rt.catalog.store_of(dataset), ds.table or ""
+    rows = store.select(table, [ds.workspace], named)
+    return bool(rows) and all(row[0] == workspace for row in rows)

@@ -45,23 +45,28 @@ DEFAULT_BATCH = 10_000
 GROUP_SIZE = 500  # erasure requests per group: one sweep per dataset for all of them
 
 
-def open_request(rt: Runtime, kind: str, subject_kind: str,
-                 pairs: list[str]) -> RequestRecord:
+def open_request(rt: Runtime, kind: str, subject_kind: str, pairs: list[str],
+                 workspace: str | None = None) -> RequestRecord:
     """Open a request; the same open request for the same subject is returned, not doubled."""
-    return open_many(rt, kind, subject_kind, [pairs])[0]
+    return open_many(rt, kind, subject_kind, [pairs], workspace=workspace)[0]
 
 
 def open_many(rt: Runtime, kind: str, subject_kind: str, subjects: Sequence[Sequence[str]],
-              where: Callable[[int], str] | None = None) -> list[RequestRecord]:
+              where: Callable[[int], str] | None = None,
+              workspace: str | None = None) -> list[RequestRecord]:
     """One request per subject's `NAME=VALUE` pairs, opened in one transaction with one
     audit append; a subject with a request already open (or twice in the list) gets
-    that one. Nothing is opened if any subject is invalid (`where(i)` names it)."""
+    that one. Nothing is opened if any subject is invalid (`where(i)` names it).
+
+    A `workspace` request only ever matches that workspace's subject rows: the subject
+    dataset's workspace column becomes one more identity every row must match."""
     if kind not in KINDS:
         raise UsageError(f"unknown request kind {kind!r} (access or erasure)", path="kind")
+    scope = _workspace_identity(rt, subject_kind, workspace)
     parsed = []
     for index, pairs in enumerate(subjects):
         try:
-            identities = parse_identities(rt.policy, subject_kind, pairs)
+            identities = parse_identities(rt.policy, subject_kind, pairs) | scope
         except UsageError as exc:
             raise UsageError(exc.message, path=where(index) if where else exc.path) from None
         parsed.append((identities,
@@ -74,12 +79,24 @@ def open_many(rt: Runtime, kind: str, subject_kind: str, subjects: Sequence[Sequ
             fresh.setdefault(mark, identities)
     now = rt.clock.now()
     ids = store.create_many(kind, subject_kind, [(i, m) for m, i in fresh.items()], now,
-                            now + DUE_AFTER)
+                            now + DUE_AFTER, workspace)
     rt.audit.append_many([RequestTransition(request_id, kind, subject_kind, mark,
                                             "received", None)
                           for request_id, mark in zip(ids, fresh, strict=True)])
     opened = dict(zip(fresh, store.get_many(ids), strict=True)) | existing
     return [opened[mark] for _, mark in parsed]
+
+
+def _workspace_identity(rt: Runtime, subject_kind: str,
+                        workspace: str | None) -> dict[str, str]:
+    subjects = rt.policy.subjects
+    if workspace is None or subject_kind not in subjects:
+        return {}  # an unknown kind is parse_identities' error to name
+    column = rt.policy.datasets[subjects[subject_kind].dataset].workspace
+    if column is None:
+        raise UsageError(f"subject kind {subject_kind!r} is not kept per workspace "
+                         "(its dataset declares no workspace column)", path="subject")
+    return {column: workspace}
 
 
 def open_bulk(rt: Runtime, kind: str, subject_kind: str, path: Path) -> list[RequestRecord]:

@@ -1,0 +1,120 @@
+"""API keys and impersonation tokens: issue, verify, revoke.
+
+Verifying a secret costs one scrypt (tens of milliseconds by design), so a verified
+token is remembered by its SHA-256 for a short while; the key's row is still read on
+every call, so a revocation or an expiry takes effect at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from lethe.audit.events import ApiKeyCreated, ApiKeyRevoked
+from lethe.audit.log import AuditLog
+from lethe.control.api_keys import ApiKey, ApiKeyStore
+from lethe.crypto.secrets import (
+    hash_secret,
+    new_key_id,
+    new_secret,
+    split_token,
+    token_for,
+    verify_secret,
+)
+from lethe.errors import UsageError
+
+ORG = "__org__"
+ROLES = ("admin", "privacy", "auditor", "service")
+MAX_IMPERSONATION = timedelta(hours=1)
+REMEMBER_SECONDS = 300.0
+TOUCH_EVERY = timedelta(minutes=1)  # last-used is a write: at most once a minute per key
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    token: str  # the only time the plaintext exists outside its holder
+
+
+def check_scope(role: str, workspace: str) -> None:
+    if role not in ROLES:
+        raise UsageError(f"unknown role {role!r} (one of {', '.join(ROLES)})", path="--role")
+    if not workspace.strip() or workspace != workspace.strip():
+        raise UsageError("a workspace id (or __org__) is required", path="--workspace")
+    if len(workspace) > 200:
+        raise UsageError("workspace id longer than 200 characters", path="--workspace")
+
+
+def create_key(store: ApiKeyStore, audit: AuditLog, role: str, workspace: str,
+               name: str = "", *, expires_at: datetime | None = None,
+               impersonator: str | None = None, reason: str = "") -> IssuedKey:
+    check_scope(role, workspace)
+    key_id, secret = new_key_id(), new_secret()
+    key = store.add(key_id, hash_secret(secret), role, workspace, name or role,
+                    datetime.now(UTC), audit.actor, expires_at, impersonator)
+    audit.append(ApiKeyCreated(key_id, role, workspace,
+                               expires_at.isoformat() if expires_at else None, impersonator,
+                               reason))
+    return IssuedKey(key, token_for(key_id, secret))
+
+
+def impersonate(store: ApiKeyStore, audit: AuditLog, role: str, workspace: str,
+                minutes: int, reason: str, *, admin: ApiKey) -> IssuedKey:
+    """A short-lived token acting as `role` in `workspace`, issued by an admin key."""
+    if not 1 <= minutes <= MAX_IMPERSONATION.total_seconds() // 60:
+        raise UsageError("minutes must be between 1 and 60", path="minutes")
+    if not reason.strip():
+        raise UsageError("an impersonation needs a reason", path="reason")
+    expires = datetime.now(UTC) + timedelta(minutes=minutes)
+    return create_key(store, audit, role, workspace, f"impersonation by {admin.id}",
+                      expires_at=expires, impersonator=admin.id, reason=reason)
+
+
+def revoke_key(store: ApiKeyStore, audit: AuditLog, key_id: str) -> ApiKey:
+    key = store.revoke(key_id, datetime.now(UTC))
+    audit.append(ApiKeyRevoked(key_id))
+    return key
+
+
+class Authenticator:
+    """Token → active key, or None. Thread-safe: the API serves calls on a pool."""
+
+    def __init__(self, store: ApiKeyStore) -> None:
+        self.store = store
+        self._verified: dict[str, tuple[str, float]] = {}  # sha256(token) -> (id, when)
+        self._touched: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def key_for(self, token: str) -> ApiKey | None:
+        parts = split_token(token)
+        if parts is None:
+            return None
+        key_id, secret = parts
+        mark = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        with self._lock:
+            remembered = self._verified.get(mark)
+        fresh = remembered is not None and remembered[0] == key_id \
+            and time.monotonic() - remembered[1] < REMEMBER_SECONDS
+        key = self.store.find(key_id)
+        now = datetime.now(UTC)
+        if key is None or not key.active(now):
+            return None
+        if not fresh:
+            stored = self.store.secret_hash(key_id)
+            if stored is None or not verify_secret(secret, stored):
+                return None
+            with self._lock:
+                self._verified[mark] = (key_id, time.monotonic())
+        self._touch(key.id, now)
+        return key
+
+    def _touch(self, key_id: str, now: datetime) -> None:
+        with self._lock:
+            last = self._touched.get(key_id)
+            if last is not None and now - last < TOUCH_EVERY:
+                return
+            self._touched[key_id] = now
+        self.store.touch(key_id, now)

@@ -1,0 +1,1 @@
+"""One module per resource; each endpoint names its action and resource first."""

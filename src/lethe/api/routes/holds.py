@@ -1,0 +1,98 @@
+"""Legal holds: place, list, release. A workspace key holds only its own workspace's data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from lethe.api.access import Principal
+from lethe.api.context import ApiContext, Caller, Context, act
+from lethe.api.errors import ApiError
+from lethe.control.store import Hold
+from lethe.engine.lifecycle import withdraw_held
+from lethe.holds import Scope, parse_scope, place_hold, release_hold
+from lethe.requests.discovery import subject_confined
+
+router = APIRouter(prefix="/v1/holds", tags=["holds"])
+
+
+class PlaceHold(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: str | None = Field(default=None, min_length=3, max_length=400,
+                                description="KIND:KEY — the subject and everything linked")
+    workspace: str | None = Field(default=None, min_length=1, max_length=200)
+    dataset: str | None = Field(default=None, min_length=1, max_length=200,
+                                description="Organization keys only")
+    reason: str = Field(min_length=1, max_length=2000, description="Case or ticket")
+
+
+class ReleaseHold(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+def shown(hold: Hold) -> dict[str, Any]:
+    return {"id": hold.id, "scope": hold.scope, "reason": hold.reason,
+            "placed_at": hold.placed_at.isoformat(), "placed_by": hold.placed_by,
+            "released_at": hold.released_at.isoformat() if hold.released_at else None}
+
+
+def visible_holds(ctx: ApiContext, principal: Principal, *,
+                   include_released: bool) -> list[Hold]:
+    """A workspace key sees holds on its workspace and those its workspace's keys placed."""
+    found = ctx.runtime.control.holds(include_released=include_released)
+    if principal.org:
+        return found
+    ours = {f"key:{k.id}" for k in ctx.keys.list(include_revoked=True)
+            if k.workspace == principal.workspace}
+    return [h for h in found
+            if (h.scope_kind == "workspace" and h.scope_value == principal.workspace)
+            or h.placed_by.split(" ", 1)[0] in ours]
+
+
+def _confine(ctx: ApiContext, principal: Principal, scope: Scope) -> None:
+    workspace = principal.workspace
+    if workspace is None:
+        return
+    if scope.kind == "dataset":
+        raise ApiError(403, "a dataset hold spans every workspace: it needs an "
+                       "organization key")
+    if scope.kind == "workspace" and scope.value != workspace:
+        raise ApiError(403, "this key is confined to its own workspace")
+    if scope.kind == "subject" and not subject_confined(
+            ctx.runtime, scope.subject_kind or "", scope.value, workspace):
+        raise ApiError(404, "no subject with that key in this workspace alone")
+
+
+@router.post("", name="holds.place", status_code=201,
+             summary="Place a hold on a subject, a workspace or a dataset")
+def place(body: PlaceHold, request: Request, principal: Caller,
+          ctx: Context) -> dict[str, Any]:
+    act(request, principal, "holds.place", "holds")
+    rt = ctx.runtime_for(principal)
+    scope = parse_scope(rt.policy, body.subject, body.workspace, body.dataset)
+    _confine(ctx, principal, scope)
+    hold_id = place_hold(rt.control, rt.audit, rt.clock, scope, body.reason)
+    request.state.resource = f"hold:{hold_id}"
+    return {"id": hold_id, "lifecycle_withdrawn": withdraw_held(rt)}
+
+
+@router.get("", name="holds.list", summary="List holds (active only, unless all=true)")
+def list_all(request: Request, principal: Caller, ctx: Context,
+             all: bool = False) -> dict[str, Any]:
+    act(request, principal, "holds.read", "holds")
+    return {"holds": [shown(h) for h in visible_holds(ctx, principal,
+                                                       include_released=all)]}
+
+
+@router.post("/{hold_id}/release", name="holds.release", summary="Release a hold")
+def release(hold_id: int, body: ReleaseHold, request: Request, principal: Caller,
+            ctx: Context) -> dict[str, Any]:
+    act(request, principal, "holds.release", f"hold:{hold_id}")
+    if hold_id not in {h.id for h in visible_holds(ctx, principal, include_released=False)}:
+        raise ApiError(404, f"no active hold with id {hold_id}")
+    rt = ctx.runtime_for(principal)
+    hold = release_hold(rt.control, rt.audit, rt.clock, hold_id, body.reason)
+    return {"id": hold.id, "released": True}

@@ -1,0 +1,135 @@
+"""Data-subject requests: open, list, show, run, and download their export and certificate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from lethe.api.access import Principal
+from lethe.api.context import Caller, Context, act
+from lethe.api.errors import ApiError
+from lethe.control.requests import RequestRecord
+from lethe.requests.records import requests_of
+from lethe.requests.service import open_request, overdue, run_request
+
+router = APIRouter(prefix="/v1/requests", tags=["requests"])
+
+IdentityValue = Field(min_length=1, max_length=320)
+
+
+class OpenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["access", "erasure"]
+    subject: str = Field(min_length=1, max_length=200, description="Subject kind, e.g. user")
+    identities: dict[str, str] = Field(min_length=1, max_length=10,
+                                       description="Identity name → value, e.g. email")
+    workspace: str | None = Field(default=None, min_length=1, max_length=200,
+                                  description="Organization keys only: the workspace whose "
+                                  "subject this is (workspace keys always use their own)")
+
+
+def summary(record: RequestRecord, ctx: Context) -> dict[str, Any]:
+    """What the API shows of a request: never its identities, only their fingerprint."""
+    data: dict[str, Any] = {
+        "id": record.id, "kind": record.kind, "subject": record.subject_kind,
+        "status": record.status, "due": record.due_at.isoformat(),
+        "received": record.received_at.isoformat(),
+        "overdue": overdue(record, ctx.runtime.clock.now()),
+        "workspace": record.workspace, "fingerprint": record.fingerprint[:12],
+        "note": record.note, "result": record.result,
+        "completed": record.completed_at.isoformat() if record.completed_at else None}
+    if record.export_path:
+        data["export"] = f"/v1/requests/{record.id}/export"
+    if record.certificate_path:
+        data["certificate"] = f"/v1/requests/{record.id}/certificate"
+    return data
+
+
+def visible(ctx: Context, principal: Principal, request_id: int) -> RequestRecord:
+    """The request, if this key may see it; another workspace's is "not found"."""
+    record = requests_of(ctx.runtime).get(request_id)
+    if not principal.sees(record.workspace):
+        raise ApiError(404, f"no request with id {request_id}")
+    return record
+
+
+@router.post("", name="requests.open", status_code=201,
+             summary="Open a request (due 30 days after receipt)")
+def open_one(body: OpenRequest, request: Request, principal: Caller,
+             ctx: Context) -> dict[str, Any]:
+    act(request, principal, "requests.open", "requests")
+    workspace = principal.workspace
+    if body.workspace is not None:
+        if not principal.org and body.workspace != workspace:
+            raise ApiError(403, "this key is confined to its own workspace")
+        workspace = body.workspace
+    pairs = [f"{name}={value}" for name, value in body.identities.items()]
+    record = open_request(ctx.runtime_for(principal), body.kind, body.subject, pairs,
+                          workspace=workspace)
+    request.state.resource = f"request:{record.id}"
+    return {"id": record.id, "status": record.status, "due": record.due_at.isoformat()}
+
+
+@router.get("", name="requests.list", summary="List requests (a workspace key sees its own)")
+def list_all(request: Request, principal: Caller, ctx: Context,
+             status: Literal["received", "verified", "in_progress", "completed",
+                             "rejected"] | None = None) -> dict[str, Any]:
+    act(request, principal, "requests.read", "requests")
+    records = requests_of(ctx.runtime).list(status, workspace=principal.workspace)
+    return {"requests": [summary(r, ctx) for r in records]}
+
+
+@router.get("/{request_id}", name="requests.show", summary="One request's status and results")
+def show(request_id: int, request: Request, principal: Caller,
+         ctx: Context) -> dict[str, Any]:
+    act(request, principal, "requests.read", f"request:{request_id}")
+    return summary(visible(ctx, principal, request_id), ctx)
+
+
+@router.post("/{request_id}/run", name="requests.run",
+             summary="Carry out a request (export, or erase and certify)")
+def run(request_id: int, request: Request, principal: Caller,
+        ctx: Context) -> dict[str, Any]:
+    act(request, principal, "requests.run", f"request:{request_id}")
+    visible(ctx, principal, request_id)
+    with ctx.heavy:
+        outcome = run_request(ctx.runtime_for(principal), request_id, ctx.out_dir)
+    data = outcome.as_dict()
+    data.pop("export", None)  # server paths: clients download through the API
+    data.pop("certificate", None)
+    return data | {k: v for k, v in summary(outcome.record, ctx).items()
+                   if k in ("export", "certificate")}
+
+
+@router.get("/{request_id}/export", name="requests.export",
+            summary="Download an access request's export (zip)",
+            response_class=FileResponse)
+def export(request_id: int, request: Request, principal: Caller,
+           ctx: Context) -> FileResponse:
+    act(request, principal, "requests.export", f"request:{request_id}")
+    record = visible(ctx, principal, request_id)
+    return _file(record.export_path, "no export for this request", "application/zip")
+
+
+@router.get("/{request_id}/certificate", name="requests.certificate",
+            summary="Download an erasure request's signed certificate (JSON or HTML)",
+            response_class=FileResponse)
+def certificate(request_id: int, request: Request, principal: Caller, ctx: Context,
+                format: Literal["json", "html"] = "json") -> FileResponse:
+    act(request, principal, "certificates.read", f"request:{request_id}")
+    record = visible(ctx, principal, request_id)
+    path = record.certificate_path
+    if path and format == "html":
+        path = str(Path(path).with_suffix(".html"))
+    return _file(path, "no certificate for this request",
+                 "text/html" if format == "html" else "application/json")
+
+
+def _file(path: str | None, missing: str, media_type: str) -> FileResponse:
+    if not path or not Path(path).is_file():
+        raise ApiError(404, missing)
+    return FileResponse(path, media_type=media_type, filename=Path(path).name)
