@@ -13,6 +13,7 @@ from lethe.cli import archive, audit, certificate, commands, holds, keys, reques
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, Settings
 from lethe.cli.output import emit_json, stderr
 from lethe.errors import LetheError
+from lethe.logging import install_masking
 
 # Typer ships its own copy of click; its UsageError is not `click.UsageError`.
 CLICK_USAGE_ERROR: type[Any] = next(
@@ -47,6 +48,7 @@ def _wants_json(argv: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turns LetheError into a one-line message and its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    install_masking()  # no PII in lethe's own logs, whoever configures the handlers
     try:
         code = app(args=args, prog_name="lethe", standalone_mode=False)
     except CLICK_USAGE_ERROR as exc:  # bad option or argument: one line, like every error
