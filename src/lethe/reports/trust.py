@@ -1,0 +1,342 @@
+"""`lethe docs`: the organization's trust pages, generated from the policy.
+
+Three pages, each in HTML and Markdown: the retention schedule, the data inventory
+and residency, and classification handling. The content is built first as plain
+data (`trust_pages`, pure), then rendered by Jinja2 templates with every value
+escaped, so the published page and the enforced policy cannot drift apart and policy
+text can never inject markup into either format.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from lethe.errors import LetheError, UsageError
+from lethe.policy.model import Dataset, Policy
+from lethe.reports.trust_wording import (
+    CLASSES,
+    MEANINGS,
+    STORE_KINDS,
+    anonymized,
+    capital,
+    condition,
+    method,
+    noun,
+    on_erasure,
+    period,
+    sentence,
+    starting_point,
+    words,
+)
+from lethe.requests.service import DUE_AFTER
+
+FORMATS = ("html", "markdown")
+PAGES = (("retention", "Retention schedule"),
+         ("data-inventory", "Data inventory and residency"),
+         ("classification", "Data classification and handling"))
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    data: str
+    category: str
+    when: str  # "" or "with status processed"
+    period: str
+    starts: str
+    method: str
+    sentence: str
+
+
+@dataclass(frozen=True)
+class ErasureRow:
+    data: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class InventoryRow:
+    data: str
+    category: str
+    store: str
+    kind: str
+    region: str
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RegionRow:
+    region: str
+    stores: tuple[str, ...]
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClassSection:
+    key: str
+    title: str
+    meaning: str
+    datasets: tuple[str, ...]
+    fields: tuple[str, ...]
+    protections: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrustPages:
+    organization: str
+    updated: str
+    schedule: tuple[ScheduleRow, ...]
+    unscheduled: tuple[str, ...]  # datasets with no rule: kept while the service runs
+    erasure: tuple[ErasureRow, ...]
+    erasure_days: int
+    regions: tuple[RegionRow, ...]
+    residency: tuple[str, ...]  # paragraphs
+    inventory: tuple[InventoryRow, ...]
+    classes: tuple[ClassSection, ...]
+
+
+def subject_linked(policy: Policy) -> list[str]:
+    """Datasets an erasure reaches: each subject's dataset, everything that belongs to
+    it (transitively), and datasets that locate a subject's data with `per_subject`."""
+    reached: set[str] = set()
+    todo = [s.dataset for s in policy.subjects.values()]
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo += [child for child, ds in policy.datasets.items() if name in ds.belongs_to]
+    reached |= {n for n, ds in policy.datasets.items() if ds.per_subject}
+    return [n for n in policy.datasets if n in reached]
+
+
+def _label(policy: Policy, name: str) -> str:
+    return capital(noun(policy, name))
+
+
+def _names(policy: Policy, names: Iterable[str]) -> str:
+    return ", ".join(_label(policy, n) for n in names)
+
+
+def _shredded(ds: Dataset) -> bool:
+    return ds.erasure == "shred" or any(r.action == "shred" for r in ds.retention)
+
+
+def _schedule(policy: Policy) -> tuple[list[ScheduleRow], list[str]]:
+    rows, unscheduled = [], []
+    for name, ds in policy.datasets.items():
+        if not ds.retention:
+            unscheduled.append(_label(policy, name))
+        cache = policy.stores[ds.store].kind == "cache"
+        for rule in ds.retention:
+            rows.append(ScheduleRow(
+                _label(policy, name), CLASSES[ds.class_], condition(rule), period(rule.keep),
+                "when written" if cache else starting_point(rule.after),
+                method(policy, ds, rule), sentence(policy, name, ds, rule)))
+    return rows, unscheduled
+
+
+def _notes(policy: Policy, name: str, ds: Dataset, linked: Sequence[str]) -> list[str]:
+    notes = [ds.description] if ds.description else []
+    personal = [words(f) for f, spec in ds.fields.items() if spec.class_ == "pii"]
+    if personal:
+        notes.append("Personal fields: " + ", ".join(personal))
+    if ds.workspace:
+        notes.append("Separated by workspace")
+    if name in linked:
+        notes.append("Included in data access and erasure requests")
+    if _shredded(ds):
+        notes.append("Encrypted with a key per person")
+    for rule in ds.retention:
+        if rule.action == "archive" and rule.to is not None:
+            region = policy.stores[rule.to].region
+            notes.append(f"Archived to cold storage{f' in {region}' if region else ''} "
+                         f"after {period(rule.keep)}")
+    if ds.erasure == "retain" and ds.legal_basis:
+        notes.append(f"Kept after an erasure request: {ds.legal_basis}")
+    return notes
+
+
+def _regions(policy: Policy) -> list[RegionRow]:
+    names = list(dict.fromkeys([*policy.regions,
+                                *(s.region for s in policy.stores.values() if s.region)]))
+    rows = []
+    for region in names:
+        stores = [n for n, s in policy.stores.items() if s.region == region]
+        held = [title for key, title in CLASSES.items() if any(
+            ds.class_ == key and (ds.store in stores or any(r.to in stores for r in ds.retention))
+            for ds in policy.datasets.values())]
+        rows.append(RegionRow(region, tuple(f"{n} ({STORE_KINDS[policy.stores[n].kind]})"
+                                            for n in stores), tuple(held)))
+    return rows
+
+
+def _residency(policy: Policy) -> list[str]:
+    regions = ", ".join(policy.regions)
+    if policy.residency is None:
+        return [f"We store data in the following regions: {regions}."] if regions else []
+    home = words(policy.residency.dataset)
+    text = [f"We operate in these regions: {regions}. Each workspace has a home region, "
+            f"recorded with the workspace in our {home} records, which the workspace's "
+            "administrators can change through our API.",
+            "A workspace's data is stored only in its home region. Our governance checks "
+            "report any workspace data held in another region, and data leaves a "
+            "workspace's region only under a recorded, audited authorisation that states "
+            "the reason and, where it is temporary, the end date."]
+    if policy.residency.default:
+        text.append("Workspaces that have not chosen a region are hosted in "
+                    f"{policy.residency.default}.")
+    return text
+
+
+def _protections(policy: Policy, key: str, members: Iterable[tuple[str, Dataset]],
+                 linked: Sequence[str]) -> list[str]:
+    members = list(members)
+    found = []
+    rules = [r for _, ds in members for r in ds.retention]
+    limited = [r.keep for r in rules if not r.keep.forever]
+    if limited:
+        shortest = min(limited, key=_sort_key)
+        longest = max(limited, key=_sort_key)
+        span = period(shortest) if shortest == longest else \
+            f"between {period(shortest)} and {period(longest)}, depending on the record"
+        ends = dict.fromkeys(_END.get(r.action, "deleted") for r in rules)
+        found.append(f"Kept for {span}, then {' or '.join(ends)} by scheduled jobs that "
+                     "verify every deletion.")
+    if key == "pii":
+        treated = [f"{_label(policy, n)}: {anonymized(ds)}" for n, ds in members
+                   if ds.anonymized_fields]
+        if treated:
+            found.append("When personal data is anonymised, identifying fields are "
+                         "overwritten: " + "; ".join(treated) + ".")
+    tenants = [n for n, ds in members if ds.workspace]
+    if tenants:
+        found.append(f"Stored per workspace ({_names(policy, tenants)}): each record names "
+                     "the workspace it belongs to, and records that belong to no single "
+                     "workspace are marked as organization-level, never left blank.")
+    personal = [n for n, _ in members if n in linked]
+    if policy.subjects and personal:
+        found.append(f"Records linked to a person ({_names(policy, personal)}) are included "
+                     "in data access exports (JSON and CSV) and erased within "
+                     f"{DUE_AFTER.days} days of a verified erasure request, with a signed "
+                     "certificate of deletion.")
+    shredded = [n for n, ds in members if _shredded(ds)]
+    if shredded:
+        found.append(f"Encrypted with a key of its own for each person "
+                     f"({_names(policy, shredded)}); erasure destroys the key, so every "
+                     "copy, backups included, becomes unreadable.")
+    found.append("Never deleted while under a legal hold; every deletion is recorded in a "
+                 "tamper-evident audit log.")
+    return found
+
+
+_END = {"soft-delete": "deleted", "anonymize": "anonymised", "archive": "archived",
+        "shred": "crypto-shredded"}
+
+
+def _sort_key(keep: Any) -> float:
+    days = {"m": 1 / 1440, "h": 1 / 24, "d": 1, "w": 7, "mo": 30.44, "y": 365.25}
+    return float(keep.amount) * days[keep.unit]
+
+
+def _columns_of(ds: Dataset, key: str) -> list[str]:
+    return [words(f) for f, spec in ds.fields.items() if spec.class_ == key]
+
+
+def _classes(policy: Policy, linked: Sequence[str]) -> list[ClassSection]:
+    sections = []
+    for key, title in CLASSES.items():
+        members = [(n, ds) for n, ds in policy.datasets.items() if ds.class_ == key]
+        fields = [f"{_label(policy, n)} ({', '.join(columns)})" for n, ds in policy.datasets.items()
+                  if ds.class_ != key and (columns := _columns_of(ds, key))]
+        with_fields = members + [(n, ds) for n, ds in policy.datasets.items()
+                                 if ds.class_ != key
+                                 and any(s.class_ == key for s in ds.fields.values())]
+        if not with_fields:
+            continue
+        sections.append(ClassSection(key, title, MEANINGS[key],
+                                     tuple(_label(policy, n) for n, _ in members),
+                                     tuple(fields),
+                                     tuple(_protections(policy, key, with_fields, linked))))
+    return sections
+
+
+def trust_pages(policy: Policy, now: datetime) -> TrustPages:
+    """The pages' content, from the policy alone."""
+    linked = subject_linked(policy)
+    schedule, unscheduled = _schedule(policy)
+    inventory = [InventoryRow(_label(policy, n), CLASSES[ds.class_], ds.store,
+                              STORE_KINDS[policy.stores[ds.store].kind],
+                              policy.stores[ds.store].region or "not specified",
+                              tuple(_notes(policy, n, ds, linked)))
+                 for n, ds in policy.datasets.items()]
+    erasure = [ErasureRow(_label(policy, n), on_erasure(policy.datasets[n])) for n in linked] \
+        if policy.subjects else []
+    return TrustPages(policy.organization, f"{now:%B} {now.day}, {now.year}",
+                      tuple(schedule), tuple(unscheduled), tuple(erasure), DUE_AFTER.days,
+                      tuple(_regions(policy)), tuple(_residency(policy)), tuple(inventory),
+                      tuple(_classes(policy, linked)))
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
+
+
+def markdown_escape(value: Any) -> str:
+    """Every value in a Markdown page: HTML-escaped (Markdown passes HTML through) and
+    its Markdown punctuation backslashed; a newline would break a table row."""
+    text = "" if value is None else str(value)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def _environment(fmt: str) -> jinja2.Environment:
+    loader = jinja2.PackageLoader("lethe.reports", "templates")
+    if fmt == "html":
+        return jinja2.Environment(loader=loader, autoescape=True,
+                                  undefined=jinja2.StrictUndefined,
+                                  trim_blocks=True, lstrip_blocks=True)
+    return jinja2.Environment(loader=loader, autoescape=False, finalize=markdown_escape,
+                              undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+
+
+def render(pages: TrustPages, fmt: str) -> dict[str, str]:
+    """File name -> page text, for one format."""
+    env = _environment(fmt)
+    suffix = "html" if fmt == "html" else "md"
+    nav = [(f"{slug}.{suffix}", title) for slug, title in PAGES]
+    return {f"{slug}.{suffix}": env.get_template(f"trust_{slug}.{suffix}.j2").render(
+                p=pages, title=title, nav=nav)
+            for slug, title in PAGES}
+
+
+def formats(choice: str) -> tuple[str, ...]:
+    if choice == "both":
+        return FORMATS
+    if choice in FORMATS:
+        return (choice,)
+    raise UsageError(f"unknown format {choice!r} (html, markdown or both)", path="--format")
+
+
+def write_trust_pages(policy: Policy, now: datetime, out: Path,
+                      choice: str = "both") -> list[Path]:
+    """Render the pages into `out` (created if missing); the paths written, in order."""
+    pages = trust_pages(policy, now)
+    chosen = formats(choice)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for fmt in chosen:
+            for name, text in render(pages, fmt).items():
+                path = out / name
+                path.write_text(text, encoding="utf-8")
+                written.append(path)
+    except OSError as exc:
+        raise LetheError(f"cannot write the trust pages: {exc.strerror}", path=str(out)) \
+            from None
+    return written
