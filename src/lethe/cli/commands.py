@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from lethe.cli.docs import docs_cmd
-from lethe.cli.docs import docs_cmd
 from lethe.cli.lifecycle import lifecycle_cmd
 from lethe.cli.options import DatasetOpt, JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, progress_bar, stdout, table
@@ -167,6 +166,5 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
     app.command("lifecycle")(lifecycle_cmd)
     app.command("worker")(worker_cmd)
-    app.command("docs")(docs_cmd)
     app.command("docs")(docs_cmd)
     app.command("serve")(serve_cmd)
