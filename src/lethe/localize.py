@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from lethe.stores.base import (
@@ -89,6 +90,9 @@ class LocalStore:
 
     def count_each(self, queries: Sequence[tuple[str, Condition]]) -> list[int]:
         return self.inner.count_each([(t, self._local(w)) for t, w in queries])
+
+    def oldest(self, table: str, column: str, where: Condition) -> datetime | None:
+        return self.inner.oldest(table, column, self._local(where))
 
     def partitions(self, table: str, column: str) -> list[Partition]:
         return self.inner.partitions(table, column)

@@ -13,6 +13,7 @@ from lethe.cli.docs import docs_cmd
 from lethe.cli.lifecycle import lifecycle_cmd
 from lethe.cli.options import DatasetOpt, JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, progress_bar, stdout, table
+from lethe.cli.report import report_cmd
 from lethe.cli.scan import scan_cmd
 from lethe.cli.serve import serve_cmd
 from lethe.cli.worker import worker_cmd
@@ -166,5 +167,6 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
     app.command("lifecycle")(lifecycle_cmd)
     app.command("worker")(worker_cmd)
+    app.command("report")(report_cmd)
     app.command("docs")(docs_cmd)
     app.command("serve")(serve_cmd)

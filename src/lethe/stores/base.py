@@ -267,6 +267,11 @@ class RowStore(Protocol):
         """Several counts, (table, where) each, in one round trip."""
         ...
 
+    def oldest(self, table: str, column: str, where: Condition) -> datetime | None:
+        """The earliest instant in time column `column` among matching rows (one MIN
+        aggregate: the age of the oldest row, for reports); None when there is none."""
+        ...
+
     def partitions(self, table: str, column: str) -> list[Partition]:
         """The range partitions of `table` when it is range-partitioned on `column` alone
         (PostgreSQL); otherwise none."""

@@ -55,6 +55,7 @@ from lethe.stores.sql_values import (
     UNCOERCIBLE,
     bind_time,
     coerce,
+    earliest,
     from_archive,
     is_numeric,
     older,
@@ -320,6 +321,17 @@ class SqlStore:
             .group_by(c)
         with self._errors(f"counting rows of {table}"), self.engine.connect() as conn:
             return {value: int(n) for value, n in conn.execute(query)}
+
+    def oldest(self, table: str, column: str, where: Condition) -> datetime | None:
+        t = self.table(table)
+        c = self.column(t, column, table)
+        millis = self.dialect != "sqlite" and self._in_millis(c)
+        minimum, as_instant = earliest(c, self.dialect, millis=millis)
+        query = sa.select(minimum).select_from(t).where(c.is_not(None),
+                                                       self.compile(where, table))
+        with self._errors(f"reading the oldest {column} of {table}"), \
+                self.engine.connect() as conn:
+            return as_instant(conn.execute(query).scalar())
 
     def _partition_names(self) -> set[str]:
         """Partitions are part of their parent table, not tables of their own."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -132,6 +133,45 @@ def older(c: sa.ColumnElement[Any], cutoff: datetime, dialect: str, *,
     if is_numeric(c):
         return c < (int(epoch * 1000) if millis else epoch)
     return sa.cast(c, sa.DateTime(timezone=True)) < cutoff
+
+
+JULIAN_EPOCH = 2440587.5  # julianday('1970-01-01')
+
+
+def earliest(c: sa.ColumnElement[Any], dialect: str, *, millis: bool = False
+             ) -> tuple[sa.ColumnElement[Any], Callable[[Any], datetime | None]]:
+    """MIN of a time column as an instant, by instant and not by text: the SQL aggregate
+    and the function turning its result into a UTC datetime (the oldest row's age)."""
+    if dialect == "sqlite":  # ISO text or epoch numbers, as `older` reads them
+        numeric = sa.func.typeof(c).in_(["integer", "real"])
+        number = sa.type_coerce(c, sa.Float)
+        seconds = sa.case((sa.func.abs(number) > MILLIS_THRESHOLD, number / 1000.0),
+                          else_=number)
+        julian = sa.case((numeric, seconds / 86400.0 + JULIAN_EPOCH),
+                         else_=sa.func.julianday(_sqlite_time_text(c)))
+        return sa.func.min(julian), _from_julian
+    ctype = c.type
+    if isinstance(ctype, sa.DateTime | sa.Date):
+        return sa.func.min(c), _as_instant
+    if is_numeric(c):
+        scale = 1000.0 if millis else 1.0
+        return sa.func.min(c), lambda v: None if v is None else \
+            datetime.fromtimestamp(float(v) / scale, UTC)
+    return sa.func.min(sa.cast(c, sa.DateTime(timezone=True))), _as_instant
+
+
+def _from_julian(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp((float(value) - JULIAN_EPOCH) * 86400.0, UTC)
+
+
+def _as_instant(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, time(), UTC)
+    return None
 
 
 def from_archive(ctype: sa.types.TypeEngine[Any], value: Any) -> Any:
