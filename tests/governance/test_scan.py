@@ -1,0 +1,186 @@
+"""`lethe scan` finds PII columns from a bounded sample and compares them with `fields:`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from lethe.catalog import open_catalog
+from lethe.cli.app import main
+from lethe.governance.scan import scan
+from lethe.policy.load import load_policy
+from lethe.stores.sql import normalize_url
+from tests.fixtures import build_app, write_policy
+
+extra = sa.MetaData()
+# Awkward names on purpose (mixed case, reserved words): they come from the live schema
+# and must be quoted.
+contacts = sa.Table(
+    "Order", extra,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("full_name", sa.String(100)),
+    sa.Column("user", sa.String(200)),  # a reserved word on PostgreSQL
+    sa.Column("card", sa.String(40), nullable=False),
+    sa.Column("iban", sa.String(40)),
+    sa.Column("api_key", sa.Text),
+    sa.Column("sealed", sa.Text),
+    sa.Column("notes", sa.Text),
+    sa.Column("amount", sa.Integer),
+)
+FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John"]
+LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Backus"]
+CARDS = ["4111 1111 1111 1111", "5555-5555-5555-4444", "378282246310005", "6011111111111117"]
+
+
+def sealed_value(i: int) -> str:
+    """What lethe's field encryption stores: `lethe1:` + base64 (high entropy)."""
+    return "lethe1:" + base64.b64encode(os.urandom(48) + bytes([i % 256])).decode()
+
+
+def contact_rows(n: int) -> list[dict[str, Any]]:
+    return [{"id": i, "full_name": f"{FIRST[i % 8]} {LAST[(i * 3) % 8]}",
+             "user": f"person{i}@example.net", "card": CARDS[i % 4],
+             "iban": "DE89 3704 0044 0532 0130 00" if i % 2 else "GB82WEST12345698765432",
+             "api_key": f"sk_live_{i:04d}abcdefghijKLMNOP", "sealed": sealed_value(i),
+             "notes": "called back, all fine" if i % 5 else f"call +44 20 7946 {i:04d}",
+             "amount": i} for i in range(1, n + 1)]
+
+
+def build_contacts(url: str, n: int = 40) -> list[dict[str, Any]]:
+    engine = sa.create_engine(normalize_url(url))
+    extra.drop_all(engine)
+    extra.create_all(engine)
+    rows = contact_rows(n)
+    with engine.begin() as conn:
+        conn.execute(contacts.insert(), rows)
+    engine.dispose()
+    return rows
+
+
+def run_scan(policy: Path, sample: int = 1000) -> Any:
+    catalog = open_catalog(load_policy(policy))
+    try:
+        return scan(catalog, sample)
+    finally:
+        catalog.close()
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    out = capsys.readouterr()
+    return int(exit_.value.code or 0), out.out + out.err
+
+
+def test_declared_columns_are_covered_and_a_clean_schema_passes(app_url: str,
+                                                                tmp_path: Path) -> None:
+    build_app(app_url)
+    report = run_scan(write_policy(tmp_path, app_url))
+    by_column = {(c.table, c.column): c for c in report.columns}
+    assert report.ok and report.findings == []
+    assert by_column[("users", "email")].detected == ("email",)
+    assert by_column[("analytics", "ip")].detected == ("ip",)
+    assert by_column[("profiles", "phone")].detected == ("phone",)  # 555-01xx under `phone`
+    assert by_column[("events", "status")].detected == ()
+    coverage = report.coverage
+    assert (coverage["declared"], coverage["discovered"], coverage["covered"]) == (6, 4, 4)
+    assert sorted(coverage["not_found"]) == ["app.profiles.bio", "app.users.display_name"]
+
+
+def test_undeclared_pii_is_a_finding_with_suggestions_that_load(app_url: str,
+                                                                tmp_path: Path) -> None:
+    build_app(app_url)
+    build_contacts(app_url)
+    policy_path = write_policy(tmp_path, app_url)
+    report = run_scan(policy_path)
+    got = {c.column: c.detected for c in report.columns if c.table == "Order"}
+    assert got == {"full_name": ("name",), "user": ("email",), "card": ("card",),
+                   "iban": ("iban",), "api_key": ("token",), "sealed": (),
+                   "notes": ("phone",)}
+    assert not report.ok
+    assert {c.column for c in report.undeclared} == {
+        "full_name", "user", "card", "iban", "api_key", "notes"}
+    sealed = next(c for c in report.columns if c.column == "sealed")
+    assert sealed.status == "encrypted" and sealed.counts == {}
+    suggested = report.suggestions["datasets"]["Order"]
+    assert (suggested["store"], suggested["table"], suggested["class"]) == (
+        "app", "Order", "pii")
+    assert suggested["fields"]["user"] == {"class": "pii", "anonymize": "mask-email"}
+    assert suggested["fields"]["card"]["anonymize"] == "redact"  # NOT NULL: not `null`
+    # the suggestion is in the policy file's own format: merged in, it loads and scans clean
+    policy = yaml.safe_load(policy_path.read_text(encoding="utf-8"))
+    policy["datasets"].update(report.suggestions["datasets"])
+    policy_path.write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
+    assert run_scan(policy_path).ok
+
+
+def test_a_column_declared_with_another_class_is_reported(app_url: str, tmp_path: Path) -> None:
+    build_app(app_url)
+    policy = write_policy(tmp_path, app_url, datasets__analytics__fields__email={
+        "class": "behavioral", "anonymize": "hash"})
+    report = run_scan(policy)
+    [finding] = report.findings
+    assert (finding.code, finding.path) == ("undeclared-pii", "datasets.analytics.fields.email")
+    assert report.suggestions == {"datasets": {"analytics": {"fields": {
+        "email": {"class": "pii", "anonymize": "hash"}}}}}
+
+
+def test_the_sample_is_bounded(app_url: str, tmp_path: Path) -> None:
+    build_app(app_url)
+    build_contacts(app_url, n=120)
+    report = run_scan(write_policy(tmp_path, app_url), sample=25)
+    assert {c.sampled for c in report.columns if c.table == "Order"} == {25}
+    assert {c.sampled for c in report.columns if c.table == "analytics"} == {25}
+
+
+def test_the_store_stays_writable_after_a_read_only_scan(app_url: str, tmp_path: Path) -> None:
+    build_app(app_url)
+    catalog = open_catalog(load_policy(write_policy(tmp_path, app_url)))
+    try:
+        scan(catalog, 10)
+        store = catalog.row_store("app")
+        with store.engine.begin() as conn:  # type: ignore[attr-defined]
+            conn.execute(sa.text("UPDATE events SET status = 'processed' WHERE id = 1"))
+    finally:
+        catalog.close()
+
+
+def test_cli_json_exit_code_and_no_sampled_values_in_output(
+        app_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build_app(app_url)
+    rows = build_contacts(app_url)
+    policy = str(write_policy(tmp_path, app_url))
+    code, out = cli(capsys, "scan", "--policy", policy, "--json")
+    assert code == 1
+    data = json.loads(out)
+    assert set(data) >= {"columns", "suggestions", "coverage"}
+    column = next(c for c in data["columns"] if c["column"] == "card")
+    assert column == {"store": "app", "dataset": None, "table": "Order",
+                      "column": "card", "detected": ["card"], "share": {"card": 1.0},
+                      "declared": None, "sampled": 40, "encrypted": False,
+                      "status": "undeclared"}
+    assert "app.Order.user" in data["coverage"]["undeclared"]
+    code, text = cli(capsys, "scan", "--policy", policy)
+    assert code == 1 and "undeclared" in text and "Suggested classifications" in text
+    for output in (out, text):
+        for row in rows:
+            for key in ("full_name", "user", "card", "iban", "api_key", "sealed", "notes"):
+                assert str(row[key]) not in output
+        assert "example.com" not in output and "Lovelace" not in output
+
+
+def test_cli_clean_schema_exits_zero_and_unknown_store_is_a_usage_error(
+        sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build_app(sqlite_url)
+    policy = str(write_policy(tmp_path, sqlite_url))
+    code, text = cli(capsys, "scan", "--policy", policy, "--sample", "5")
+    assert code == 0 and "coverage: 4 of 4 discovered PII columns declared" in text
+    code, text = cli(capsys, "scan", "--policy", policy, "--store", "nope")
+    assert code == 2 and "unknown store 'nope'" in text and "Traceback" not in text

@@ -1,0 +1,133 @@
+"""The PII detectors find what they claim, reject look-alikes and mask without leaking."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lethe import pii
+
+
+def luhn_complete(prefix: str) -> str:
+    """`prefix` plus the check digit that makes it Luhn-valid."""
+    for check in "0123456789":
+        if pii.luhn_ok(prefix + check):
+            return prefix + check
+    raise AssertionError("unreachable")
+
+
+def kinds(text: str) -> set[str]:
+    return pii.kinds_in(text)
+
+
+def test_emails_are_found_and_masked_keeping_the_domain() -> None:
+    text = "reset sent to peter.parker+news@mail.example.com at 12:00"
+    assert kinds(text) == {pii.EMAIL}
+    assert pii.mask(text) == "reset sent to p***@mail.example.com at 12:00"
+    assert kinds("user@localhost and a@b") == set()
+
+
+def test_phone_numbers_international_and_national() -> None:
+    for phone in ["+14155550132", "+44 20 7946 0958", "+33 6 12 34 56 78", "(415) 555-0132",
+                  "415-555-0132", "415.555.0132", "020 7946 0958", "06 12 34 56 78",
+                  "+49 (30) 901820", "07700900123"]:
+        assert kinds(f"call {phone} today") == {pii.PHONE}, phone
+        assert phone[-2:] in pii.mask(phone) and phone[:-2] not in pii.mask(phone)
+
+
+def test_timestamps_versions_and_counts_are_not_phones() -> None:
+    for text in ["2026-06-01 12:00:00,123", "took 1234567 ms", "v1.2.3.4", "id 42",
+                 "at 1717243200", "2026-06-01T12:00:00+00:00", "rows 10000000"]:
+        assert kinds(text) == set(), text
+
+
+@given(st.text("0123456789", min_size=12, max_size=18).map(lambda s: "4" + s))
+def test_luhn_valid_numbers_are_cards(body: str) -> None:
+    number = luhn_complete(body[:-1])
+    grouped = " ".join(number[i:i + 4] for i in range(0, len(number), 4))
+    assert pii.CARD in kinds(f"paid with {number}")
+    assert pii.CARD in kinds(f"paid with {grouped}")
+    masked = pii.mask(grouped).replace(" ", "")
+    assert masked == "*" * (len(number) - 4) + number[-4:]
+
+
+@settings(max_examples=300)
+@given(st.text("0123456789", min_size=13, max_size=19))
+def test_a_card_is_only_a_luhn_valid_number(digits: str) -> None:
+    assert (pii.CARD in kinds(f"n {digits} ")) == (
+        digits[0] in "23456" and pii.luhn_ok(digits))
+
+
+def test_random_digit_strings_are_mostly_not_cards() -> None:
+    rng = random.Random(7)
+    hits = sum(pii.CARD in kinds(f"ref {''.join(rng.choices('0123456789', k=16))}")
+               for _ in range(2000))
+    assert hits < 2000 * 0.1  # Luhn admits one in ten, the issuer ranges half of those
+
+
+def test_ibans_are_mod97_validated() -> None:
+    assert kinds("pay to DE89 3704 0044 0532 0130 00 EUR") == {pii.IBAN}
+    assert kinds("pay to GB82WEST12345698765432") == {pii.IBAN}
+    assert kinds("pay to DE88 3704 0044 0532 0130 00") == set()  # one digit off
+    assert pii.mask("DE89370400440532013000") == "DE" + "*" * 16 + "3000"
+
+
+def test_ip_addresses() -> None:
+    assert pii.kinds_in("from 203.0.113.9", pii.SPAN_KINDS) == {pii.IP}
+    assert pii.kinds_in("from 2001:db8::8a2e:370:7334", pii.SPAN_KINDS) == {pii.IP}
+    assert pii.kinds_in("v 999.1.1.1 at 12:30:45 and 1.2.3.4.5", pii.SPAN_KINDS) == set()
+
+
+def test_tokens_and_secrets() -> None:
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    samples = {
+        "Authorization: Bearer abcDEF123ghiJKL456": "Authorization: Bearer ***",
+        "key sk_live_4eC39HqLyjWDarjtT1zdp7dc": "key sk_live_***",
+        "aws AKIAIOSFODNN7EXAMPLE": "aws AKIA***",
+        "gh ghp_" + "aB3" * 12: "gh ghp_***",
+        f"token {jwt}": "token ***",
+        "password=hunter2hunter2": "password=***",
+        "blob kZ9qT3xW7vB2nL5mR8pY1sD4fG6hJ0cE done": "blob *** done",
+    }
+    for text, masked in samples.items():
+        assert pii.mask(text) == masked, text
+
+
+def test_hex_digests_and_identifiers_are_not_secrets() -> None:
+    for text in ["sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                 "uuid 123e4567-e89b-12d3-a456-426614174000", "lethe.engine.execute.sweep"]:
+        assert kinds(text) == set(), text
+
+
+def test_names_need_capitalised_words_or_a_column_hint() -> None:
+    assert pii.detect("Ada Lovelace") == {pii.NAME}
+    assert pii.detect("Ludwig van Beethoven") == {pii.NAME}
+    assert pii.detect("Ada") == set()
+    assert pii.detect("Ada", column="first_name") == {pii.NAME}
+    for value in ["processed", "Pending Review", "User 7", "ADA LOVELACE", "hello world"]:
+        assert pii.detect(value, column="status") == set(), value
+
+
+def test_phone_hint_accepts_short_local_numbers() -> None:
+    assert pii.detect("555-0123", column="phone") == {pii.PHONE}
+    assert pii.detect("555-0123", column="sku") == set()
+
+
+def test_masking_is_idempotent_and_leaves_clean_text_alone() -> None:
+    text = "a@example.com paid 4111 1111 1111 1111 from +44 20 7946 0958"
+    once = pii.mask(text)
+    assert pii.mask(once) == once
+    clean = "GET /api/v1/runs 200 in 12.5 ms (batch 3 of 10)"
+    assert pii.mask(clean) is clean
+
+
+def test_no_catastrophic_backtracking_on_hostile_input() -> None:
+    hostile = ["a" * 20000 + "@", "1-" * 10000, "+1" + " 2" * 10000, "A1" * 10000 + "@x",
+               "::" * 5000, "1." * 10000, "DE89" + " 1234" * 5000]
+    start = time.perf_counter()
+    for text in hostile:
+        pii.find(text, pii.SPAN_KINDS)
+    assert time.perf_counter() - start < 2.0
