@@ -85,8 +85,10 @@ class MaskingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         self._message(record)
         self._traceback(record)
-        for key, value in list(vars(record).items()):
-            if key not in _STANDARD and not key.startswith("_"):
+        attributes = vars(record)
+        for key in attributes.keys() - _STANDARD:  # what `extra=` added
+            if not key.startswith("_"):
+                value = attributes[key]
                 masked = self.masker.value(key, value)
                 if masked is not value and masked != value:
                     setattr(record, key, masked)

@@ -91,8 +91,11 @@ def _phones(text: str) -> Iterator[tuple[int, int]]:
 # -- card numbers ------------------------------------------------------------------------
 # 13-19 digits, optionally grouped with spaces or dashes, starting like an issuer's range
 # (2-6: Mastercard, Amex/Diners/JCB, Visa, Mastercard/Maestro, Discover/UnionPay) and
-# Luhn-valid; this rules out epoch milliseconds and most ids.
-_CARD = re.compile(r"(?<![\d-])[2-6](?:[ -]?\d){12,18}(?!\d)")
+# Luhn-valid; this rules out epoch milliseconds and most ids. Written cards group the
+# first four digits together.
+# (The look-behind follows the first four digits so the regex engine can skip ahead to
+# a digit 2-6 instead of trying the look-behind at every position.)
+_CARD = re.compile(r"[2-6]\d{3}(?<![\d-][2-6]\d{3})(?:[ -]?\d){9,15}(?!\d)")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -205,15 +208,20 @@ def high_entropy(candidate: str) -> bool:
             and any(c.isdigit() for c in candidate) and entropy(candidate) >= ENTROPY_BITS)
 
 
+_TOKEN_TRIGGERS = ("earer", "sk_", "rk_", "pk_", "AKIA", "ASIA", "gh", "xox", "eyJ", "KEY",
+                   "Key", "key", "ECRET", "ecret", "ASSW", "assw", "OKEN", "oken")
+
+
 def _tokens(text: str) -> Iterator[tuple[int, int]]:
-    for m in _TOKEN.finditer(text):
-        if m.group("bv") is not None:
-            yield m.span("bv")
-        elif m.group("kv") is not None:
-            yield m.span("kv")
-        else:
-            yield m.span()
-    if len(text) >= 32:
+    if any(t in text for t in _TOKEN_TRIGGERS):
+        for m in _TOKEN.finditer(text):
+            if m.group("bv") is not None:
+                yield m.span("bv")
+            elif m.group("kv") is not None:
+                yield m.span("kv")
+            else:
+                yield m.span()
+    if len(text) >= 32 and any(len(word) >= 32 for word in text.split()):
         for m in _ENTROPIC.finditer(text):
             if high_entropy(m.group().rstrip("=")):
                 yield m.span()
@@ -223,23 +231,25 @@ _FINDERS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
     EMAIL: _emails, PHONE: _phones, CARD: _cards, IBAN: _ibans, IP: _ips, TOKEN: _tokens}
 
 
-def _has_digit(text: str) -> bool:
-    return any(c in text for c in "0123456789")
+# Fewest digits a value of each kind has: most log lines are gated out by a count.
+_MIN_DIGITS = {PHONE: 7, CARD: 13, IBAN: 8, IP: 4}
 
 
-_NEEDS_DIGIT = frozenset({PHONE, CARD, IBAN, IP})
+def _digit_count(text: str) -> int:
+    return sum(map(text.count, "0123456789"))
 
 
 def find(text: str, kinds: Iterable[str] = SPAN_KINDS) -> list[Span]:
     """Non-overlapping PII spans in `text`, in order. On overlap the longer span wins,
     then the earlier-listed kind, so a JWT is one token, not a token and a phone."""
     found: list[tuple[int, int, int, str]] = []
-    digit: bool | None = None
+    digits = -1
     for rank, kind in enumerate(kinds):
-        if kind in _NEEDS_DIGIT:
-            if digit is None:
-                digit = _has_digit(text)
-            if not digit:
+        need = _MIN_DIGITS.get(kind)
+        if need is not None:
+            if digits < 0:
+                digits = _digit_count(text)
+            if digits < need:
                 continue
         found.extend((start, start - end, rank, kind) for start, end in _FINDERS[kind](text))
     if len(found) < 2:
