@@ -163,7 +163,8 @@ def earliest(c: sa.ColumnElement[Any], dialect: str, *, millis: bool = False
 def _from_julian(value: Any) -> datetime | None:
     if value is None:
         return None
-    return datetime.fromtimestamp((float(value) - JULIAN_EPOCH) * 86400.0, UTC)
+    # julianday() resolves milliseconds; rounding there undoes the float's error
+    return datetime.fromtimestamp(round((float(value) - JULIAN_EPOCH) * 86400.0, 3), UTC)
 
 
 def _as_instant(value: Any) -> datetime | None:
