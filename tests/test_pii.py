@@ -131,3 +131,9 @@ def test_no_catastrophic_backtracking_on_hostile_input() -> None:
     for text in hostile:
         pii.find(text, pii.SPAN_KINDS)
     assert time.perf_counter() - start < 2.0
+
+
+def test_digits_inside_a_hex_digest_are_not_a_card() -> None:
+    digest = "5e75788f9fb886b2a662cb924748ffb3d0a96757a8702d9710e6717638583966"
+    assert pii.luhn_ok("6717638583966")
+    assert kinds(f"sha256={digest}") == set()

@@ -95,7 +95,7 @@ def _phones(text: str) -> Iterator[tuple[int, int]]:
 # first four digits together.
 # (The look-behind follows the first four digits so the regex engine can skip ahead to
 # a digit 2-6 instead of trying the look-behind at every position.)
-_CARD = re.compile(r"[2-6]\d{3}(?<![\d-][2-6]\d{3})(?:[ -]?\d){9,15}(?!\d)")
+_CARD = re.compile(r"[2-6]\d{3}(?<![\w-][2-6]\d{3})(?:[ -]?\d){9,15}(?!\w)")
 
 
 def luhn_ok(digits: str) -> bool:
