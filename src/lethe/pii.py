@@ -58,15 +58,17 @@ def _emails(text: str) -> Iterator[tuple[int, int]]:
 
 
 # -- phone numbers -----------------------------------------------------------------------
-# International: + and 8-15 digits with the separators people write. National: the North
-# American 3-3-4 forms and trunk-0 numbers written in groups (UK, FR, DE, ...), or as one
-# run of 10-11 digits. Loose digit runs (ids, counts, timestamps) are not phones.
+# International: + (or 00) and 8-15 digits with the separators people write. National:
+# the North American 3-3-4 forms (with or without a leading 1) and trunk-0 numbers written
+# in groups (UK, FR, DE, ...), or as one run of 10-11 digits. Loose digit runs (ids,
+# counts, timestamps) are not phones.
 _PHONE = re.compile(
     r"(?<![\w+.-])(?:"
     r"\+\d[\d ().-]{6,22}\d"
-    r"|\(\d{3}\) ?\d{3}[-. ]\d{4}"
-    r"|\d{3}[-.]\d{3}[-.]\d{4}|\d{3} \d{3} \d{4}"
+    r"|(?:1[ -]?)?\(\d{3}\) ?\d{3}[-. ]\d{4}"
+    r"|(?:1-)?\d{3}[-.]\d{3}[-.]\d{4}|(?:1 )?\d{3} \d{3} \d{4}"
     r"|0\d{1,4}(?:[ -]\d{2,8}){1,4}"
+    r"|\(0\d{1,4}\) ?\d{2,8}(?:[ -]\d{2,8}){0,3}"
     r"|0[1-9]\d{8,9}"
     r")(?![\w-]|\.\d)")
 _PHONE_DOUBLE_SEP = re.compile(r"[ .-]{2}|\.\.|\(\(|\)\)")
@@ -77,9 +79,11 @@ def _phone_ok(candidate: str) -> bool:
     if candidate.startswith("+"):
         return 8 <= digits <= 15 and not _PHONE_DOUBLE_SEP.search(candidate) \
             and candidate.count("(") == candidate.count(")") <= 1
-    if candidate.startswith("0"):
+    if candidate.startswith("00"):  # the international prefix written as 00
+        return 10 <= digits <= 17
+    if candidate.startswith(("0", "(0")):
         return 9 <= digits <= 12
-    return digits == 10
+    return digits == 10 or (digits == 11 and candidate[0] == "1")
 
 
 def _phones(text: str) -> Iterator[tuple[int, int]]:
