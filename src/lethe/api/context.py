@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lethe.api.access import Principal
@@ -72,6 +73,9 @@ def authenticated(request: Request,
 
 
 Caller = Annotated[Principal, Depends(authenticated)]
+# Record ids are integers the control store can hold (PostgreSQL `integer`).
+MAX_ID = 2 ** 31 - 1
+RecordId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 Context = Annotated[ApiContext, Depends(context_of)]
 
 

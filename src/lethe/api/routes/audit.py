@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from lethe.api.access import Principal
 from lethe.api.context import ApiContext, Caller, Context, act
 from lethe.api.errors import ApiError
+from lethe.api.fields import NO_CONTROLS
 from lethe.api.routes.holds import visible_holds
 from lethe.requests.records import requests_of
 
@@ -32,11 +33,13 @@ def _workspace_view(ctx: ApiContext, principal: Principal) -> tuple[list[str], l
 
 @router.get("", name="audit.entries", summary="Audit entries in order, a page at a time")
 def entries(request: Request, principal: Caller, ctx: Context,
-            after: int = Query(0, ge=0, description="Entries after this sequence number"),
+            after: int = Query(0, ge=0, le=2 ** 63 - 1,
+                              description="Entries after this sequence number"),
             limit: int = Query(100, ge=1, le=1000),
-            action: str | None = Query(None, max_length=100,
+            action: str | None = Query(None, max_length=100, pattern=NO_CONTROLS,
                                        description="e.g. request or hold.placed"),
-            target: str | None = Query(None, max_length=400)) -> dict[str, Any]:
+            target: str | None = Query(None, max_length=400, pattern=NO_CONTROLS)
+            ) -> dict[str, Any]:
     act(request, principal, "audit.read", "audit")
     view = None if principal.org else _workspace_view(ctx, principal)
     found = ctx.runtime.audit.entries(after=after, limit=limit, action=action, target=target,

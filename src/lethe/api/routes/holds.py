@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from lethe.api.access import Principal
-from lethe.api.context import ApiContext, Caller, Context, act
+from lethe.api.context import ApiContext, Caller, Context, RecordId, act
 from lethe.api.errors import ApiError
+from lethe.api.fields import IdentityValue, Name, Reason
 from lethe.control.store import Hold
 from lethe.engine.lifecycle import withdraw_held
 from lethe.holds import Scope, parse_scope, place_hold, release_hold
@@ -20,17 +21,16 @@ router = APIRouter(prefix="/v1/holds", tags=["holds"])
 
 class PlaceHold(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    subject: str | None = Field(default=None, min_length=3, max_length=400,
-                                description="KIND:KEY — the subject and everything linked")
-    workspace: str | None = Field(default=None, min_length=1, max_length=200)
-    dataset: str | None = Field(default=None, min_length=1, max_length=200,
-                                description="Organization keys only")
-    reason: str = Field(min_length=1, max_length=2000, description="Case or ticket")
+    subject: IdentityValue | None = Field(
+        default=None, description="KIND:KEY — the subject and everything linked")
+    workspace: Name | None = None
+    dataset: Name | None = Field(default=None, description="Organization keys only")
+    reason: Reason = Field(description="Case or ticket")
 
 
 class ReleaseHold(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Reason | None = None
 
 
 def shown(hold: Hold) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def list_all(request: Request, principal: Caller, ctx: Context,
 
 
 @router.post("/{hold_id}/release", name="holds.release", summary="Release a hold")
-def release(hold_id: int, body: ReleaseHold, request: Request, principal: Caller,
+def release(hold_id: RecordId, body: ReleaseHold, request: Request, principal: Caller,
             ctx: Context) -> dict[str, Any]:
     act(request, principal, "holds.release", f"hold:{hold_id}")
     if hold_id not in {h.id for h in visible_holds(ctx, principal, include_released=False)}:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lethe.api.context import Caller, Context, act
 from lethe.api.errors import ApiError
+from lethe.api.fields import Name, Reason
 from lethe.api.keys import impersonate
 
 router = APIRouter(prefix="/v1/impersonations", tags=["impersonation"])
@@ -21,10 +22,10 @@ router = APIRouter(prefix="/v1/impersonations", tags=["impersonation"])
 
 class Impersonate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    workspace: str = Field(min_length=1, max_length=200)
+    workspace: Name
     role: Literal["admin", "privacy", "auditor", "service"]
     minutes: int = Field(default=15, ge=1, le=60)
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Reason
 
 
 @router.post("", name="impersonations.issue", status_code=201,

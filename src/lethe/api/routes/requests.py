@@ -10,26 +10,24 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from lethe.api.access import Principal
-from lethe.api.context import Caller, Context, act
+from lethe.api.context import Caller, Context, RecordId, act
 from lethe.api.errors import ApiError
+from lethe.api.fields import IdentityValue, Name
 from lethe.control.requests import RequestRecord
 from lethe.requests.records import requests_of
 from lethe.requests.service import open_request, overdue, run_request
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
 
-IdentityValue = Field(min_length=1, max_length=320)
-
-
 class OpenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["access", "erasure"]
-    subject: str = Field(min_length=1, max_length=200, description="Subject kind, e.g. user")
-    identities: dict[str, str] = Field(min_length=1, max_length=10,
-                                       description="Identity name → value, e.g. email")
-    workspace: str | None = Field(default=None, min_length=1, max_length=200,
-                                  description="Organization keys only: the workspace whose "
-                                  "subject this is (workspace keys always use their own)")
+    subject: Name = Field(description="Subject kind, e.g. user")
+    identities: dict[Name, IdentityValue] = Field(min_length=1, max_length=10,
+                                                  description="Identity name → value")
+    workspace: Name | None = Field(
+        default=None, description="Organization keys only: the workspace whose subject this "
+        "is (workspace keys always use their own)")
 
 
 def summary(record: RequestRecord, ctx: Context) -> dict[str, Any]:
@@ -84,7 +82,7 @@ def list_all(request: Request, principal: Caller, ctx: Context,
 
 
 @router.get("/{request_id}", name="requests.show", summary="One request's status and results")
-def show(request_id: int, request: Request, principal: Caller,
+def show(request_id: RecordId, request: Request, principal: Caller,
          ctx: Context) -> dict[str, Any]:
     act(request, principal, "requests.read", f"request:{request_id}")
     return summary(visible(ctx, principal, request_id), ctx)
@@ -92,7 +90,7 @@ def show(request_id: int, request: Request, principal: Caller,
 
 @router.post("/{request_id}/run", name="requests.run",
              summary="Carry out a request (export, or erase and certify)")
-def run(request_id: int, request: Request, principal: Caller,
+def run(request_id: RecordId, request: Request, principal: Caller,
         ctx: Context) -> dict[str, Any]:
     act(request, principal, "requests.run", f"request:{request_id}")
     visible(ctx, principal, request_id)
@@ -108,7 +106,7 @@ def run(request_id: int, request: Request, principal: Caller,
 @router.get("/{request_id}/export", name="requests.export",
             summary="Download an access request's export (zip)",
             response_class=FileResponse)
-def export(request_id: int, request: Request, principal: Caller,
+def export(request_id: RecordId, request: Request, principal: Caller,
            ctx: Context) -> FileResponse:
     act(request, principal, "requests.export", f"request:{request_id}")
     record = visible(ctx, principal, request_id)
@@ -118,7 +116,7 @@ def export(request_id: int, request: Request, principal: Caller,
 @router.get("/{request_id}/certificate", name="requests.certificate",
             summary="Download an erasure request's signed certificate (JSON or HTML)",
             response_class=FileResponse)
-def certificate(request_id: int, request: Request, principal: Caller, ctx: Context,
+def certificate(request_id: RecordId, request: Request, principal: Caller, ctx: Context,
                 format: Literal["json", "html"] = "json") -> FileResponse:
     act(request, principal, "certificates.read", f"request:{request_id}")
     record = visible(ctx, principal, request_id)

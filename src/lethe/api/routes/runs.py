@@ -13,8 +13,9 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from lethe.api.context import Caller, Context, act
+from lethe.api.context import Caller, Context, RecordId, act
 from lethe.api.errors import ApiError
+from lethe.api.fields import Name
 from lethe.engine.execute import execute
 from lethe.engine.plan import build_plan
 
@@ -24,7 +25,7 @@ START_TIMEOUT = 300.0  # planning counts rows; a huge store may take a while
 
 class TriggerRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    datasets: list[str] = Field(default_factory=list, max_length=500,
+    datasets: list[Name] = Field(default_factory=list, max_length=500,
                                 description="Only these datasets (default: all)")
 
 
@@ -61,6 +62,7 @@ def list_all(request: Request, principal: Caller, ctx: Context,
 
 
 @router.get("/{run_id}", name="runs.show", summary="One run with its actions")
-def show(run_id: int, request: Request, principal: Caller, ctx: Context) -> dict[str, Any]:
+def show(run_id: RecordId, request: Request, principal: Caller,
+         ctx: Context) -> dict[str, Any]:
     act(request, principal, "runs.read", f"run:{run_id}")
     return ctx.runtime.control.run(run_id)

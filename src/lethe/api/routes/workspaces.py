@@ -9,16 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lethe.api.context import Caller, Context, act
 from lethe.api.errors import ApiError
+from lethe.api.fields import NO_CONTROLS, Name
 from lethe.audit.events import WorkspaceRegionSet
 from lethe.control.workspaces import WorkspaceRegions
 
 router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
-WorkspaceId = Path(min_length=1, max_length=200)
+WorkspaceId = Path(min_length=1, max_length=200, pattern=NO_CONTROLS)
 
 
 class RegionChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    region: str | None = Field(description="One of the policy's regions, or null for none")
+    region: Name | None = Field(description="One of the policy's regions, or null for none")
 
 
 @router.get("/{workspace_id}", name="workspaces.show", summary="A workspace's region preference")
