@@ -218,3 +218,21 @@ def test_a_workspace_request_never_reaches_another_workspaces_subject(
         export = api.call("GET", result["export"], "privacy", "own")
         assert export.status_code == 200 and export.content[:2] == b"PK"
         assert api.call("GET", result["export"], "privacy", "other").status_code == 404
+
+
+def test_the_monthly_report_counts_what_the_api_did(api: Served) -> None:
+    run = api.call("POST", "/v1/runs", json={"datasets": ["sessions"]})
+    assert run.status_code == 202
+    api.app.state.lethe.heavy.acquire(timeout=60)  # the run goes on in the background
+    api.app.state.lethe.heavy.release()
+    shown = api.call("GET", f"/v1/runs/{run.json()['run']}").json()
+    assert shown["status"] == "completed"
+    deleted = sum(a["done"] for a in shown["actions"])
+    assert deleted > 0
+    month = api.runtime.clock.now().strftime("%Y-%m")
+    report = api.call("GET", f"/v1/reports/{month}", "auditor").json()
+    assert report["month"] == month
+    assert sum(d["rows"] for d in report["daily"] if d["dataset"] == "sessions") == deleted
+    html = api.call("GET", f"/v1/reports/{month}?format=html", "auditor")
+    assert html.headers["content-type"].startswith("text/html") and "<svg" in html.text
+    assert api.call("GET", "/v1/reports/2026-13", "auditor").status_code == 422

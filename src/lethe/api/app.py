@@ -14,7 +14,15 @@ from lethe.api.access import Principal
 from lethe.api.context import ApiContext
 from lethe.api.errors import error_response, install_error_handlers
 from lethe.api.limits import DEFAULT_MAX_BODY, DEFAULT_PER_MINUTE, BodyLimit, RateLimiter
-from lethe.api.routes import audit, holds, impersonation, requests, runs, workspaces
+from lethe.api.routes import (
+    audit,
+    holds,
+    impersonation,
+    reports,
+    requests,
+    runs,
+    workspaces,
+)
 from lethe.audit.events import ApiCall
 from lethe.engine.runtime import Runtime
 from lethe.errors import LetheError
@@ -31,7 +39,7 @@ def create_app(runtime: Runtime, *, out_dir: Path = Path("lethe-requests"),
                   openapi_url="/v1/openapi.json", docs_url="/v1/docs", redoc_url=None)
     app.state.lethe = ApiContext(runtime, out_dir, RateLimiter(per_minute))
     install_error_handlers(app)
-    for module in (requests, holds, runs, audit, workspaces, impersonation):
+    for module in (requests, holds, runs, reports, audit, workspaces, impersonation):
         app.include_router(module.router)
     app.get("/v1/health", tags=["meta"], summary="Liveness: no key needed, no data")(_health)
     app.middleware("http")(_audited)
