@@ -10,6 +10,7 @@ batch re-walks rows an earlier batch already removed.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -128,6 +129,7 @@ class SqlStore:
                              path=f"stores.{name}") from None
         self.dialect = self.engine.dialect.name
         self._metadata = sa.MetaData()
+        self._reflecting = threading.Lock()  # the API reads on many threads at once
         self._tables: dict[str, TableInfo] | None = None
         self._spans: dict[str, KeySpan | None] = {}
         self._widths: dict[str, int] = {}
@@ -164,15 +166,20 @@ class SqlStore:
         return TableInfo(name, columns, pk, fks, tuple(indexed + uniques), tuple(unique))
 
     def table(self, name: str) -> sa.Table:
-        if name not in self._metadata.tables:
-            if name not in self.tables():
-                raise SchemaMismatch(f"table {name!r} does not exist", path=f"stores.{self.name}")
-            try:
-                sa.Table(name, self._metadata, autoload_with=self.engine)
-            except NoSuchTableError:
-                raise SchemaMismatch(f"table {name!r} does not exist",
-                                     path=f"stores.{self.name}") from None
-        return self._metadata.tables[name]
+        found = self._metadata.tables.get(name)
+        if found is not None:
+            return found
+        with self._reflecting:  # one thread reflects; the others wait and reuse it
+            if name not in self._metadata.tables:
+                if name not in self.tables():
+                    raise SchemaMismatch(f"table {name!r} does not exist",
+                                         path=f"stores.{self.name}")
+                try:
+                    sa.Table(name, self._metadata, autoload_with=self.engine)
+                except NoSuchTableError:
+                    raise SchemaMismatch(f"table {name!r} does not exist",
+                                         path=f"stores.{self.name}") from None
+            return self._metadata.tables[name]
 
     def column(self, table: sa.FromClause, name: str, table_name: str) -> sa.ColumnElement[Any]:
         try:
