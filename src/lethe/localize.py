@@ -101,8 +101,19 @@ class LocalStore:
         return self.inner.count_in_partition(table, partition, self._local(where))
 
     def drop_partitions(self, table: str, partitions: Sequence[str],
-                        held: Callable[[], Condition]) -> dict[str, int]:
-        return self.inner.drop_partitions(table, partitions, lambda: self._local(held()))
+                        held: Callable[[], Condition], *,
+                        estimate: bool = False) -> dict[str, tuple[int, bool]]:
+        return self.inner.drop_partitions(table, partitions, lambda: self._local(held()),
+                                          estimate=estimate)
+
+    def archive_partition(self, table: str, partition: str, held: Callable[[], Condition],
+                          write: Callable[[tuple[str, ...], list[tuple[Any, ...]]], None],
+                          chunk_rows: int) -> int | None:
+        return self.inner.archive_partition(table, partition, lambda: self._local(held()),
+                                            write, chunk_rows)
+
+    def count_in_partition_settled(self, table: str, partition: str, where: Condition) -> int:
+        return self.inner.count_in_partition_settled(table, partition, self._local(where))
 
     def insert_missing(self, table: str, key: str,
                        rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:

@@ -107,6 +107,7 @@ class RetentionStep(AuditEvent):
     verified: bool
     remaining: int | None
     error: str | None
+    estimated: bool = False  # `done` includes a dropped partition's planner estimate
 
     @property
     def name(self) -> str:
@@ -162,6 +163,23 @@ class ArchiveWritten(AuditEvent):
     chunk: str
     rows: int
     sha256: str
+
+    target_format: ClassVar[str] = "dataset:{dataset}"
+
+
+@registered
+@dataclass(frozen=True)
+class PartitionsDropped(AuditEvent):
+    """Whole partitions past retention detached and dropped (archived first, for an
+    archive rule). `estimated`: `rows` is the planner's estimate for some partition
+    (`partitions: {count: estimate}`), not a count."""
+
+    names: ClassVar[tuple[str, ...]] = ("partitions.dropped",)
+    dataset: str
+    action: str
+    partitions: list[str]
+    rows: int
+    estimated: bool
 
     target_format: ClassVar[str] = "dataset:{dataset}"
 

@@ -80,9 +80,10 @@ class ArchiveSink:
         return f"{ROOT}/{self.dataset}/"
 
     def write(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]],
-              replaces: str | None = None) -> None:
+              replaces: str | None = None, partition: str | None = None) -> None:
         """Store the rows, then prove the store has them; raises (and so deletes
-        nothing) if it does not. `replaces`: the chunk this one supersedes."""
+        nothing) if it does not. `replaces`: the chunk this one supersedes; `partition`:
+        the PostgreSQL partition whose drop deletes these rows (settling looks there)."""
         ds = self.rt.policy.datasets[self.dataset]
         key = self.rt.catalog.key_of(self.dataset)
         data = encode_rows(columns, rows)
@@ -95,6 +96,8 @@ class ArchiveSink:
                     "archived_at": self.rt.clock.now().isoformat()}
         if replaces is not None:
             manifest["replaces"] = replaces
+        if partition is not None:
+            manifest["partition"] = partition
         # the manifest first: a chunk is never stored without the note that finds it
         self.store.put(chunk + ".manifest.json", json.dumps(manifest).encode("utf-8"))
         self.store.put(chunk + ".jsonl.gz", data)
@@ -114,6 +117,12 @@ class ArchiveSink:
             self.rt.audit.append(ArchiveWritten(self.dataset, chunk, rows, digest))
             self.chunks += 1
         self.pending.clear()
+
+    def abandon(self) -> None:
+        """The batch's transaction rolled back: remove the chunks it wrote (any whose
+        rows are still in the table, one that failed its read-back included)."""
+        self.pending.clear()
+        self.settle()
 
     def _manifest(self, chunk: str) -> dict[str, Any]:
         try:
@@ -146,8 +155,16 @@ class ArchiveSink:
             keys = tuple(manifest["keys"])
             # Waits for a batch still writing this chunk (its rows are locked) to end, so
             # an archive in flight elsewhere is never mistaken for an orphan.
-            present = self.rt.catalog.store_of(self.dataset).count_settled(
-                ds.table or "", In(str(manifest["key"]), keys)) if keys else 0
+            # A partition's chunk: its rows are looked for in that partition only (keys
+            # need not be unique across partitions), and a dropped partition has none.
+            store, where = self.rt.catalog.store_of(self.dataset), In(str(manifest["key"]), keys)
+            partition = manifest.get("partition")
+            if not keys:
+                present = 0
+            elif isinstance(partition, str):
+                present = store.count_in_partition_settled(ds.table or "", partition, where)
+            else:
+                present = store.count_settled(ds.table or "", where)
             if present:  # the deletion rolled back: the rows will be archived again
                 self.store.delete([chunk + ".jsonl.gz", chunk + ".manifest.json"])
                 removed += 1

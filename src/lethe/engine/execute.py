@@ -12,7 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lethe.audit.events import KeysShredded, RetentionStep, RunFinished, RunStarted
+from lethe.audit.events import (
+    KeysShredded,
+    PartitionsDropped,
+    RetentionStep,
+    RunFinished,
+    RunStarted,
+)
 from lethe.crypto.keys import shred_subject
 from lethe.engine.archive import archive_sink
 from lethe.engine.cache import CacheDatasets
@@ -48,11 +54,14 @@ class ActionResult:
     longest_batch_ms: float = 0.0
     batch_ms: float = 0.0  # time inside batches, verification and planning excluded
     error: str | None = None
+    estimated: bool = False  # `done` holds a dropped partition's planner estimate
 
     def as_dict(self) -> dict[str, Any]:
         data = self.planned.as_dict()
         data.update(done=self.done, verified=bool(self.verified), batches=self.batches,
                     longest_batch_ms=round(self.longest_batch_ms, 2))
+        if self.estimated:
+            data["estimated"] = True
         if self.remaining:
             data["remaining"] = self.remaining
         if self.error:
@@ -176,16 +185,6 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
            batch_size: int, progress: Progress | None) -> None:
     step = action.planned.step
     ds = rt.policy.datasets[step.dataset]
-    if eligible(rt, builder, step):  # whole partitions past retention go first
-        started = time.perf_counter()
-        dropped, rows = drop_expired(rt, builder, step)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        action.done += rows
-        action.batches += dropped
-        action.batch_ms += elapsed_ms
-        action.longest_batch_ms = max(action.longest_batch_ms, elapsed_ms / max(dropped, 1))
-        if dropped and progress is not None:
-            progress(index, rows)
     sink = None
     if step.action == "archive":
         assert step.rule is not None
@@ -194,6 +193,22 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
         effect: Effect = sink.effect()
     else:
         effect = builder.effect(step)
+    if eligible(rt, builder, step):  # whole partitions past retention go first
+        started = time.perf_counter()
+        dropped = drop_expired(rt, builder, step, sink, batch_size)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        count = len(dropped.partitions)
+        action.done += dropped.rows
+        action.estimated = dropped.estimated
+        action.batches += count
+        action.batch_ms += elapsed_ms
+        action.longest_batch_ms = max(action.longest_batch_ms, elapsed_ms / max(count, 1))
+        if count:
+            rt.audit.append(PartitionsDropped(step.dataset, step.action,
+                                              list(dropped.partitions), dropped.rows,
+                                              dropped.estimated))
+            if progress is not None:
+                progress(index, dropped.rows)
 
     def make_sweep() -> Sweep:
         holds = rt.hold_scopes(builder)  # re-read every batch: a new hold wins at once
@@ -287,4 +302,4 @@ def _record(rt: Runtime, run_id: int, index: int, action: ActionResult) -> None:
     rt.audit.append(RetentionStep(run_id, step.dataset, step.rule, step.action, step.parent,
                                   action.planned.rows, action.planned.held, action.done,
                                   action.batches, bool(action.verified), action.remaining,
-                                  action.error))
+                                  action.error, action.estimated))

@@ -97,6 +97,14 @@ class SoftDelete(Strict):
     recover_for: DurationField = Duration(30, "d")
 
 
+class Partitions(Strict):
+    """How `run` reports the rows of a whole PostgreSQL partition it drops. `exact`
+    counts them (a scan, while the parent table is locked); `estimate` takes the
+    planner's row estimate instead (no scan), and the run says the figure is estimated."""
+
+    count: Literal["exact", "estimate"] = "exact"
+
+
 Condition = dict[str, Scalar | list[Scalar | None] | None]
 
 
@@ -140,6 +148,7 @@ class Dataset(Strict):
     belongs_to: dict[str, str] = Field(default_factory=dict)
     erasure: Erasure = "delete"
     legal_basis: str | None = None
+    partitions: Partitions = Field(default_factory=Partitions)
     # subject kind -> where its data is in a key-addressed store: a Redis pattern
     # (`session:{id}:*`) or an object prefix, `{column}` filled from the subject's row
     per_subject: dict[str, str] = Field(default_factory=dict)

@@ -280,11 +280,28 @@ class RowStore(Protocol):
     def count_in_partition(self, table: str, partition: str, where: Condition) -> int: ...
 
     def drop_partitions(self, table: str, partitions: Sequence[str],
-                        held: Callable[[], Condition]) -> dict[str, int]:
+                        held: Callable[[], Condition], *,
+                        estimate: bool = False) -> dict[str, tuple[int, bool]]:
         """Detach and drop each partition in a transaction of its own, unless a row that
         the holds read after the detach (`held()`) keep is in it (then it stays
-        attached); the rows each dropped one held. It stops at the first partition it
-        cannot detach (a lock not granted in time): the row batches take the rest."""
+        attached); for each dropped one, (rows it held, whether that figure is the
+        planner's estimate — only with `estimate`, and only where one exists). It stops
+        at the first partition it cannot detach (a lock not granted in time): the row
+        batches take the rest."""
+        ...
+
+    def archive_partition(self, table: str, partition: str, held: Callable[[], Condition],
+                          write: Callable[[tuple[str, ...], list[tuple[Any, ...]]], None],
+                          chunk_rows: int) -> int | None:
+        """In one transaction: lock the partition against writes, hand its rows to `write`
+        `chunk_rows` at a time (it stores and verifies them, or raises), detach it, read
+        the holds again and drop it. None (nothing dropped) when a held row is in it;
+        an exception rolls everything back. Returns the rows dropped."""
+        ...
+
+    def count_in_partition_settled(self, table: str, partition: str, where: Condition) -> int:
+        """Matching rows of a partition once no transaction is archiving it (waits for
+        its lock); 0 when the partition no longer exists."""
         ...
 
     def insert_missing(self, table: str, key: str,

@@ -395,39 +395,103 @@ class SqlStore:
                                     .where(self.compile(where, table, part))).scalar_one())
 
     def drop_partitions(self, table: str, partitions: Sequence[str],
-                        held: Callable[[], Condition]) -> dict[str, int]:
-        dropped: dict[str, int] = {}
+                        held: Callable[[], Condition], *,
+                        estimate: bool = False) -> dict[str, tuple[int, bool]]:
+        dropped: dict[str, tuple[int, bool]] = {}
         for name in partitions:  # one short transaction each: the parent's lock is brief
             try:
-                rows = self._drop_partition(table, name, held)
+                outcome = self._drop_partition(table, name, held, estimate)
             except StoreError:
                 break  # e.g. the lock was not granted in time: the row batches go on
-            if rows is not None:
-                dropped[name] = rows
-        self._removed[table] = self._removed.get(table, 0) + sum(dropped.values())
+            if outcome is not None:
+                dropped[name] = outcome
+        self._removed[table] = self._removed.get(table, 0) + sum(
+            rows for rows, _ in dropped.values())
         return dropped
 
-    def _drop_partition(self, table: str, name: str,
-                        held: Callable[[], Condition]) -> int | None:
-        part, parent, child = self._partition(table, name), self._quoted(table), \
-            self._quoted(name)
+    def _detached(self, conn: sa.Connection, table: str, name: str,
+                  held: Callable[[], Condition]) -> bool:
+        """Detach the partition (waiting at most the lock timeout), then read the holds:
+        one placed while the DETACH waited is seen. False when a held row is inside."""
+        part = self._partition(table, name)
+        conn.execute(sa.text(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'"))
+        conn.execute(sa.text(
+            f"ALTER TABLE {self._quoted(table)} DETACH PARTITION {self._quoted(name)}"))
+        holds = held()
+        return holds == FALSE or conn.execute(
+            sa.select(sa.literal(1)).select_from(part)
+            .where(self.compile(holds, table, part)).limit(1)).first() is None
+
+    def _drop_partition(self, table: str, name: str, held: Callable[[], Condition],
+                        estimate: bool) -> tuple[int, bool] | None:
         with self._errors(f"dropping a partition of {table}"), \
                 self.engine.connect().execution_options(lethe_write=True) as conn, \
                 conn.begin():
             # never queue for long behind the application's queries on the parent
+            if not self._detached(conn, table, name, held):
+                conn.rollback()
+                return None
+            rows: int | None = None
+            if estimate:  # the planner's figure; -1 when the table was never analyzed
+                found = conn.execute(sa.text(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:p)"),
+                    {"p": self._quoted(name)}).scalar()
+                rows = int(found) if found is not None and found >= 0 else None
+            estimated = rows is not None
+            if rows is None:
+                rows = int(conn.execute(sa.select(sa.func.count()).select_from(
+                    self._partition(table, name))).scalar_one())
+            conn.execute(sa.text(f"DROP TABLE {self._quoted(name)}"))
+        return rows, estimated
+
+    def archive_partition(self, table: str, partition: str, held: Callable[[], Condition],
+                          write: Callable[[tuple[str, ...], list[tuple[Any, ...]]], None],
+                          chunk_rows: int) -> int | None:
+        part, child = self._partition(table, partition), self._quoted(partition)
+        rows = 0
+        with self._errors(f"archiving a partition of {table}"), \
+                self.engine.connect().execution_options(lethe_write=True) as conn, \
+                conn.begin():
             conn.execute(sa.text(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'"))
-            conn.execute(sa.text(f"ALTER TABLE {parent} DETACH PARTITION {child}"))
-            # Detached and locked: no row comes in, and the holds are read now, so one
-            # placed while the DETACH waited for its lock is seen.
+            # Reads go on; writes to this partition, and another archiver or a settling
+            # run, wait until the rows are archived and the partition dropped, or not.
+            conn.execute(sa.text(f"LOCK TABLE {child} IN EXCLUSIVE MODE"))
             holds = held()
             if holds != FALSE and conn.execute(
                     sa.select(sa.literal(1)).select_from(part)
                     .where(self.compile(holds, table, part)).limit(1)).first():
                 conn.rollback()
                 return None
-            rows = int(conn.execute(sa.select(sa.func.count()).select_from(part)).scalar_one())
+            result = conn.execution_options(stream_results=True, yield_per=chunk_rows) \
+                .execute(sa.select(part))
+            columns = tuple(result.keys())
+            for chunk in result.partitions(chunk_rows):
+                write(columns, [tuple(r) for r in chunk])  # stored and verified, or raises
+                rows += len(chunk)
+            if not self._detached(conn, table, partition, held):
+                conn.rollback()
+                return None
             conn.execute(sa.text(f"DROP TABLE {child}"))
+        self._removed[table] = self._removed.get(table, 0) + rows
         return rows
+
+    def count_in_partition_settled(self, table: str, partition: str, where: Condition) -> int:
+        part = self._partition(table, partition)
+        with self._errors(f"counting rows of {table}"), \
+                self.engine.connect().execution_options(lethe_write=True) as conn, \
+                conn.begin():
+            if conn.execute(sa.text("SELECT to_regclass(:p)"),
+                            {"p": self._quoted(partition)}).scalar() is None:
+                return 0
+            try:  # SHARE waits for an archiver's EXCLUSIVE lock to go
+                with conn.begin_nested():
+                    conn.execute(sa.text(f"LOCK TABLE {self._quoted(partition)} IN SHARE MODE"))
+            except sa.exc.ProgrammingError as exc:
+                if getattr(exc.orig, "sqlstate", None) == "42P01":
+                    return 0  # dropped while we waited: the archiving committed
+                raise
+            return int(conn.execute(sa.select(sa.func.count()).select_from(part)
+                                    .where(self.compile(where, table, part))).scalar_one())
 
     def insert_missing(self, table: str, key: str,
                        rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
