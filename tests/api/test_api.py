@@ -16,9 +16,11 @@ from lethe.api.keys import Authenticator, revoke_key
 from lethe.control.api_keys import ApiKeyStore
 from lethe.control.workspaces import WorkspaceRegions
 from lethe.crypto.secrets import hash_secret, new_key_id, new_secret, token_for
+from lethe.requests.certificate import verify_certificate
+from lethe.requests.service import open_many, run_many
 from lethe.stores.sql import normalize_url
 from tests.api.support import Served, served
-from tests.fixtures import users
+from tests.fixtures import NOW, runtime, users
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
@@ -236,3 +238,23 @@ def test_the_monthly_report_counts_what_the_api_did(api: Served) -> None:
     html = api.call("GET", f"/v1/reports/{month}?format=html", "auditor")
     assert html.headers["content-type"].startswith("text/html") and "<svg" in html.text
     assert api.call("GET", "/v1/reports/2026-13", "auditor").status_code == 422
+
+
+def test_a_bulk_erasures_certificate_is_served_from_the_control_store(api: Served) -> None:
+    policy = api.directory / "lethe.yaml"
+    rt = runtime(policy)
+    records = open_many(rt, "erasure", "user", [["id=4"]], workspace="ws_a")
+    run_many(rt, [r.id for r in records], api.directory / "bulk")
+    rt.close()
+    later = runtime(policy, NOW + timedelta(days=31))
+    run_many(later, [r.id for r in records], api.directory / "bulk")
+    later.close()
+    assert not (api.directory / "bulk").exists()
+    path = f"/v1/requests/{records[0].id}/certificate"
+    served_json = api.call("GET", path, "auditor", "own")
+    assert served_json.status_code == 200
+    assert verify_certificate(served_json.json()).ok
+    served_html = api.call("GET", f"{path}?format=html", "auditor", "own")
+    assert served_html.headers["content-type"].startswith("text/html")
+    assert "<html" in served_html.text and records[0].fingerprint[:12] in served_html.text
+    assert api.call("GET", path, "auditor", "other").status_code == 404

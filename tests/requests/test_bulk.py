@@ -5,13 +5,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 import yaml
 
 from lethe.holds import parse_scope, place_hold
 from lethe.requests.certificate import load_certificate, verify_certificate
-from lethe.requests.service import open_bulk, open_many, run_many, run_request
+from lethe.requests.service import (
+    open_bulk,
+    open_many,
+    run_many,
+    run_request,
+    stored_certificate,
+)
 from lethe.stores.sql import normalize_url
 from tests.fixtures import (
     NOW,
@@ -28,9 +35,8 @@ from tests.fixtures import (
 LATER = NOW + timedelta(days=31)
 
 
-def certified(path: Path | None) -> dict[str, dict[str, int]]:
-    assert path is not None
-    document = load_certificate(path)
+def certified(document: dict[str, Any] | None) -> dict[str, dict[str, int]]:
+    assert document is not None
     assert verify_certificate(document).ok
     return {d["dataset"]: {k: d[k] for k in ("rows", "erased", "retained", "held")}
             for d in document["certificate"]["datasets"]}
@@ -59,15 +65,20 @@ def test_bulk_erasure_matches_one_by_one_and_keeps_held_subjects(app_url: str,
                       parse_scope(rt.policy, "user:8", None, None), "case 8")
     done = run_many(rt, [r.id for r in records], tmp_path / "out", group_size=4)
     assert rt.audit.verify().ok
-    rt.close()
     by_id = {o.record.id: o for o in done}
     held = by_id[records[4].id]
-    assert held.record.status == "in_progress" and held.certificate is None
+    assert held.record.status == "in_progress" and not held.certified
+    assert stored_certificate(rt, held.record.id) is None
     assert held.record.note is not None and f"hold {hold}" in held.record.note
     assert held.as_dict()["datasets"]["sessions"]["held"] == 2
+    # Bulk certificates are kept in the control store; no file unless asked for.
+    assert not list((tmp_path / "out").glob("*-certificate.*"))
+    kept = {r.id: stored_certificate(rt, r.id) for r in records}
+    rt.close()
     for outcome in (by_id[records[i].id] for i in (0, 1, 2, 3, 5)):
-        assert outcome.record.status == "completed"
-        assert certified(outcome.certificate) == {
+        assert outcome.record.status == "completed" and outcome.certified
+        assert outcome.certificate is None
+        assert certified(kept[outcome.record.id]) == {
             "sessions": {"rows": 2, "erased": 2, "retained": 0, "held": 0},
             "invoices": {"rows": 1, "erased": 0, "retained": 1, "held": 0},
             "profiles": {"rows": 1, "erased": 1, "retained": 0, "held": 0},
@@ -121,16 +132,20 @@ def test_bulk_attributes_grandchildren_to_their_subject(app_url: str, tmp_path: 
     rt = runtime(path)
     records = open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"]
                                                   for p in range(2, 8)])
-    outcomes = run_many(rt, [r.id for r in records], tmp_path / "out")
+    outcomes = run_many(rt, [r.id for r in records], tmp_path / "out", certificate_files=True)
     alone = run_request(rt, open_many(rt, "erasure", "person",
                                       [["email=p8@example.com"]])[0].id, tmp_path / "out")
+    kept = {o.record.id: stored_certificate(rt, o.record.id) for o in [*outcomes, alone]}
     rt.close()
     for p, outcome in zip(range(2, 8), outcomes, strict=True):
-        assert outcome.record.status == "completed"
-        counts = certified(outcome.certificate)
+        assert outcome.record.status == "completed" and outcome.certificate is not None
+        counts = certified(load_certificate(outcome.certificate))
+        assert counts == certified(kept[outcome.record.id])  # the file is the kept one
         assert counts["orders"]["erased"] == p
         assert counts["items"]["erased"] == expected_items[p]
-    assert certified(alone.certificate)["items"]["erased"] == expected_items[8]
+    assert alone.certificate is not None  # a single run writes its files
+    assert certified(load_certificate(alone.certificate))["items"]["erased"] == expected_items[8]
+    assert kept[alone.record.id] == load_certificate(alone.certificate)
     with engine.connect() as conn:
         left = conn.execute(sa.text("SELECT count(*) FROM items")).scalar_one()
         people = conn.execute(sa.text("SELECT id FROM people")).scalars().all()

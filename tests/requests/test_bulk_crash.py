@@ -87,7 +87,8 @@ def test_killed_bulk_erasure_resumes_to_the_same_end(postgres_url: str, tmp_path
     assert len(opened["requests"]) == len(ERASED)
 
     out = tmp_path / "certificates"
-    run = ["request", "run", "--all", "--group-size", "100", "--batch-size", "40",
+    run = ["request", "run", "--all", "--certificate-files", "--group-size", "100",
+           "--batch-size", "40",
            "--out", str(out), "--json", *common]
     all_sessions = USERS * SESSIONS_PER_USER
     with (tmp_path / "killed.log").open("w") as log:

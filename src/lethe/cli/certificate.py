@@ -1,31 +1,45 @@
-"""`lethe certificate verify`."""
+"""`lethe certificate verify|export`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, read_pem, settings
+from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, read_pem, settings
 from lethe.cli.output import emit_json, stdout
-from lethe.requests.certificate import load_certificate, verify_certificate
+from lethe.engine.runtime import Runtime
+from lethe.errors import LetheError, NotFound
+from lethe.requests.certificate import load_certificate, verify_certificate, write_certificate
+from lethe.requests.service import stored_certificate
 
 app = typer.Typer(no_args_is_help=True, help="Certificates of deletion.")
 
 
 @app.command("verify")
 def verify(ctx: typer.Context,
-           file: Annotated[Path, typer.Argument(help="The certificate's JSON file.",
-                                                show_default=False)],
+           file: Annotated[Path | None, typer.Argument(help="The certificate's JSON file.",
+                                                       show_default=False)] = None,
+           request: Annotated[int | None, typer.Option(
+               "--request", help="Verify the certificate lethe keeps for this request")]
+           = None,
            public_key: Annotated[Path | None, typer.Option(
                "--public-key", help="PEM public key to trust (default: the key inside the "
                "certificate, which proves integrity but not who signed it).")] = None,
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Check a certificate of deletion offline; exit 1 saying what is wrong with it."""
     s = settings(ctx, policy, json_out, now)
+    if (file is None) == (request is None):
+        raise typer.BadParameter("give a certificate FILE or --request ID")
     pem = read_pem(public_key)
-    verdict = verify_certificate(load_certificate(file), pem)
+    if request is not None:
+        with open_runtime(s) as rt:
+            document = _stored(rt, request)
+    else:
+        assert file is not None
+        document = load_certificate(file)
+    verdict = verify_certificate(document, pem)
     if s.json:
         emit_json(verdict.as_dict())
     elif verdict.ok:
@@ -38,3 +52,36 @@ def verify(ctx: typer.Context,
         raise typer.Exit(1)
 
 
+
+
+def _stored(rt: Runtime, request_id: int) -> dict[str, Any]:
+    document = stored_certificate(rt, request_id)
+    if document is None:
+        raise NotFound(f"no certificate for request {request_id}", path="--request")
+    return document
+
+
+@app.command("export")
+def export(ctx: typer.Context,
+           request: Annotated[list[int], typer.Option(
+               "--request", help="Request id (repeatable)")],
+           out: Annotated[Path, typer.Option("--out", help="Where the files go")]
+           = Path("lethe-requests"),
+           policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
+    """Write kept certificates to files (JSON evidence + HTML), checked before writing."""
+    s = settings(ctx, policy, json_out, now)
+    written: list[str] = []
+    with open_runtime(s) as rt:
+        for request_id in request:
+            document = _stored(rt, request_id)
+            verdict = verify_certificate(document, None)
+            if not verdict.ok:
+                raise LetheError(f"the kept certificate of request {request_id} does not "
+                                 f"verify: {verdict.reason}", path="--request")
+            paths = write_certificate(document, out, stem=f"request-{request_id}-certificate")
+            written += [str(p) for p in paths]
+    if s.json:
+        emit_json({"files": written})
+    else:
+        for path in written:
+            stdout.print(path, markup=False, highlight=False)

@@ -108,6 +108,10 @@ def run(ctx: typer.Context,
         group_size: Annotated[int, typer.Option(
             "--group-size", min=1, help="Erasure requests erased together (--all)")]
         = GROUP_SIZE,
+        certificate_files: Annotated[bool, typer.Option(
+            "--certificate-files", help="With --all: also write each certificate to --out "
+            "(they are always kept in the control store; `lethe certificate export` "
+            "writes them later)")] = False,
         policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Carry out a request: export (access) or soft-delete, then erase and certify (erasure)."""
     if (request_id is None) == (not all_open):
@@ -117,7 +121,8 @@ def run(ctx: typer.Context,
         if all_open:
             ids = [r.id for r in requests_of(rt).list()
                    if r.status not in ("completed", "rejected")]
-            outcomes = run_many(rt, ids, out, batch_size, group_size)
+            outcomes = run_many(rt, ids, out, batch_size, group_size,
+                                certificate_files=certificate_files)
         else:
             assert request_id is not None
             outcomes = [run_request(rt, request_id, out, batch_size)]

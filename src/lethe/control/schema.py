@@ -236,6 +236,21 @@ def _create_transfers(conn: Connection) -> None:
     transfers.create(conn)
 
 
+# Signed certificates of deletion, kept by lethe itself: a bulk erasure writes thousands
+# in one transaction instead of thousands of files, and an API on another machine than
+# the worker that erased can still hand them out. Files are written from here on demand.
+certificates = sa.Table(
+    "lethe_certificates", metadata,
+    sa.Column("request_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("document", sa.Text, nullable=False),  # the signed JSON, as written to files
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _create_certificates(conn: Connection) -> None:
+    certificates.create(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
     (2, "hash-chained audit log and signed checkpoints", _create_audit),
@@ -245,4 +260,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (6, "work leases for workers", _create_leases),
     (7, "API keys, workspace regions, request workspaces", _create_api_tables),
     (8, "authorised residency transfers", _create_transfers),
+    (9, "certificates of deletion", _create_certificates),
 ]

@@ -299,19 +299,28 @@ def write_certificate(document: dict[str, Any], directory: Path, *,
     if not _STEM.fullmatch(stem):
         raise LetheError("a certificate file name may use letters, digits, '.', '_' and "
                          "'-' only", path=stem)
+    html = certificate_html(document, where=str(directory / f"{stem}.json"))
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = directory / f"{stem}.json", directory / f"{stem}.html"
+    _write_atomic(json_path, certificate_text(document))
+    _write_atomic(html_path, html)
+    return json_path, html_path
+
+
+def certificate_text(document: dict[str, Any]) -> str:
+    """The JSON file's exact text (also what the control store keeps)."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def certificate_html(document: dict[str, Any], *, where: str = "certificate") -> str:
+    """The readable rendering; refuses a document that is not a signed certificate."""
     body = document.get("certificate")
     problem = body_problem(body) if isinstance(body, dict) else "no `certificate` object"
     if problem is None and not isinstance(document.get("signature"), dict):
         problem = "the certificate is not signed"
     if problem is not None:
-        raise LetheError(f"refusing to write an invalid certificate: {problem}",
-                         path=str(directory / f"{stem}.json"))
-    html = _template().render(certificate=body, signature=document["signature"])
-    directory.mkdir(parents=True, exist_ok=True)
-    json_path, html_path = directory / f"{stem}.json", directory / f"{stem}.html"
-    _write_atomic(json_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    _write_atomic(html_path, html)
-    return json_path, html_path
+        raise LetheError(f"refusing to write an invalid certificate: {problem}", path=where)
+    return _template().render(certificate=body, signature=document["signature"])
 
 
 def load_certificate(path: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lethe.audit.events import KeysShredded, RequestStep
+from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.store import Hold
 from lethe.engine.archive import ArchiveSink
@@ -34,6 +35,7 @@ from lethe.policy.model import Policy, template_fields
 from lethe.requests.certificate import (
     DatasetOutcome,
     build_certificate,
+    certificate_text,
     sign_certificate,
     write_certificate,
 )
@@ -249,7 +251,10 @@ class Group:
                 rows=done.get(s.mark, 0), action="soft-delete")})
 
     # -- phase 2: erase -----------------------------------------------------------------
-    def erase(self, out_dir: Path) -> None:
+    def erase(self, out_dir: Path | None) -> None:
+        """Erase, then certify: every certificate goes to the control store, and to
+        files in `out_dir` unless it is None (bulk runs: thousands of files cost more
+        than the erasure itself; `lethe certificate export` writes them on demand)."""
         now = self.rt.clock.now()
         store = requests_of(self.rt)
         baselines, fresh = self._baselines()
@@ -275,10 +280,11 @@ class Group:
         records = transition_many(self.rt, [
             (s.record, ["completed"],
              {"completed_at": now, "identities": SCRUBBED, "result": s.outcome.result(),
-              "certificate_path": str(path)})
+              "certificate_path": str(path) if path else None})
             for s, path in zip(done, certificates, strict=True)])
         for s, record, path in zip(done, records, certificates, strict=True):
             s.outcome.record, s.outcome.certificate = record, path
+            s.outcome.certified = True
         store.clear_baselines([s.record.id for s in done])
 
     def _baselines(self) -> tuple[dict[int, Counts], bool]:
@@ -472,8 +478,10 @@ class Group:
                                            destroyed))
         self.rt.audit.append_many(events)
 
-    def _certify(self, done: Sequence[Subject], now: datetime, out_dir: Path) -> list[Path]:
-        """One signed certificate per subject, all citing one fresh signed checkpoint."""
+    def _certify(self, done: Sequence[Subject], now: datetime,
+                 out_dir: Path | None) -> list[Path | None]:
+        """One signed certificate per subject, all citing one fresh signed checkpoint,
+        stored in one transaction (before the requests are marked completed)."""
         targets = [f"request:{s.record.id}" for s in done]
         evidence: dict[str, list[tuple[int, str]]] = {t: [] for t in targets}
         for entry in self.rt.audit.entries(targets=targets):
@@ -496,6 +504,11 @@ class Group:
                 audit_entries=evidence[target],
                 audit_checkpoint=(last.seq, last.head_hash) if last is not None else None)
             documents.append((sign_certificate(body, key), f"request-{record.id}-certificate"))
+        CertificateStore(self.rt.control.engine).put_many([
+            (s.record.id, certificate_text(document))
+            for s, (document, _) in zip(done, documents, strict=True)])
+        if out_dir is None:
+            return [None] * len(done)
         # Creating files is latency, not work: overlap it (each file still lands atomically).
         with ThreadPoolExecutor(max_workers=WRITERS) as pool:
             return list(pool.map(lambda d: write_certificate(d[0], out_dir, stem=d[1])[0],
@@ -530,7 +543,7 @@ def held_note(subject: Subject, holds: Sequence[Hold]) -> str:
 
 
 def erase_subjects(rt: Runtime, subject_kind: str, subjects: Sequence[Subject],
-                   out_dir: Path, batch_size: int) -> None:
+                   out_dir: Path | None, batch_size: int) -> None:
     """Run the next phase of erasure for subjects whose requests are in progress; each
     subject's `outcome` says what happened."""
     now = rt.clock.now()

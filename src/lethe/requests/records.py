@@ -82,7 +82,8 @@ class RequestOutcome:
     record: RequestRecord
     datasets: dict[str, DatasetReport] = field(default_factory=dict)
     export: Path | None = None
-    certificate: Path | None = None
+    certificate: Path | None = None  # the file, when one was written
+    certified: bool = False  # a signed certificate is in the control store
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.record.id, "status": self.record.status,
@@ -93,6 +94,8 @@ class RequestOutcome:
             data["export"] = str(self.export)
         if self.certificate is not None:
             data["certificate"] = str(self.certificate)
+        if self.certified:
+            data["certified"] = True
         return data
 
     def result(self) -> dict[str, Any]:
@@ -106,7 +109,8 @@ def finished_outcome(record: RequestRecord) -> RequestOutcome:
     datasets = {name: DatasetReport(**{k: v for k, v in data.items() if k in COUNT_KEYS})
                 for name, data in stored.items()}
     return RequestOutcome(record, datasets, _path(record.export_path),
-                          _path(record.certificate_path))
+                          _path(record.certificate_path),
+                          record.kind == "erasure" and record.status == "completed")
 
 
 def _path(text: str | None) -> Path | None:

@@ -10,12 +10,14 @@ same holds as retention. A held subject's request stays open, naming the hold.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from lethe.audit.events import RequestStep, RequestTransition
+from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
@@ -128,7 +130,10 @@ def _to_in_progress(record: RequestRecord) -> list[str]:
 
 
 def run_request(rt: Runtime, request_id: int, out_dir: Path,
-                batch_size: int = DEFAULT_BATCH) -> RequestOutcome:
+                batch_size: int = DEFAULT_BATCH, *,
+                certificate_files: bool = True) -> RequestOutcome:
+    """Carry out one request; an erasure's certificate is kept in the control store, and
+    written to `out_dir` too unless `certificate_files` is off."""
     record = requests_of(rt).get(request_id)
     if record.status in ("completed", "rejected"):
         return finished_outcome(record)
@@ -142,7 +147,8 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
     if record.kind == "access":
         return _run_access(rt, record, out_dir)
     subject = Subject(record, keys[0] if keys else None)
-    erase_subjects(rt, record.subject_kind, [subject], out_dir, batch_size)
+    erase_subjects(rt, record.subject_kind, [subject],
+                   out_dir if certificate_files else None, batch_size)
     return subject.outcome
 
 
@@ -157,11 +163,13 @@ def _subject_keys(rt: Runtime, record: RequestRecord) -> list[Value]:
 
 
 def run_many(rt: Runtime, request_ids: Sequence[int], out_dir: Path,
-             batch_size: int = DEFAULT_BATCH, group_size: int = GROUP_SIZE
-             ) -> list[RequestOutcome]:
+             batch_size: int = DEFAULT_BATCH, group_size: int = GROUP_SIZE, *,
+             certificate_files: bool = False) -> list[RequestOutcome]:
     """Run many requests: erasures of one subject kind go through in groups (one sweep
     per dataset for a whole group); access requests, and subjects whose identities do
-    not name exactly one row plainly, go one by one."""
+    not name exactly one row plainly, go one by one. A group's certificates go to the
+    control store; to files in `out_dir` too only with `certificate_files` (access
+    exports always go to `out_dir`)."""
     records = requests_of(rt).get_many(list(request_ids))
     outcomes: dict[int, RequestOutcome] = {}
     alone: list[int] = []
@@ -182,12 +190,20 @@ def run_many(rt: Runtime, request_ids: Sequence[int], out_dir: Path,
                                          if r.id in keys and _to_in_progress(r)])
             current = {r.id: r for r in chunk} | {r.id: r for r in moved}
             subjects = [Subject(current[r.id], keys[r.id]) for r in chunk if r.id in keys]
-            erase_subjects(rt, subject_kind, subjects, out_dir, batch_size)
+            erase_subjects(rt, subject_kind, subjects,
+                           out_dir if certificate_files else None, batch_size)
             outcomes.update((s.record.id, s.outcome) for s in subjects)
             alone += [r.id for r in chunk if r.id not in keys]
     for request_id in alone:
-        outcomes[request_id] = run_request(rt, request_id, out_dir, batch_size)
+        outcomes[request_id] = run_request(rt, request_id, out_dir, batch_size,
+                                           certificate_files=certificate_files)
     return [outcomes[r.id] for r in records]
+
+
+def stored_certificate(rt: Runtime, request_id: int) -> dict[str, Any] | None:
+    """The signed certificate lethe keeps for a request (None: there is none)."""
+    text = CertificateStore(rt.control.engine).get(request_id)
+    return None if text is None else dict(json.loads(text))
 
 
 def _run_access(rt: Runtime, record: RequestRecord, out_dir: Path) -> RequestOutcome:

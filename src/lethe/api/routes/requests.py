@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from lethe.api.access import Principal
@@ -14,8 +14,9 @@ from lethe.api.context import Caller, Context, RecordId, act
 from lethe.api.errors import ApiError
 from lethe.api.fields import IdentityValue, Name
 from lethe.control.requests import RequestRecord
+from lethe.requests.certificate import certificate_html, certificate_text, load_certificate
 from lethe.requests.records import requests_of
-from lethe.requests.service import open_request, overdue, run_request
+from lethe.requests.service import open_request, overdue, run_request, stored_certificate
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
 
@@ -42,7 +43,7 @@ def summary(record: RequestRecord, ctx: Context) -> dict[str, Any]:
         "completed": record.completed_at.isoformat() if record.completed_at else None}
     if record.export_path:
         data["export"] = f"/v1/requests/{record.id}/export"
-    if record.certificate_path:
+    if record.certificate_path or (record.kind == "erasure" and record.status == "completed"):
         data["certificate"] = f"/v1/requests/{record.id}/certificate"
     return data
 
@@ -115,16 +116,25 @@ def export(request_id: RecordId, request: Request, principal: Caller,
 
 @router.get("/{request_id}/certificate", name="requests.certificate",
             summary="Download an erasure request's signed certificate (JSON or HTML)",
-            response_class=FileResponse)
+            responses={200: {"content": {"application/json": {}, "text/html": {}}}})
 def certificate(request_id: RecordId, request: Request, principal: Caller, ctx: Context,
-                format: Literal["json", "html"] = "json") -> FileResponse:
+                format: Literal["json", "html"] = "json") -> Response:
     act(request, principal, "certificates.read", f"request:{request_id}")
     record = visible(ctx, principal, request_id)
-    path = record.certificate_path
-    if path and format == "html":
-        path = str(Path(path).with_suffix(".html"))
-    return _file(path, "no certificate for this request",
-                 "text/html" if format == "html" else "application/json")
+    document = stored_certificate(ctx.runtime, record.id)
+    if document is None and record.certificate_path and Path(record.certificate_path).is_file():
+        document = load_certificate(Path(record.certificate_path))  # made before migration 9
+    if document is None:
+        raise ApiError(404, "no certificate for this request")
+    name = f"request-{record.id}-certificate"
+    if format == "html":
+        return HTMLResponse(certificate_html(document), headers=_attachment(f"{name}.html"))
+    return Response(certificate_text(document), media_type="application/json",
+                    headers=_attachment(f"{name}.json"))
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
 
 
 def _file(path: str | None, missing: str, media_type: str) -> FileResponse:
