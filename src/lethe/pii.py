@@ -7,7 +7,9 @@ library only. They run inside logging filters, on every record, which shapes the
   one character class, anchored by a look-behind to the start of a run, and the fine
   checks (digit counts, Luhn, mod-97, entropy, `ipaddress`) run in Python on the few
   candidates found;
-* each detector has a cheap prefilter (`'@' in text`, "has a digit") before its regex.
+* each detector has a cheap prefilter before its regex (`'@' in text`, enough digits
+  counted with `str.count`, a token prefix, a word of 32+ characters), so a line that
+  cannot hold a kind costs a few C-level scans.
 
 A detector finds spans; `mask` rewrites them so a log line keeps its shape
 (`p***@example.com`, `**** **** **** 4242`) without the value. Names have no span
