@@ -226,7 +226,7 @@ def measure_lethe_bulk(rt: Runtime, out: Path, user_ids: list[int], batch_size: 
     opened = time.perf_counter()
     outcomes = run_many(rt, [r.id for r in records], out, batch_size, group_size)
     finished = time.perf_counter()
-    completed = sum(o.record.status == "completed" and o.certificate is not None
+    completed = sum(o.record.status == "completed" and o.certified
                     for o in outcomes)
     total = finished - started
     return {"subjects": len(user_ids), "completed": completed, "seconds": total,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -54,9 +55,12 @@ class Checkpoint:
                 "key_id": self.key_id, "signature": self.signature}
 
 
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f]")  # C0 controls but tab and newline
+
+
 def clean(text: str) -> str:
     """Remove the separator and other C0 controls from free text before it is hashed."""
-    return "".join(ch if ch >= " " or ch in "\t\n" else " " for ch in text)
+    return _CONTROLS.sub(" ", text)
 
 
 def canonical_json(data: Mapping[str, Any]) -> str:

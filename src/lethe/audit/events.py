@@ -49,7 +49,11 @@ class AuditEvent:
         names = _FIELD_NAMES.get(cls)
         if names is None:
             names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
-        return {name: _plain(getattr(self, name)) for name in names}
+        values = {name: getattr(self, name) for name in names}
+        for name, value in values.items():
+            if isinstance(value, list | tuple | dict):
+                values[name] = _plain(value)
+        return values
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}

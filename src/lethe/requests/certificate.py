@@ -307,8 +307,12 @@ def write_certificate(document: dict[str, Any], directory: Path, *,
     return json_path, html_path
 
 
-def certificate_text(document: dict[str, Any]) -> str:
-    """The JSON file's exact text (also what the control store keeps)."""
+def certificate_text(document: dict[str, Any], *, compact: bool = False) -> str:
+    """The JSON file's text; `compact` for the control store (json's C encoder works only
+    without indentation: ~10x faster, which bulk erasure notices). The signature covers
+    the canonical form of the body, so both texts verify the same."""
+    if compact:
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -505,7 +505,7 @@ class Group:
                 audit_checkpoint=(last.seq, last.head_hash) if last is not None else None)
             documents.append((sign_certificate(body, key), f"request-{record.id}-certificate"))
         CertificateStore(self.rt.control.engine).put_many([
-            (s.record.id, certificate_text(document))
+            (s.record.id, certificate_text(document, compact=True))
             for s, (document, _) in zip(done, documents, strict=True)])
         if out_dir is None:
             return [None] * len(done)
