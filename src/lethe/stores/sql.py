@@ -462,8 +462,8 @@ class SqlStore:
                     .where(self.compile(holds, table, part)).limit(1)).first():
                 conn.rollback()
                 return None
-            result = conn.execution_options(stream_results=True, yield_per=chunk_rows) \
-                .execute(sa.select(part))
+            result = conn.execute(sa.select(part).execution_options(  # a server-side cursor
+                stream_results=True, yield_per=chunk_rows))
             columns = tuple(result.keys())
             for chunk in result.partitions(chunk_rows):
                 write(columns, [tuple(r) for r in chunk])  # stored and verified, or raises
