@@ -68,7 +68,8 @@ def _scenario(url: str, tmp_path: Path) -> Happened:
     before = ids(engine, events), ids(engine, sessions)
     first = execute(rt, build_plan(rt))
     after_first = ids(engine, events)
-    held = sum(a.planned.held for a in first.actions if a.planned.step.dataset == "sessions")
+    held = sum(a.planned.held for a in first.actions
+               if a.planned.step.dataset == "sessions" and a.planned.step.action != "cascade")
     rt = runtime(policy, JUNE_3)
     subject_hold = place_hold(rt.control, rt.audit, rt.clock,
                               parse_scope(rt.policy, "user:3", None, None), "audit | <b>x</b>")

@@ -321,7 +321,8 @@ def _holds(src: Sources) -> Holds:
     for run in src.runs:
         per_run: dict[str, int] = defaultdict(int)
         for a in run.actions:
-            per_run[a.dataset] += a.held
+            if a.action != "cascade":  # its held rows are the parent's, counted there
+                per_run[a.dataset] += a.held
         for dataset, n in per_run.items():
             held[dataset].append(n)
     kept = tuple(HeldRows(d, ns[-1], max(ns)) for d, ns in sorted(held.items()) if max(ns))
