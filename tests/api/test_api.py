@@ -258,3 +258,24 @@ def test_a_bulk_erasures_certificate_is_served_from_the_control_store(api: Serve
     assert served_html.headers["content-type"].startswith("text/html")
     assert "<html" in served_html.text and records[0].fingerprint[:12] in served_html.text
     assert api.call("GET", path, "auditor", "other").status_code == 404
+
+
+def test_a_workspace_key_holds_only_subjects_wholly_in_its_workspace(api: Served) -> None:
+    """user1 is in ws_a, user7 in ws_b: ws_a may hold user1 (by id or e-mail), not user7,
+    and a key that names no row at all holds nothing."""
+    def place(subject: str) -> int:
+        return int(api.call("POST", "/v1/holds", "privacy", "own",
+                            json={"subject": subject, "reason": "case"}).status_code)
+
+    assert place("user:1") == 201
+    assert place("user:user1@example.com") == 201
+    assert place("user:7") == 404
+    assert place("user:no-such-user") == 404
+    assert place("nobody:1") == 422
+    scopes = {h.scope for h in api.runtime.control.holds()}
+    assert scopes == {"subject:user:1", "subject:user:user1@example.com"}
+    # the organization may hold anyone, including a dataset
+    assert api.call("POST", "/v1/holds", json={"subject": "user:7", "reason": "x"}
+                    ).status_code == 201
+    assert api.call("POST", "/v1/holds", "privacy", "own",
+                    json={"dataset": "users", "reason": "x"}).status_code == 403
