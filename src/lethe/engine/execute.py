@@ -193,6 +193,7 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
         effect: Effect = sink.effect()
     else:
         effect = builder.effect(step)
+    count = 0
     if eligible(rt, builder, step):  # whole partitions past retention go first
         started = time.perf_counter()
         dropped = drop_expired(rt, builder, step, sink, batch_size)
@@ -229,7 +230,14 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
         if progress is not None:
             progress(index, batch.rows)
 
-    stats = sweep_all(rt.catalog.store_of(step.dataset), make_sweep, batch_size, on_batch)
+    store = rt.catalog.store_of(step.dataset)
+    if count:  # the drops may have taken every due row: then no key range is worth walking
+        probe, started = make_sweep(), time.perf_counter()
+        left = store.count(probe.table, probe.where)
+        action.batch_ms += (time.perf_counter() - started) * 1000
+        if not left:
+            return
+    stats = sweep_all(store, make_sweep, batch_size, on_batch)
     action.done += stats.rows
     action.batches += stats.batches
     action.batch_ms += stats.total_ms
