@@ -184,3 +184,18 @@ def test_cli_clean_schema_exits_zero_and_unknown_store_is_a_usage_error(
     assert code == 0 and "coverage: 4 of 4 discovered PII columns declared" in text
     code, text = cli(capsys, "scan", "--policy", policy, "--store", "nope")
     assert code == 2 and "unknown store 'nope'" in text and "Traceback" not in text
+
+
+def test_postgres_inet_and_jsonb_columns_are_scanned(postgres_url: str, tmp_path: Path) -> None:
+    build_app(postgres_url)
+    engine = sa.create_engine(normalize_url(postgres_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE logins (id integer PRIMARY KEY, addr inet, "
+                             "payload jsonb, attempts integer)"))
+        conn.execute(sa.text("INSERT INTO logins SELECT g, ('198.51.100.' || g)::inet, "
+                             "jsonb_build_object('contact', 'u' || g || '@example.org'), g "
+                             "FROM generate_series(1, 30) g"))
+    engine.dispose()
+    report = run_scan(write_policy(tmp_path, postgres_url))
+    got = {c.column: (c.detected, c.sampled) for c in report.columns if c.table == "logins"}
+    assert got == {"addr": (("ip",), 30), "payload": (("email",), 30)}  # not `attempts`
