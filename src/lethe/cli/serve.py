@@ -18,9 +18,10 @@ from lethe.policy.model import Policy
 
 
 def pii_fields(policy: Policy) -> set[str]:
-    """Column names the policy classifies as personal data: masked by name in logs."""
+    """Column names the policy classifies as personal data (a field without a class of
+    its own takes its dataset's): masked by name in logs."""
     return {name for ds in policy.datasets.values() for name, field in ds.fields.items()
-            if field.class_ == "pii"}
+            if (field.class_ or ds.class_) == "pii"}
 
 
 def serve_cmd(ctx: typer.Context,
