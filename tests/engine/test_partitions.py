@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -312,6 +313,16 @@ class Killed(BaseException):
     """Stands for the process dying: nothing after it runs."""
 
 
+def _run_until_killed(rt: Runtime, monkeypatch: pytest.MonkeyPatch, method: str,
+                      dying: Callable[..., None]) -> None:
+    """A run whose ArchiveSink `method` is replaced by `dying`, which raises Killed."""
+    monkeypatch.setattr(ArchiveSink, method, dying)
+    with pytest.raises(Killed):
+        execute(rt, build_plan(rt), batch_size=500)
+    rt.close()
+    monkeypatch.undo()
+
+
 def _finish_and_check(tmp_path: Path, url: str, engine: sa.Engine,
                       due_ids: list[int]) -> None:
     rt = Runtime.open(load_policy(_policy(tmp_path, url, retention=ARCHIVE)), Clock(NOW))
@@ -338,11 +349,7 @@ def test_killed_while_archiving_a_partition_the_next_run_removes_its_chunks(
         if len(calls) == 3:
             raise Killed
 
-    monkeypatch.setattr(ArchiveSink, "write", dies_on_the_third)
-    with pytest.raises(Killed):
-        execute(rt, build_plan(rt), batch_size=500)
-    rt.close()
-    monkeypatch.undo()
+    _run_until_killed(rt, monkeypatch, "write", dies_on_the_third)
     assert _count(engine) == total and len(_partitions(engine)) == 13  # rolled back
     _manifests, names, marked, _ = _chunks(tmp_path)
     assert len(names) == 3 and not marked  # three orphans, none marked
@@ -360,11 +367,7 @@ def test_killed_after_a_partition_dropped_the_next_run_marks_its_chunks(
         if self.pending:
             raise Killed
 
-    monkeypatch.setattr(ArchiveSink, "committed", dies)
-    with pytest.raises(Killed):
-        execute(rt, build_plan(rt), batch_size=500)
-    rt.close()
-    monkeypatch.undo()
+    _run_until_killed(rt, monkeypatch, "committed", dies)
     assert "events_2025_01" not in _partitions(engine)  # the drop committed ...
     _manifests, names, marked, archived = _chunks(tmp_path)
     assert names and not marked  # ... its chunks not yet marked: the only copy

@@ -34,6 +34,13 @@ ALLOWED: dict[str, frozenset[str]] = {
 ORG_ONLY = frozenset({"runs.trigger", "runs.read", "reports.read", "impersonate"})
 
 
+def actor_of(key: ApiKey) -> str:
+    """The audit log's actor for what a key does (and the admin behind it, if any)."""
+    if key.impersonator:
+        return f"key:{key.id} (impersonated by key:{key.impersonator})"
+    return f"key:{key.id}"
+
+
 @dataclass(frozen=True)
 class Principal:
     key: ApiKey
@@ -50,10 +57,7 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        """The audit log's actor for what this key does."""
-        if self.key.impersonator:
-            return f"key:{self.key.id} (impersonated by key:{self.key.impersonator})"
-        return f"key:{self.key.id}"
+        return actor_of(self.key)
 
     def may(self, action: str) -> bool:
         return self.key.role in ALLOWED[action] and (self.org or action not in ORG_ONLY)

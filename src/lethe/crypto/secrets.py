@@ -9,7 +9,6 @@ attack; that cost (~50-100 ms) is also why the API remembers keys it has verifie
 from __future__ import annotations
 
 import base64
-import hmac
 import os
 import secrets as _random
 
@@ -68,10 +67,6 @@ def verify_secret(secret: str, stored: str) -> bool:
     except (InvalidKey, ValueError):
         return False
     return True
-
-
-def same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 
 def _b64(raw: bytes) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from lethe.api.access import Principal
+from lethe.api.access import Principal, actor_of
 from lethe.api.context import ApiContext, Caller, Context, act
 from lethe.api.errors import ApiError
 from lethe.api.fields import NO_CONTROLS
@@ -22,9 +22,8 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 def _workspace_view(ctx: ApiContext, principal: Principal) -> tuple[list[str], list[str]]:
     workspace = principal.workspace
-    actors = [f"key:{k.id}" + (f" (impersonated by key:{k.impersonator})"
-                               if k.impersonator else "")
-              for k in ctx.keys.list(include_revoked=True) if k.workspace == workspace]
+    actors = [actor_of(k) for k in ctx.keys.list(include_revoked=True)
+              if k.workspace == workspace]
     targets = [f"workspace:{workspace}"]
     targets += [f"request:{r.id}" for r in requests_of(ctx.runtime).list(workspace=workspace)]
     targets += [f"hold:{h.id}" for h in visible_holds(ctx, principal, include_released=True)]

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from lethe.api.access import Principal
+from lethe.api.access import Principal, actor_of
 from lethe.api.context import ApiContext, Caller, Context, RecordId, act
 from lethe.api.errors import ApiError
 from lethe.api.fields import IdentityValue, Name, Reason
@@ -45,11 +45,11 @@ def visible_holds(ctx: ApiContext, principal: Principal, *,
     found = ctx.runtime.control.holds(include_released=include_released)
     if principal.org:
         return found
-    ours = {f"key:{k.id}" for k in ctx.keys.list(include_revoked=True)
+    ours = {actor_of(k) for k in ctx.keys.list(include_revoked=True)
             if k.workspace == principal.workspace}
     return [h for h in found
             if (h.scope_kind == "workspace" and h.scope_value == principal.workspace)
-            or h.placed_by.split(" ", 1)[0] in ours]
+            or h.placed_by in ours]
 
 
 def _confine(ctx: ApiContext, principal: Principal, scope: Scope) -> None:
