@@ -46,7 +46,7 @@ def _dump_database(url: str) -> str:
 def test_a_keys_plaintext_is_never_stored_or_logged(api: Served, tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     token = api.new_key("privacy", "ws_a")
-    secret = token.rsplit("_", 1)[1]
+    secret = token.split("_", 2)[2]
     with caplog.at_level(logging.DEBUG):
         for _ in range(3):
             assert api.client.get("/v1/requests",
