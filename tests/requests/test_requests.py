@@ -76,7 +76,19 @@ def test_erasure_soft_deletes_then_erases_and_certifies(app_url: str, tmp_path: 
     done = run_request(rt, record.id, tmp_path / "out")
     assert done.record.status == "completed"
     assert rt.audit.verify().ok
+    # the erasing run wrote one entry for every dataset, and the certificate cites it
+    entries = rt.audit.entries(target=f"request:{record.id}")
+    erased = [e for e in entries if e.action == "request.erased"]
+    # transitions build the record they return instead of reading it back: same record
+    assert done.record == RequestStore(rt.control.engine).get(record.id)
+    assert done.record.identities == {} and done.record.result == done.result()
     rt.close()
+    assert len(erased) == 1
+    steps = json.loads(erased[0].details)["datasets"]
+    assert steps["sessions"] == {"rows": 2, "done": 2, "retained": 0, "held": 0,
+                                 "action": "delete"}
+    assert steps["invoices"]["action"] == "retain" and steps["invoices"]["retained"] == 1
+    assert set(steps) == set(done.datasets)
     assert 7 not in ids(engine, users)
     assert {70, 71} & ids(engine, sessions) == set()
     assert 7 in ids(engine, invoices)  # retained: tax law
@@ -94,7 +106,8 @@ def test_erasure_soft_deletes_then_erases_and_certifies(app_url: str, tmp_path: 
     assert invoice["legal_basis"] == "tax law: 7 years"
     text = done.certificate.read_text() + done.certificate.with_suffix(".html").read_text()
     assert EMAIL not in text
-    assert document["certificate"]["evidence"]["audit_entries"]
+    cited = {(e["seq"], e["hash"]) for e in document["certificate"]["evidence"]["audit_entries"]}
+    assert cited == {(e.seq, e.hash) for e in entries if e.action != "request.completed"}
 
 
 def test_held_subject_stays_open_naming_the_hold(app_url: str, tmp_path: Path) -> None:

@@ -63,9 +63,14 @@ def clean(text: str) -> str:
     return _CONTROLS.sub(" ", text)
 
 
+# one encoder for every call: `json.dumps` with options builds a new one each time, which
+# cost more than the encoding itself for the small details of an audit entry
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=str)
+
+
 def canonical_json(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str)
+    return _CANONICAL.encode(data)
 
 
 PRUNED = SEPARATOR + "audit.pruned" + SEPARATOR

@@ -33,33 +33,31 @@ class AuditEvent:
         return str(getattr(self, "reason_text", ""))
 
     def details(self) -> dict[str, Any]:
-        return self.entry()[1]
+        """The details as plain JSON values (lists and dicts copied: the caller's own)."""
+        return {name: _plain(value) for name, value in self.entry()[1].items()}
 
     def entry(self) -> tuple[str, dict[str, Any]]:
-        """Target and details, from one read of the fields (appends are hot in bulk)."""
+        """Target and details, from one read of the fields, for encoding only: nested
+        values are the event's own, not copies (appends are hot in bulk)."""
         values = self._values()
         target = self.target_format.format(**values)
         values.pop("reason_text", None)
         return target, values
 
     def _values(self) -> dict[str, Any]:
-        """Field values, lists copied (not `asdict`: its deep copy dominated bulk appends,
-        and event fields are plain values and lists of them)."""
+        """Field values (not `asdict`: its deep copy dominated bulk appends)."""
         cls = type(self)
         names = _FIELD_NAMES.get(cls)
         if names is None:
             names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
-        values = {name: getattr(self, name) for name in names}
-        for name, value in values.items():
-            if isinstance(value, list | tuple | dict):
-                values[name] = _plain(value)
-        return values
+        return {name: getattr(self, name) for name in names}
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _plain(value: Any) -> Any:
+    """JSON's view of a value: tuples as lists, containers copied."""
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -261,13 +259,13 @@ class RequestTransition(AuditEvent):
 @registered
 @dataclass(frozen=True)
 class RequestStep(AuditEvent):
-    """What an erasure did to one dataset (or what an access export read from it)."""
+    """What a soft delete did to the subject dataset, or what an access export read from
+    one dataset."""
 
-    names: ClassVar[tuple[str, ...]] = ("request.erased", "request.soft_deleted",
-                                        "request.exported")
+    names: ClassVar[tuple[str, ...]] = ("request.soft_deleted", "request.exported")
     request: int
     dataset: str
-    step: str  # erased | soft_deleted | exported
+    step: str  # soft_deleted | exported
     rows: int
     done: int
     retained: int
@@ -279,6 +277,20 @@ class RequestStep(AuditEvent):
         return f"request.{self.step}"
 
     target_format: ClassVar[str] = "request:{request}"
+
+
+@registered
+@dataclass(frozen=True)
+class RequestErased(AuditEvent):
+    """What one run of an erasure did, every dataset in one entry: per dataset the rows
+    found, `done` by this run, retained, held, and the action. One entry per request
+    rather than per dataset: entries were most of a bulk erasure's cost (10 datasets, 10
+    hashes and rows per subject), and the certificate cites them all the same."""
+
+    names: ClassVar[tuple[str, ...]] = ("request.erased",)
+    target_format: ClassVar[str] = "request:{request}"
+    request: int
+    datasets: dict[str, dict[str, int | str]]
 
 
 @registered

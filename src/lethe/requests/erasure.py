@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from lethe.audit.events import KeysShredded, RequestStep
+from lethe.audit.events import KeysShredded, RequestErased, RequestStep
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.store import Hold
@@ -120,6 +120,9 @@ class Group:
         self.keyed = keyed_datasets(rt, subject_kind)
         self._found_keys: dict[str, dict[str, list[str]]] = {}
         self._keyed_held: set[str] = set()  # subjects some of whose keys a hold keeps
+        # request id -> dataset -> what this run did: one audit entry each at the end
+        self._steps: dict[int, dict[str, dict[str, int | str]]] = {
+            s.record.id: {} for s in self.subjects}
 
     # -- discovery ----------------------------------------------------------------------
     def _discover(self) -> None:
@@ -259,10 +262,14 @@ class Group:
         store = requests_of(self.rt)
         baselines, fresh = self._baselines()
         self._shred_first()
-        for name in self.keyed:  # before the subject rows their templates are filled from
-            self._erase_keyed(name, baselines)
-        for name, where in self.where.items():
-            self._erase_dataset(name, where, baselines, fresh)
+        try:
+            for name in self.keyed:  # before the subject rows their templates are filled from
+                self._erase_keyed(name, baselines)
+            for name, where in self.where.items():
+                self._erase_dataset(name, where, baselines, fresh)
+        finally:  # what was done is audited even when a dataset failed
+            self.rt.audit.append_many([RequestErased(s.record.id, self._steps[s.record.id])
+                                       for s in self.subjects if self._steps[s.record.id]])
         held = [s for s in self.subjects
                 if any(r.held for r in s.outcome.datasets.values())]
         if held:
@@ -347,7 +354,6 @@ class Group:
             if action == "anonymize":
                 self._anonymize(name, where)
             _, held = self.held(name, deletes=False)
-        events = []
         for s in self.subjects:
             k = s.mark
             rows = max(found.get(k, 0), baselines.get(s.record.id, {}).get(name, 0))
@@ -361,10 +367,13 @@ class Group:
             else:
                 report.retained, report.erased = retained.get(k, 0), rows - staying
             s.outcome.datasets[name] = report
-            events.append(RequestStep(s.record.id, name, "erased", report.rows,
-                                      erased_now.get(k, 0) if deletes else report.erased,
-                                      report.retained, report.held, action))
-        self.rt.audit.append_many(events)
+            self._step(s, name, report, erased_now.get(k, 0) if deletes else report.erased)
+
+    def _step(self, s: Subject, name: str, report: DatasetReport, done: int) -> None:
+        """Remember what this run did to a dataset for the subject's `request.erased`."""
+        self._steps[s.record.id][name] = {
+            "rows": report.rows, "done": done, "retained": report.retained,
+            "held": report.held, "action": report.action}
 
     def _erase_archived(self, name: str) -> Counts:
         """The subjects' rows of `name` that an `archive` rule already moved to an object
@@ -429,7 +438,6 @@ class Group:
         handler = self.keyed[name]
         found = self._found_keys.pop(name, None) or self._keys_of(name)
         held_key = handler.held_keys(name, self.rt.hold_scopes(self.builder))
-        events = []
         for s in self.subjects:
             keys = found.get(s.mark, [])
             free = [k for k in keys if not held_key(k)]
@@ -443,9 +451,7 @@ class Group:
             report = DatasetReport(rows=rows, erased=rows - held - retained, retained=retained,
                                    held=held, action=ds.erasure, legal_basis=ds.legal_basis)
             s.outcome.datasets[name] = report
-            events.append(RequestStep(s.record.id, name, "erased", rows, erased_now, retained,
-                                      held, ds.erasure))
-        self.rt.audit.append_many(events)
+            self._step(s, name, report, erased_now)
 
     def _anonymize(self, name: str, where: Condition) -> None:
         """Scrub every linked row, and cut its link towards the subject: including rows

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lethe.audit.events import RequestTransition
-from lethe.control.requests import RequestRecord, RequestStore
+from lethe.control.requests import RequestRecord, RequestStore, updated
 from lethe.engine.runtime import Runtime
 from lethe.errors import LetheError
 
@@ -54,7 +54,8 @@ def transition_many(rt: Runtime, moves: Sequence[tuple[RequestRecord, Sequence[s
     rt.audit.append_many([RequestTransition(record.id, record.kind, record.subject_kind,
                                             record.fingerprint, status, note)
                           for record, statuses, _ in moves for status in statuses])
-    return store.get_many([record.id for record, _, _ in moves])
+    return [updated(record, values)
+            for (record, _, _), (_, values) in zip(moves, changes, strict=True)]
 
 
 def transition(rt: Runtime, record: RequestRecord, *statuses: str,

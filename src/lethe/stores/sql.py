@@ -56,6 +56,7 @@ from lethe.stores.sql_values import (
     UNCOERCIBLE,
     bind_time,
     coerce,
+    coerce_each,
     earliest,
     from_archive,
     is_numeric,
@@ -208,8 +209,7 @@ class SqlStore:
                 return sa.false() if bound is UNCOERCIBLE else sa.and_(c.is_not(None), c == bound)
             case In(column, values):
                 c = col(column)
-                bound_values = [b for v in values if v is not None
-                                and (b := coerce(c, v, self.dialect)) is not UNCOERCIBLE]
+                bound_values = coerce_each(c, values, self.dialect)
                 parts = []
                 if bound_values:
                     parts.append(sa.and_(c.is_not(None), self._in(c, bound_values)))

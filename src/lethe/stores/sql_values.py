@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -57,6 +57,22 @@ def coerce(c: sa.ColumnElement[Any], value: Any, dialect: str) -> Any:
     return value
 
 
+def coerce_each(c: sa.ColumnElement[Any], values: Iterable[Any], dialect: str) -> list[Any]:
+    """The values that can be the column's type, in it (None and the uncoercible
+    dropped). Integer columns take a fast path: a group's IN list of subject keys is
+    re-bound for every batch and count."""
+    listed = [v for v in values if v is not None]
+    if python_type(c.type) is int and all(type(v) is int for v in listed):
+        bound = _int_bound(c.type, dialect)
+        return [v for v in listed if -bound <= v < bound]
+    return [b for v in listed if (b := coerce(c, v, dialect)) is not UNCOERCIBLE]
+
+
+def _int_bound(ctype: sa.types.TypeEngine[Any], dialect: str) -> int:
+    return 2**63 if dialect == "sqlite" else \
+        next(b for kind, b in _INT_BOUNDS if isinstance(ctype, kind))
+
+
 def _to_int(value: Any, ctype: sa.types.TypeEngine[Any], dialect: str) -> Any:
     if isinstance(value, bool):
         number = int(value)
@@ -71,8 +87,7 @@ def _to_int(value: Any, ctype: sa.types.TypeEngine[Any], dialect: str) -> Any:
             number = int(str(value).strip())
         except ValueError:
             return UNCOERCIBLE
-    bound = 2**63 if dialect == "sqlite" else \
-        next(b for kind, b in _INT_BOUNDS if isinstance(ctype, kind))
+    bound = _int_bound(ctype, dialect)
     return number if -bound <= number < bound else UNCOERCIBLE
 
 
