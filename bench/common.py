@@ -19,11 +19,13 @@ POSTGRES_URL = os.environ.get("LETHE_BENCH_POSTGRES_URL",
 RESULTS = Path(__file__).parent / "results"
 
 
-def fresh_database(name: str) -> str:
+def fresh_database(name: str, tablespace: str | None = None) -> str:
+    """A new, empty database; in `tablespace` (an existing one) when given."""
     admin = sa.create_engine(normalize_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    where = f' TABLESPACE "{tablespace}"' if tablespace else ""
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{where}'))
     admin.dispose()
     url = sa.engine.make_url(normalize_url(POSTGRES_URL)).set(database=name)
     return url.render_as_string(hide_password=False)

@@ -13,9 +13,17 @@ partitions. Measured in this one run, each figure a ratio against the raw DELETE
    run says so (`"estimated": true`);
 3. one raw `DELETE … WHERE at < cutoff` on the plain table (the fastest way to delete
    rows, no batching);
-4. lethe `run` on the plain table (row batches), for reference.
+4. lethe `run` on the plain table (row batches), for reference;
+5. the ceiling: a bare `DROP TABLE` of each due partition of a fourth identical table,
+   nothing else. Dropping a partition costs what the filesystem takes to free its files
+   (on a disk mounted with `discard`, like this project's test machine, that grows with
+   the partition's size), so no tool can beat this figure.
 
-Run: `python bench/partitions.py [--rows N]` (about 3 minutes at the default size on
+`--tablespace NAME` builds everything in an existing tablespace (e.g. one on tmpfs:
+`CREATE TABLESPACE shm LOCATION '/dev/shm/pgts'`) to measure without the disk's cost of
+freeing files; `--label L` writes `bench/results/partitions-L.json`.
+
+Run: `python bench/partitions.py [--rows N]` (about 4 minutes at the default size on
 2 cores, most of it building the tables).
 """
 
@@ -44,7 +52,7 @@ DB = "lethe_bench_partitions"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CUTOFF = "TIMESTAMPTZ '2025-01-01'"
 TARGET = 100.0  # partition drop at least 100x a raw DELETE
-PARTITIONED = ("events_exact", "events_estimate")
+PARTITIONED = ("events_exact", "events_estimate", "events_ceiling")
 ROWS_SQL = ("SELECT g, 'page_view', TIMESTAMPTZ '2024-01-01' + ((g - 1)::float / :rows) "
             "* INTERVAL '731 days' AS at FROM generate_series(1, :rows) g")
 
@@ -112,6 +120,20 @@ def lethe_run(url: str, table: str, directory: Path, count: str = "exact") -> di
             "partitions": action.planned.partitions, "rows_per_s": action.done / seconds}
 
 
+def raw_drops(engine: sa.Engine) -> dict[str, Any]:
+    """The ceiling: PostgreSQL's own `DROP TABLE` of each due partition of
+    `events_ceiling`, one autocommitted statement each, nothing else (no detach, no
+    count, no hold check, no audit). No retention tool can drop faster."""
+    names = [f"events_ceiling_{2024 + i // 12}_{1 + i % 12:02d}" for i in range(12)]
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        started = time.perf_counter()
+        for name in names:
+            conn.execute(sa.text(f"DROP TABLE {name}"))
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "partitions": len(names),
+            "per_partition_ms": seconds * 1000 / len(names)}
+
+
 def raw_delete(engine: sa.Engine) -> dict[str, Any]:
     with engine.begin() as conn:
         started = time.perf_counter()
@@ -124,8 +146,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=4_800_000)
+    parser.add_argument("--tablespace", help="build the tables in this existing tablespace "
+                        "(e.g. one on tmpfs, to measure without the disk's file truncation)")
+    parser.add_argument("--label", help="write bench/results/partitions-LABEL.json")
     args = parser.parse_args()
-    url = fresh_database(DB)
+    url = fresh_database(DB, args.tablespace)
     engine = sa.create_engine(normalize_url(url))
     try:
         print(f"building 3 tables x {args.rows:,} rows ...", flush=True)
@@ -144,6 +169,9 @@ def main() -> None:
             baseline = raw_delete(engine)
             print(f"raw DELETE:                          {baseline['seconds']:.3f} s",
                   flush=True)
+            ceiling = raw_drops(engine)
+            print(f"raw DROP TABLE of each partition:    {ceiling['seconds']:.3f} s",
+                  flush=True)
             with engine.begin() as conn:  # put the rows back for lethe's row path
                 conn.execute(sa.text(f"INSERT INTO events_flat SELECT * FROM ({ROWS_SQL}) s "
                                      f"WHERE at < {CUTOFF}"), {"rows": args.rows})
@@ -152,7 +180,7 @@ def main() -> None:
             rows_path = lethe_run(url, "events_flat", Path(tmp))
             print(f"lethe, row batches:                  {rows_path['seconds']:.3f} s",
                   flush=True)
-        left = tuple(due(engine, t) for t in (*PARTITIONED, "events_flat"))
+        left = tuple(due(engine, t) for t in (*PARTITIONED[:2], "events_flat"))
     finally:
         engine.dispose()
         drop_database(DB)
@@ -163,7 +191,10 @@ def main() -> None:
         "estimated_count_drop_over_raw_delete": raw / estimate["work_seconds"],
         "estimated_count_run_over_raw_delete": raw / estimate["seconds"],
         "lethe_row_batches_over_raw_delete": raw / rows_path["work_seconds"],
-        "lethe_row_run_over_raw_delete": raw / rows_path["seconds"]}
+        "lethe_row_run_over_raw_delete": raw / rows_path["seconds"],
+        # the ceiling: PostgreSQL's bare DROP TABLE, and lethe's drops against it
+        "raw_drop_over_raw_delete": raw / ceiling["seconds"],
+        "estimated_count_drop_over_raw_drop": ceiling["seconds"] / estimate["work_seconds"]}
     per_partition_ms = estimate["work_seconds"] * 1000 / max(estimate["partitions"], 1)
     delete_us_per_row = raw * 1e6 / baseline["rows"]
     # extrapolation, not a measurement: rows a partition must hold for the estimated
@@ -193,11 +224,15 @@ def main() -> None:
           f"estimated {'MET' if estimate_ratio >= TARGET else 'MISSED'}")
     print(f"fixed cost of a partition (estimated path): {per_partition_ms:.1f} ms; "
           f"extrapolated, not measured: 100x needs ~{rows_for_target:,.0f} rows a partition")
+    print(f"ceiling: a bare DROP TABLE of each partition, {ceiling['seconds'] * 1000:,.0f} ms, "
+          f"is {ratios['raw_drop_over_raw_delete']:.1f}x the raw DELETE; lethe's estimated "
+          f"path takes {1 / ratios['estimated_count_drop_over_raw_drop']:.2f}x its time")
     print(f"lethe's row batches: {ratios['lethe_row_batches_over_raw_delete']:.2f}x a raw "
           f"DELETE (whole run {ratios['lethe_row_run_over_raw_delete']:.2f}x)")
     print("checks: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in checks.items()))
-    path = write_result("partitions", {
-        "rows_per_table": args.rows, "due_rows": due_rows,
+    path = write_result("partitions" + (f"-{args.label}" if args.label else ""), {
+        "rows_per_table": args.rows, "due_rows": due_rows, "tablespace": args.tablespace,
+        "raw_drop": ceiling,
         "lethe_partitions_exact": exact, "lethe_partitions_estimated": estimate,
         "estimated_table_due_rows": actual["events_estimate"],
         "raw_delete": baseline, "lethe_rows": rows_path, "ratios": ratios,
