@@ -72,8 +72,9 @@ class LocalStore:
     def count(self, table: str, where: Condition) -> int:
         return self.inner.count(table, self._local(where))
 
-    def count_settled(self, table: str, where: Condition) -> int:
-        return self.inner.count_settled(table, self._local(where))
+    def select_settled(self, table: str, columns: Sequence[str],
+                       where: Condition) -> list[tuple[Any, ...]]:
+        return self.inner.select_settled(table, columns, self._local(where))
 
     def rows(self, table: str, where: Condition) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         return self.inner.rows(table, self._local(where))

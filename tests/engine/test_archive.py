@@ -228,6 +228,51 @@ def test_a_shared_key_deletes_only_what_was_archived(sqlite_url: str, tmp_path: 
     assert {r[0] for r in _rows(engine)} == {99}  # the invoice that was not due stays
 
 
+def _shared_key_sink(app_url: str, tmp_path: Path) -> tuple[sa.Engine, Any, ArchiveSink]:
+    """`key: user_id` (not unique), and a second invoice of user 3 that is not due."""
+    engine = build_app(app_url)
+    with engine.begin() as conn:
+        conn.execute(invoices.insert().values(id=99, user_id=3,
+                                              issued_at=datetime(2026, 5, 1, tzinfo=UTC)))
+    path = _policy(tmp_path, app_url, f"file://{tmp_path / 'cold'}")
+    data = yaml.safe_load(path.read_text())
+    data["datasets"]["invoices"]["key"] = "user_id"
+    path.write_text(yaml.safe_dump(data))
+    rt = runtime(path)
+    return engine, rt, archive_sink(rt, "invoices", 0)
+
+
+def test_settle_keeps_a_committed_chunk_whose_key_another_row_shares(
+        app_url: str, tmp_path: Path) -> None:
+    """Killed after the batch committed, before its chunk was marked done: the chunk is
+    the archived rows' only copy. User 3's invoice that was not due shares their key;
+    taking that for "the rows are still there" would delete the chunk, and the rows."""
+    engine, rt, sink = _shared_key_sink(app_url, tmp_path)
+    columns = tuple(c.name for c in invoices.columns)
+    archived = [r for r in _rows(engine) if r[1] in (2, 3, 4) and r[0] != 99]
+    sink.write(columns, archived)
+    sink.pending.clear()
+    with engine.begin() as conn:  # the batch's delete committed; then the kill
+        conn.execute(sa.delete(invoices).where(invoices.c.id.in_([r[0] for r in archived])))
+    assert sink.settle() == (1, 0)  # marked done, not removed
+    [(chunk, _)] = list(sink.done_chunks())
+    assert sorted(r["id"] for r in decode_rows_of(sink, chunk)) == [2, 3, 4]
+    rt.close()
+
+
+def test_settle_removes_a_rolled_back_chunk_whose_key_another_row_shares(
+        app_url: str, tmp_path: Path) -> None:
+    engine, rt, sink = _shared_key_sink(app_url, tmp_path)
+    columns = tuple(c.name for c in invoices.columns)
+    sink.write(columns, [r for r in _rows(engine) if r[1] == 3 and r[0] != 99])
+    sink.pending.clear()  # the batch rolled back: its rows are all still there
+    assert sink.settle() == (0, 1)
+    assert not [k for k in _chunk_keys(f"file://{tmp_path / 'cold'}")
+                if k.endswith(".jsonl.gz")]
+    assert len(_rows(engine)) == 11
+    rt.close()
+
+
 def test_line_separators_inside_values_survive_archiving(sqlite_url: str,
                                                          tmp_path: Path) -> None:
     from lethe.engine.archive import decode_rows, encode_rows

@@ -47,20 +47,33 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _line(columns: Sequence[str], row: Sequence[Any]) -> str:
+    """A row as a chunk holds it: one JSON object, keys sorted."""
+    return json.dumps(dict(zip(columns, map(_plain, row), strict=True)), sort_keys=True,
+                      ensure_ascii=False, default=str)
+
+
 def encode_rows(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> bytes:
-    lines = (json.dumps(dict(zip(columns, map(_plain, row), strict=True)), sort_keys=True,
-                        ensure_ascii=False, default=str) for row in rows)
+    lines = (_line(columns, row) for row in rows)
     # mtime=0: the same rows always make the same bytes (and the same checksum)
     return gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), mtime=0)
 
 
-def decode_rows(data: bytes) -> list[dict[str, Any]]:
-    """The rows of a chunk. Lines end at `\\n` only: a value may hold U+2028 and the like,
+def _lines(data: bytes) -> list[str]:
+    """A chunk's lines. Lines end at `\\n` only: a value may hold U+2028 and the like,
     which `splitlines` would also split at."""
     try:
-        text = gzip.decompress(data).decode("utf-8")
-        return [json.loads(line) for line in text.split("\n") if line]
-    except (OSError, EOFError, UnicodeDecodeError, ValueError):
+        return [line for line in gzip.decompress(data).decode("utf-8").split("\n") if line]
+    except (OSError, EOFError, UnicodeDecodeError):
+        raise StoreError("an archive chunk is not gzipped JSON lines",
+                         path="archive") from None
+
+
+def decode_rows(data: bytes) -> list[dict[str, Any]]:
+    """The rows of a chunk."""
+    try:
+        return [json.loads(line) for line in _lines(data)]
+    except ValueError:
         raise StoreError("an archive chunk is not gzipped JSON lines",
                          path="archive") from None
 
@@ -160,11 +173,12 @@ class ArchiveSink:
             store, where = self.rt.catalog.store_of(self.dataset), In(str(manifest["key"]), keys)
             partition = manifest.get("partition")
             if not keys:
-                present = 0
+                present = False
             elif isinstance(partition, str):
-                present = store.count_in_partition_settled(ds.table or "", partition, where)
+                present = bool(store.count_in_partition_settled(ds.table or "", partition,
+                                                                where))
             else:
-                present = store.count_settled(ds.table or "", where)
+                present = self._rolled_back(chunk, manifest, where)
             if present:  # the deletion rolled back: the rows will be archived again
                 self.store.delete([chunk + ".jsonl.gz", chunk + ".manifest.json"])
                 removed += 1
@@ -173,6 +187,23 @@ class ArchiveSink:
                 self.committed()
                 marked += 1
         return marked, removed
+
+    def _rolled_back(self, chunk: str, manifest: Mapping[str, Any], where: In) -> bool:
+        """Are the rows of this row-batch chunk still in the table, i.e. did its batch
+        roll back? A batch deletes all its rows or none, and they are locked (unchanged)
+        until it ends, so: is every archived row still there, identical? Keys alone
+        cannot tell: they need not be unique (a partitioned table's `id`), and a row
+        that shares a key but was not archived would make a committed chunk, the
+        rows' only copy, look like an orphan to delete."""
+        data = chunk + ".jsonl.gz"
+        if not any(item.key == data for page in self.store.pages(data) for item in page):
+            return True  # killed before the chunk was stored: nothing was deleted for it
+        archived = set(_lines(self.store.get(data)))
+        columns = [str(c) for c in manifest["columns"]]
+        table = self.rt.policy.datasets[self.dataset].table or ""
+        rows = self.rt.catalog.store_of(self.dataset).select_settled(table, columns, where)
+        there = {_line(columns, row) for row in rows}
+        return bool(archived) and archived <= there
 
     def retire_replaced(self) -> int:
         """Delete chunks a done chunk replaces (an erasure killed between writing the

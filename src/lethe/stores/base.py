@@ -242,8 +242,9 @@ class RowStore(Protocol):
 
     def count(self, table: str, where: Condition) -> int: ...
 
-    def count_settled(self, table: str, where: Condition) -> int:
-        """Count, after any transaction writing these rows has ended (row locks)."""
+    def select_settled(self, table: str, columns: Sequence[str],
+                       where: Condition) -> list[tuple[Any, ...]]:
+        """`select`, after any transaction writing these rows has ended (row locks)."""
         ...
 
     def rows(self, table: str, where: Condition) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:

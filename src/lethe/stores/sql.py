@@ -287,15 +287,17 @@ class SqlStore:
                 conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
             return int(conn.execute(query).scalar_one())
 
-    def count_settled(self, table: str, where: Condition) -> int:
+    def select_settled(self, table: str, columns: Sequence[str],
+                       where: Condition) -> list[tuple[Any, ...]]:
         t = self.table(table)
-        query = sa.select(sa.literal(1)).select_from(t).where(self.compile(where, table))
+        query = sa.select(*(self.column(t, c, table) for c in columns)).where(
+            self.compile(where, table))
         if self.dialect == "postgresql":
             query = query.with_for_update(of=t)  # blocks while a batch holds these rows
-        with self._errors(f"counting rows of {table}"), \
+        with self._errors(f"reading rows of {table}"), \
                 self.engine.connect().execution_options(lethe_write=True) as conn, \
                 conn.begin():
-            return len(conn.execute(query).all())
+            return [tuple(row) for row in conn.execute(query)]
 
     def rows(self, table: str, where: Condition) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         t = self.table(table)
