@@ -210,25 +210,7 @@ def test_settle_waits_for_a_batch_still_writing_its_chunk(postgres_url: str,
     rt.close()
 
 
-def test_a_shared_key_deletes_only_what_was_archived(sqlite_url: str, tmp_path: Path) -> None:
-    """`key: user_id` is not unique: deleting by the key alone would take rows never
-    archived; the selection goes with it."""
-    engine = build_app(sqlite_url)
-    with engine.begin() as conn:  # a second invoice of user 3, not yet due
-        conn.execute(invoices.insert().values(id=99, user_id=3,
-                                              issued_at=datetime(2026, 5, 1, tzinfo=UTC)))
-    path = _policy(tmp_path, sqlite_url, f"file://{tmp_path / 'cold'}")
-    data = yaml.safe_load(path.read_text())
-    data["datasets"]["invoices"]["key"] = "user_id"
-    path.write_text(yaml.safe_dump(data))
-    rt = runtime(path)
-    [done] = execute(rt, build_plan(rt, ["invoices"])).actions
-    rt.close()
-    assert done.error is None and done.done == 10
-    assert {r[0] for r in _rows(engine)} == {99}  # the invoice that was not due stays
-
-
-def _shared_key_sink(app_url: str, tmp_path: Path) -> tuple[sa.Engine, Any, ArchiveSink]:
+def _shared_key(app_url: str, tmp_path: Path) -> tuple[sa.Engine, Any]:
     """`key: user_id` (not unique), and a second invoice of user 3 that is not due."""
     engine = build_app(app_url)
     with engine.begin() as conn:
@@ -238,7 +220,21 @@ def _shared_key_sink(app_url: str, tmp_path: Path) -> tuple[sa.Engine, Any, Arch
     data = yaml.safe_load(path.read_text())
     data["datasets"]["invoices"]["key"] = "user_id"
     path.write_text(yaml.safe_dump(data))
-    rt = runtime(path)
+    return engine, runtime(path)
+
+
+def test_a_shared_key_deletes_only_what_was_archived(sqlite_url: str, tmp_path: Path) -> None:
+    """`key: user_id` is not unique: deleting by the key alone would take rows never
+    archived; the selection goes with it."""
+    engine, rt = _shared_key(sqlite_url, tmp_path)
+    [done] = execute(rt, build_plan(rt, ["invoices"])).actions
+    rt.close()
+    assert done.error is None and done.done == 10
+    assert {r[0] for r in _rows(engine)} == {99}  # the invoice that was not due stays
+
+
+def _shared_key_sink(app_url: str, tmp_path: Path) -> tuple[sa.Engine, Any, ArchiveSink]:
+    engine, rt = _shared_key(app_url, tmp_path)
     return engine, rt, archive_sink(rt, "invoices", 0)
 
 
