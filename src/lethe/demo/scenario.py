@@ -64,7 +64,7 @@ def run_demo(directory: Path, clock: Clock, *, say: Say = None,
          f"data exports in {files}, and the policy {policy_path}")
     rt = Runtime.open(load_policy(policy_path), clock)
     try:
-        report = check(rt.catalog, rt.audit)
+        report = check(rt.catalog, rt.audit, rt.clock.now(), rt.control)
         tell(f"1. check: {len(report.findings)} findings "
              f"({'ok' if report.ok else 'problems found'})")
         before = build_plan(rt)
