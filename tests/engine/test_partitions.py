@@ -104,6 +104,25 @@ def test_expired_partitions_are_dropped_and_the_rest_batched(postgres_url: str,
     rt.close()
 
 
+def test_a_detach_that_waits_too_long_leaves_the_rows_to_batches(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The application holds a lock on the parent: the DETACH gives up after the lock
+    timeout instead of queueing every query behind it, and the rows go in batches."""
+    monkeypatch.setattr("lethe.stores.sql.PARTITION_LOCK_TIMEOUT", "200ms")
+    engine = _build(postgres_url)
+    due, total = _count(engine, CUTOFF), _count(engine)
+    rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url)), Clock(NOW))
+    with engine.connect() as reader:  # a long read: ACCESS SHARE on the parent
+        reader.execute(sa.text("SELECT count(*) FROM events"))
+        [done] = execute(rt, build_plan(rt), batch_size=500).actions
+        reader.rollback()
+    assert done.error is None and done.done == due and done.verified is True
+    assert _count(engine, CUTOFF) == 0 and _count(engine) == total - due
+    assert len(_partitions(engine)) == 13  # none dropped
+    assert not _audit(rt, "partitions.dropped")
+    rt.close()
+
+
 def test_a_hold_keeps_its_partition_whole_rows_path_instead(postgres_url: str,
                                                             tmp_path: Path) -> None:
     engine = _build(postgres_url)

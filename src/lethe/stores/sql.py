@@ -400,51 +400,62 @@ class SqlStore:
                         held: Callable[[], Condition], *,
                         estimate: bool = False) -> dict[str, tuple[int, bool]]:
         dropped: dict[str, tuple[int, bool]] = {}
-        for name in partitions:  # one short transaction each: the parent's lock is brief
-            try:
-                outcome = self._drop_partition(table, name, held, estimate)
-            except StoreError:
-                break  # e.g. the lock was not granted in time: the row batches go on
-            if outcome is not None:
-                dropped[name] = outcome
+        what = f"dropping a partition of {table}"
+        try:
+            with self._errors(what), \
+                    self.engine.connect().execution_options(lethe_write=True) as conn:
+                estimates: dict[str, int] = {}
+                if estimate:  # the planner's figures, read once (a detach leaves them)
+                    with conn.begin():
+                        estimates = self._planner_rows(conn, partitions)
+                for name in partitions:  # a short transaction each: the parent's lock is brief
+                    with self._errors(what), conn.begin():
+                        outcome = self._drop_partition(conn, table, name, held,
+                                                       estimates.get(name))
+                    if outcome is not None:
+                        dropped[name] = outcome
+        except StoreError:
+            pass  # e.g. the lock was not granted in time: the row batches go on
         self._removed[table] = self._removed.get(table, 0) + sum(
             rows for rows, _ in dropped.values())
         return dropped
 
+    def _planner_rows(self, conn: sa.Connection, partitions: Sequence[str]) -> dict[str, int]:
+        """The planner's row figures (`reltuples`) of these partitions; a partition never
+        analyzed (-1) has none."""
+        found = conn.execute(sa.text(
+            "SELECT p, reltuples::bigint FROM unnest(CAST(:ps AS text[])) AS p "
+            "JOIN pg_class ON pg_class.oid = to_regclass(p)"),
+            {"ps": [self._quoted(name) for name in partitions]}).all()
+        by_quoted = {self._quoted(name): name for name in partitions}
+        return {by_quoted[p]: int(rows) for p, rows in found if rows is not None and rows >= 0}
+
     def _detached(self, conn: sa.Connection, table: str, name: str,
                   held: Callable[[], Condition]) -> bool:
-        """Detach the partition (waiting at most the lock timeout), then read the holds:
-        one placed while the DETACH waited is seen. False when a held row is inside."""
+        """Detach the partition (waiting at most the lock timeout: never queue for long
+        behind the application's queries on the parent), then read the holds: one
+        placed while the DETACH waited is seen. False when a held row is inside."""
         part = self._partition(table, name)
-        conn.execute(sa.text(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'"))
-        conn.execute(sa.text(
-            f"ALTER TABLE {self._quoted(table)} DETACH PARTITION {self._quoted(name)}"))
+        conn.exec_driver_sql(  # one round trip; names are quoted, nothing is bound
+            f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'; "
+            f"ALTER TABLE {self._quoted(table)} DETACH PARTITION {self._quoted(name)}")
         holds = held()
         return holds == FALSE or conn.execute(
             sa.select(sa.literal(1)).select_from(part)
             .where(self.compile(holds, table, part)).limit(1)).first() is None
 
-    def _drop_partition(self, table: str, name: str, held: Callable[[], Condition],
-                        estimate: bool) -> tuple[int, bool] | None:
-        with self._errors(f"dropping a partition of {table}"), \
-                self.engine.connect().execution_options(lethe_write=True) as conn, \
-                conn.begin():
-            # never queue for long behind the application's queries on the parent
-            if not self._detached(conn, table, name, held):
-                conn.rollback()
-                return None
-            rows: int | None = None
-            if estimate:  # the planner's figure; -1 when the table was never analyzed
-                found = conn.execute(sa.text(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:p)"),
-                    {"p": self._quoted(name)}).scalar()
-                rows = int(found) if found is not None and found >= 0 else None
-            estimated = rows is not None
-            if rows is None:
-                rows = int(conn.execute(sa.select(sa.func.count()).select_from(
-                    self._partition(table, name))).scalar_one())
-            conn.execute(sa.text(f"DROP TABLE {self._quoted(name)}"))
-        return rows, estimated
+    def _drop_partition(self, conn: sa.Connection, table: str, name: str,
+                        held: Callable[[], Condition],
+                        estimate: int | None) -> tuple[int, bool] | None:
+        """Inside the caller's transaction: detach, check the holds, count (or take the
+        planner's `estimate`), drop. None (and rolled back) when a held row is inside."""
+        if not self._detached(conn, table, name, held):
+            conn.rollback()
+            return None
+        rows = estimate if estimate is not None else int(conn.execute(
+            sa.select(sa.func.count()).select_from(self._partition(table, name))).scalar_one())
+        conn.exec_driver_sql(f"DROP TABLE {self._quoted(name)}")
+        return rows, estimate is not None
 
     def archive_partition(self, table: str, partition: str, held: Callable[[], Condition],
                           write: Callable[[tuple[str, ...], list[tuple[Any, ...]]], None],
