@@ -201,9 +201,11 @@ def test_estimate_mode_reports_the_planner_figure_and_says_so(postgres_url: str,
                                           partitions={"count": "estimate"})), Clock(NOW))
     [planned] = build_plan(rt).actions
     assert planned.rows == due and planned.partitions == 9  # the plan still counts
-    [done] = execute(rt, build_plan(rt)).actions
+    result = execute(rt, build_plan(rt))
+    [done] = result.actions
     assert done.verified is True and done.estimated is True
     assert done.as_dict()["estimated"] is True
+    assert rt.control.run(result.run)["actions"][0]["estimated"] is True  # the run record
     assert done.done == estimate + (due - whole)  # plus October's rows, counted in batches
     assert _count(engine) == total - due  # every due row went, whatever the figure says
     [entry] = _audit(rt, "partitions.dropped")
@@ -220,9 +222,11 @@ def test_estimate_mode_counts_a_partition_never_analyzed(postgres_url: str,
     due = _count(engine, CUTOFF)
     rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url,
                                           partitions={"count": "estimate"})), Clock(NOW))
-    [done] = execute(rt, build_plan(rt)).actions
+    result = execute(rt, build_plan(rt))
+    [done] = result.actions
     assert done.done == due and done.estimated is False and done.verified is True
     assert _audit(rt, "partitions.dropped")[0]["estimated"] is False
+    assert rt.control.run(result.run)["actions"][0]["estimated"] is False
     rt.close()
 
 

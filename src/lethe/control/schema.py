@@ -51,6 +51,8 @@ run_actions = sa.Table(
     sa.Column("batches", sa.Integer, nullable=False, default=0),
     sa.Column("longest_batch_ms", sa.Float, nullable=False, default=0.0),
     sa.Column("error", sa.Text),
+    # `done` includes a dropped partition's planner estimate (migration 10; NULL before)
+    sa.Column("estimated", sa.Boolean),
 )
 
 holds = sa.Table(
@@ -128,8 +130,14 @@ subject_keys = sa.Table(
 
 
 def _create_initial(conn: Connection) -> None:
-    for table in (runs, run_actions, holds):
-        table.create(conn)
+    runs.create(conn)
+    # run actions as migration 1 made them: later migrations add their columns themselves
+    later = {"estimated"}
+    first = sa.MetaData()
+    runs.to_metadata(first)  # what the foreign key names
+    sa.Table(run_actions.name, first,
+             *(c._copy() for c in run_actions.columns if c.name not in later)).create(conn)
+    holds.create(conn)
 
 
 def _create_audit(conn: Connection) -> None:
@@ -251,6 +259,10 @@ def _create_certificates(conn: Connection) -> None:
     certificates.create(conn)
 
 
+def _add_estimated_flag(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE lethe_run_actions ADD COLUMN estimated BOOLEAN"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
     (2, "hash-chained audit log and signed checkpoints", _create_audit),
@@ -261,4 +273,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (7, "API keys, workspace regions, request workspaces", _create_api_tables),
     (8, "authorised residency transfers", _create_transfers),
     (9, "certificates of deletion", _create_certificates),
+    (10, "run actions say when a count is an estimate", _add_estimated_flag),
 ]

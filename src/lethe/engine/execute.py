@@ -305,7 +305,8 @@ def step_label(step: Step) -> str:
 def _record(rt: Runtime, run_id: int, index: int, action: ActionResult) -> None:
     rt.control.record_action(run_id, index, done=action.done, verified=action.verified,
                              remaining=action.remaining, batches=action.batches,
-                             longest_batch_ms=action.longest_batch_ms, error=action.error)
+                             longest_batch_ms=action.longest_batch_ms, error=action.error,
+                             estimated=action.estimated)
     step = action.planned.step
     rt.audit.append(RetentionStep(run_id, step.dataset, step.rule, step.action, step.parent,
                                   action.planned.rows, action.planned.held, action.done,

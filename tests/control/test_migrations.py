@@ -1,0 +1,59 @@
+"""Upgrading a control store: a store an older lethe left behind gains the newer tables
+and columns, and keeps what it holds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from lethe.control.schema import MIGRATIONS, migrations_table
+from lethe.control.store import ControlStore
+from lethe.stores.sql import create_sql_engine
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _store_at(url: str, version: int) -> None:
+    """What lethe with migrations up to `version` made, with one run recorded."""
+    engine = create_sql_engine(url)
+    with engine.begin() as conn:
+        migrations_table.create(conn)
+        for number, name, step in MIGRATIONS:
+            if number <= version:
+                step(conn)
+                conn.execute(migrations_table.insert().values(version=number, name=name,
+                                                              applied_at=NOW))
+        run = conn.execute(sa.text(
+            "INSERT INTO lethe_runs (started_at, now, status, actor, host, datasets) "
+            "VALUES (:t, :t, 'completed', 'old', 'host', '[\"sessions\"]') RETURNING id"),
+            {"t": NOW}).scalar_one()
+        conn.execute(sa.text(
+            "INSERT INTO lethe_run_actions (run_id, position, dataset, action, planned, held,"
+            " done, batches, longest_batch_ms) VALUES (:r, 0, 'sessions', 'delete', 5, 0, 5,"
+            " 1, 2.0)"), {"r": run})
+    engine.dispose()
+
+
+def test_a_version_9_store_gains_the_estimated_flag_and_keeps_its_runs(app_url: str) -> None:
+    _store_at(app_url, 9)
+    control = ControlStore(app_url)  # migrates
+    assert control.schema_version() == MIGRATIONS[-1][0] == 10
+    [old] = control.recent_runs()
+    assert old["status"] == "completed"
+    [action] = control.run(int(old["id"]))["actions"]
+    assert action["done"] == 5 and action["estimated"] is None  # not known then
+    run = control.start_run(NOW, "new", "host", ["sessions"], [
+        {"dataset": "sessions", "action": "delete", "planned": 3, "held": 0}])
+    control.record_action(run, 0, done=3, estimated=True)
+    [action] = control.run(run)["actions"]
+    control.close()
+    assert action["done"] == 3 and action["estimated"] is True
+
+
+def test_a_new_store_has_every_column_once(app_url: str) -> None:
+    control = ControlStore(app_url)
+    with control.engine.connect() as conn:
+        columns = [c["name"] for c in sa.inspect(conn).get_columns("lethe_run_actions")]
+    control.close()
+    assert columns.count("estimated") == 1
