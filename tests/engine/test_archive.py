@@ -223,6 +223,69 @@ def _shared_key(app_url: str, tmp_path: Path) -> tuple[sa.Engine, Any]:
     return engine, runtime(path)
 
 
+def test_settle_waits_for_a_batch_that_has_written_only_its_manifest(
+        postgres_url: str, tmp_path: Path) -> None:
+    """A batch writes its manifest, then its chunk. Settling in between must wait for
+    the batch (its rows are locked) rather than take a missing chunk for an orphan and
+    delete the manifest the committed chunk needs."""
+    import threading
+
+    engine = build_app(postgres_url)
+    cold = f"file://{tmp_path / 'cold'}"
+    rt = runtime(_policy(tmp_path, postgres_url, cold))
+    writer: ArchiveSink = archive_sink(rt, "invoices", 0)
+    rows = _rows(engine)[:4]
+    ids = [r[0] for r in rows]
+    outcome: list[tuple[int, int]] = []
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        conn.execute(sa.select(invoices).where(invoices.c.id.in_(ids)).with_for_update())
+        writer.write(tuple(c.name for c in invoices.columns), rows)
+        [(chunk, _, _)] = writer.pending
+        data = writer.store.get(chunk + ".jsonl.gz")
+        writer.store.delete([chunk + ".jsonl.gz"])  # as if between the manifest and the chunk
+        settler = threading.Thread(
+            target=lambda: outcome.append(archive_sink(rt, "invoices", 0).settle()))
+        settler.start()
+        time.sleep(1.0)
+        assert settler.is_alive() and not outcome  # waiting on the batch's row locks
+        writer.store.put(chunk + ".jsonl.gz", data)
+        conn.execute(sa.delete(invoices).where(invoices.c.id.in_(ids)))
+        transaction.commit()
+    settler.join(timeout=30)
+    assert outcome == [(1, 0)]
+    assert restore(rt, "invoices").restored == 4  # manifest and chunk both there
+    rt.close()
+
+
+def test_settle_removes_a_rolled_back_chunk_even_after_the_app_changed_a_row(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """Killed and rolled back; before the next run the application deletes one of the
+    rows and edits another. The rest are still there: the chunk is an orphan."""
+    engine = build_app(sqlite_url)
+    rt = runtime(_policy(tmp_path, sqlite_url, f"file://{tmp_path / 'cold'}"))
+    sink = archive_sink(rt, "invoices", 0)
+    rows = _rows(engine)[:4]
+    sink.write(tuple(c.name for c in invoices.columns), rows)
+    sink.pending.clear()
+    with engine.begin() as conn:
+        conn.execute(sa.delete(invoices).where(invoices.c.id == rows[0][0]))
+        conn.execute(sa.update(invoices).where(invoices.c.id == rows[1][0])
+                     .values(issued_at=datetime(2026, 5, 2, tzinfo=UTC)))
+    assert sink.settle() == (0, 1)
+    assert not list(sink.done_chunks())
+    rt.close()
+
+
+def test_times_compare_as_instants_whatever_their_offset() -> None:
+    from lethe.engine.archive import _comparable
+
+    utc = json.dumps({"at": "2025-04-27T10:00:00+00:00", "id": 1, "note": "2025"})
+    paris = json.dumps({"at": "2025-04-27T12:00:00+02:00", "id": 1, "note": "2025"})
+    later = json.dumps({"at": "2025-04-27T12:00:00+00:00", "id": 1, "note": "2025"})
+    assert _comparable(utc) == _comparable(paris) != _comparable(later)
+
+
 def test_a_shared_key_deletes_only_what_was_archived(sqlite_url: str, tmp_path: Path) -> None:
     """`key: user_id` is not unique: deleting by the key alone would take rows never
     archived; the selection goes with it."""

@@ -29,6 +29,7 @@ from lethe.engine.runtime import Runtime
 from lethe.governance.check import check
 from lethe.holds import parse_scope, place_hold
 from lethe.policy.load import load_policy
+from lethe.stores.base import FALSE as FALSE_CONDITION
 from lethe.stores.base import TRUE
 from lethe.stores.sql import normalize_url
 
@@ -121,6 +122,32 @@ def test_a_detach_that_waits_too_long_leaves_the_rows_to_batches(
     assert len(_partitions(engine)) == 13  # none dropped
     assert not _audit(rt, "partitions.dropped")
     rt.close()
+
+
+def test_names_with_a_percent_sign_are_sent_as_written(postgres_url: str) -> None:
+    """Partition SQL is sent without parameters: the driver must not read `%d` in a
+    quoted name as a placeholder (nor turn `%%` into `%`, naming another partition)."""
+    from lethe.stores.sql import SqlStore
+
+    engine = sa.create_engine(normalize_url(postgres_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text('CREATE TABLE "ev%d" (id bigint, at timestamptz NOT NULL) '
+                             "PARTITION BY RANGE (at)"))
+        for name, low, high in (("ev%d_old", "2024-01-01", "2025-01-01"),
+                                ("ev%%d_old", "2025-01-01", "2026-01-01")):
+            conn.execute(sa.text(f'CREATE TABLE "{name}" PARTITION OF "ev%d" '
+                                 f"FOR VALUES FROM ('{low}') TO ('{high}')"))
+        conn.execute(sa.text('INSERT INTO "ev%d" VALUES (1, \'2024-06-01\'), '
+                             "(2, '2025-06-01')"))
+    store = SqlStore("app", postgres_url)
+    assert sorted(p.name for p in store.partitions("ev%d", "at")) == ["ev%%d_old", "ev%d_old"]
+    dropped = store.drop_partitions("ev%d", ["ev%d_old"], lambda: FALSE_CONDITION)
+    store.engine.dispose()
+    assert dropped == {"ev%d_old": (1, False)}
+    with engine.connect() as conn:
+        left = conn.execute(sa.text('SELECT id FROM "ev%d"')).scalars().all()
+    engine.dispose()
+    assert left == [2]  # the other partition, `ev%%d_old`, is untouched
 
 
 def test_a_hold_keeps_its_partition_whole_rows_path_instead(postgres_url: str,

@@ -6,6 +6,7 @@ import json
 import zipfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -108,6 +109,47 @@ def test_erasure_soft_deletes_then_erases_and_certifies(app_url: str, tmp_path: 
     assert EMAIL not in text
     cited = {(e["seq"], e["hash"]) for e in document["certificate"]["evidence"]["audit_entries"]}
     assert cited == {(e.seq, e.hash) for e in entries if e.action != "request.completed"}
+
+
+def test_an_erasure_failing_midway_audits_what_it_did_and_the_next_run_finishes(
+        app_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lethe.errors import StoreError
+    from lethe.requests.erasure import Group
+
+    engine = build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    rt = runtime(policy)
+    record = open_request(rt, "erasure", "user", [f"email={EMAIL}"])
+    run_request(rt, record.id, tmp_path / "out")  # soft delete
+    rt.close()
+    erase_dataset = Group._erase_dataset
+
+    def failing(self: Group, name: str, *args: Any) -> None:
+        if name == "users":
+            raise StoreError("the store went away", path="stores.app")
+        erase_dataset(self, name, *args)
+
+    monkeypatch.setattr(Group, "_erase_dataset", failing)
+    rt = runtime(policy, NOW + timedelta(days=31))
+    with pytest.raises(StoreError, match="went away"):  # the first error, not another
+        run_request(rt, record.id, tmp_path / "out")
+    [first] = [json.loads(e.details)["datasets"]
+               for e in rt.audit.entries(target=f"request:{record.id}")
+               if e.action == "request.erased"]
+    assert first["sessions"]["done"] == 2 and "users" not in first
+    assert {70, 71} & ids(engine, sessions) == set() and 7 in ids(engine, users)
+    monkeypatch.setattr(Group, "_erase_dataset", erase_dataset)
+    done = run_request(rt, record.id, tmp_path / "out")
+    second = [json.loads(e.details)["datasets"]
+              for e in rt.audit.entries(target=f"request:{record.id}")
+              if e.action == "request.erased"][-1]
+    rt.close()
+    assert done.record.status == "completed" and 7 not in ids(engine, users)
+    # the certificate counts the sessions the failed run erased (from the baseline)
+    assert done.as_dict()["datasets"]["sessions"] == {"rows": 2, "erased": 2, "retained": 0,
+                                                      "held": 0}
+    assert second["sessions"] == {"rows": 2, "done": 0, "retained": 0, "held": 0,
+                                  "action": "delete"}
 
 
 def test_held_subject_stays_open_naming_the_hold(app_url: str, tmp_path: Path) -> None:

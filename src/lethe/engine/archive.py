@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -67,6 +67,24 @@ def _lines(data: bytes) -> list[str]:
     except (OSError, EOFError, UnicodeDecodeError):
         raise StoreError("an archive chunk is not gzipped JSON lines",
                          path="archive") from None
+
+
+def _comparable(line: str) -> str:
+    """A chunk line with its times in UTC: the same instant reads back with another
+    offset under another session time zone."""
+    row = json.loads(line)
+    return json.dumps({k: _utc_text(v) for k, v in row.items()}, sort_keys=True,
+                      ensure_ascii=False)
+
+
+def _utc_text(value: Any) -> Any:
+    if not isinstance(value, str) or len(value) < 19 or value[10] != "T":
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return moment.astimezone(UTC).isoformat() if moment.tzinfo is not None else value
 
 
 def decode_rows(data: bytes) -> list[dict[str, Any]]:
@@ -189,21 +207,23 @@ class ArchiveSink:
         return marked, removed
 
     def _rolled_back(self, chunk: str, manifest: Mapping[str, Any], where: In) -> bool:
-        """Are the rows of this row-batch chunk still in the table, i.e. did its batch
-        roll back? A batch deletes all its rows or none, and they are locked (unchanged)
-        until it ends, so: is every archived row still there, identical? Keys alone
-        cannot tell: they need not be unique (a partitioned table's `id`), and a row
-        that shares a key but was not archived would make a committed chunk, the
-        rows' only copy, look like an orphan to delete."""
-        data = chunk + ".jsonl.gz"
-        if not any(item.key == data for page in self.store.pages(data) for item in page):
-            return True  # killed before the chunk was stored: nothing was deleted for it
-        archived = set(_lines(self.store.get(data)))
+        """Did the batch that wrote this row-batch chunk roll back (or die before its
+        delete)? Reading the rows settled comes first: it waits for a batch still
+        holding them (a batch locks its rows before it writes the manifest), so a chunk
+        still being written is never taken for an orphan. Then, a batch deletes all its
+        rows or none: one archived row still in the table, identical, means it rolled
+        back (the application may have changed others since). Rows are compared whole,
+        not by key: keys need not be unique (a partitioned table's `id`), and a row that
+        only shares a key would make a committed chunk, the rows' only copy, look like
+        an orphan to delete."""
         columns = [str(c) for c in manifest["columns"]]
         table = self.rt.policy.datasets[self.dataset].table or ""
         rows = self.rt.catalog.store_of(self.dataset).select_settled(table, columns, where)
-        there = {_line(columns, row) for row in rows}
-        return bool(archived) and archived <= there
+        data = chunk + ".jsonl.gz"
+        if not any(item.key == data for page in self.store.pages(data) for item in page):
+            return True  # its batch ended without storing it: nothing was deleted for it
+        archived = {_comparable(line) for line in _lines(self.store.get(data))}
+        return any(_comparable(_line(columns, row)) in archived for row in rows)
 
     def retire_replaced(self) -> int:
         """Delete chunks a done chunk replaces (an erasure killed between writing the

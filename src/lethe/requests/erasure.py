@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -267,9 +268,11 @@ class Group:
                 self._erase_keyed(name, baselines)
             for name, where in self.where.items():
                 self._erase_dataset(name, where, baselines, fresh)
-        finally:  # what was done is audited even when a dataset failed
-            self.rt.audit.append_many([RequestErased(s.record.id, self._steps[s.record.id])
-                                       for s in self.subjects if self._steps[s.record.id]])
+        except BaseException:
+            with suppress(LetheError):  # audit what was done; the first error is the one told
+                self._audit_steps()
+            raise
+        self._audit_steps()
         held = [s for s in self.subjects
                 if any(r.held for r in s.outcome.datasets.values())]
         if held:
@@ -368,6 +371,14 @@ class Group:
                 report.retained, report.erased = retained.get(k, 0), rows - staying
             s.outcome.datasets[name] = report
             self._step(s, name, report, erased_now.get(k, 0) if deletes else report.erased)
+
+    def _audit_steps(self) -> None:
+        """One `request.erased` per request: what this run did to every dataset. (A run
+        killed before it writes them is accounted for by the next: its entry's `rows`
+        come from the baselines, so rows minus done, retained and held is what went
+        before that run.)"""
+        self.rt.audit.append_many([RequestErased(s.record.id, self._steps[s.record.id])
+                                   for s in self.subjects if self._steps[s.record.id]])
 
     def _step(self, s: Subject, name: str, report: DatasetReport, done: int) -> None:
         """Remember what this run did to a dataset for the subject's `request.erased`."""

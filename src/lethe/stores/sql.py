@@ -66,6 +66,8 @@ from lethe.stores.sql_values import (
 from lethe.stores.windows import KeySpan, is_dense, next_width
 
 ARRAY_AFTER = 16  # longer IN lists go to PostgreSQL as one array parameter
+# SQL sent as written: without parameters the driver must not read `%` in a name as one
+VERBATIM: dict[str, Any] = {"no_parameters": True}
 PARTITION_LOCK_TIMEOUT = "5s"  # how long a DETACH may wait for the parent's lock
 _RANGE_UPPER = re.compile(r"TO \((.+)\)\s*$")  # a range partition's upper bound
 
@@ -129,6 +131,7 @@ class SqlStore:
             raise StoreError(f"cannot open store: {type(exc).__name__}",
                              path=f"stores.{name}") from None
         self.dialect = self.engine.dialect.name
+        self._doubles_percent = "%%" in str(self.engine.dialect.identifier_preparer.quote("%"))
         self._metadata = sa.MetaData()
         self._reflecting = threading.Lock()  # the API reads on many threads at once
         self._tables: dict[str, TableInfo] | None = None
@@ -382,7 +385,12 @@ class SqlStore:
         return found
 
     def _quoted(self, name: str) -> str:
-        return str(self.engine.dialect.identifier_preparer.quote(name))
+        """The identifier as PostgreSQL spells it (quoted where needed), for SQL text and
+        bound values. SQLAlchemy's quoting also doubles `%` for the driver's paramstyle;
+        undone here, because `sa.text` doubles it again and `VERBATIM` SQL is sent as is
+        (a name with `%` otherwise named another relation, or none)."""
+        quoted = str(self.engine.dialect.identifier_preparer.quote(name))
+        return quoted.replace("%%", "%") if self._doubles_percent else quoted
 
     def _partition(self, table: str, partition: str) -> sa.Table:
         """A partition as a table with its parent's columns (partitions are not listed
@@ -438,7 +446,8 @@ class SqlStore:
         part = self._partition(table, name)
         conn.exec_driver_sql(  # one round trip; names are quoted, nothing is bound
             f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'; "
-            f"ALTER TABLE {self._quoted(table)} DETACH PARTITION {self._quoted(name)}")
+            f"ALTER TABLE {self._quoted(table)} DETACH PARTITION {self._quoted(name)}",
+            execution_options=VERBATIM)
         holds = held()
         return holds == FALSE or conn.execute(
             sa.select(sa.literal(1)).select_from(part)
@@ -454,7 +463,7 @@ class SqlStore:
             return None
         rows = estimate if estimate is not None else int(conn.execute(
             sa.select(sa.func.count()).select_from(self._partition(table, name))).scalar_one())
-        conn.exec_driver_sql(f"DROP TABLE {self._quoted(name)}")
+        conn.exec_driver_sql(f"DROP TABLE {self._quoted(name)}", execution_options=VERBATIM)
         return rows, estimate is not None
 
     def archive_partition(self, table: str, partition: str, held: Callable[[], Condition],
@@ -549,7 +558,7 @@ class SqlStore:
         if table not in self._estimates:
             estimate = conn.execute(
                 sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
-                {"name": self.engine.dialect.identifier_preparer.quote(table)}).scalar()
+                {"name": self._quoted(table)}).scalar()
             self._estimates[table] = int(estimate if estimate is not None else -1)
         return self._estimates[table]
 
