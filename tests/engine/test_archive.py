@@ -178,56 +178,12 @@ def test_killed_archive_run_loses_nothing_and_archives_nothing_twice(
 
 
 @pytest.mark.postgres
-def test_settle_waits_for_a_batch_still_writing_its_chunk(postgres_url: str,
-                                                          tmp_path: Path) -> None:
-    """Another process's batch has written its chunk and holds its rows: settling must
-    not take that chunk for an orphan (its rows are about to be deleted)."""
-    import threading
-
-    engine = build_app(postgres_url)
-    cold = f"file://{tmp_path / 'cold'}"
-    rt = runtime(_policy(tmp_path, postgres_url, cold))
-    writer: ArchiveSink = archive_sink(rt, "invoices", 0)
-    rows = _rows(engine)[:4]
-    ids = [r[0] for r in rows]
-    outcome: list[tuple[int, int]] = []
-    with engine.connect() as conn:
-        transaction = conn.begin()
-        conn.execute(sa.select(invoices).where(invoices.c.id.in_(ids)).with_for_update())
-        writer.write(tuple(c.name for c in invoices.columns), rows)
-        settler = threading.Thread(
-            target=lambda: outcome.append(archive_sink(rt, "invoices", 0).settle()))
-        settler.start()
-        time.sleep(1.0)
-        assert settler.is_alive() and not outcome  # waiting on the batch's row locks
-        conn.execute(sa.delete(invoices).where(invoices.c.id.in_(ids)))
-        transaction.commit()
-    settler.join(timeout=30)
-    assert outcome == [(1, 0)]  # the rows went: the chunk is theirs, marked done
-    keys = _chunk_keys(cold)
-    assert sum(k.endswith(".jsonl.gz") for k in keys) == 1
-    assert sum(k.endswith(".done") for k in keys) == 1
-    rt.close()
-
-
-def _shared_key(app_url: str, tmp_path: Path) -> tuple[sa.Engine, Any]:
-    """`key: user_id` (not unique), and a second invoice of user 3 that is not due."""
-    engine = build_app(app_url)
-    with engine.begin() as conn:
-        conn.execute(invoices.insert().values(id=99, user_id=3,
-                                              issued_at=datetime(2026, 5, 1, tzinfo=UTC)))
-    path = _policy(tmp_path, app_url, f"file://{tmp_path / 'cold'}")
-    data = yaml.safe_load(path.read_text())
-    data["datasets"]["invoices"]["key"] = "user_id"
-    path.write_text(yaml.safe_dump(data))
-    return engine, runtime(path)
-
-
-def test_settle_waits_for_a_batch_that_has_written_only_its_manifest(
-        postgres_url: str, tmp_path: Path) -> None:
-    """A batch writes its manifest, then its chunk. Settling in between must wait for
-    the batch (its rows are locked) rather than take a missing chunk for an orphan and
-    delete the manifest the committed chunk needs."""
+@pytest.mark.parametrize("chunk_stored", [True, False], ids=["chunk", "manifest-only"])
+def test_settle_waits_for_a_batch_still_writing_its_chunk(postgres_url: str, tmp_path: Path,
+                                                          chunk_stored: bool) -> None:
+    """Another process's batch holds its rows and has written its chunk (or so far only
+    the manifest, which goes first): settling must wait for it, not take the chunk for
+    an orphan (its rows are about to be deleted) nor drop the manifest it needs."""
     import threading
 
     engine = build_app(postgres_url)
@@ -243,7 +199,8 @@ def test_settle_waits_for_a_batch_that_has_written_only_its_manifest(
         writer.write(tuple(c.name for c in invoices.columns), rows)
         [(chunk, _, _)] = writer.pending
         data = writer.store.get(chunk + ".jsonl.gz")
-        writer.store.delete([chunk + ".jsonl.gz"])  # as if between the manifest and the chunk
+        if not chunk_stored:  # as if between the manifest and the chunk
+            writer.store.delete([chunk + ".jsonl.gz"])
         settler = threading.Thread(
             target=lambda: outcome.append(archive_sink(rt, "invoices", 0).settle()))
         settler.start()
@@ -253,9 +210,25 @@ def test_settle_waits_for_a_batch_that_has_written_only_its_manifest(
         conn.execute(sa.delete(invoices).where(invoices.c.id.in_(ids)))
         transaction.commit()
     settler.join(timeout=30)
-    assert outcome == [(1, 0)]
+    assert outcome == [(1, 0)]  # the rows went: the chunk is theirs, marked done
+    keys = _chunk_keys(cold)
+    assert sum(k.endswith(".jsonl.gz") for k in keys) == 1
+    assert sum(k.endswith(".done") for k in keys) == 1
     assert restore(rt, "invoices").restored == 4  # manifest and chunk both there
     rt.close()
+
+
+def _shared_key(app_url: str, tmp_path: Path) -> tuple[sa.Engine, Any]:
+    """`key: user_id` (not unique), and a second invoice of user 3 that is not due."""
+    engine = build_app(app_url)
+    with engine.begin() as conn:
+        conn.execute(invoices.insert().values(id=99, user_id=3,
+                                              issued_at=datetime(2026, 5, 1, tzinfo=UTC)))
+    path = _policy(tmp_path, app_url, f"file://{tmp_path / 'cold'}")
+    data = yaml.safe_load(path.read_text())
+    data["datasets"]["invoices"]["key"] = "user_id"
+    path.write_text(yaml.safe_dump(data))
+    return engine, runtime(path)
 
 
 def test_settle_removes_a_rolled_back_chunk_even_after_the_app_changed_a_row(
