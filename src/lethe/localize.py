@@ -24,6 +24,7 @@ from lethe.stores.base import (
     Not,
     Or,
     Partition,
+    PartitionDrops,
     RowStore,
     Sweep,
     Value,
@@ -103,7 +104,7 @@ class LocalStore:
 
     def drop_partitions(self, table: str, partitions: Sequence[str],
                         held: Callable[[], Condition], *,
-                        estimate: bool = False) -> dict[str, tuple[int, bool]]:
+                        estimate: bool = False) -> PartitionDrops:
         return self.inner.drop_partitions(table, partitions, lambda: self._local(held()),
                                           estimate=estimate)
 

@@ -55,6 +55,7 @@ class ActionResult:
     batch_ms: float = 0.0  # time inside batches, verification and planning excluded
     error: str | None = None
     estimated: bool = False  # `done` holds a dropped partition's planner estimate
+    partitions_stopped: str | None = None  # why the partition path stopped early
 
     def as_dict(self) -> dict[str, Any]:
         data = self.planned.as_dict()
@@ -66,6 +67,8 @@ class ActionResult:
             data["remaining"] = self.remaining
         if self.error:
             data["error"] = self.error
+        if self.partitions_stopped:
+            data["partitions_stopped"] = self.partitions_stopped
         return data
 
 
@@ -201,6 +204,7 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
         count = len(dropped.partitions)
         action.done += dropped.rows
         action.estimated = dropped.estimated
+        action.partitions_stopped = dropped.stopped
         action.batches += count
         action.batch_ms += elapsed_ms
         action.longest_batch_ms = max(action.longest_batch_ms, elapsed_ms / max(count, 1))

@@ -40,6 +40,7 @@ class Dropped:
     partitions: tuple[str, ...] = ()
     rows: int = 0
     estimated: bool = False  # `rows` includes the planner's estimate for some partition
+    stopped: str | None = None  # why the partition path stopped early (rows went in batches)
 
 
 def eligible(rt: Runtime, builder: StepBuilder, step: Step) -> bool:
@@ -90,12 +91,13 @@ def drop_expired(rt: Runtime, builder: StepBuilder, step: Step,
             return Dropped()
         if sink is not None:
             return _archive(rt, step, expired, held, sink, chunk_rows)
-        dropped = rt.catalog.store_of(step.dataset).drop_partitions(
+        drops = rt.catalog.store_of(step.dataset).drop_partitions(
             ds.table or "", expired, held, estimate=ds.partitions.count == "estimate")
-    except StoreError:
-        return Dropped()
+    except StoreError as exc:
+        return Dropped(stopped=exc.message)
+    dropped = drops.dropped
     return Dropped(tuple(dropped), sum(rows for rows, _ in dropped.values()),
-                   any(estimated for _, estimated in dropped.values()))
+                   any(estimated for _, estimated in dropped.values()), drops.stopped)
 
 
 def _archive(rt: Runtime, step: Step, names: list[str], held: HeldReader,
@@ -107,13 +109,15 @@ def _archive(rt: Runtime, step: Step, names: list[str], held: HeldReader,
     store = rt.catalog.store_of(step.dataset)
     done: list[str] = []
     rows = 0
+    stopped = None
     for name in names:
         try:
             archived = store.archive_partition(table, name, held,
                                                partial(sink.write, partition=name),
                                                chunk_rows)
-        except StoreError:
+        except StoreError as exc:
             _abandon(sink)
+            stopped = exc.message
             break
         if archived is None:  # a held row inside: the partition stays, its chunks go
             _abandon(sink)
@@ -121,7 +125,7 @@ def _archive(rt: Runtime, step: Step, names: list[str], held: HeldReader,
         sink.committed()
         done.append(name)
         rows += archived
-    return Dropped(tuple(done), rows)
+    return Dropped(tuple(done), rows, stopped=stopped)
 
 
 def _abandon(sink: ArchiveSink) -> None:

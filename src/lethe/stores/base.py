@@ -228,6 +228,16 @@ class Partition:
     upper: datetime | None  # exclusive; None: MAXVALUE or the default partition
 
 
+@dataclass(frozen=True)
+class PartitionDrops:
+    """What `drop_partitions` did: per dropped partition (rows, whether that figure is
+    the planner's estimate), and why it stopped early, if it did (a lock not granted in
+    time, above all): the row batches take the rest, and the run says why."""
+
+    dropped: dict[str, tuple[int, bool]]
+    stopped: str | None = None
+
+
 @runtime_checkable
 class RowStore(Protocol):
     """A store of rows addressed by table and key (SQL today)."""
@@ -282,13 +292,13 @@ class RowStore(Protocol):
 
     def drop_partitions(self, table: str, partitions: Sequence[str],
                         held: Callable[[], Condition], *,
-                        estimate: bool = False) -> dict[str, tuple[int, bool]]:
+                        estimate: bool = False) -> PartitionDrops:
         """Detach and drop each partition in a transaction of its own, unless a row that
         the holds read after the detach (`held()`) keep is in it (then it stays
         attached); for each dropped one, (rows it held, whether that figure is the
         planner's estimate — only with `estimate`, and only where one exists). It stops
-        at the first partition it cannot detach (a lock not granted in time): the row
-        batches take the rest."""
+        at the first partition it cannot detach (a lock not granted in time), saying
+        why: the row batches take the rest."""
         ...
 
     def archive_partition(self, table: str, partition: str, held: Callable[[], Condition],

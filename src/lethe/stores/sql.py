@@ -46,6 +46,7 @@ from lethe.stores.base import (
     Older,
     Or,
     Partition,
+    PartitionDrops,
     SetColumns,
     Sweep,
     TableInfo,
@@ -406,9 +407,10 @@ class SqlStore:
 
     def drop_partitions(self, table: str, partitions: Sequence[str],
                         held: Callable[[], Condition], *,
-                        estimate: bool = False) -> dict[str, tuple[int, bool]]:
+                        estimate: bool = False) -> PartitionDrops:
         dropped: dict[str, tuple[int, bool]] = {}
         what = f"dropping a partition of {table}"
+        stopped = None
         try:
             with self._errors(what), \
                     self.engine.connect().execution_options(lethe_write=True) as conn:
@@ -422,11 +424,11 @@ class SqlStore:
                                                        estimates.get(name))
                     if outcome is not None:
                         dropped[name] = outcome
-        except StoreError:
-            pass  # e.g. the lock was not granted in time: the row batches go on
+        except StoreError as exc:  # e.g. the lock was not granted in time
+            stopped = exc.message  # names no value (describe_db_error)
         self._removed[table] = self._removed.get(table, 0) + sum(
             rows for rows, _ in dropped.values())
-        return dropped
+        return PartitionDrops(dropped, stopped)
 
     def _planner_rows(self, conn: sa.Connection, partitions: Sequence[str]) -> dict[str, int]:
         """The planner's row figures (`reltuples`) of these partitions; a partition never
