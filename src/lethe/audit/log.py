@@ -37,7 +37,7 @@ from lethe.audit.chain import (
 )
 from lethe.audit.events import AuditEvent, AuditPruned, require_registered
 from lethe.control.schema import audit, audit_checkpoints
-from lethe.control.tx import transaction
+from lethe.control.tx import joined, transaction
 from lethe.crypto.signing import ensure_key, key_id, load_key, public_pem, sign
 
 APPEND_LOCK = 7263002
@@ -112,11 +112,12 @@ class AuditLog:
 
     # -- writing ------------------------------------------------------------------------
     @contextmanager
-    def _locked(self, what: str) -> Iterator[Connection]:
-        with transaction(self.engine, what) as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK})
-            yield conn
+    def _locked(self, what: str, conn: Connection | None = None) -> Iterator[Connection]:
+        with joined(self.engine, conn, what) as locked:
+            if locked.dialect.name == "postgresql":
+                locked.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
+                               {"k": APPEND_LOCK})
+            yield locked
 
     def key(self) -> Ed25519PrivateKey:
         if self._key is None:
@@ -134,14 +135,16 @@ class AuditLog:
     def append(self, event: AuditEvent) -> Entry:
         return self.append_many([event])[0]
 
-    def append_many(self, events: Sequence[AuditEvent]) -> list[Entry]:
-        """Append in one transaction: one lock and one commit for the whole list."""
+    def append_many(self, events: Sequence[AuditEvent], *,
+                    conn: Connection | None = None) -> list[Entry]:
+        """Append in one transaction: one lock and one commit for the whole list; in
+        `conn`'s open transaction when given (the entries commit with that work)."""
         for event in events:
             require_registered(event)
         written: list[Entry] = []
         if not events:
             return written
-        with self._locked("appending to the audit log") as conn:
+        with self._locked("appending to the audit log", conn) as conn:
             seq, prev = self._head(conn)
             at = timestamp()  # one instant for the whole append
             rows = []

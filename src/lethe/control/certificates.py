@@ -6,24 +6,25 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from lethe.control.schema import certificates
-from lethe.control.tx import transaction
+from lethe.control.tx import joined, transaction
 
 
 class CertificateStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def put_many(self, documents: Sequence[tuple[int, str]]) -> None:
-        """(request id, signed JSON text) pairs, in one transaction; a request certified
-        again (a rerun after a crash) keeps its latest certificate."""
+    def put_many(self, documents: Sequence[tuple[int, str]], *,
+                 conn: Connection | None = None) -> None:
+        """(request id, signed JSON text) pairs, in one transaction (`conn`'s when given);
+        a request certified again (a rerun after a crash) keeps its latest certificate."""
         if not documents:
             return
         ids = [request_id for request_id, _ in documents]
         now = datetime.now(UTC)
-        with transaction(self.engine, "storing certificates") as conn:
+        with joined(self.engine, conn, "storing certificates") as conn:
             for start in range(0, len(ids), 900):
                 conn.execute(certificates.delete().where(
                     certificates.c.request_id.in_(ids[start:start + 900])))

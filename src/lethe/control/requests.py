@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from lethe.control.schema import request_baselines, requests
-from lethe.control.tx import as_utc, transaction
+from lethe.control.tx import as_utc, joined, transaction
 from lethe.errors import NotFound
 
 SCRUBBED = "{}"
@@ -98,14 +98,16 @@ class RequestStore:
             raise NotFound(f"no request with id {missing}", path="request")
         return [by_id[i] for i in request_ids]
 
-    def update_each(self, changes: list[tuple[int, dict[str, Any]]]) -> None:
-        """Several requests, each with its own values, in one transaction."""
+    def update_each(self, changes: list[tuple[int, dict[str, Any]]], *,
+                    conn: Connection | None = None) -> None:
+        """Several requests, each with its own values, in one transaction (`conn`'s
+        when given)."""
         batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for request_id, values in changes:
             encoded = _encoded(values)
             batches.setdefault(tuple(sorted(encoded)), []).append(
                 {"request_id": request_id, **{f"v_{k}": v for k, v in encoded.items()}})
-        with self._tx("updating requests") as conn:
+        with joined(self.engine, conn, "updating requests") as conn:
             for names, rows in batches.items():  # one executemany per set of columns
                 conn.execute(requests.update().where(requests.c.id == sa.bindparam("request_id"))
                              .values({n: sa.bindparam(f"v_{n}") for n in names}), rows)
@@ -128,8 +130,9 @@ class RequestStore:
             with self._tx("writing erasure baselines") as conn:
                 conn.execute(request_baselines.insert(), rows)
 
-    def clear_baselines(self, request_ids: list[int]) -> None:
-        with self._tx("clearing erasure baselines") as conn:
+    def clear_baselines(self, request_ids: list[int], *,
+                        conn: Connection | None = None) -> None:
+        with joined(self.engine, conn, "clearing erasure baselines") as conn:
             for start in range(0, len(request_ids), CHUNK):
                 conn.execute(request_baselines.delete().where(
                     request_baselines.c.request_id.in_(request_ids[start:start + CHUNK])))

@@ -23,6 +23,17 @@ def transaction(engine: Engine, what: str, *, write: bool = True) -> Iterator[Co
         raise StoreError(describe_db_error(exc, what), path="control") from None
 
 
+@contextmanager
+def joined(engine: Engine, conn: Connection | None, what: str) -> Iterator[Connection]:
+    """The caller's open transaction when it passes one (the work commits, or not, with
+    the rest of it); otherwise a write transaction of its own."""
+    if conn is not None:
+        yield conn
+        return
+    with transaction(engine, what) as own:
+        yield own
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; they were written as UTC."""
     if value is None:

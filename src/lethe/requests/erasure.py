@@ -25,6 +25,7 @@ from lethe.audit.events import KeysShredded, RequestErased, RequestStep
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.store import Hold
+from lethe.control.tx import transaction
 from lethe.engine.archive import ArchiveSink
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
@@ -286,16 +287,20 @@ class Group:
         done = [s for s in self.subjects if s not in held]
         if not done:
             return
-        certificates = self._certify(done, now, out_dir)
-        records = transition_many(self.rt, [
-            (s.record, ["completed"],
-             {"completed_at": now, "identities": SCRUBBED, "result": s.outcome.result(),
-              "certificate_path": str(path) if path else None})
-            for s, path in zip(done, certificates, strict=True)])
+        documents, certificates = self._certify(done, now, out_dir)
+        # Completion is one transaction: the certificates kept, the requests completed
+        # (and audited), the baselines cleared — all of it, or none and a rerun redoes it.
+        with transaction(self.rt.control.engine, "completing erasure requests") as conn:
+            CertificateStore(self.rt.control.engine).put_many(documents, conn=conn)
+            records = transition_many(self.rt, [
+                (s.record, ["completed"],
+                 {"completed_at": now, "identities": SCRUBBED, "result": s.outcome.result(),
+                  "certificate_path": str(path) if path else None})
+                for s, path in zip(done, certificates, strict=True)], conn=conn)
+            store.clear_baselines([s.record.id for s in done], conn=conn)
         for s, record, path in zip(done, records, certificates, strict=True):
             s.outcome.record, s.outcome.certificate = record, path
             s.outcome.certified = True
-        store.clear_baselines([s.record.id for s in done])
 
     def _baselines(self) -> tuple[dict[int, Counts], bool]:
         """Rows each dataset held for each subject when its erasure began: counted and
@@ -495,10 +500,10 @@ class Group:
                                            destroyed))
         self.rt.audit.append_many(events)
 
-    def _certify(self, done: Sequence[Subject], now: datetime,
-                 out_dir: Path | None) -> list[Path | None]:
-        """One signed certificate per subject, all citing one fresh signed checkpoint,
-        stored in one transaction (before the requests are marked completed)."""
+    def _certify(self, done: Sequence[Subject], now: datetime, out_dir: Path | None
+                 ) -> tuple[list[tuple[int, str]], list[Path | None]]:
+        """One signed certificate per subject, all citing one fresh signed checkpoint:
+        (request id, the signed JSON to keep) each, and the files written to `out_dir`."""
         targets = [f"request:{s.record.id}" for s in done]
         evidence: dict[str, list[tuple[int, str]]] = {t: [] for t in targets}
         for entry in self.rt.audit.entries(targets=targets):
@@ -521,15 +526,14 @@ class Group:
                 audit_entries=evidence[target],
                 audit_checkpoint=(last.seq, last.head_hash) if last is not None else None)
             documents.append((sign_certificate(body, key), f"request-{record.id}-certificate"))
-        CertificateStore(self.rt.control.engine).put_many([
-            (s.record.id, certificate_text(document, compact=True))
-            for s, (document, _) in zip(done, documents, strict=True)])
+        kept = [(s.record.id, certificate_text(document, compact=True))
+                for s, (document, _) in zip(done, documents, strict=True)]
         if out_dir is None:
-            return [None] * len(done)
+            return kept, [None] * len(done)
         # Creating files is latency, not work: overlap it (each file still lands atomically).
         with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-            return list(pool.map(lambda d: write_certificate(d[0], out_dir, stem=d[1])[0],
-                                 documents))
+            return kept, list(pool.map(
+                lambda d: write_certificate(d[0], out_dir, stem=d[1])[0], documents))
 
 
 def keyed_datasets(rt: Runtime, subject_kind: str) -> dict[str, CacheDatasets | ObjectDatasets]:

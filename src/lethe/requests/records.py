@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from lethe.audit.events import RequestTransition
 from lethe.control.requests import RequestRecord, RequestStore, updated
 from lethe.engine.runtime import Runtime
@@ -39,9 +41,11 @@ def _checked(record: RequestRecord, statuses: Sequence[str]) -> str:
 
 def transition_many(rt: Runtime, moves: Sequence[tuple[RequestRecord, Sequence[str],
                                                         dict[str, Any]]],
-                    note: str | None = None) -> list[RequestRecord]:
+                    note: str | None = None, *,
+                    conn: Connection | None = None) -> list[RequestRecord]:
     """Move each request through its statuses in order, setting its values: one update
-    transaction and one audit append for the lot. Nothing moves if any move is invalid."""
+    transaction and one audit append for the lot (both in `conn`'s transaction when
+    given). Nothing moves if any move is invalid."""
     changes = []
     now = rt.clock.now()
     for record, statuses, values in moves:
@@ -50,10 +54,10 @@ def transition_many(rt: Runtime, moves: Sequence[tuple[RequestRecord, Sequence[s
     if not changes:
         return []
     store = requests_of(rt)
-    store.update_each(changes)
+    store.update_each(changes, conn=conn)
     rt.audit.append_many([RequestTransition(record.id, record.kind, record.subject_kind,
                                             record.fingerprint, status, note)
-                          for record, statuses, _ in moves for status in statuses])
+                          for record, statuses, _ in moves for status in statuses], conn=conn)
     return [updated(record, values)
             for (record, _, _), (_, values) in zip(moves, changes, strict=True)]
 
