@@ -152,6 +152,43 @@ def test_an_erasure_failing_midway_audits_what_it_did_and_the_next_run_finishes(
                                   "action": "delete"}
 
 
+def test_completion_is_all_or_nothing(app_url: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Certificate kept, request completed and audited, baselines cleared: one
+    transaction. A failure at its last step leaves none of it; the rerun completes."""
+    from lethe.control.requests import RequestStore as Store
+    from lethe.errors import StoreError
+    from lethe.requests.service import stored_certificate
+
+    build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    rt = runtime(policy)
+    record = open_request(rt, "erasure", "user", [f"email={EMAIL}"])
+    run_request(rt, record.id, tmp_path / "out")  # soft delete
+    rt.close()
+    rt = runtime(policy, NOW + timedelta(days=31))
+    clear = Store.clear_baselines
+
+    def failing(self: Store, ids: list[int], **kwargs: Any) -> None:
+        clear(self, ids, **kwargs)
+        raise StoreError("the control store went away", path="control")
+
+    monkeypatch.setattr(Store, "clear_baselines", failing)
+    with pytest.raises(StoreError, match="went away"):
+        run_request(rt, record.id, tmp_path / "out")
+    assert RequestStore(rt.control.engine).get(record.id).status == "in_progress"
+    assert stored_certificate(rt, record.id) is None
+    assert RequestStore(rt.control.engine).baselines([record.id])  # still there
+    actions = [e.action for e in rt.audit.entries(target=f"request:{record.id}")]
+    assert "request.completed" not in actions
+    monkeypatch.setattr(Store, "clear_baselines", clear)
+    done = run_request(rt, record.id, tmp_path / "out")
+    assert done.record.status == "completed" and stored_certificate(rt, record.id)
+    assert not RequestStore(rt.control.engine).baselines([record.id])
+    assert rt.audit.verify().ok
+    rt.close()
+
+
 def test_held_subject_stays_open_naming_the_hold(app_url: str, tmp_path: Path) -> None:
     engine = build_app(app_url)
     policy = write_policy(tmp_path, app_url)
