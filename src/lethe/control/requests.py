@@ -61,15 +61,17 @@ class RequestStore:
 
     def create_many(self, kind: str, subject_kind: str,
                     subjects: list[tuple[dict[str, str], str]], received_at: datetime,
-                    due_at: datetime, workspace: str | None = None) -> list[int]:
-        """One request per (identities, fingerprint), in one transaction; ids in order."""
+                    due_at: datetime, workspace: str | None = None, *,
+                    conn: Connection | None = None) -> list[int]:
+        """One request per (identities, fingerprint), in one transaction (`conn`'s when
+        given); ids in order."""
         if not subjects:
             return []
         rows = [{"kind": kind, "subject_kind": subject_kind, "identities": json.dumps(ids),
                  "fingerprint": mark, "status": "received", "received_at": received_at,
                  "due_at": due_at, "updated_at": received_at, "workspace": workspace}
                 for ids, mark in subjects]
-        with self._tx("opening requests") as conn:
+        with joined(self.engine, conn, "opening requests") as conn:
             result = conn.execute(requests.insert().returning(requests.c.id,
                                                               sort_by_parameter_order=True),
                                   rows)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from lethe.audit.events import RequestTransition
 from lethe.control.requests import RequestRecord, RequestStore, updated
+from lethe.control.tx import joined
 from lethe.engine.runtime import Runtime
 from lethe.errors import LetheError
 
@@ -43,9 +44,9 @@ def transition_many(rt: Runtime, moves: Sequence[tuple[RequestRecord, Sequence[s
                                                         dict[str, Any]]],
                     note: str | None = None, *,
                     conn: Connection | None = None) -> list[RequestRecord]:
-    """Move each request through its statuses in order, setting its values: one update
-    transaction and one audit append for the lot (both in `conn`'s transaction when
-    given). Nothing moves if any move is invalid."""
+    """Move each request through its statuses in order, setting its values, and audit
+    it: one transaction for the lot (`conn`'s when given), so a status never changes
+    without its entry. Nothing moves if any move is invalid."""
     changes = []
     now = rt.clock.now()
     for record, statuses, values in moves:
@@ -54,10 +55,12 @@ def transition_many(rt: Runtime, moves: Sequence[tuple[RequestRecord, Sequence[s
     if not changes:
         return []
     store = requests_of(rt)
-    store.update_each(changes, conn=conn)
-    rt.audit.append_many([RequestTransition(record.id, record.kind, record.subject_kind,
-                                            record.fingerprint, status, note)
-                          for record, statuses, _ in moves for status in statuses], conn=conn)
+    with joined(rt.control.engine, conn, "moving requests") as conn:
+        store.update_each(changes, conn=conn)
+        rt.audit.append_many([RequestTransition(record.id, record.kind, record.subject_kind,
+                                                record.fingerprint, status, note)
+                              for record, statuses, _ in moves for status in statuses],
+                             conn=conn)
     return [updated(record, values)
             for (record, _, _), (_, values) in zip(moves, changes, strict=True)]
 

@@ -19,6 +19,7 @@ from typing import Any
 from lethe.audit.events import RequestStep, RequestTransition
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
+from lethe.control.tx import transaction
 from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
 from lethe.policy.model import template_fields
@@ -80,11 +81,13 @@ def open_many(rt: Runtime, kind: str, subject_kind: str, subjects: Sequence[Sequ
         if mark not in existing:
             fresh.setdefault(mark, identities)
     now = rt.clock.now()
-    ids = store.create_many(kind, subject_kind, [(i, m) for m, i in fresh.items()], now,
-                            now + DUE_AFTER, workspace)
-    rt.audit.append_many([RequestTransition(request_id, kind, subject_kind, mark,
-                                            "received", None)
-                          for request_id, mark in zip(ids, fresh, strict=True)])
+    with transaction(rt.control.engine, "opening requests") as conn:  # with their entries
+        ids = store.create_many(kind, subject_kind, [(i, m) for m, i in fresh.items()], now,
+                                now + DUE_AFTER, workspace, conn=conn)
+        rt.audit.append_many([RequestTransition(request_id, kind, subject_kind, mark,
+                                                "received", None)
+                              for request_id, mark in zip(ids, fresh, strict=True)],
+                             conn=conn)
     opened = dict(zip(fresh, store.get_many(ids), strict=True)) | existing
     return [opened[mark] for _, mark in parsed]
 
