@@ -121,6 +121,9 @@ class LocalStore:
                        rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
         return self.inner.insert_missing(table, key, rows)
 
+    def flush(self) -> None:
+        self.inner.flush()
+
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
         def local_cascade(c: Cascade) -> Cascade:
             return replace(c, where=self._local(c.where),

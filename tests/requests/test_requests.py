@@ -189,6 +189,40 @@ def test_completion_is_all_or_nothing(app_url: str, tmp_path: Path,
     rt.close()
 
 
+@pytest.mark.postgres
+def test_erasure_commits_without_waiting_then_flushes_before_auditing(
+        postgres_url: str, tmp_path: Path) -> None:
+    """The sweeps' commits do not wait for PostgreSQL's log (a flush each was a tenth of
+    a bulk erasure); one synchronous flush makes them durable before `request.erased`
+    is written, so nothing audited or certified can be undone by a database crash."""
+    build_app(postgres_url)
+    policy = write_policy(tmp_path, postgres_url)
+    rt = runtime(policy)
+    record = open_request(rt, "erasure", "user", [f"email={EMAIL}"])
+    run_request(rt, record.id, tmp_path / "out")  # soft delete
+    rt.close()
+    rt = runtime(policy, NOW + timedelta(days=31))
+    seen: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(f"{conn.dialect.name}: {' '.join(statement.split())[:60]}")
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", log)
+    try:
+        done = run_request(rt, record.id, tmp_path / "out")
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", log)
+    rt.close()
+    assert done.record.status == "completed"
+    deletes = [i for i, s in enumerate(seen) if s.startswith("postgresql: DELETE FROM")]
+    flush = next(i for i, s in enumerate(seen) if "txid_current()" in s)
+    audited = [i for i, s in enumerate(seen)
+               if s.startswith("sqlite: INSERT INTO lethe_audit")]
+    # no entry is written between the last delete and the flush
+    assert deletes and max(deletes) < flush < min(a for a in audited if a > max(deletes))
+    assert sum("synchronous_commit = off" in s for s in seen) >= len(deletes)
+
+
 def test_held_subject_stays_open_naming_the_hold(app_url: str, tmp_path: Path) -> None:
     engine = build_app(app_url)
     policy = write_policy(tmp_path, app_url)

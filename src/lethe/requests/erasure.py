@@ -217,8 +217,11 @@ class Group:
         def make_sweep() -> Sweep:
             held = self.rt.hold_scopes(self.builder).held(name, cascading=deletes)
             self._last_held = (name, deletes, held)
+            # durable=False: one log flush per store at the end (`_flush`), before any
+            # of it is audited or certified, instead of one per batch
             return Sweep(self._table(name), self.builder.keys[name],
-                         all_of(narrowed, negate(held)), effect, selective=True, tally=tally)
+                         all_of(narrowed, negate(held)), effect, selective=True, tally=tally,
+                         durable=False)
 
         stats = sweep_all(self.rt.catalog.store_of(name), make_sweep, self.batch_size)
         if self.single:
@@ -242,6 +245,7 @@ class Group:
         assert soft is not None
         done = self.sweep(self.subject, all_of(self.where[self.subject], IsNull(soft.column)),
                           SetColumns(((soft.column, now),)), deletes=False)
+        self._flush()
         until = (now + (now - window)).isoformat()
         note = f"soft-deleted; recoverable until {until}"
         self.rt.audit.append_many([
@@ -271,8 +275,10 @@ class Group:
                 self._erase_dataset(name, where, baselines, fresh)
         except BaseException:
             with suppress(LetheError):  # audit what was done; the first error is the one told
+                self._flush()
                 self._audit_steps()
             raise
+        self._flush()
         self._audit_steps()
         held = [s for s in self.subjects
                 if any(r.held for r in s.outcome.datasets.values())]
@@ -376,6 +382,13 @@ class Group:
                 report.retained, report.erased = retained.get(k, 0), rows - staying
             s.outcome.datasets[name] = report
             self._step(s, name, report, erased_now.get(k, 0) if deletes else report.erased)
+
+    def _flush(self) -> None:
+        """Make the sweeps' commits durable (they did not wait for the log): nothing is
+        audited or certified that a database crash could still undo."""
+        for store in {id(s): s for s in (self.rt.catalog.store_of(n)
+                                         for n in self.where)}.values():
+            store.flush()
 
     def _audit_steps(self) -> None:
         """One `request.erased` per request: what this run did to every dataset. (A run

@@ -182,6 +182,9 @@ class Sweep:
     # A column whose value in every affected row is counted (RETURNING): erasing many
     # subjects in one sweep still tells each subject's rows apart.
     tally: str | None = None
+    # False: a batch's commit need not wait for its log to reach the disk; the caller
+    # calls the store's `flush` before it tells anyone (audit, certificate) what went.
+    durable: bool = True
 
 
 @dataclass(frozen=True)
@@ -321,5 +324,9 @@ class RowStore(Protocol):
         ...
 
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult: ...
+
+    def flush(self) -> None:
+        """Make every commit so far durable (after batches of a `durable=False` sweep)."""
+        ...
 
     def close(self) -> None: ...

@@ -573,6 +573,8 @@ class SqlStore:
         span = self._spans.get(sweep.table)
         with self._errors(f"sweeping {sweep.table}"), \
                 self.engine.connect().execution_options(lethe_write=True) as conn, conn.begin():
+            if not sweep.durable and self.dialect == "postgresql":
+                conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
             if span is not None:
                 low = span.low - 1 if after is None else int(after)
                 if low >= span.high:
@@ -608,6 +610,17 @@ class SqlStore:
             self._widths[sweep.table] = next_width(limit, int(upper) - low, rows)
             last = upper >= span.high
         return BatchResult(upper, rows, cascaded, last, tallies or {})
+
+    def flush(self) -> None:
+        """PostgreSQL: one synchronous commit of a transaction that takes an id (so it
+        writes a commit record) flushes the log up to it, every earlier commit with it.
+        SQLite commits as its journal settings say; nothing to do."""
+        if self.dialect != "postgresql":
+            return
+        with self._errors("making deletions durable"), self.engine.connect() as conn, \
+                conn.begin():
+            conn.execute(sa.text("SET LOCAL synchronous_commit = on"))
+            conn.execute(sa.text("SELECT txid_current()"))
 
     def _dense_span(self, t: sa.Table, key: sa.ColumnElement[Any],
                     sweep: Sweep) -> KeySpan | None:
