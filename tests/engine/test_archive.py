@@ -234,7 +234,7 @@ def _shared_key(app_url: str, tmp_path: Path) -> tuple[sa.Engine, Any]:
 def test_settle_removes_a_rolled_back_chunk_even_after_the_app_changed_a_row(
         sqlite_url: str, tmp_path: Path) -> None:
     """Killed and rolled back; before the next run the application deletes one of the
-    rows and edits another. The rest are still there: the chunk is an orphan."""
+    rows. The rest are still there: the chunk is an orphan."""
     engine = build_app(sqlite_url)
     rt = runtime(_policy(tmp_path, sqlite_url, f"file://{tmp_path / 'cold'}"))
     sink = archive_sink(rt, "invoices", 0)
@@ -243,10 +243,28 @@ def test_settle_removes_a_rolled_back_chunk_even_after_the_app_changed_a_row(
     sink.pending.clear()
     with engine.begin() as conn:
         conn.execute(sa.delete(invoices).where(invoices.c.id == rows[0][0]))
-        conn.execute(sa.update(invoices).where(invoices.c.id == rows[1][0])
-                     .values(issued_at=datetime(2026, 5, 2, tzinfo=UTC)))
     assert sink.settle() == (0, 1)
     assert not list(sink.done_chunks())
+    rt.close()
+
+
+def test_settle_keeps_a_committed_chunk_when_the_app_wrote_one_row_again(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """Committed, killed before its mark; then the application inserts one of the
+    archived rows again, identical. The chunk is still the only copy of the others."""
+    engine = build_app(sqlite_url)
+    rt = runtime(_policy(tmp_path, sqlite_url, f"file://{tmp_path / 'cold'}"))
+    sink = archive_sink(rt, "invoices", 0)
+    rows = _rows(engine)[:3]
+    sink.write(tuple(c.name for c in invoices.columns), rows)
+    sink.pending.clear()
+    with engine.begin() as conn:
+        conn.execute(sa.delete(invoices).where(invoices.c.id.in_([r[0] for r in rows])))
+        conn.execute(invoices.insert().values(dict(zip(
+            [c.name for c in invoices.columns], rows[0], strict=True))))
+    assert sink.settle() == (1, 0)  # marked done, not removed
+    [(chunk, _)] = list(sink.done_chunks())
+    assert sorted(r["id"] for r in decode_rows_of(sink, chunk)) == sorted(r[0] for r in rows)
     rt.close()
 
 

@@ -220,7 +220,32 @@ def test_erasure_commits_without_waiting_then_flushes_before_auditing(
                if s.startswith("sqlite: INSERT INTO lethe_audit")]
     # no entry is written between the last delete and the flush
     assert deletes and max(deletes) < flush < min(a for a in audited if a > max(deletes))
-    assert sum("synchronous_commit = off" in s for s in seen) >= len(deletes)
+    assert sum("set_config('synchronous_commit', 'off'" in s for s in seen) >= len(deletes)
+
+
+@pytest.mark.postgres
+def test_a_flush_refuses_when_the_server_lost_the_last_batch(postgres_url: str) -> None:
+    """After a crash the pool reconnects quietly; commits that never reached the log are
+    gone. `flush` checks the last unflushed batch's transaction on the server as it is
+    now, and raises instead of letting the erasure be audited."""
+    from lethe.errors import StoreError
+    from lethe.stores.sql import SqlStore
+
+    store = SqlStore("app", postgres_url)
+    with store.engine.connect() as conn:
+        rolled_back = int(conn.execute(sa.text("SELECT txid_current()")).scalar_one())
+        conn.rollback()  # as a commit lost in a crash reads afterwards: aborted
+        with conn.begin():
+            committed = int(conn.execute(sa.text("SELECT txid_current()")).scalar_one())
+    for lost in (rolled_back, committed + 10**9):  # aborted; never seen (log lost)
+        store._unflushed.xid = lost
+        with pytest.raises(StoreError, match="lost its last deletions"):
+            store.flush()
+    store._unflushed.xid = committed
+    store.flush()  # durable: no error, and nothing left to check
+    assert store._unflushed.xid is None
+    store.flush()
+    store.close()
 
 
 def test_held_subject_stays_open_naming_the_hold(app_url: str, tmp_path: Path) -> None:

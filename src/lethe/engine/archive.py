@@ -211,11 +211,13 @@ class ArchiveSink:
         delete)? Reading the rows settled comes first: it waits for a batch still
         holding them (a batch locks its rows before it writes the manifest), so a chunk
         still being written is never taken for an orphan. Then, a batch deletes all its
-        rows or none: one archived row still in the table, identical, means it rolled
-        back (the application may have changed others since). Rows are compared whole,
-        not by key: keys need not be unique (a partitioned table's `id`), and a row that
-        only shares a key would make a committed chunk, the rows' only copy, look like
-        an orphan to delete."""
+        rows or none: rolled back, its rows are still in the table, identical, but for
+        what the application changed since; committed, none are, but for rows the
+        application wrote again. So: more than half of them there means it rolled back.
+        (Deleting a committed chunk loses its rows; keeping a rolled-back one only
+        archives them twice, so the doubt goes to keeping.) Rows are compared whole,
+        not by key: keys need not be unique (a partitioned table's `id`), and a row
+        that only shares a key would make a committed chunk look like an orphan."""
         columns = [str(c) for c in manifest["columns"]]
         table = self.rt.policy.datasets[self.dataset].table or ""
         rows = self.rt.catalog.store_of(self.dataset).select_settled(table, columns, where)
@@ -223,7 +225,8 @@ class ArchiveSink:
         if not any(item.key == data for page in self.store.pages(data) for item in page):
             return True  # its batch ended without storing it: nothing was deleted for it
         archived = {_comparable(line) for line in _lines(self.store.get(data))}
-        return any(_comparable(_line(columns, row)) in archived for row in rows)
+        there = archived & {_comparable(_line(columns, row)) for row in rows}
+        return 2 * len(there) > len(archived)
 
     def retire_replaced(self) -> int:
         """Delete chunks a done chunk replaces (an erasure killed between writing the

@@ -386,9 +386,8 @@ class Group:
     def _flush(self) -> None:
         """Make the sweeps' commits durable (they did not wait for the log): nothing is
         audited or certified that a database crash could still undo."""
-        for store in {id(s): s for s in (self.rt.catalog.store_of(n)
-                                         for n in self.where)}.values():
-            store.flush()
+        for name in {self.policy.datasets[n].store: n for n in self.where}.values():
+            self.rt.catalog.store_of(name).flush()  # once per store
 
     def _audit_steps(self) -> None:
         """One `request.erased` per request: what this run did to every dataset. (A run

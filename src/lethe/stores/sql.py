@@ -133,6 +133,7 @@ class SqlStore:
                              path=f"stores.{name}") from None
         self.dialect = self.engine.dialect.name
         self._doubles_percent = "%%" in str(self.engine.dialect.identifier_preparer.quote("%"))
+        self._unflushed = threading.local()  # .xid: the last batch committed without a flush
         self._metadata = sa.MetaData()
         self._reflecting = threading.Lock()  # the API reads on many threads at once
         self._tables: dict[str, TableInfo] | None = None
@@ -574,7 +575,10 @@ class SqlStore:
         with self._errors(f"sweeping {sweep.table}"), \
                 self.engine.connect().execution_options(lethe_write=True) as conn, conn.begin():
             if not sweep.durable and self.dialect == "postgresql":
-                conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
+                # and its transaction id: `flush` checks the last one survived
+                self._unflushed.xid = int(conn.execute(sa.text(
+                    "SELECT set_config('synchronous_commit', 'off', true), txid_current()"))
+                    .one()[1])
             if span is not None:
                 low = span.low - 1 if after is None else int(after)
                 if low >= span.high:
@@ -613,14 +617,28 @@ class SqlStore:
 
     def flush(self) -> None:
         """PostgreSQL: one synchronous commit of a transaction that takes an id (so it
-        writes a commit record) flushes the log up to it, every earlier commit with it.
-        SQLite commits as its journal settings say; nothing to do."""
-        if self.dialect != "postgresql":
+        writes a commit record) flushes the log up to it, every earlier commit with it;
+        then the last unflushed batch must be committed on the server as it is now. A
+        server that crashed and came back in between (the pool reconnects quietly) has
+        lost that batch: raise rather than let anyone audit or certify it. The log
+        replays in order, so the last batch surviving means all before it did. SQLite
+        commits as its journal settings say; nothing to do."""
+        xid = getattr(self._unflushed, "xid", None)
+        if self.dialect != "postgresql" or xid is None:
             return
-        with self._errors("making deletions durable"), self.engine.connect() as conn, \
-                conn.begin():
-            conn.execute(sa.text("SET LOCAL synchronous_commit = on"))
-            conn.execute(sa.text("SELECT txid_current()"))
+        with self._errors("making deletions durable"), self.engine.connect() as conn:
+            with conn.begin():
+                conn.execute(sa.text("SET LOCAL synchronous_commit = on"))
+                conn.execute(sa.text("SELECT txid_current()"))
+            try:
+                status = conn.execute(sa.text("SELECT txid_status(:x)"), {"x": xid}).scalar()
+            except sa.exc.DBAPIError:  # an id the server never saw: its log was lost
+                status = None
+        if status != "committed":
+            raise StoreError("the database lost its last deletions (did it crash or "
+                             "restart?): nothing is audited or certified; run again",
+                             path=f"stores.{self.name}")
+        self._unflushed.xid = None
 
     def _dense_span(self, t: sa.Table, key: sa.ColumnElement[Any],
                     sweep: Sweep) -> KeySpan | None:
