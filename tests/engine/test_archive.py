@@ -231,16 +231,23 @@ def _shared_key(app_url: str, tmp_path: Path) -> tuple[sa.Engine, Any]:
     return engine, runtime(path)
 
 
+def _unmarked_chunk(url: str, tmp_path: Path,
+                   n: int) -> tuple[sa.Engine, Any, ArchiveSink, list[tuple[Any, ...]]]:
+    """The first `n` invoices written to a chunk that a kill left without its mark."""
+    engine = build_app(url)
+    rt = runtime(_policy(tmp_path, url, f"file://{tmp_path / 'cold'}"))
+    sink = archive_sink(rt, "invoices", 0)
+    rows = _rows(engine)[:n]
+    sink.write(tuple(c.name for c in invoices.columns), rows)
+    sink.pending.clear()
+    return engine, rt, sink, rows
+
+
 def test_settle_removes_a_rolled_back_chunk_even_after_the_app_changed_a_row(
         sqlite_url: str, tmp_path: Path) -> None:
     """Killed and rolled back; before the next run the application deletes one of the
     rows. The rest are still there: the chunk is an orphan."""
-    engine = build_app(sqlite_url)
-    rt = runtime(_policy(tmp_path, sqlite_url, f"file://{tmp_path / 'cold'}"))
-    sink = archive_sink(rt, "invoices", 0)
-    rows = _rows(engine)[:4]
-    sink.write(tuple(c.name for c in invoices.columns), rows)
-    sink.pending.clear()
+    engine, rt, sink, rows = _unmarked_chunk(sqlite_url, tmp_path, 4)
     with engine.begin() as conn:
         conn.execute(sa.delete(invoices).where(invoices.c.id == rows[0][0]))
     assert sink.settle() == (0, 1)
@@ -252,12 +259,7 @@ def test_settle_keeps_a_committed_chunk_when_the_app_wrote_one_row_again(
         sqlite_url: str, tmp_path: Path) -> None:
     """Committed, killed before its mark; then the application inserts one of the
     archived rows again, identical. The chunk is still the only copy of the others."""
-    engine = build_app(sqlite_url)
-    rt = runtime(_policy(tmp_path, sqlite_url, f"file://{tmp_path / 'cold'}"))
-    sink = archive_sink(rt, "invoices", 0)
-    rows = _rows(engine)[:3]
-    sink.write(tuple(c.name for c in invoices.columns), rows)
-    sink.pending.clear()
+    engine, rt, sink, rows = _unmarked_chunk(sqlite_url, tmp_path, 3)
     with engine.begin() as conn:
         conn.execute(sa.delete(invoices).where(invoices.c.id.in_([r[0] for r in rows])))
         conn.execute(invoices.insert().values(dict(zip(
