@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from lethe.clock import Clock
-from lethe.control.requests import RequestStore
+from lethe.control.requests import RequestRecord, RequestStore
+from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
 from lethe.holds import parse_scope, place_hold, release_hold
 from lethe.requests.certificate import load_certificate, verify_certificate
@@ -111,17 +112,25 @@ def test_erasure_soft_deletes_then_erases_and_certifies(app_url: str, tmp_path: 
     assert cited == {(e.seq, e.hash) for e in entries if e.action != "request.completed"}
 
 
+def _soft_deleted_and_past_the_window(url: str, tmp_path: Path
+                                      ) -> tuple[sa.Engine, Runtime, RequestRecord]:
+    """User 7's erasure after its first run soft-deleted them, with a runtime whose clock
+    is past the recovery window: the next run erases."""
+    engine = build_app(url)
+    policy = write_policy(tmp_path, url)
+    rt = runtime(policy)
+    record = open_request(rt, "erasure", "user", [f"email={EMAIL}"])
+    run_request(rt, record.id, tmp_path / "out")
+    rt.close()
+    return engine, runtime(policy, NOW + timedelta(days=31)), record
+
+
 def test_an_erasure_failing_midway_audits_what_it_did_and_the_next_run_finishes(
         app_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lethe.errors import StoreError
     from lethe.requests.erasure import Group
 
-    engine = build_app(app_url)
-    policy = write_policy(tmp_path, app_url)
-    rt = runtime(policy)
-    record = open_request(rt, "erasure", "user", [f"email={EMAIL}"])
-    run_request(rt, record.id, tmp_path / "out")  # soft delete
-    rt.close()
+    engine, rt, record = _soft_deleted_and_past_the_window(app_url, tmp_path)
     erase_dataset = Group._erase_dataset
 
     def failing(self: Group, name: str, *args: Any) -> None:
@@ -130,7 +139,6 @@ def test_an_erasure_failing_midway_audits_what_it_did_and_the_next_run_finishes(
         erase_dataset(self, name, *args)
 
     monkeypatch.setattr(Group, "_erase_dataset", failing)
-    rt = runtime(policy, NOW + timedelta(days=31))
     with pytest.raises(StoreError, match="went away"):  # the first error, not another
         run_request(rt, record.id, tmp_path / "out")
     [first] = [json.loads(e.details)["datasets"]
@@ -160,13 +168,7 @@ def test_completion_is_all_or_nothing(app_url: str, tmp_path: Path,
     from lethe.errors import StoreError
     from lethe.requests.service import stored_certificate
 
-    build_app(app_url)
-    policy = write_policy(tmp_path, app_url)
-    rt = runtime(policy)
-    record = open_request(rt, "erasure", "user", [f"email={EMAIL}"])
-    run_request(rt, record.id, tmp_path / "out")  # soft delete
-    rt.close()
-    rt = runtime(policy, NOW + timedelta(days=31))
+    _, rt, record = _soft_deleted_and_past_the_window(app_url, tmp_path)
     clear = Store.clear_baselines
 
     def failing(self: Store, ids: list[int], **kwargs: Any) -> None:
@@ -195,13 +197,7 @@ def test_erasure_commits_without_waiting_then_flushes_before_auditing(
     """The sweeps' commits do not wait for PostgreSQL's log (a flush each was a tenth of
     a bulk erasure); one synchronous flush makes them durable before `request.erased`
     is written, so nothing audited or certified can be undone by a database crash."""
-    build_app(postgres_url)
-    policy = write_policy(tmp_path, postgres_url)
-    rt = runtime(policy)
-    record = open_request(rt, "erasure", "user", [f"email={EMAIL}"])
-    run_request(rt, record.id, tmp_path / "out")  # soft delete
-    rt.close()
-    rt = runtime(policy, NOW + timedelta(days=31))
+    _, rt, record = _soft_deleted_and_past_the_window(postgres_url, tmp_path)
     seen: list[str] = []
 
     def log(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
