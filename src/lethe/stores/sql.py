@@ -420,7 +420,7 @@ class SqlStore:
                     with conn.begin():
                         estimates = self._planner_rows(conn, partitions)
                 for name in partitions:  # a short transaction each: the parent's lock is brief
-                    with self._errors(what), conn.begin():
+                    with conn.begin():
                         outcome = self._drop_partition(conn, table, name, held,
                                                        estimates.get(name))
                     if outcome is not None:
