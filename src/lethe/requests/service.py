@@ -80,6 +80,8 @@ def open_many(rt: Runtime, kind: str, subject_kind: str, subjects: Sequence[Sequ
     for identities, mark in parsed:
         if mark not in existing:
             fresh.setdefault(mark, identities)
+    if not fresh:  # every one already open: nothing to write
+        return [existing[mark] for _, mark in parsed]
     now = rt.clock.now()
     with transaction(rt.control.engine, "opening requests") as conn:  # with their entries
         ids = store.create_many(kind, subject_kind, [(i, m) for m, i in fresh.items()], now,
