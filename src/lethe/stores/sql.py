@@ -9,6 +9,7 @@ batch re-walks rows an earlier batch already removed.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -66,7 +67,7 @@ from lethe.stores.sql_values import (
 )
 from lethe.stores.windows import KeySpan, is_dense, next_width
 
-ARRAY_AFTER = 16  # longer IN lists go to PostgreSQL as one array parameter
+ARRAY_AFTER = 16  # longer IN lists go as one parameter: an array (PostgreSQL), JSON (SQLite)
 # SQL sent as written: without parameters the driver must not read `%` in a name as one
 VERBATIM: dict[str, Any] = {"no_parameters": True}
 PARTITION_LOCK_TIMEOUT = "5s"  # how long a DETACH may wait for the parent's lock
@@ -252,6 +253,13 @@ class SqlStore:
         the driver neither rewrites nor re-plans a statement per list length."""
         if self.dialect == "postgresql" and len(values) > ARRAY_AFTER:
             return c == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(c.type)))
+        if self.dialect == "sqlite" and len(values) > ARRAY_AFTER and all(
+                type(v) in (int, str) for v in values):
+            # One JSON parameter read as a table (SQLite's bound array): a list of
+            # thousands of held keys neither hits the variable limit nor deepens the
+            # expression tree, and SQLite builds one lookup index for the IN.
+            listed = sa.func.json_each(sa.bindparam(None, json.dumps(values), sa.String))
+            return c.in_(sa.select(listed.table_valued("value").c.value))
         return c.in_(values)
 
     def _older(self, c: sa.ColumnElement[Any], cutoff: datetime) -> sa.ColumnElement[bool]:
