@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from lethe.engine.execute import execute
 from lethe.engine.plan import build_plan
 from lethe.stores.sql import normalize_url
-from lethe.stores.windows import GROWTH, KeySpan, is_dense, next_width
+from lethe.stores.sql.windows import GROWTH, KeySpan, is_dense, next_width
 from tests.fixtures import NOW, days_ago, runtime
 
 

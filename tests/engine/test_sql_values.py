@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from lethe.stores.sql_values import UNCOERCIBLE, coerce, coerce_each
+from lethe.stores.sql.values import UNCOERCIBLE, coerce, coerce_each
 
 TABLE = sa.Table("t", sa.MetaData(), sa.Column("small", sa.SmallInteger),
                  sa.Column("big", sa.BigInteger), sa.Column("name", sa.String))

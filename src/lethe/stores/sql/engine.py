@@ -1,0 +1,118 @@
+"""Opening a SQL database, and saying what went wrong without repeating its data.
+
+Everything that touches a SQLAlchemy engine starts here: the URL normalised to the
+psycopg 3 driver, SQLite's transactions taken by SQLAlchemy rather than pysqlite, and
+driver errors turned into one-line `StoreError`s that name no row value. lethe's own
+control store opens its engine through this module too, which is why these are plain
+functions and not methods of `SqlStore`.
+
+`SqlBase` is the state every part of `SqlStore` shares (the engine, its dialect, the
+caches), so the parts in the sibling modules can be written as small mixins over it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from lethe.errors import StoreError
+from lethe.stores.base import TableInfo
+from lethe.stores.sql.windows import KeySpan
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for plain postgresql:// URLs (SQLAlchemy would pick psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def create_sql_engine(url: str, *, wal: bool = False) -> Engine:
+    """`wal`: put a SQLite file in WAL mode (only for lethe's own control store: an
+    application's database keeps the journal mode its owners chose)."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, decide where transactions begin.
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+            if wal and ":memory:" not in url:
+                dbapi_connection.execute("PRAGMA journal_mode = WAL")
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            # Writers take the write lock up front: upgrading later can fail with SQLITE_BUSY.
+            immediate = connection.get_execution_options().get("lethe_write", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def describe_db_error(exc: SQLAlchemyError, what: str) -> str:
+    """A one-line description that never repeats row values from the driver message."""
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        diag = getattr(orig, "diag", None)
+        primary = getattr(diag, "message_primary", None) or ""
+        # Classes 22 (data exceptions) echo the offending value: keep only the code.
+        detail = primary if sqlstate[:2] in {"23", "40", "42", "53", "55", "57", "08"} else ""
+        return f"{what}: database error {sqlstate} {detail}".rstrip()
+    if orig is not None:
+        return f"{what}: {type(orig).__name__}: {str(orig).splitlines()[0]}"
+    return f"{what}: {type(exc).__name__}"
+
+
+class SqlBase:
+    """One SQLAlchemy engine and the state the parts of `SqlStore` share."""
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        try:
+            self.engine = create_sql_engine(url)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise StoreError(f"cannot open store: {type(exc).__name__}",
+                             path=f"stores.{name}") from None
+        self.dialect = self.engine.dialect.name
+        self._doubles_percent = "%%" in str(self.engine.dialect.identifier_preparer.quote("%"))
+        self._unflushed = threading.local()  # .xid: the last batch committed without a flush
+        self._metadata = sa.MetaData()
+        self._reflecting = threading.Lock()  # the API reads on many threads at once
+        self._tables: dict[str, TableInfo] | None = None
+        self._spans: dict[str, KeySpan | None] = {}
+        self._widths: dict[str, int] = {}
+        self._removed: dict[str, int] = {}  # rows this store deleted, per table
+        self._millis: dict[tuple[str, str], bool] = {}
+        self._estimates: dict[str, int] = {}
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            raise StoreError(describe_db_error(exc, what), path=f"stores.{self.name}") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{what}: {type(exc).__name__}", path=f"stores.{self.name}") from None
+
+    def _quoted(self, name: str) -> str:
+        """The identifier as PostgreSQL spells it (quoted where needed), for SQL text and
+        bound values. SQLAlchemy's quoting also doubles `%` for the driver's paramstyle;
+        undone here, because `sa.text` doubles it again and `VERBATIM` SQL is sent as is
+        (a name with `%` otherwise named another relation, or none)."""
+        quoted = str(self.engine.dialect.identifier_preparer.quote(name))
+        return quoted.replace("%%", "%") if self._doubles_percent else quoted
+
+    def close(self) -> None:
+        self.engine.dispose()

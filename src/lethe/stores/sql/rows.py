@@ -1,0 +1,128 @@
+"""Reading rows: counts, selections, distinct values, the oldest time, and the one
+write that is not a sweep (archived rows put back).
+
+Planning, reports, discovery and verification all ask these questions; none of them
+changes a row, except `insert_missing`, which restores archived rows and lives here
+because it is an insert of known rows, not a deletion (those are `sweeps.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from lethe.stores.base import Condition, Value
+from lethe.stores.sql.compile import Compiler
+from lethe.stores.sql.values import earliest, from_archive
+
+
+class Rows(Compiler):
+    """The read side of `SqlStore` (and restoring archived rows)."""
+
+    def count(self, table: str, where: Condition) -> int:
+        t = self.table(table)
+        query = sa.select(sa.func.count()).select_from(t).where(self.compile(where, table))
+        with self._errors(f"counting rows of {table}"), self.engine.connect() as conn, \
+                conn.begin():
+            if self._mostly_dead_index(conn, table):
+                # Right after a mass delete every index entry of a removed row is still
+                # there until VACUUM; walking them costs ~5x a sequential scan.
+                conn.execute(sa.text("SET LOCAL enable_indexscan = off"))
+                conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
+            return int(conn.execute(query).scalar_one())
+
+    def select_settled(self, table: str, columns: Sequence[str],
+                       where: Condition) -> list[tuple[Any, ...]]:
+        t = self.table(table)
+        query = sa.select(*(self.column(t, c, table) for c in columns)).where(
+            self.compile(where, table))
+        if self.dialect == "postgresql":
+            query = query.with_for_update(of=t)  # blocks while a batch holds these rows
+        with self._errors(f"reading rows of {table}"), \
+                self.engine.connect().execution_options(lethe_write=True) as conn, \
+                conn.begin():
+            return [tuple(row) for row in conn.execute(query)]
+
+    def rows(self, table: str, where: Condition) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        t = self.table(table)
+        query = sa.select(t).where(self.compile(where, table))
+        if t.primary_key.columns:
+            query = query.order_by(*t.primary_key.columns)
+        with self._errors(f"reading rows of {table}"), self.engine.connect() as conn:
+            result = conn.execute(query)
+            return tuple(result.keys()), [tuple(r) for r in result]
+
+    def values(self, table: str, column: str, where: Condition) -> list[Any]:
+        t = self.table(table)
+        c = self.column(t, column, table)
+        query = sa.select(c).distinct().where(c.is_not(None), self.compile(where, table))
+        with self._errors(f"reading links of {table}"), self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def select(self, table: str, columns: Sequence[str],
+               where: Condition) -> list[tuple[Any, ...]]:
+        t = self.table(table)
+        query = sa.select(*(self.column(t, c, table) for c in columns)) \
+            .where(self.compile(where, table))
+        with self._errors(f"reading rows of {table}"), self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query)]
+
+    def count_by(self, table: str, column: str, where: Condition) -> dict[Value, int]:
+        t = self.table(table)
+        c = self.column(t, column, table)
+        query = sa.select(c, sa.func.count()).where(c.is_not(None), self.compile(where, table)) \
+            .group_by(c)
+        with self._errors(f"counting rows of {table}"), self.engine.connect() as conn:
+            return {value: int(n) for value, n in conn.execute(query)}
+
+    def oldest(self, table: str, column: str, where: Condition) -> datetime | None:
+        t = self.table(table)
+        c = self.column(t, column, table)
+        millis = self.dialect != "sqlite" and self._in_millis(c)
+        minimum, as_instant = earliest(c, self.dialect, millis=millis)
+        query = sa.select(minimum).select_from(t).where(c.is_not(None),
+                                                       self.compile(where, table))
+        with self._errors(f"reading the oldest {column} of {table}"), \
+                self.engine.connect() as conn:
+            return as_instant(conn.execute(query).scalar())
+
+    def insert_missing(self, table: str, key: str,
+                       rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+        """Insert the rows whose key is not in the table (archived rows coming back);
+        returns (inserted, already present)."""
+        t = self.table(table)
+        k = self.column(t, key, table)
+        columns = {name: self.column(t, name, table) for name in (rows[0] if rows else {})}
+        typed = [{str(c.key): from_archive(c.type, row.get(name)) for name, c in columns.items()}
+                 for row in rows]
+        with self._errors(f"restoring rows of {table}"), \
+                self.engine.connect().execution_options(lethe_write=True) as conn, \
+                conn.begin():
+            present: set[Any] = set()
+            keys = [row[str(k.key)] for row in typed]
+            for start in range(0, len(keys), 1000):
+                present.update(conn.execute(sa.select(k).where(
+                    self._in(k, keys[start:start + 1000]))).scalars())
+            missing = [row for row in typed if row[str(k.key)] not in present]
+            if missing:
+                conn.execute(sa.insert(t), missing)
+        return len(missing), len(typed) - len(missing)
+
+    def count_each(self, queries: Sequence[tuple[str, Condition]]) -> list[int]:
+        if not queries:
+            return []
+        counts = [sa.select(sa.func.count()).select_from(self.table(table))
+                  .where(self.compile(where, table)).scalar_subquery()
+                  for table, where in queries]
+        with self._errors("counting rows"), self.engine.connect() as conn:
+            return [int(n) for n in conn.execute(sa.select(*counts)).one()]
+
+    def _mostly_dead_index(self, conn: Connection, table: str) -> bool:
+        removed = self._removed.get(table, 0)
+        if self.dialect != "postgresql" or removed == 0:
+            return False
+        return removed * 10 > self._estimated_rows(conn, table)

@@ -1,0 +1,229 @@
+"""Sweeps: the one place a SQL store deletes, updates, anonymizes or archives rows.
+
+Batches walk the key in order: each one picks the next `limit` matching keys after
+the previous batch's last key (or, for dense integer keys, the next key range; see
+`windows.py`) and applies the effect to that key window in one short transaction,
+cascades to child tables first, so no batch re-walks rows an earlier batch already
+removed and a crash between batches leaves only whole batches done. A sweep that
+need not be durable per batch commits without waiting for the log, and `flush`
+makes sure those commits survived before anyone is told what went.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from lethe.errors import StoreError
+from lethe.stores.base import (
+    Anonymize,
+    Archive,
+    BatchResult,
+    Cascade,
+    Delete,
+    Effect,
+    SetColumns,
+    Sweep,
+    Value,
+)
+from lethe.stores.sql.compile import Compiler
+from lethe.stores.sql.values import bind_time, python_type
+from lethe.stores.sql.windows import KeySpan, is_dense, next_width
+
+
+class Sweeps(Compiler):
+    """The write side of `SqlStore`: `sweep_batch` and `flush`."""
+
+    def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
+        t = self.table(sweep.table)
+        key = self.column(t, sweep.key, sweep.table)
+        selected = self.compile(sweep.where, sweep.table)
+        if after is None:
+            self._spans[sweep.table] = self._dense_span(t, key, sweep)
+        span = self._spans.get(sweep.table)
+        with self._errors(f"sweeping {sweep.table}"), \
+                self.engine.connect().execution_options(lethe_write=True) as conn, conn.begin():
+            if not sweep.durable and self.dialect == "postgresql":
+                # and its transaction id: `flush` checks the last one survived
+                self._unflushed.xid = int(conn.execute(sa.text(
+                    "SELECT set_config('synchronous_commit', 'off', true), txid_current()"))
+                    .one()[1])
+            if span is not None:
+                low = span.low - 1 if after is None else int(after)
+                if low >= span.high:
+                    return BatchResult(None, 0)
+                width = limit if after is None else self._widths.get(sweep.table, limit)
+                upper: Value = min(low + width, span.high)
+                in_window = sa.and_(key > low, key <= upper, selected)
+            else:
+                if after is not None:
+                    selected = sa.and_(key > after, selected)
+                window = (sa.select(key.label("k")).where(selected).order_by(key).limit(limit)
+                          .subquery())
+                # ORDER BY ... DESC LIMIT 1, not max(): max() is undefined for uuid; the
+                # count says whether the window was full, i.e. whether more may follow.
+                found = conn.execute(sa.select(
+                    window.c.k, sa.select(sa.func.count()).select_from(window).scalar_subquery())
+                    .order_by(window.c.k.desc()).limit(1)).first()
+                if found is None:
+                    return BatchResult(None, 0)
+                upper, last = found[0], found[1] < limit
+                in_window = sa.and_(selected, key <= upper)
+            cascaded: dict[str, int] = {}
+            parent_keys = sa.select(key).where(in_window)
+            for cascade in sweep.cascades:
+                self._cascade(conn, cascade, parent_keys, cascaded)
+            tallies: dict[Value, int] | None = None if sweep.tally is None else {}
+            tally = None if sweep.tally is None else self.column(t, sweep.tally, sweep.table)
+            rows = self._apply(conn, t, sweep.table, key, in_window, sweep.effect,
+                               tally, tallies)
+        if isinstance(sweep.effect, Delete | Archive):
+            self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
+        if span is not None:
+            self._widths[sweep.table] = next_width(limit, int(upper) - low, rows)
+            last = upper >= span.high
+        return BatchResult(upper, rows, cascaded, last, tallies or {})
+
+    def flush(self) -> None:
+        """PostgreSQL: one synchronous commit of a transaction that takes an id (so it
+        writes a commit record) flushes the log up to it, every earlier commit with it;
+        then the last unflushed batch must be committed on the server as it is now. A
+        server that crashed and came back in between (the pool reconnects quietly) has
+        lost that batch: raise rather than let anyone audit or certify it. The log
+        replays in order, so the last batch surviving means all before it did. SQLite
+        commits as its journal settings say; nothing to do."""
+        xid = getattr(self._unflushed, "xid", None)
+        if self.dialect != "postgresql" or xid is None:
+            return
+        with self._errors("making deletions durable"), self.engine.connect() as conn:
+            with conn.begin():
+                conn.execute(sa.text("SET LOCAL synchronous_commit = on"))
+                conn.execute(sa.text("SELECT txid_current()"))
+            try:
+                status = conn.execute(sa.text("SELECT txid_status(:x)"), {"x": xid}).scalar()
+            except sa.exc.DBAPIError:  # an id the server never saw: its log was lost
+                status = None
+        if status != "committed":
+            raise StoreError("the database lost its last deletions (did it crash or "
+                             "restart?): nothing is audited or certified; run again",
+                             path=f"stores.{self.name}")
+        self._unflushed.xid = None
+
+    def _dense_span(self, t: sa.Table, key: sa.ColumnElement[Any],
+                    sweep: Sweep) -> KeySpan | None:
+        """Key ranges for integer keys that are dense; None means use key windows."""
+        if sweep.selective or isinstance(sweep.effect, Anonymize | Archive) \
+                or python_type(key.type) is not int:
+            return None  # anonymizing reads every row anyway; windows bound it exactly
+        with self._errors(f"reading the key range of {sweep.table}"), \
+                self.engine.connect() as conn:
+            low, high = conn.execute(sa.select(sa.func.min(key), sa.func.max(key))).one()
+            if low is None:
+                return None
+            if self.dialect == "postgresql":
+                rows = self._estimated_rows(conn, sweep.table)  # -1 falls back to windows
+            else:
+                rows = int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+        span = KeySpan(int(low), int(high))
+        return span if is_dense(span, rows) else None
+
+    def _cascade(self, conn: Connection, cascade: Cascade, parent_keys: sa.Select[Any],
+                 counts: dict[str, int]) -> None:
+        t = self.table(cascade.table)
+        linked = sa.and_(self.column(t, cascade.link, cascade.table).in_(parent_keys),
+                         self.compile(cascade.where, cascade.table))
+        key = self.column(t, cascade.key, cascade.table)
+        if isinstance(cascade.effect, Delete):
+            for child in cascade.children:
+                self._cascade(conn, child, sa.select(key).where(linked), counts)
+        rows = self._apply(conn, t, cascade.table, key, linked, cascade.effect)
+        counts[cascade.label] = counts.get(cascade.label, 0) + rows
+
+    def _apply(self, conn: Connection, t: sa.Table, table_name: str, key: sa.ColumnElement[Any],
+               where: sa.ColumnElement[bool], effect: Effect,
+               tally: sa.ColumnElement[Any] | None = None,
+               tallies: dict[Value, int] | None = None) -> int:
+        """Apply the effect; with `tally`, count the affected rows per value of that
+        column into `tallies` (read back with RETURNING, in the same statement)."""
+        statement: sa.Delete | sa.Update
+        if isinstance(effect, Delete):
+            statement = sa.delete(t).where(where)
+        elif isinstance(effect, SetColumns):
+            values = {}
+            for name, value in effect.values:
+                column = self.column(t, name, table_name)
+                values[column.key] = bind_time(column, value, millis=self._in_millis(column)) \
+                    if isinstance(value, datetime) else value
+            statement = sa.update(t).where(where).values(values)
+        elif isinstance(effect, Anonymize):
+            return self._anonymize(conn, t, table_name, key, where, effect, tally, tallies)
+        elif isinstance(effect, Archive):
+            return self._archive(conn, t, key, where, effect)
+        else:
+            raise TypeError(f"unknown effect {type(effect).__name__}")
+        if tally is None or tallies is None:
+            return int(conn.execute(statement).rowcount)
+        returned = conn.execute(statement.returning(tally)).scalars().all()
+        _count_into(tallies, returned)
+        return len(returned)
+
+    def _archive(self, conn: Connection, t: sa.Table, key: sa.ColumnElement[Any],
+                 where: sa.ColumnElement[bool], effect: Archive) -> int:
+        query = sa.select(t).where(where).order_by(key)
+        if self.dialect == "postgresql":
+            query = query.with_for_update(of=t)  # what is archived is what gets deleted
+        result = conn.execute(query)
+        columns = tuple(result.keys())
+        rows = [tuple(r) for r in result]
+        if not rows:
+            return 0
+        effect.write(columns, rows)
+        position = columns.index(key.key)
+        keys = [row[position] for row in rows]
+        deleted = 0
+        for start in range(0, len(keys), 1000):  # the same rows: the key and the selection
+            deleted += int(conn.execute(sa.delete(t).where(
+                where, self._in(key, keys[start:start + 1000]))).rowcount)
+        if deleted != len(rows):  # a key shared with rows not archived: delete nothing
+            raise StoreError(f"archiving {t.name}: {deleted} rows matched the {len(rows)} "
+                             "archived (is the key unique?); nothing deleted",
+                             path=f"stores.{self.name}")
+        return deleted
+
+    def _anonymize(self, conn: Connection, t: sa.Table, table_name: str,
+                   key: sa.ColumnElement[Any], where: sa.ColumnElement[bool],
+                   effect: Anonymize, tally: sa.ColumnElement[Any] | None = None,
+                   tallies: dict[Value, int] | None = None) -> int:
+        columns = [self.column(t, c, table_name) for c, _ in effect.transforms]
+        query = sa.select(key, *columns, *([] if tally is None else [tally])).where(where)
+        if self.dialect == "postgresql":
+            # Lock what we read: an application write in between must not be overwritten
+            # with the anonymized old value (SQLite's write lock is already held).
+            query = query.with_for_update(of=t)
+        rows = conn.execute(query).all()
+        if not rows:
+            return 0
+        if tally is not None and tallies is not None:
+            _count_into(tallies, [row[-1] for row in rows])
+        names = [c for c, _ in effect.transforms]
+        params = []
+        for row in rows:
+            new = {f"v_{i}": fn(row[i + 1]) for i, (_, fn) in enumerate(effect.transforms)}
+            new["k_key"] = row[0]
+            params.append(new)
+        values: dict[str, Any] = {name: sa.bindparam(f"v_{i}") for i, name in enumerate(names)}
+        if effect.detach is not None:
+            values[effect.detach] = None
+        statement = sa.update(t).where(key == sa.bindparam("k_key")).values(values)
+        conn.execute(statement, params)
+        return len(rows)
+
+
+def _count_into(tallies: dict[Value, int], values: Sequence[Value]) -> None:
+    for value in values:
+        if value is not None:
+            tallies[value] = tallies.get(value, 0) + 1
