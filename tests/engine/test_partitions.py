@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -332,29 +333,42 @@ def test_an_archived_partition_with_a_held_row_stays(postgres_url: str,
     rt.close()
 
 
-def test_a_hold_placed_while_a_partition_is_archived_keeps_it(
+def test_a_hold_placed_while_a_partition_is_archived_waits_for_its_commit(
         postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The holds are read again after the DETACH: a hold placed while the chunks were
-    being written keeps the partition, and its chunks are removed."""
+    """A hold placed from another thread while a partition's chunks are being written
+    does not return until that partition's transaction has ended (the hold gate): the
+    partition goes, archived whole, and every partition after it that the hold reaches
+    stays. Nothing the hold covers is dropped after `place_hold` returned."""
     engine = _build(postgres_url)
     due_ids = _ids(engine, CUTOFF)
     rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url, retention=ARCHIVE)),
                       Clock(NOW))
-    write, placed = ArchiveSink.write, []
+    write, placer = ArchiveSink.write, []
+    returned = threading.Event()
+    seen_during_write: list[bool] = []
+
+    def place() -> None:
+        place_hold(rt.control, rt.audit, rt.clock,
+                   parse_scope(rt.policy, None, "ws_legal", None), "case")
+        returned.set()
 
     def write_then_hold(self: ArchiveSink, *args: Any, **kwargs: Any) -> None:
         write(self, *args, **kwargs)
-        if not placed and kwargs.get("partition") == "events_2025_01":
-            placed.append(place_hold(rt.control, rt.audit, rt.clock,
-                                     parse_scope(rt.policy, None, "ws_legal", None), "case"))
+        if not placer and kwargs.get("partition") == "events_2025_01":
+            placer.append(threading.Thread(target=place))
+            placer[0].start()
+            returned.wait(1.0)  # it must not return while this partition is open
+            seen_during_write.append(returned.is_set())
 
     monkeypatch.setattr(ArchiveSink, "write", write_then_hold)
     [done] = execute(rt, build_plan(rt), batch_size=500).actions
+    placer[0].join(10)
+    assert returned.is_set() and seen_during_write == [False] * len(seen_during_write)
+    assert "events_2025_01" not in _partitions(engine)  # committed before the hold bound
     held = _ids(engine, f"{CUTOFF} AND workspace_id = 'ws_legal'")
-    assert placed and held and _ids(engine, CUTOFF) == held  # only the held rows stayed
-    assert "events_2025_01" in _partitions(engine)
+    assert held and _ids(engine, CUTOFF) == held  # after the hold, only held rows stayed
     _manifests, names, marked, archived = _chunks(tmp_path)
-    assert names == marked  # the kept partition's chunks were removed
+    assert names == marked
     assert sorted(archived) == sorted(set(due_ids) - set(held))
     assert done.verified is True
     rt.close()

@@ -88,7 +88,7 @@ class RunStarted(AuditEvent):
 
 
 RETENTION_ACTIONS = ("delete", "soft-delete", "anonymize", "purge", "cascade", "archive",
-                     "shred", "expire")
+                     "shred", "expire", "remove", "remove-archived")
 
 
 @registered

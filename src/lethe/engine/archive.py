@@ -243,13 +243,15 @@ class ArchiveSink:
         return retired
 
     def erase(self, column: str, owners: Mapping[str, str],
-              held: Callable[[Mapping[str, Any]], bool] = lambda _row: False
-              ) -> dict[str, int]:
+              held: Callable[[Mapping[str, Any]], bool] = lambda _row: False, *,
+              dry: bool = False) -> dict[str, int]:
         """Take out of every archived chunk the rows whose `column` (as text) is a key of
         `owners`; returns the rows taken per owner. The rows that stay go to a new chunk,
         verified and marked done, naming the one it replaces, before the old one is
-        deleted: killed in between, both exist and `retire_replaced` finishes it."""
-        self.retire_replaced()
+        deleted: killed in between, both exist and `retire_replaced` finishes it.
+        `dry`: change nothing, count what would be taken (a plan)."""
+        if not dry:
+            self.retire_replaced()
         taken: dict[str, int] = {}
         for chunk, manifest in list(self.done_chunks()):
             hits: list[dict[str, Any]] = []
@@ -259,17 +261,22 @@ class ArchiveSink:
                 (hits if taking else keep).append(row)
             if not hits:
                 continue
-            if keep:
-                columns = tuple(str(c) for c in manifest["columns"])
-                self.write(columns, [tuple(r.get(c) for c in columns) for r in keep],
-                           replaces=chunk)
-                self.committed()
-            self.store.delete([chunk + ext for ext in (".jsonl.gz", ".manifest.json",
-                                                       ".done")])
+            if not dry:
+                self._take(chunk, manifest, keep)
             for row in hits:
                 mark = owners[str(row.get(column))]
                 taken[mark] = taken.get(mark, 0) + 1
         return taken
+
+    def _take(self, chunk: str, manifest: Mapping[str, Any], keep: list[dict[str, Any]]
+              ) -> None:
+        """Replace a chunk by one holding only `keep` (none: just delete it)."""
+        if keep:
+            columns = tuple(str(c) for c in manifest["columns"])
+            self.write(columns, [tuple(r.get(c) for c in columns) for r in keep],
+                       replaces=chunk)
+            self.committed()
+        self.store.delete([chunk + ext for ext in (".jsonl.gz", ".manifest.json", ".done")])
 
     def done_chunks(self) -> Iterator[tuple[str, dict[str, Any]]]:
         manifests, done = self.chunk_ids()

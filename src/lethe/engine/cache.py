@@ -18,8 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from lethe.catalog import Catalog
-from lethe.engine.keyed import dataset_held, held_subjects
-from lethe.holds import HoldScopes
+from lethe.holds import HoldGate, HoldScopes, held_subjects
 from lethe.policy.model import Policy, template_fields
 from lethe.stores.cache import KeyFilter, RedisStore
 
@@ -91,12 +90,13 @@ class CacheDatasets:
 
     def held_keys(self, name: str, holds: HoldScopes) -> KeyFilter:
         """Which keys of `name` a hold in force keeps."""
-        if dataset_held(holds, name):
+        if holds.dataset_held(name):
             return lambda _key: True
         matchers: list[_SubjectMatcher] = []
         for kind, template in self.policy.datasets[name].per_subject.items():
             columns = template_fields(template)
-            held = held_subjects(self.policy, self.catalog, holds, kind, columns)
+            held = held_subjects(holds, self.catalog.store_of(self.policy.subjects[kind].dataset),
+                                 kind, columns)
             if held is not None:
                 matchers.append(_SubjectMatcher(template_regex(template), columns, held))
         if not matchers:
@@ -112,14 +112,16 @@ class CacheDatasets:
                                         self.held_keys(name, holds))
         return found.over, found.held
 
-    def cap(self, name: str, now: datetime, holds_now: HoldsNow,
+    def cap(self, name: str, now: datetime, holds_now: HoldsNow, gate: HoldGate,
             on_page: Callable[[int], None] | None = None) -> int:
-        """Cap every free key's TTL at the maximum; holds are re-read for every page."""
+        """Cap every free key's TTL at the maximum; holds are re-read for every page, each
+        page under the hold gate from that read to its last TTL set."""
         ttl = self.policy.datasets[name].max_ttl(now)
         if ttl is None:
             return 0
         return self.store(name).cap_ttl(self.policy.datasets[name].pattern or "", ttl,
-                                        lambda: self.held_keys(name, holds_now()), on_page)
+                                        lambda: self.held_keys(name, holds_now()), on_page,
+                                        gate.shared)
 
     def keys_by_subject(self, name: str, subject_kind: str,
                         subjects: Sequence[tuple[str, dict[str, object]]]) -> dict[str, list[str]]:

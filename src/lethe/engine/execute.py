@@ -8,7 +8,7 @@ leaves only whole batches behind: running again finishes the job.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,6 @@ from lethe.audit.events import (
     RunFinished,
     RunStarted,
 )
-from lethe.crypto.keys import shred_subject
 from lethe.engine.archive import archive_sink
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
@@ -28,11 +27,13 @@ from lethe.engine.plan import (
     UNSUPPORTED,
     Plan,
     PlannedAction,
+    archived_in,
     count_expiry,
     count_objects,
     count_step,
     shred_targets,
 )
+from lethe.engine.purge import REACH_ACTIONS, reach
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.engine.sweep import sweep_all
@@ -127,6 +128,7 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
     cascades = {(r.planned.step.dataset, r.planned.step.parent): r for r in result.actions
                 if r.planned.step.action == "cascade"}
     objects = set(rt.catalog.object_datasets())
+    archiving = archived_in([a.step for a in plan.actions])
     failure: str | None = None
     try:
         for index, action in enumerate(result.actions):
@@ -137,7 +139,9 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
                 action.error = UNSUPPORTED[step.action]
             else:
                 try:
-                    if step.action == "shred":
+                    if step.action in REACH_ACTIONS and step.parent is not None:
+                        _reach(rt, builder, action, index, progress)
+                    elif step.action == "shred":
                         _shred(rt, builder, action)
                     elif step.action == "expire":
                         _expire(rt, builder, action, index, progress)
@@ -146,7 +150,7 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
                     else:
                         _sweep(rt, builder, action, cascades, index, batch_size, progress)
                     if step.action != "cascade":  # cascades are verified after the parent
-                        _verify(rt, builder, action)
+                        _verify(rt, builder, action, archiving)
                 except LetheError as exc:
                     action.error = str(exc)
             _record(rt, run_id, index, action)
@@ -241,19 +245,33 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
         action.batch_ms += (time.perf_counter() - started) * 1000
         if not left:
             return
-    stats = sweep_all(store, make_sweep, batch_size, on_batch)
+    stats = sweep_all(store, make_sweep, batch_size, on_batch, gate=rt.hold_gate)
     action.done += stats.rows
     action.batches += stats.batches
     action.batch_ms += stats.total_ms
     action.longest_batch_ms = max(action.longest_batch_ms, stats.longest_ms)
 
 
+def _reach(rt: Runtime, builder: StepBuilder, action: ActionResult, index: int,
+           progress: Progress | None) -> None:
+    """What goes with the subjects a purge removes: keys shredded, objects and Redis keys
+    removed, archived rows taken out (engine.purge), before the subject rows go."""
+    started = time.perf_counter()
+    action.done = reach(rt, builder, action.planned.step, dry=False).done
+    action.batches = 1 if action.done else 0
+    action.longest_batch_ms = action.batch_ms = (time.perf_counter() - started) * 1000
+    if progress is not None:
+        progress(index, action.done)
+
+
 def _shred(rt: Runtime, builder: StepBuilder, action: ActionResult) -> None:
     """Destroy the data keys of the due subjects; their rows stay, unreadable."""
     step = action.planned.step
-    kind, ids = shred_targets(rt, builder, rt.hold_scopes(builder), step)
     now = rt.clock.now()
-    action.done = sum(shred_subject(rt.control.engine, kind, i, now) is not None for i in ids)
+    with rt.hold_gate.shared():  # the targets are read under the holds and shredded
+        kind, ids = shred_targets(rt, builder, rt.hold_scopes(builder), step)
+        keys = rt.subject_keys()
+        action.done = sum(keys.shred(kind, i, now) for i in ids)
     action.batches = 1 if ids else 0
     if action.done:
         rt.audit.append(KeysShredded(f"dataset:{step.dataset}", kind, action.done))
@@ -269,7 +287,8 @@ def _expire(rt: Runtime, builder: StepBuilder, action: ActionResult, index: int,
             progress(index, done)
 
     action.done = CacheDatasets(rt.policy, rt.catalog).cap(
-        action.planned.step.dataset, rt.clock.now(), lambda: rt.hold_scopes(builder), on_page)
+        action.planned.step.dataset, rt.clock.now(), lambda: rt.hold_scopes(builder),
+        rt.hold_gate, on_page)
 
 
 def _delete_objects(rt: Runtime, builder: StepBuilder, action: ActionResult, index: int,
@@ -284,13 +303,17 @@ def _delete_objects(rt: Runtime, builder: StepBuilder, action: ActionResult, ind
             progress(index, done)
 
     action.done = ObjectDatasets(rt.policy, rt.catalog).sweep(
-        step.dataset, step.rule, rt.clock.now(), lambda: rt.hold_scopes(builder), on_page)
+        step.dataset, step.rule, rt.clock.now(), lambda: rt.hold_scopes(builder),
+        rt.hold_gate, on_page)
 
 
-def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult) -> None:
+def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult,
+            archiving: Sequence[str] = ()) -> None:
     """Re-count what is still due and not held: anything left means the step failed."""
     step, holds = action.planned.step, rt.hold_scopes(builder)
-    if step.action == "expire":
+    if step.action in REACH_ACTIONS and step.parent is not None:
+        recount = count_step(rt, builder, holds, step, archiving=archiving)
+    elif step.action == "expire":
         recount = count_expiry(rt, holds, step)
     elif rt.policy.stores[rt.policy.datasets[step.dataset].store].kind == "objects":
         recount = count_objects(rt, holds, step)

@@ -19,8 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lethe.catalog import Catalog
-from lethe.engine.keyed import HeldValues, dataset_held, held_subjects
-from lethe.holds import HoldScopes
+from lethe.holds import HeldValues, HoldGate, HoldScopes, held_subjects
 from lethe.policy.model import Dataset, Policy, Rule, template_fields
 from lethe.stores.base import FALSE
 from lethe.stores.objects import ObjectInfo, ObjectStore
@@ -139,12 +138,13 @@ class ObjectDatasets:
 
     def held(self, name: str, holds: HoldScopes) -> HeldObject:
         """Which objects of `name` a hold in force keeps."""
-        if dataset_held(holds, name):
+        if holds.dataset_held(name):
             return lambda _item: True
         found: list[tuple[SubjectLocator, HeldValues]] = []
         for kind, template in self.policy.datasets[name].per_subject.items():
             locator = SubjectLocator.parse(template)
-            held = held_subjects(self.policy, self.catalog, holds, kind, locator.columns)
+            held = held_subjects(holds, self.catalog.store_of(self.policy.subjects[kind].dataset),
+                                 kind, locator.columns)
             if held is not None:
                 found.append((locator, held))
         if not found:
@@ -162,7 +162,7 @@ class ObjectDatasets:
 
     def reached_by_holds(self, name: str, holds: HoldScopes) -> bool:
         """Could a hold in force keep any of the dataset's objects?"""
-        if dataset_held(holds, name):
+        if holds.dataset_held(name):
             return True
         return bool(holds.holds) and any(
             holds.down(self.policy.subjects[kind].dataset) != FALSE
@@ -183,17 +183,19 @@ class ObjectDatasets:
                         due += 1
         return due, kept
 
-    def sweep(self, name: str, index: int, now: datetime, holds_now: HoldsNow,
+    def sweep(self, name: str, index: int, now: datetime, holds_now: HoldsNow, gate: HoldGate,
               on_page: Callable[[int], None] | None = None) -> int:
         """Delete the objects due under rule `index`, a page at a time; holds are re-read
-        for every page."""
+        for every page, under the hold gate until the page's objects are gone."""
         ds = self.policy.datasets[name]
         deleted = 0
         for page in self._objects(name):
-            held = self.held(name, holds_now())
-            due = [item.key for item in page if is_due(ds, index, item, now) and not held(item)]
-            if due:
-                done = self.store(name).delete(due)
+            with gate.shared():
+                held = self.held(name, holds_now())
+                due = [item.key for item in page
+                       if is_due(ds, index, item, now) and not held(item)]
+                done = self.store(name).delete(due) if due else 0
+            if done:
                 deleted += done
                 if on_page is not None:
                     on_page(done)

@@ -91,13 +91,21 @@ def drop_expired(rt: Runtime, builder: StepBuilder, step: Step,
             return Dropped()
         if sink is not None:
             return _archive(rt, step, expired, held, sink, chunk_rows)
-        drops = rt.catalog.store_of(step.dataset).drop_partitions(
-            ds.table or "", expired, held, estimate=ds.partitions.count == "estimate")
+        store = rt.catalog.store_of(step.dataset)
+        dropped: dict[str, tuple[int, bool]] = {}
+        stopped = None
+        for name in expired:  # one partition per turn of the hold gate
+            with rt.hold_gate.shared():
+                drops = store.drop_partitions(ds.table or "", [name], held,
+                                              estimate=ds.partitions.count == "estimate")
+            dropped.update(drops.dropped)
+            if drops.stopped:
+                stopped = drops.stopped
+                break
     except StoreError as exc:
         return Dropped(stopped=exc.message)
-    dropped = drops.dropped
     return Dropped(tuple(dropped), sum(rows for rows, _ in dropped.values()),
-                   any(estimated for _, estimated in dropped.values()), drops.stopped)
+                   any(estimated for _, estimated in dropped.values()), stopped)
 
 
 def _archive(rt: Runtime, step: Step, names: list[str], held: HeldReader,
@@ -112,9 +120,10 @@ def _archive(rt: Runtime, step: Step, names: list[str], held: HeldReader,
     stopped = None
     for name in names:
         try:
-            archived = store.archive_partition(table, name, held,
-                                               partial(sink.write, partition=name),
-                                               chunk_rows)
+            with rt.hold_gate.shared():  # holds read after the detach, then the drop commits
+                archived = store.archive_partition(table, name, held,
+                                                   partial(sink.write, partition=name),
+                                                   chunk_rows)
         except StoreError as exc:
             _abandon(sink)
             stopped = exc.message

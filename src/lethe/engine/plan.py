@@ -15,6 +15,7 @@ from lethe.crypto.keys import live_subjects
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
 from lethe.engine.partitions import droppable
+from lethe.engine.purge import REACH_ACTIONS, reach, reach_steps
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.holds import HoldScopes
@@ -56,8 +57,9 @@ class Plan:
                 "skipped": [{"dataset": d, "reason": r} for d, r in self.skipped]}
 
 
-def ordered_steps(builder: StepBuilder, names: Sequence[str]) -> list[Step]:
-    """Children first; a parent's cascades come right before its own steps."""
+def ordered_steps(rt: Runtime, builder: StepBuilder, names: Sequence[str]) -> list[Step]:
+    """Children first; a parent's cascades, then what goes with its subjects in other
+    kinds of store (engine.purge), come right before its own steps."""
     children: dict[str, list[str]] = {}
     for name, ds in builder.policy.datasets.items():
         for parent in ds.belongs_to:
@@ -65,6 +67,7 @@ def ordered_steps(builder: StepBuilder, names: Sequence[str]) -> list[Step]:
     steps: list[Step] = []
     for name in names:
         steps += builder.cascade_steps(name, children)
+        steps += reach_steps(rt, builder, name)
         steps += builder.own_steps(name)
     return steps
 
@@ -81,7 +84,13 @@ def shred_targets(rt: Runtime, builder: StepBuilder, holds: HoldScopes,
     return kind, live_subjects(rt.control.engine, kind, ids)
 
 
-def count_step(rt: Runtime, builder: StepBuilder, holds: HoldScopes, step: Step) -> PlannedAction:
+def count_step(rt: Runtime, builder: StepBuilder, holds: HoldScopes, step: Step, *,
+               archiving: Sequence[str] = ()) -> PlannedAction:
+    """What a step would do now. `archiving`: datasets whose archive steps the plan
+    runs (they run before any reach line of their parent)."""
+    if step.action in REACH_ACTIONS and step.parent is not None:
+        reached = reach(rt, builder, step, dry=True, archiving=step.dataset in archiving)
+        return PlannedAction(step, reached.done, reached.held)
     store = rt.catalog.store_of(step.dataset)
     table = rt.policy.datasets[step.dataset].table or ""
     due = builder.due(step, holds)
@@ -99,6 +108,11 @@ def count_step(rt: Runtime, builder: StepBuilder, holds: HoldScopes, step: Step)
                          len(droppable(rt, builder, holds, step)))
 
 
+def archived_in(steps: Sequence[Step]) -> list[str]:
+    """Datasets whose own archive steps are among these."""
+    return [s.dataset for s in steps if s.action == "archive" and s.parent is None]
+
+
 def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     names = rt.select(datasets)
     rt.prepare()
@@ -107,7 +121,9 @@ def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     names = children_first(names, builder.dependencies())
     holds = rt.hold_scopes(builder)
     chosen = datasets or list(rt.policy.datasets)
-    actions = [count_step(rt, builder, holds, s) for s in ordered_steps(builder, names)]
+    steps = ordered_steps(rt, builder, names)
+    archiving = archived_in(steps)
+    actions = [count_step(rt, builder, holds, s, archiving=archiving) for s in steps]
     actions += [count_objects(rt, holds, Step(name, index, "delete"))
                 for name in rt.catalog.object_datasets(chosen)
                 for index in range(len(rt.policy.datasets[name].retention))]

@@ -18,7 +18,7 @@ from lethe.crypto.keys import SubjectKeys
 from lethe.crypto.signing import key_path
 from lethe.engine.steps import StepBuilder
 from lethe.errors import UsageError
-from lethe.holds import HoldScopes
+from lethe.holds import HoldGate, HoldScopes, gate_of
 from lethe.policy.model import Policy
 
 
@@ -59,6 +59,11 @@ class Runtime:
         keys, nullable = self.catalog.keys(), self.catalog.nullable()
         return StepBuilder(self.policy, keys, nullable, now,
                            unhandled_references(self.catalog, keys, nullable))
+
+    @property
+    def hold_gate(self) -> HoldGate:
+        """Taken shared by every unit of work from its hold read to its commit."""
+        return gate_of(self.control.engine)
 
     def hold_scopes(self, builder: StepBuilder) -> HoldScopes:
         return HoldScopes(self.policy, self.catalog.graph, builder.keys, self.control.holds())

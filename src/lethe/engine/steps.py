@@ -118,18 +118,24 @@ class StepBuilder:
             return purge_due(ds, self.now)
         if step.action == "cascade":
             assert step.parent is not None
-            parents = all_of(self.deleting_due(step.parent),
+            parents = all_of(self.removing_due(step.parent),
                              negate(self.referenced(step.parent)))
             if holds is not None:
                 parents = all_of(parents, negate(holds.held(step.parent, cascading=True)))
             linked = self.linked_to(step.dataset, step.parent, parents)
-            return all_of(linked, negate(self.deleting_due(step.dataset)))
+            return all_of(linked, negate(self.removing_due(step.dataset)))
         assert step.rule is not None
         return rule_due(ds, step.rule, ds.retention[step.rule], self.now)
 
     def deleting_due(self, name: str) -> Condition:
         """Rows the dataset's own steps delete (delete rules and purge)."""
         return any_of(*(self.due(s) for s in self.own_steps(name) if s.deletes))
+
+    def removing_due(self, name: str) -> Condition:
+        """Rows the dataset's own steps take out of its table (deleted, or archived and
+        deleted): their children are cascaded, and a child's own such rows are gone
+        before its parent's cascade comes (children go first)."""
+        return any_of(*(self.due(s) for s in self.own_steps(name) if self.removes(s)))
 
     def linked_to(self, name: str, ancestor: str, ancestor_where: Condition) -> Condition:
         """Rows of `name` that belong, through belongs_to, to `ancestor` rows matching."""
@@ -247,6 +253,6 @@ class StepBuilder:
                     if step not in steps:  # reachable along two paths: one line
                         steps.append(step)
 
-        if any(s.deletes for s in self.own_steps(name)):
+        if any(self.removes(s) for s in self.own_steps(name)):
             walk(name)
         return steps

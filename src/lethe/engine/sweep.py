@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lethe.holds import HoldGate
 from lethe.stores.base import BatchResult, RowStore, Sweep, Value
 
 OnBatch = Callable[[BatchResult, float], None]  # (batch, milliseconds)
@@ -25,13 +26,17 @@ class SweepStats:
 
 
 def sweep_all(store: RowStore, make_sweep: Callable[[], Sweep], batch_size: int,
-              on_batch: OnBatch | None = None) -> SweepStats:
+              on_batch: OnBatch | None = None, *, gate: HoldGate) -> SweepStats:
+    """Sweep in batches until nothing is left. Each batch builds its sweep (reading the
+    holds) and commits inside the hold gate, so a hold placed meanwhile either is in the
+    sweep's condition or waits for the batch's commit (lethe.holds.gate)."""
     stats = SweepStats()
     after = None
     while True:
-        sweep = make_sweep()
-        started = time.perf_counter()
-        batch = store.sweep_batch(sweep, after, batch_size)
+        with gate.shared():
+            sweep = make_sweep()
+            started = time.perf_counter()
+            batch = store.sweep_batch(sweep, after, batch_size)
         elapsed_ms = (time.perf_counter() - started) * 1000
         if batch.upper is None:
             return stats

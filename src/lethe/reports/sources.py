@@ -17,6 +17,7 @@ from lethe.control.history import RunRecord, runs_between
 from lethe.control.requests import RequestRecord, RequestStore
 from lethe.control.store import Hold
 from lethe.engine.runtime import Runtime
+from lethe.holds import shown_scope
 from lethe.reports.ages import AgeReading, data_ages
 from lethe.reports.period import Month
 
@@ -45,18 +46,9 @@ def gather(rt: Runtime, month: Month) -> Sources:
         organization=rt.policy.organization, month=month, generated_at=rt.clock.now(),
         classes={name: ds.class_ for name, ds in rt.policy.datasets.items()},
         runs=tuple(runs), holds=tuple(holds),
-        hold_scopes={h.id: shown_scope(rt, h) for h in holds},
+        hold_scopes={h.id: shown_scope(rt.audit, h) for h in holds},
         requests=tuple(RequestStore(rt.control.engine).list()),
         ages=tuple(data_ages(rt)), audit=rt.audit.verify(), evidence=_evidence(rt, runs))
-
-
-def shown_scope(rt: Runtime, hold: Hold) -> str:
-    """A hold's scope with a subject's key replaced by the fingerprint its audit entry
-    carries: a report is shared more widely than the control store."""
-    if hold.scope_kind != "subject":
-        return hold.scope
-    mark = rt.audit.fingerprint(f"{hold.subject_kind}\x1f{hold.scope_value}")[:16]
-    return f"subject:{hold.subject_kind}:{mark}"
 
 
 def _evidence(rt: Runtime, runs: list[RunRecord]) -> dict[StepKey, int]:

@@ -33,6 +33,7 @@ from lethe.engine.runtime import Runtime
 from lethe.engine.steps import StepBuilder, anonymize_effect, identifying
 from lethe.engine.sweep import sweep_all
 from lethe.errors import LetheError
+from lethe.holds import archived_row_held, holds_reaching
 from lethe.policy.model import Policy, template_fields
 from lethe.requests.certificate import (
     DatasetOutcome,
@@ -223,7 +224,8 @@ class Group:
                          all_of(narrowed, negate(held)), effect, selective=True, tally=tally,
                          durable=False)
 
-        stats = sweep_all(self.rt.catalog.store_of(name), make_sweep, self.batch_size)
+        stats = sweep_all(self.rt.catalog.store_of(name), make_sweep, self.batch_size,
+                          gate=self.rt.hold_gate)
         if self.single:
             return {self.subjects[0].mark: stats.rows} if stats.rows else {}
         return self._attribute(name, stats.tallies)
@@ -423,23 +425,23 @@ class Group:
                              "(declare belongs_to the subject dataset)",
                              path=f"datasets.{name}")
         # holds win in archives too: a held subject's rows stay, and so do the rows of a
-        # held workspace or of a dataset under hold
-        holds = self.rt.hold_scopes(self.builder)
-        if any(h.scope_kind == "dataset" and h.scope_value == name for h in holds.holds):
-            return {}
-        _, held_subjects = self.held(self.subject, deletes=True)
-        owners = {value: mark for value, mark in owners.items() if not held_subjects.get(mark)}
-        workspaces = {h.scope_value for h in holds.holds if h.scope_kind == "workspace"}
-        column_ws = ds.workspace
-
-        def held(row: Mapping[str, object]) -> bool:
-            return column_ws is not None and str(row.get(column_ws)) in workspaces
-
+        # held workspace or of a dataset under hold (read fresh, under the gate, until
+        # the chunks are rewritten)
         taken: Counts = {}
-        for target in sorted(targets):
-            sink = ArchiveSink(self.rt, name, self.rt.catalog.object_store(target))
-            for mark, rows in sink.erase(column, owners, held).items():
-                taken[mark] = taken.get(mark, 0) + rows
+        with self.rt.hold_gate.shared():
+            holds = self.rt.hold_scopes(self.builder)
+            if holds.dataset_held(name):
+                return {}
+            subject_held = holds.held(self.subject, cascading=True)
+            held_subjects = {} if subject_held == FALSE else self.count(
+                self.subject, all_of(self.where[self.subject], subject_held))
+            owners = {value: mark for value, mark in owners.items()
+                      if not held_subjects.get(mark)}
+            held = archived_row_held(holds, name)
+            for target in sorted(targets):
+                sink = ArchiveSink(self.rt, name, self.rt.catalog.object_store(target))
+                for mark, rows in sink.erase(column, owners, held).items():
+                    taken[mark] = taken.get(mark, 0) + rows
         return taken
 
     def _kept_for_keys(self) -> Condition:
@@ -465,14 +467,19 @@ class Group:
         ds = self.policy.datasets[name]
         handler = self.keyed[name]
         found = self._found_keys.pop(name, None) or self._keys_of(name)
-        held_key = handler.held_keys(name, self.rt.hold_scopes(self.builder))
+        with self.rt.hold_gate.shared():  # the holds read here bind until the keys are gone
+            held_key = handler.held_keys(name, self.rt.hold_scopes(self.builder))
+            removed: dict[str, int] = {}
+            for s in self.subjects:
+                free = [k for k in found.get(s.mark, []) if not held_key(k)]
+                removed[s.mark] = handler.remove(name, free) if ds.erasure == "delete" else 0
         for s in self.subjects:
             keys = found.get(s.mark, [])
             free = [k for k in keys if not held_key(k)]
             held = len(keys) - len(free)
             if held:
                 self._keyed_held.add(s.mark)
-            erased_now = handler.remove(name, free) if ds.erasure == "delete" else 0
+            erased_now = removed[s.mark]
             retained = len(free) if ds.erasure == "retain" else 0
             rows = max(erased_now + held + retained,
                        baselines.get(s.record.id, {}).get(name, 0))
@@ -499,17 +506,19 @@ class Group:
         if not self.keys or not any(self.policy.datasets[n].erasure == "shred"
                                     for n in self.where):
             return
-        held: set[str] = set()
-        for name in self.where:
-            held.update(k for k, n in self.held(name, deletes=True)[1].items() if n)
         keys = self.rt.subject_keys()
         now = self.rt.clock.now()
         events = []
-        for s in self.subjects:
-            if s.key is not None and s.mark not in held:
-                destroyed = int(keys.shred(self.subject_kind, s.key, now))
-                events.append(KeysShredded(f"request:{s.record.id}", self.subject_kind,
-                                           destroyed))
+        with self.rt.hold_gate.shared():  # holds read fresh, binding until the shred
+            self._last_held = None
+            held: set[str] = set()
+            for name in self.where:
+                held.update(k for k, n in self.held(name, deletes=True)[1].items() if n)
+            for s in self.subjects:
+                if s.key is not None and s.mark not in held:
+                    destroyed = int(keys.shred(self.subject_kind, s.key, now))
+                    events.append(KeysShredded(f"request:{s.record.id}", self.subject_kind,
+                                               destroyed))
         self.rt.audit.append_many(events)
 
     def _certify(self, done: Sequence[Subject], now: datetime, out_dir: Path | None
@@ -565,11 +574,8 @@ def held_note(subject: Subject, holds: Sequence[Hold]) -> str:
     record = subject.record
     held = {n: r.held for n, r in subject.outcome.datasets.items()}
     values = {*record.identities.values(), subject.mark}
-    relevant = [h for h in holds
-                if (h.scope_kind == "dataset" and held.get(h.scope_value))
-                or (h.scope_kind == "subject" and h.subject_kind == record.subject_kind
-                    and h.scope_value in values)
-                or h.scope_kind == "workspace"] or list(holds)
+    relevant = holds_reaching(holds, record.subject_kind, values,
+                              {n for n, c in held.items() if c})
     names = ", ".join(f"hold {h.id} ({h.scope_kind})" for h in relevant)
     where = ", ".join(f"{n}: {c}" for n, c in held.items() if c)
     return f"held by {names}; rows kept: {where}"

@@ -13,7 +13,7 @@ from lethe.api.errors import ApiError
 from lethe.api.fields import IdentityValue, Name, Reason
 from lethe.control.store import Hold
 from lethe.engine.lifecycle import withdraw_held
-from lethe.holds import Scope, parse_scope, place_hold, release_hold
+from lethe.holds import Scope, on_workspace, parse_scope, place_hold, release_hold
 from lethe.requests.discovery import subject_confined
 
 router = APIRouter(prefix="/v1/holds", tags=["holds"])
@@ -48,8 +48,7 @@ def visible_holds(ctx: ApiContext, principal: Principal, *,
     ours = {actor_of(k) for k in ctx.keys.list(include_revoked=True)
             if k.workspace == principal.workspace}
     return [h for h in found
-            if (h.scope_kind == "workspace" and h.scope_value == principal.workspace)
-            or h.placed_by in ours]
+            if on_workspace(h, principal.workspace) or h.placed_by in ours]
 
 
 def _confine(ctx: ApiContext, principal: Principal, scope: Scope) -> None:

@@ -1,0 +1,104 @@
+"""Holds compiled into row conditions: the condition that keeps held rows untouched.
+
+A hold reaches a row three ways: directly (its dataset, its workspace column, or a
+subject identity), downward (the row belongs to a held row through belongs_to), and
+upward (deleting the row would cascade into a held row, so it must stay too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from lethe.control.store import Hold
+from lethe.policy.graph import Graph, Link
+from lethe.policy.model import Policy
+from lethe.stores.base import (
+    FALSE,
+    TRUE,
+    Condition,
+    Exists,
+    In,
+    any_of,
+)
+
+CASCADING = ("delete", "anonymize")
+
+
+@dataclass(frozen=True)
+class HoldScopes:
+    """Holds compiled into the conditions each dataset needs."""
+
+    policy: Policy
+    graph: Graph
+    keys: Mapping[str, str]
+    holds: Sequence[Hold]
+
+    def dataset_held(self, dataset: str) -> bool:
+        """Is the whole dataset under a hold (every row, object and key of it)?"""
+        return any(h.scope_kind == "dataset" and h.scope_value == dataset for h in self.holds)
+
+    def workspaces(self) -> tuple[str, ...]:
+        """Workspaces under a hold."""
+        return tuple(h.scope_value for h in self.holds if h.scope_kind == "workspace")
+
+    def subject_values(self, subject_kind: str) -> tuple[str, ...]:
+        """The keys named by subject holds on this kind of subject (any identity)."""
+        return tuple(h.scope_value for h in self.holds
+                     if h.scope_kind == "subject" and h.subject_kind == subject_kind)
+
+    def direct(self, dataset: str) -> Condition:
+        """Rows a hold names itself: its dataset, its workspace, its subject identity.
+
+        One `In` per identity column over every held value (not one test per hold): the
+        store binds the list as one array or table of keys, so ten thousand holds cost a
+        lookup per row, not an expression per hold.
+        """
+        ds = self.policy.datasets[dataset]
+        if self.dataset_held(dataset):
+            return TRUE
+        parts: list[Condition] = []
+        workspaces = self.workspaces()
+        if workspaces and ds.workspace:
+            parts.append(In(ds.workspace, workspaces))
+        for kind, subject in self.policy.subjects.items():
+            if subject.dataset != dataset:
+                continue
+            values = self.subject_values(kind)
+            if values:
+                parts += [In(identity, values) for identity in subject.identities]
+        return any_of(*parts)
+
+    def down(self, dataset: str, skip: Link | None = None) -> Condition:
+        """Held directly or through any parent (except along `skip`)."""
+        parts = [self.direct(dataset)]
+        for link in self.graph.parents(dataset):
+            if link == skip:
+                continue
+            parent = self.policy.datasets[link.parent]
+            above = self.down(link.parent)
+            if above != FALSE:
+                parts.append(Exists(parent.table or "", self.keys[link.parent], link.column,
+                                    above, parent.store))
+        return any_of(*parts)
+
+    def up(self, dataset: str) -> Condition:
+        """Deleting this row would cascade into a held row."""
+        parts: list[Condition] = []
+        for link in self.graph.children(dataset):
+            child = self.policy.datasets[link.child]
+            if child.erasure not in CASCADING:
+                continue
+            below = self.down(link.child, skip=link)
+            if child.erasure == "delete":
+                below = any_of(below, self.up(link.child))
+            if below != FALSE:
+                parts.append(Exists(child.table or "", link.column, self.keys[dataset], below,
+                                    child.store))
+        return any_of(*parts)
+
+    def held(self, dataset: str, *, cascading: bool) -> Condition:
+        """Rows of `dataset` that an action must skip; `cascading` when it deletes."""
+        if not self.holds:
+            return FALSE
+        return any_of(self.down(dataset), self.up(dataset)) if cascading else self.down(dataset)
