@@ -29,9 +29,11 @@ def test_exports_span_ninety_days_and_the_first_user_has_a_fresh_one(tmp_path: P
 def test_demo_enforces_export_retention_and_erases_the_users_exports(tmp_path: Path) -> None:
     result = run_demo(tmp_path / "demo", Clock(NOW), scale=0.05)
     assert result["ok"] is True
-    planned = [a for a in result["plan"]["actions"] if a["dataset"] == "data_exports"]
+    planned = [a for a in result["plan"]["actions"]
+               if a["dataset"] == "data_exports" and a["action"] == "delete"]
     assert planned and planned[0]["rows"] > 0
-    ran = [a for a in result["run"]["actions"] if a["dataset"] == "data_exports"]
+    ran = [a for a in result["run"]["actions"]
+           if a["dataset"] == "data_exports" and a["action"] == "delete"]
     assert ran[0]["done"] == planned[0]["rows"] and ran[0]["verified"] is True
     left = [NOW - datetime.fromtimestamp(f.stat().st_mtime, UTC)
             for f in (tmp_path / "demo" / "files").rglob("*.json")]

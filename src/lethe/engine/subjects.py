@@ -41,15 +41,16 @@ def keyed_datasets(rt: Runtime, subject_kind: str) -> dict[str, CacheDatasets | 
 
 def archived_links(rt: Runtime, subject: str, key: str) -> dict[str, str]:
     """Datasets whose `archive` rules moved rows out of the table that name a subject row
-    directly: the subject dataset (by its key) and its direct `belongs_to` children (by
-    the link column). Dataset -> the column naming the subject."""
+    directly and go with it: the subject dataset (by its key) and its direct `belongs_to`
+    children with `erasure: delete` (by the link column; `retain` keeps them, archived
+    or not). Dataset -> the column naming the subject."""
     found: dict[str, str] = {}
     for name, ds in rt.policy.datasets.items():
         if not any(r.action == "archive" and r.to for r in ds.retention):
             continue
         if name == subject:
             found[name] = key
-        elif subject in ds.belongs_to:
+        elif subject in ds.belongs_to and ds.erasure == "delete":
             found[name] = ds.belongs_to[subject]
     return found
 

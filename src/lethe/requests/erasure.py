@@ -26,14 +26,12 @@ from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.store import Hold
 from lethe.control.tx import transaction
-from lethe.engine.archive import ArchiveSink
-from lethe.engine.cache import CacheDatasets
-from lethe.engine.objects import ObjectDatasets
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import StepBuilder, anonymize_effect, identifying
+from lethe.engine.subjects import SubjectReach
 from lethe.engine.sweep import sweep_all
 from lethe.errors import LetheError
-from lethe.holds import archived_row_held, holds_reaching
+from lethe.holds import holds_reaching
 from lethe.policy.model import Policy, template_fields
 from lethe.requests.certificate import (
     DatasetOutcome,
@@ -120,7 +118,8 @@ class Group:
         self._last_held: tuple[str, bool, Condition] | None = None
         self.owners: dict[str, Owner] = {}
         self._discover()
-        self.keyed = keyed_datasets(rt, subject_kind)
+        self.reach = SubjectReach(rt, builder, subject_kind)
+        self.keyed = self.reach.keyed
         self._found_keys: dict[str, dict[str, list[str]]] = {}
         self._keyed_held: set[str] = set()  # subjects some of whose keys a hold keeps
         # request id -> dataset -> what this run did: one audit entry each at the end
@@ -427,22 +426,14 @@ class Group:
         # holds win in archives too: a held subject's rows stay, and so do the rows of a
         # held workspace or of a dataset under hold (read fresh, under the gate, until
         # the chunks are rewritten)
-        taken: Counts = {}
         with self.rt.hold_gate.shared():
             holds = self.rt.hold_scopes(self.builder)
-            if holds.dataset_held(name):
-                return {}
             subject_held = holds.held(self.subject, cascading=True)
             held_subjects = {} if subject_held == FALSE else self.count(
                 self.subject, all_of(self.where[self.subject], subject_held))
             owners = {value: mark for value, mark in owners.items()
                       if not held_subjects.get(mark)}
-            held = archived_row_held(holds, name)
-            for target in sorted(targets):
-                sink = ArchiveSink(self.rt, name, self.rt.catalog.object_store(target))
-                for mark, rows in sink.erase(column, owners, held).items():
-                    taken[mark] = taken.get(mark, 0) + rows
-        return taken
+            return self.reach.remove_archived(name, column, owners, holds)
 
     def _kept_for_keys(self) -> Condition:
         """Subject rows to keep because a hold keeps some of their Redis keys or objects:
@@ -465,22 +456,18 @@ class Group:
         """A subject's Redis keys or objects: removed (`erasure: delete`) or kept
         (`retain`); held ones are left alone."""
         ds = self.policy.datasets[name]
-        handler = self.keyed[name]
         found = self._found_keys.pop(name, None) or self._keys_of(name)
         with self.rt.hold_gate.shared():  # the holds read here bind until the keys are gone
-            held_key = handler.held_keys(name, self.rt.hold_scopes(self.builder))
-            removed: dict[str, int] = {}
-            for s in self.subjects:
-                free = [k for k in found.get(s.mark, []) if not held_key(k)]
-                removed[s.mark] = handler.remove(name, free) if ds.erasure == "delete" else 0
+            removed, kept = self.reach.remove_keys(
+                name, {s.mark: found.get(s.mark, []) for s in self.subjects},
+                self.rt.hold_scopes(self.builder), delete=ds.erasure == "delete")
         for s in self.subjects:
             keys = found.get(s.mark, [])
-            free = [k for k in keys if not held_key(k)]
-            held = len(keys) - len(free)
+            held = kept.get(s.mark, 0)
             if held:
                 self._keyed_held.add(s.mark)
-            erased_now = removed[s.mark]
-            retained = len(free) if ds.erasure == "retain" else 0
+            erased_now = removed.get(s.mark, 0)
+            retained = len(keys) - held if ds.erasure == "retain" else 0
             rows = max(erased_now + held + retained,
                        baselines.get(s.record.id, {}).get(name, 0))
             report = DatasetReport(rows=rows, erased=rows - held - retained, retained=retained,
@@ -506,8 +493,6 @@ class Group:
         if not self.keys or not any(self.policy.datasets[n].erasure == "shred"
                                     for n in self.where):
             return
-        keys = self.rt.subject_keys()
-        now = self.rt.clock.now()
         events = []
         with self.rt.hold_gate.shared():  # holds read fresh, binding until the shred
             self._last_held = None
@@ -516,7 +501,7 @@ class Group:
                 held.update(k for k, n in self.held(name, deletes=True)[1].items() if n)
             for s in self.subjects:
                 if s.key is not None and s.mark not in held:
-                    destroyed = int(keys.shred(self.subject_kind, s.key, now))
+                    destroyed = self.reach.shred([s.key])
                     events.append(KeysShredded(f"request:{s.record.id}", self.subject_kind,
                                                destroyed))
         self.rt.audit.append_many(events)
@@ -555,18 +540,6 @@ class Group:
         with ThreadPoolExecutor(max_workers=WRITERS) as pool:
             return kept, list(pool.map(
                 lambda d: write_certificate(d[0], out_dir, stem=d[1])[0], documents))
-
-
-def keyed_datasets(rt: Runtime, subject_kind: str) -> dict[str, CacheDatasets | ObjectDatasets]:
-    """The Redis and object datasets whose `per_subject` says where this kind of
-    subject's keys are, each with what handles it."""
-    found: dict[str, CacheDatasets | ObjectDatasets] = {}
-    for kind, names in ((CacheDatasets, rt.catalog.cache_datasets()),
-                        (ObjectDatasets, rt.catalog.object_datasets())):
-        handler = kind(rt.policy, rt.catalog)
-        found.update((n, handler) for n in names
-                     if subject_kind in rt.policy.datasets[n].per_subject)
-    return found
 
 
 def held_note(subject: Subject, holds: Sequence[Hold]) -> str:
@@ -614,4 +587,4 @@ def erase_subjects(rt: Runtime, subject_kind: str, subjects: Sequence[Subject],
     Group(rt, builder, subject_kind, ready, batch_size).erase(out_dir)
 
 
-__all__ = ["Subject", "erase_subjects", "groupable", "held_note", "keyed_datasets"]
+__all__ = ["Subject", "erase_subjects", "groupable", "held_note"]

@@ -21,6 +21,7 @@ from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.tx import transaction
 from lethe.engine.runtime import Runtime
+from lethe.engine.subjects import keyed_datasets
 from lethe.errors import UsageError
 from lethe.policy.model import template_fields
 from lethe.requests.discovery import (
@@ -30,7 +31,7 @@ from lethe.requests.discovery import (
     selections,
     subject_rows,
 )
-from lethe.requests.erasure import Subject, erase_subjects, keyed_datasets
+from lethe.requests.erasure import Subject, erase_subjects
 from lethe.requests.export import DatasetRows, write_access_export
 from lethe.requests.records import (
     DatasetReport,
