@@ -31,7 +31,7 @@ from lethe.requests.discovery import (
     selections,
     subject_rows,
 )
-from lethe.requests.erasure import Subject, erase_subjects
+from lethe.requests.erasure import erase_subjects
 from lethe.requests.export import DatasetRows, write_access_export
 from lethe.requests.records import (
     DatasetReport,
@@ -41,6 +41,7 @@ from lethe.requests.records import (
     transition,
     transition_many,
 )
+from lethe.requests.subjects import Subject
 from lethe.stores.base import Condition, Value
 
 DUE_AFTER = timedelta(days=30)

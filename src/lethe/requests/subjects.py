@@ -1,0 +1,115 @@
+"""A subject of an erasure run: its request and outcome, how its rows are told apart from
+other subjects' in a group (attribution), the certificate that closes it, and the note
+that says which holds keep it open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from lethe.control.requests import RequestRecord
+from lethe.control.store import Hold
+from lethe.engine.runtime import Runtime
+from lethe.holds import holds_reaching
+from lethe.policy.model import Policy
+from lethe.requests.certificate import (
+    DatasetOutcome,
+    build_certificate,
+    certificate_text,
+    sign_certificate,
+    write_certificate,
+)
+from lethe.requests.records import RequestOutcome
+from lethe.stores.base import Value
+
+WRITERS = 4  # threads writing certificate files
+
+
+@dataclass
+class Subject:
+    record: RequestRecord
+    key: Value | None  # the subject row's key; None when no row matched
+    outcome: RequestOutcome = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outcome = RequestOutcome(self.record)
+
+    @property
+    def mark(self) -> str:
+        return "" if self.key is None else str(self.key)
+
+
+
+def certify(rt: Runtime, done: Sequence[Subject], now: datetime, out_dir: Path | None
+            ) -> tuple[list[tuple[int, str]], list[Path | None]]:
+    """One signed certificate per subject, all citing one fresh signed checkpoint:
+    (request id, the signed JSON to keep) each, and the files written to `out_dir`."""
+    targets = [f"request:{s.record.id}" for s in done]
+    evidence: dict[str, list[tuple[int, str]]] = {t: [] for t in targets}
+    for entry in rt.audit.entries(targets=targets):
+        evidence[entry.target].append((entry.seq, entry.hash))
+    last = rt.audit.checkpoint()
+    if last is None:
+        signed = rt.audit.checkpoints()
+        last = signed[-1] if signed else None
+    key = rt.audit.key()
+    documents = []
+    for s, target in zip(done, targets, strict=True):
+        record = s.record
+        body = build_certificate(
+            organization=rt.policy.organization, request_id=record.id,
+            subject_kind=record.subject_kind, subject_fingerprint=record.fingerprint,
+            received_at=record.received_at, completed_at=now,
+            outcomes=[DatasetOutcome(n, r.rows, r.erased, r.retained, r.held, r.action,
+                                     r.legal_basis if r.retained else None)
+                      for n, r in s.outcome.datasets.items()],
+            audit_entries=evidence[target],
+            audit_checkpoint=(last.seq, last.head_hash) if last is not None else None)
+        documents.append((sign_certificate(body, key), f"request-{record.id}-certificate"))
+    kept = [(s.record.id, certificate_text(document, compact=True))
+            for s, (document, _) in zip(done, documents, strict=True)]
+    if out_dir is None:
+        return kept, [None] * len(done)
+    # Creating files is latency, not work: overlap it (each file still lands atomically).
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        return kept, list(pool.map(
+            lambda d: write_certificate(d[0], out_dir, stem=d[1])[0], documents))
+
+
+
+def held_note(subject: Subject, holds: Sequence[Hold]) -> str:
+    """Name the holds that reach this subject's rows (not every hold in force)."""
+    record = subject.record
+    held = {n: r.held for n, r in subject.outcome.datasets.items()}
+    values = {*record.identities.values(), subject.mark}
+    relevant = holds_reaching(holds, record.subject_kind, values,
+                              {n for n, c in held.items() if c})
+    names = ", ".join(f"hold {h.id} ({h.scope_kind})" for h in relevant)
+    where = ", ".join(f"{n}: {c}" for n, c in held.items() if c)
+    return f"held by {names}; rows kept: {where}"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """How a dataset's rows name their subject: `column`'s value, mapped by `of`."""
+
+    column: str
+    of: Mapping[str, str]  # column value (as text) -> subject key (as text)
+
+
+def groupable(policy: Policy, order: Sequence[str], subject: str) -> bool:
+    """Can rows be told apart by subject? Each dataset linked to the subject must reach
+    it through exactly one `belongs_to` parent; otherwise subjects go one at a time.
+    `order`: the datasets, children first."""
+    linked = {subject}
+    for name in reversed(order):  # parents first
+        parents = [p for p in policy.datasets[name].belongs_to if p in linked]
+        if len(parents) > 1:
+            return False
+        if parents:
+            linked.add(name)
+    return True
