@@ -330,3 +330,66 @@ class RowStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# -- Every store: the Store protocol and its capability flags -----------------------
+#
+# A capability is a class attribute of an adapter, set to True or False where it is
+# declared, each with a comment giving the reason; a flag the class does not declare
+# is False. True is a promise the conformance suite (`lethe.testing`) holds the adapter
+# to; False means "do not count on it". The names and what they promise:
+
+CAPABILITIES: Mapping[str, str] = {
+    "transactional_batches": "a batch's effects, cascades included, commit or roll back "
+                             "together: a crash leaves whole batches done or undone",
+    "ordered_keys": "keys are visited in ascending order, so a walk can resume after the "
+                    "last key it finished",
+    "returning": "the affected rows' columns come back from the statement that changed "
+                 "them (a sweep's `tally`)",
+    "drops_partitions": "a range partition wholly past its cutoff can be detached and "
+                        "dropped instead of deleted row by row",
+    "asynchronous_commit": "a `durable=False` batch commits without waiting for the log; "
+                           "`flush` makes it durable and checks that it survived",
+    "object_metadata": "objects carry metadata and tags that listings can return",
+    "versioned_objects": "deleting a key removes every stored version of it, not just "
+                         "the current one",
+    "lifecycle_rules": "the store has its own expiry rules that can be read and set",
+    "ttl": "every key can carry a time-to-live the store enforces by itself",
+}
+
+
+class Capabilities:
+    """`capabilities = Capabilities()` in an adapter's class body: the names of the
+    flags in CAPABILITIES that the class sets to True, on the class and its instances."""
+
+    def __get__(self, instance: object, owner: type | None = None) -> frozenset[str]:
+        cls = owner if owner is not None else type(instance)
+        return frozenset(flag for flag in CAPABILITIES if getattr(cls, flag, False) is True)
+
+
+def supports(store: Store, capability: str) -> bool:
+    """Whether the store promises `capability` (a name from CAPABILITIES; anything else
+    is a typo and raises KeyError rather than quietly answering False)."""
+    if capability not in CAPABILITIES:
+        raise KeyError(f"unknown store capability {capability!r}")
+    return capability in store.capabilities
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What every store has, whatever it holds (rows, objects, cache keys); what else it
+    can do is its kind's protocol (`RowStore`, `ObjectStore`, `RedisStore`) and its
+    capability flags. `lethe.stores.registry.open_store` opens one from a URL."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str:
+        """The policy's word for this kind of store: "sql", "objects" or "cache"."""
+        ...
+
+    @property
+    def capabilities(self) -> frozenset[str]: ...
+
+    def close(self) -> None: ...

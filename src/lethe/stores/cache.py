@@ -11,13 +11,14 @@ shortened in between is never lengthened. Subjects' keys are removed with UNLINK
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from lethe.errors import StoreError
+from lethe.stores.base import Capabilities
 
 PAGE = 1_000  # keys per SCAN page and per pipeline
 NO_TTL = -1  # TTL reply for a key that never expires
@@ -34,6 +35,15 @@ class TtlCensus:
 
 class RedisStore:
     """One Redis database (`redis://host:port/db`)."""
+
+    kind = "cache"
+    capabilities = Capabilities()
+    # pages go through pipelines without MULTI: a failure part way leaves a page part done
+    transactional_batches = False
+    # SCAN has no order and may return a key twice (every handler here is idempotent)
+    ordered_keys = False
+    # keys expire by themselves: retention is a maximum TTL, capped with EXPIRE ... LT
+    ttl = True
 
     def __init__(self, name: str, url: str) -> None:
         self.name = name
@@ -85,21 +95,24 @@ class RedisStore:
         return TtlCensus(over, kept)
 
     def cap_ttl(self, pattern: str, max_ttl: int, held_now: Callable[[], KeyFilter],
-                on_page: Callable[[int], None] | None = None) -> int:
+                on_page: Callable[[int], None] | None = None,
+                guard: Callable[[], AbstractContextManager[object]] = nullcontext) -> int:
         """Give every key that would outlive `max_ttl` that TTL; returns how many.
-        `held_now` is asked for the holds afresh for every page."""
+        `held_now` is asked for the holds afresh for every page, inside `guard()`, which
+        stays entered until the page's TTLs are set."""
         capped = 0
         for keys in self.pages(pattern):
-            held = held_now()
-            todo = [k for k, ttl in zip(keys, self._ttls(keys), strict=True)
-                    if (ttl == NO_TTL or ttl > max_ttl) and not held(k)]
-            if not todo:
-                continue
-            with self._errors("setting TTLs"):
-                pipe = self.client.pipeline(transaction=False)
-                for key in todo:
-                    pipe.expire(_raw(key), max_ttl, lt=True)
-                done = sum(bool(r) for r in pipe.execute())
+            with guard():
+                held = held_now()
+                todo = [k for k, ttl in zip(keys, self._ttls(keys), strict=True)
+                        if (ttl == NO_TTL or ttl > max_ttl) and not held(k)]
+                if not todo:
+                    continue
+                with self._errors("setting TTLs"):
+                    pipe = self.client.pipeline(transaction=False)
+                    for key in todo:
+                        pipe.expire(_raw(key), max_ttl, lt=True)
+                    done = sum(bool(r) for r in pipe.execute())
             capped += done
             if on_page is not None:
                 on_page(done)

@@ -28,6 +28,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from lethe.errors import StoreError
+from lethe.stores.base import Capabilities
 
 PAGE = 1_000  # keys per listing page and per DeleteObjects request
 META_SUFFIX = ".lethe-meta.json"
@@ -71,6 +72,19 @@ def open_object_store(name: str, url: str, base: Path | None = None) -> ObjectSt
 
 class LocalObjects:
     """A directory tree; keys are its relative paths with `/`."""
+
+    kind = "objects"
+    capabilities = Capabilities()
+    # files are unlinked one at a time: a failure part way leaves part of a page gone
+    transactional_batches = False
+    # the directory walk is sorted, so pages come in key order
+    ordered_keys = True
+    # metadata and tags live in a sidecar file next to each object
+    object_metadata = True
+    # a file has one version: once unlinked (with its sidecar) nothing of it is left
+    versioned_objects = False
+    # a directory has no expiry rules of its own
+    lifecycle_rules = False
 
     def __init__(self, name: str, url: str, base: Path | None = None) -> None:
         self.name = name
@@ -172,6 +186,20 @@ class LocalObjects:
 
 class S3Objects:
     """A bucket (and a root prefix in it) on S3 or an S3-compatible server."""
+
+    kind = "objects"
+    capabilities = Capabilities()
+    # DeleteObjects deletes key by key and reports per-key errors: no all-or-nothing
+    transactional_batches = False
+    # ListObjectsV2 returns keys in ascending (UTF-8 binary) order
+    ordered_keys = True
+    # user metadata (HEAD) and tags (GetObjectTagging) come with a listing on request
+    object_metadata = True
+    # in a bucket that has had versioning on, `delete` removes every version and
+    # delete marker of a key, so expired data does not live on as a noncurrent version
+    versioned_objects = True
+    # the bucket's lifecycle configuration is read and set (`lifecycle`, `set_lifecycle`)
+    lifecycle_rules = True
 
     def __init__(self, name: str, url: str) -> None:
         self.name = name

@@ -13,13 +13,15 @@ the rest of lethe uses, so callers import from `lethe.stores.sql` only.
 from lethe.stores.sql.compile import ARRAY_AFTER
 from lethe.stores.sql.engine import create_sql_engine, describe_db_error, normalize_url
 from lethe.stores.sql.partitions import PARTITION_LOCK_TIMEOUT, VERBATIM
-from lethe.stores.sql.store import SqlStore
+from lethe.stores.sql.store import PostgresStore, SqliteStore, SqlStore
 
 __all__ = [
     "ARRAY_AFTER",
     "PARTITION_LOCK_TIMEOUT",
     "VERBATIM",
+    "PostgresStore",
     "SqlStore",
+    "SqliteStore",
     "create_sql_engine",
     "describe_db_error",
     "normalize_url",
