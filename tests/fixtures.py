@@ -189,3 +189,17 @@ def expected_event_ids(engine: sa.Engine) -> set[int]:
             if received < NOW - timedelta(days=limit):
                 due.add(row.id)
     return due
+
+
+def versioned_bucket(s3_url: str) -> tuple[Any, str]:
+    """Turn versioning on for the bucket of an `s3_url` store; (boto3 client, bucket)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import boto3
+
+    parts = urlsplit(s3_url)
+    client = boto3.client("s3", endpoint_url=parse_qs(parts.query)["endpoint_url"][0],
+                          region_name="us-east-1")
+    client.put_bucket_versioning(Bucket=parts.netloc,
+                                 VersioningConfiguration={"Status": "Enabled"})
+    return client, parts.netloc

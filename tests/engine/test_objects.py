@@ -22,7 +22,7 @@ from lethe.policy.load import load_policy
 from lethe.requests.certificate import load_certificate, verify_certificate
 from lethe.requests.service import open_request, run_request
 from lethe.stores.objects import ObjectStore, open_object_store
-from tests.fixtures import build_app, write_policy
+from tests.fixtures import build_app, versioned_bucket, write_policy
 
 # Objects are written now, so the clock runs ahead of the wall clock
 LATER = datetime.now(UTC) + timedelta(days=40)
@@ -194,21 +194,13 @@ def test_tag_rules_and_subjects_named_in_metadata(sqlite_url: str, objects_url: 
 
 
 def test_deleting_in_a_versioned_bucket_removes_every_version(s3_url: str) -> None:
-    from urllib.parse import parse_qs, urlsplit
-
-    import boto3
-
-    parts = urlsplit(s3_url)
-    client = boto3.client("s3", endpoint_url=parse_qs(parts.query)["endpoint_url"][0],
-                          region_name="us-east-1")
-    client.put_bucket_versioning(Bucket=parts.netloc,
-                                 VersioningConfiguration={"Status": "Enabled"})
+    client, bucket = versioned_bucket(s3_url)
     store = open_object_store("files", s3_url)
     store.put("exports/3/a.csv", b"first")
     store.put("exports/3/a.csv", b"second")  # the first lives on as a noncurrent version
     store.put("exports/3/ab.csv", b"other")  # shares the prefix; must survive
     assert store.delete(["exports/3/a.csv"]) == 1
-    listed = client.list_object_versions(Bucket=parts.netloc, Prefix="root/exports/3/a")
+    listed = client.list_object_versions(Bucket=bucket, Prefix="root/exports/3/a")
     left = [v["Key"] for v in (*listed.get("Versions", []), *listed.get("DeleteMarkers", []))]
     assert left == ["root/exports/3/ab.csv"]
     store.close()

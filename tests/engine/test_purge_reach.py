@@ -12,9 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 import redis
 import sqlalchemy as sa
@@ -30,6 +28,7 @@ from lethe.holds import parse_scope, place_hold
 from lethe.policy.load import load_policy
 from lethe.stores.objects import open_object_store
 from lethe.stores.sql import normalize_url
+from tests.fixtures import versioned_bucket
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # objects get the wall clock's times
 GONE, HELD, ACTIVE = 6, 8, 7  # soft-deleted and past the window; the same, held; active
@@ -118,11 +117,7 @@ def test_a_purged_account_is_gone_from_every_store_and_a_held_one_stays(
     path = _policy(tmp_path, postgres_url, events, s3_url, redis_url, prefix)
     rt = Runtime.open(load_policy(path), Clock(NOW))
     _fill_sql(postgres_url, events, rt)
-    parts = urlsplit(s3_url)
-    client = boto3.client("s3", endpoint_url=parse_qs(parts.query)["endpoint_url"][0],
-                          region_name="us-east-1")
-    client.put_bucket_versioning(Bucket=parts.netloc,
-                                 VersioningConfiguration={"Status": "Enabled"})
+    client, bucket = versioned_bucket(s3_url)
     exports = open_object_store("files", s3_url)
     uploads = rt.catalog.object_store("uploads")
     cache = redis.Redis.from_url(redis_url)
@@ -166,9 +161,9 @@ def test_a_purged_account_is_gone_from_every_store_and_a_held_one_stays(
     with pytest.raises(Shredded):
         cipher.decrypt_field(notes[GONE], dataset="notes", column="body")
     assert cipher.decrypt_field(notes[HELD], dataset="notes", column="body") == f"note {HELD}"
-    assert _versions(client, parts.netloc, GONE) == []
-    assert len(_versions(client, parts.netloc, HELD)) == 2
-    assert len(_versions(client, parts.netloc, ACTIVE)) == 2
+    assert _versions(client, bucket, GONE) == []
+    assert len(_versions(client, bucket, HELD)) == 2
+    assert len(_versions(client, bucket, ACTIVE)) == 2
     listed = {i.key for page in uploads.pages("uploads/") for i in page}
     assert listed == {f"uploads/{u}/photo.jpg" for u in (ACTIVE, HELD)}
     left = {k.decode() for k in cache.scan_iter(match=f"{prefix}:sess:*")}

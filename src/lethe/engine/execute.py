@@ -33,7 +33,7 @@ from lethe.engine.plan import (
     count_step,
     shred_targets,
 )
-from lethe.engine.purge import REACH_ACTIONS, reach
+from lethe.engine.purge import is_reach, reach
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.engine.sweep import sweep_all
@@ -139,7 +139,7 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
                 action.error = UNSUPPORTED[step.action]
             else:
                 try:
-                    if step.action in REACH_ACTIONS and step.parent is not None:
+                    if is_reach(step):
                         _reach(rt, builder, action, index, progress)
                     elif step.action == "shred":
                         _shred(rt, builder, action)
@@ -311,7 +311,7 @@ def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult,
             archiving: Sequence[str] = ()) -> None:
     """Re-count what is still due and not held: anything left means the step failed."""
     step, holds = action.planned.step, rt.hold_scopes(builder)
-    if step.action in REACH_ACTIONS and step.parent is not None:
+    if is_reach(step):
         recount = count_step(rt, builder, holds, step, archiving=archiving)
     elif step.action == "expire":
         recount = count_expiry(rt, holds, step)

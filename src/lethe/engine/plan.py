@@ -15,7 +15,7 @@ from lethe.crypto.keys import live_subjects
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
 from lethe.engine.partitions import droppable
-from lethe.engine.purge import REACH_ACTIONS, reach, reach_steps
+from lethe.engine.purge import is_reach, reach, reach_steps, subject_kind_of
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.holds import HoldScopes
@@ -75,7 +75,8 @@ def ordered_steps(rt: Runtime, builder: StepBuilder, names: Sequence[str]) -> li
 def shred_targets(rt: Runtime, builder: StepBuilder, holds: HoldScopes,
                   step: Step) -> tuple[str, list[object]]:
     """(subject kind, ids) a shred step would destroy keys for: due, not held, key alive."""
-    kind = next(k for k, s in rt.policy.subjects.items() if s.dataset == step.dataset)
+    kind = subject_kind_of(rt, step.dataset)
+    assert kind is not None  # the policy allows shred rules on subject datasets only
     # Shredding reaches every encrypted field of the subject, linked rows included, so
     # a hold on any of them keeps the key (the `up` side of the holds, as for a delete).
     ids = rt.catalog.store_of(step.dataset).values(
@@ -88,7 +89,7 @@ def count_step(rt: Runtime, builder: StepBuilder, holds: HoldScopes, step: Step,
                archiving: Sequence[str] = ()) -> PlannedAction:
     """What a step would do now. `archiving`: datasets whose archive steps the plan
     runs (they run before any reach line of their parent)."""
-    if step.action in REACH_ACTIONS and step.parent is not None:
+    if is_reach(step):
         reached = reach(rt, builder, step, dry=True, archiving=step.dataset in archiving)
         return PlannedAction(step, reached.done, reached.held)
     store = rt.catalog.store_of(step.dataset)

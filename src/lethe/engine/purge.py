@@ -31,6 +31,11 @@ from lethe.stores.base import FALSE, In, all_of, any_of, negate
 REACH_ACTIONS = ("shred", "remove", "remove-archived")
 
 
+def is_reach(step: Step) -> bool:
+    """Is this plan line one of a subject purge's reach lines (not a rule's shred)?"""
+    return step.action in REACH_ACTIONS and step.parent is not None
+
+
 def subject_kind_of(rt: Runtime, dataset: str) -> str | None:
     return next((k for k, s in rt.policy.subjects.items() if s.dataset == dataset), None)
 
@@ -107,12 +112,8 @@ def reach(rt: Runtime, builder: StepBuilder, step: Step, *, dry: bool,
             held_marks = {m for m, _ in held}
             kept = sum(len(found.get(m, [])) for m in held_marks)
             free_keys = {m: keys for m, keys in found.items() if m not in held_marks}
-            if dry:
-                held_key = subjects.keyed[step.dataset].held_keys(step.dataset, holds)
-                due = [k for keys in free_keys.values() for k in keys]
-                blocked = sum(held_key(k) for k in due)
-                return Reached(len(due) - blocked, kept + blocked)
-            removed, by_key = subjects.remove_keys(step.dataset, free_keys, holds, delete=True)
+            removed, by_key = subjects.remove_keys(step.dataset, free_keys, holds, delete=True,
+                                                   dry=dry)
             return Reached(sum(removed.values()), kept + sum(by_key.values()))
         column = subjects.archived[step.dataset]
         owners = {m: m for m, _ in free}

@@ -12,7 +12,6 @@ it (lethe.holds.gate); held subjects, keys and rows stay.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from lethe.engine.archive import ArchiveSink
 from lethe.engine.cache import CacheDatasets
@@ -55,23 +54,6 @@ def archived_links(rt: Runtime, subject: str, key: str) -> dict[str, str]:
     return found
 
 
-@dataclass
-class Removed:
-    """What one call removed, per dataset and subject; and the subjects a hold kept."""
-
-    items: dict[str, Counts] = field(default_factory=dict)  # dataset -> mark -> items
-    held: dict[str, Counts] = field(default_factory=dict)  # dataset -> mark -> items kept
-    shredded: int = 0
-
-    def add(self, name: str, mark: str, removed: int, held: int = 0) -> None:
-        if removed:
-            into = self.items.setdefault(name, {})
-            into[mark] = into.get(mark, 0) + removed
-        if held:
-            kept = self.held.setdefault(name, {})
-            kept[mark] = kept.get(mark, 0) + held
-
-
 class SubjectReach:
     """A subject kind's objects, keys, archived rows and data keys."""
 
@@ -95,9 +77,10 @@ class SubjectReach:
         return self.keyed[name].keys_by_subject(name, self.kind, rows)
 
     def remove_keys(self, name: str, found: Mapping[str, list[str]], holds: HoldScopes,
-                    *, delete: bool) -> tuple[Counts, Counts]:
+                    *, delete: bool, dry: bool = False) -> tuple[Counts, Counts]:
         """Remove the keys no hold keeps (`delete`; else keep them all): (removed, held)
-        per subject. Call under the hold gate, with the holds read inside it."""
+        per subject. Call under the hold gate, with the holds read inside it. `dry`:
+        count what would be removed, change nothing."""
         handler = self.keyed[name]
         held_key = handler.held_keys(name, holds)
         removed: Counts = {}
@@ -105,7 +88,10 @@ class SubjectReach:
         for mark, keys in found.items():
             free = [k for k in keys if not held_key(k)]
             held[mark] = len(keys) - len(free)
-            removed[mark] = handler.remove(name, free) if delete else 0
+            if not delete:
+                removed[mark] = 0
+            else:
+                removed[mark] = len(free) if dry else handler.remove(name, free)
         return removed, held
 
     def remove_archived(self, name: str, column: str, owners: Mapping[str, str],

@@ -51,7 +51,6 @@ from lethe.stores.base import (
     negate,
 )
 
-WRITERS = 4  # threads writing certificate files
 Counts = dict[str, int]  # subject key (as text) -> rows
 
 
@@ -403,8 +402,8 @@ class Group:
         key = self.builder.keys[self.subject]
         rows = [] if not self.keys else self.rt.catalog.store_of(self.subject).select(
             self._table(self.subject), [key, *columns], In(key, self.keys))
-        subjects = [(str(row[0]), dict(zip(columns, row[1:], strict=True))) for row in rows]
-        return self.keyed[name].keys_by_subject(name, self.subject_kind, subjects)
+        return self.reach.keys_of(name, [(str(row[0]), dict(zip(columns, row[1:], strict=True)))
+                                         for row in rows])
 
     def _erase_keyed(self, name: str, baselines: Mapping[int, Counts]) -> None:
         """A subject's Redis keys or objects: removed (`erasure: delete`) or kept

@@ -41,6 +41,12 @@ class SqlStore(Rows, Partitions, Sweeps):
     drops_partitions = False
     asynchronous_commit = False
 
+    def __init__(self, name: str, url: str) -> None:
+        super().__init__(name, url)
+        dialect = getattr(type(self), "__dialect__", None)
+        if dialect is not None:  # a dialect class: its promises hold for that database only
+            _same_dialect(self, dialect)
+
 
 class SqliteStore(SqlStore):
     """SQLite (`sqlite:///path`)."""
@@ -51,10 +57,6 @@ class SqliteStore(SqlStore):
     # every commit is as durable as the file's journal settings; `flush` does nothing
     asynchronous_commit = False
 
-    def __init__(self, name: str, url: str) -> None:
-        super().__init__(name, url)
-        _same_dialect(self, self.__dialect__)
-
 
 class PostgresStore(SqlStore):
     """PostgreSQL (`postgresql://…`, through psycopg 3)."""
@@ -64,10 +66,6 @@ class PostgresStore(SqlStore):
     drops_partitions = True
     # `durable=False` batches set synchronous_commit off; `flush` checks the last xid
     asynchronous_commit = True
-
-    def __init__(self, name: str, url: str) -> None:
-        super().__init__(name, url)
-        _same_dialect(self, self.__dialect__)
 
 
 def _same_dialect(store: SqlStore, dialect: str) -> None:
