@@ -72,3 +72,25 @@ def test_sweep_tallies_every_row_it_touches_by_value(app_url: str) -> None:
     assert gone.rows == gone.tallies[5]
     assert store.count("items", In("owner", (5,))) == 0
     store.close()
+
+
+def test_long_lists_bind_as_one_parameter_and_keep_each_columns_type(app_url: str) -> None:
+    """Held identities arrive as text (`user:42`, an email): a list long enough to be
+    bound as one JSON parameter (and remembered once coerced) still matches an integer
+    column by value, skips what cannot be its type, and matches text exactly, quotes and
+    backslashes included."""
+    store = _store(app_url)
+    as_text = (*tuple(str(i) for i in range(1, 101)), "ada@example.com", "7x")
+    for _ in range(2):  # the second count takes the remembered coercion
+        assert store.count("items", In("id", as_text)) == 100
+    assert store.count("items", In("owner", as_text)) == sum(
+        1 for i in range(1, 201) if i % 10 and 1 <= i % 7 <= 100)
+    labels = (*tuple(f"item {i}" for i in range(1, 80)), 'it"em', "it\\em", "item 1'")
+    assert store.count("items", In("label", labels)) == 79
+    engine = sa.create_engine(normalize_url(app_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE items SET label = :odd WHERE id = 200"),
+                     {"odd": 'it"em\\ 200'})
+    engine.dispose()
+    assert store.count("items", In("label", (*labels, 'it"em\\ 200'))) == 80
+    store.close()

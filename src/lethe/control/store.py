@@ -47,6 +47,7 @@ class ControlStore:
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise StoreError(f"cannot open control store: {type(exc).__name__}",
                              path="control") from None
+        self._active: tuple[tuple[Any, ...], tuple[Hold, ...]] | None = None
         self.migrate()
 
     def _tx(self, what: str, *, write: bool = True) -> AbstractContextManager[Connection]:
@@ -90,11 +91,23 @@ class ControlStore:
         return self._hold(row)
 
     def holds(self, *, include_released: bool = False) -> list[Hold]:
+        """Holds in force (or all). Active holds are read in full only when the table
+        changed since the last read: every batch of every sweep asks, and ten thousand
+        holds re-read per batch cost more than the batch. Holds are only ever inserted
+        or released, never deleted or edited, so (rows, highest id, released rows)
+        changes with every change; it is read in the same transaction as the holds."""
         query = sa.select(holds).order_by(holds.c.id)
-        if not include_released:
-            query = query.where(holds.c.released_at.is_(None))
+        if include_released:
+            with self._tx("reading holds", write=False) as conn:
+                return [self._hold(row) for row in conn.execute(query)]
         with self._tx("reading holds", write=False) as conn:
-            return [self._hold(row) for row in conn.execute(query)]
+            mark = tuple(conn.execute(sa.select(
+                sa.func.count(), sa.func.max(holds.c.id),
+                sa.func.count(holds.c.released_at))).one())
+            if self._active is None or self._active[0] != mark:
+                active = conn.execute(query.where(holds.c.released_at.is_(None)))
+                self._active = (mark, tuple(self._hold(row) for row in active))
+            return list(self._active[1])
 
     @staticmethod
     def _hold(row: Any) -> Hold:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from lethe.control.store import Hold
 from lethe.policy.graph import Graph, Link
@@ -34,18 +35,27 @@ class HoldScopes:
     keys: Mapping[str, str]
     holds: Sequence[Hold]
 
+    @cached_property
+    def _values(self) -> Mapping[tuple[str, str | None], tuple[str, ...]]:
+        """(scope kind, subject kind) -> the values held, indexed once: every condition
+        asks, and a sweep builds its conditions per batch over thousands of holds."""
+        found: dict[tuple[str, str | None], list[str]] = {}
+        for h in self.holds:
+            kind = h.subject_kind if h.scope_kind == "subject" else None
+            found.setdefault((h.scope_kind, kind), []).append(h.scope_value)
+        return {scope: tuple(values) for scope, values in found.items()}
+
     def dataset_held(self, dataset: str) -> bool:
         """Is the whole dataset under a hold (every row, object and key of it)?"""
-        return any(h.scope_kind == "dataset" and h.scope_value == dataset for h in self.holds)
+        return dataset in self._values.get(("dataset", None), ())
 
     def workspaces(self) -> tuple[str, ...]:
         """Workspaces under a hold."""
-        return tuple(h.scope_value for h in self.holds if h.scope_kind == "workspace")
+        return self._values.get(("workspace", None), ())
 
     def subject_values(self, subject_kind: str) -> tuple[str, ...]:
         """The keys named by subject holds on this kind of subject (any identity)."""
-        return tuple(h.scope_value for h in self.holds
-                     if h.scope_kind == "subject" and h.subject_kind == subject_kind)
+        return self._values.get(("subject", subject_kind), ())
 
     def direct(self, dataset: str) -> Condition:
         """Rows a hold names itself: its dataset, its workspace, its subject identity.

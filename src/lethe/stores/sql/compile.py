@@ -102,6 +102,10 @@ class Compiler(Schema):
         """`IN (...)`; on PostgreSQL a long list is one array parameter (`= ANY(:a)`), so
         the driver neither rewrites nor re-plans a statement per list length."""
         if self.dialect == "postgresql" and len(values) > ARRAY_AFTER:
+            if all(type(v) in (int, str) for v in values):
+                listed = sa.func.jsonb_array_elements_text(
+                    sa.bindparam(None, values, postgresql.JSONB))
+                return c.in_(sa.select(sa.cast(listed.table_valued("value").c.value, c.type)))
             return c == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(c.type)))
         if self.dialect == "sqlite" and len(values) > ARRAY_AFTER and all(
                 type(v) in (int, str) for v in values):

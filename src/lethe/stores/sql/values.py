@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -57,10 +57,28 @@ def coerce(c: sa.ColumnElement[Any], value: Any, dialect: str) -> Any:
     return value
 
 
-def coerce_each(c: sa.ColumnElement[Any], values: Iterable[Any], dialect: str) -> list[Any]:
+REMEMBER_FROM = 64  # lists this long are coerced once per (column type, list)
+_remembered: dict[tuple[Any, ...], list[Any]] = {}
+
+
+def coerce_each(c: sa.ColumnElement[Any], values: Sequence[Any], dialect: str) -> list[Any]:
     """The values that can be the column's type, in it (None and the uncoercible
-    dropped). Integer columns take a fast path: a group's IN list of subject keys is
-    re-bound for every batch and count."""
+    dropped). A long list (the held identities, a group's subject keys) is compiled
+    again for every batch, count and verification of a sweep: it is coerced once and
+    remembered (by the column's type object, which lives as long as its reflected
+    table). Integer columns take a fast path."""
+    if len(values) < REMEMBER_FROM:
+        return _coerce_each(c, values, dialect)
+    key = (c.type, dialect, tuple(values))
+    found = _remembered.get(key)
+    if found is None:
+        if len(_remembered) >= 32:
+            _remembered.clear()
+        found = _remembered[key] = _coerce_each(c, values, dialect)
+    return found
+
+
+def _coerce_each(c: sa.ColumnElement[Any], values: Iterable[Any], dialect: str) -> list[Any]:
     listed = [v for v in values if v is not None]
     if python_type(c.type) is int and all(type(v) is int for v in listed):
         bound = _int_bound(c.type, dialect)

@@ -1,0 +1,41 @@
+"""Holds are read once per change, not once per batch: a second control-store handle
+(another worker) sees a hold placed or released by the first at its next read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from lethe.control.store import ControlStore
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def control_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_a_hold_placed_or_released_elsewhere_is_seen_at_the_next_read(control_url: str) -> None:
+    reader, writer = ControlStore(control_url), ControlStore(control_url)
+    now = datetime.now(UTC)
+    try:
+        assert reader.holds() == []
+        first = writer.place_hold("subject", "ada@example.com", "user", "case 1", now, "t")
+        assert [h.id for h in reader.holds()] == [first]
+        second = writer.place_hold("workspace", "acme", None, "case 2", now, "t")
+        assert [h.id for h in reader.holds()] == [first, second]
+        writer.release_hold(first, now, "t", "closed")
+        assert [h.id for h in reader.holds()] == [second]
+        writer.release_hold(second, now, "t", "closed")
+        third = writer.place_hold("dataset", "events", None, "case 3", now, "t")
+        assert [h.id for h in reader.holds()] == [third]
+        assert [h.id for h in reader.holds(include_released=True)] == [first, second, third]
+        held = reader.holds()
+        held.clear()  # a caller's copy: the next read is whole again
+        assert [h.id for h in reader.holds()] == [third]
+    finally:
+        reader.close()
+        writer.close()
