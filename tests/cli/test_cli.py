@@ -165,6 +165,11 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     report = as_json(proc)
     assert report["ok"] is True
     assert sum(a["rows"] for a in report["plan"]["actions"]) > 10_000  # type: ignore[index]
+    planned = [(a["dataset"], a["rule"], a["action"], a.get("parent"), a["rows"])
+               for a in report["plan"]["actions"]]  # type: ignore[index]
+    done = [(a["dataset"], a["rule"], a["action"], a.get("parent"), a["done"])
+            for a in report["run"]["actions"]]  # type: ignore[index]
+    assert planned == done  # what plan says is what run does, line by line, cascades too
     assert all(a["rows"] == 0 for a in report["after"]["actions"])  # type: ignore[index]
     assert report["check"]["ok"] is True  # type: ignore[index]
     assert report["erasure"]["status"] == "completed"  # type: ignore[index]

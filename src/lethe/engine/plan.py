@@ -121,6 +121,7 @@ def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     builder = rt.builder(now)
     names = children_first(names, builder.dependencies())
     holds = rt.hold_scopes(builder)
+    builder = builder.ahead(holds, names)  # each step counted as its turn will find it
     chosen = datasets or list(rt.policy.datasets)
     steps = ordered_steps(rt, builder, names)
     archiving = archived_in(steps)

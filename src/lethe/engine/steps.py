@@ -7,8 +7,8 @@ all three agree on what "due" means.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from lethe.engine.anonymize import anonymizer, still_identifying
@@ -102,6 +102,33 @@ class StepBuilder:
     now: datetime
     # dataset -> (table, column) of foreign keys into it that no cascade handles
     references: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # (store, table, column) of such a reference -> the referencing rows that steps run
+    # earlier in the plan clear (see `ahead`); empty when reading the database as it is
+    cleared: Mapping[tuple[str, str, str], Condition] = field(default_factory=dict)
+
+    def ahead(self, holds: HoldScopes, planned: Sequence[str]) -> StepBuilder:
+        """This builder as the plan must see the database: when each step's turn comes,
+        the steps before it have run. Children go first, so a referencing dataset's own
+        deletes (and anonymizations that null its link) run before the dataset they
+        point at; rows they clear no longer block it. `planned`: the plan's datasets,
+        children first. The run itself uses the plain builder: it sees the real rows.
+        A referencing row deleted only by another dataset's cascade is not foreseen."""
+        cleared: dict[tuple[str, str, str], Condition] = {}
+        builder = replace(self, cleared=cleared)  # filled in order: children first
+        referencing = {(self.policy.datasets[parent].store, table, column)
+                       for parent, refs in self.references.items() for table, column in refs}
+        for name in planned:
+            ds = self.policy.datasets[name]
+            removed = all_of(builder.removing_due(name), negate(holds.held(name, cascading=True)),
+                             negate(builder.referenced(name)))
+            for store, table, column in referencing:
+                if (store, table) != (ds.store, ds.table):
+                    continue
+                nulled = [all_of(builder.due(s), negate(holds.held(name, cascading=False)))
+                          for s in builder.own_steps(name) if s.action == "anonymize"
+                          and ds.anonymized_fields.get(column) == "null"]
+                cleared[(store, table, column)] = any_of(removed, *nulled)
+        return builder
 
     def own_steps(self, name: str) -> list[Step]:
         ds = self.policy.datasets[name]
@@ -188,8 +215,11 @@ class StepBuilder:
         destroy or rewrite rows the policy keeps (ON DELETE CASCADE / SET NULL): a
         retained invoice, a held row. They stay until what references them goes.
         """
-        parts: list[Condition] = [Exists(table, column, self.keys[name])
-                                  for table, column in self.references.get(name, ())]
+        store = self.policy.datasets[name].store
+        parts: list[Condition] = [
+            Exists(table, column, self.keys[name],
+                   negate(self.cleared.get((store, table, column), FALSE)))
+            for table, column in self.references.get(name, ())]
         for child, ds in self.policy.datasets.items():
             column = ds.belongs_to.get(name)
             if column is not None and ds.erasure == "delete" and child in self.keys:
