@@ -21,6 +21,7 @@ from lethe.audit.events import (
 )
 from lethe.engine.archive import archive_sink
 from lethe.engine.cache import CacheDatasets
+from lethe.engine.executor import Executor, SweepRows
 from lethe.engine.objects import ObjectDatasets
 from lethe.engine.partitions import drop_expired, eligible
 from lethe.engine.plan import (
@@ -33,12 +34,12 @@ from lethe.engine.plan import (
     count_step,
     shred_targets,
 )
-from lethe.engine.purge import is_reach, reach
+from lethe.engine.purge import is_reach, reach, subject_kind_of
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
-from lethe.engine.sweep import sweep_all
+from lethe.engine.subjects import SubjectReach
 from lethe.errors import LetheError
-from lethe.stores.base import BatchResult, Effect, Sweep, all_of, negate
+from lethe.stores.base import BatchResult, Effect, all_of, negate
 
 DEFAULT_BATCH_SIZE = 10_000
 
@@ -219,12 +220,10 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
             if progress is not None:
                 progress(index, dropped.rows)
 
-    def make_sweep() -> Sweep:
-        holds = rt.hold_scopes(builder)  # re-read every batch: a new hold wins at once
-        return Sweep(ds.table or "", builder.keys[step.dataset],
-                     all_of(builder.due(step, holds), negate(builder.held(step, holds)),
-                            negate(builder.blocked(step))), effect,
-                     builder.cascades(step.dataset, holds) if builder.removes(step) else ())
+    executor = Executor(rt, builder)
+    rows = SweepRows(step.dataset, lambda holds: builder.due(step, holds), effect,
+                     deletes=builder.removes(step), blocked=builder.blocked(step),
+                     cascades=builder.removes(step))
 
     def on_batch(batch: BatchResult, elapsed_ms: float) -> None:
         if sink is not None:
@@ -238,14 +237,15 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
         if progress is not None:
             progress(index, batch.rows)
 
-    store = rt.catalog.store_of(step.dataset)
     if count:  # the drops may have taken every due row: then no key range is worth walking
-        probe, started = make_sweep(), time.perf_counter()
-        left = store.count(probe.table, probe.where)
+        started, holds = time.perf_counter(), executor.holds()
+        left = rt.catalog.store_of(step.dataset).count(ds.table or "", all_of(
+            builder.due(step, holds), negate(builder.held(step, holds)),
+            negate(builder.blocked(step))))
         action.batch_ms += (time.perf_counter() - started) * 1000
         if not left:
             return
-    stats = sweep_all(store, make_sweep, batch_size, on_batch, gate=rt.hold_gate)
+    stats = executor.sweep(rows, batch_size, on_batch).stats
     action.done += stats.rows
     action.batches += stats.batches
     action.batch_ms += stats.total_ms
@@ -267,12 +267,12 @@ def _reach(rt: Runtime, builder: StepBuilder, action: ActionResult, index: int,
 def _shred(rt: Runtime, builder: StepBuilder, action: ActionResult) -> None:
     """Destroy the data keys of the due subjects; their rows stay, unreadable."""
     step = action.planned.step
-    now = rt.clock.now()
-    with rt.hold_gate.shared():  # the targets are read under the holds and shredded
-        kind, ids = shred_targets(rt, builder, rt.hold_scopes(builder), step)
-        keys = rt.subject_keys()
-        action.done = sum(keys.shred(kind, i, now) for i in ids)
-    action.batches = 1 if ids else 0
+    kind = subject_kind_of(rt, step.dataset)
+    assert kind is not None  # the policy allows shred rules on subject datasets only
+    action.done = len(Executor(rt, builder).shred(
+        SubjectReach(rt, builder, kind),
+        lambda holds: shred_targets(rt, builder, holds, step)[1]))
+    action.batches = 1 if action.done else 0
     if action.done:
         rt.audit.append(KeysShredded(f"dataset:{step.dataset}", kind, action.done))
 

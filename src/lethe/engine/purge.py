@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from lethe.crypto.keys import live_subjects
+from lethe.engine.executor import Executor
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.engine.subjects import SubjectReach, SubjectRow
@@ -100,13 +101,13 @@ def reach(rt: Runtime, builder: StepBuilder, step: Step, *, dry: bool,
     assert kind is not None
     subjects = SubjectReach(rt, builder, kind)
     key = builder.keys[step.parent]
-    with nullcontext() if dry else rt.hold_gate.shared():
-        holds = rt.hold_scopes(builder)
+    executor = Executor(rt, builder)
+    with nullcontext(executor.holds()) if dry else executor.turn() as holds:
         free, held = _subjects(rt, builder, subjects, step.parent, holds)
         if step.action == "shred":
             live = live_subjects(rt.control.engine, kind, [r[1][key] for r in free])
             kept = len(live_subjects(rt.control.engine, kind, [r[1][key] for r in held]))
-            return Reached(len(live) if dry else subjects.shred(live), kept)
+            return Reached(len(live if dry else subjects.shred(live)), kept)
         if step.action == "remove":
             found = subjects.keys_of(step.dataset, free + held)
             held_marks = {m for m, _ in held}

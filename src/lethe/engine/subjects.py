@@ -112,9 +112,9 @@ class SubjectReach:
                 taken[mark] = taken.get(mark, 0) + rows
         return taken
 
-    def shred(self, keys: Sequence[Value]) -> int:
+    def shred(self, keys: Sequence[Value]) -> list[Value]:
         """Destroy these subjects' data keys (call under the hold gate, held ones left
-        out); how many existed."""
+        out); the subjects whose key existed."""
         now = self.rt.clock.now()
         store = self.rt.subject_keys()
-        return sum(store.shred(self.kind, key, now) for key in keys)
+        return [key for key in keys if store.shred(self.kind, key, now)]

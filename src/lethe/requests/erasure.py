@@ -23,11 +23,12 @@ from lethe.audit.events import KeysShredded, RequestErased, RequestStep
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED
 from lethe.control.tx import transaction
+from lethe.engine.executor import Executor, SweepRows
 from lethe.engine.runtime import Runtime
 from lethe.engine.steps import StepBuilder, anonymize_effect, identifying
 from lethe.engine.subjects import SubjectReach
-from lethe.engine.sweep import sweep_all
 from lethe.errors import LetheError
+from lethe.holds import HoldScopes
 from lethe.policy.model import template_fields
 from lethe.requests.records import (
     DatasetReport,
@@ -44,7 +45,6 @@ from lethe.stores.base import (
     In,
     IsNull,
     SetColumns,
-    Sweep,
     Value,
     all_of,
     any_of,
@@ -72,6 +72,7 @@ class Group:
         self.owners: dict[str, Owner] = {}
         self._discover()
         self.reach = SubjectReach(rt, builder, subject_kind)
+        self.executor = Executor(rt, builder)
         self.keyed = self.reach.keyed
         self._found_keys: dict[str, dict[str, list[str]]] = {}
         self._keyed_held: set[str] = set()  # subjects some of whose keys a hold keeps
@@ -166,21 +167,14 @@ class Group:
         if narrowed == FALSE:
             return {}
         tally = None if self.single else self.owners[name].column
-
-        def make_sweep() -> Sweep:
-            held = self.rt.hold_scopes(self.builder).held(name, cascading=deletes)
-            self._last_held = (name, deletes, held)
-            # durable=False: one log flush per store at the end (`_flush`), before any
-            # of it is audited or certified, instead of one per batch
-            return Sweep(self._table(name), self.builder.keys[name],
-                         all_of(narrowed, negate(held)), effect, selective=True, tally=tally,
-                         durable=False)
-
-        stats = sweep_all(self.rt.catalog.store_of(name), make_sweep, self.batch_size,
-                          gate=self.rt.hold_gate)
+        # durable=False: one log flush per store at the end (`_flush`), before any of it
+        # is audited or certified, instead of one per batch
+        swept = self.executor.sweep(SweepRows(name, narrowed, effect, deletes, tally=tally,
+                                              selective=True, durable=False), self.batch_size)
+        self._last_held = (name, deletes, swept.held)
         if self.single:
-            return {self.subjects[0].mark: stats.rows} if stats.rows else {}
-        return self._attribute(name, stats.tallies)
+            return {self.subjects[0].mark: swept.stats.rows} if swept.stats.rows else {}
+        return self._attribute(name, swept.stats.tallies)
 
     def held(self, name: str, *, deletes: bool) -> tuple[Condition, Counts]:
         """Rows a hold keeps: the condition, and the group's count. Right after a sweep of
@@ -379,14 +373,14 @@ class Group:
         # holds win in archives too: a held subject's rows stay, and so do the rows of a
         # held workspace or of a dataset under hold (read fresh, under the gate, until
         # the chunks are rewritten)
-        with self.rt.hold_gate.shared():
-            holds = self.rt.hold_scopes(self.builder)
+        def free(holds: HoldScopes) -> dict[str, str]:
             subject_held = holds.held(self.subject, cascading=True)
             held_subjects = {} if subject_held == FALSE else self.count(
                 self.subject, all_of(self.where[self.subject], subject_held))
-            owners = {value: mark for value, mark in owners.items()
-                      if not held_subjects.get(mark)}
-            return self.reach.remove_archived(name, column, owners, holds)
+            return {value: mark for value, mark in owners.items()
+                    if not held_subjects.get(mark)}
+
+        return self.executor.remove_archived(self.reach, name, column, free)
 
     def _kept_for_keys(self) -> Condition:
         """Subject rows to keep because a hold keeps some of their Redis keys or objects:
@@ -410,10 +404,9 @@ class Group:
         (`retain`); held ones are left alone."""
         ds = self.policy.datasets[name]
         found = self._found_keys.pop(name, None) or self._keys_of(name)
-        with self.rt.hold_gate.shared():  # the holds read here bind until the keys are gone
-            removed, kept = self.reach.remove_keys(
-                name, {s.mark: found.get(s.mark, []) for s in self.subjects},
-                self.rt.hold_scopes(self.builder), delete=ds.erasure == "delete")
+        removed, kept = self.executor.remove_keys(
+            self.reach, name, {s.mark: found.get(s.mark, []) for s in self.subjects},
+            delete=ds.erasure == "delete")
         for s in self.subjects:
             keys = found.get(s.mark, [])
             held = kept.get(s.mark, 0)
@@ -446,18 +439,23 @@ class Group:
         if not self.keys or not any(self.policy.datasets[n].erasure == "shred"
                                     for n in self.where):
             return
-        events = []
-        with self.rt.hold_gate.shared():  # holds read fresh, binding until the shred
+
+        def unheld(holds: HoldScopes) -> list[Value]:
             self._last_held = None
             held: set[str] = set()
-            for name in self.where:
-                held.update(k for k, n in self.held(name, deletes=True)[1].items() if n)
-            for s in self.subjects:
-                if s.key is not None and s.mark not in held:
-                    destroyed = self.reach.shred([s.key])
-                    events.append(KeysShredded(f"request:{s.record.id}", self.subject_kind,
-                                               destroyed))
-        self.rt.audit.append_many(events)
+            for name, where in self.where.items():
+                condition = holds.held(name, cascading=True)
+                if condition != FALSE:
+                    held.update(k for k, n in self.count(name, all_of(where, condition)).items()
+                                if n)
+            freed.extend(s for s in self.subjects if s.key is not None and s.mark not in held)
+            return [s.key for s in freed if s.key is not None]
+
+        freed: list[Subject] = []
+        destroyed = {str(key) for key in self.executor.shred(self.reach, unheld)}
+        self.rt.audit.append_many([
+            KeysShredded(f"request:{s.record.id}", self.subject_kind, int(s.mark in destroyed))
+            for s in freed])
 
 
 def erase_subjects(rt: Runtime, subject_kind: str, subjects: Sequence[Subject],
