@@ -13,9 +13,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lethe.api.app import create_app
-from lethe.api.keys import ORG, create_key
 from lethe.clock import Clock
-from lethe.control.api_keys import ApiKeyStore
+from lethe.commands.keys import ORG, create_api_key
 from lethe.engine.runtime import Runtime
 from lethe.policy.load import load_policy
 from lethe.requests.service import open_request, run_request
@@ -37,8 +36,7 @@ class Served:
     def headers(self, role: str = "admin", scope: str = "org") -> dict[str, str]:
         """A key per (role, scope), made when first used (scrypt makes each cost ~0.15 s)."""
         if (role, scope) not in self.tokens:
-            issued = create_key(ApiKeyStore(self.runtime.control.engine), self.runtime.audit,
-                                role, WORKSPACE[scope])
+            issued = create_api_key(self.runtime, role, WORKSPACE[scope])
             self.tokens[role, scope] = issued.token
             self.key_ids[role, scope] = issued.key.id
         return {"Authorization": f"Bearer {self.tokens[role, scope]}"}
@@ -48,8 +46,7 @@ class Served:
         return self.client.request(method, path, headers=self.headers(role, scope), **kwargs)
 
     def new_key(self, role: str, workspace: str) -> str:
-        issued = create_key(ApiKeyStore(self.runtime.control.engine), self.runtime.audit, role,
-                            workspace)
+        issued = create_api_key(self.runtime, role, workspace)
         return issued.token
 
 

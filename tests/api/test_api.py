@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lethe.api.keys import Authenticator, revoke_key
+from lethe.commands.keys import authenticator, revoke_api_key
 from lethe.control.api_keys import ApiKeyStore
 from lethe.control.workspaces import WorkspaceRegions
 from lethe.crypto.secrets import hash_secret, new_key_id, new_secret, token_for
@@ -66,7 +66,7 @@ def test_a_revoked_key_is_refused_at_once_even_when_remembered(api: Served) -> N
     token = api.new_key("admin", "__org__")
     headers = {"Authorization": f"Bearer {token}"}
     assert api.client.get("/v1/holds", headers=headers).status_code == 200  # now remembered
-    revoke_key(ApiKeyStore(api.runtime.control.engine), api.runtime.audit, token.split("_")[1])
+    revoke_api_key(api.runtime, token.split("_")[1])
     refused = api.client.get("/v1/holds", headers=headers)
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "unauthorized"
@@ -85,7 +85,7 @@ def test_an_expired_key_is_refused(api: Served) -> None:
     key_id, secret = new_key_id(), new_secret()
     store.add(key_id, hash_secret(secret), "admin", "__org__", "old", datetime.now(UTC),
               "test", expires_at=datetime.now(UTC) - timedelta(seconds=1))
-    assert Authenticator(store).key_for(token_for(key_id, secret)) is None
+    assert authenticator(api.runtime).key_for(token_for(key_id, secret)) is None
 
 
 def test_impersonation_is_time_limited_audited_and_marked(api: Served) -> None:
@@ -115,7 +115,7 @@ def test_impersonation_is_time_limited_audited_and_marked(api: Served) -> None:
             if f"impersonated by key:{admin}" in e.actor]
     assert len(made) >= 3 and all(f'"impersonator":"{admin}"' in e.details for e in made)
     # Revoking the admin key ends its impersonations too.
-    revoke_key(ApiKeyStore(api.runtime.control.engine), api.runtime.audit, admin)
+    revoke_api_key(api.runtime, admin)
     assert api.client.get("/v1/requests", headers=headers).status_code == 401
 
 

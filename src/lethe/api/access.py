@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lethe.api.errors import ApiError
-from lethe.api.keys import ORG
-from lethe.control.api_keys import ApiKey
+from lethe.commands.keys import ORG, ApiKey, actor_of
 
 ALLOWED: dict[str, frozenset[str]] = {
     "requests.open": frozenset({"admin", "privacy", "service"}),
@@ -32,13 +31,6 @@ ALLOWED: dict[str, frozenset[str]] = {
     "impersonate": frozenset({"admin"}),
 }
 ORG_ONLY = frozenset({"runs.trigger", "runs.read", "reports.read", "impersonate"})
-
-
-def actor_of(key: ApiKey) -> str:
-    """The audit log's actor for what a key does (and the admin behind it, if any)."""
-    if key.impersonator:
-        return f"key:{key.id} (impersonated by key:{key.impersonator})"
-    return f"key:{key.id}"
 
 
 @dataclass(frozen=True)

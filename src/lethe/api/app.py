@@ -24,6 +24,7 @@ from lethe.api.routes import (
     workspaces,
 )
 from lethe.audit.events import ApiCall
+from lethe.commands.audit import acting_as, record
 from lethe.engine.runtime import Runtime
 from lethe.errors import LetheError
 
@@ -75,10 +76,10 @@ async def _audited(request: Request,
         action=str(getattr(request.state, "action", None) or getattr(route, "name", None)
                    or "unknown"),
         resource=resource, status=response.status_code)
-    log = ctx.runtime.audit.acting_as(principal.actor if principal else "anonymous",
-                                      f"api:{call.ip}")
+    caller = acting_as(ctx.runtime, principal.actor if principal else "anonymous",
+                       f"api:{call.ip}")
     try:
-        await run_in_threadpool(log.append, call)
+        await run_in_threadpool(record, caller, call)
     except LetheError:
         # An API that cannot record its calls must not answer them.
         return error_response(503, "store_unavailable", "the audit log is unavailable")

@@ -7,7 +7,7 @@ call works on a view of it whose audit log writes in the calling key's name.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -17,9 +17,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lethe.api.access import Principal
 from lethe.api.errors import ApiError
-from lethe.api.keys import Authenticator
 from lethe.api.limits import RateLimiter, retry_after
-from lethe.control.api_keys import ApiKeyStore
+from lethe.commands.audit import acting_as
+from lethe.commands.keys import Authenticator, authenticator
 from lethe.engine.runtime import Runtime
 
 
@@ -28,19 +28,16 @@ class ApiContext:
     runtime: Runtime
     out_dir: Path
     limiter: RateLimiter
-    keys: ApiKeyStore = field(init=False)
     authenticator: Authenticator = field(init=False)
     # Request runs and sweeps change data: one at a time in this process.
     heavy: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.keys = ApiKeyStore(self.runtime.control.engine)
-        self.authenticator = Authenticator(self.keys)
+        self.authenticator = authenticator(self.runtime)
 
     def runtime_for(self, principal: Principal) -> Runtime:
-        return replace(self.runtime,
-                       audit=self.runtime.audit.acting_as(principal.actor,
-                                                          f"api:{principal.ip}"))
+        """The runtime whose audit log writes in the calling key's name."""
+        return acting_as(self.runtime, principal.actor, f"api:{principal.ip}")
 
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `lethe_<id>_<secret>`.")

@@ -8,7 +8,7 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout
-from lethe.engine.archive import restore
+from lethe.commands.retention import restore_archived
 
 app = typer.Typer(no_args_is_help=True, help="Archived rows: bring them back.")
 
@@ -21,7 +21,7 @@ def restore_cmd(ctx: typer.Context,
     only; rows already there are left as they are)."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        result = restore(rt, dataset)
+        result = restore_archived(rt, dataset)
     if s.json:
         emit_json(result.as_dict())
     else:

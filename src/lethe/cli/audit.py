@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from lethe.audit.export import export_log, verify_export
-from lethe.audit.log import timestamp
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, read_pem, settings
 from lethe.cli.output import emit_json, stdout, table
 from lethe.clock import parse_instant
-from lethe.crypto.signing import load_public
+from lethe.commands.audit import entries as audit_entries
+from lethe.commands.audit import export_to, verify_chain, verify_file
+from lethe.commands.audit import prune as prune_log
 
 app = typer.Typer(no_args_is_help=True,
                   help="The tamper-evident audit log: verify, show, export, prune.")
@@ -32,10 +32,10 @@ def verify(ctx: typer.Context,
     s = settings(ctx, policy, json_out, now)
     pem = read_pem(public_key)
     if file is not None:
-        verdict = verify_export(file, pem)
+        verdict = verify_file(file, pem)
     else:
         with open_runtime(s) as rt:
-            verdict = rt.audit.verify(load_public(pem) if pem else None)
+            verdict = verify_chain(rt, pem)
     if s.json:
         emit_json(verdict.as_dict())
     elif verdict.ok:
@@ -63,9 +63,9 @@ def show(ctx: typer.Context,
     """List audit entries, filtered by time, action and target."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        entries = rt.audit.entries(
-            since=timestamp(parse_instant(since, "--since")) if since else None,
-            until=timestamp(parse_instant(until, "--until")) if until else None,
+        entries = audit_entries(
+            rt, since=parse_instant(since, "--since") if since else None,
+            until=parse_instant(until, "--until") if until else None,
             action=action, target=target, limit=limit)
     if s.json:
         emit_json({"entries": [{**e.as_dict(), "details": json.loads(e.details)}
@@ -82,7 +82,7 @@ def export(ctx: typer.Context,
     """Write entries, checkpoints and the public key as JSON lines, for offline checks."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        counts = export_log(rt.audit, out)
+        counts = export_to(rt, out)
     if s.json:
         emit_json({"path": str(out), **counts})
     else:
@@ -96,8 +96,7 @@ def prune(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = Fals
     """Drop entries older than the policy's audit retention; the rest stays verifiable."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        cutoff = rt.policy.audit.retention.before(rt.clock.now())
-        removed = rt.audit.prune(cutoff) if cutoff is not None else 0
+        removed = prune_log(rt)
     if s.json:
         emit_json({"removed": removed})
     else:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, read_pem, settings
 from lethe.cli.output import emit_json, stdout
-from lethe.engine.runtime import Runtime
-from lethe.errors import LetheError, NotFound
-from lethe.requests.certificate import load_certificate, verify_certificate, write_certificate
-from lethe.requests.service import stored_certificate
+from lethe.commands.certificates import export_certificates, kept_certificate
+from lethe.requests.certificate import load_certificate, verify_certificate
 
 app = typer.Typer(no_args_is_help=True, help="Certificates of deletion.")
 
@@ -35,7 +33,7 @@ def verify(ctx: typer.Context,
     pem = read_pem(public_key)
     if request is not None:
         with open_runtime(s) as rt:
-            document = _stored(rt, request)
+            document = kept_certificate(rt, request)
     else:
         assert file is not None
         document = load_certificate(file)
@@ -52,15 +50,6 @@ def verify(ctx: typer.Context,
         raise typer.Exit(1)
 
 
-
-
-def _stored(rt: Runtime, request_id: int) -> dict[str, Any]:
-    document = stored_certificate(rt, request_id)
-    if document is None:
-        raise NotFound(f"no certificate for request {request_id}", path="--request")
-    return document
-
-
 @app.command("export")
 def export(ctx: typer.Context,
            request: Annotated[list[int], typer.Option(
@@ -70,16 +59,8 @@ def export(ctx: typer.Context,
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Write kept certificates to files (JSON evidence + HTML), checked before writing."""
     s = settings(ctx, policy, json_out, now)
-    written: list[str] = []
     with open_runtime(s) as rt:
-        for request_id in request:
-            document = _stored(rt, request_id)
-            verdict = verify_certificate(document, None)
-            if not verdict.ok:
-                raise LetheError(f"the kept certificate of request {request_id} does not "
-                                 f"verify: {verdict.reason}", path="--request")
-            paths = write_certificate(document, out, stem=f"request-{request_id}-certificate")
-            written += [str(p) for p in paths]
+        written = [str(p) for p in export_certificates(rt, request, out)]
     if s.json:
         emit_json({"files": written})
     else:

@@ -17,12 +17,19 @@ from lethe.cli.report import report_cmd
 from lethe.cli.scan import scan_cmd
 from lethe.cli.serve import serve_cmd
 from lethe.cli.worker import worker_cmd
+from lethe.commands.retention import (
+    DEFAULT_BATCH_SIZE,
+    CheckReport,
+    Plan,
+    RunResult,
+    check_policy,
+    plan,
+    run,
+)
 from lethe.crypto.kek import KEK_ENV, LocalKeyFile
 from lethe.crypto.signing import create_key, key_path
-from lethe.engine.execute import DEFAULT_BATCH_SIZE, RunResult, execute, step_label
-from lethe.engine.plan import Plan, build_plan
+from lethe.engine.execute import step_label
 from lethe.errors import UsageError
-from lethe.governance.check import CheckReport, check
 from lethe.policy.model import AuditPolicy, EncryptionPolicy, Policy
 from lethe.policy.templates import STARTER_POLICY
 
@@ -101,7 +108,7 @@ def check_cmd(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = 
     """Validate the policy against the live stores; exit 1 on findings."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        report = check(rt.catalog, rt.audit, rt.clock.now(), rt.control)
+        report = check_policy(rt)
     if s.json:
         emit_json(report.as_dict())
     else:
@@ -115,11 +122,11 @@ def plan_cmd(ctx: typer.Context, dataset: DatasetOpt = None, policy: PolicyOpt =
     """Dry run: what each rule would do now, and what holds keep. Changes nothing."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        plan = build_plan(rt, dataset)
+        planned = plan(rt, dataset)
     if s.json:
-        emit_json(plan.as_dict())
+        emit_json(planned.as_dict())
     else:
-        render_plan(plan, "Plan")
+        render_plan(planned, "Plan")
 
 
 def run_cmd(ctx: typer.Context, dataset: DatasetOpt = None,
@@ -128,14 +135,14 @@ def run_cmd(ctx: typer.Context, dataset: DatasetOpt = None,
     """Execute the plan in short batches, verify each dataset, record the run."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        plan = build_plan(rt, dataset)
-        total = sum(a.rows for a in plan.actions)
+        planned = plan(rt, dataset)
+        total = sum(a.rows for a in planned.actions)
         with progress_bar(s.interactive, total, "sweeping") as bar:
             def advance(index: int, rows: int) -> None:
                 if bar is not None:
                     bar.update(bar.task_ids[0], advance=rows,
-                               description=step_label(plan.actions[index].step))
-            result = execute(rt, plan, batch_size=batch_size, progress=advance)
+                               description=step_label(planned.actions[index].step))
+            result = run(rt, planned, batch_size=batch_size, progress=advance)
     if s.json:
         emit_json(result.as_dict())
     else:

@@ -8,8 +8,7 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
-from lethe.engine.lifecycle import withdraw_held
-from lethe.holds import parse_scope, place_hold, release_hold
+from lethe.commands import holds as hold_commands
 
 app = typer.Typer(no_args_is_help=True, help="Legal holds: held rows are never touched.")
 
@@ -26,15 +25,15 @@ def place(ctx: typer.Context,
     """Place a hold on a subject (and everything linked to it), a workspace or a dataset."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        scope = parse_scope(rt.policy, subject, workspace, dataset)
-        hold_id = place_hold(rt.control, rt.audit, rt.clock, scope, reason)
-        withdrawn = withdraw_held(rt)  # a bucket's own expiry must not outrun the hold
+        scope = hold_commands.hold_scope(rt, subject, workspace, dataset)
+        placed = hold_commands.place(rt, scope, reason)
     if s.json:
-        emit_json({"id": hold_id, "lifecycle_withdrawn": withdrawn})
+        emit_json({"id": placed.id, "lifecycle_withdrawn": placed.lifecycle_withdrawn})
     else:
-        stdout.print(f"hold {hold_id} placed")
-        if withdrawn:
-            stdout.print(f"lifecycle rules withdrawn: {', '.join(withdrawn)}", markup=False)
+        stdout.print(f"hold {placed.id} placed")
+        if placed.lifecycle_withdrawn:
+            stdout.print("lifecycle rules withdrawn: "
+                         f"{', '.join(placed.lifecycle_withdrawn)}", markup=False)
 
 
 @app.command("list")
@@ -45,12 +44,9 @@ def list_holds(ctx: typer.Context,
     """List active holds."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        found = rt.control.holds(include_released=all_)
+        found = hold_commands.list_holds(rt, include_released=all_)
     if s.json:
-        emit_json({"holds": [{"id": h.id, "scope": h.scope, "reason": h.reason,
-                              "placed_at": h.placed_at.isoformat(), "placed_by": h.placed_by,
-                              "released_at": h.released_at.isoformat() if h.released_at
-                              else None} for h in found]})
+        emit_json({"holds": [hold_commands.hold_as_dict(h) for h in found]})
     else:
         table("Holds", ["id", "scope", "reason", "placed at", "released at"],
               [[h.id, h.scope, h.reason, h.placed_at.isoformat(timespec="seconds"),
@@ -65,7 +61,7 @@ def release(ctx: typer.Context, hold_id: Annotated[int, typer.Argument(help="Hol
     """Release a hold; the rows become subject to retention again."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        hold = release_hold(rt.control, rt.audit, rt.clock, hold_id, reason)
+        hold = hold_commands.release(rt, hold_id, reason)
     if s.json:
         emit_json({"id": hold.id, "released": True})
     else:

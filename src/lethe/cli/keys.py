@@ -6,11 +6,16 @@ from typing import Annotated
 
 import typer
 
-from lethe.api.keys import ORG, ROLES, create_key, revoke_key
-from lethe.audit.events import KeysRotated
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
-from lethe.control.api_keys import ApiKeyStore
+from lethe.commands.keys import (
+    ORG,
+    ROLES,
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+    rotate_kek,
+)
 
 app = typer.Typer(no_args_is_help=True,
                   help="API keys, key-encryption keys and subject data keys.")
@@ -24,8 +29,7 @@ def rotate(ctx: typer.Context,
     """New KEK; rewrap every data key (data untouched); retire the old KEK. Resumable."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        result = rt.subject_keys().rotate(batch=batch)
-        rt.audit.append(KeysRotated(str(result["kek"]), int(result["rewrapped"])))
+        result = rotate_kek(rt, batch)
     if s.json:
         emit_json(result)
     else:
@@ -43,7 +47,7 @@ def create(ctx: typer.Context,
     """Create an API key. Its secret is shown once, here; lethe keeps only a hash."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        issued = create_key(ApiKeyStore(rt.control.engine), rt.audit, role, workspace, name)
+        issued = create_api_key(rt, role, workspace, name)
     if s.json:
         emit_json(issued.key.as_dict() | {"token": issued.token})
     else:
@@ -60,7 +64,7 @@ def list_keys(ctx: typer.Context,
     """List API keys (ids, roles, workspaces, last use; never secrets)."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        keys = ApiKeyStore(rt.control.engine).list(include_revoked=all_)
+        keys = list_api_keys(rt, include_revoked=all_)
     rows = [k.as_dict() for k in keys]
     if s.json:
         emit_json({"keys": rows})
@@ -78,7 +82,7 @@ def revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(help="Key i
     """Revoke an API key (and the impersonation tokens it issued), at once."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        key = revoke_key(ApiKeyStore(rt.control.engine), rt.audit, key_id)
+        key = revoke_api_key(rt, key_id)
     if s.json:
         emit_json({"id": key.id, "revoked": True})
     else:

@@ -8,7 +8,7 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout
-from lethe.engine.lifecycle import lifecycle
+from lethe.commands.retention import bucket_lifecycle
 
 
 def lifecycle_cmd(ctx: typer.Context,
@@ -20,7 +20,7 @@ def lifecycle_cmd(ctx: typer.Context,
     """Print (or --apply) the S3 lifecycle rules equivalent to the policy's object rules."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        results = lifecycle(rt, apply=apply)
+        results = bucket_lifecycle(rt, apply=apply)
     if s.json:
         emit_json({"stores": {r.store: r.as_dict() for r in results}})
         return

@@ -9,7 +9,7 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
-from lethe.reports.monthly import build_report
+from lethe.commands.reports import monthly_report
 from lethe.reports.period import parse_month, previous_month
 from lethe.reports.render import formats_of, write_report
 
@@ -29,7 +29,7 @@ def report_cmd(ctx: typer.Context, month: MonthOpt = None,
     chosen = parse_month(month) if month else previous_month(s.clock().now())
     formats = formats_of(fmt)
     with open_runtime(s) as rt:
-        report = build_report(rt, chosen.label)
+        report = monthly_report(rt, chosen.label)
     paths = write_report(report, out, formats)
     if s.json:
         emit_json({**report.as_dict(), "files": [str(p) for p in paths]})

@@ -9,29 +9,31 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
-from lethe.control.requests import RequestRecord
-from lethe.engine.execute import DEFAULT_BATCH_SIZE
-from lethe.errors import UsageError
-from lethe.requests.service import (
+from lethe.commands.requests import (
     GROUP_SIZE,
-    open_bulk,
+    RequestRecord,
+    get_request,
+    is_overdue,
+    list_requests,
     open_request,
-    overdue,
-    reject,
-    requests_of,
-    run_many,
+    open_requests_from_file,
+    reject_request,
+    run_open_requests,
     run_request,
 )
+from lethe.commands.retention import DEFAULT_BATCH_SIZE
+from lethe.engine.runtime import Runtime
+from lethe.errors import UsageError
 
 app = typer.Typer(no_args_is_help=True,
                   help="Data-subject requests: access exports and erasure with certificates.")
 
 
-def summary(record: RequestRecord, now: Any) -> dict[str, Any]:
+def summary(rt: Runtime, record: RequestRecord) -> dict[str, Any]:
     """What a listing shows: never the identities, only their fingerprint."""
     return {"id": record.id, "kind": record.kind, "subject": record.subject_kind,
             "status": record.status, "received": record.received_at.isoformat(),
-            "due": record.due_at.isoformat(), "overdue": overdue(record, now),
+            "due": record.due_at.isoformat(), "overdue": is_overdue(rt, record),
             "fingerprint": record.fingerprint[:12], "note": record.note}
 
 
@@ -50,7 +52,7 @@ def open_cmd(ctx: typer.Context,
         if from_file is not None:
             if identity:
                 raise UsageError("give --identity or --from-file, not both", path="request")
-            records = open_bulk(rt, kind, subject, from_file)
+            records = open_requests_from_file(rt, kind, subject, from_file)
         else:
             records = [open_request(rt, kind, subject, identity or [])]
     shown = [{"id": r.id, "status": r.status, "due": r.due_at.isoformat()} for r in records]
@@ -68,9 +70,7 @@ def list_cmd(ctx: typer.Context,
     """List requests; overdue ones are flagged."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        records = requests_of(rt).list(status)
-        moment = rt.clock.now()
-    rows = [summary(r, moment) for r in records]
+        rows = [summary(rt, r) for r in list_requests(rt, status)]
     if s.json:
         emit_json({"requests": rows})
     else:
@@ -85,8 +85,8 @@ def show(ctx: typer.Context, request_id: Annotated[int, typer.Argument(help="Req
     """One request: status, dates, per-dataset results, export and certificate paths."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        record = requests_of(rt).get(request_id)
-        data = summary(record, rt.clock.now())
+        record = get_request(rt, request_id)
+        data = summary(rt, record)
     data.update(identities=sorted(record.identities), result=record.result,
                 export=record.export_path, certificate=record.certificate_path,
                 completed=record.completed_at.isoformat() if record.completed_at else None)
@@ -119,10 +119,8 @@ def run(ctx: typer.Context,
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         if all_open:
-            ids = [r.id for r in requests_of(rt).list()
-                   if r.status not in ("completed", "rejected")]
-            outcomes = run_many(rt, ids, out, batch_size, group_size,
-                                certificate_files=certificate_files)
+            outcomes = run_open_requests(rt, out, batch_size, group_size,
+                                         certificate_files=certificate_files)
         else:
             assert request_id is not None
             outcomes = [run_request(rt, request_id, out, batch_size)]
@@ -149,7 +147,7 @@ def reject_cmd(ctx: typer.Context, request_id: Annotated[int, typer.Argument()],
     """Reject a request (identity not verified, manifestly unfounded, …)."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        record = reject(rt, request_id, reason)
+        record = reject_request(rt, request_id, reason)
     if s.json:
         emit_json({"id": record.id, "status": record.status})
     else:

@@ -8,8 +8,8 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
-from lethe.control.transfers import Transfers
-from lethe.governance.residency import record_transfer, revoke_transfer
+from lethe.commands.residency import list_transfers as transfers_of
+from lethe.commands.residency import record_transfer, revoke_transfer
 
 app = typer.Typer(no_args_is_help=True,
                   help="Residency transfers: a workspace's data authorised in another region.")
@@ -28,8 +28,7 @@ def record(ctx: typer.Context,
     """Authorise a workspace's dataset to be held in another region (audited)."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        transfer = record_transfer(Transfers(rt.control.engine), rt.audit, rt.clock,
-                                   rt.policy, workspace=workspace, dataset=dataset,
+        transfer = record_transfer(rt, workspace=workspace, dataset=dataset,
                                    to_region=to_region, reason=reason, until=until)
     if s.json:
         emit_json({"id": transfer.id, "until": transfer.until})
@@ -46,7 +45,7 @@ def list_transfers(ctx: typer.Context,
     """List recorded transfers (unrevoked ones unless --all)."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        found = Transfers(rt.control.engine).all(include_revoked=all_)
+        found = transfers_of(rt, include_revoked=all_)
         at = rt.clock.now()
     if s.json:
         emit_json({"transfers": [{**t.as_dict(), "active": t.active(at)} for t in found]})
@@ -67,8 +66,7 @@ def revoke(ctx: typer.Context,
     """Revoke a transfer; `check` reports the data again if it is still there (audited)."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        transfer = revoke_transfer(Transfers(rt.control.engine), rt.audit, rt.clock,
-                                   transfer_id)
+        transfer = revoke_transfer(rt, transfer_id)
     if s.json:
         emit_json({"id": transfer.id, "revoked": True})
     else:

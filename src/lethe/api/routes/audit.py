@@ -10,24 +10,13 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from lethe.api.access import Principal, actor_of
-from lethe.api.context import ApiContext, Caller, Context, act
+from lethe.api.context import Caller, Context, act
 from lethe.api.errors import ApiError
 from lethe.api.fields import NO_CONTROLS
-from lethe.api.routes.holds import visible_holds
-from lethe.requests.records import requests_of
+from lethe.commands.audit import entries as audit_entries
+from lethe.commands.audit import verify_chain
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
-
-
-def _workspace_view(ctx: ApiContext, principal: Principal) -> tuple[list[str], list[str]]:
-    workspace = principal.workspace
-    actors = [actor_of(k) for k in ctx.keys.list(include_revoked=True)
-              if k.workspace == workspace]
-    targets = [f"workspace:{workspace}"]
-    targets += [f"request:{r.id}" for r in requests_of(ctx.runtime).list(workspace=workspace)]
-    targets += [f"hold:{h.id}" for h in visible_holds(ctx, principal, include_released=True)]
-    return actors, targets
 
 
 @router.get("", name="audit.entries", summary="Audit entries in order, a page at a time")
@@ -40,9 +29,8 @@ def entries(request: Request, principal: Caller, ctx: Context,
             target: str | None = Query(None, max_length=400, pattern=NO_CONTROLS)
             ) -> dict[str, Any]:
     act(request, principal, "audit.read", "audit")
-    view = None if principal.org else _workspace_view(ctx, principal)
-    found = ctx.runtime.audit.entries(after=after, limit=limit, action=action, target=target,
-                                      visible=view)
+    found = audit_entries(ctx.runtime, after=after, limit=limit, action=action,
+                          target=target, workspace=principal.workspace)
     return {"entries": [e.as_dict() for e in found],
             "next": found[-1].seq if len(found) == limit else None}
 
@@ -53,4 +41,4 @@ def verify(request: Request, principal: Caller, ctx: Context) -> dict[str, Any]:
     act(request, principal, "audit.read", "audit")
     if not principal.org:
         raise ApiError(403, "verifying the whole chain needs an organization key")
-    return ctx.runtime.audit.verify().as_dict()
+    return verify_chain(ctx.runtime).as_dict()

@@ -7,14 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from lethe.api.access import Principal, actor_of
+from lethe.api.access import Principal
 from lethe.api.context import ApiContext, Caller, Context, RecordId, act
 from lethe.api.errors import ApiError
 from lethe.api.fields import IdentityValue, Name, Reason
-from lethe.control.store import Hold
-from lethe.engine.lifecycle import withdraw_held
-from lethe.holds import Scope, on_workspace, parse_scope, place_hold, release_hold
-from lethe.requests.discovery import subject_confined
+from lethe.commands import holds as hold_commands
+from lethe.commands.holds import Hold, Scope
 
 router = APIRouter(prefix="/v1/holds", tags=["holds"])
 
@@ -33,22 +31,11 @@ class ReleaseHold(BaseModel):
     reason: Reason | None = None
 
 
-def shown(hold: Hold) -> dict[str, Any]:
-    return {"id": hold.id, "scope": hold.scope, "reason": hold.reason,
-            "placed_at": hold.placed_at.isoformat(), "placed_by": hold.placed_by,
-            "released_at": hold.released_at.isoformat() if hold.released_at else None}
-
-
 def visible_holds(ctx: ApiContext, principal: Principal, *,
-                   include_released: bool) -> list[Hold]:
+                  include_released: bool) -> list[Hold]:
     """A workspace key sees holds on its workspace and those its workspace's keys placed."""
-    found = ctx.runtime.control.holds(include_released=include_released)
-    if principal.org:
-        return found
-    ours = {actor_of(k) for k in ctx.keys.list(include_revoked=True)
-            if k.workspace == principal.workspace}
-    return [h for h in found
-            if on_workspace(h, principal.workspace) or h.placed_by in ours]
+    return hold_commands.list_holds(ctx.runtime, include_released=include_released,
+                                    workspace=principal.workspace)
 
 
 def _confine(ctx: ApiContext, principal: Principal, scope: Scope) -> None:
@@ -60,8 +47,8 @@ def _confine(ctx: ApiContext, principal: Principal, scope: Scope) -> None:
                        "organization key")
     if scope.kind == "workspace" and scope.value != workspace:
         raise ApiError(403, "this key is confined to its own workspace")
-    if scope.kind == "subject" and not subject_confined(
-            ctx.runtime, scope.subject_kind or "", scope.value, workspace):
+    if scope.kind == "subject" and not hold_commands.subject_only_in(ctx.runtime, scope,
+                                                                      workspace):
         raise ApiError(404, "no subject with that key in this workspace alone")
 
 
@@ -71,19 +58,19 @@ def place(body: PlaceHold, request: Request, principal: Caller,
           ctx: Context) -> dict[str, Any]:
     act(request, principal, "holds.place", "holds")
     rt = ctx.runtime_for(principal)
-    scope = parse_scope(rt.policy, body.subject, body.workspace, body.dataset)
+    scope = hold_commands.hold_scope(rt, body.subject, body.workspace, body.dataset)
     _confine(ctx, principal, scope)
-    hold_id = place_hold(rt.control, rt.audit, rt.clock, scope, body.reason)
-    request.state.resource = f"hold:{hold_id}"
-    return {"id": hold_id, "lifecycle_withdrawn": withdraw_held(rt)}
+    placed = hold_commands.place(rt, scope, body.reason)
+    request.state.resource = f"hold:{placed.id}"
+    return {"id": placed.id, "lifecycle_withdrawn": placed.lifecycle_withdrawn}
 
 
 @router.get("", name="holds.list", summary="List holds (active only, unless all=true)")
 def list_all(request: Request, principal: Caller, ctx: Context,
              all: bool = False) -> dict[str, Any]:
     act(request, principal, "holds.read", "holds")
-    return {"holds": [shown(h) for h in visible_holds(ctx, principal,
-                                                       include_released=all)]}
+    found = visible_holds(ctx, principal, include_released=all)
+    return {"holds": [hold_commands.hold_as_dict(h) for h in found]}
 
 
 @router.post("/{hold_id}/release", name="holds.release", summary="Release a hold")
@@ -93,5 +80,5 @@ def release(hold_id: RecordId, body: ReleaseHold, request: Request, principal: C
     if hold_id not in {h.id for h in visible_holds(ctx, principal, include_released=False)}:
         raise ApiError(404, f"no active hold with id {hold_id}")
     rt = ctx.runtime_for(principal)
-    hold = release_hold(rt.control, rt.audit, rt.clock, hold_id, body.reason)
+    hold = hold_commands.release(rt, hold_id, body.reason)
     return {"id": hold.id, "released": True}

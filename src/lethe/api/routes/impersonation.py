@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lethe.api.context import Caller, Context, act
 from lethe.api.errors import ApiError
 from lethe.api.fields import Name, Reason
-from lethe.api.keys import impersonate
+from lethe.commands.keys import impersonate
 
 router = APIRouter(prefix="/v1/impersonations", tags=["impersonation"])
 
@@ -36,8 +36,8 @@ def issue(body: Impersonate, request: Request, principal: Caller,
     if principal.key.impersonator is not None:
         raise ApiError(403, "an impersonation token cannot issue another")
     rt = ctx.runtime_for(principal)
-    issued = impersonate(ctx.keys, rt.audit, body.role, body.workspace, body.minutes,
-                         body.reason, admin=principal.key)
+    issued = impersonate(rt, body.role, body.workspace, body.minutes, body.reason,
+                         admin=principal.key)
     return {"id": issued.key.id, "token": issued.token, "role": issued.key.role,
             "workspace": issued.key.workspace,
             "expires_at": issued.key.expires_at.isoformat() if issued.key.expires_at

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from lethe.api.context import Caller, Context, act
-from lethe.reports.monthly import build_report
+from lethe.commands.reports import monthly_report
 from lethe.reports.render import render_html, render_markdown
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
@@ -22,7 +22,7 @@ Month = Path(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")
 def monthly(request: Request, principal: Caller, ctx: Context, month: str = Month,
             format: Literal["json", "html", "markdown"] = "json") -> Any:
     act(request, principal, "reports.read", f"report:{month}")
-    report = build_report(ctx.runtime, month)
+    report = monthly_report(ctx.runtime, month)
     if format == "html":
         return HTMLResponse(render_html(report))
     if format == "markdown":

@@ -13,10 +13,16 @@ from lethe.api.access import Principal
 from lethe.api.context import Caller, Context, RecordId, act
 from lethe.api.errors import ApiError
 from lethe.api.fields import IdentityValue, Name
-from lethe.control.requests import RequestRecord
-from lethe.requests.certificate import certificate_html, certificate_text, load_certificate
-from lethe.requests.records import requests_of
-from lethe.requests.service import open_request, overdue, run_request, stored_certificate
+from lethe.commands.certificates import certificate_of
+from lethe.commands.requests import (
+    RequestRecord,
+    get_request,
+    is_overdue,
+    list_requests,
+    open_request,
+    run_request,
+)
+from lethe.requests.certificate import certificate_html, certificate_text
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
 
@@ -37,7 +43,7 @@ def summary(record: RequestRecord, ctx: Context) -> dict[str, Any]:
         "id": record.id, "kind": record.kind, "subject": record.subject_kind,
         "status": record.status, "due": record.due_at.isoformat(),
         "received": record.received_at.isoformat(),
-        "overdue": overdue(record, ctx.runtime.clock.now()),
+        "overdue": is_overdue(ctx.runtime, record),
         "workspace": record.workspace, "fingerprint": record.fingerprint[:12],
         "note": record.note, "result": record.result,
         "completed": record.completed_at.isoformat() if record.completed_at else None}
@@ -50,7 +56,7 @@ def summary(record: RequestRecord, ctx: Context) -> dict[str, Any]:
 
 def visible(ctx: Context, principal: Principal, request_id: int) -> RequestRecord:
     """The request, if this key may see it; another workspace's is "not found"."""
-    record = requests_of(ctx.runtime).get(request_id)
+    record = get_request(ctx.runtime, request_id)
     if not principal.sees(record.workspace):
         raise ApiError(404, f"no request with id {request_id}")
     return record
@@ -78,7 +84,7 @@ def list_all(request: Request, principal: Caller, ctx: Context,
              status: Literal["received", "verified", "in_progress", "completed",
                              "rejected"] | None = None) -> dict[str, Any]:
     act(request, principal, "requests.read", "requests")
-    records = requests_of(ctx.runtime).list(status, workspace=principal.workspace)
+    records = list_requests(ctx.runtime, status, workspace=principal.workspace)
     return {"requests": [summary(r, ctx) for r in records]}
 
 
@@ -121,9 +127,7 @@ def certificate(request_id: RecordId, request: Request, principal: Caller, ctx: 
                 format: Literal["json", "html"] = "json") -> Response:
     act(request, principal, "certificates.read", f"request:{request_id}")
     record = visible(ctx, principal, request_id)
-    document = stored_certificate(ctx.runtime, record.id)
-    if document is None and record.certificate_path and Path(record.certificate_path).is_file():
-        document = load_certificate(Path(record.certificate_path))  # made before migration 9
+    document = certificate_of(ctx.runtime, record.id)
     if document is None:
         raise ApiError(404, "no certificate for this request")
     name = f"request-{record.id}-certificate"

@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lethe.api.context import Caller, Context, RecordId, act
 from lethe.api.errors import ApiError
 from lethe.api.fields import Name
-from lethe.engine.execute import execute
-from lethe.engine.plan import build_plan
+from lethe.commands.retention import plan, recent_runs, run, run_record
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 START_TIMEOUT = 300.0  # planning counts rows; a huge store may take a while
@@ -40,7 +39,7 @@ def trigger(body: TriggerRun, request: Request, principal: Caller,
 
     def work() -> None:
         try:
-            execute(rt, build_plan(rt, body.datasets or None), started=started.put)
+            run(rt, plan(rt, body.datasets or None), started=started.put)
         except BaseException as exc:  # handed to the waiting call
             started.put(exc)
         finally:
@@ -58,11 +57,11 @@ def trigger(body: TriggerRun, request: Request, principal: Caller,
 def list_all(request: Request, principal: Caller, ctx: Context,
              limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
     act(request, principal, "runs.read", "runs")
-    return {"runs": ctx.runtime.control.recent_runs(limit)}
+    return {"runs": recent_runs(ctx.runtime, limit)}
 
 
 @router.get("/{run_id}", name="runs.show", summary="One run with its actions")
 def show(run_id: RecordId, request: Request, principal: Caller,
          ctx: Context) -> dict[str, Any]:
     act(request, principal, "runs.read", f"run:{run_id}")
-    return ctx.runtime.control.run(run_id)
+    return run_record(ctx.runtime, run_id)

@@ -8,10 +8,8 @@ from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from lethe.api.context import Caller, Context, act
-from lethe.api.errors import ApiError
 from lethe.api.fields import NO_CONTROLS, Name
-from lethe.audit.events import WorkspaceRegionSet
-from lethe.control.workspaces import WorkspaceRegions
+from lethe.commands.residency import set_workspace_region, workspace_region
 
 router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
 WorkspaceId = Path(min_length=1, max_length=200, pattern=NO_CONTROLS)
@@ -27,7 +25,7 @@ def show(request: Request, principal: Caller, ctx: Context,
          workspace_id: str = WorkspaceId) -> dict[str, Any]:
     act(request, principal, "workspaces.read", f"workspace:{workspace_id}")
     principal.require_workspace(workspace_id)
-    found = WorkspaceRegions(ctx.runtime.control.engine).get(workspace_id)
+    found = workspace_region(ctx.runtime, workspace_id)
     return {"id": workspace_id, "region": found.region if found else None,
             "updated_at": found.updated_at.isoformat() if found else None}
 
@@ -38,12 +36,6 @@ def update(body: RegionChange, request: Request, principal: Caller, ctx: Context
            workspace_id: str = WorkspaceId) -> dict[str, Any]:
     act(request, principal, "workspaces.update", f"workspace:{workspace_id}")
     principal.require_workspace(workspace_id)
-    regions = ctx.runtime.policy.regions
-    if body.region is not None and body.region not in regions:
-        allowed = ", ".join(regions) if regions else "none are declared"
-        raise ApiError(422, f"region must be one of the policy's regions ({allowed}) or null")
-    rt = ctx.runtime_for(principal)
-    changed = WorkspaceRegions(rt.control.engine).set(workspace_id, body.region, rt.audit.actor)
-    rt.audit.append(WorkspaceRegionSet(workspace_id, body.region))
+    changed = set_workspace_region(ctx.runtime_for(principal), workspace_id, body.region)
     return {"id": workspace_id, "region": changed.region,
             "updated_at": changed.updated_at.isoformat()}
