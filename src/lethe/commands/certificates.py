@@ -19,9 +19,9 @@ from lethe.requests.service import stored_certificate
 
 
 def certificate_of(rt: Runtime, request_id: int) -> dict[str, Any] | None:
-    """The signed certificate of a request: the one in the control store, else the
-    file a request certified before certificates were stored there (migration 9) names.
-    None when there is neither, or no such request."""
+    """The signed certificate of a request: the one in the control store, else (for a
+    request certified before certificates were kept there, migration 9) the file its
+    record names. None when there is neither, or no such request."""
     document = stored_certificate(rt, request_id)
     if document is not None:
         return document
