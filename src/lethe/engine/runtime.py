@@ -20,6 +20,7 @@ from lethe.engine.steps import StepBuilder
 from lethe.errors import UsageError
 from lethe.holds import HoldGate, HoldScopes, gate_of
 from lethe.policy.model import Policy
+from lethe.stores.base import Value
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Runtime:
     control: ControlStore
     audit: AuditLog
     _keys: SubjectKeys | None = None
+    # (instant, hold ids, dataset keys) -> the holds compiled for them, subject keys and all
+    _resolved: tuple[tuple[object, ...], HoldScopes | None] = ((), None)
 
     @classmethod
     def open(cls, policy: Policy, clock: Clock | None = None, *, actor: str | None = None,
@@ -66,7 +69,29 @@ class Runtime:
         return gate_of(self.control.engine)
 
     def hold_scopes(self, builder: StepBuilder) -> HoldScopes:
-        return HoldScopes(self.policy, self.catalog.graph, builder.keys, self.control.holds())
+        """The holds in force, compiled for this builder's datasets. Subject holds are
+        resolved to the subject rows' keys once per hold set and instant (a run's, a
+        request's): a child row is then held by its link being one of those keys, not by
+        looking every held identity up in the subject table again for every batch. A
+        subject row that takes a held identity while a run goes on is seen by the next
+        run; a new or released hold is seen by the next batch."""
+        holds = self.control.holds()
+        mark = (builder.now, tuple(h.id for h in holds), tuple(builder.keys.items()))
+        known, compiled = self._resolved
+        if known == mark and compiled is not None:
+            return compiled  # the same holds, compiled once
+        found: dict[str, tuple[Value, ...]] = {}
+
+        def resolve(dataset: str) -> tuple[Value, ...]:
+            if dataset not in found:
+                found[dataset] = tuple(self.catalog.store_of(dataset).values(
+                    self.policy.datasets[dataset].table or "", builder.keys[dataset],
+                    scopes.named(dataset)))
+            return found[dataset]
+
+        scopes = HoldScopes(self.policy, self.catalog.graph, builder.keys, holds, resolve)
+        self._resolved = (mark, scopes)
+        return scopes
 
     def subject_keys(self) -> SubjectKeys:
         """Per-subject data keys under the KEK (the key file is created on first use)."""

@@ -7,7 +7,7 @@ upward (deleting the row would cascade into a held row, so it must stay too).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,6 +20,7 @@ from lethe.stores.base import (
     Condition,
     Exists,
     In,
+    Value,
     any_of,
 )
 
@@ -34,6 +35,10 @@ class HoldScopes:
     graph: Graph
     keys: Mapping[str, str]
     holds: Sequence[Hold]
+    # subject dataset -> the keys of its rows that subject holds name, when known: a
+    # child's rows are then held by `link IN (keys)` instead of a lookup of every held
+    # identity in the subject table for every statement (see Runtime.hold_scopes)
+    resolved: Callable[[str], tuple[Value, ...] | None] | None = None
 
     @cached_property
     def _values(self) -> Mapping[tuple[str, str | None], tuple[str, ...]]:
@@ -57,7 +62,7 @@ class HoldScopes:
         """The keys named by subject holds on this kind of subject (any identity)."""
         return self._values.get(("subject", subject_kind), ())
 
-    def direct(self, dataset: str) -> Condition:
+    def direct(self, dataset: str, *, identities: bool = True) -> Condition:
         """Rows a hold names itself: its dataset, its workspace, its subject identity.
 
         One `In` per identity column over every held value (not one test per hold): the
@@ -71,26 +76,49 @@ class HoldScopes:
         workspaces = self.workspaces()
         if workspaces and ds.workspace:
             parts.append(In(ds.workspace, workspaces))
-        for kind, subject in self.policy.subjects.items():
-            if subject.dataset != dataset:
-                continue
-            values = self.subject_values(kind)
-            if values:
-                parts += [In(identity, values) for identity in subject.identities]
+        if identities:
+            parts.append(self.named(dataset))
         return any_of(*parts)
+
+    def named(self, dataset: str) -> Condition:
+        """Rows of a subject dataset that subject holds name by one of its identities."""
+        parts: list[Condition] = []
+        for kind, subject in self.policy.subjects.items():
+            values = self.subject_values(kind) if subject.dataset == dataset else ()
+            parts += [In(identity, values) for identity in subject.identities if values]
+        return any_of(*parts)
+
+    def subject_keys(self, dataset: str) -> tuple[Value, ...] | None:
+        """The keys of the dataset's rows that subject holds name, if resolved."""
+        if self.resolved is None or not any(
+                s.dataset == dataset and self.subject_values(k)
+                for k, s in self.policy.subjects.items()):
+            return None
+        return self.resolved(dataset)
 
     def down(self, dataset: str, skip: Link | None = None) -> Condition:
         """Held directly or through any parent (except along `skip`)."""
-        parts = [self.direct(dataset)]
+        return any_of(self.direct(dataset), *self._above(dataset, skip))
+
+    def _above(self, dataset: str, skip: Link | None = None) -> list[Condition]:
+        """Held through a parent (except along `skip`)."""
+        parts: list[Condition] = []
         for link in self.graph.parents(dataset):
             if link == skip:
                 continue
             parent = self.policy.datasets[link.parent]
-            above = self.down(link.parent)
+            keys = self.subject_keys(link.parent)
+            if keys is not None:  # the subject holds, as the parent keys they name
+                if keys:
+                    parts.append(In(link.column, keys))
+                above = any_of(self.direct(link.parent, identities=False),
+                               *self._above(link.parent))
+            else:
+                above = self.down(link.parent)
             if above != FALSE:
                 parts.append(Exists(parent.table or "", self.keys[link.parent], link.column,
                                     above, parent.store))
-        return any_of(*parts)
+        return parts
 
     def up(self, dataset: str) -> Condition:
         """Deleting this row would cascade into a held row."""
