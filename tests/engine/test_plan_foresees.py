@@ -92,6 +92,7 @@ def test_plan_counts_what_earlier_steps_free_and_run_does_exactly_that(
         plan = build_plan(rt)
         planned = _lines([a.as_dict() for a in plan.actions], "rows")
         blocked = _lines([a.as_dict() for a in plan.actions], "blocked")
+        skips = _lines([a.as_dict() for a in plan.actions], "skips")
         result = execute(rt, plan)
         done = _lines([a.as_dict() for a in result.actions], "done")
     finally:
@@ -101,6 +102,10 @@ def test_plan_counts_what_earlier_steps_free_and_run_does_exactly_that(
     # nulled (4 is then free), 6's click is fresh; so only 4 is purged.
     assert planned[("accounts", None, "purge", None)] == 1
     assert blocked[("accounts", None, "purge", None)] == 5
+    assert skips[("accounts", None, "purge", None)] == [
+        {"items": 5, "reason": "a foreign key outside any cascade still references them"}]
+    assert skips[("errors", 0, "delete", None)] == [
+        {"items": 3, "reason": "held by a legal hold"}]  # the old errors of 1, 2 and 5
     assert planned[("logins", None, "cascade", "accounts")] == 1  # account 4's login
     engine = sa.create_engine(normalize_url(app_url))
     with engine.connect() as conn:

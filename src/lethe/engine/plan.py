@@ -26,12 +26,36 @@ UNSUPPORTED: dict[str, str] = {}  # action -> why it cannot run yet
 
 
 @dataclass(frozen=True)
+class Skip:
+    """Work a step leaves undone, and why: rows (keys, objects) a hold keeps, rows a
+    foreign key still needs, an action this version cannot carry out."""
+
+    items: int
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"items": self.items, "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class PlannedAction:
     step: Step
     rows: int
     held: int
     blocked: int = 0  # due, not held, but a foreign key still points at them
     partitions: int = 0  # whole partitions past retention the run drops (PostgreSQL)
+
+    @property
+    def skips(self) -> tuple[Skip, ...]:
+        found = []
+        if self.held:
+            found.append(Skip(self.held, "held by a legal hold"))
+        if self.blocked:
+            found.append(Skip(self.blocked, "a foreign key outside any cascade still "
+                                            "references them"))
+        if self.step.action in UNSUPPORTED:
+            found.append(Skip(self.rows, UNSUPPORTED[self.step.action]))
+        return tuple(found)
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"dataset": self.step.dataset, "rule": self.step.rule,
@@ -41,6 +65,7 @@ class PlannedAction:
                                 "partitions": self.partitions}
         if self.step.parent is not None:
             data["parent"] = self.step.parent
+        data["skips"] = [skip.as_dict() for skip in self.skips]
         if self.step.action in UNSUPPORTED:
             data["note"] = UNSUPPORTED[self.step.action]
         return data
