@@ -43,7 +43,6 @@ from common import drop_database, fresh_database, write_result
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from lethe.clock import Clock
-from lethe.engine.runtime import Runtime
 from lethe.policy.load import load_policy
 from lethe.requests.service import (
     RequestOutcome,
@@ -52,6 +51,7 @@ from lethe.requests.service import (
     run_many,
     run_request,
 )
+from lethe.runtime import Runtime
 from lethe.stores.sql import normalize_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -47,9 +47,9 @@ import lethe
 from lethe.clock import Clock
 from lethe.engine.execute import execute
 from lethe.engine.plan import build_plan
-from lethe.engine.runtime import Runtime
 from lethe.holds import parse_scope, place_hold
 from lethe.policy.load import load_policy
+from lethe.runtime import Runtime
 from lethe.stores.sql import normalize_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -44,8 +44,8 @@ from common import drop_database, fresh_database, write_result
 from lethe.clock import Clock
 from lethe.engine.execute import execute
 from lethe.engine.plan import build_plan
-from lethe.engine.runtime import Runtime
 from lethe.policy.load import load_policy
+from lethe.runtime import Runtime
 from lethe.stores.sql import normalize_url
 
 DB = "lethe_bench_partitions"

@@ -21,8 +21,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from lethe.clock import Clock
 from lethe.engine.execute import execute
 from lethe.engine.plan import build_plan
-from lethe.engine.runtime import Runtime
 from lethe.policy.load import load_policy
+from lethe.runtime import Runtime
 from lethe.stores.sql import normalize_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 import yaml
 
 from lethe.clock import Clock
-from lethe.engine.runtime import Runtime
 from lethe.policy.load import load_policy
+from lethe.runtime import Runtime
 from lethe.stores.sql import normalize_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

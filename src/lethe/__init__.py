@@ -9,12 +9,12 @@ from lethe.crypto.fields import EncryptedBytes, EncryptedText, FieldCipher, ForS
 from lethe.crypto.keys import Shredded
 from lethe.engine.execute import RunResult, execute
 from lethe.engine.plan import Plan, PlannedAction, build_plan
-from lethe.engine.runtime import Runtime
 from lethe.errors import LetheError, PolicyError, SchemaMismatch, StoreError
 from lethe.governance.check import CheckReport, check
 from lethe.holds import Scope, parse_scope, place_hold
 from lethe.policy.load import load_policy, parse_policy
 from lethe.policy.model import Policy
+from lethe.runtime import Runtime
 
 __all__ = [
     "CheckReport",

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from lethe.api.app import create_app
 from lethe.clock import Clock
 from lethe.commands.keys import ORG, create_api_key
-from lethe.engine.runtime import Runtime
 from lethe.policy.load import load_policy
 from lethe.requests.service import open_request, run_request
+from lethe.runtime import Runtime
 from tests.fixtures import NOW, build_app, write_policy
 
 SCOPES = ("org", "own", "other")  # own: ws_a's keys on ws_a's data; other: ws_b's keys

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from lethe.commands import audit, certificates, holds, keys, requests, residency, retention
-from lethe.engine.runtime import Runtime
 from lethe.errors import NotFound, UsageError
+from lethe.runtime import Runtime
 from tests.fixtures import NOW, build_app, runtime, write_policy
 
 

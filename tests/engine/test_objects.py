@@ -15,12 +15,12 @@ import yaml
 from lethe.clock import Clock
 from lethe.engine.execute import execute
 from lethe.engine.plan import build_plan
-from lethe.engine.runtime import Runtime
 from lethe.errors import PolicyError
 from lethe.holds import parse_scope, place_hold
 from lethe.policy.load import load_policy
 from lethe.requests.certificate import load_certificate, verify_certificate
 from lethe.requests.service import open_request, run_request
+from lethe.runtime import Runtime
 from lethe.stores.objects import ObjectStore, open_object_store
 from tests.fixtures import build_app, versioned_bucket, write_policy
 

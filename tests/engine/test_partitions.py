@@ -26,10 +26,10 @@ from lethe.clock import Clock
 from lethe.engine.archive import ArchiveSink, restore
 from lethe.engine.execute import execute
 from lethe.engine.plan import build_plan
-from lethe.engine.runtime import Runtime
 from lethe.governance.check import check
 from lethe.holds import parse_scope, place_hold
 from lethe.policy.load import load_policy
+from lethe.runtime import Runtime
 from lethe.stores.base import FALSE as FALSE_CONDITION
 from lethe.stores.base import TRUE
 from lethe.stores.sql import normalize_url

@@ -23,9 +23,9 @@ from lethe.crypto.keys import Shredded
 from lethe.engine.archive import ArchiveSink
 from lethe.engine.execute import execute
 from lethe.engine.plan import build_plan
-from lethe.engine.runtime import Runtime
 from lethe.holds import parse_scope, place_hold
 from lethe.policy.load import load_policy
+from lethe.runtime import Runtime
 from lethe.stores.objects import open_object_store
 from lethe.stores.sql import normalize_url
 from tests.fixtures import versioned_bucket

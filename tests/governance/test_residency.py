@@ -16,10 +16,10 @@ from lethe.catalog import Finding
 from lethe.clock import Clock
 from lethe.control.transfers import Transfers
 from lethe.control.workspaces import WorkspaceRegions
-from lethe.engine.runtime import Runtime
 from lethe.errors import LetheError, UsageError
 from lethe.governance.check import check
 from lethe.governance.residency import record_transfer, revoke_transfer
+from lethe.runtime import Runtime
 from lethe.stores.sql import normalize_url
 from tests.fixtures import NOW, build_app, events, runtime, users, write_policy
 

@@ -13,12 +13,12 @@ import sqlalchemy as sa
 
 from lethe.clock import Clock
 from lethe.control.requests import RequestRecord, RequestStore
-from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
 from lethe.holds import parse_scope, place_hold, release_hold
 from lethe.requests.certificate import load_certificate, verify_certificate
 from lethe.requests.export import verify_access_export
 from lethe.requests.service import open_bulk, open_request, overdue, run_request
+from lethe.runtime import Runtime
 from tests.fixtures import (
     NOW,
     build_app,

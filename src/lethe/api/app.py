@@ -25,8 +25,8 @@ from lethe.api.routes import (
 )
 from lethe.audit.events import ApiCall
 from lethe.commands.audit import acting_as, record
-from lethe.engine.runtime import Runtime
 from lethe.errors import LetheError
+from lethe.runtime import Runtime
 
 VERSION = "1"
 IMPERSONATION_HEADER = "Lethe-Impersonated-By"

@@ -20,7 +20,7 @@ from lethe.api.errors import ApiError
 from lethe.api.limits import RateLimiter, retry_after
 from lethe.commands.audit import acting_as
 from lethe.commands.keys import Authenticator, authenticator
-from lethe.engine.runtime import Runtime
+from lethe.runtime import Runtime
 
 
 @dataclass

@@ -12,10 +12,10 @@ from typing import Annotated
 import typer
 
 from lethe.clock import Clock, clock_at
-from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
 from lethe.policy.load import load_policy
 from lethe.policy.model import Policy
+from lethe.runtime import Runtime
 
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", help="Policy file "
                                                 "(default ./lethe.yaml).", show_default=False)]

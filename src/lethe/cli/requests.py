@@ -22,8 +22,8 @@ from lethe.commands.requests import (
     run_request,
 )
 from lethe.commands.retention import DEFAULT_BATCH_SIZE
-from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
+from lethe.runtime import Runtime
 
 app = typer.Typer(no_args_is_help=True,
                   help="Data-subject requests: access exports and erasure with certificates.")

@@ -11,10 +11,10 @@ import typer
 from lethe.api.app import create_app
 from lethe.api.limits import DEFAULT_MAX_BODY, DEFAULT_PER_MINUTE
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
-from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
 from lethe.logging import install_masking
 from lethe.policy.model import Policy
+from lethe.runtime import Runtime
 
 
 def pii_fields(policy: Policy) -> set[str]:

@@ -20,7 +20,7 @@ from lethe.commands.holds import list_holds
 from lethe.commands.keys import workspace_actors
 from lethe.commands.requests import list_requests
 from lethe.crypto.signing import load_public
-from lethe.engine.runtime import Runtime
+from lethe.runtime import Runtime
 
 
 def workspace_view(rt: Runtime, workspace: str) -> tuple[list[str], list[str]]:

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lethe.engine.runtime import Runtime
 from lethe.errors import LetheError, NotFound
 from lethe.requests.certificate import (
     CertificateVerdict,
@@ -16,6 +15,7 @@ from lethe.requests.certificate import (
 )
 from lethe.requests.records import requests_of
 from lethe.requests.service import stored_certificate
+from lethe.runtime import Runtime
 
 
 def certificate_of(rt: Runtime, request_id: int) -> dict[str, Any] | None:

@@ -12,9 +12,9 @@ from typing import Any
 from lethe.commands.keys import workspace_actors
 from lethe.control.store import Hold
 from lethe.engine.lifecycle import withdraw_held
-from lethe.engine.runtime import Runtime
 from lethe.holds import Scope, on_workspace, parse_scope, place_hold, release_hold
 from lethe.requests.discovery import subject_confined
+from lethe.runtime import Runtime
 
 
 @dataclass(frozen=True)

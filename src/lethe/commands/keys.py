@@ -25,8 +25,8 @@ from lethe.crypto.secrets import (
     token_for,
     verify_secret,
 )
-from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
+from lethe.runtime import Runtime
 
 ORG = "__org__"
 ROLES = ("admin", "privacy", "auditor", "service")

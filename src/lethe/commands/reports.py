@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lethe.engine.runtime import Runtime
 from lethe.reports.monthly import MonthlyReport, build_report
+from lethe.runtime import Runtime
 
 
 def monthly_report(rt: Runtime, month: str) -> MonthlyReport:

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lethe.control.requests import RequestRecord
-from lethe.engine.runtime import Runtime
 from lethe.requests import service
 from lethe.requests.records import RequestOutcome, requests_of
 from lethe.requests.service import DEFAULT_BATCH, GROUP_SIZE
+from lethe.runtime import Runtime
 
 FINISHED = ("completed", "rejected")
 

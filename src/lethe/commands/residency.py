@@ -6,10 +6,10 @@ from __future__ import annotations
 from lethe.audit.events import WorkspaceRegionSet
 from lethe.control.transfers import Transfer, Transfers
 from lethe.control.workspaces import WorkspaceRegion, WorkspaceRegions
-from lethe.engine.runtime import Runtime
 from lethe.errors import UsageError
 from lethe.governance.residency import record_transfer as record
 from lethe.governance.residency import revoke_transfer as revoke
+from lethe.runtime import Runtime
 
 
 def record_transfer(rt: Runtime, *, workspace: str, dataset: str, to_region: str,

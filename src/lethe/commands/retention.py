@@ -11,8 +11,8 @@ from lethe.engine.archive import Restored, restore
 from lethe.engine.execute import DEFAULT_BATCH_SIZE, Progress, RunResult, execute
 from lethe.engine.lifecycle import StoreLifecycle, lifecycle
 from lethe.engine.plan import Plan, build_plan
-from lethe.engine.runtime import Runtime
 from lethe.governance.check import CheckReport, check
+from lethe.runtime import Runtime
 
 
 def check_policy(rt: Runtime) -> CheckReport:

@@ -18,11 +18,11 @@ from lethe.demo.dataset import build_demo_database
 from lethe.demo.files import build_demo_files
 from lethe.engine.execute import execute
 from lethe.engine.plan import build_plan
-from lethe.engine.runtime import Runtime
 from lethe.governance.check import check
 from lethe.policy.load import load_policy
 from lethe.requests.certificate import load_certificate, verify_certificate
 from lethe.requests.service import open_request, run_request
+from lethe.runtime import Runtime
 
 Say = Callable[[str], None] | None
 

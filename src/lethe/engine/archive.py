@@ -27,8 +27,8 @@ from typing import Any
 from uuid import UUID
 
 from lethe.audit.events import ArchiveWritten
-from lethe.engine.runtime import Runtime
 from lethe.errors import LetheError, StoreError, UsageError
+from lethe.runtime import Runtime
 from lethe.stores.base import Archive, In
 from lethe.stores.objects import ObjectStore
 

@@ -29,16 +29,17 @@ from lethe.engine.plan import (
     Plan,
     PlannedAction,
     archived_in,
+    builder_for,
     count_expiry,
     count_objects,
     count_step,
     shred_targets,
 )
 from lethe.engine.purge import is_reach, reach, subject_kind_of
-from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.engine.subjects import SubjectReach
 from lethe.errors import LetheError
+from lethe.runtime import Runtime
 from lethe.stores.base import BatchResult, Effect, all_of, negate
 
 DEFAULT_BATCH_SIZE = 10_000
@@ -117,7 +118,7 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
         raise LetheError("batch size must be at least 1", path="--batch-size")
     if stop is not None:
         progress = _stoppable(progress, stop)
-    builder = rt.builder(plan.now)
+    builder = builder_for(rt, plan.now)
     datasets = list(dict.fromkeys(a.step.dataset for a in plan.actions))
     run_id = rt.control.start_run(plan.now, rt.audit.actor, rt.audit.source, datasets, [
         {"dataset": a.step.dataset, "rule": a.step.rule, "action": a.step.action,

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from lethe.engine.runtime import Runtime
 from lethe.engine.steps import StepBuilder
 from lethe.engine.subjects import Counts, SubjectReach
 from lethe.engine.sweep import OnBatch, SweepStats, sweep_all
 from lethe.holds import HoldScopes
+from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, Condition, Effect, Sweep, Value, all_of, negate
 
 Selection = Condition | Callable[[HoldScopes], Condition]  # a cascade's depends on holds

@@ -12,8 +12,9 @@ from typing import Any
 
 from lethe.audit.events import LifecycleSet
 from lethe.engine.objects import ObjectDatasets
-from lethe.engine.runtime import Runtime
+from lethe.engine.plan import builder_for
 from lethe.policy.lifecycle import Excluded, drift, lifecycle_rules, merged, rule_id
+from lethe.runtime import Runtime
 from lethe.stores.objects import S3Objects
 
 
@@ -42,7 +43,7 @@ def _buckets(rt: Runtime) -> dict[str, S3Objects]:
 
 
 def _held(rt: Runtime) -> frozenset[str]:
-    holds = rt.hold_scopes(rt.builder(rt.clock.now()))
+    holds = rt.hold_scopes(builder_for(rt, rt.clock.now()))
     handler = ObjectDatasets(rt.policy, rt.catalog)
     return frozenset(n for n in rt.catalog.object_datasets()
                      if handler.reached_by_holds(n, holds))

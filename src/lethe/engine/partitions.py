@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from functools import partial
 
 from lethe.engine.archive import ArchiveSink
-from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.errors import LetheError, StoreError
 from lethe.holds import HoldScopes
+from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, Condition, Partition
 
 PARTITION_ACTIONS = ("delete", "archive")

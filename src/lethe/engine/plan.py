@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from lethe.catalog import unhandled_references
 from lethe.crypto.keys import live_subjects
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
 from lethe.engine.partitions import droppable
 from lethe.engine.purge import is_reach, reach, reach_steps, subject_kind_of
-from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.holds import HoldScopes
 from lethe.policy.graph import children_first
+from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, all_of, negate
 
 UNSUPPORTED: dict[str, str] = {}  # action -> why it cannot run yet
@@ -97,6 +98,13 @@ def ordered_steps(rt: Runtime, builder: StepBuilder, names: Sequence[str]) -> li
     return steps
 
 
+def builder_for(rt: Runtime, now: datetime) -> StepBuilder:
+    """The step builder for this runtime's live schema at `now`."""
+    keys, nullable = rt.catalog.keys(), rt.catalog.nullable()
+    return StepBuilder(rt.policy, keys, nullable, now,
+                       unhandled_references(rt.catalog, keys, nullable))
+
+
 def shred_targets(rt: Runtime, builder: StepBuilder, holds: HoldScopes,
                   step: Step) -> tuple[str, list[object]]:
     """(subject kind, ids) a shred step would destroy keys for: due, not held, key alive."""
@@ -143,7 +151,7 @@ def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     names = rt.select(datasets)
     rt.prepare()
     now = rt.clock.now()
-    builder = rt.builder(now)
+    builder = builder_for(rt, now)
     names = children_first(names, builder.dependencies())
     holds = rt.hold_scopes(builder)
     builder = builder.ahead(holds, names)  # each step counted as its turn will find it

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 from lethe.crypto.keys import live_subjects
 from lethe.engine.executor import Executor
-from lethe.engine.runtime import Runtime
 from lethe.engine.steps import Step, StepBuilder
 from lethe.engine.subjects import SubjectReach, SubjectRow
 from lethe.holds import HoldScopes
 from lethe.policy.graph import Graph
+from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, In, all_of, any_of, negate
 
 REACH_ACTIONS = ("shred", "remove", "remove-archived")

@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from lethe.engine.archive import ArchiveSink
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
-from lethe.engine.runtime import Runtime
 from lethe.engine.steps import StepBuilder
 from lethe.holds import HoldScopes, archived_row_held
 from lethe.policy.model import template_fields
+from lethe.runtime import Runtime
 from lethe.stores.base import Value
 
 Counts = dict[str, int]  # subject mark (its key as text) -> items

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from lethe.engine.runtime import Runtime
 from lethe.engine.steps import governed_by, identifying
 from lethe.errors import LetheError
 from lethe.policy.durations import Duration
 from lethe.policy.model import Dataset
+from lethe.runtime import Runtime
 from lethe.stores.base import TRUE, Condition, IsNull, all_of
 
 

@@ -14,10 +14,10 @@ from datetime import date, datetime
 from typing import Any
 
 from lethe.control.requests import RequestRecord
-from lethe.engine.runtime import Runtime
 from lethe.reports.ages import AgeReading
 from lethe.reports.period import parse_month
 from lethe.reports.sources import Sources, gather
+from lethe.runtime import Runtime
 
 # Actions after which the rows are gone from the store (archive: moved to the cold tier).
 REMOVING = ("delete", "purge", "cascade", "archive", "erasure")

@@ -16,10 +16,10 @@ from lethe.audit.log import timestamp
 from lethe.control.history import RunRecord, runs_between
 from lethe.control.requests import RequestRecord, RequestStore
 from lethe.control.store import Hold
-from lethe.engine.runtime import Runtime
 from lethe.holds import shown_scope
 from lethe.reports.ages import AgeReading, data_ages
 from lethe.reports.period import Month
+from lethe.runtime import Runtime
 
 StepKey = tuple[int, str, int | None, str, str | None]  # run, dataset, rule, action, parent
 

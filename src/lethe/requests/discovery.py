@@ -11,11 +11,11 @@ import json
 from collections.abc import Mapping, Sequence
 
 from lethe.control.requests import RequestRecord
-from lethe.engine.runtime import Runtime
 from lethe.engine.steps import StepBuilder
 from lethe.errors import UsageError
 from lethe.policy.graph import Graph
 from lethe.policy.model import Policy
+from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, Condition, Eq, In, Value, all_of, any_of
 
 

@@ -24,7 +24,7 @@ from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED
 from lethe.control.tx import transaction
 from lethe.engine.executor import Executor, SweepRows
-from lethe.engine.runtime import Runtime
+from lethe.engine.plan import builder_for
 from lethe.engine.steps import StepBuilder, anonymize_effect, identifying
 from lethe.engine.subjects import SubjectReach
 from lethe.errors import LetheError
@@ -37,6 +37,7 @@ from lethe.requests.records import (
     transition_many,
 )
 from lethe.requests.subjects import Owner, Subject, certify, groupable, held_note
+from lethe.runtime import Runtime
 from lethe.stores.base import (
     FALSE,
     Condition,
@@ -463,7 +464,7 @@ def erase_subjects(rt: Runtime, subject_kind: str, subjects: Sequence[Subject],
     """Run the next phase of erasure for subjects whose requests are in progress; each
     subject's `outcome` says what happened."""
     now = rt.clock.now()
-    builder = rt.builder(now)
+    builder = builder_for(rt, now)
     subject = rt.policy.subjects[subject_kind].dataset
     soft = rt.policy.datasets[subject].soft_delete
     window = soft.recover_for.before(now) if soft is not None else None

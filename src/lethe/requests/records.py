@@ -18,8 +18,8 @@ from sqlalchemy.engine import Connection
 from lethe.audit.events import RequestTransition
 from lethe.control.requests import RequestRecord, RequestStore, updated
 from lethe.control.tx import joined
-from lethe.engine.runtime import Runtime
 from lethe.errors import LetheError
+from lethe.runtime import Runtime
 
 TRANSITIONS = {"received": {"verified", "rejected"}, "verified": {"in_progress", "rejected"},
                "in_progress": {"completed", "rejected"}}

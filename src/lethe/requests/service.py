@@ -20,7 +20,7 @@ from lethe.audit.events import RequestStep, RequestTransition
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.tx import transaction
-from lethe.engine.runtime import Runtime
+from lethe.engine.plan import builder_for
 from lethe.engine.subjects import keyed_datasets
 from lethe.errors import UsageError
 from lethe.policy.model import template_fields
@@ -42,6 +42,7 @@ from lethe.requests.records import (
     transition_many,
 )
 from lethe.requests.subjects import Subject
+from lethe.runtime import Runtime
 from lethe.stores.base import Condition, Value
 
 DUE_AFTER = timedelta(days=30)
@@ -214,7 +215,7 @@ def stored_certificate(rt: Runtime, request_id: int) -> dict[str, Any] | None:
 
 
 def _run_access(rt: Runtime, record: RequestRecord, out_dir: Path) -> RequestOutcome:
-    builder = rt.builder(rt.clock.now())
+    builder = builder_for(rt, rt.clock.now())
     found = selections(rt.policy, rt.catalog.graph, builder, record.subject_kind,
                        record.identities)
     exported: list[DatasetRows] = []

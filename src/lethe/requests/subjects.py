@@ -13,7 +13,6 @@ from pathlib import Path
 
 from lethe.control.requests import RequestRecord
 from lethe.control.store import Hold
-from lethe.engine.runtime import Runtime
 from lethe.holds import holds_reaching
 from lethe.policy.model import Policy
 from lethe.requests.certificate import (
@@ -24,6 +23,7 @@ from lethe.requests.certificate import (
     write_certificate,
 )
 from lethe.requests.records import RequestOutcome
+from lethe.runtime import Runtime
 from lethe.stores.base import Value
 
 WRITERS = 4  # threads writing certificate files

@@ -19,10 +19,10 @@ from typing import Any
 
 from lethe.control.leases import LeaseStore
 from lethe.engine.execute import DEFAULT_BATCH_SIZE, Stopped, execute
-from lethe.engine.plan import build_plan
-from lethe.engine.runtime import Runtime
+from lethe.engine.plan import build_plan, builder_for
 from lethe.errors import LetheError
 from lethe.requests.service import GROUP_SIZE, overdue, requests_of, run_many
+from lethe.runtime import Runtime
 from lethe.worker.metrics import WorkerMetrics
 from lethe.worker.schedule import Unit, schedule_units
 
@@ -108,7 +108,7 @@ class Worker:
     # -- schedules ----------------------------------------------------------------------
     def units(self) -> list[Unit]:
         rt = self.rt
-        builder = rt.builder(rt.clock.now())
+        builder = builder_for(rt, rt.clock.now())
         order = [*rt.select(None), *rt.catalog.cache_datasets(), *rt.catalog.object_datasets()]
         return schedule_units(rt.policy, order, builder.dependencies(), rt.clock.now())
 

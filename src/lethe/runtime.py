@@ -1,26 +1,40 @@
-"""Everything a command needs, bound once: policy, live stores, control store, clock."""
+"""Everything a command needs, bound once: policy, live stores, control store, clock.
+
+Below the engine, requests, reports and both edges, which all take one; the engine's own
+view of it (which rows each step selects) is `lethe.engine.plan.builder_for`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from lethe.audit.identity import local_actor, local_source
 from lethe.audit.log import AuditLog, AuditSettings
-from lethe.catalog import Catalog, open_catalog, require_schema, unhandled_references
+from lethe.catalog import Catalog, open_catalog, require_schema
 from lethe.clock import Clock
 from lethe.control.store import ControlStore
 from lethe.crypto.fields import FieldCipher
 from lethe.crypto.kek import kek_provider
 from lethe.crypto.keys import SubjectKeys
 from lethe.crypto.signing import key_path
-from lethe.engine.steps import StepBuilder
 from lethe.errors import UsageError
 from lethe.holds import HoldGate, HoldScopes, gate_of
 from lethe.policy.model import Policy
 from lethe.stores.base import Value
+
+
+class Compiling(Protocol):
+    """What holds are compiled for: an instant (a run's, a request's) and the datasets'
+    resolved keys (lethe.engine.steps.StepBuilder is one)."""
+
+    @property
+    def now(self) -> datetime: ...
+
+    @property
+    def keys(self) -> Mapping[str, str]: ...
 
 
 @dataclass
@@ -58,17 +72,12 @@ class Runtime:
         """Validate every SQL dataset: steps reach a selection's relatives too."""
         require_schema(self.catalog, self.catalog.sql_datasets())
 
-    def builder(self, now: datetime) -> StepBuilder:
-        keys, nullable = self.catalog.keys(), self.catalog.nullable()
-        return StepBuilder(self.policy, keys, nullable, now,
-                           unhandled_references(self.catalog, keys, nullable))
-
     @property
     def hold_gate(self) -> HoldGate:
         """Taken shared by every unit of work from its hold read to its commit."""
         return gate_of(self.control.engine)
 
-    def hold_scopes(self, builder: StepBuilder) -> HoldScopes:
+    def hold_scopes(self, builder: Compiling) -> HoldScopes:
         """The holds in force, compiled for this builder's datasets. Subject holds are
         resolved to the subject rows' keys once per hold set and instant (a run's, a
         request's): a child row is then held by its link being one of those keys, not by
