@@ -46,7 +46,7 @@ class Runtime:
     audit: AuditLog
     _keys: SubjectKeys | None = None
     # (instant, hold ids, dataset keys) -> the holds compiled for them, subject keys and all
-    _resolved: tuple[tuple[object, ...], HoldScopes | None] = ((), None)
+    _compiled_holds: tuple[tuple[object, ...], HoldScopes | None] = ((), None)
 
     @classmethod
     def open(cls, policy: Policy, clock: Clock | None = None, *, actor: str | None = None,
@@ -86,7 +86,7 @@ class Runtime:
         run; a new or released hold is seen by the next batch."""
         holds = self.control.holds()
         mark = (builder.now, tuple(h.id for h in holds), tuple(builder.keys.items()))
-        known, compiled = self._resolved
+        known, compiled = self._compiled_holds
         if known == mark and compiled is not None:
             return compiled  # the same holds, compiled once
         found: dict[str, tuple[Value, ...]] = {}
@@ -99,7 +99,7 @@ class Runtime:
             return found[dataset]
 
         scopes = HoldScopes(self.policy, self.catalog.graph, builder.keys, holds, resolve)
-        self._resolved = (mark, scopes)
+        self._compiled_holds = (mark, scopes)
         return scopes
 
     def subject_keys(self) -> SubjectKeys:

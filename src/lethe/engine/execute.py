@@ -40,7 +40,7 @@ from lethe.engine.steps import Step, StepBuilder
 from lethe.engine.subjects import SubjectReach
 from lethe.errors import LetheError
 from lethe.runtime import Runtime
-from lethe.stores.base import BatchResult, Effect, all_of, negate
+from lethe.stores.base import BatchResult, Effect
 
 DEFAULT_BATCH_SIZE = 10_000
 
@@ -193,7 +193,6 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
            cascades: dict[tuple[str, str | None], ActionResult], index: int,
            batch_size: int, progress: Progress | None) -> None:
     step = action.planned.step
-    ds = rt.policy.datasets[step.dataset]
     sink = None
     if step.action == "archive":
         assert step.rule is not None
@@ -239,10 +238,8 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
             progress(index, batch.rows)
 
     if count:  # the drops may have taken every due row: then no key range is worth walking
-        started, holds = time.perf_counter(), executor.holds()
-        left = rt.catalog.store_of(step.dataset).count(ds.table or "", all_of(
-            builder.due(step, holds), negate(builder.held(step, holds)),
-            negate(builder.blocked(step))))
+        started = time.perf_counter()
+        left = executor.count(rows)
         action.batch_ms += (time.perf_counter() - started) * 1000
         if not left:
             return

@@ -64,6 +64,22 @@ class Executor:
         with self.rt.hold_gate.shared():
             yield self.holds()
 
+    def _table(self, action: SweepRows) -> str:
+        return self.rt.policy.datasets[action.dataset].table or ""
+
+    @staticmethod
+    def selection(action: SweepRows, holds: HoldScopes) -> tuple[Condition, Condition]:
+        """(rows the action takes under these holds, the hold condition that keeps the
+        rest): the selection, less what is held or blocked."""
+        held = holds.held(action.dataset, cascading=action.deletes)
+        where = action.where(holds) if callable(action.where) else action.where
+        return all_of(where, negate(held), negate(action.blocked)), held
+
+    def count(self, action: SweepRows) -> int:
+        """Rows a sweep of the action would take now."""
+        return self.rt.catalog.store_of(action.dataset).count(
+            self._table(action), self.selection(action, self.holds())[0])
+
     def sweep(self, action: SweepRows, batch_size: int,
               on_batch: OnBatch | None = None) -> Swept:
         """Sweep until nothing of the selection is left; each batch reads the holds."""
@@ -72,12 +88,9 @@ class Executor:
 
         def make_sweep() -> Sweep:
             holds = self.holds()  # under the gate: sweep_all takes it for every batch
-            held = holds.held(action.dataset, cascading=action.deletes)
-            last[0] = held
-            where = action.where(holds) if callable(action.where) else action.where
-            return Sweep(self.rt.policy.datasets[action.dataset].table or "",
-                         builder.keys[action.dataset],
-                         all_of(where, negate(held), negate(action.blocked)), action.effect,
+            where, last[0] = self.selection(action, holds)
+            return Sweep(self._table(action), builder.keys[action.dataset], where,
+                         action.effect,
                          builder.cascades(action.dataset, holds) if action.cascades else (),
                          selective=action.selective, tally=action.tally,
                          durable=action.durable)

@@ -177,15 +177,19 @@ class Group:
             return {self.subjects[0].mark: swept.stats.rows} if swept.stats.rows else {}
         return self._attribute(name, swept.stats.tallies)
 
-    def held(self, name: str, *, deletes: bool) -> tuple[Condition, Counts]:
-        """Rows a hold keeps: the condition, and the group's count. Right after a sweep of
-        the dataset, the holds its last batch read (a hold placed since then came after
-        the rows it would have kept were gone); otherwise read now."""
+    def held(self, name: str, *, deletes: bool,
+             holds: HoldScopes | None = None) -> tuple[Condition, Counts]:
+        """Rows a hold keeps: the condition, and the group's count. Under `holds` when
+        given (read inside the unit of work about to act); right after a sweep of the
+        dataset, the holds its last batch read (a hold placed since then came after the
+        rows it would have kept were gone); otherwise read now."""
         last = self._last_held
-        if last is not None and last[:2] == (name, deletes):
+        if holds is not None:
+            held = holds.held(name, cascading=deletes)
+        elif last is not None and last[:2] == (name, deletes):
             held = last[2]
         else:
-            held = self.rt.hold_scopes(self.builder).held(name, cascading=deletes)
+            held = self.executor.holds().held(name, cascading=deletes)
         return held, ({} if held == FALSE else self.count(name, all_of(self.where[name], held)))
 
     # -- phase 1: soft-delete -----------------------------------------------------------
@@ -375,9 +379,7 @@ class Group:
         # held workspace or of a dataset under hold (read fresh, under the gate, until
         # the chunks are rewritten)
         def free(holds: HoldScopes) -> dict[str, str]:
-            subject_held = holds.held(self.subject, cascading=True)
-            held_subjects = {} if subject_held == FALSE else self.count(
-                self.subject, all_of(self.where[self.subject], subject_held))
+            _, held_subjects = self.held(self.subject, deletes=True, holds=holds)
             return {value: mark for value, mark in owners.items()
                     if not held_subjects.get(mark)}
 
@@ -442,13 +444,10 @@ class Group:
             return
 
         def unheld(holds: HoldScopes) -> list[Value]:
-            self._last_held = None
             held: set[str] = set()
-            for name, where in self.where.items():
-                condition = holds.held(name, cascading=True)
-                if condition != FALSE:
-                    held.update(k for k, n in self.count(name, all_of(where, condition)).items()
-                                if n)
+            for name in self.where:
+                held.update(k for k, n in self.held(name, deletes=True, holds=holds)[1].items()
+                            if n)
             freed.extend(s for s in self.subjects if s.key is not None and s.mark not in held)
             return [s.key for s in freed if s.key is not None]
 
