@@ -127,18 +127,18 @@ def _soft_deleted_and_past_the_window(url: str, tmp_path: Path
 
 def test_an_erasure_failing_midway_audits_what_it_did_and_the_next_run_finishes(
         app_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lethe.engine.executor import Executor
     from lethe.errors import StoreError
-    from lethe.requests.erasure import Group
 
     engine, rt, record = _soft_deleted_and_past_the_window(app_url, tmp_path)
-    erase_dataset = Group._erase_dataset
+    erase_rows = Executor._erase_rows
 
-    def failing(self: Group, name: str, *args: Any) -> None:
-        if name == "users":
+    def failing(self: Executor, reach: Any, action: Any, *args: Any) -> Any:
+        if action.dataset == "users":
             raise StoreError("the store went away", path="stores.app")
-        erase_dataset(self, name, *args)
+        return erase_rows(self, reach, action, *args)
 
-    monkeypatch.setattr(Group, "_erase_dataset", failing)
+    monkeypatch.setattr(Executor, "_erase_rows", failing)
     with pytest.raises(StoreError, match="went away"):  # the first error, not another
         run_request(rt, record.id, tmp_path / "out")
     [first] = [json.loads(e.details)["datasets"]
@@ -146,7 +146,7 @@ def test_an_erasure_failing_midway_audits_what_it_did_and_the_next_run_finishes(
                if e.action == "request.erased"]
     assert first["sessions"]["done"] == 2 and "users" not in first
     assert {70, 71} & ids(engine, sessions) == set() and 7 in ids(engine, users)
-    monkeypatch.setattr(Group, "_erase_dataset", erase_dataset)
+    monkeypatch.setattr(Executor, "_erase_rows", erase_rows)
     done = run_request(rt, record.id, tmp_path / "out")
     second = [json.loads(e.details)["datasets"]
               for e in rt.audit.entries(target=f"request:{record.id}")

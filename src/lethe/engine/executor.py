@@ -13,15 +13,27 @@ verification, erasure its attribution, baselines and certificates.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
+from lethe.engine.erasure_plan import Erased, EraseRows, ErasurePlan, RemoveKeyed, Tally
 from lethe.engine.steps import StepBuilder
 from lethe.engine.subjects import Counts, SubjectReach
 from lethe.engine.sweep import OnBatch, SweepStats, sweep_all
+from lethe.errors import LetheError
 from lethe.holds import HoldScopes
 from lethe.runtime import Runtime
-from lethe.stores.base import FALSE, Condition, Effect, Sweep, Value, all_of, negate
+from lethe.stores.base import (
+    FALSE,
+    Condition,
+    Delete,
+    Effect,
+    In,
+    Sweep,
+    Value,
+    all_of,
+    negate,
+)
 
 Selection = Condition | Callable[[HoldScopes], Condition]  # a cascade's depends on holds
 
@@ -119,3 +131,64 @@ class Executor:
         its subject, given the holds in force (held subjects left out)."""
         with self.turn() as holds:
             return reach.remove_archived(dataset, column, owners(holds), holds)
+
+    # -- an erasure plan ----------------------------------------------------------------
+    def erase(self, plan: ErasurePlan, tally: Tally, batch_size: int) -> None:
+        """Carry out an erasure plan, action by action, telling `tally` what each did.
+        The sweeps commit without waiting for the log; every store is flushed before
+        this returns (or raises), so nothing is audited that a crash could undo."""
+        reach = SubjectReach(self.rt, self.builder, plan.subject_kind)
+        kept: set[str] = set()  # subjects some of whose keys or objects a hold keeps
+        try:
+            for action in plan.actions:
+                if isinstance(action, RemoveKeyed):
+                    removed, held = self.remove_keys(
+                        reach, action.dataset, tally.keys_of(action.dataset),
+                        delete=action.delete)
+                    kept.update(mark for mark, n in held.items() if n)
+                    tally.keys_removed(action, removed, held)
+                elif isinstance(action, EraseRows):
+                    keep: Condition = FALSE
+                    if action.dataset == plan.subject and kept:
+                        keep = In(self.builder.keys[plan.subject],
+                                  tuple(k for k in plan.keys if str(k) in kept))
+                    tally.begin(action)
+                    tally.erased(action, self._erase_rows(reach, action, keep, tally,
+                                                          batch_size))
+                else:
+                    tally.shredded(self.shred(reach, tally.unheld))
+        except BaseException:
+            with suppress(LetheError):  # the first error is the one told
+                self._flush(plan)
+            raise
+        self._flush(plan)
+
+    def _erase_rows(self, reach: SubjectReach, action: EraseRows, keep: Condition,
+                    tally: Tally, batch_size: int) -> Erased:
+        name = action.dataset
+
+        def rows(where: Condition, effect: Effect, deletes: bool) -> Swept:
+            return self.sweep(SweepRows(name, where, effect, deletes, tally=tally.column(name),
+                                        selective=True, durable=False), batch_size)
+
+        if action.action == "anonymize" and action.scrub is not None:
+            swept = rows(all_of(action.where, action.todo), action.scrub, False)
+            return Erased(swept.stats, swept.held)
+        if action.action != "delete":
+            return Erased(None, self.holds().held(name, cascading=False))
+        swept = rows(all_of(action.where, negate(action.referenced), negate(keep)),
+                     Delete(), True)
+        if action.referenced != FALSE and action.scrub is not None:
+            # rows that must stay: their personal fields need not
+            rows(all_of(action.where, action.referenced, action.todo), action.scrub, False)
+        archived: Counts = {}
+        if action.archive_column is not None:
+            archived = self.remove_archived(reach, name, action.archive_column,
+                                            lambda holds: tally.owners_of(name, holds))
+        return Erased(swept.stats, swept.held, keep, archived)
+
+    def _flush(self, plan: ErasurePlan) -> None:
+        """Make the sweeps' commits durable: once per store."""
+        stores = {self.rt.policy.datasets[n].store: n for n in plan.where}
+        for name in stores.values():
+            self.rt.catalog.store_of(name).flush()
