@@ -127,7 +127,9 @@ def test_released_hold_lets_retention_resume(app_url: str, tmp_path: Path) -> No
     rt = runtime(policy)
     execute(rt, build_plan(rt, ["sessions"]))
     assert 10 in ids(engine, sessions)
-    rt.control.release_hold(hold_id, NOW, "tester", "case closed")
+    released = rt.control.release_hold(hold_id, NOW, "tester", "case closed")
+    assert (released.id, released.released_at, released.scope) == (hold_id, NOW,
+                                                                   "dataset:sessions")
     with pytest.raises(NotFound):
         rt.control.release_hold(hold_id, NOW, "tester", None)
     execute(rt, build_plan(rt, ["sessions"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,10 @@ class Hold:
 
     @property
     def scope(self) -> str:
-        if self.scope_kind == "subject":
-            return f"subject:{self.subject_kind}:{self.scope_value}"
-        return f"{self.scope_kind}:{self.scope_value}"
+        """`subject:KIND:KEY`, `workspace:ID` or `dataset:NAME` (only subject holds name
+        a subject kind)."""
+        return ":".join(p for p in (self.scope_kind, self.subject_kind, self.scope_value)
+                        if p is not None)
 
 
 class ControlStore:
@@ -88,7 +89,7 @@ class ControlStore:
                 raise NotFound(f"no active hold with id {hold_id}", path="hold")
             conn.execute(holds.update().where(holds.c.id == hold_id).values(
                 released_at=released_at, released_by=released_by, release_reason=reason))
-        return self._hold(row)
+        return replace(self._hold(row), released_at=released_at)
 
     def holds(self, *, include_released: bool = False) -> list[Hold]:
         """Holds in force (or all). Active holds are read in full only when the table
