@@ -280,8 +280,9 @@ class S3Objects:
 
     def _versioned(self) -> bool:
         """Has the bucket ever had versioning on? Then a plain delete only adds a delete
-        marker and the data lives on in older versions."""
-        if self._versioning is None:
+        marker and the data lives on in older versions. Versioning once on never goes
+        off again (it can only be suspended), so a yes is kept; a no is asked again."""
+        if not self._versioning:
             with self._errors("reading the bucket's versioning"):
                 status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
             self._versioning = status in ("Enabled", "Suspended")
@@ -301,10 +302,16 @@ class S3Objects:
     def delete(self, keys: Sequence[str]) -> int:
         """Delete these keys; in a versioned bucket every version of them, so erased or
         expired data does not live on as a noncurrent version."""
-        targets: list[dict[str, str]] = []
-        for key in keys:
-            full = self.root + key
-            targets += self._versions(full) if self._versioned() else [{"Key": full}]
+        versioned = self._versioned()
+        self._delete_objects([v for key in keys for v in self._versions(self.root + key)]
+                             if versioned else [{"Key": self.root + key} for key in keys])
+        if not versioned and self._versioned():
+            # switched on while these were deleted: a plain delete may have left a marker
+            # over the data, so the versions go too
+            self._delete_objects([v for key in keys for v in self._versions(self.root + key)])
+        return len(keys)
+
+    def _delete_objects(self, targets: Sequence[dict[str, str]]) -> None:
         for start in range(0, len(targets), PAGE):
             batch = targets[start:start + PAGE]
             with self._errors("deleting objects"):
@@ -315,7 +322,6 @@ class S3Objects:
                 raise StoreError(f"deleting objects: {len(errors)} of {len(batch)} failed "
                                  f"({errors[0].get('Code', 'error')})",
                                  path=f"stores.{self.name}")
-        return len(keys)
 
     def lifecycle(self) -> list[dict[str, Any]]:
         """The bucket's lifecycle rules (none: an empty list)."""

@@ -1,21 +1,14 @@
-"""Store behaviour the conformance suite's contracts do not hold yet, kept as strict
-expected failures: the day one is fixed its test passes, fails as XPASS, and the
-marker comes off."""
+"""A bucket's versioning can be switched on while a worker has the store open: deletes
+from then on still take every version (S3Objects asks again until it has seen it on)."""
 
 from __future__ import annotations
-
-import pytest
 
 from lethe.stores.objects import S3Objects
 from lethe.stores.registry import open_store
 from tests.stores.test_conformance import S3Versioning
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "S3Objects reads the bucket's versioning once and keeps the answer for the store's "
-    "life (objects.py `_versioned`): versioning switched on later makes `delete` leave "
-    "every version behind a delete marker, while listings say the key is gone"))
-def test_versioning_switched_on_while_the_store_is_open_still_loses_every_version(
+def test_versioning_switched_on_while_the_store_is_open_loses_every_version(
         s3_url: str) -> None:
     store = open_store("bucket", s3_url)
     assert isinstance(store, S3Objects)
