@@ -124,3 +124,21 @@ def test_no_held_row_is_deleted_after_hold_place_returns(postgres_url: str,
     assert kept > 0  # and some held rows were still there to keep
     assert sum(late.values()) == 0, {u: n for u, n in late.items() if n}
     assert others_left == 0  # everything not held went
+
+
+def test_an_in_memory_control_stores_lock_file_goes_with_its_gate() -> None:
+    import gc
+    import os
+
+    import sqlalchemy as sa
+
+    from lethe.holds.gate import HoldGate
+
+    engine = sa.create_engine("sqlite://")
+    gate = HoldGate(engine)
+    with gate.shared():
+        path = gate._path
+        assert path is not None and os.path.exists(path)
+    del gate
+    gc.collect()
+    assert not os.path.exists(path)

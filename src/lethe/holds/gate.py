@@ -25,7 +25,7 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -51,6 +51,8 @@ class HoldGate:
             else:  # one process only: a file of its own still serialises its threads
                 handle, self._path = tempfile.mkstemp(prefix="lethe-holds-", suffix=".lock")
                 os.close(handle)
+                # removed with the gate (its engine gone) or at exit, whichever is first
+                weakref.finalize(self, _remove, self._path)
 
     @property
     def _depth(self) -> int:
@@ -118,6 +120,11 @@ def _flocked(path: str, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases its lock
+
+
+def _remove(path: str) -> None:
+    with suppress(OSError):
+        os.unlink(path)
 
 
 _gates: weakref.WeakKeyDictionary[Engine, HoldGate] = weakref.WeakKeyDictionary()
