@@ -124,3 +124,26 @@ def test_relative_sqlite_paths_follow_the_policy_file(tmp_path: Path) -> None:
 def test_anonymize_null_means_the_null_method() -> None:
     policy = load(BASE, **{"datasets.users.fields": {"phone": {"anonymize": None}, "x": {}}})
     assert policy.datasets["users"].anonymized_fields == {"phone": "null"}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:",
+                                 "sqlite+pysqlite:///:memory:",
+                                 "sqlite:///file::memory:?cache=shared",
+                                 "sqlite:///file:state?mode=memory&uri=true"])
+def test_an_in_memory_control_store_is_refused(url: str) -> None:
+    err = error_of(control=url)
+    assert str(err).startswith("control: an in-memory SQLite control store forgets holds")
+    assert err.exit_code == 2
+
+
+def test_a_control_store_on_disk_or_a_server_is_accepted() -> None:
+    assert load(BASE, control="sqlite:////tmp/state.db").control == "sqlite:////tmp/state.db"
+    assert load(BASE, control="postgresql://h/db").control == "postgresql://h/db"
+
+
+def test_the_control_store_refuses_memory_when_opened_directly() -> None:
+    from lethe.control.store import ControlStore
+    from lethe.errors import StoreError
+
+    with pytest.raises(StoreError, match="^control: an in-memory SQLite"):
+        ControlStore("sqlite://")

@@ -18,6 +18,7 @@ from lethe.control.schema import MIGRATIONS, holds, metadata, migrations_table, 
 from lethe.control.tx import as_utc, transaction
 from lethe.errors import NotFound, StoreError
 from lethe.stores.sql import create_sql_engine
+from lethe.stores.sql.engine import in_memory_sqlite
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class Hold:
 
 class ControlStore:
     def __init__(self, url: str) -> None:
+        if in_memory_sqlite(url):
+            raise StoreError("an in-memory SQLite control store forgets holds and the audit "
+                             "log; give a file or a server URL", path="control")
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         try:

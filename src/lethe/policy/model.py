@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from lethe.policy.durations import Duration, parse_duration
+from lethe.stores.sql.engine import in_memory_sqlite
 
 DurationField = Annotated[
     Duration,
@@ -312,6 +313,15 @@ class Policy(Strict):
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     encryption: EncryptionPolicy = Field(default_factory=EncryptionPolicy)
     residency: Residency | None = None
+
+    @field_validator("control")
+    @classmethod
+    def _durable_control(cls, url: str) -> str:
+        if in_memory_sqlite(url):
+            raise ValueError("an in-memory SQLite control store forgets holds and the audit "
+                             "log when the process ends; give a file (sqlite:///path/state.db)"
+                             " or a server URL")
+        return url
 
     @model_validator(mode="after")
     def _references(self) -> Policy:

@@ -19,8 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from lethe.errors import StoreError
 from lethe.stores.base import TableInfo
@@ -116,3 +116,17 @@ class SqlBase:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def in_memory_sqlite(url: str) -> bool:
+    """Does this URL open an in-memory SQLite database (`sqlite://`, `sqlite:///`,
+    `sqlite:///:memory:`, `file::memory:`, `mode=memory`)?"""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    if not parsed.drivername.startswith("sqlite"):
+        return False
+    database = parsed.database or ""
+    return database in ("", ":memory:") or database.startswith("file::memory:") \
+        or "mode=memory" in database or parsed.query.get("mode") == "memory"
