@@ -12,9 +12,11 @@ from typing import Any
 from lethe.commands.keys import workspace_actors
 from lethe.control.store import Hold
 from lethe.engine.lifecycle import withdraw_held
+from lethe.errors import UsageError
 from lethe.holds import Scope, on_workspace, parse_scope, place_hold, release_hold
-from lethe.requests.discovery import subject_confined
+from lethe.requests.discovery import identity_types, subject_confined
 from lethe.runtime import Runtime
+from lethe.stores.sql.values import not_canonical
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,18 @@ class PlacedHold:
 def hold_scope(rt: Runtime, subject: str | None, workspace: str | None,
                dataset: str | None) -> Scope:
     """What a hold would name: exactly one of a `KIND:KEY` subject, a workspace or a
-    dataset, checked against the policy."""
-    return parse_scope(rt.policy, subject, workspace, dataset)
+    dataset, checked against the policy. A subject's KEY matches any of its identities
+    exactly, so it must be a canonical value of at least one of them (`0042` reaches
+    no integer id; ` a@x` is its own string)."""
+    scope = parse_scope(rt.policy, subject, workspace, dataset)
+    if scope.kind == "subject" and scope.subject_kind is not None:
+        types = identity_types(rt, scope.subject_kind)
+        reasons = [not_canonical(t, scope.value) for t in types.values()]
+        if all(reasons):
+            raise UsageError(f"the subject key is not a value of any identity of "
+                             f"{scope.subject_kind!r} ({', '.join(types)}): {reasons[-1]}",
+                             path="--subject")
+    return scope
 
 
 def subject_only_in(rt: Runtime, scope: Scope, workspace: str) -> bool:

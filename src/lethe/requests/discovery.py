@@ -12,11 +12,12 @@ from collections.abc import Mapping, Sequence
 
 from lethe.control.requests import RequestRecord
 from lethe.engine.steps import StepBuilder
-from lethe.errors import UsageError
+from lethe.errors import SchemaMismatch, UsageError
 from lethe.policy.graph import Graph
 from lethe.policy.model import Policy
 from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, Condition, Eq, In, Value, all_of, any_of
+from lethe.stores.sql.values import not_canonical
 
 
 def parse_identities(policy: Policy, subject_kind: str, pairs: Sequence[str]) -> dict[str, str]:
@@ -27,15 +28,42 @@ def parse_identities(policy: Policy, subject_kind: str, pairs: Sequence[str]) ->
     identities: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not value.strip():
+        if not sep:
             raise UsageError("expected NAME=VALUE", path="--identity")
         if name not in allowed:
             raise UsageError(f"{name!r} is not an identity of {subject_kind!r} "
                              f"(declared: {', '.join(allowed)})", path="--identity")
-        identities[name] = value.strip()
+        if not value.strip():
+            raise UsageError(f"identity {name!r} of {subject_kind!r} is empty",
+                             path="--identity")
+        identities[name] = value  # exactly as given: ' a@x' is not 'a@x'
     if not identities:
         raise UsageError("give at least one --identity NAME=VALUE", path="--identity")
     return identities
+
+
+def identity_types(rt: Runtime, subject_kind: str) -> dict[str, str]:
+    """Each identity of the subject kind -> its column's live type (as reflected)."""
+    dataset = rt.policy.subjects[subject_kind].dataset
+    columns = rt.catalog.table_of(dataset).columns
+    types = {}
+    for name in rt.policy.subjects[subject_kind].identities:
+        if name not in columns:
+            raise SchemaMismatch(f"identity {name!r} is not a column of the subject table",
+                                 path=f"subjects.{subject_kind}.identities")
+        types[name] = columns[name].type
+    return types
+
+
+def check_identities(types: Mapping[str, str], subject_kind: str,
+                     identities: Mapping[str, str], path: str = "--identity") -> None:
+    """Each identity must be a canonical value of its column's live type, or the request
+    could match someone else's row (or, loosely parsed, several spellings one row). The
+    error names the identity, never its value."""
+    for name, value in identities.items():
+        why = not_canonical(types[name], value)
+        if why is not None:
+            raise UsageError(f"identity {name!r} of {subject_kind!r} {why}", path=path)
 
 
 def canonical_subject(subject_kind: str, identities: Mapping[str, str]) -> str:

@@ -26,6 +26,8 @@ from lethe.errors import UsageError
 from lethe.policy.model import template_fields
 from lethe.requests.discovery import (
     canonical_subject,
+    check_identities,
+    identity_types,
     parse_identities,
     resolve_subjects,
     selections,
@@ -69,10 +71,14 @@ def open_many(rt: Runtime, kind: str, subject_kind: str, subjects: Sequence[Sequ
     if kind not in KINDS:
         raise UsageError(f"unknown request kind {kind!r} (access or erasure)", path="kind")
     scope = _workspace_identity(rt, subject_kind, workspace)
+    types: dict[str, str] | None = None
     parsed = []
     for index, pairs in enumerate(subjects):
         try:
-            identities = parse_identities(rt.policy, subject_kind, pairs) | scope
+            named = parse_identities(rt.policy, subject_kind, pairs)
+            types = identity_types(rt, subject_kind) if types is None else types
+            check_identities(types, subject_kind, named)
+            identities = named | scope
         except UsageError as exc:
             raise UsageError(exc.message, path=where(index) if where else exc.path) from None
         parsed.append((identities,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, time
@@ -21,6 +22,38 @@ import sqlalchemy as sa
 UNCOERCIBLE = object()
 MILLIS_THRESHOLD = 100_000_000_000  # epoch values above this are milliseconds (year 5138+ in s)
 _INT_BOUNDS = ((sa.SmallInteger, 2**15), (sa.BigInteger, 2**63), (sa.Integer, 2**31))
+# The one spelling of an integer: ASCII digits, no sign but '-', no leading zero, no
+# separators or spaces (Python's int() takes '٤٢', '4_2', '+42', ' 42' and '0042').
+INTEGER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)", re.ASCII)
+_DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", re.ASCII)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_INTEGER_TYPE = re.compile(r"((BIG|SMALL|TINY|MEDIUM)?INT(EGER)?|INT[248]|(BIG|SMALL)?SERIAL)\b")
+_DECIMAL_TYPE = re.compile(r"(NUMERIC|DECIMAL|REAL|FLOAT|DOUBLE)\b")
+
+
+def not_canonical(type_name: str, text: str) -> str | None:
+    """Why `text` is not the canonical spelling of a value of a column of this reflected
+    type (None when it is). Identities must name one subject exactly: text is taken as
+    it is, an integer only in its one spelling, a UUID only in its standard form. Never
+    says what the text was."""
+    if _CONTROL.search(text):
+        return "holds a control character"
+    kind = type_name.upper().lstrip()
+    if _INTEGER_TYPE.match(kind):
+        if not INTEGER_TEXT.fullmatch(text) or not -2**63 <= int(text) < 2**63:
+            return "is not an integer written plainly (digits, an optional '-', no " \
+                   "leading zeros or spaces)"
+    elif _DECIMAL_TYPE.match(kind):
+        if not _DECIMAL_TEXT.fullmatch(text):
+            return "is not a number written plainly"
+    elif kind.startswith("UUID"):
+        try:
+            standard = str(uuid.UUID(text))
+        except ValueError:
+            standard = ""
+        if standard != text.lower():
+            return "is not a UUID in its standard form"
+    return None
 
 
 @functools.lru_cache(maxsize=64)
@@ -101,10 +134,10 @@ def _to_int(value: Any, ctype: sa.types.TypeEngine[Any], dialect: str) -> Any:
             return UNCOERCIBLE
         number = int(value)
     else:
-        try:
-            number = int(str(value).strip())
-        except ValueError:
+        text = str(value)
+        if not INTEGER_TEXT.fullmatch(text):
             return UNCOERCIBLE
+        number = int(text)
     bound = _int_bound(ctype, dialect)
     return number if -bound <= number < bound else UNCOERCIBLE
 
