@@ -111,3 +111,30 @@ def test_a_hold_key_matches_exactly_as_a_request_does(app: tuple[sa.Engine, Path
         assert "a\x00b" not in str(caught.value)
     finally:
         rt.close()
+
+
+def test_one_bad_request_in_a_bulk_run_is_rejected_and_the_others_run(
+        app: tuple[sa.Engine, Path], tmp_path: Path) -> None:
+    """A request stored before identities were checked at open (here written straight to
+    the control store) with a NUL in its email: the bulk run rejects it alone."""
+    from lethe.commands.requests import run_open_requests
+    from lethe.requests.records import requests_of
+
+    engine, policy = app
+    rt = runtime(policy)
+    try:
+        good = [open_request(rt, "erasure", "user", [f"email=user{i}@example.com"]).id
+                for i in (8, 9)]
+        [bad] = requests_of(rt).create_many("erasure", "user", [({"email": "a\x00b"}, "fp")],
+                                            rt.clock.now(), rt.clock.now())
+        outcomes = {o.record.id: o for o in run_open_requests(rt, tmp_path / "out")}
+        statuses = {i: requests_of(rt).get(i).status for i in [*good, bad]}
+    finally:
+        rt.close()
+    # the good ones went on: soft-deleted, recoverable for the policy's 30 days
+    assert statuses == {good[0]: "in_progress", good[1]: "in_progress", bad: "rejected"}
+    assert "identity 'email'" in (outcomes[bad].record.note or "")
+    with engine.connect() as conn:
+        deleted = set(conn.execute(sa.select(users.c.id).where(
+            users.c.deleted_at.is_not(None), users.c.id.in_([8, 9]))).scalars())
+    assert deleted == {8, 9}

@@ -152,6 +152,10 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
     if record.status in ("completed", "rejected"):
         return finished_outcome(record)
     rt.prepare()
+    why = _refused(rt, record)
+    if why is not None:  # opened before identities were checked at open: this one only
+        record = transition(rt, record, "rejected", note=why, identities=SCRUBBED)
+        return RequestOutcome(record)
     keys = _subject_keys(rt, record)
     if len(keys) > 1 and record.soft_deleted_at is None:
         record = transition(rt, record, "rejected", note=f"identities match {len(keys)} subjects",
@@ -164,6 +168,19 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
     erase_subjects(rt, record.subject_kind, [subject],
                    out_dir if certificate_files else None, batch_size)
     return subject.outcome
+
+
+def _refused(rt: Runtime, record: RequestRecord) -> str | None:
+    """Why the request's identities cannot be matched (None: they can)."""
+    if not record.identities:
+        return None
+    types = identity_types(rt, record.subject_kind)
+    named = {n: v for n, v in record.identities.items() if n in types}
+    try:
+        check_identities(types, record.subject_kind, named)
+    except UsageError as exc:
+        return exc.message
+    return None
 
 
 def _subject_keys(rt: Runtime, record: RequestRecord) -> list[Value]:
@@ -190,7 +207,7 @@ def run_many(rt: Runtime, request_ids: Sequence[int], out_dir: Path,
     pending: dict[str, list[RequestRecord]] = {}
     for record in records:
         if record.kind == "erasure" and record.status not in ("completed", "rejected") \
-                and record.identities:
+                and record.identities and _refused(rt, record) is None:
             pending.setdefault(record.subject_kind, []).append(record)
         else:
             alone.append(record.id)
