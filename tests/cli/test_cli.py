@@ -263,3 +263,14 @@ def test_request_open_rejects_unknown_identities(policy: Path) -> None:
                  "--policy", str(policy))
     assert proc.returncode == 2 and "not an identity" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_audit_verify_on_a_fresh_store_without_a_key_reports_an_empty_valid_log(
+        tmp_path: Path) -> None:
+    policy = tmp_path / "lethe.yaml"
+    policy.write_text("lethe: 1\norganization: T\ncontrol: sqlite:///state.db\n"
+                      "stores: {app: {url: 'sqlite:///app.db'}}\ndatasets: {}\n")
+    proc = lethe("audit", "verify", "--policy", str(policy))
+    assert proc.returncode == 0, proc.stderr
+    assert "0 entries" in proc.stdout
+    assert not (tmp_path / ".lethe" / "organization.key").exists()  # verifying makes no key
