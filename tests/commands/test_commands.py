@@ -142,6 +142,9 @@ def test_impersonation_is_a_short_lived_key_naming_its_admin(rt: Runtime) -> Non
     assert keys.actor_of(issued.key) == f"key:{issued.key.id} (impersonated by key:{admin.id})"
     with pytest.raises(UsageError):
         keys.impersonate(rt, "privacy", "ws_a", 61, "too long", admin=admin)
+    with pytest.raises(UsageError, match="organization cannot be impersonated"):
+        keys.impersonate(rt, "admin", keys.ORG, 10, "become the org", admin=admin)
+    assert [k.workspace for k in keys.list_api_keys(rt) if k.impersonator] == ["ws_a"]
 
 
 def test_audit_views_verify_and_export(rt: Runtime, tmp_path: Path) -> None:

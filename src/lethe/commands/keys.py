@@ -78,7 +78,12 @@ def create_api_key(rt: Runtime, role: str, workspace: str, name: str = "", *,
 
 def impersonate(rt: Runtime, role: str, workspace: str, minutes: int, reason: str, *,
                 admin: ApiKey) -> IssuedKey:
-    """A short-lived token acting as `role` in `workspace`, issued by an admin key."""
+    """A short-lived token acting as `role` in `workspace`, issued by an admin key.
+    Only a workspace can be impersonated: an organization key already spans them all,
+    and one acting as the organization would be a second organization key."""
+    if workspace == ORG:
+        raise UsageError("the organization cannot be impersonated; name a workspace",
+                         path="workspace")
     if not 1 <= minutes <= MAX_IMPERSONATION.total_seconds() // 60:
         raise UsageError("minutes must be between 1 and 60", path="minutes")
     if not reason.strip():
