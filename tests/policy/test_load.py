@@ -145,5 +145,5 @@ def test_the_control_store_refuses_memory_when_opened_directly() -> None:
     from lethe.control.store import ControlStore
     from lethe.errors import StoreError
 
-    with pytest.raises(StoreError, match="^control: an in-memory SQLite"):
+    with pytest.raises(StoreError, match=r"^control: an in-memory SQLite"):
         ControlStore("sqlite://")
