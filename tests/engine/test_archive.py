@@ -403,3 +403,32 @@ def decode_rows_of(sink: ArchiveSink, chunk: str) -> list[dict[str, Any]]:
     from lethe.engine.archive import decode_rows
 
     return decode_rows(sink.store.get(chunk + ".jsonl.gz"))
+
+
+def test_erasure_reaches_archived_rows_of_a_dataset_with_two_parents(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """Sessions that belong to the subject and to another dataset: their archive column is
+    the link to the subject, and the erasure takes the subject's rows out of the chunks."""
+    from lethe.requests.service import open_request, run_request
+
+    build_app(sqlite_url)
+    cold = f"file://{tmp_path / 'cold'}"
+    path = write_policy(tmp_path, sqlite_url, datasets__users__soft_delete=None,
+                        datasets__users__retention=[],
+                        datasets__sessions__belongs_to={"users": "user_id", "invoices": "id"},
+                        datasets__sessions__retention=[
+                            {"keep": "30d", "after": "last_seen_at", "action": "archive",
+                             "to": "cold"}])
+    data = yaml.safe_load(path.read_text())
+    data["stores"]["cold"] = {"url": cold}
+    path.write_text(yaml.safe_dump(data))
+    rt = runtime(path)
+    execute(rt, build_plan(rt, ["sessions"]))
+    outcome = run_request(rt, open_request(rt, "erasure", "user", ["id=3"]).id,
+                          tmp_path / "out")
+    rt.close()
+    store = open_object_store("cold", cold)
+    left = sorted(json.loads(line)["id"] for c in _chunk_keys(cold) if c.endswith(".jsonl.gz")
+                  for line in gzip.decompress(store.get(c)).decode().split("\n") if line)
+    assert outcome.record.status == "completed"
+    assert left == [i * 10 for i in range(1, 11) if i != 3]

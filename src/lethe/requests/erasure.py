@@ -89,15 +89,17 @@ class Group:
         archived rows to find); parent rows are read before anything goes."""
         identity = {str(k): str(k) for k in self.keys}
         owners = {self.subject: Owner(self.builder.keys[self.subject], identity)}
-        archived = any(r.action == "archive" for d in self.policy.datasets.values()
-                       for r in d.retention)
+        archived = any(isinstance(a, EraseRows) and a.archive_column is not None
+                       for a in self.plan.actions)
         if self.single and not archived:
             return owners
         for name in reversed(list(self.where)):  # parents first
             parent = self.plan.parents.get(name)
+            links = self.policy.datasets[name].belongs_to
             if parent is not None:
-                owners[name] = self._owner(parent, self.policy.datasets[name]
-                                           .belongs_to[parent], owners)
+                owners[name] = self._owner(parent, links[parent], owners)
+            elif self.subject in links:  # linked to the subject directly, and to others
+                owners[name] = Owner(links[self.subject], identity)
         return owners
 
     def _owner(self, parent: str, column: str, owners: Mapping[str, Owner]) -> Owner:
