@@ -21,6 +21,7 @@ from lethe.stores.base import (
     Condition,
     Exists,
     In,
+    Journal,
     Not,
     Or,
     Partition,
@@ -103,16 +104,16 @@ class LocalStore:
         return self.inner.count_in_partition(table, partition, self._local(where))
 
     def drop_partitions(self, table: str, partitions: Sequence[str],
-                        held: Callable[[], Condition], *,
-                        estimate: bool = False) -> PartitionDrops:
+                        held: Callable[[], Condition], *, estimate: bool = False,
+                        journal: Journal | None = None) -> PartitionDrops:
         return self.inner.drop_partitions(table, partitions, lambda: self._local(held()),
-                                          estimate=estimate)
+                                          estimate=estimate, journal=journal)
 
     def archive_partition(self, table: str, partition: str, held: Callable[[], Condition],
                           write: Callable[[tuple[str, ...], list[tuple[Any, ...]]], None],
-                          chunk_rows: int) -> int | None:
+                          chunk_rows: int, journal: Journal | None = None) -> int | None:
         return self.inner.archive_partition(table, partition, lambda: self._local(held()),
-                                            write, chunk_rows)
+                                            write, chunk_rows, journal)
 
     def count_in_partition_settled(self, table: str, partition: str, where: Condition) -> int:
         return self.inner.count_in_partition_settled(table, partition, self._local(where))

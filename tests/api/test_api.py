@@ -279,3 +279,26 @@ def test_a_workspace_key_holds_only_subjects_wholly_in_its_workspace(api: Served
                     ).status_code == 201
     assert api.call("POST", "/v1/holds", "privacy", "own",
                     json={"dataset": "users", "reason": "x"}).status_code == 403
+
+
+def test_the_audit_log_never_holds_an_email_typed_into_a_path_or_a_reason(api: Served) -> None:
+    """Issue 17, item 4: audit entries can never be edited, so a value that is not an id
+    is fingerprinted in a target and masked in free text."""
+    email = "ann.private@example.com"
+    looked_up = api.call("GET", f"/v1/workspaces/{email}")
+    assert looked_up.status_code == 200
+    placed = api.call("POST", "/v1/holds", json={
+        "dataset": "sessions",
+        "reason": f"litigation; contact {email}, card 4242 4242 4242 4242"})
+    assert placed.status_code == 201, placed.text
+    entries = api.runtime.audit.entries()
+    text = "\n".join(f"{e.target} {e.reason} {e.details}" for e in entries)
+    assert email not in text and "4242 4242 4242 4242" not in text
+    call = [e for e in entries if e.action == "api.call"
+            and json.loads(e.details)["action"] == "workspaces.read"][-1]
+    assert call.target.startswith("workspace:fp:") and len(call.target) == len("workspace:fp:") + 16
+    hold = [e for e in entries if e.action == "hold.placed"][-1]
+    assert hold.reason.startswith("litigation; contact ") and "example.com" in hold.reason
+    # an id keeps its name
+    assert api.call("GET", "/v1/workspaces/ws_a").status_code == 200
+    assert api.runtime.audit.entries(action="api.call")[-1].target == "workspace:ws_a"

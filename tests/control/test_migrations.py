@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from lethe.control.schema import MIGRATIONS, migrations_table
-from lethe.control.store import ControlStore
+from lethe.control.store import ControlStore, RunOwner
 from lethe.stores.sql import create_sql_engine
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -38,17 +38,23 @@ def _store_at(url: str, version: int) -> None:
 def test_a_version_9_store_gains_the_estimated_flag_and_keeps_its_runs(app_url: str) -> None:
     _store_at(app_url, 9)
     control = ControlStore(app_url)  # migrates
-    assert control.schema_version() == MIGRATIONS[-1][0] == 10
+    assert control.schema_version() == MIGRATIONS[-1][0] == 11
     [old] = control.recent_runs()
     assert old["status"] == "completed"
     [action] = control.run(int(old["id"]))["actions"]
     assert action["done"] == 5 and action["estimated"] is None  # not known then
+    assert old["pid"] is None  # an old run names no process (migration 11)
     run = control.start_run(NOW, "new", "host", ["sessions"], [
-        {"dataset": "sessions", "action": "delete", "planned": 3, "held": 0}])
+        {"dataset": "sessions", "action": "delete", "planned": 3, "held": 0}],
+        owner=RunOwner("machine", 4242))
     control.record_action(run, 0, done=3, estimated=True)
-    [action] = control.run(run)["actions"]
+    control.progress(run, {0: 2})
+    record = control.run(run)
     control.close()
-    assert action["done"] == 3 and action["estimated"] is True
+    [action] = record["actions"]
+    assert action["done"] == 5 and action["batches"] == 1 and action["estimated"] is True
+    assert (record["machine"], record["pid"]) == ("machine", 4242)
+    assert record["alive_at"] is not None
 
 
 def test_a_new_store_has_every_column_once(app_url: str) -> None:
@@ -57,3 +63,8 @@ def test_a_new_store_has_every_column_once(app_url: str) -> None:
         columns = [c["name"] for c in sa.inspect(conn).get_columns("lethe_run_actions")]
     control.close()
     assert columns.count("estimated") == 1
+    control = ControlStore(app_url)
+    with control.engine.connect() as conn:
+        run_columns = [c["name"] for c in sa.inspect(conn).get_columns("lethe_runs")]
+    control.close()
+    assert all(run_columns.count(c) == 1 for c in ("machine", "pid", "alive_at"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from lethe.api.routes import (
     workspaces,
 )
 from lethe.audit.events import ApiCall
+from lethe.audit.log import AuditLog
 from lethe.commands.audit import acting_as, record
 from lethe.errors import LetheError
 from lethe.runtime import Runtime
@@ -46,6 +48,20 @@ def create_app(runtime: Runtime, *, out_dir: Path = Path("lethe-requests"),
     app.middleware("http")(_audited)
     app.add_middleware(BodyLimit, max_bytes=max_body)
     return app
+
+
+# What an audit target may show as it is: an id, a slug, a month. Anything else a caller
+# put in a path (an email typed where a workspace id goes) is fingerprinted.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def audited_resource(resource: str, audit: AuditLog) -> str:
+    """`kind:value` as the audit entry names it: the value kept when it has the shape of
+    an id, else `kind:fp:<fingerprint>`; the entry can never be edited."""
+    kind, sep, value = resource.partition(":")
+    if not sep or _PLAIN_ID.fullmatch(value):
+        return resource
+    return f"{kind}:fp:{audit.fingerprint(value)[:16]}"
 
 
 def _health() -> dict[str, Any]:
@@ -75,7 +91,7 @@ async def _audited(request: Request,
         method=request.method,
         action=str(getattr(request.state, "action", None) or getattr(route, "name", None)
                    or "unknown"),
-        resource=resource, status=response.status_code)
+        resource=audited_resource(resource, ctx.runtime.audit), status=response.status_code)
     caller = acting_as(ctx.runtime, principal.actor if principal else "anonymous",
                        f"api:{call.ip}")
     try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from lethe.errors import LetheError
+from lethe.pii import mask
 
 REGISTRY: dict[str, type[AuditEvent]] = {}
 
@@ -27,10 +28,15 @@ class AuditEvent:
     def target(self) -> str:
         return self.target_format.format(**self._values())
 
+    # Fields of free text a person typed (besides `reason_text`): masked like log lines.
+    free_text: ClassVar[tuple[str, ...]] = ()
+
     @property
     def reason(self) -> str:
-        """Free text a person gave (a hold's reason); it goes to the entry's reason column."""
-        return str(getattr(self, "reason_text", ""))
+        """Free text a person gave (a hold's reason); it goes to the entry's reason column,
+        masked as the logs are (lethe.pii.mask): an entry can never be edited, so an
+        email or a card number typed into a reason must not reach it."""
+        return mask(str(getattr(self, "reason_text", "")))
 
     def details(self) -> dict[str, Any]:
         """The details as plain JSON values (lists and dicts copied: the caller's own)."""
@@ -42,6 +48,9 @@ class AuditEvent:
         values = self._values()
         target = self.target_format.format(**values)
         values.pop("reason_text", None)
+        for name in self.free_text:
+            if isinstance(values.get(name), str):
+                values[name] = mask(values[name])
         return target, values
 
     def _values(self) -> dict[str, Any]:
@@ -114,6 +123,25 @@ class RetentionStep(AuditEvent):
     @property
     def name(self) -> str:
         return f"retention.{self.action}"
+
+    target_format: ClassVar[str] = "dataset:{dataset}"
+
+
+@registered
+@dataclass(frozen=True)
+class RetentionBatch(AuditEvent):
+    """A unit of a step's work (a row batch, a partition, a page of objects), written
+    with the run's progress before that work commits in its own store: nothing goes
+    that no entry covers. A crash between the two leaves an entry for work that did not
+    commit; the step's `retention.<action>` entry (or the recovery's) gives the rows
+    that did, at most one unit over after a crash."""
+
+    names: ClassVar[tuple[str, ...]] = ("retention.batch",)
+    run: int
+    dataset: str
+    action: str
+    rows: int
+    cascaded: dict[str, int]  # rows of same-store children that go with the batch
 
     target_format: ClassVar[str] = "dataset:{dataset}"
 
@@ -248,6 +276,7 @@ class RequestTransition(AuditEvent):
     subject: str  # fingerprint, never the identities
     status: str
     note: str | None
+    free_text: ClassVar[tuple[str, ...]] = ("note",)
 
     @property
     def name(self) -> str:

@@ -32,6 +32,11 @@ runs = sa.Table(
     sa.Column("host", sa.String(200), nullable=False),
     sa.Column("datasets", sa.Text, nullable=False),  # JSON list of dataset names
     sa.Column("error", sa.Text),
+    # Who runs it, and when it last recorded progress (migration 11): a `running` run
+    # whose process is gone is closed as `interrupted` by the next run (engine.recovery).
+    sa.Column("machine", sa.String(200)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("alive_at", sa.DateTime(timezone=True)),
 )
 
 run_actions = sa.Table(
@@ -130,11 +135,11 @@ subject_keys = sa.Table(
 
 
 def _create_initial(conn: Connection) -> None:
-    runs.create(conn)
-    # run actions as migration 1 made them: later migrations add their columns themselves
-    later = {"estimated"}
+    # runs and run actions as migration 1 made them: later migrations add their columns
+    later = {"estimated", "machine", "pid", "alive_at"}
     first = sa.MetaData()
-    runs.to_metadata(first)  # what the foreign key names
+    sa.Table(runs.name, first,  # what the foreign key names
+             *(c._copy() for c in runs.columns if c.name not in later)).create(conn)
     sa.Table(run_actions.name, first,
              *(c._copy() for c in run_actions.columns if c.name not in later)).create(conn)
     holds.create(conn)
@@ -263,6 +268,13 @@ def _add_estimated_flag(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE lethe_run_actions ADD COLUMN estimated BOOLEAN"))
 
 
+def _add_run_owner(conn: Connection) -> None:
+    for column in ("machine VARCHAR(200)", "pid INTEGER", "alive_at TIMESTAMP"):
+        if conn.dialect.name == "postgresql" and column.startswith("alive_at"):
+            column = "alive_at TIMESTAMP WITH TIME ZONE"
+        conn.execute(sa.text(f"ALTER TABLE lethe_runs ADD COLUMN {column}"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
     (2, "hash-chained audit log and signed checkpoints", _create_audit),
@@ -274,4 +286,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "authorised residency transfers", _create_transfers),
     (9, "certificates of deletion", _create_certificates),
     (10, "run actions say when a count is an estimate", _add_estimated_flag),
+    (11, "runs name their process, which records when it was last alive", _add_run_owner),
 ]

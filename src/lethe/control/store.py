@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from lethe.control.schema import MIGRATIONS, holds, metadata, migrations_table, run_actions, runs
-from lethe.control.tx import as_utc, transaction
+from lethe.control.tx import as_utc, joined, transaction
 from lethe.errors import NotFound, StoreError
 from lethe.stores.sql import create_sql_engine
 from lethe.stores.sql.engine import in_memory_sqlite
@@ -40,6 +40,21 @@ class Hold:
                         if p is not None)
 
 
+@dataclass(frozen=True)
+class RunOwner:
+    """The process carrying out a run: its machine's name and process id."""
+
+    machine: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    id: int
+    owner: RunOwner
+    alive_at: datetime  # when it last recorded progress (or started)
+
+
 class ControlStore:
     def __init__(self, url: str) -> None:
         if in_memory_sqlite(url):
@@ -59,6 +74,10 @@ class ControlStore:
         return transaction(self.engine, what, write=write)
 
     def migrate(self) -> None:
+        """Apply what is missing. An up-to-date store is only read: opening it never waits
+        for another process's write lock (a locked store fails where it is written)."""
+        if self._up_to_date():
+            return
         with self._tx("migrating the control store") as conn:
             if conn.dialect.name == "postgresql":
                 # Two processes starting at once must not both create the tables.
@@ -70,6 +89,13 @@ class ControlStore:
                     step(conn)
                     conn.execute(migrations_table.insert().values(
                         version=version, name=name, applied_at=datetime.now(UTC)))
+
+    def _up_to_date(self) -> bool:
+        with self._tx("reading the control store's migrations", write=False) as conn:
+            if not sa.inspect(conn).has_table(migrations_table.name):
+                return False
+            applied = set(conn.execute(sa.select(migrations_table.c.version)).scalars())
+        return all(version in applied for version, _, _ in MIGRATIONS)
 
     def schema_version(self) -> int:
         with self._tx("reading migrations", write=False) as conn:
@@ -122,27 +148,60 @@ class ControlStore:
 
     # -- runs ---------------------------------------------------------------------------
     def start_run(self, now: datetime, actor: str, host: str, datasets: Sequence[str],
-                  actions: Sequence[dict[str, Any]]) -> int:
-        with self._tx("recording a run") as conn:
+                  actions: Sequence[dict[str, Any]], *, owner: RunOwner,
+                  conn: Connection | None = None) -> int:
+        with joined(self.engine, conn, "recording a run") as conn:
             run_id = int(conn.execute(runs.insert().values(
                 started_at=datetime.now(UTC), now=now, status="running", actor=actor,
-                host=host, datasets=json.dumps(list(datasets))).returning(runs.c.id)).scalar_one())
+                host=host, datasets=json.dumps(list(datasets)), machine=owner.machine,
+                pid=owner.pid, alive_at=datetime.now(UTC)).returning(runs.c.id)).scalar_one())
             if actions:
                 conn.execute(run_actions.insert(), [
                     {"run_id": run_id, "position": i, "done": 0, "batches": 0,
                      "longest_batch_ms": 0.0, **a} for i, a in enumerate(actions)])
         return run_id
 
-    def record_action(self, run_id: int, position: int, **values: Any) -> None:
-        with self._tx("recording run progress") as conn:
+    def record_action(self, run_id: int, position: int, *, conn: Connection | None = None,
+                      **values: Any) -> None:
+        with joined(self.engine, conn, "recording run progress") as conn:
             conn.execute(run_actions.update().where(
                 run_actions.c.run_id == run_id, run_actions.c.position == position)
                 .values(**values))
 
-    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
-        with self._tx("finishing a run") as conn:
-            conn.execute(runs.update().where(runs.c.id == run_id).values(
-                status=status, finished_at=datetime.now(UTC), error=error))
+    def progress(self, run_id: int, rows: Mapping[int, int], *,
+                 conn: Connection | None = None) -> None:
+        """Add a unit of work's rows to the actions it touched (position -> rows, one
+        batch each), before that work commits: the record may run one unit ahead of
+        the data, never behind it. Also says the run's process is alive."""
+        with joined(self.engine, conn, "recording run progress") as conn:
+            for position, done in rows.items():
+                conn.execute(run_actions.update().where(
+                    run_actions.c.run_id == run_id, run_actions.c.position == position)
+                    .values(done=run_actions.c.done + done,
+                            batches=run_actions.c.batches + 1))
+            conn.execute(runs.update().where(runs.c.id == run_id)
+                         .values(alive_at=datetime.now(UTC)))
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None, *,
+                   conn: Connection | None = None, only_running: bool = False) -> bool:
+        """Close the run; with `only_running`, only if nobody closed it first (False
+        then)."""
+        with joined(self.engine, conn, "finishing a run") as conn:
+            update = runs.update().where(runs.c.id == run_id)
+            if only_running:
+                update = update.where(runs.c.status == "running")
+            return bool(conn.execute(update.values(
+                status=status, finished_at=datetime.now(UTC), error=error)).rowcount)
+
+    def open_runs(self) -> list[OpenRun]:
+        """Runs still marked `running`, oldest first."""
+        with self._tx("listing open runs", write=False) as conn:
+            rows = conn.execute(sa.select(runs.c.id, runs.c.machine, runs.c.pid,
+                                          runs.c.alive_at, runs.c.started_at)
+                                .where(runs.c.status == "running").order_by(runs.c.id))
+            return [OpenRun(r.id, RunOwner(r.machine or "", r.pid or 0),
+                            as_utc(r.alive_at) or as_utc(r.started_at) or datetime.now(UTC))
+                    for r in rows]
 
     def recent_runs(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest runs, newest first, without their actions."""
@@ -169,4 +228,4 @@ class ControlStore:
         self.engine.dispose()
 
 
-__all__ = ["ControlStore", "Hold", "metadata"]
+__all__ = ["ControlStore", "Hold", "OpenRun", "RunOwner", "metadata"]

@@ -8,17 +8,19 @@ leaves only whole batches behind: running again finishes the job.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lethe.audit.events import (
     KeysShredded,
     PartitionsDropped,
+    RetentionBatch,
     RetentionStep,
     RunFinished,
     RunStarted,
 )
+from lethe.control.tx import transaction
 from lethe.engine.archive import archive_sink
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.executor import Executor, SweepRows
@@ -36,11 +38,12 @@ from lethe.engine.plan import (
     shred_targets,
 )
 from lethe.engine.purge import is_reach, reach, subject_kind_of
+from lethe.engine.recovery import live, recover_orphaned_runs, this_process
 from lethe.engine.steps import Step, StepBuilder
 from lethe.engine.subjects import SubjectReach
 from lethe.errors import LetheError
 from lethe.runtime import Runtime
-from lethe.stores.base import BatchResult, Effect
+from lethe.stores.base import BatchResult, Effect, Journal
 
 DEFAULT_BATCH_SIZE = 10_000
 
@@ -119,14 +122,47 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
     if stop is not None:
         progress = _stoppable(progress, stop)
     builder = builder_for(rt, plan.now)
+    recover_orphaned_runs(rt)  # runs whose process died get their end first
     datasets = list(dict.fromkeys(a.step.dataset for a in plan.actions))
-    run_id = rt.control.start_run(plan.now, rt.audit.actor, rt.audit.source, datasets, [
-        {"dataset": a.step.dataset, "rule": a.step.rule, "action": a.step.action,
-         "parent": a.step.parent, "planned": a.rows, "held": a.held} for a in plan.actions])
-    result = RunResult(run_id, plan, [ActionResult(a) for a in plan.actions])
-    rt.audit.append(RunStarted(run_id, plan.now.isoformat(), datasets))
-    if started is not None:
-        started(run_id)
+    with transaction(rt.control.engine, "recording a run") as conn:
+        run_id = rt.control.start_run(plan.now, rt.audit.actor, rt.audit.source, datasets, [
+            {"dataset": a.step.dataset, "rule": a.step.rule, "action": a.step.action,
+             "parent": a.step.parent, "planned": a.rows, "held": a.held}
+            for a in plan.actions], owner=this_process(), conn=conn)
+        rt.audit.append_many([RunStarted(run_id, plan.now.isoformat(), datasets)], conn=conn)
+    with live(run_id):
+        if started is not None:
+            started(run_id)
+        return _carry_out(rt, builder, RunResult(run_id, plan,
+                                                 [ActionResult(a) for a in plan.actions]),
+                          batch_size, progress)
+
+
+def _journal(rt: Runtime, run_id: int, index: int, step: Step,
+             cascades: Mapping[str, int] | None = None) -> Journal:
+    """Record a unit of work of action `index`, and the rows it cascaded into the
+    children at `cascades` (child dataset -> action position), before it commits: the
+    run's progress and a `retention.batch` audit entry, in one control-store
+    transaction (stores.base.Journal)."""
+
+    def record(rows: int, cascaded: Mapping[str, int]) -> None:
+        done = {index: rows}
+        for child, n in cascaded.items():
+            position = (cascades or {}).get(child)
+            if position is not None:
+                done[position] = done.get(position, 0) + n
+        with transaction(rt.control.engine, "recording run progress") as conn:
+            rt.control.progress(run_id, done, conn=conn)
+            rt.audit.append_many([RetentionBatch(
+                run_id, step.dataset, step.action, rows,
+                {child: n for child, n in cascaded.items() if n})], conn=conn)
+
+    return record
+
+
+def _carry_out(rt: Runtime, builder: StepBuilder, result: RunResult, batch_size: int,
+               progress: Progress | None) -> RunResult:
+    plan, run_id = result.plan, result.run
     cascades = {(r.planned.step.dataset, r.planned.step.parent): r for r in result.actions
                 if r.planned.step.action == "cascade"}
     objects = set(rt.catalog.object_datasets())
@@ -148,9 +184,14 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
                     elif step.action == "expire":
                         _expire(rt, builder, action, index, progress)
                     elif step.dataset in objects:
-                        _delete_objects(rt, builder, action, index, progress)
+                        _delete_objects(rt, builder, action, index, progress,
+                                        _journal(rt, run_id, index, step))
                     else:
-                        _sweep(rt, builder, action, cascades, index, batch_size, progress)
+                        _sweep(rt, builder, action, cascades, index, batch_size, progress,
+                               _journal(rt, run_id, index, step, {
+                                   child: result.actions.index(cascade)
+                                   for (child, parent), cascade in cascades.items()
+                                   if parent == step.dataset}))
                     if step.action != "cascade":  # cascades are verified after the parent
                         _verify(rt, builder, action, archiving)
                 except LetheError as exc:
@@ -166,20 +207,23 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
         status = "stopped" if isinstance(exc, Stopped) else "failed"
         if isinstance(exc, Stopped):  # its committed batches belong in the record
             _record(rt, run_id, index, action)
-        rt.control.finish_run(run_id, status, failure)
-        _close_run(rt, result, status)
+        _close_run(rt, result, status, failure)
         raise
     errors = [a.error for a in result.actions if a.error]
-    status = "completed" if not errors else "completed_with_errors"
-    rt.control.finish_run(run_id, status, "; ".join(errors) or None)
-    _close_run(rt, result, status)
+    _close_run(rt, result, "completed" if not errors else "completed_with_errors",
+               "; ".join(errors) or None)
     return result
 
 
-def _close_run(rt: Runtime, result: RunResult, status: str) -> None:
-    """Every run ends on a signed checkpoint, so truncation after it is detectable."""
-    rt.audit.append(RunFinished(result.run, status, sum(a.done for a in result.actions),
-                                result.ok))
+def _close_run(rt: Runtime, result: RunResult, status: str, error: str | None) -> None:
+    """The run's status and its `run.finished` entry commit together (a run still
+    `running` has none: engine.recovery closes it), then a signed checkpoint, so
+    truncation after it is detectable."""
+    with transaction(rt.control.engine, "finishing a run") as conn:
+        rt.control.finish_run(result.run, status, error, conn=conn)
+        rt.audit.append_many([RunFinished(result.run, status,
+                                          sum(a.done for a in result.actions), result.ok)],
+                             conn=conn)
     rt.audit.checkpoint()
 
 
@@ -191,7 +235,7 @@ def _last_step_of(actions: list[ActionResult], index: int) -> bool:
 
 def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
            cascades: dict[tuple[str, str | None], ActionResult], index: int,
-           batch_size: int, progress: Progress | None) -> None:
+           batch_size: int, progress: Progress | None, journal: Journal) -> None:
     step = action.planned.step
     sink = None
     if step.action == "archive":
@@ -204,7 +248,7 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
     count = 0
     if eligible(rt, builder, step):  # whole partitions past retention go first
         started = time.perf_counter()
-        dropped = drop_expired(rt, builder, step, sink, batch_size)
+        dropped = drop_expired(rt, builder, step, sink, batch_size, journal)
         elapsed_ms = (time.perf_counter() - started) * 1000
         count = len(dropped.partitions)
         action.done += dropped.rows
@@ -223,7 +267,7 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
     executor = Executor(rt, builder)
     rows = SweepRows(step.dataset, lambda holds: builder.due(step, holds), effect,
                      deletes=builder.removes(step), blocked=builder.blocked(step),
-                     cascades=builder.removes(step))
+                     cascades=builder.removes(step), journal=journal)
 
     def on_batch(batch: BatchResult, elapsed_ms: float) -> None:
         if sink is not None:
@@ -290,7 +334,7 @@ def _expire(rt: Runtime, builder: StepBuilder, action: ActionResult, index: int,
 
 
 def _delete_objects(rt: Runtime, builder: StepBuilder, action: ActionResult, index: int,
-                    progress: Progress | None) -> None:
+                    progress: Progress | None, journal: Journal) -> None:
     """Delete an object dataset's due objects, a listing page at a time."""
     step = action.planned.step
     assert step.rule is not None
@@ -302,7 +346,7 @@ def _delete_objects(rt: Runtime, builder: StepBuilder, action: ActionResult, ind
 
     action.done = ObjectDatasets(rt.policy, rt.catalog).sweep(
         step.dataset, step.rule, rt.clock.now(), lambda: rt.hold_scopes(builder),
-        rt.hold_gate, on_page)
+        rt.hold_gate, on_page, lambda due: journal(due, {}))
 
 
 def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult,
@@ -328,12 +372,16 @@ def step_label(step: Step) -> str:
 
 
 def _record(rt: Runtime, run_id: int, index: int, action: ActionResult) -> None:
-    rt.control.record_action(run_id, index, done=action.done, verified=action.verified,
-                             remaining=action.remaining, batches=action.batches,
-                             longest_batch_ms=action.longest_batch_ms, error=action.error,
-                             estimated=action.estimated)
+    """The step's record and its audit entry commit together: a step whose record has a
+    `verified` value or an error has its entry (engine.recovery relies on it)."""
     step = action.planned.step
-    rt.audit.append(RetentionStep(run_id, step.dataset, step.rule, step.action, step.parent,
-                                  action.planned.rows, action.planned.held, action.done,
-                                  action.batches, bool(action.verified), action.remaining,
-                                  action.error, action.estimated))
+    with transaction(rt.control.engine, "recording run progress") as conn:
+        rt.control.record_action(run_id, index, conn=conn, done=action.done,
+                                 verified=action.verified, remaining=action.remaining,
+                                 batches=action.batches,
+                                 longest_batch_ms=action.longest_batch_ms,
+                                 error=action.error, estimated=action.estimated)
+        rt.audit.append_many([RetentionStep(
+            run_id, step.dataset, step.rule, step.action, step.parent, action.planned.rows,
+            action.planned.held, action.done, action.batches, bool(action.verified),
+            action.remaining, action.error, action.estimated)], conn=conn)

@@ -29,6 +29,7 @@ from lethe.stores.base import (
     Delete,
     Effect,
     In,
+    Journal,
     Sweep,
     Value,
     all_of,
@@ -51,6 +52,7 @@ class SweepRows:
     tally: str | None = None  # count affected rows per value of this column
     selective: bool = False  # few rows of a big table: walk the matches, not key ranges
     durable: bool = True  # False: commit without waiting for the log; `flush` after
+    journal: Journal | None = None  # told each batch before it commits (a run's record)
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class Executor:
                          action.effect,
                          builder.cascades(action.dataset, holds) if action.cascades else (),
                          selective=action.selective, tally=action.tally,
-                         durable=action.durable)
+                         durable=action.durable, journal=action.journal)
 
         stats = sweep_all(self.rt.catalog.store_of(action.dataset), make_sweep, batch_size,
                           on_batch, gate=self.rt.hold_gate)

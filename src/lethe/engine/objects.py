@@ -184,9 +184,11 @@ class ObjectDatasets:
         return due, kept
 
     def sweep(self, name: str, index: int, now: datetime, holds_now: HoldsNow, gate: HoldGate,
-              on_page: Callable[[int], None] | None = None) -> int:
+              on_page: Callable[[int], None] | None = None,
+              journal: Callable[[int], None] | None = None) -> int:
         """Delete the objects due under rule `index`, a page at a time; holds are re-read
-        for every page, under the hold gate until the page's objects are gone."""
+        for every page, under the hold gate until the page's objects are gone.
+        `journal` is told how many a page is about to delete, before it does."""
         ds = self.policy.datasets[name]
         deleted = 0
         for page in self._objects(name):
@@ -194,6 +196,8 @@ class ObjectDatasets:
                 held = self.held(name, holds_now())
                 due = [item.key for item in page
                        if is_due(ds, index, item, now) and not held(item)]
+                if due and journal is not None:
+                    journal(len(due))
                 done = self.store(name).delete(due) if due else 0
             if done:
                 deleted += done

@@ -27,7 +27,7 @@ from lethe.engine.steps import Step, StepBuilder
 from lethe.errors import LetheError, StoreError
 from lethe.holds import HoldScopes
 from lethe.runtime import Runtime
-from lethe.stores.base import FALSE, Condition, Partition
+from lethe.stores.base import FALSE, Condition, Journal, Partition
 
 PARTITION_ACTIONS = ("delete", "archive")
 HeldReader = Callable[[], Condition]  # the holds, read afresh at each call
@@ -76,9 +76,11 @@ def droppable(rt: Runtime, builder: StepBuilder, holds: HoldScopes,
 
 
 def drop_expired(rt: Runtime, builder: StepBuilder, step: Step,
-                 sink: ArchiveSink | None = None, chunk_rows: int = 10_000) -> Dropped:
+                 sink: ArchiveSink | None = None, chunk_rows: int = 10_000,
+                 journal: Journal | None = None) -> Dropped:
     """Drop (archive first, given a sink) every expired partition no hold reaches, each
-    in its own transaction, the holds read after its detach. Anything that goes wrong
+    in its own transaction, the holds read after its detach; `journal` is told each
+    partition's rows before its drop commits. Anything that goes wrong
     (a lock not granted in time, above all) leaves the rows to the row batches."""
     ds = rt.policy.datasets[step.dataset]
 
@@ -90,14 +92,15 @@ def drop_expired(rt: Runtime, builder: StepBuilder, step: Step,
         if not expired:
             return Dropped()
         if sink is not None:
-            return _archive(rt, step, expired, held, sink, chunk_rows)
+            return _archive(rt, step, expired, held, sink, chunk_rows, journal)
         store = rt.catalog.store_of(step.dataset)
         dropped: dict[str, tuple[int, bool]] = {}
         stopped = None
         for name in expired:  # one partition per turn of the hold gate
             with rt.hold_gate.shared():
                 drops = store.drop_partitions(ds.table or "", [name], held,
-                                              estimate=ds.partitions.count == "estimate")
+                                              estimate=ds.partitions.count == "estimate",
+                                              journal=journal)
             dropped.update(drops.dropped)
             if drops.stopped:
                 stopped = drops.stopped
@@ -109,7 +112,7 @@ def drop_expired(rt: Runtime, builder: StepBuilder, step: Step,
 
 
 def _archive(rt: Runtime, step: Step, names: list[str], held: HeldReader,
-             sink: ArchiveSink, chunk_rows: int) -> Dropped:
+             sink: ArchiveSink, chunk_rows: int, journal: Journal | None) -> Dropped:
     """Archive and drop each partition; stop at the first that fails, after removing the
     chunks it left (the row batches archive those rows next, so no chunk of them may
     survive: a failure to remove one ends the step instead)."""
@@ -123,7 +126,7 @@ def _archive(rt: Runtime, step: Step, names: list[str], held: HeldReader,
             with rt.hold_gate.shared():  # holds read after the detach, then the drop commits
                 archived = store.archive_partition(table, name, held,
                                                    partial(sink.write, partition=name),
-                                                   chunk_rows)
+                                                   chunk_rows, journal)
         except StoreError as exc:
             _abandon(sink)
             stopped = exc.message

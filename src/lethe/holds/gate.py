@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from lethe.errors import StoreError
 from lethe.stores.sql import describe_db_error
 
-GATE_LOCK = 7263002  # the advisory lock key on a PostgreSQL control store
+GATE_LOCK = 7263003  # advisory lock key on a PostgreSQL control store (not the audit's 7263002)
 
 
 class HoldGate:

@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-_PATTERN = re.compile(r"^\s*(\d+)\s*(mo|m|h|d|w|y)\s*$")
+# ASCII digits only, nothing around or between: Arabic-Indic or full-width digits and
+# `'30 d'` are not durations.
+_PATTERN = re.compile(r"([0-9]{1,9})(mo|m|h|d|w|y)", re.ASCII)
 _FIXED = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1),
           "w": timedelta(weeks=1)}
 
@@ -56,9 +58,9 @@ def parse_duration(text: object) -> Duration:
         return text
     if not isinstance(text, str):
         raise ValueError(f"invalid duration {text!r} (use e.g. 24h, 30d, 12mo, 7y or forever)")
-    if text.strip() == "forever":
+    if text == "forever":
         return Duration(None)
-    match = _PATTERN.match(text)
+    match = _PATTERN.fullmatch(text)
     if not match:
         raise ValueError(f"invalid duration {text!r} (use e.g. 24h, 30d, 12mo, 7y or forever)")
     return Duration(int(match.group(1)), match.group(2))

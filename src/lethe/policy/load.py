@@ -14,9 +14,52 @@ from lethe.errors import PolicyError
 from lethe.policy.graph import find_cycle
 from lethe.policy.model import Policy
 
+# Limits on a policy file (docs/policy.md): a hostile or broken file is a one-line error
+# in well under a second, never a hang, a memory blow-up or a traceback.
+MAX_POLICY_BYTES = 1_000_000
+MAX_ALIASES = 100  # `*name` references
+MAX_NODES = 200_000  # values once aliases are expanded: 500 bytes of aliases can make 10^9
+MAX_DEPTH = 64  # nesting of mappings and lists (a real policy needs about 8)
+MAX_DATASETS = 5_000
+
 
 class PolicyLoader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false. In YAML 1.1 `country: NO` would be False."""
+    """YAML 1.2 booleans: only true/false. In YAML 1.1 `country: NO` would be False.
+    Aliases, nesting and the size the document would expand to are bounded while it is
+    composed, before anything is built from it."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> values under it, aliases expanded
+
+    def _refuse(self, problem: str) -> None:
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        raise yaml.composer.ComposerError(None, None, problem, mark)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                self._refuse(f"more than {MAX_ALIASES} aliases")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                self._refuse(f"nested deeper than {MAX_DEPTH} levels")
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if id(node) not in self._sizes:
+            children: list[Any] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            self._sizes[id(node)] = 1 + sum(self._sizes.get(id(c), 1) for c in children)
+        if self._sizes[id(node)] > MAX_NODES:
+            self._refuse(f"more than {MAX_NODES:,} values once its aliases are expanded")
+        return node
 
 
 PolicyLoader.yaml_implicit_resolvers = {
@@ -74,6 +117,9 @@ def _resolve_relative(url: str, base: Path) -> str:
 def parse_policy(data: Any, *, base: Path | None = None, source: str = "policy") -> Policy:
     if not isinstance(data, dict):
         raise PolicyError("the policy must be a YAML mapping", path=source)
+    datasets = data.get("datasets")
+    if isinstance(datasets, dict) and len(datasets) > MAX_DATASETS:
+        raise PolicyError(f"more than {MAX_DATASETS:,} datasets", path="datasets")
     data = _expand(data, "")
     try:
         policy = Policy.model_validate(data)
@@ -109,14 +155,28 @@ def parse_policy(data: Any, *, base: Path | None = None, source: str = "policy")
 def load_policy(path: str | Path) -> Policy:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_POLICY_BYTES + 1)
     except FileNotFoundError:
         raise PolicyError("policy file not found (create one with `lethe init`)",
                           path=str(path)) from None
     except OSError as exc:
         raise PolicyError(f"cannot read policy file: {exc.strerror}", path=str(path)) from None
+    if len(raw) > MAX_POLICY_BYTES:
+        raise PolicyError(f"policy file is larger than {MAX_POLICY_BYTES:,} bytes",
+                          path=str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"policy file is not UTF-8 text (byte {exc.start})",
+                          path=str(path)) from None
+    if "\x00" in text:
+        raise PolicyError("policy file holds a NUL character", path=str(path))
     try:
         data = yaml.load(text, Loader=PolicyLoader)
+    except RecursionError:
+        raise PolicyError(f"invalid YAML: nested deeper than {MAX_DEPTH} levels",
+                          path=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from lethe.audit.chain import Verdict
+from lethe.audit.events import RetentionBatch
 from lethe.audit.log import timestamp
 from lethe.control.history import RunRecord, runs_between
 from lethe.control.requests import RequestRecord, RequestStore
@@ -59,6 +60,8 @@ def _evidence(rt: Runtime, runs: list[RunRecord]) -> dict[StepKey, int]:
     since = timestamp(min(r.started_at for r in runs))
     found: dict[StepKey, int] = {}
     for entry in rt.audit.entries(action="retention", since=since):
+        if entry.action == RetentionBatch.names[0]:
+            continue  # one unit of a step's work; the step's own entry sums them
         details = json.loads(entry.details)
         if details.get("run") in wanted:
             found[(details["run"], details["dataset"], details["rule"], details["action"],

@@ -15,6 +15,11 @@ from typing import Any, Protocol, runtime_checkable
 
 Value = Any  # a bound parameter value; never spliced into a statement
 
+# Told what a unit of work is about to commit (rows, and rows cascaded per child label),
+# inside its transaction and before the commit: the run's record is written first, so
+# nothing is deleted that the record does not cover. Raising rolls the work back.
+Journal = Callable[[int, Mapping[str, int]], None]
+
 
 class Condition:
     """Base of the condition tree (frozen dataclasses below)."""
@@ -185,6 +190,7 @@ class Sweep:
     # False: a batch's commit need not wait for its log to reach the disk; the caller
     # calls the store's `flush` before it tells anyone (audit, certificate) what went.
     durable: bool = True
+    journal: Journal | None = None  # told each batch's rows before the batch commits
 
 
 @dataclass(frozen=True)
@@ -294,8 +300,8 @@ class RowStore(Protocol):
     def count_in_partition(self, table: str, partition: str, where: Condition) -> int: ...
 
     def drop_partitions(self, table: str, partitions: Sequence[str],
-                        held: Callable[[], Condition], *,
-                        estimate: bool = False) -> PartitionDrops:
+                        held: Callable[[], Condition], *, estimate: bool = False,
+                        journal: Journal | None = None) -> PartitionDrops:
         """Detach and drop each partition in a transaction of its own, unless a row that
         the holds read after the detach (`held()`) keep is in it (then it stays
         attached); for each dropped one, (rows it held, whether that figure is the
@@ -306,7 +312,7 @@ class RowStore(Protocol):
 
     def archive_partition(self, table: str, partition: str, held: Callable[[], Condition],
                           write: Callable[[tuple[str, ...], list[tuple[Any, ...]]], None],
-                          chunk_rows: int) -> int | None:
+                          chunk_rows: int, journal: Journal | None = None) -> int | None:
         """In one transaction: lock the partition against writes, hand its rows to `write`
         `chunk_rows` at a time (it stores and verifies them, or raises), detach it, read
         the holds again and drop it. None (nothing dropped) when a held row is in it;

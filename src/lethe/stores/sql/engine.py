@@ -12,6 +12,7 @@ caches), so the parts in the sibling modules can be written as small mixins over
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,18 +36,28 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def sqlite_busy_timeout() -> float:
+    """Seconds a SQLite connection waits for another process's write lock (default 30;
+    LETHE_SQLITE_BUSY_TIMEOUT overrides it)."""
+    try:
+        return max(float(os.environ.get("LETHE_SQLITE_BUSY_TIMEOUT", "30")), 0.0)
+    except ValueError:
+        return 30.0
+
+
 def create_sql_engine(url: str, *, wal: bool = False) -> Engine:
     """`wal`: put a SQLite file in WAL mode (only for lethe's own control store: an
     application's database keeps the journal mode its owners chose)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        busy = sqlite_busy_timeout()
+        engine = sa.create_engine(url, connect_args={"timeout": busy})
 
         @event.listens_for(engine, "connect")
         def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
             # Let SQLAlchemy, not pysqlite, decide where transactions begin.
             dbapi_connection.isolation_level = None
-            dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+            dbapi_connection.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
             if wal and ":memory:" not in url:
                 dbapi_connection.execute("PRAGMA journal_mode = WAL")
 
@@ -70,6 +81,9 @@ def describe_db_error(exc: SQLAlchemyError, what: str) -> str:
         # Classes 22 (data exceptions) echo the offending value: keep only the code.
         detail = primary if sqlstate[:2] in {"23", "40", "42", "53", "55", "57", "08"} else ""
         return f"{what}: database error {sqlstate} {detail}".rstrip()
+    if orig is not None and "database is locked" in str(orig):
+        return (f"{what}: the database is locked by another process "
+                f"(waited {sqlite_busy_timeout():g} s for its write lock)")
     if orig is not None:
         return f"{what}: {type(orig).__name__}: {str(orig).splitlines()[0]}"
     return f"{what}: {type(exc).__name__}"

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from lethe.errors import StoreError
-from lethe.stores.base import FALSE, Condition, Partition, PartitionDrops
+from lethe.stores.base import FALSE, Condition, Journal, Partition, PartitionDrops
 from lethe.stores.sql.compile import Compiler
 
 # SQL sent as written: without parameters the driver must not read `%` in a name as one
@@ -82,8 +82,8 @@ class Partitions(Compiler):
                                     .where(self.compile(where, table, part))).scalar_one())
 
     def drop_partitions(self, table: str, partitions: Sequence[str],
-                        held: Callable[[], Condition], *,
-                        estimate: bool = False) -> PartitionDrops:
+                        held: Callable[[], Condition], *, estimate: bool = False,
+                        journal: Journal | None = None) -> PartitionDrops:
         dropped: dict[str, tuple[int, bool]] = {}
         what = f"dropping a partition of {table}"
         stopped = None
@@ -98,6 +98,8 @@ class Partitions(Compiler):
                     with conn.begin():
                         outcome = self._drop_partition(conn, table, name, held,
                                                        estimates.get(name))
+                        if outcome is not None and journal is not None:
+                            journal(outcome[0], {})  # recorded before the drop commits
                     if outcome is not None:
                         dropped[name] = outcome
         except StoreError as exc:  # e.g. the lock was not granted in time
@@ -146,7 +148,7 @@ class Partitions(Compiler):
 
     def archive_partition(self, table: str, partition: str, held: Callable[[], Condition],
                           write: Callable[[tuple[str, ...], list[tuple[Any, ...]]], None],
-                          chunk_rows: int) -> int | None:
+                          chunk_rows: int, journal: Journal | None = None) -> int | None:
         part, child = self._partition(table, partition), self._quoted(partition)
         rows = 0
         with self._errors(f"archiving a partition of {table}"), \
@@ -172,6 +174,8 @@ class Partitions(Compiler):
                 conn.rollback()
                 return None
             conn.execute(sa.text(f"DROP TABLE {child}"))
+            if journal is not None:
+                journal(rows, {})  # recorded before the drop commits
         self._removed[table] = self._removed.get(table, 0) + rows
         return rows
 

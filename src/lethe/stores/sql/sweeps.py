@@ -81,6 +81,8 @@ class Sweeps(Compiler):
             tally = None if sweep.tally is None else self.column(t, sweep.tally, sweep.table)
             rows = self._apply(conn, t, sweep.table, key, in_window, sweep.effect,
                                tally, tallies)
+            if sweep.journal is not None and (rows or any(cascaded.values())):
+                sweep.journal(rows, cascaded)  # recorded first; raising rolls this back
         if isinstance(sweep.effect, Delete | Archive):
             self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
         if span is not None:
