@@ -276,7 +276,7 @@ class AuditPolicy(Strict):
     """Where the signing key lives, how often to checkpoint, how long entries are kept."""
 
     key: str = ".lethe/organization.key"
-    checkpoint_every: int = Field(default=1000, ge=1)
+    checkpoint_every: int = Field(default=1000, ge=1, strict=True)  # "5" is not a number
     retention: DurationField = Duration(7, "y")
 
 
