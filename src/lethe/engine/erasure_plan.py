@@ -121,6 +121,41 @@ class Tally(Protocol):
     def erased(self, action: EraseRows, result: Erased) -> None: ...
 
 
+@dataclass(frozen=True)
+class Owner:
+    """How a dataset's rows name their subject: `column`'s value, mapped by `of`."""
+
+    column: str
+    of: Mapping[str, str]  # column value (as text) -> subject key (as text)
+
+
+def plan_owners(rt: Runtime, builder: StepBuilder, plan: ErasurePlan) -> dict[str, Owner]:
+    """For every dataset of the plan, how its rows (and rows archived out of it) name
+    their subject: parent rows are read now, so call it before anything goes."""
+    identity = {str(k): str(k) for k in plan.keys}
+    owners = {plan.subject: Owner(builder.keys[plan.subject], identity)}
+    for name in reversed(list(plan.where)):  # parents first
+        parent = plan.parents.get(name)
+        links = rt.policy.datasets[name].belongs_to
+        if parent is not None:
+            owners[name] = _owner(rt, builder, plan, parent, links[parent], owners)
+        elif plan.subject in links:  # linked to the subject directly, and to others
+            owners[name] = Owner(links[plan.subject], identity)
+    return owners
+
+
+def _owner(rt: Runtime, builder: StepBuilder, plan: ErasurePlan, parent: str, column: str,
+           owners: Mapping[str, Owner]) -> Owner:
+    if parent == plan.subject:
+        return Owner(column, owners[parent].of)
+    above = owners[parent]
+    pairs = rt.catalog.store_of(parent).select(
+        rt.policy.datasets[parent].table or "", [builder.keys[parent], above.column],
+        plan.where[parent])
+    return Owner(column, {str(key): above.of[str(up)] for key, up in pairs
+                          if str(up) in above.of})
+
+
 def build_erasure_plan(rt: Runtime, builder: StepBuilder, subject_kind: str,
                        keys: Sequence[Value]) -> ErasurePlan:
     """The erasure of the subjects whose rows have these keys, over every store."""

@@ -5,10 +5,11 @@ When a deleting step (a `delete` rule, or the purge of rows soft-deleted past
 dataset's own steps, one line per thing that goes with those subjects outside the SQL
 cascades: `shred` (their data keys, when a linked dataset is `erasure: shred`), `remove`
 (their objects and Redis keys, per keyed dataset with `erasure: delete`) and
-`remove-archived` (rows an `archive` rule already moved out of the subject table or a
-direct child). Each line's `parent` is the subject dataset. Planning counts them with the
-same code that runs them (`reach`, `dry=True`), so plan and run agree; verification
-counts them again.
+`remove-archived` (rows an `archive` rule already moved out of the subject table or any
+dataset below it that goes with it; below a direct child, the rows in between are read
+to tell whose an archived row is). Each line's `parent` is the subject dataset.
+Planning counts them with the same code that runs them (`reach`, `dry=True`), so plan
+and run agree; verification counts them again.
 
 The subjects concerned are the rows the subject dataset's deleting steps will remove:
 due, not blocked by a foreign key, not held (a hold on any linked row keeps the subject).
@@ -21,6 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from lethe.crypto.keys import live_subjects
+from lethe.engine.erasure_plan import build_erasure_plan, plan_owners
 from lethe.engine.executor import Executor
 from lethe.engine.steps import Step, StepBuilder
 from lethe.engine.subjects import SubjectReach, SubjectRow
@@ -117,13 +119,29 @@ def reach(rt: Runtime, builder: StepBuilder, step: Step, *, dry: bool,
                                                    dry=dry)
             return Reached(sum(removed.values()), kept + sum(by_key.values()))
         column = subjects.archived[step.dataset]
-        owners = {m: m for m, _ in free}
+        owners = _archive_owners(rt, builder, kind, step.dataset,
+                                 [row[key] for _, row in free])
         taken = sum(subjects.remove_archived(step.dataset, column, owners, holds,
                                              dry=dry).values())
-        if dry and archiving and free:
-            taken += _to_archive(rt, builder, holds, step.dataset, column,
-                                 tuple(row[key] for _, row in free))
+        if dry and archiving and owners:
+            taken += _to_archive(rt, builder, holds, step.dataset, column, tuple(owners))
         return Reached(taken, 0)
+
+
+def _archive_owners(rt: Runtime, builder: StepBuilder, kind: str, name: str,
+                    keys: list[object]) -> dict[str, str]:
+    """Values of `name`'s archive column that belong to these subjects -> subject key. A
+    dataset naming the subject directly needs no lookup; below a child, the rows in
+    between are read (they are still there: the purge cascades after this line)."""
+    if not keys:
+        return {}
+    ds = rt.policy.datasets[name]
+    subject = rt.policy.subjects[kind].dataset
+    if name == subject or subject in ds.belongs_to:
+        return {str(k): str(k) for k in keys}
+    plan = build_erasure_plan(rt, builder, kind, keys)
+    owner = plan_owners(rt, builder, plan).get(name)
+    return dict(owner.of) if owner is not None else {}
 
 
 def _to_archive(rt: Runtime, builder: StepBuilder, holds: HoldScopes, name: str,

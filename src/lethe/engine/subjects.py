@@ -39,18 +39,25 @@ def keyed_datasets(rt: Runtime, subject_kind: str) -> dict[str, CacheDatasets | 
 
 
 def archived_links(rt: Runtime, subject: str, key: str) -> dict[str, str]:
-    """Datasets whose `archive` rules moved rows out of the table that name a subject row
-    directly and go with it: the subject dataset (by its key) and its direct `belongs_to`
-    children with `erasure: delete` (by the link column; `retain` keeps them, archived
-    or not). Dataset -> the column naming the subject."""
+    """Datasets whose `archive` rules moved rows out of a table whose rows go with a
+    subject row: the subject dataset (by its key) and every dataset below it through
+    `belongs_to` links of datasets with `erasure: delete` (`retain` keeps its rows,
+    archived or not). Dataset -> the column its rows name their parent (the subject,
+    or for a grandchild, the dataset above it) by."""
     found: dict[str, str] = {}
-    for name, ds in rt.policy.datasets.items():
-        if not any(r.action == "archive" and r.to for r in ds.retention):
-            continue
-        if name == subject:
-            found[name] = key
-        elif subject in ds.belongs_to and ds.erasure == "delete":
-            found[name] = ds.belongs_to[subject]
+    reached, todo = {subject}, [subject]
+    while todo:
+        parent = todo.pop()
+        for link in rt.catalog.graph.children(parent):
+            child = rt.policy.datasets[link.child]
+            if link.child in reached or child.erasure != "delete":
+                continue
+            reached.add(link.child)
+            todo.append(link.child)
+            if any(r.action == "archive" and r.to for r in child.retention):
+                found[link.child] = child.belongs_to.get(subject, child.belongs_to[parent])
+    if any(r.action == "archive" and r.to for r in rt.policy.datasets[subject].retention):
+        found[subject] = key
     return found
 
 

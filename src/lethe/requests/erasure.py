@@ -23,7 +23,14 @@ from lethe.audit.events import KeysShredded, RequestErased, RequestStep
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED
 from lethe.control.tx import transaction
-from lethe.engine.erasure_plan import Erased, EraseRows, RemoveKeyed, build_erasure_plan
+from lethe.engine.erasure_plan import (
+    Erased,
+    EraseRows,
+    Owner,
+    RemoveKeyed,
+    build_erasure_plan,
+    plan_owners,
+)
 from lethe.engine.executor import Executor, SweepRows
 from lethe.engine.plan import builder_for
 from lethe.engine.steps import StepBuilder
@@ -38,7 +45,7 @@ from lethe.requests.records import (
     requests_of,
     transition_many,
 )
-from lethe.requests.subjects import Owner, Subject, certify, groupable, held_note
+from lethe.requests.subjects import Subject, certify, groupable, held_note
 from lethe.runtime import Runtime
 from lethe.stores.base import (
     FALSE,
@@ -87,30 +94,12 @@ class Group:
     def _owners(self) -> dict[str, Owner]:
         """How to tell each dataset's rows apart by subject (a group of more than one, or
         archived rows to find); parent rows are read before anything goes."""
-        identity = {str(k): str(k) for k in self.keys}
-        owners = {self.subject: Owner(self.builder.keys[self.subject], identity)}
         archived = any(isinstance(a, EraseRows) and a.archive_column is not None
                        for a in self.plan.actions)
         if self.single and not archived:
-            return owners
-        for name in reversed(list(self.where)):  # parents first
-            parent = self.plan.parents.get(name)
-            links = self.policy.datasets[name].belongs_to
-            if parent is not None:
-                owners[name] = self._owner(parent, links[parent], owners)
-            elif self.subject in links:  # linked to the subject directly, and to others
-                owners[name] = Owner(links[self.subject], identity)
-        return owners
-
-    def _owner(self, parent: str, column: str, owners: Mapping[str, Owner]) -> Owner:
-        if parent == self.subject:
-            return Owner(column, owners[parent].of)
-        above = owners[parent]
-        pds = self.policy.datasets[parent]
-        pairs = self.rt.catalog.store_of(parent).select(
-            pds.table or "", [self.builder.keys[parent], above.column], self.where[parent])
-        of = {str(key): above.of[str(up)] for key, up in pairs if str(up) in above.of}
-        return Owner(column, of)
+            identity = {str(k): str(k) for k in self.keys}
+            return {self.subject: Owner(self.builder.keys[self.subject], identity)}
+        return plan_owners(self.rt, self.builder, self.plan)
 
     def _table(self, name: str) -> str:
         return self.policy.datasets[name].table or ""

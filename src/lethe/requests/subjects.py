@@ -5,7 +5,7 @@ that says which holds keep it open.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,14 +91,6 @@ def held_note(subject: Subject, holds: Sequence[Hold]) -> str:
     names = ", ".join(f"hold {h.id} ({h.scope_kind})" for h in relevant)
     where = ", ".join(f"{n}: {c}" for n, c in held.items() if c)
     return f"held by {names}; rows kept: {where}"
-
-
-@dataclass(frozen=True)
-class Owner:
-    """How a dataset's rows name their subject: `column`'s value, mapped by `of`."""
-
-    column: str
-    of: Mapping[str, str]  # column value (as text) -> subject key (as text)
 
 
 def groupable(policy: Policy, order: Sequence[str], subject: str) -> bool:
