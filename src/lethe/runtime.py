@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from lethe.audit.identity import local_actor, local_source
 from lethe.audit.log import AuditLog, AuditSettings
+from lethe.audit.witness import Witness, open_witness
 from lethe.catalog import Catalog, open_catalog, require_schema
 from lethe.clock import Clock
 from lethe.control.store import ControlStore
@@ -37,6 +38,21 @@ class Compiling(Protocol):
     def keys(self) -> Mapping[str, str]: ...
 
 
+def witness_of(policy: Policy, url: str | None = None) -> Witness | None:
+    """The policy's audit witness (or `url`'s); S3 objects stay locked for as long as
+    the policy keeps audit entries."""
+    url = url or policy.audit.witness
+    if not url:
+        return None
+
+    def retain_until() -> datetime:
+        now = datetime.now(UTC)
+        cutoff = policy.audit.retention.before(now)  # None: kept forever (a century here)
+        return now + (timedelta(days=36_525) if cutoff is None else now - cutoff)
+
+    return open_witness(url, retain_until=retain_until)
+
+
 @dataclass
 class Runtime:
     policy: Policy
@@ -53,7 +69,7 @@ class Runtime:
              source: str | None = None) -> Runtime:
         control = ControlStore(policy.control)
         settings = AuditSettings(policy.organization, key_path(Path(policy.audit.key)),
-                                 policy.audit.checkpoint_every)
+                                 policy.audit.checkpoint_every, witness_of(policy))
         audit = AuditLog(control.engine, settings, actor=actor or local_actor(),
                          source=source or local_source())
         return cls(policy, clock or Clock(), open_catalog(policy), control, audit)

@@ -100,10 +100,14 @@ class Verdict:
     first_bad: int | None
     reason: str | None = None
     checkpoints: int = 0
+    witnessed: int | None = None  # the witnessed checkpoint checked against, if any
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "entries": self.entries, "first_bad": self.first_bad,
+        data = {"ok": self.ok, "entries": self.entries, "first_bad": self.first_bad,
                 "reason": self.reason, "checkpoints": self.checkpoints}
+        if self.witnessed is not None:
+            data["witnessed"] = self.witnessed
+        return data
 
 
 def verify_chain(rows: Iterable[tuple[Any, ...]], checkpoints: Iterable[Checkpoint], *,

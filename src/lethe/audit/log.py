@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from lethe.audit.chain import (
     verify_chain,
 )
 from lethe.audit.events import AuditEvent, AuditPruned, require_registered
+from lethe.audit.witness import Witness
 from lethe.control.schema import audit, audit_checkpoints
 from lethe.control.tx import joined, transaction
 from lethe.crypto.signing import ensure_key, key_id, load_key, public_pem, sign
@@ -90,6 +91,7 @@ class AuditSettings:
     organization: str
     key_path: Path
     checkpoint_every: int = 1000
+    witness: Witness | None = None  # where signed checkpoints also go (audit.witness)
 
 
 class AuditLog:
@@ -101,6 +103,7 @@ class AuditLog:
         self.source = clean(source)
         self._key: Ed25519PrivateKey | None = None
         self._pepper: bytes | None = None
+        self._witnessed = 0  # the highest checkpoint this process handed to the witness
 
     def acting_as(self, actor: str, source: str) -> AuditLog:
         """The same log, written in someone else's name (an API key, a worker): the
@@ -144,6 +147,8 @@ class AuditLog:
         written: list[Entry] = []
         if not events:
             return written
+        own = conn is None
+        signed: list[Checkpoint] = []
         with self._locked("appending to the audit log", conn) as conn:
             seq, prev = self._head(conn)
             at = timestamp()  # one instant for the whole append
@@ -160,8 +165,19 @@ class AuditLog:
             conn.execute(audit.insert(), rows)
             for entry in written:
                 if entry.seq % self.settings.checkpoint_every == 0:
-                    self._write_checkpoint(conn, entry.seq, entry.hash)
+                    signed.append(self._write_checkpoint(conn, entry.seq, entry.hash))
+        if own:  # committed: witnessed now (in the caller's transaction, the end-of-run
+            self._witness(signed)  # checkpoint, signed after its commit, covers them)
         return written
+
+    def _witness(self, marks: Sequence[Checkpoint]) -> None:
+        """Hand committed checkpoints to the witness, if one is configured."""
+        if self.settings.witness is None:
+            return
+        for mark in marks:
+            if mark.seq > self._witnessed:
+                self.settings.witness.publish(mark)
+                self._witnessed = mark.seq
 
     def _head(self, conn: Connection) -> tuple[int, str]:
         row = conn.execute(sa.select(audit.c.seq, audit.c.hash)
@@ -182,17 +198,20 @@ class AuditLog:
         return mark
 
     def checkpoint(self) -> Checkpoint | None:
-        """Sign the current head unless it is already signed (end of every run)."""
+        """Sign the current head unless it is already signed (end of every run), and hand
+        the head's checkpoint to the witness. The new checkpoint, if one was made."""
         with self._locked("writing an audit checkpoint") as conn:
             row = conn.execute(sa.select(audit.c.seq, audit.c.hash)
                                .order_by(audit.c.seq.desc()).limit(1)).first()
             if row is None:
                 return None
-            signed = conn.execute(sa.select(audit_checkpoints.c.seq)
+            signed = conn.execute(sa.select(audit_checkpoints)
                                   .where(audit_checkpoints.c.seq == row.seq)).first()
-            if signed is not None:
-                return None
-            return self._write_checkpoint(conn, int(row.seq), str(row.hash))
+            head = self._write_checkpoint(conn, int(row.seq), str(row.hash)) \
+                if signed is None else Checkpoint(*signed)
+            made = head if signed is None else None
+        self._witness([head])
+        return made
 
     # -- reading ------------------------------------------------------------------------
     def _read(self, what: str) -> AbstractContextManager[Connection]:
@@ -238,11 +257,29 @@ class AuditLog:
     def public_key_pem(self) -> str:
         return public_pem(load_key(self.settings.key_path))
 
-    def verify(self, public_key: Any | None = None) -> Verdict:
-        """Verify the stored chain against the checkpoints and the organization's key.
-        A log with nothing in it yet is valid and needs no key (a fresh control store,
-        before `lethe init` made one)."""
+    def verify(self, public_key: Any | None = None, witness: Witness | None = None) -> Verdict:
+        """Verify the stored chain against the checkpoints and the organization's key,
+        and, given a witness, against the latest checkpoint it holds (so a tail cut off
+        together with the checkpoint rows that covered it is caught). A log with nothing
+        in it yet is valid and needs no key (a fresh control store, before `lethe init`
+        made one)."""
         marks = self.checkpoints()
+        witnessed = None
+        if witness is not None:
+            witnessed = witness.latest()
+            if witnessed is None and marks:
+                return Verdict(False, 0, None, "the witness holds no checkpoint", len(marks))
+            if witnessed is not None:
+                stored = next((m for m in marks if m.seq == witnessed.seq), None)
+                if stored is not None and stored != witnessed:
+                    return Verdict(False, 0, witnessed.seq, "checkpoint differs from the "
+                                   "witnessed one", len(marks), witnessed.seq)
+                if stored is None:
+                    marks.append(witnessed)
+        verdict = self._verify(marks, public_key)
+        return replace(verdict, witnessed=witnessed.seq if witnessed else None)
+
+    def _verify(self, marks: list[Checkpoint], public_key: Any | None) -> Verdict:
         if public_key is None and not marks and not self.settings.key_path.exists():
             with self._read("verifying the audit log") as conn:
                 if conn.execute(sa.select(audit.c.seq).limit(1)).first() is None:

@@ -27,6 +27,10 @@ def verify(ctx: typer.Context,
            public_key: Annotated[Path | None, typer.Option(
                "--public-key", help="PEM public key to trust (default: the organization's "
                "key, or the one inside --file).")] = None,
+           witness: Annotated[str | None, typer.Option(
+               "--witness", help="Check against the latest checkpoint this witness holds "
+               "(file:///path or s3://bucket/prefix?…; default: the policy's "
+               "audit.witness).")] = None,
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Check every link and checkpoint; exit 1 naming the first bad sequence number."""
     s = settings(ctx, policy, json_out, now)
@@ -35,12 +39,14 @@ def verify(ctx: typer.Context,
         verdict = verify_file(file, pem)
     else:
         with open_runtime(s) as rt:
-            verdict = verify_chain(rt, pem)
+            verdict = verify_chain(rt, pem, witness)
     if s.json:
         emit_json(verdict.as_dict())
     elif verdict.ok:
+        witnessed = "" if verdict.witnessed is None else \
+            f", witnessed up to {verdict.witnessed}"
         stdout.print(f"audit log ok: {verdict.entries} entries, "
-                     f"{verdict.checkpoints} signed checkpoints")
+                     f"{verdict.checkpoints} signed checkpoints{witnessed}")
     else:
         stdout.print(f"audit log BROKEN at sequence {verdict.first_bad}: {verdict.reason} "
                      f"({verdict.entries} entries verified before it)")

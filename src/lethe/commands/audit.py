@@ -20,7 +20,7 @@ from lethe.commands.holds import list_holds
 from lethe.commands.keys import workspace_actors
 from lethe.commands.requests import list_requests
 from lethe.crypto.signing import load_public
-from lethe.runtime import Runtime
+from lethe.runtime import Runtime, witness_of
 
 
 def workspace_view(rt: Runtime, workspace: str) -> tuple[list[str], list[str]]:
@@ -44,10 +44,13 @@ def entries(rt: Runtime, *, since: datetime | None = None, until: datetime | Non
         visible=None if workspace is None else workspace_view(rt, workspace))
 
 
-def verify_chain(rt: Runtime, public_key_pem: str | None = None) -> Verdict:
+def verify_chain(rt: Runtime, public_key_pem: str | None = None,
+                 witness: str | None = None) -> Verdict:
     """Check every link and checkpoint of the stored log, against the given PEM public
-    key or else the organization's own."""
-    return rt.audit.verify(load_public(public_key_pem) if public_key_pem else None)
+    key or else the organization's own, and against the latest checkpoint of `witness`
+    (a URL; default: the policy's `audit.witness`, if any)."""
+    return rt.audit.verify(load_public(public_key_pem) if public_key_pem else None,
+                           witness_of(rt.policy, witness))
 
 
 def verify_file(path: Path, public_key_pem: str | None = None) -> Verdict:

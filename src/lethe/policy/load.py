@@ -141,8 +141,14 @@ def parse_policy(data: Any, *, base: Path | None = None, source: str = "policy")
         stores = {name: store.model_copy(update={"url": _resolve_relative(store.url, base)})
                   for name, store in policy.stores.items()}
         key = Path(policy.audit.key)
-        audit = policy.audit.model_copy(update={"key": str(key if key.is_absolute()
-                                                              else (base / key).resolve())})
+        witness = policy.audit.witness
+        if witness and not witness.startswith(("s3://", "stdout")) and witness != "-":
+            witness = "file://" + str(_resolve_relative(
+                witness if witness.startswith("file://") else f"file://{witness}", base)
+                .removeprefix("file://"))
+        audit = policy.audit.model_copy(update={
+            "key": str(key if key.is_absolute() else (base / key).resolve()),
+            "witness": witness})
         kek = Path(policy.encryption.kek_file)
         encryption = policy.encryption.model_copy(update={
             "kek_file": str(kek if kek.is_absolute() else (base / kek).resolve())})

@@ -278,6 +278,8 @@ class AuditPolicy(Strict):
     key: str = ".lethe/organization.key"
     checkpoint_every: int = Field(default=1000, ge=1, strict=True)  # "5" is not a number
     retention: DurationField = Duration(7, "y")
+    # where every signed checkpoint also goes: file:///path, s3://bucket/prefix?…, stdout
+    witness: str | None = None
 
 
 class Residency(Strict):
