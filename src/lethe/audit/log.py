@@ -262,9 +262,12 @@ class AuditLog:
         and, given a witness, against the latest checkpoint it holds (so a tail cut off
         together with the checkpoint rows that covered it is caught). A log with nothing
         in it yet is valid and needs no key (a fresh control store, before `lethe init`
-        made one)."""
+        made one). Without `witness`, the configured one, when it can be read back."""
         marks = self.checkpoints()
         witnessed = None
+        if witness is None and self.settings.witness is not None \
+                and self.settings.witness.readable:
+            witness = self.settings.witness
         if witness is not None:
             witnessed = witness.latest()
             if witnessed is None and marks:

@@ -35,6 +35,8 @@ FIELDS = ("seq", "head_hash", "at", "key_id", "signature")
 
 
 class Witness(Protocol):
+    readable: bool  # `latest` can be asked (not so for stdout)
+
     def publish(self, mark: Checkpoint) -> None:
         """Keep this checkpoint; raise when it could not be kept."""
 
@@ -56,6 +58,8 @@ def _parse(text: str, where: str) -> Checkpoint:
 
 
 class FileWitness:
+    readable = True
+
     def __init__(self, path: Path) -> None:
         self.path = path
 
@@ -84,6 +88,8 @@ class FileWitness:
 
 
 class StdoutWitness:
+    readable = False
+
     def publish(self, mark: Checkpoint) -> None:
         print(_line(mark), file=sys.stdout, flush=True)
 
@@ -93,6 +99,8 @@ class StdoutWitness:
 
 
 class S3Witness:
+    readable = True
+
     def __init__(self, url: str, retain_until: Any) -> None:
         import boto3
         from botocore.config import Config

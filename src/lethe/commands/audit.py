@@ -48,9 +48,9 @@ def verify_chain(rt: Runtime, public_key_pem: str | None = None,
                  witness: str | None = None) -> Verdict:
     """Check every link and checkpoint of the stored log, against the given PEM public
     key or else the organization's own, and against the latest checkpoint of `witness`
-    (a URL; default: the policy's `audit.witness`, if any)."""
+    (a URL; default: the policy's `audit.witness`, unless it is `stdout`)."""
     return rt.audit.verify(load_public(public_key_pem) if public_key_pem else None,
-                           witness_of(rt.policy, witness))
+                           witness_of(rt.policy, witness) if witness else None)
 
 
 def verify_file(path: Path, public_key_pem: str | None = None) -> Verdict:
