@@ -49,11 +49,13 @@ def test_a_version_9_store_gains_the_estimated_flag_and_keeps_its_runs(app_url: 
         owner=RunOwner("machine", 4242))
     control.record_action(run, 0, done=3, estimated=True)
     control.progress(run, {0: 2})
+    control.finish_run(run, "completed_with_errors")  # 21 characters: too long before 11
     record = control.run(run)
     control.close()
     [action] = record["actions"]
     assert action["done"] == 5 and action["batches"] == 1 and action["estimated"] is True
     assert (record["machine"], record["pid"]) == ("machine", 4242)
+    assert record["status"] == "completed_with_errors"
     assert record["alive_at"] is not None
 
 

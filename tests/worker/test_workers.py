@@ -200,3 +200,45 @@ def test_metrics_endpoint_reports_the_work(setup: tuple[Path, sa.Engine]) -> Non
         proc.send_signal(signal.SIGTERM)
         out, _err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and json.loads(out)["stopped"] is True
+
+
+def test_an_occurrence_whose_step_fails_runs_once(postgres_url: str, tmp_path: Path) -> None:
+    """Issue 17, item 8: one occurrence of a schedule is executed by one worker. A unit
+    whose run fails (here the store's role may not delete from one table) used to be
+    handed back and run again by every worker, over and over: `--once` never ended."""
+    role = f"lethe_limited_{os.getpid()}"
+    engine = sa.create_engine(normalize_url(postgres_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+        for table in ("t_ok", "t_denied"):
+            conn.execute(sa.text(f"CREATE TABLE {table} (id bigint PRIMARY KEY, at timestamptz)"))
+            conn.execute(sa.text(f"INSERT INTO {table} SELECT g, TIMESTAMPTZ '2026-01-01' "
+                                 "FROM generate_series(1, 500) g"))
+            conn.execute(sa.text(f"GRANT SELECT ON {table} TO {role}"))
+        conn.execute(sa.text(f"GRANT DELETE ON t_ok TO {role}"))
+    app = sa.engine.make_url(normalize_url(postgres_url)).set(username=role) \
+        .render_as_string(hide_password=False).replace("postgresql+psycopg", "postgresql")
+    datasets = "\n".join(f"  {t}: {{store: app, table: {t}, class: operational, "
+                         f"retention: [{{keep: 30d, after: at}}]}}" for t in ("t_ok", "t_denied"))
+    policy = tmp_path / "lethe.yaml"
+    policy.write_text(POLICY.format(url=postgres_url, datasets=datasets).replace(
+        f'stores: {{app: {{url: "{postgres_url}"}}}}', f'stores: {{app: {{url: "{app}"}}}}'),
+        encoding="utf-8")
+    try:
+        procs = [_worker(policy, "--name", f"w{i}", "--poll-seconds", "0.2") for i in range(3)]
+        results = [_result(p, timeout=120) for p in procs]  # --once ends
+        units = [u for r in results for u in r["units"]]
+        assert sorted((u["dataset"], u["status"]) for u in units) == [
+            ("t_denied", "failed"), ("t_ok", "done")]
+        with engine.connect() as conn:
+            runs = conn.execute(sa.text("SELECT datasets, status FROM lethe_runs")).all()
+            left = conn.execute(sa.text("SELECT count(*) FROM t_denied")).scalar_one()
+            states = dict(conn.execute(sa.text("SELECT unit, state FROM lethe_leases")).all())
+        assert sorted(runs) == [('["t_denied"]', "completed_with_errors"),
+                                ('["t_ok"]', "completed")]
+        assert left == 500 and set(states.values()) == {"done"}
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP OWNED BY {role}"))
+            conn.execute(sa.text(f"DROP ROLE {role}"))
+        engine.dispose()

@@ -27,7 +27,9 @@ runs = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("now", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),  # running | completed | failed
+    # running | completed | completed_with_errors | failed | stopped | interrupted
+    # (20 characters before migration 11: `completed_with_errors` did not fit on PostgreSQL)
+    sa.Column("status", sa.String(40), nullable=False),
     sa.Column("actor", sa.String(200), nullable=False),
     sa.Column("host", sa.String(200), nullable=False),
     sa.Column("datasets", sa.Text, nullable=False),  # JSON list of dataset names
@@ -138,8 +140,9 @@ def _create_initial(conn: Connection) -> None:
     # runs and run actions as migration 1 made them: later migrations add their columns
     later = {"estimated", "machine", "pid", "alive_at"}
     first = sa.MetaData()
-    sa.Table(runs.name, first,  # what the foreign key names
-             *(c._copy() for c in runs.columns if c.name not in later)).create(conn)
+    sa.Table(runs.name, first,  # what the foreign key names (status: migration 11 widens it)
+             *(sa.Column("status", sa.String(20), nullable=False) if c.name == "status"
+               else c._copy() for c in runs.columns if c.name not in later)).create(conn)
     sa.Table(run_actions.name, first,
              *(c._copy() for c in run_actions.columns if c.name not in later)).create(conn)
     holds.create(conn)
@@ -273,6 +276,8 @@ def _add_run_owner(conn: Connection) -> None:
         if conn.dialect.name == "postgresql" and column.startswith("alive_at"):
             column = "alive_at TIMESTAMP WITH TIME ZONE"
         conn.execute(sa.text(f"ALTER TABLE lethe_runs ADD COLUMN {column}"))
+    if conn.dialect.name == "postgresql":  # SQLite does not enforce a VARCHAR's length
+        conn.execute(sa.text("ALTER TABLE lethe_runs ALTER COLUMN status TYPE VARCHAR(40)"))
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
@@ -286,5 +291,6 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "authorised residency transfers", _create_transfers),
     (9, "certificates of deletion", _create_certificates),
     (10, "run actions say when a count is an estimate", _add_estimated_flag),
-    (11, "runs name their process, which records when it was last alive", _add_run_owner),
+    (11, "runs name their process and when it was last alive; longer statuses",
+     _add_run_owner),
 ]

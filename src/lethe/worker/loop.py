@@ -44,7 +44,9 @@ class UnitReport:
     done: int
     verified: bool
     takeover: bool
-    status: str  # done | failed (released, retried later) | stopped | lost
+    # done | failed (ran, a step failed or did not verify: not run again this occurrence;
+    # or could not start: released, tried again later) | stopped | lost
+    status: str
 
     def as_dict(self) -> dict[str, Any]:
         return {"unit": self.unit, "dataset": self.dataset, "done": self.done,
@@ -140,14 +142,14 @@ class Worker:
             if not action.verified:
                 self.metrics.verification_failures.labels(action.planned.step.dataset).inc()
         done = sum(a.done for a in result.actions)
-        if not result.ok:  # a step failed or did not verify: not done, try again later
-            self.leases.release(unit.name, o.holder, after=o.poll_seconds * 6)
-            return UnitReport(unit.name, unit.dataset, done, False, takeover, "failed")
+        # The occurrence ran, whatever its outcome: it is not run again by anyone (a step
+        # that failed or did not verify says so in the run's record and audit entries,
+        # and the schedule's next occurrence takes up what is left).
         finished = self.leases.finish(unit.name, o.holder)
         if finished:
             self.metrics.units.labels("schedule").inc()
-        return UnitReport(unit.name, unit.dataset, done, True, takeover,
-                          "done" if finished else "lost")
+        status = ("done" if result.ok else "failed") if finished else "lost"
+        return UnitReport(unit.name, unit.dataset, done, result.ok, takeover, status)
 
     def schedules_once(self, report: WorkerReport) -> bool:
         """One pass over the current units; True when every one of them is done."""
