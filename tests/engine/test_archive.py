@@ -271,7 +271,7 @@ def test_settle_keeps_a_committed_chunk_when_the_app_wrote_one_row_again(
 
 
 def test_times_compare_as_instants_whatever_their_offset() -> None:
-    from lethe.engine.archive import _comparable
+    from lethe.stores.archive_format import comparable_line as _comparable
 
     utc = json.dumps({"at": "2025-04-27T10:00:00+00:00", "id": 1, "note": "2025"})
     paris = json.dumps({"at": "2025-04-27T12:00:00+02:00", "id": 1, "note": "2025"})
@@ -327,7 +327,7 @@ def test_settle_removes_a_rolled_back_chunk_whose_key_another_row_shares(
 
 def test_line_separators_inside_values_survive_archiving(sqlite_url: str,
                                                          tmp_path: Path) -> None:
-    from lethe.engine.archive import decode_rows, encode_rows
+    from lethe.stores.archive_format import decode_rows, encode_rows
 
     rows = [(1, "line\u2028separator\u0085next"), (2, "plain")]
     assert decode_rows(encode_rows(("id", "note"), rows)) == [
@@ -400,7 +400,7 @@ def test_restore_skips_a_chunk_an_interrupted_erasure_replaced(sqlite_url: str,
 
 
 def decode_rows_of(sink: ArchiveSink, chunk: str) -> list[dict[str, Any]]:
-    from lethe.engine.archive import decode_rows
+    from lethe.stores.archive_format import decode_rows
 
     return decode_rows(sink.store.get(chunk + ".jsonl.gz"))
 

@@ -1,5 +1,6 @@
 """The `archive` action: rows become compressed JSON-lines chunks in an object store,
-verified before the rows are deleted; `restore` brings them back.
+verified before the rows are deleted; `restore` brings them back. The chunk format
+itself is `lethe.stores.archive_format`.
 
 Per batch, inside the batch's database transaction: the rows are read (locked on
 PostgreSQL), written as `CHUNK.jsonl.gz`, a manifest (`CHUNK.manifest.json`: row count,
@@ -15,85 +16,27 @@ being archived again).
 
 from __future__ import annotations
 
-import base64
-import gzip
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
-from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from lethe.audit.events import ArchiveWritten
 from lethe.errors import LetheError, StoreError, UsageError
 from lethe.runtime import Runtime
+from lethe.stores.archive_format import (
+    FORMAT,
+    ROOT,
+    chunk_lines,
+    comparable_line,
+    decode_rows,
+    encode_rows,
+    plain_value,
+    row_line,
+)
 from lethe.stores.base import Archive, In
 from lethe.stores.objects import ObjectStore
-
-FORMAT = "lethe-archive-v1"
-ROOT = "lethe-archive"
-
-
-def _plain(value: Any) -> Any:
-    """A JSON form of a column value; `restore` turns it back by the column's type."""
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal | UUID):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return value
-
-
-def _line(columns: Sequence[str], row: Sequence[Any]) -> str:
-    """A row as a chunk holds it: one JSON object, keys sorted."""
-    return json.dumps(dict(zip(columns, map(_plain, row), strict=True)), sort_keys=True,
-                      ensure_ascii=False, default=str)
-
-
-def encode_rows(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> bytes:
-    lines = (_line(columns, row) for row in rows)
-    # mtime=0: the same rows always make the same bytes (and the same checksum)
-    return gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), mtime=0)
-
-
-def _lines(data: bytes) -> list[str]:
-    """A chunk's lines. Lines end at `\\n` only: a value may hold U+2028 and the like,
-    which `splitlines` would also split at."""
-    try:
-        return [line for line in gzip.decompress(data).decode("utf-8").split("\n") if line]
-    except (OSError, EOFError, UnicodeDecodeError):
-        raise StoreError("an archive chunk is not gzipped JSON lines",
-                         path="archive") from None
-
-
-def _comparable(line: str) -> str:
-    """A chunk line with its times in UTC: the same instant reads back with another
-    offset under another session time zone."""
-    row = json.loads(line)
-    return json.dumps({k: _utc_text(v) for k, v in row.items()}, sort_keys=True,
-                      ensure_ascii=False)
-
-
-def _utc_text(value: Any) -> Any:
-    if not isinstance(value, str) or len(value) < 19 or value[10] != "T":
-        return value
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    return moment.astimezone(UTC).isoformat() if moment.tzinfo is not None else value
-
-
-def decode_rows(data: bytes) -> list[dict[str, Any]]:
-    """The rows of a chunk."""
-    try:
-        return [json.loads(line) for line in _lines(data)]
-    except ValueError:
-        raise StoreError("an archive chunk is not gzipped JSON lines",
-                         path="archive") from None
 
 
 @dataclass
@@ -123,7 +66,7 @@ class ArchiveSink:
         position = columns.index(key)
         manifest = {"format": FORMAT, "dataset": self.dataset, "table": ds.table,
                     "key": key, "columns": list(columns), "rows": len(rows),
-                    "sha256": digest, "keys": [_plain(r[position]) for r in rows],
+                    "sha256": digest, "keys": [plain_value(r[position]) for r in rows],
                     "archived_at": self.rt.clock.now().isoformat()}
         if replaces is not None:
             manifest["replaces"] = replaces
@@ -224,8 +167,8 @@ class ArchiveSink:
         data = chunk + ".jsonl.gz"
         if not any(item.key == data for page in self.store.pages(data) for item in page):
             return True  # its batch ended without storing it: nothing was deleted for it
-        archived = {_comparable(line) for line in _lines(self.store.get(data))}
-        there = archived & {_comparable(_line(columns, row)) for row in rows}
+        archived = {comparable_line(line) for line in chunk_lines(self.store.get(data))}
+        there = archived & {comparable_line(row_line(columns, row)) for row in rows}
         return 2 * len(there) > len(archived)
 
     def retire_replaced(self) -> int:
