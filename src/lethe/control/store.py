@@ -40,6 +40,14 @@ class Hold:
                         if p is not None)
 
 
+_PROGRESS = run_actions.update().where(
+    run_actions.c.run_id == sa.bindparam("run_"),
+    run_actions.c.position == sa.bindparam("position_")).values(
+    done=run_actions.c.done + sa.bindparam("rows_"), batches=run_actions.c.batches + 1)
+_ALIVE = runs.update().where(runs.c.id == sa.bindparam("run_")).values(
+    alive_at=sa.bindparam("at_"))
+
+
 @dataclass(frozen=True)
 class RunOwner:
     """The process carrying out a run: its machine's name and process id."""
@@ -169,18 +177,16 @@ class ControlStore:
                 .values(**values))
 
     def progress(self, run_id: int, rows: Mapping[int, int], *,
-                 conn: Connection | None = None) -> None:
+                 conn: Connection | None = None, alive: bool = True) -> None:
         """Add a unit of work's rows to the actions it touched (position -> rows, one
         batch each), before that work commits: the record may run one unit ahead of
-        the data, never behind it. Also says the run's process is alive."""
+        the data, never behind it. `alive`: also say the run's process is alive. Called
+        for every batch: the statements are built once."""
         with joined(self.engine, conn, "recording run progress") as conn:
-            for position, done in rows.items():
-                conn.execute(run_actions.update().where(
-                    run_actions.c.run_id == run_id, run_actions.c.position == position)
-                    .values(done=run_actions.c.done + done,
-                            batches=run_actions.c.batches + 1))
-            conn.execute(runs.update().where(runs.c.id == run_id)
-                         .values(alive_at=datetime.now(UTC)))
+            conn.execute(_PROGRESS, [{"run_": run_id, "position_": position, "rows_": done}
+                                     for position, done in rows.items()])
+            if alive:
+                conn.execute(_ALIVE, {"run_": run_id, "at_": datetime.now(UTC)})
 
     def finish_run(self, run_id: int, status: str, error: str | None = None, *,
                    conn: Connection | None = None, only_running: bool = False) -> bool:

@@ -46,6 +46,7 @@ from lethe.runtime import Runtime
 from lethe.stores.base import BatchResult, Effect, Journal
 
 DEFAULT_BATCH_SIZE = 10_000
+ALIVE_EVERY = 10.0  # seconds between a run's "still alive" marks (engine.recovery)
 
 Progress = Callable[[int, int], None]  # (action index, rows just done)
 
@@ -145,17 +146,22 @@ def _journal(rt: Runtime, run_id: int, index: int, step: Step,
     run's progress and a `retention.batch` audit entry, in one control-store
     transaction (stores.base.Journal)."""
 
+    said_alive = [0.0]  # when the run last said its process is alive (monotonic)
+
     def record(rows: int, cascaded: Mapping[str, int]) -> None:
         done = {index: rows}
         for child, n in cascaded.items():
             position = (cascades or {}).get(child)
             if position is not None:
                 done[position] = done.get(position, 0) + n
+        alive = time.monotonic() - said_alive[0] >= ALIVE_EVERY
         with transaction(rt.control.engine, "recording run progress") as conn:
-            rt.control.progress(run_id, done, conn=conn)
+            rt.control.progress(run_id, done, conn=conn, alive=alive)
             rt.audit.append_many([RetentionBatch(
                 run_id, step.dataset, step.action, rows,
                 {child: n for child, n in cascaded.items() if n})], conn=conn)
+        if alive:
+            said_alive[0] = time.monotonic()
 
     return record
 
