@@ -208,7 +208,7 @@ def _rows(rt: Runtime, builder: StepBuilder, subject: str, name: str, where: Con
         return EraseRows(name, "anonymize", where, scrub=anonymize_effect(ds, detach),
                          todo=todo)
     archive_column = None
-    if any(r.action == "archive" and r.to for r in ds.retention):
+    if ds.archive_targets:
         if name == subject:
             archive_column = builder.keys[name]
         elif subject in ds.belongs_to:

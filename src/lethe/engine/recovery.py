@@ -30,8 +30,9 @@ from lethe.control.tx import transaction
 from lethe.runtime import Runtime
 
 STALE_AFTER = timedelta(hours=1)  # another machine's run that recorded nothing this long
-INTERRUPTED = ("interrupted: the run's process ended before this step finished; rows are "
-               "what its batches recorded before committing (at most one batch over)")
+INTERRUPTED_RUN = "interrupted: the run's process ended before this step finished"
+INTERRUPTED = (f"{INTERRUPTED_RUN}; rows are what its batches recorded before committing "
+               "(at most one batch over)")
 
 _live: set[int] = set()  # runs going on in this process
 _live_lock = threading.Lock()
@@ -73,9 +74,12 @@ def orphaned(run: OpenRun, now: datetime | None = None) -> bool:
     return (now or datetime.now(UTC)) - run.alive_at > STALE_AFTER
 
 
-def _recorded(step: Mapping[str, Any]) -> bool:
-    """engine.execute writes a step's end (verified or an error) with its audit entry."""
-    return step["verified"] is not None or step["error"] is not None
+def _unfinished(step: Mapping[str, Any]) -> bool:
+    """A step the run began and did not end. engine.execute writes a step's end
+    (verified or an error) together with its audit entry; one with neither rows nor
+    batches never started: nothing to account for."""
+    return step["verified"] is None and step["error"] is None \
+        and bool(step["done"] or step["batches"])
 
 
 class _Closed(Exception):
@@ -93,27 +97,21 @@ def recover_orphaned_runs(rt: Runtime) -> list[int]:
 
 def _close(rt: Runtime, run_id: int) -> bool:
     record = rt.control.run(run_id)
-    events: list[RetentionStep | RunFinished] = []
-    for step in record["actions"]:
-        if _recorded(step):  # its entry was written with its record
-            continue
-        if not step["done"] and not step["batches"]:
-            continue  # never started: nothing to account for
-        events.append(RetentionStep(
-            run_id, step["dataset"], step["rule"], step["action"], step["parent"],
-            int(step["planned"]), int(step["held"]), int(step["done"]),
-            int(step["batches"]), False, None, INTERRUPTED, bool(step["estimated"])))
+    unfinished = [step for step in record["actions"] if _unfinished(step)]
+    events: list[RetentionStep | RunFinished] = [RetentionStep(
+        run_id, step["dataset"], step["rule"], step["action"], step["parent"],
+        int(step["planned"]), int(step["held"]), int(step["done"]), int(step["batches"]),
+        False, None, INTERRUPTED, bool(step["estimated"])) for step in unfinished]
     rows = sum(int(step["done"] or 0) for step in record["actions"])
     events.append(RunFinished(run_id, "interrupted", rows, False))
     try:
         with transaction(rt.control.engine, "closing an interrupted run") as conn:
-            if not rt.control.finish_run(run_id, "interrupted", INTERRUPTED.split(";")[0],
-                                         conn=conn, only_running=True):
+            if not rt.control.finish_run(run_id, "interrupted", INTERRUPTED_RUN, conn=conn,
+                                         only_running=True):
                 raise _Closed
-            for step in record["actions"]:
-                if not _recorded(step) and (step["done"] or step["batches"]):
-                    rt.control.record_action(run_id, step["position"], conn=conn,
-                                             verified=False, error=INTERRUPTED)
+            for step in unfinished:
+                rt.control.record_action(run_id, step["position"], conn=conn,
+                                         verified=False, error=INTERRUPTED)
             rt.audit.append_many(events, conn=conn)
     except _Closed:
         return False

@@ -54,9 +54,9 @@ def archived_links(rt: Runtime, subject: str, key: str) -> dict[str, str]:
                 continue
             reached.add(link.child)
             todo.append(link.child)
-            if any(r.action == "archive" and r.to for r in child.retention):
+            if child.archive_targets:
                 found[link.child] = child.belongs_to.get(subject, child.belongs_to[parent])
-    if any(r.action == "archive" and r.to for r in rt.policy.datasets[subject].retention):
+    if rt.policy.datasets[subject].archive_targets:
         found[subject] = key
     return found
 
@@ -110,10 +110,8 @@ class SubjectReach:
         if holds.dataset_held(name):
             return {}
         held = archived_row_held(holds, name)
-        targets = {r.to for r in self.rt.policy.datasets[name].retention
-                   if r.action == "archive" and r.to}
         taken: Counts = {}
-        for target in sorted(targets):
+        for target in sorted(self.rt.policy.datasets[name].archive_targets):
             sink = ArchiveSink(self.rt, name, self.rt.catalog.object_store(target))
             for mark, rows in sink.erase(column, owners, held, dry=dry).items():
                 taken[mark] = taken.get(mark, 0) + rows

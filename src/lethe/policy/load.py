@@ -142,10 +142,9 @@ def parse_policy(data: Any, *, base: Path | None = None, source: str = "policy")
                   for name, store in policy.stores.items()}
         key = Path(policy.audit.key)
         witness = policy.audit.witness
-        if witness and not witness.startswith(("s3://", "stdout")) and witness != "-":
-            witness = "file://" + str(_resolve_relative(
+        if witness and witness not in ("stdout", "-") and not witness.startswith("s3://"):
+            witness = _resolve_relative(
                 witness if witness.startswith("file://") else f"file://{witness}", base)
-                .removeprefix("file://"))
         audit = policy.audit.model_copy(update={
             "key": str(key if key.is_absolute() else (base / key).resolve()),
             "witness": witness})

@@ -201,6 +201,12 @@ class Dataset(Strict):
         return None if cutoff is None else max(1, int((now - cutoff).total_seconds()))
 
     @property
+    def archive_targets(self) -> set[str]:
+        """The stores this dataset's `archive` rules move rows to (none: it archives
+        nothing)."""
+        return {r.to for r in self.retention if r.action == "archive" and r.to}
+
+    @property
     def anonymized_fields(self) -> dict[str, Scalar]:
         return {name: f.anonymize for name, f in self.fields.items() if f.anonymize is not None}
 
