@@ -29,10 +29,14 @@ from lethe.stores.sql import normalize_url
 from tests.fixtures import build_app, invoices, runtime, write_policy
 
 RULE = {"keep": "1y", "after": "issued_at", "action": "archive", "to": "cold"}
+SESSIONS_RULE = {"keep": "30d", "after": "last_seen_at", "action": "archive", "to": "cold"}
 
 
-def _policy(tmp_path: Path, app_url: str, cold_url: str) -> Path:
-    path = write_policy(tmp_path, app_url, datasets__invoices__retention=[RULE])
+def _policy(tmp_path: Path, app_url: str, cold_url: str, **changes: Any) -> Path:
+    """The test policy with a `cold` archive store; `changes` as write_policy takes them
+    (default: invoices archived after a year)."""
+    path = write_policy(tmp_path, app_url,
+                        **(changes or {"datasets__invoices__retention": [RULE]}))
     data = yaml.safe_load(path.read_text())
     data["stores"]["cold"] = {"url": cold_url}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -343,14 +347,8 @@ def test_erasure_reaches_archived_rows_and_holds_keep_them(app_url: str,
 
     build_app(app_url)
     cold = f"file://{tmp_path / 'cold'}"
-    path = write_policy(tmp_path, app_url, datasets__users__soft_delete=None,
-                        datasets__users__retention=[],
-                        datasets__sessions__retention=[
-                            {"keep": "30d", "after": "last_seen_at", "action": "archive",
-                             "to": "cold"}])
-    data = yaml.safe_load(path.read_text())
-    data["stores"]["cold"] = {"url": cold}
-    path.write_text(yaml.safe_dump(data))
+    path = _policy(tmp_path, app_url, cold, datasets__users__soft_delete=None,
+                   datasets__users__retention=[], datasets__sessions__retention=[SESSIONS_RULE])
     rt = runtime(path)
     [archived] = [a for a in execute(rt, build_plan(rt, ["sessions"])).actions]
     assert archived.done == 10  # one old session per user went to the archive
@@ -413,15 +411,10 @@ def test_erasure_reaches_archived_rows_of_a_dataset_with_two_parents(
 
     build_app(sqlite_url)
     cold = f"file://{tmp_path / 'cold'}"
-    path = write_policy(tmp_path, sqlite_url, datasets__users__soft_delete=None,
-                        datasets__users__retention=[],
-                        datasets__sessions__belongs_to={"users": "user_id", "invoices": "id"},
-                        datasets__sessions__retention=[
-                            {"keep": "30d", "after": "last_seen_at", "action": "archive",
-                             "to": "cold"}])
-    data = yaml.safe_load(path.read_text())
-    data["stores"]["cold"] = {"url": cold}
-    path.write_text(yaml.safe_dump(data))
+    path = _policy(tmp_path, sqlite_url, cold, datasets__users__soft_delete=None,
+                   datasets__users__retention=[],
+                   datasets__sessions__belongs_to={"users": "user_id", "invoices": "id"},
+                   datasets__sessions__retention=[SESSIONS_RULE])
     rt = runtime(path)
     execute(rt, build_plan(rt, ["sessions"]))
     outcome = run_request(rt, open_request(rt, "erasure", "user", ["id=3"]).id,
