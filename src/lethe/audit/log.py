@@ -42,6 +42,10 @@ from lethe.control.tx import joined, transaction
 from lethe.crypto.signing import ensure_key, key_id, load_key, public_pem, sign
 
 APPEND_LOCK = 7263002
+# Built once: every batch of every run appends an entry (a fresh select costs more than
+# the query).
+_HEAD = sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+_INSERT = audit.insert()
 ENTRY_COLUMNS = ("seq", "at", "actor", "source", "action", "target", "reason", "details",
                  "prev_hash", "hash")
 
@@ -162,7 +166,7 @@ class AuditLog:
                 written.append(Entry(seq, *fields, prev, digest))
                 rows.append(dict(zip(ENTRY_COLUMNS, (seq, *fields, prev, digest), strict=True)))
                 prev = digest
-            conn.execute(audit.insert(), rows)
+            conn.execute(_INSERT, rows)
             for entry in written:
                 if entry.seq % self.settings.checkpoint_every == 0:
                     signed.append(self._write_checkpoint(conn, entry.seq, entry.hash))
@@ -180,8 +184,7 @@ class AuditLog:
                 self._witnessed = mark.seq
 
     def _head(self, conn: Connection) -> tuple[int, str]:
-        row = conn.execute(sa.select(audit.c.seq, audit.c.hash)
-                           .order_by(audit.c.seq.desc()).limit(1)).first()
+        row = conn.execute(_HEAD).first()
         if row is not None:
             return int(row.seq), str(row.hash)
         anchor = conn.execute(sa.select(audit_checkpoints.c.seq, audit_checkpoints.c.head_hash)
@@ -201,8 +204,7 @@ class AuditLog:
         """Sign the current head unless it is already signed (end of every run), and hand
         the head's checkpoint to the witness. The new checkpoint, if one was made."""
         with self._locked("writing an audit checkpoint") as conn:
-            row = conn.execute(sa.select(audit.c.seq, audit.c.hash)
-                               .order_by(audit.c.seq.desc()).limit(1)).first()
+            row = conn.execute(_HEAD).first()
             if row is None:
                 return None
             signed = conn.execute(sa.select(audit_checkpoints)

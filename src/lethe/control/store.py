@@ -40,10 +40,14 @@ class Hold:
                         if p is not None)
 
 
+# Statements every batch of every run executes, built once (on SQLite, building one
+# costs more than executing it).
 _PROGRESS = run_actions.update().where(
     run_actions.c.run_id == sa.bindparam("run_"),
     run_actions.c.position == sa.bindparam("position_")).values(
     done=run_actions.c.done + sa.bindparam("rows_"), batches=run_actions.c.batches + 1)
+_HOLDS_MARK = sa.select(sa.func.count(), sa.func.max(holds.c.id),
+                        sa.func.count(holds.c.released_at))
 _ALIVE = runs.update().where(runs.c.id == sa.bindparam("run_")).values(
     alive_at=sa.bindparam("at_"))
 
@@ -140,9 +144,7 @@ class ControlStore:
             with self._tx("reading holds", write=False) as conn:
                 return [self._hold(row) for row in conn.execute(query)]
         with self._tx("reading holds", write=False) as conn:
-            mark = tuple(conn.execute(sa.select(
-                sa.func.count(), sa.func.max(holds.c.id),
-                sa.func.count(holds.c.released_at))).one())
+            mark = tuple(conn.execute(_HOLDS_MARK).one())
             if self._active is None or self._active[0] != mark:
                 active = conn.execute(query.where(holds.c.released_at.is_(None)))
                 self._active = (mark, tuple(self._hold(row) for row in active))
