@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -68,7 +69,38 @@ def create_sql_engine(url: str, *, wal: bool = False) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url)
+    _ping_when_rested(engine)
+    return engine
+
+
+PING_AFTER_IDLE = 1.0  # seconds a pooled connection may rest before it is pinged
+
+
+def _ping_when_rested(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only if it rested in the pool for more than
+    PING_AFTER_IDLE seconds (SQLAlchemy's checkout-event recipe; `pool_pre_ping` pings
+    every time). A sweep checks a connection out for every batch, milliseconds after the
+    last: a ping each time was one more round trip a batch. A server restarted since the
+    last use is caught as before; one restarted within the second fails the statement,
+    and SQLAlchemy then discards the whole pool."""
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info["rested_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _rest(_dbapi_connection: Any, record: Any) -> None:
+        record.info["rested_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("rested_since", 0.0) <= PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the driver's own error class: the pool reconnects
+            raise sa.exc.DisconnectionError(type(exc).__name__) from exc
 
 
 def describe_db_error(exc: SQLAlchemyError, what: str) -> str:
