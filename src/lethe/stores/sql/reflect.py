@@ -8,7 +8,8 @@ it is read from the catalog, like the schema, and never by scanning a table.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +21,16 @@ from lethe.stores.base import ColumnInfo, ForeignKey, TableInfo
 from lethe.stores.sql.engine import SqlBase
 
 
+@dataclass(frozen=True)
+class _Leaves:
+    """What the leaf partitions of the schema's partitioned tables declare, read in one
+    go (per leaf name): foreign keys, indexes, primary keys."""
+
+    foreign_keys: Mapping[str, list[Any]]
+    indexes: Mapping[str, list[Any]]
+    primary_keys: Mapping[str, Any]
+
+
 class Schema(SqlBase):
     """Reading the schema once per store, and the tables and columns it names."""
 
@@ -27,28 +38,18 @@ class Schema(SqlBase):
         if self._tables is None:
             with self._errors("reading the schema"):
                 inspector = sa.inspect(self.engine)
-                parts = self._partition_names()
-                self._tables = {name: self._describe(inspector, name)
+                leaves = self._partition_leaves()
+                every_leaf = sorted({leaf for found in leaves.values() for leaf in found})
+                parts = self._partition_names() | set(every_leaf)
+                of_leaves = _Leaves({}, {}, {})
+                if every_leaf:  # one query each for all of them, however many
+                    of_leaves = _Leaves(
+                        _by_name(inspector.get_multi_foreign_keys(filter_names=every_leaf)),
+                        _by_name(inspector.get_multi_indexes(filter_names=every_leaf)),
+                        _by_name(inspector.get_multi_pk_constraint(filter_names=every_leaf)))
+                self._tables = {name: _describe(inspector, name, leaves.get(name, ()), of_leaves)
                                 for name in inspector.get_table_names() if name not in parts}
         return self._tables
-
-    @staticmethod
-    def _describe(inspector: Any, name: str) -> TableInfo:
-        columns = {c["name"]: ColumnInfo(c["name"], str(c["type"]), bool(c["nullable"]))
-                   for c in inspector.get_columns(name)}
-        pk = tuple(inspector.get_pk_constraint(name).get("constrained_columns") or ())
-        fks = tuple(ForeignKey(tuple(fk["constrained_columns"]), fk["referred_table"],
-                               tuple(fk["referred_columns"]))
-                    for fk in inspector.get_foreign_keys(name))
-        indexes = inspector.get_indexes(name)
-        indexed = [tuple(str(c) for c in ix["column_names"] if c is not None) for ix in indexes]
-        uniques = [tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)]
-        unique = [tuple(str(c) for c in ix["column_names"] if c is not None)
-                  for ix in indexes if ix.get("unique")] + uniques
-        if pk:
-            indexed.append(pk)
-            unique.append(pk)
-        return TableInfo(name, columns, pk, fks, tuple(indexed + uniques), tuple(unique))
 
     def table(self, name: str) -> sa.Table:
         found = self._metadata.tables.get(name)
@@ -73,6 +74,25 @@ class Schema(SqlBase):
             raise SchemaMismatch(f"column {name!r} does not exist in table {table_name!r}",
                                  path=f"stores.{self.name}") from None
 
+    def _partition_leaves(self) -> dict[str, tuple[str, ...]]:
+        """Each partitioned table of the schema -> its leaf partitions, at any depth
+        (partitions of partitions included)."""
+        if self.dialect != "postgresql":
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT c.relname, lc.relname FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " CROSS JOIN LATERAL pg_partition_tree(c.oid) l"
+                " JOIN pg_class lc ON lc.oid = l.relid"
+                " WHERE c.relkind = 'p' AND NOT c.relispartition"
+                " AND n.nspname = current_schema() AND l.isleaf"
+                " ORDER BY 1, 2")).all()
+        leaves: dict[str, tuple[str, ...]] = {}
+        for parent, leaf in rows:
+            leaves[parent] = (*leaves.get(parent, ()), leaf)
+        return leaves
+
     def _partition_names(self) -> set[str]:
         """Partitions are part of their parent table, not tables of their own."""
         if self.dialect != "postgresql":
@@ -91,3 +111,42 @@ class Schema(SqlBase):
                 {"name": self._quoted(table)}).scalar()
             self._estimates[table] = int(estimate if estimate is not None else -1)
         return self._estimates[table]
+
+
+def _describe(inspector: Any, name: str, leaves: Sequence[str], of_leaves: _Leaves) -> TableInfo:
+    """A table as lethe sees it. A partitioned table's foreign keys include those declared
+    on its partitions only (each one keeps the rows it points at), and a column counts as
+    indexed when the table or every leaf partition has an index leading with it;
+    uniqueness comes from the table alone (a unique index of one partition says nothing
+    across partitions)."""
+    columns = {c["name"]: ColumnInfo(c["name"], str(c["type"]), bool(c["nullable"]))
+               for c in inspector.get_columns(name)}
+    pk = tuple(inspector.get_pk_constraint(name).get("constrained_columns") or ())
+    declared = [*inspector.get_foreign_keys(name),
+                *(fk for leaf in leaves for fk in of_leaves.foreign_keys.get(leaf, ()))]
+    fks = tuple(dict.fromkeys(ForeignKey(tuple(fk["constrained_columns"]), fk["referred_table"],
+                                         tuple(fk["referred_columns"])) for fk in declared))
+    indexes = inspector.get_indexes(name)
+    indexed = [_columns(ix) for ix in indexes]
+    if leaves:
+        leading = [{_columns(ix)[:1] for ix in of_leaves.indexes.get(leaf, ())}
+                   | {tuple((of_leaves.primary_keys.get(leaf) or {})
+                            .get("constrained_columns") or ())[:1]}
+                   for leaf in leaves]
+        indexed += sorted(set.intersection(*leading) - {()})
+    uniques = [tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)]
+    unique = [_columns(ix) for ix in indexes if ix.get("unique")] + uniques
+    if pk:
+        indexed.append(pk)
+        unique.append(pk)
+    return TableInfo(name, columns, pk, fks, tuple(indexed + uniques), tuple(unique))
+
+
+def _by_name(found: Mapping[tuple[str | None, str], Any]) -> dict[str, Any]:
+    """SQLAlchemy's multi-table reflection keys its answer by (schema, table)."""
+    return {name: value for (_schema, name), value in found.items()}
+
+
+def _columns(index: Mapping[str, Any]) -> tuple[str, ...]:
+    """An index's column list (expressions left out)."""
+    return tuple(str(c) for c in index["column_names"] if c is not None)
