@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +19,13 @@ from lethe.errors import UsageError
 from lethe.holds import parse_scope, place_hold, release_hold
 from lethe.requests.certificate import load_certificate, verify_certificate
 from lethe.requests.export import verify_access_export
-from lethe.requests.service import open_bulk, open_request, overdue, run_request
+from lethe.requests.service import (
+    open_bulk,
+    open_request,
+    overdue,
+    run_request,
+    stored_certificate,
+)
 from lethe.runtime import Runtime
 from tests.fixtures import (
     NOW,
@@ -125,33 +133,57 @@ def _soft_deleted_and_past_the_window(url: str, tmp_path: Path
     return engine, runtime(policy, NOW + timedelta(days=31)), record
 
 
+def _refuse_deletes(engine: sa.Engine, table: str, *, refuse: bool) -> None:
+    """A trigger that makes the database refuse every delete from `table` (or drop it)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execute(sa.text(
+                f"CREATE TRIGGER refuse BEFORE DELETE ON {table} "
+                "BEGIN SELECT RAISE(ABORT, 'deletes refused'); END" if refuse
+                else "DROP TRIGGER refuse"))
+        elif refuse:
+            conn.execute(sa.text("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql "
+                                 "AS $$ BEGIN RAISE EXCEPTION 'deletes refused'; END $$"))
+            conn.execute(sa.text(f"CREATE TRIGGER refuse BEFORE DELETE ON {table} "
+                                 "FOR EACH ROW EXECUTE FUNCTION refuse()"))
+        else:
+            conn.execute(sa.text(f"DROP TRIGGER refuse ON {table}"))
+
+
 def test_an_erasure_failing_midway_audits_what_it_did_and_the_next_run_finishes(
-        app_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lethe.engine.executor import Executor
-    from lethe.errors import StoreError
-
+        app_url: str, tmp_path: Path) -> None:
+    """The database refuses to delete the subject row: the request stays in_progress and
+    says where and why, its `request.erased` entry lists what the run did and the dataset
+    that failed, nothing is certified, and `request run` exits 1 (not 2: nothing was wrong
+    with the command). Once the cause is gone the next run completes, and its certificate
+    counts what the failed run erased."""
     engine, rt, record = _soft_deleted_and_past_the_window(app_url, tmp_path)
-    erase_rows = Executor._erase_rows
-
-    def failing(self: Executor, reach: Any, action: Any, *args: Any) -> Any:
-        if action.dataset == "users":
-            raise StoreError("the store went away", path="stores.app")
-        return erase_rows(self, reach, action, *args)
-
-    monkeypatch.setattr(Executor, "_erase_rows", failing)
-    with pytest.raises(StoreError, match="went away"):  # the first error, not another
-        run_request(rt, record.id, tmp_path / "out")
+    _refuse_deletes(engine, "users", refuse=True)
+    stopped = run_request(rt, record.id, tmp_path / "out")
+    assert stopped.error is not None and stopped.record.status == "in_progress"
+    assert stopped.record.note is not None and stopped.record.note.startswith("stopped at users:")
+    assert not stopped.certified and stored_certificate(rt, record.id) is None
     [first] = [json.loads(e.details)["datasets"]
                for e in rt.audit.entries(target=f"request:{record.id}")
                if e.action == "request.erased"]
-    assert first["sessions"]["done"] == 2 and "users" not in first
+    assert first["sessions"]["done"] == 2 and set(first["users"]) == {"error"}
     assert {70, 71} & ids(engine, sessions) == set() and 7 in ids(engine, users)
-    monkeypatch.setattr(Executor, "_erase_rows", erase_rows)
+    policy = tmp_path / "lethe.yaml"
+    cli = subprocess.run(
+        [sys.executable, "-c", "from lethe.cli.app import main; main()", "request", "run",
+         str(record.id), "--policy", str(policy), "--now",
+         (NOW + timedelta(days=31)).isoformat(), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert cli.returncode == 1, cli.stderr
+    assert "Traceback" not in cli.stderr and "stopped at users" in cli.stdout
+    _refuse_deletes(engine, "users", refuse=False)
     done = run_request(rt, record.id, tmp_path / "out")
     second = [json.loads(e.details)["datasets"]
               for e in rt.audit.entries(target=f"request:{record.id}")
               if e.action == "request.erased"][-1]
+    assert rt.audit.verify().ok
     rt.close()
+    assert done.error is None
     assert done.record.status == "completed" and 7 not in ids(engine, users)
     # the certificate counts the sessions the failed run erased (from the baseline)
     assert done.as_dict()["datasets"]["sessions"] == {"rows": 2, "erased": 2, "retained": 0,

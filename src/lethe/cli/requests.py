@@ -127,7 +127,13 @@ def run(ctx: typer.Context,
     shown = [o.as_dict() for o in outcomes]
     if s.json:
         emit_json({"requests": shown} if all_open else shown[0])
-        return
+    else:
+        _print_outcomes(shown, all_open)
+    if any(o.error is not None for o in outcomes):  # stopped by a store: the request is
+        raise typer.Exit(1)  # open and says why; not a usage error
+
+
+def _print_outcomes(shown: list[dict[str, Any]], all_open: bool) -> None:
     for data in shown:
         stdout.print(f"request {data['id']}: {data['status']}"
                      + (f" — {data['note']}" if data.get("note") else ""), markup=False)

@@ -183,6 +183,9 @@ class Group:
         self._baselines_now, self._fresh = self._baselines()
         try:
             self.executor.erase(self.plan, self, self.batch_size)
+        except LetheError as exc:
+            self._stopped(now, str(exc))
+            return
         except BaseException:
             with suppress(LetheError):  # audit what was done; the first error is the one told
                 self._audit_steps()
@@ -348,6 +351,28 @@ class Group:
                        else report.erased)
 
     # -- audit ---------------------------------------------------------------------------
+    def _stopped(self, now: datetime, error: str) -> None:
+        """A store failed part way (the error names no row value): the requests stay
+        `in_progress`, saying where and why, with a `request.erased` entry of what this
+        run did and the dataset that failed; running them again, once the cause is gone,
+        carries on from there (the baselines keep the first counts)."""
+        failed = next((a.dataset for a in self.plan.actions
+                       if isinstance(a, EraseRows | RemoveKeyed)
+                       and not any(a.dataset in self._steps[s.record.id]
+                                   for s in self.subjects)), "data keys")
+        for s in self.subjects:
+            self._steps[s.record.id][failed] = {"error": error}
+        with suppress(LetheError):  # the store's error is the one told
+            self._audit_steps()
+        note = (f"stopped at {failed}: {error}; nothing was certified: run the request "
+                "again once the cause is fixed")
+        store = requests_of(self.rt)
+        store.update_each([(s.record.id, {"updated_at": now, "note": note})
+                           for s in self.subjects])
+        for s, record in zip(self.subjects, store.get_many([s.record.id for s in self.subjects]),
+                             strict=True):
+            s.outcome.record, s.outcome.error = record, error
+
     def _audit_steps(self) -> None:
         """One `request.erased` per request: what this run did to every dataset. (A run
         killed before it writes them is accounted for by the next: its entry's `rows`

@@ -92,6 +92,7 @@ class RequestOutcome:
     export: Path | None = None
     certificate: Path | None = None  # the file, when one was written
     certified: bool = False  # a signed certificate is in the control store
+    error: str | None = None  # the run stopped on a store error (the request stays open)
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.record.id, "status": self.record.status,
@@ -104,6 +105,8 @@ class RequestOutcome:
             data["certificate"] = str(self.certificate)
         if self.certified:
             data["certified"] = True
+        if self.error is not None:
+            data["error"] = self.error
         return data
 
     def result(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from lethe.commands.requests import (
     open_request,
     run_request,
 )
+from lethe.errors import StoreError
 from lethe.requests.certificate import certificate_html, certificate_text
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
@@ -103,6 +104,8 @@ def run(request_id: RecordId, request: Request, principal: Caller,
     visible(ctx, principal, request_id)
     with ctx.heavy:
         outcome = run_request(ctx.runtime_for(principal), request_id, ctx.out_dir)
+    if outcome.error is not None:  # recorded on the request, which stays open: 503
+        raise StoreError(f"request {request_id} stopped: {outcome.error}")
     data = outcome.as_dict()
     data.pop("export", None)  # server paths: clients download through the API
     data.pop("certificate", None)
