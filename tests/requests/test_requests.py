@@ -133,21 +133,47 @@ def _soft_deleted_and_past_the_window(url: str, tmp_path: Path
     return engine, runtime(policy, NOW + timedelta(days=31)), record
 
 
-def _refuse_deletes(engine: sa.Engine, table: str, *, refuse: bool) -> None:
-    """A trigger that makes the database refuse every delete from `table` (or drop it)."""
+def _refuse_deletes(engine: sa.Engine, table: str, *, refuse: bool,
+                    only: int | None = None) -> None:
+    """A trigger that makes the database refuse deletes from `table` (of the row whose
+    id is `only`, if given), or drops it."""
+    sqlite = engine.dialect.name == "sqlite"
+    when = "" if only is None else (f" WHEN OLD.id = {only}" if sqlite
+                                     else f" FOR EACH ROW WHEN (OLD.id = {only})")
     with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
+        if sqlite:
             conn.execute(sa.text(
-                f"CREATE TRIGGER refuse BEFORE DELETE ON {table} "
+                f"CREATE TRIGGER refuse BEFORE DELETE ON {table}{when} "
                 "BEGIN SELECT RAISE(ABORT, 'deletes refused'); END" if refuse
                 else "DROP TRIGGER refuse"))
         elif refuse:
             conn.execute(sa.text("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql "
                                  "AS $$ BEGIN RAISE EXCEPTION 'deletes refused'; END $$"))
-            conn.execute(sa.text(f"CREATE TRIGGER refuse BEFORE DELETE ON {table} "
-                                 "FOR EACH ROW EXECUTE FUNCTION refuse()"))
+            conn.execute(sa.text(f"CREATE TRIGGER refuse BEFORE DELETE ON {table}"
+                                 f"{when or ' FOR EACH ROW'} EXECUTE FUNCTION refuse()"))
         else:
             conn.execute(sa.text(f"DROP TRIGGER refuse ON {table}"))
+
+
+def test_a_bulk_run_goes_on_past_a_group_a_store_stops(app_url: str, tmp_path: Path) -> None:
+    """One subject's group fails (the database refuses to delete its row): that request
+    stays open and says why; the other groups complete."""
+    from lethe.requests.service import run_many
+
+    engine = build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    rt = runtime(policy)
+    records = [open_request(rt, "erasure", "user", [f"email=user{i}@example.com"])
+               for i in (2, 3, 5)]
+    run_many(rt, [r.id for r in records], tmp_path / "out", group_size=1)
+    rt.close()
+    _refuse_deletes(engine, "users", refuse=True, only=3)
+    rt = runtime(policy, NOW + timedelta(days=31))
+    done = run_many(rt, [r.id for r in records], tmp_path / "out", group_size=1)
+    rt.close()
+    assert [o.record.status for o in done] == ["completed", "in_progress", "completed"]
+    assert [o.error is not None for o in done] == [False, True, False]
+    assert ids(engine, users, users.c.id.in_([2, 3, 5])) == {3}
 
 
 def test_an_erasure_failing_midway_audits_what_it_did_and_the_next_run_finishes(

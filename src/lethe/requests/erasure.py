@@ -180,8 +180,8 @@ class Group:
         than the erasure itself; `lethe certificate export` writes them on demand)."""
         now = self.rt.clock.now()
         store = requests_of(self.rt)
-        self._baselines_now, self._fresh = self._baselines()
         try:
+            self._baselines_now, self._fresh = self._baselines()
             self.executor.erase(self.plan, self, self.batch_size)
         except LetheError as exc:
             self._stopped(now, str(exc))
