@@ -14,14 +14,15 @@ subject rows are first soft-deleted; once it has passed, everything is erased.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from lethe.audit.events import KeysShredded, RequestErased, RequestStep
 from lethe.control.certificates import CertificateStore
-from lethe.control.requests import SCRUBBED
+from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.tx import transaction
 from lethe.engine.erasure_plan import (
     Erased,
@@ -165,10 +166,8 @@ class Group:
         self.rt.audit.append_many([
             RequestStep(s.record.id, self.subject, "soft_deleted", done.get(s.mark, 0),
                         done.get(s.mark, 0), 0, 0, "soft-delete") for s in self.subjects])
-        requests_of(self.rt).update_each([
-            (s.record.id, {"soft_deleted_at": now, "updated_at": now, "note": note})
-            for s in self.subjects])
-        records = requests_of(self.rt).get_many([s.record.id for s in self.subjects])
+        records = self._update(self.subjects, lambda s: {
+            "soft_deleted_at": now, "updated_at": now, "note": note})
         for s, record in zip(self.subjects, records, strict=True):
             s.outcome = RequestOutcome(record, {self.subject: DatasetReport(
                 rows=done.get(s.mark, 0), action="soft-delete")})
@@ -195,11 +194,9 @@ class Group:
                 if any(r.held for r in s.outcome.datasets.values())]
         if held:
             holds = list(self.rt.control.holds())
-            store.update_each([
-                (s.record.id, {"updated_at": now, "result": s.outcome.result(),
-                               "note": held_note(s, holds)}) for s in held])
-            for s, record in zip(held, store.get_many([s.record.id for s in held]),
-                                 strict=True):
+            for s, record in zip(held, self._update(held, lambda s: {
+                    "updated_at": now, "result": s.outcome.result(),
+                    "note": held_note(s, holds)}), strict=True):
                 s.outcome.record = record
         done = [s for s in self.subjects if s not in held]
         if not done:
@@ -366,12 +363,16 @@ class Group:
             self._audit_steps()
         note = (f"stopped at {failed}: {error}; nothing was certified: run the request "
                 "again once the cause is fixed")
-        store = requests_of(self.rt)
-        store.update_each([(s.record.id, {"updated_at": now, "note": note})
-                           for s in self.subjects])
-        for s, record in zip(self.subjects, store.get_many([s.record.id for s in self.subjects]),
-                             strict=True):
+        for s, record in zip(self.subjects, self._update(
+                self.subjects, lambda s: {"updated_at": now, "note": note}), strict=True):
             s.outcome.record, s.outcome.error = record, error
+
+    def _update(self, subjects: Sequence[Subject],
+                values: Callable[[Subject], dict[str, Any]]) -> list[RequestRecord]:
+        """Write each subject's request `values`; the records as they now are."""
+        store = requests_of(self.rt)
+        store.update_each([(s.record.id, values(s)) for s in subjects])
+        return store.get_many([s.record.id for s in subjects])
 
     def _audit_steps(self) -> None:
         """One `request.erased` per request: what this run did to every dataset. (A run

@@ -86,9 +86,6 @@ def _ping_when_rested(engine: Engine) -> None:
     and SQLAlchemy then discards the whole pool."""
 
     @event.listens_for(engine, "connect")
-    def _fresh(_dbapi_connection: Any, record: Any) -> None:
-        record.info["rested_since"] = time.monotonic()
-
     @event.listens_for(engine, "checkin")
     def _rest(_dbapi_connection: Any, record: Any) -> None:
         record.info["rested_since"] = time.monotonic()

@@ -38,9 +38,8 @@ class Schema(SqlBase):
         if self._tables is None:
             with self._errors("reading the schema"):
                 inspector = sa.inspect(self.engine)
-                leaves = self._partition_leaves()
+                parts, leaves = self._partitions()
                 every_leaf = sorted({leaf for found in leaves.values() for leaf in found})
-                parts = self._partition_names() | set(every_leaf)
                 of_leaves = _Leaves({}, {}, {})
                 if every_leaf:  # one query each for all of them, however many
                     of_leaves = _Leaves(
@@ -74,33 +73,24 @@ class Schema(SqlBase):
             raise SchemaMismatch(f"column {name!r} does not exist in table {table_name!r}",
                                  path=f"stores.{self.name}") from None
 
-    def _partition_leaves(self) -> dict[str, tuple[str, ...]]:
-        """Each partitioned table of the schema -> its leaf partitions, at any depth
-        (partitions of partitions included)."""
+    def _partitions(self) -> tuple[set[str], dict[str, tuple[str, ...]]]:
+        """Partitions are part of their partitioned table, not tables of their own: every
+        partition of the schema, and each partitioned table -> its leaf partitions at any
+        depth (partitions of partitions included). One catalog query."""
         if self.dialect != "postgresql":
-            return {}
+            return set(), {}
         with self.engine.connect() as conn:
             rows = conn.execute(sa.text(
-                "SELECT c.relname, lc.relname FROM pg_class c"
+                "SELECT c.relname, r.relname, c.relkind <> 'p' FROM pg_class c"
                 " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " CROSS JOIN LATERAL pg_partition_tree(c.oid) l"
-                " JOIN pg_class lc ON lc.oid = l.relid"
-                " WHERE c.relkind = 'p' AND NOT c.relispartition"
-                " AND n.nspname = current_schema() AND l.isleaf"
-                " ORDER BY 1, 2")).all()
+                " JOIN pg_class r ON r.oid = pg_partition_root(c.oid)"
+                " WHERE c.relispartition AND n.nspname = current_schema()"
+                " ORDER BY 2, 1")).all()
         leaves: dict[str, tuple[str, ...]] = {}
-        for parent, leaf in rows:
-            leaves[parent] = (*leaves.get(parent, ()), leaf)
-        return leaves
-
-    def _partition_names(self) -> set[str]:
-        """Partitions are part of their parent table, not tables of their own."""
-        if self.dialect != "postgresql":
-            return set()
-        with self.engine.connect() as conn:
-            return set(conn.execute(sa.text(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE c.relispartition AND n.nspname = current_schema()")).scalars())
+        for part, root, leaf in rows:
+            if leaf:
+                leaves[root] = (*leaves.get(root, ()), part)
+        return {part for part, _root, _leaf in rows}, leaves
 
     def _estimated_rows(self, conn: Connection, table: str) -> int:
         """The planner's row estimate (-1 when never analyzed), without scanning; read
