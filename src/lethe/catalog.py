@@ -116,9 +116,28 @@ class Catalog:
         self._objects.clear()
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A foreign key into a dataset's key: the referencing table and column, and the
+    constraint's name(s) as the database declares it."""
+
+    table: str
+    column: str
+    constraints: tuple[str, ...] = ()  # none: unnamed (SQLite); several: per partition
+
+    def describe(self) -> str:
+        """How plans, run records, reports and certificates name it."""
+        where = f"{self.table}.{self.column}"
+        if not self.constraints:
+            return f"foreign key {where}"
+        more = len(self.constraints) - 1
+        return f"{self.constraints[0]} ({where}" + \
+            (f"; and {more} more on its partitions)" if more else ")")
+
+
 def unhandled_references(catalog: Catalog, keys: Mapping[str, str],
                          nullable: Mapping[tuple[str, str], bool],
-                         ) -> dict[str, tuple[tuple[str, str], ...]]:
+                         ) -> dict[str, tuple[Reference, ...]]:
     """Foreign keys into each dataset's key that no `belongs_to` cascade takes care of.
 
     A child declared with `belongs_to` and `erasure: delete` is deleted first, and one
@@ -126,17 +145,17 @@ def unhandled_references(catalog: Catalog, keys: Mapping[str, str],
     (retained rows, undeclared tables, links the policy does not know) remains.
     """
     policy = catalog.policy
-    found: dict[str, tuple[tuple[str, str], ...]] = {}
+    found: dict[str, tuple[Reference, ...]] = {}
     for name in keys:
         ds = policy.datasets[name]
-        refs: list[tuple[str, str]] = []
+        refs: list[Reference] = []
         for info in catalog.row_store(ds.store).tables().values():
             for fk in info.foreign_keys:
                 if fk.table != ds.table or fk.referred != (keys[name],) or len(fk.columns) != 1:
                     continue
                 column = fk.columns[0]
                 if not _handled(policy, name, ds.store, info.name, column, nullable):
-                    refs.append((info.name, column))
+                    refs.append(Reference(info.name, column, fk.names))
         if refs:
             found[name] = tuple(refs)
     return found

@@ -38,22 +38,26 @@ def _store_at(url: str, version: int) -> None:
 def test_a_version_9_store_gains_the_estimated_flag_and_keeps_its_runs(app_url: str) -> None:
     _store_at(app_url, 9)
     control = ControlStore(app_url)  # migrates
-    assert control.schema_version() == MIGRATIONS[-1][0] == 11
+    assert control.schema_version() == MIGRATIONS[-1][0] == 12
     [old] = control.recent_runs()
     assert old["status"] == "completed"
     [action] = control.run(int(old["id"]))["actions"]
     assert action["done"] == 5 and action["estimated"] is None  # not known then
+    assert action["blocked"] is None  # not recorded before migration 12
     assert old["pid"] is None  # an old run names no process (migration 11)
     run = control.start_run(NOW, "new", "host", ["sessions"], [
         {"dataset": "sessions", "action": "delete", "planned": 3, "held": 0}],
         owner=RunOwner("machine", 4242))
-    control.record_action(run, 0, done=3, estimated=True)
+    control.record_action(run, 0, done=3, estimated=True, blocked=2,
+                          blocked_by='{"invoices_user_id_fkey (invoices.user_id)": 2}')
     control.progress(run, {0: 2})
     control.finish_run(run, "completed_with_errors")  # 21 characters: too long before 11
     record = control.run(run)
     control.close()
     [action] = record["actions"]
     assert action["done"] == 5 and action["batches"] == 1 and action["estimated"] is True
+    assert action["blocked"] == 2
+    assert action["blocked_by"] == {"invoices_user_id_fkey (invoices.user_id)": 2}
     assert (record["machine"], record["pid"]) == ("machine", 4242)
     assert record["status"] == "completed_with_errors"
     assert record["alive_at"] is not None
@@ -64,7 +68,7 @@ def test_a_new_store_has_every_column_once(app_url: str) -> None:
     with control.engine.connect() as conn:
         columns = [c["name"] for c in sa.inspect(conn).get_columns("lethe_run_actions")]
     control.close()
-    assert columns.count("estimated") == 1
+    assert all(columns.count(c) == 1 for c in ("estimated", "blocked", "blocked_by"))
     control = ControlStore(app_url)
     with control.engine.connect() as conn:
         run_columns = [c["name"] for c in sa.inspect(conn).get_columns("lethe_runs")]

@@ -81,6 +81,12 @@ def _lines(actions: list[dict[str, object]], field: str) -> dict[tuple[object, .
             for a in actions}
 
 
+def _key(table: str, postgres: bool) -> str:
+    """A foreign key of the fixture as plans name it."""
+    where = f"{table}.account_id"
+    return f"{table}_account_id_fkey ({where})" if postgres else f"foreign key {where}"
+
+
 def test_plan_counts_what_earlier_steps_free_and_run_does_exactly_that(
         tmp_path: Path, app_url: str) -> None:
     _fill(app_url)
@@ -93,6 +99,7 @@ def test_plan_counts_what_earlier_steps_free_and_run_does_exactly_that(
         planned = _lines([a.as_dict() for a in plan.actions], "rows")
         blocked = _lines([a.as_dict() for a in plan.actions], "blocked")
         skips = _lines([a.as_dict() for a in plan.actions], "skips")
+        blocked_by = _lines([a.as_dict() for a in plan.actions], "blocked_by")
         result = execute(rt, plan)
         done = _lines([a.as_dict() for a in result.actions], "done")
     finally:
@@ -102,8 +109,15 @@ def test_plan_counts_what_earlier_steps_free_and_run_does_exactly_that(
     # nulled (4 is then free), 6's click is fresh; so only 4 is purged.
     assert planned[("accounts", None, "purge", None)] == 1
     assert blocked[("accounts", None, "purge", None)] == 5
-    assert skips[("accounts", None, "purge", None)] == [
-        {"items": 5, "reason": "a foreign key outside any cascade still references them"}]
+    # each key named, with the rows it keeps: the held errors keep 1, 2, 3, 5; the
+    # fresh click keeps 6 (PostgreSQL names the constraints; SQLite's are unnamed)
+    by_key = {str(b["foreign_key"]): b["rows"]  # type: ignore[index]
+              for b in blocked_by[("accounts", None, "purge", None)]}  # type: ignore[attr-defined]
+    postgres = app_url.startswith("postgresql")
+    assert by_key == {_key("errors", postgres): 4, _key("clicks", postgres): 1}
+    [skip] = skips[("accounts", None, "purge", None)]  # type: ignore[misc]
+    assert skip["items"] == 5 and "which no rule or cascade clears" in skip["reason"]
+    assert all(key in skip["reason"] for key in by_key)
     assert skips[("errors", 0, "delete", None)] == [
         {"items": 3, "reason": "held by a legal hold"}]  # the old errors of 1, 2 and 5
     assert planned[("logins", None, "cascade", "accounts")] == 1  # account 4's login

@@ -119,6 +119,9 @@ class RetentionStep(AuditEvent):
     remaining: int | None
     error: str | None
     estimated: bool = False  # `done` includes a dropped partition's planner estimate
+    # due rows a foreign key kept when the step was verified, and the keys keeping them
+    blocked: int = 0
+    blocked_by: dict[str, int] | None = None
 
     @property
     def name(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +30,8 @@ from lethe.commands.retention import (
 from lethe.crypto.kek import KEK_ENV, LocalKeyFile
 from lethe.crypto.signing import create_key, key_path
 from lethe.engine.execute import step_label
+from lethe.engine.plan import blocked_reason
+from lethe.engine.steps import Step
 from lethe.errors import UsageError
 from lethe.policy.model import AuditPolicy, EncryptionPolicy, Policy
 from lethe.policy.templates import STARTER_POLICY
@@ -44,6 +47,7 @@ def render_plan(plan: Plan, title: str) -> None:
             a.step.action + (f" (from {a.step.parent})" if a.step.parent else ""),
             a.rows, a.held, a.blocked,
             f"{a.partitions} partitions" if a.partitions else "rows"] for a in plan.actions])
+    render_blocked([(a.step, a.blocked, a.blocked_by) for a in plan.actions])
     for dataset, reason in plan.skipped:
         stdout.print(f"not enforced: {dataset} ({reason})", markup=False)
 
@@ -53,9 +57,18 @@ def render_run(result: RunResult) -> None:
           ["dataset", "rule", "action", "rows", "held", "blocked", "done", "verified",
            "longest ms"],
           [[a.planned.step.dataset, "" if a.planned.step.rule is None else a.planned.step.rule,
-            a.planned.step.action, a.planned.rows, a.planned.held, a.planned.blocked, a.done,
-            "yes" if a.verified else ("error: " + a.error if a.error else "no"),
+            a.planned.step.action, a.planned.rows, a.planned.held, a.kept_by_references[0],
+            a.done, "yes" if a.verified else ("error: " + a.error if a.error else "no"),
             f"{a.longest_batch_ms:.0f}"] for a in result.actions])
+    render_blocked([(a.planned.step, *a.kept_by_references) for a in result.actions])
+
+
+def render_blocked(lines: Sequence[tuple[Step, int, Sequence[tuple[str, int]]]]) -> None:
+    """Under a plan or run: which foreign keys keep the blocked rows."""
+    for step, blocked, blocked_by in lines:
+        if blocked:
+            stdout.print(f"blocked: {step_label(step)}: {blocked} rows "
+                         f"{blocked_reason(blocked_by)}", markup=False)
 
 
 def render_check(report: CheckReport) -> None:

@@ -32,6 +32,8 @@ class RunAction:
     remaining: int | None
     verified: bool | None
     error: str | None
+    blocked: int = 0  # due rows a foreign key kept
+    blocked_by: tuple[tuple[str, int], ...] = ()  # (the key, rows it kept)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,9 @@ def runs_between(engine: Engine, start: datetime, end: datetime) -> list[RunReco
 def _action(row: Any) -> RunAction:
     return RunAction(row.dataset, row.rule, row.action, row.parent, int(row.planned),
                      int(row.held), int(row.done or 0), row.remaining,
-                     None if row.verified is None else bool(row.verified), row.error)
+                     None if row.verified is None else bool(row.verified), row.error,
+                     int(row.blocked or 0),
+                     tuple(json.loads(row.blocked_by).items()) if row.blocked_by else ())
 
 
 def _utc(value: datetime) -> datetime:

@@ -60,6 +60,10 @@ run_actions = sa.Table(
     sa.Column("error", sa.Text),
     # `done` includes a dropped partition's planner estimate (migration 10; NULL before)
     sa.Column("estimated", sa.Boolean),
+    # due rows a foreign key kept (as planned; as verified once the step is), and the
+    # keys keeping them: JSON {foreign key: rows} (migration 12; NULL before)
+    sa.Column("blocked", sa.Integer),
+    sa.Column("blocked_by", sa.Text),
 )
 
 holds = sa.Table(
@@ -138,7 +142,7 @@ subject_keys = sa.Table(
 
 def _create_initial(conn: Connection) -> None:
     # runs and run actions as migration 1 made them: later migrations add their columns
-    later = {"estimated", "machine", "pid", "alive_at"}
+    later = {"estimated", "machine", "pid", "alive_at", "blocked", "blocked_by"}
     first = sa.MetaData()
     sa.Table(runs.name, first,  # what the foreign key names (status: migration 11 widens it)
              *(sa.Column("status", sa.String(20), nullable=False) if c.name == "status"
@@ -280,6 +284,11 @@ def _add_run_owner(conn: Connection) -> None:
         conn.execute(sa.text("ALTER TABLE lethe_runs ALTER COLUMN status TYPE VARCHAR(40)"))
 
 
+def _add_blocked(conn: Connection) -> None:
+    for column in ("blocked INTEGER", "blocked_by TEXT"):
+        conn.execute(sa.text(f"ALTER TABLE lethe_run_actions ADD COLUMN {column}"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
     (2, "hash-chained audit log and signed checkpoints", _create_audit),
@@ -293,4 +302,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (10, "run actions say when a count is an estimate", _add_estimated_flag),
     (11, "runs name their process and when it was last alive; longer statuses",
      _add_run_owner),
+    (12, "run actions say how many due rows a foreign key kept, and which", _add_blocked),
 ]

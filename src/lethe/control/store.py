@@ -229,7 +229,8 @@ class ControlStore:
                                    .order_by(run_actions.c.position)).mappings().all()
         record = dict(row._mapping)
         record["datasets"] = json.loads(record["datasets"])
-        record["actions"] = [dict(a) for a in actions]
+        record["actions"] = [{**a, "blocked_by": json.loads(a["blocked_by"] or "{}")}
+                             for a in actions]
         return record
 
     def close(self) -> None:

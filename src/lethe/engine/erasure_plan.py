@@ -54,10 +54,17 @@ class EraseRows:
     dataset: str
     action: str
     where: Condition  # the subjects' rows of the dataset
-    referenced: Condition = FALSE
+    # (a foreign key outside any cascade, as plans name it; the rows it keeps)
+    blockers: tuple[tuple[str, Condition], ...] = ()
     scrub: Effect | None = None
     todo: Condition = FALSE  # rows the scrub has still to reach
     archive_column: str | None = None
+
+
+    @property
+    def referenced(self) -> Condition:
+        """Rows a foreign key outside any cascade keeps."""
+        return any_of(*(where for _why, where in self.blockers))
 
 
 ErasureAction = ShredKeys | RemoveKeyed | EraseRows
@@ -219,6 +226,6 @@ def _rows(rt: Runtime, builder: StepBuilder, subject: str, name: str, where: Con
             raise LetheError("archived rows of this dataset cannot be traced to the subject "
                              "(declare belongs_to the subject dataset)",
                              path=f"datasets.{name}")
-    return EraseRows(name, "delete", where, referenced=builder.referenced(name),
+    return EraseRows(name, "delete", where, blockers=tuple(builder.blockers(name)),
                      scrub=anonymize_effect(ds) if ds.anonymized_fields else None,
                      todo=identifying(ds), archive_column=archive_column)

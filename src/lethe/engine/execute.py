@@ -7,6 +7,7 @@ leaves only whole batches behind: running again finishes the job.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,9 +64,22 @@ class ActionResult:
     error: str | None = None
     estimated: bool = False  # `done` holds a dropped partition's planner estimate
     partitions_stopped: str | None = None  # why the partition path stopped early
+    # verification's count of the due rows a foreign key kept (None: not verified yet)
+    blocked: int | None = None
+    blocked_by: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def kept_by_references(self) -> tuple[int, tuple[tuple[str, int], ...]]:
+        """(rows, by which keys) a foreign key kept: as verified, else as planned."""
+        if self.blocked is None:
+            return self.planned.blocked, self.planned.blocked_by
+        return self.blocked, self.blocked_by
 
     def as_dict(self) -> dict[str, Any]:
         data = self.planned.as_dict()
+        blocked, blocked_by = self.kept_by_references
+        data.update(blocked=blocked, blocked_by=[{"foreign_key": why, "rows": rows}
+                                                 for why, rows in blocked_by])
         data.update(done=self.done, verified=bool(self.verified), batches=self.batches,
                     longest_batch_ms=round(self.longest_batch_ms, 2))
         if self.estimated:
@@ -128,7 +142,8 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
     with transaction(rt.control.engine, "recording a run") as conn:
         run_id = rt.control.start_run(plan.now, rt.audit.actor, rt.audit.source, datasets, [
             {"dataset": a.step.dataset, "rule": a.step.rule, "action": a.step.action,
-             "parent": a.step.parent, "planned": a.rows, "held": a.held}
+             "parent": a.step.parent, "planned": a.rows, "held": a.held,
+             "blocked": a.blocked}
             for a in plan.actions], owner=this_process(), conn=conn)
         rt.audit.append_many([RunStarted(run_id, plan.now.isoformat(), datasets)], conn=conn)
     with live(run_id):
@@ -368,6 +383,7 @@ def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult,
     else:
         recount = count_step(rt, builder, holds, step)
     action.remaining = recount.rows
+    action.blocked, action.blocked_by = recount.blocked, recount.blocked_by
     action.verified = recount.rows == 0 and action.error is None
 
 
@@ -381,13 +397,17 @@ def _record(rt: Runtime, run_id: int, index: int, action: ActionResult) -> None:
     """The step's record and its audit entry commit together: a step whose record has a
     `verified` value or an error has its entry (engine.recovery relies on it)."""
     step = action.planned.step
+    blocked, blocked_by = action.kept_by_references
     with transaction(rt.control.engine, "recording run progress") as conn:
         rt.control.record_action(run_id, index, conn=conn, done=action.done,
                                  verified=action.verified, remaining=action.remaining,
                                  batches=action.batches,
                                  longest_batch_ms=action.longest_batch_ms,
-                                 error=action.error, estimated=action.estimated)
+                                 error=action.error, estimated=action.estimated,
+                                 blocked=blocked,
+                                 blocked_by=json.dumps(dict(blocked_by)) if blocked_by else None)
         rt.audit.append_many([RetentionStep(
             run_id, step.dataset, step.rule, step.action, step.parent, action.planned.rows,
             action.planned.held, action.done, action.batches, bool(action.verified),
-            action.remaining, action.error, action.estimated)], conn=conn)
+            action.remaining, action.error, action.estimated, blocked,
+            dict(blocked_by) or None)], conn=conn)

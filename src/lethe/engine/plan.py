@@ -21,7 +21,7 @@ from lethe.engine.steps import Step, StepBuilder
 from lethe.holds import HoldScopes
 from lethe.policy.graph import children_first
 from lethe.runtime import Runtime
-from lethe.stores.base import FALSE, all_of, negate
+from lethe.stores.base import FALSE, Condition, RowStore, all_of, negate
 
 UNSUPPORTED: dict[str, str] = {}  # action -> why it cannot run yet
 
@@ -45,6 +45,9 @@ class PlannedAction:
     held: int
     blocked: int = 0  # due, not held, but a foreign key still points at them
     partitions: int = 0  # whole partitions past retention the run drops (PostgreSQL)
+    # (the foreign key, as `Reference.describe` names it; rows it keeps): a row two keys
+    # point at is counted under each, so these may add up to more than `blocked`
+    blocked_by: tuple[tuple[str, int], ...] = ()
 
     @property
     def skips(self) -> tuple[Skip, ...]:
@@ -52,8 +55,7 @@ class PlannedAction:
         if self.held:
             found.append(Skip(self.held, "held by a legal hold"))
         if self.blocked:
-            found.append(Skip(self.blocked, "a foreign key outside any cascade still "
-                                            "references them"))
+            found.append(Skip(self.blocked, blocked_reason(self.blocked_by)))
         if self.step.action in UNSUPPORTED:
             found.append(Skip(self.rows, UNSUPPORTED[self.step.action]))
         return tuple(found)
@@ -62,6 +64,8 @@ class PlannedAction:
         data: dict[str, Any] = {"dataset": self.step.dataset, "rule": self.step.rule,
                                 "action": self.step.action, "rows": self.rows,
                                 "held": self.held, "blocked": self.blocked,
+                                "blocked_by": [{"foreign_key": why, "rows": rows}
+                                               for why, rows in self.blocked_by],
                                 "path": "partitions" if self.partitions else "rows",
                                 "partitions": self.partitions}
         if self.step.parent is not None:
@@ -139,7 +143,27 @@ def count_step(rt: Runtime, builder: StepBuilder, holds: HoldScopes, step: Step,
     blocked_rows = 0 if blocked == FALSE else \
         store.count(table, all_of(due, negate(held), blocked))
     return PlannedAction(step, rows, held_rows, blocked_rows,
-                         len(droppable(rt, builder, holds, step)))
+                         len(droppable(rt, builder, holds, step)),
+                         blocked_by(store, table, all_of(due, negate(held)),
+                                    builder.blockers(step.dataset), blocked_rows)
+                         if blocked_rows else ())
+
+
+def blocked_by(store: RowStore, table: str, selection: Condition,
+               blockers: Sequence[tuple[str, Condition]],
+               blocked: int) -> tuple[tuple[str, int], ...]:
+    """Which foreign keys keep the `blocked` rows of `selection`, and how many each (one
+    key keeps them all: no need to count again)."""
+    if len(blockers) == 1:
+        return ((blockers[0][0], blocked),)
+    counted = [(why, store.count(table, all_of(selection, where))) for why, where in blockers]
+    return tuple((why, rows) for why, rows in counted if rows)
+
+
+def blocked_reason(blocked_by: Sequence[tuple[str, int]]) -> str:
+    """Why rows stay for a foreign key, naming the key(s)."""
+    keys = "; ".join(why for why, _rows in blocked_by) or "a foreign key"
+    return f"still referenced through {keys}, which no rule or cascade clears"
 
 
 def archived_in(steps: Sequence[Step]) -> list[str]:

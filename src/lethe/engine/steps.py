@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from lethe.catalog import Reference
 from lethe.engine.anonymize import anonymizer, still_identifying
 from lethe.holds import CASCADING, HoldScopes
 from lethe.policy.model import Dataset, Policy, Rule
@@ -100,8 +101,8 @@ class StepBuilder:
     keys: Mapping[str, str]
     nullable: Mapping[tuple[str, str], bool]  # (dataset, column) -> nullable
     now: datetime
-    # dataset -> (table, column) of foreign keys into it that no cascade handles
-    references: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # dataset -> foreign keys into it that no cascade handles
+    references: Mapping[str, tuple[Reference, ...]] = field(default_factory=dict)
     # (store, table, column) of such a reference -> the referencing rows that steps run
     # earlier in the plan clear (see `ahead`); empty when reading the database as it is
     cleared: Mapping[tuple[str, str, str], Condition] = field(default_factory=dict)
@@ -115,8 +116,8 @@ class StepBuilder:
         A referencing row deleted only by another dataset's cascade is not foreseen."""
         cleared: dict[tuple[str, str, str], Condition] = {}
         builder = replace(self, cleared=cleared)  # filled in order: children first
-        referencing = {(self.policy.datasets[parent].store, table, column)
-                       for parent, refs in self.references.items() for table, column in refs}
+        referencing = {(self.policy.datasets[parent].store, ref.table, ref.column)
+                       for parent, refs in self.references.items() for ref in refs}
         for name in planned:
             ds = self.policy.datasets[name]
             removed = all_of(builder.removing_due(name), negate(holds.held(name, cascading=True)),
@@ -200,8 +201,8 @@ class StepBuilder:
         by_table = {(ds.store, ds.table): name for name, ds in self.policy.datasets.items()}
         for parent, refs in self.references.items():
             store = self.policy.datasets[parent].store
-            pairs += [(by_table[(store, table)], parent) for table, _ in refs
-                      if (store, table) in by_table]
+            pairs += [(by_table[(store, ref.table)], parent) for ref in refs
+                      if (store, ref.table) in by_table]
         return pairs
 
     def blocked(self, step: Step) -> Condition:
@@ -215,19 +216,24 @@ class StepBuilder:
         destroy or rewrite rows the policy keeps (ON DELETE CASCADE / SET NULL): a
         retained invoice, a held row. They stay until what references them goes.
         """
+        return any_of(*(where for _why, where in self.blockers(name)))
+
+    def blockers(self, name: str) -> list[tuple[str, Condition]]:
+        """`referenced`, one foreign key at a time: (the key as plans and certificates
+        name it, the rows it keeps). A child the parent's deletion cascades into passes
+        on what keeps its own rows."""
         store = self.policy.datasets[name].store
-        parts: list[Condition] = [
-            Exists(table, column, self.keys[name],
-                   negate(self.cleared.get((store, table, column), FALSE)))
-            for table, column in self.references.get(name, ())]
+        found: list[tuple[str, Condition]] = [
+            (ref.describe(), Exists(ref.table, ref.column, self.keys[name],
+                                    negate(self.cleared.get((store, ref.table, ref.column),
+                                                            FALSE))))
+            for ref in self.references.get(name, ())]
         for child, ds in self.policy.datasets.items():
             column = ds.belongs_to.get(name)
             if column is not None and ds.erasure == "delete" and child in self.keys:
-                below = self.referenced(child)
-                if below != FALSE:
-                    parts.append(Exists(ds.table or "", column, self.keys[name], below,
-                                        ds.store))
-        return any_of(*parts)
+                found += [(why, Exists(ds.table or "", column, self.keys[name], below, ds.store))
+                          for why, below in self.blockers(child)]
+        return found
 
     def effect(self, step: Step) -> Effect:
         ds = self.policy.datasets[step.dataset]

@@ -99,10 +99,10 @@ def blocking_references(catalog: Catalog) -> list[Finding]:
     findings = []
     for name, refs in unhandled_references(catalog, keys, nullable).items():
         table = catalog.policy.datasets[name].table
-        for other, column in refs:
+        for ref in refs:
             findings.append(Finding(
                 "warning", "blocking-reference", f"datasets.{name}",
-                f"{other}.{column} references {table}; rows it points at are kept until "
+                f"{ref.describe()} references {table}; rows it points at are kept until "
                 "those rows go (declare it with belongs_to and erasure delete to cascade)"))
     return findings
 

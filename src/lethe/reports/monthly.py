@@ -112,6 +112,17 @@ class HeldRows:
 
 
 @dataclass(frozen=True)
+class BlockedRows:
+    """Due rows a foreign key kept: rows the policy retains (or no rule clears) still
+    point at them, so deleting them would fail or destroy the referencing rows."""
+
+    dataset: str
+    foreign_key: str  # as plans name it: constraint (table.column)
+    last: int  # kept at the month's last run of the dataset
+    peak: int  # the most any run kept
+
+
+@dataclass(frozen=True)
 class Holds:
     active: tuple[HoldLine, ...]  # in force at any time in the month
     placed: int
@@ -196,6 +207,7 @@ class MonthlyReport:
     runs: tuple[RunLine, ...]
     verification: Verification
     holds: Holds
+    blocked: tuple[BlockedRows, ...]
     exceptions: tuple[ExceptionLine, ...]
     requests: Requests
     ages: tuple[AgeLine, ...]
@@ -252,7 +264,8 @@ def assemble(src: Sources) -> MonthlyReport:
         end=src.month.end, generated_at=src.generated_at, summary=summary,
         deletions=deletions, daily=daily,
         day_totals=tuple(DayTotal(d, totals.get(d, 0)) for d in src.month.days()),
-        runs=runs, verification=verification, holds=holds, exceptions=_exceptions(src),
+        runs=runs, verification=verification, holds=holds, blocked=_blocked(src),
+        exceptions=_exceptions(src),
         requests=requests, ages=ages)
 
 
@@ -330,6 +343,25 @@ def _holds(src: Sources) -> Holds:
                  sum(h.released_in_month for h in active),
                  sum(h.released_at is None or h.released_at >= month.end for h in active),
                  kept)
+
+
+def _blocked(src: Sources) -> tuple[BlockedRows, ...]:
+    """Per dataset and foreign key: rows kept at the last run that reached the dataset,
+    and at most. A cascade's rows are its parent's, counted there."""
+    kept: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for run in src.runs:
+        per_run: dict[tuple[str, str], int] = defaultdict(int)
+        datasets = {a.dataset for a in run.actions}
+        for a in run.actions:
+            if a.action != "cascade":
+                for foreign_key, rows in a.blocked_by:
+                    per_run[(a.dataset, foreign_key)] += rows
+        for dataset, foreign_key in list(kept):  # reached and kept none: 0
+            if dataset in datasets and (dataset, foreign_key) not in per_run:
+                per_run[(dataset, foreign_key)] = 0
+        for line, n in per_run.items():
+            kept[line].append(n)
+    return tuple(BlockedRows(d, k, ns[-1], max(ns)) for (d, k), ns in sorted(kept.items()))
 
 
 def _request_line(req: RequestRecord, until: datetime) -> RequestLine:

@@ -154,6 +154,9 @@ class Group:
 
     # -- phase 1: soft-delete -----------------------------------------------------------
     def soft_delete(self, now: datetime, window: datetime) -> None:
+        """Phase 1: the subject rows soft-deleted, recoverable until `now` plus the
+        window. A held subject row is left alone and its request says held (no window
+        starts): the window starts when a later run really soft-deletes it."""
         soft = self.policy.datasets[self.subject].soft_delete
         assert soft is not None
         swept = self.executor.sweep(SweepRows(
@@ -161,14 +164,27 @@ class Group:
             SetColumns(((soft.column, now),)), False, tally=self.column(self.subject),
             selective=True), self.batch_size)
         done = self._swept(self.subject, swept.stats)
+        held = self._held(self.subject, all_of(IsNull(soft.column), swept.held))
+        kept = [s for s in self.subjects if held.get(s.mark) and not done.get(s.mark)]
+        for s in kept:
+            s.outcome = RequestOutcome(s.record, {self.subject: DatasetReport(
+                rows=held[s.mark], held=held[s.mark], action="soft-delete")})
+        if kept:
+            holds = list(self.rt.control.holds())
+            for s, record in zip(kept, self._update(kept, lambda s: {
+                    "updated_at": now, "note": held_note(s, holds)}), strict=True):
+                s.outcome.record = record
+        soft_deleted = [s for s in self.subjects if s not in kept]
+        if not soft_deleted:
+            return
         until = (now + (now - window)).isoformat()
         note = f"soft-deleted; recoverable until {until}"
         self.rt.audit.append_many([
             RequestStep(s.record.id, self.subject, "soft_deleted", done.get(s.mark, 0),
-                        done.get(s.mark, 0), 0, 0, "soft-delete") for s in self.subjects])
-        records = self._update(self.subjects, lambda s: {
+                        done.get(s.mark, 0), 0, 0, "soft-delete") for s in soft_deleted])
+        records = self._update(soft_deleted, lambda s: {
             "soft_deleted_at": now, "updated_at": now, "note": note})
-        for s, record in zip(self.subjects, records, strict=True):
+        for s, record in zip(soft_deleted, records, strict=True):
             s.outcome = RequestOutcome(record, {self.subject: DatasetReport(
                 rows=done.get(s.mark, 0), action="soft-delete")})
 
@@ -322,7 +338,9 @@ class Group:
                 retained = self.count(name, all_of(where, action.referenced,
                                                    negate(result.held)))
                 if any(retained.values()):
-                    basis = "referenced by rows the policy retains"
+                    basis = "referenced by rows the policy retains, through " + \
+                        self._keeping(name, all_of(where, negate(result.held)),
+                                      action.blockers)
                     if action.scrub is not None:
                         basis += "; personal fields anonymized"
             for mark, rows in result.archived.items():  # rows archived earlier
@@ -337,15 +355,28 @@ class Group:
             staying = held.get(k, 0) + retained.get(k, 0)
             report = DatasetReport(rows=rows, held=held.get(k, 0), action=action.action,
                                    legal_basis=basis if retained.get(k, 0) else ds.legal_basis)
-            # retain keeps the rest; delete, anonymize and shred erased it (rows already
-            # anonymized, and rows whose fields died with the key, included)
+            # retain keeps what is there now (rows retention deleted while a hold kept
+            # the request open are gone: erased) — when they can still be found: once
+            # the subject row is gone (an earlier run was killed after deleting it) its
+            # rows are those the baseline counted. delete, anonymize and shred erased the
+            # rest (rows already anonymized, and rows whose fields died with the key)
             if action.action == "retain":
-                report.retained = rows - staying
+                report.retained = rows - staying if s.key is None else \
+                    max(0, found.get(k, 0) - staying)
+                report.erased = rows - staying - report.retained
             else:
                 report.retained, report.erased = retained.get(k, 0), rows - staying
             s.outcome.datasets[name] = report
             self._step(s, name, report, erased_now.get(k, 0) if action.action == "delete"
                        else report.erased)
+
+    def _keeping(self, name: str, rows: Condition,
+                 blockers: Sequence[tuple[str, Condition]]) -> str:
+        """The foreign keys that keep some of `rows` (named as plans name them)."""
+        if len(blockers) == 1:
+            return blockers[0][0]
+        return "; ".join(why for why, where in blockers
+                         if any(self.count(name, all_of(rows, where)).values()))
 
     # -- audit ---------------------------------------------------------------------------
     def _stopped(self, now: datetime, error: str) -> None:

@@ -214,6 +214,9 @@ class ForeignKey:
     columns: tuple[str, ...]
     table: str
     referred: tuple[str, ...]
+    # the constraint's name as declared (several: one per partition that declares it;
+    # none: an unnamed SQLite constraint)
+    names: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

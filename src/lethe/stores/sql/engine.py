@@ -59,6 +59,9 @@ def create_sql_engine(url: str, *, wal: bool = False) -> Engine:
             # Let SQLAlchemy, not pysqlite, decide where transactions begin.
             dbapi_connection.isolation_level = None
             dbapi_connection.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
+            # Foreign keys enforced as on PostgreSQL: a reference lethe's reading of the
+            # schema missed fails the batch instead of leaving rows pointing at nothing.
+            dbapi_connection.execute("PRAGMA foreign_keys = ON")
             if wal and ":memory:" not in url:
                 dbapi_connection.execute("PRAGMA journal_mode = WAL")
 

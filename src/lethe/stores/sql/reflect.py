@@ -9,7 +9,7 @@ it is read from the catalog, like the schema, and never by scanning a table.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -114,8 +114,13 @@ def _describe(inspector: Any, name: str, leaves: Sequence[str], of_leaves: _Leav
     pk = tuple(inspector.get_pk_constraint(name).get("constrained_columns") or ())
     declared = [*inspector.get_foreign_keys(name),
                 *(fk for leaf in leaves for fk in of_leaves.foreign_keys.get(leaf, ()))]
-    fks = tuple(dict.fromkeys(ForeignKey(tuple(fk["constrained_columns"]), fk["referred_table"],
-                                         tuple(fk["referred_columns"])) for fk in declared))
+    fks: dict[ForeignKey, tuple[str, ...]] = {}
+    for fk in declared:  # partitions declaring the same key: one key, all their names
+        found = ForeignKey(tuple(fk["constrained_columns"]), fk["referred_table"],
+                           tuple(fk["referred_columns"]))
+        names = fks.get(found, ())
+        fks[found] = names + ((fk["name"],) if fk.get("name") and fk["name"] not in names
+                              else ())
     indexes = inspector.get_indexes(name)
     indexed = [_columns(ix) for ix in indexes]
     if leaves:
@@ -129,7 +134,8 @@ def _describe(inspector: Any, name: str, leaves: Sequence[str], of_leaves: _Leav
     if pk:
         indexed.append(pk)
         unique.append(pk)
-    return TableInfo(name, columns, pk, fks, tuple(indexed + uniques), tuple(unique))
+    named = tuple(replace(fk, names=names) for fk, names in fks.items())
+    return TableInfo(name, columns, pk, named, tuple(indexed + uniques), tuple(unique))
 
 
 def _by_name(found: Mapping[tuple[str | None, str], Any]) -> dict[str, Any]:
