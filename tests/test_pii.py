@@ -139,3 +139,31 @@ def test_digits_inside_a_hex_digest_are_not_a_card() -> None:
     digest = "5e75788f9fb886b2a662cb924748ffb3d0a96757a8702d9710e6717638583966"
     assert pii.luhn_ok("6717638583966")
     assert kinds(f"sha256={digest}") == set()
+
+
+def test_names_in_capitals_count_under_a_name_column_only() -> None:
+    """Some systems store names in capitals (a rental sample database: MARY SMITH)."""
+    assert pii.detect("MARY SMITH", column="full_name") == {pii.NAME}
+    assert pii.detect("MARY", column="first_name") == {pii.NAME}
+    assert pii.detect("MARY SMITH", column="notes") == set()  # HTTP ERROR would be too
+    assert pii.detect("NEW ORDER", column="customer_name") == set()  # label words stay out
+
+
+def test_a_bare_name_column_is_a_person_only_in_a_table_of_people() -> None:
+    for value, table in [("Comedy", "category"), ("English", "language"),
+                         ("Sci-Fi", "category")]:
+        assert pii.detect(value, column="name", table=table) == set(), value
+    assert pii.detect("Ada", column="name", table="customer") == {pii.NAME}
+    assert pii.detect("Ada", column="name", table="staff") == {pii.NAME}
+
+
+def test_password_hashes_are_credentials_not_tokens() -> None:
+    bcrypt = "$2b$12$KIXQJ5dMzvVb9Zg7yq0oE.2xq2Zlq6qzF3mZ5cG8n7u5o8m3jY1mS"
+    argon = "$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG"
+    django = "pbkdf2_sha256$600000$Hq1p3XrE$2bX8wq5m0Uo0Jc1Zk3h4f5A6B7C8D9E0F1G2H3I4J5K="
+    sha1 = "8cb2237d0679ca88db6464eac60da96345513964"
+    for value in (bcrypt, argon, django):
+        assert pii.detect(value, column="hash") == {pii.CREDENTIAL}, value
+    assert pii.detect(sha1, column="password") == {pii.CREDENTIAL}
+    assert pii.detect(sha1, column="checksum") == set()  # a digest is not a credential
+    assert pii.detect("hunter2", column="password") == set()  # plain text: not a hash

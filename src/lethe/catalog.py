@@ -187,8 +187,11 @@ def referenced_columns(name: str, ds: Dataset, policy: Policy) -> list[tuple[str
     refs += [(f"{where}.fields.{f}", f) for f in ds.fields]
     if ds.soft_delete:
         refs.append((f"{where}.soft_delete.column", ds.soft_delete.column))
+        if ds.soft_delete.at:
+            refs.append((f"{where}.soft_delete.at", ds.soft_delete.at))
     for i, rule in enumerate(ds.retention):
-        refs.append((f"{where}.retention[{i}].after", rule.after))
+        if rule.after:  # `keep: forever` needs none
+            refs.append((f"{where}.retention[{i}].after", rule.after))
         refs += [(f"{where}.retention[{i}].when.{c}", c) for c in rule.when]
     refs += [(f"{where}.belongs_to.{p}", c) for p, c in ds.belongs_to.items()]
     for kind, subject in policy.subjects.items():
@@ -226,6 +229,16 @@ def schema_findings(catalog: Catalog, names: Iterable[str] | None = None) -> lis
             if parent_key not in parent_info.columns:
                 findings.append(Finding("error", "missing-column", f"datasets.{parent}.key",
                                         f"column {parent_key!r} does not exist"))
+        for referrer, column in ds.referenced_by.items():
+            try:
+                referrer_info = catalog.table_of(referrer)
+            except SchemaMismatch:
+                continue  # reported on the referrer itself
+            if column not in referrer_info.columns:
+                findings.append(Finding(
+                    "error", "missing-column", f"datasets.{name}.referenced_by.{referrer}",
+                    f"column {column!r} does not exist in table "
+                    f"{policy.datasets[referrer].table!r}"))
     return findings
 
 

@@ -33,8 +33,9 @@ IP = "ip"
 CARD = "card"
 IBAN = "iban"
 TOKEN = "token"
+CREDENTIAL = "credential"  # a stored password hash: whole column values only
 
-KINDS = (EMAIL, PHONE, NAME, IP, CARD, IBAN, TOKEN)
+KINDS = (EMAIL, PHONE, NAME, IP, CARD, IBAN, TOKEN, CREDENTIAL)
 SPAN_KINDS = (TOKEN, EMAIL, IBAN, CARD, PHONE, IP)  # detectable inside free text
 LOG_KINDS = (TOKEN, EMAIL, IBAN, CARD, PHONE)  # masked in logs by default
 
@@ -347,17 +348,30 @@ _PARTICLES = frozenset(("van", "von", "der", "den", "de", "la", "le", "du", "da"
                         "del", "dos", "bin", "al", "ter"))
 
 
-def _name_word(word: str) -> bool:
+def _name_word(word: str, capitals: bool = False) -> bool:
+    """A capitalised word ('Ada', "O'Brien"); with `capitals`, one written in capitals
+    too ('MARY'), as some systems store names."""
     if len(word) == 2 and word[1] == "." and word[0].isupper():  # an initial
         return True
     core = word.replace("-", "").replace("'", "")
-    return (len(word) >= 2 and word[0].isupper() and core.isalpha()
-            and word[1:].replace("-", "").replace("'", "") != word[1:].upper())
+    if not (len(word) >= 2 and word[0].isupper() and core.isalpha()):
+        return False
+    return capitals or word[1:].replace("-", "").replace("'", "") != word[1:].upper()
 
 
-def name_hint(column: str) -> bool:
-    """Does a column's name say it holds people's names (`display_name`, `author`)?"""
+# Tables of people: a bare `name` column is a person's name only in one of these (a
+# category's or a language's `name` is not).
+PEOPLE_TABLES = ("user", "customer", "person", "people", "contact", "employee", "staff",
+                 "member", "patient", "author", "actor", "client", "account", "profile",
+                 "student", "driver", "guest", "owner", "recipient", "sender")
+
+
+def name_hint(column: str, table: str = "") -> bool:
+    """Does a column's name say it holds people's names (`display_name`, `author`)? A
+    bare `name` does only in a table of people (when the table is known)."""
     lowered = column.lower()
+    if lowered == "name" and table:
+        return any(hint in table.lower() for hint in PEOPLE_TABLES)
     return any(hint in lowered for hint in NAME_HINTS) and not lowered.endswith(
         ("_id", "_at", "_count", "filename", "file_name", "hostname", "username"))
 
@@ -365,7 +379,8 @@ def name_hint(column: str) -> bool:
 def looks_like_name(value: str, hinted: bool = False) -> bool:
     """'Ada Lovelace', 'Jean-Luc Picard', 'Ludwig van Beethoven': 2-5 capitalised words
     (particles between them), none a common non-name word. With a hint from the column's
-    name one word is enough."""
+    name one word is enough, and names in capitals count ('MARY SMITH': without the
+    hint, 'HTTP ERROR' would too)."""
     words = value.strip().split()
     if not (2 <= len(words) <= 5 or (hinted and len(words) == 1)):
         return False
@@ -374,7 +389,7 @@ def looks_like_name(value: str, hinted: bool = False) -> bool:
     for i, word in enumerate(words):
         if 0 < i < len(words) - 1 and word in _PARTICLES:
             continue
-        if not _name_word(word) or word.lower().rstrip(".") in _NOT_NAMES:
+        if not _name_word(word, hinted) or word.lower().rstrip(".") in _NOT_NAMES:
             return False
     return not all(len(w) == 2 and w.endswith(".") for w in words)
 
@@ -390,15 +405,45 @@ def phone_hint(column: str) -> bool:
         ("_id", "_at", "_count", "_verified", "_type"))
 
 
-def detect(value: str, column: str = "") -> set[str]:
+# -- stored password hashes (whole values) -----------------------------------------------
+# Modular crypt ($2b$ bcrypt, $argon2id$, $6$ sha512-crypt, ...), Django's `algo$...`, LDAP
+# `{SSHA}`; a bare hex digest only under a password column's name (it is also a checksum).
+_PASSWORD_HASH = re.compile(
+    r"\$(?:2[abxy]?|argon2(?:id|i|d)|scrypt|1|5|6|7|y|gy|pbkdf2(?:-[a-z0-9]+)?|sha1|md5)\$"
+    r"\S{8,}"
+    r"|(?:pbkdf2_sha256|pbkdf2_sha1|argon2|bcrypt_sha256|bcrypt|scrypt|sha1|md5)\$\S{8,}"
+    r"|\{(?:SSHA|SHA|SSHA256|SSHA512|SMD5|MD5|CRYPT)\}\S{8,}")
+_HEX_DIGEST = re.compile(r"(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{128})"
+                         r"|(?:[0-9A-F]{32}|[0-9A-F]{40}|[0-9A-F]{64}|[0-9A-F]{128})")
+PASSWORD_HINTS = ("password", "passwd", "pwd", "passhash", "pass_hash", "pw_hash")
+
+
+def password_hint(column: str) -> bool:
+    """Does a column's name say it holds passwords (`password`, `pwd_hash`)?"""
+    lowered = column.lower()
+    return any(hint in lowered for hint in PASSWORD_HINTS) and not lowered.endswith(
+        ("_at", "_count", "_changed", "_expires", "_policy"))
+
+
+def looks_like_password_hash(value: str, column: str = "") -> bool:
+    """A stored password hash: a credential, not a token (nobody sends it anywhere)."""
+    text = value.strip()
+    return bool(_PASSWORD_HASH.fullmatch(text)) or (
+        password_hint(column) and bool(_HEX_DIGEST.fullmatch(text)))
+
+
+def detect(value: str, column: str = "", table: str = "") -> set[str]:
     """The kinds of PII in one column value. The column's name helps: under `phone` a
-    short local number (`555-0123`) counts, under `full_name` a single capitalised word."""
+    short local number (`555-0123`) counts, under `full_name` a single capitalised word,
+    under `password` a hex digest is a credential (a bcrypt hash is one anywhere)."""
+    if len(value) <= 256 and looks_like_password_hash(value, column):
+        return {CREDENTIAL}
     kinds = kinds_in(value)
     if kinds or len(value) > 80:
         return kinds
     if phone_hint(column) and _PHONE_SHAPED.fullmatch(value.strip()) and \
             7 <= sum(c.isdigit() for c in value) <= 15:
         kinds.add(PHONE)
-    elif looks_like_name(value, name_hint(column)):
+    elif looks_like_name(value, name_hint(column, table)):
         kinds.add(NAME)
     return kinds

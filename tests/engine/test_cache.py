@@ -112,11 +112,12 @@ def test_erasure_removes_exactly_the_subjects_keys(app_url: str, tmp_path: Path,
         next(d for d in document["certificate"]["datasets"]
              if d["dataset"] == "web_sessions").items()
 
-    # a held subject's keys stay, and its request stays open naming the hold
+    # a subject held after its soft delete keeps its keys at the erasure phase, and its
+    # request stays open naming the hold
+    held = open_request(rt, "erasure", "user", ["id=5"])
+    run_request(rt, held.id, tmp_path / "out")  # soft-delete phase
     hold = place_hold(rt.control, rt.audit, rt.clock,
                       parse_scope(rt.policy, "user:user5@example.com", None, None), "case 5")
-    held = open_request(rt, "erasure", "user", ["id=5"])
-    run_request(rt, held.id, tmp_path / "out")
     rt.close()
     rt = runtime(policy, NOW + timedelta(days=62))
     outcome = run_request(rt, held.id, tmp_path / "out")

@@ -199,3 +199,45 @@ def test_postgres_inet_and_jsonb_columns_are_scanned(postgres_url: str, tmp_path
     report = run_scan(write_policy(tmp_path, postgres_url))
     got = {c.column: (c.detected, c.sampled) for c in report.columns if c.table == "logins"}
     assert got == {"addr": (("ip",), 30), "payload": (("email",), 30)}  # not `attempts`
+
+
+def test_a_rental_schema_scans_as_a_privacy_engineer_reads_it(app_url: str,
+                                                              tmp_path: Path) -> None:
+    """Names in capitals are names, a staff password's SHA-1 is a credential (not a
+    token), and the `name` of a category or a language is nobody's (issue 18, item 8)."""
+    engine = sa.create_engine(normalize_url(app_url))
+    firsts = ["MARY", "PATRICIA", "LINDA", "BARBARA", "ELIZABETH"]
+    lasts = ["SMITH", "JOHNSON", "WILLIAMS", "JONES", "BROWN"]
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE customer (customer_id integer PRIMARY KEY, "
+                             "first_name varchar(45), last_name varchar(45))"))
+        conn.execute(sa.text("CREATE TABLE staff (staff_id integer PRIMARY KEY, "
+                             "username varchar(16), password varchar(40))"))
+        conn.execute(sa.text("CREATE TABLE category (category_id integer PRIMARY KEY, "
+                             "name varchar(25))"))
+        conn.execute(sa.text("CREATE TABLE language (language_id integer PRIMARY KEY, "
+                             "name varchar(20))"))
+        conn.execute(sa.text("INSERT INTO customer VALUES (:i, :f, :l)"),
+                     [{"i": i, "f": f, "l": lasts[i]} for i, f in enumerate(firsts)])
+        conn.execute(sa.text("INSERT INTO staff VALUES (:i, :u, :p)"), [
+            {"i": 1, "u": "Mike", "p": "8cb2237d0679ca88db6464eac60da96345513964"},
+            {"i": 2, "u": "Jon", "p": "8cb2237d0679ca88db6464eac60da96345513964"}])
+        conn.execute(sa.text("INSERT INTO category VALUES (:i, :n)"), [
+            {"i": i, "n": n} for i, n in enumerate(
+                ["Action", "Animation", "Children", "Classics", "Comedy", "Documentary",
+                 "Drama", "Family", "Foreign", "Games", "Horror", "Music", "Sci-Fi"])])
+        conn.execute(sa.text("INSERT INTO language VALUES (:i, :n)"), [
+            {"i": i, "n": n} for i, n in enumerate(
+                ["English", "Italian", "Japanese", "Mandarin", "French", "German"])])
+    engine.dispose()
+    policy = tmp_path / "lethe.yaml"
+    policy.write_text(yaml.safe_dump({
+        "lethe": 1, "organization": "Rentals", "control": f"sqlite:///{tmp_path / 'state.db'}",
+        "stores": {"app": {"url": app_url}}, "datasets": {}}))
+    report = run_scan(policy)
+    detected = {(c.table, c.column): c.detected for c in report.columns if c.detected}
+    assert detected == {("customer", "first_name"): ("name",),
+                        ("customer", "last_name"): ("name",),
+                        ("staff", "password"): ("credential",)}
+    suggested = report.as_dict()["suggestions"]["datasets"]
+    assert suggested["staff"]["fields"]["password"]["anonymize"] == "null"

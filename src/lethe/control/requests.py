@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -125,8 +126,26 @@ class RequestStore:
                     found.setdefault(row.request_id, {})[row.dataset] = int(row.rows)
         return found
 
-    def set_baselines(self, baselines: dict[int, dict[str, int]]) -> None:
-        rows = [{"request_id": request_id, "dataset": dataset, "rows": count}
+    def pointers(self, request_ids: list[int]) -> dict[int, dict[str, list[str]]]:
+        """The keys of the rows each request's subject pointed at when its erasure began,
+        per `referenced_by` dataset (requests begun before migration 13 have none)."""
+        found: dict[int, dict[str, list[str]]] = {}
+        table = request_baselines
+        for start in range(0, len(request_ids), CHUNK):
+            with self._tx("reading erasure baselines", write=False) as conn:
+                for row in conn.execute(sa.select(table).where(
+                        table.c.request_id.in_(request_ids[start:start + CHUNK]),
+                        table.c.pointed.is_not(None))):
+                    found.setdefault(row.request_id, {})[row.dataset] = json.loads(row.pointed)
+        return found
+
+    def set_baselines(self, baselines: dict[int, dict[str, int]],
+                      pointers: Mapping[int, Mapping[str, list[str]]] | None = None) -> None:
+        """Write the baselines (and the keys of the rows each subject points at)."""
+        pointed = pointers or {}
+        rows = [{"request_id": request_id, "dataset": dataset, "rows": count,
+                 "pointed": json.dumps(pointed[request_id][dataset])
+                 if dataset in pointed.get(request_id, {}) else None}
                 for request_id, counts in baselines.items() for dataset, count in counts.items()]
         if rows:
             with self._tx("writing erasure baselines") as conn:

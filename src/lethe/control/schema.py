@@ -176,11 +176,18 @@ request_baselines = sa.Table(
     sa.Column("request_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("dataset", sa.String(200), primary_key=True),
     sa.Column("rows", sa.BigInteger, nullable=False),
+    # a `referenced_by` dataset: the keys of the rows the subject's rows pointed at, as a
+    # JSON list of text, so a run killed after the subject row went still finds them
+    # (migration 13); cleared with the baselines when the request completes
+    sa.Column("pointed", sa.Text),
 )
 
 
 def _create_request_baselines(conn: Connection) -> None:
-    request_baselines.create(conn)
+    # as migration 5 made it: later migrations add their columns themselves
+    sa.Table(request_baselines.name, sa.MetaData(),
+             *(c._copy() for c in request_baselines.columns if c.name != "pointed")
+             ).create(conn)
 
 
 # One row per unit of work several workers might take (a dataset's sweep for one
@@ -289,6 +296,10 @@ def _add_blocked(conn: Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE lethe_run_actions ADD COLUMN {column}"))
 
 
+def _add_pointed_keys(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE lethe_request_baselines ADD COLUMN pointed TEXT"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
     (2, "hash-chained audit log and signed checkpoints", _create_audit),
@@ -303,4 +314,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (11, "runs name their process and when it was last alive; longer statuses",
      _add_run_owner),
     (12, "run actions say how many due rows a foreign key kept, and which", _add_blocked),
+    (13, "erasure baselines keep the keys of the rows a subject points at", _add_pointed_keys),
 ]

@@ -164,8 +164,13 @@ def _owner(rt: Runtime, builder: StepBuilder, plan: ErasurePlan, parent: str, co
 
 
 def build_erasure_plan(rt: Runtime, builder: StepBuilder, subject_kind: str,
-                       keys: Sequence[Value]) -> ErasurePlan:
-    """The erasure of the subjects whose rows have these keys, over every store."""
+                       keys: Sequence[Value],
+                       pointed: Mapping[str, Sequence[Value]] | None = None) -> ErasurePlan:
+    """The erasure of the subjects whose rows have these keys, over every store.
+
+    Rows the subjects' rows point at (`referenced_by`: an address) come last, after the
+    rows pointing at them are gone: by the keys in `pointed` (read before anything went,
+    and kept with the baselines), else through the pointing rows as they are now."""
     policy = rt.policy
     subject = policy.subjects[subject_kind].dataset
     keys = tuple(keys)
@@ -188,6 +193,13 @@ def build_erasure_plan(rt: Runtime, builder: StepBuilder, subject_kind: str,
         if len(linked) == 1:
             parents[name] = linked[0][0]
     where = {n: found[n] for n in order if n in found}
+    for name in order:  # after every row that may point at them
+        if not policy.datasets[name].referenced_by:
+            continue
+        rows = builder.pointed_at(name, found) if pointed is None or name not in pointed \
+            else (In(builder.keys[name], tuple(pointed[name])) if pointed[name] else FALSE)
+        if rows != FALSE:
+            where[name] = rows
     actions: list[ErasureAction] = []
     if keys and any(policy.datasets[n].erasure == "shred" for n in where):
         actions.append(ShredKeys(subject_kind))

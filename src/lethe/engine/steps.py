@@ -14,9 +14,10 @@ from datetime import datetime
 from lethe.catalog import Reference
 from lethe.engine.anonymize import anonymizer, still_identifying
 from lethe.holds import CASCADING, HoldScopes
-from lethe.policy.model import Dataset, Policy, Rule
+from lethe.policy.model import Dataset, Policy, Rule, SoftDelete
 from lethe.stores.base import (
     FALSE,
+    TRUE,
     Anonymize,
     Cascade,
     Condition,
@@ -82,7 +83,7 @@ def rule_due(ds: Dataset, index: int, rule: Rule, now: datetime) -> Condition:
         return FALSE
     due = all_of(governed_by(ds, index), Older(rule.after, cutoff))
     if rule.action == "soft-delete" and ds.soft_delete:
-        due = all_of(due, IsNull(ds.soft_delete.column))
+        due = all_of(due, not_soft_deleted(ds.soft_delete))
     if rule.action == "anonymize":
         due = all_of(due, identifying(ds))
     return due
@@ -92,7 +93,29 @@ def purge_due(ds: Dataset, now: datetime) -> Condition:
     if ds.soft_delete is None:
         return FALSE
     cutoff = ds.soft_delete.recover_for.before(now)
-    return FALSE if cutoff is None else Older(ds.soft_delete.column, cutoff)
+    return FALSE if cutoff is None else \
+        all_of(soft_deleted(ds.soft_delete), Older(ds.soft_delete.since, cutoff))
+
+
+def soft_deleted(soft: SoftDelete) -> Condition:
+    """Rows soft-deleted: the timestamp set, or the flag at its deleted value."""
+    if soft.deleted_value is None:
+        return negate(IsNull(soft.column))
+    return Eq(soft.column, soft.deleted_value)
+
+
+def not_soft_deleted(soft: SoftDelete) -> Condition:
+    """Rows still live (a NULL flag counts as live, as SQL's NOT would not say)."""
+    if soft.deleted_value is None:
+        return IsNull(soft.column)
+    return any_of(IsNull(soft.column), negate(Eq(soft.column, soft.deleted_value)))
+
+
+def soft_delete_effect(soft: SoftDelete, now: datetime) -> SetColumns:
+    """Soft-delete a row now: the timestamp, or the flag and the time it was set."""
+    if soft.at is None or soft.deleted_value is None:
+        return SetColumns(((soft.column, now),))
+    return SetColumns(((soft.column, soft.deleted_value), (soft.at, now)))
 
 
 @dataclass(frozen=True)
@@ -178,6 +201,16 @@ class StepBuilder:
                                     self.policy.datasets[parent].store))
         return any_of(*parts)
 
+    def pointed_at(self, name: str, found: Mapping[str, Condition]) -> Condition:
+        """Rows of `name` (a `referenced_by` dataset) that rows of its referrers matching
+        `found` (dataset -> condition) point at."""
+        ds = self.policy.datasets[name]
+        return any_of(*(Exists(self.policy.datasets[referrer].table or "", column,
+                               self.keys[name], found[referrer],
+                               self.policy.datasets[referrer].store)
+                        for referrer, column in ds.referenced_by.items()
+                        if found.get(referrer, FALSE) != FALSE))
+
     def removes(self, step: Step) -> bool:
         """Does the step delete rows (retention deletes, purges, deleting cascades)?"""
         return step.deletes or step.action == "archive" or (
@@ -222,16 +255,25 @@ class StepBuilder:
         """`referenced`, one foreign key at a time: (the key as plans and certificates
         name it, the rows it keeps). A child the parent's deletion cascades into passes
         on what keeps its own rows."""
-        store = self.policy.datasets[name].store
+        ds = self.policy.datasets[name]
+        store = ds.store
         found: list[tuple[str, Condition]] = [
             (ref.describe(), Exists(ref.table, ref.column, self.keys[name],
                                     negate(self.cleared.get((store, ref.table, ref.column),
                                                             FALSE))))
             for ref in self.references.get(name, ())]
-        for child, ds in self.policy.datasets.items():
-            column = ds.belongs_to.get(name)
-            if column is not None and ds.erasure == "delete" and child in self.keys:
-                found += [(why, Exists(ds.table or "", column, self.keys[name], below, ds.store))
+        declared = {(store, ref.table, ref.column) for ref in self.references.get(name, ())}
+        for referrer, link in ds.referenced_by.items():  # a link the schema may not declare
+            other = self.policy.datasets[referrer]
+            if (other.store, other.table, link) not in declared and referrer in self.keys:
+                found.append((f"{other.table}.{link} (referenced_by)",
+                              Exists(other.table or "", link, self.keys[name], TRUE,
+                                     other.store)))
+        for child, below_ds in self.policy.datasets.items():
+            column = below_ds.belongs_to.get(name)
+            if column is not None and below_ds.erasure == "delete" and child in self.keys:
+                found += [(why, Exists(below_ds.table or "", column, self.keys[name], below,
+                                       below_ds.store))
                           for why, below in self.blockers(child)]
         return found
 
@@ -240,7 +282,7 @@ class StepBuilder:
         if step.action in DELETING:
             return Delete()
         if step.action == "soft-delete" and ds.soft_delete is not None:
-            return SetColumns(((ds.soft_delete.column, self.now),))
+            return soft_delete_effect(ds.soft_delete, self.now)
         if step.action == "anonymize":
             return anonymize_effect(ds)
         if step.action == "cascade" and step.parent is not None:

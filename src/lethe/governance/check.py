@@ -19,6 +19,7 @@ from lethe.control.workspaces import WorkspaceRegions
 from lethe.errors import SchemaMismatch
 from lethe.governance.residency import residency_findings
 from lethe.policy.lifecycle import drift, lifecycle_days, lifecycle_rules
+from lethe.policy.model import Policy
 from lethe.stores.base import Eq, IsNull, any_of
 from lethe.stores.objects import S3Objects
 
@@ -91,20 +92,76 @@ def unindexed_links(catalog: Catalog) -> list[Finding]:
 
 
 def blocking_references(catalog: Catalog) -> list[Finding]:
-    """Foreign keys that will keep parent rows alive past their retention."""
+    """Foreign keys that will keep parent rows alive past their retention: only into
+    datasets lethe deletes rows of (a table with no rule that no erasure or cascade
+    deletes from is blocked in nothing)."""
     try:
         keys, nullable = catalog.keys(), catalog.nullable()
     except SchemaMismatch:
         return []  # reported as schema findings
+    policy = catalog.policy
     findings = []
     for name, refs in unhandled_references(catalog, keys, nullable).items():
-        table = catalog.policy.datasets[name].table
+        if not _deletes_rows(policy, name):
+            continue
+        table = policy.datasets[name].table
         for ref in refs:
+            if _declared(policy, name, ref.table, ref.column):
+                continue  # `referenced_by`: the policy knows; they go when unreferenced
             findings.append(Finding(
                 "warning", "blocking-reference", f"datasets.{name}",
                 f"{ref.describe()} references {table}; rows it points at are kept until "
-                "those rows go (declare it with belongs_to and erasure delete to cascade)"))
+                f"those rows go ({_advice(policy, name, ref.table, ref.column)})"))
     return findings
+
+
+def _deletes_rows(policy: Policy, name: str) -> bool:
+    """Does lethe ever delete rows of this dataset: a deleting rule, a purge, an erasure
+    (the subject's own rows, a child's by `erasure: delete`, rows the subject points at)?"""
+    ds = policy.datasets[name]
+    if ds.soft_delete is not None or any(r.action in ("delete", "archive")
+                                         and not r.keep.forever for r in ds.retention):
+        return True
+    if any(s.dataset == name for s in policy.subjects.values()):
+        return True
+    return ds.erasure == "delete" and bool(ds.belongs_to or ds.referenced_by)
+
+
+def _advice(policy: Policy, name: str, table: str, column: str) -> str:
+    """How to let the reference go. A subject's rows (or rows linked to a subject) that
+    point at a lookup row must not be made its children: deleting the lookup row would
+    then delete the subjects. Point the other way instead."""
+    referrer = _dataset_of(policy, name, table)
+    if referrer is not None and _of_a_subject(policy, referrer):
+        return (f"declare `referenced_by: {{{referrer}: {column}}}` on {name} so that access "
+                "exports and erasure reach the rows a subject points at")
+    return "declare it with belongs_to and erasure delete to cascade"
+
+
+def _dataset_of(policy: Policy, name: str, table: str) -> str | None:
+    """The dataset of `table` in the store of dataset `name`, if the policy has one."""
+    return next((n for n, ds in policy.datasets.items()
+                 if ds.table == table and ds.store == policy.datasets[name].store), None)
+
+
+def _declared(policy: Policy, name: str, table: str, column: str) -> bool:
+    referrer = _dataset_of(policy, name, table)
+    return referrer is not None and policy.datasets[name].referenced_by.get(referrer) == column
+
+
+def _of_a_subject(policy: Policy, name: str) -> bool:
+    """Is the dataset a subject's own, or linked to one through belongs_to?"""
+    subjects = {s.dataset for s in policy.subjects.values()}
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        if current in subjects:
+            return True
+        if current not in seen:
+            seen.add(current)
+            todo += list(policy.datasets[current].belongs_to)
+    return False
 
 
 def cache_ttls(catalog: Catalog, now: datetime) -> list[Finding]:

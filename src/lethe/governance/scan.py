@@ -31,11 +31,12 @@ MAX_VALUE_CHARS = 10_000  # a long document is judged by its beginning
 ENCRYPTED_SHARE = 0.5
 # Share of sampled values a detector must match to classify the column.
 MIN_SHARE = {pii.EMAIL: 0.01, pii.CARD: 0.01, pii.IBAN: 0.01, pii.TOKEN: 0.01,
-             pii.PHONE: 0.1, pii.IP: 0.1, pii.NAME: 0.5}
+             pii.CREDENTIAL: 0.01, pii.PHONE: 0.1, pii.IP: 0.1, pii.NAME: 0.5}
 NAME_SHARE_WITH_HINT = 0.2
 # How each kind is anonymized when a suggestion is applied (see ANONYMIZERS in the model).
 ANONYMIZE = {pii.EMAIL: "mask-email", pii.NAME: "redact", pii.PHONE: "redact",
-             pii.IP: "null", pii.CARD: "null", pii.IBAN: "null", pii.TOKEN: "null"}
+             pii.IP: "null", pii.CARD: "null", pii.IBAN: "null", pii.TOKEN: "null",
+             pii.CREDENTIAL: "null"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class ColumnScan:
     @property
     def detected(self) -> tuple[str, ...]:
         """Kinds whose share reaches their threshold, most frequent first."""
-        hinted = pii.name_hint(self.column)
+        hinted = pii.name_hint(self.column, self.table)
         kinds = [k for k, n in self.counts.items() if n and self.share(k) >= (
             NAME_SHARE_WITH_HINT if k == pii.NAME and hinted else MIN_SHARE[k])]
         return tuple(sorted(kinds, key=lambda k: (-self.counts[k], pii.KINDS.index(k))))
@@ -131,7 +132,8 @@ class ScanReport:
                 "findings": [f.as_dict() for f in self.findings]}
 
 
-def scan_column(values: Iterable[Any], column: str) -> tuple[int, dict[str, int], int]:
+def scan_column(values: Iterable[Any], column: str,
+                table: str = "") -> tuple[int, dict[str, int], int]:
     """(non-NULL values, matches per kind, sealed values) for one column's sample."""
     sampled = sealed = 0
     counts: dict[str, int] = {}
@@ -145,7 +147,7 @@ def scan_column(values: Iterable[Any], column: str) -> tuple[int, dict[str, int]
         if text.startswith(SEALED_PREFIX):
             sealed += 1
             continue
-        for kind in pii.detect(text[:MAX_VALUE_CHARS], column):
+        for kind in pii.detect(text[:MAX_VALUE_CHARS], column, table):
             counts[kind] = counts.get(kind, 0) + 1
     return sampled, counts, sealed
 
@@ -170,7 +172,7 @@ def scan_table(catalog: Catalog, store_name: str, table: str, dataset: str | Non
     info = store.tables()[table].columns
     scans = []
     for index, column in enumerate(columns):
-        sampled, counts, sealed = scan_column((row[index] for row in rows), column)
+        sampled, counts, sealed = scan_column((row[index] for row in rows), column, table)
         scans.append(ColumnScan(store_name, dataset, table, column, sampled, counts, sealed,
                                 _declared_class(catalog.policy, dataset, column),
                                 info[column].nullable if column in info else True))

@@ -1,8 +1,9 @@
 """Holds compiled into row conditions: the condition that keeps held rows untouched.
 
 A hold reaches a row three ways: directly (its dataset, its workspace column, or a
-subject identity), downward (the row belongs to a held row through belongs_to), and
-upward (deleting the row would cascade into a held row, so it must stay too).
+subject identity), downward (the row belongs to a held row through belongs_to, or a held
+row points at it through `referenced_by`), and upward (deleting the row would cascade
+into a held row, so it must stay too).
 """
 
 from __future__ import annotations
@@ -97,8 +98,21 @@ class HoldScopes:
         return self.resolved(dataset)
 
     def down(self, dataset: str, skip: Link | None = None) -> Condition:
-        """Held directly or through any parent (except along `skip`)."""
-        return any_of(self.direct(dataset), *self._above(dataset, skip))
+        """Held directly, through any parent (except along `skip`), or, for a
+        `referenced_by` dataset, through a held row pointing at it."""
+        return any_of(self.direct(dataset), *self._above(dataset, skip),
+                      *self._referrers(dataset))
+
+    def _referrers(self, dataset: str) -> list[Condition]:
+        """Rows a held row points at (an address a held customer row names)."""
+        parts: list[Condition] = []
+        for referrer, column in self.policy.datasets[dataset].referenced_by.items():
+            held = self.down(referrer)
+            other = self.policy.datasets[referrer]
+            if held != FALSE and referrer in self.keys:
+                parts.append(Exists(other.table or "", column, self.keys[dataset], held,
+                                    other.store))
+        return parts
 
     def _above(self, dataset: str, skip: Link | None = None) -> list[Condition]:
         """Held through a parent (except along `skip`)."""

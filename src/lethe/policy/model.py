@@ -94,8 +94,29 @@ class FieldPolicy(Strict):
 
 
 class SoftDelete(Strict):
+    """Where a row's soft delete is recorded: by default `column` is a timestamp (NULL:
+    live, set: soft-deleted then). A schema with a flag instead (`active: 0`) gives the
+    flag's `deleted_value` and `at`, the time column that says since when (lethe sets
+    both when it soft-deletes), so no schema change is needed to adopt lethe."""
+
     column: str
     recover_for: DurationField = Duration(30, "d")
+    deleted_value: Scalar | None = None
+    at: str | None = None
+
+    @model_validator(mode="after")
+    def _flag(self) -> SoftDelete:
+        if (self.deleted_value is None) != (self.at is None):
+            raise ValueError("a soft-delete flag needs both `deleted_value` (the value that "
+                             "marks a row deleted) and `at` (the time column since when)")
+        if self.at is not None:
+            _identifier(self.at, "column")
+        return self
+
+    @property
+    def since(self) -> str:
+        """The time column the recovery window is counted from."""
+        return self.at or self.column
 
 
 class Partitions(Strict):
@@ -147,6 +168,10 @@ class Dataset(Strict):
     soft_delete: SoftDelete | None = None
     retention: list[Rule] = Field(default_factory=list)
     belongs_to: dict[str, str] = Field(default_factory=dict)
+    # the other way round: dataset -> its column that points at this dataset's key
+    # (customer.address_id -> address): this dataset's rows that a subject's rows point
+    # at are the subject's too (access exports them, erasure handles them)
+    referenced_by: dict[str, str] = Field(default_factory=dict)
     erasure: Erasure = "delete"
     legal_basis: str | None = None
     partitions: Partitions = Field(default_factory=Partitions)
@@ -163,7 +188,7 @@ class Dataset(Strict):
         if len(locators) != 1:
             raise ValueError("a dataset needs exactly one of `table`, `prefix` or `pattern`")
         for name in (self.table, self.key, self.workspace, *self.fields,
-                     *self.belongs_to.values()):
+                     *self.belongs_to.values(), *self.referenced_by.values()):
             if name is not None:
                 _identifier(name, "table or column")
         if self.soft_delete:
@@ -349,7 +374,7 @@ class Policy(Strict):
                 raise ValueError(f"{where}: a {kind} store dataset needs `{needed}:`")
             if kind == "sql":
                 for index, rule in enumerate(ds.retention):
-                    if not rule.after:
+                    if not rule.after and not rule.keep.forever:  # forever: no clock
                         raise ValueError(f"{where}.retention[{index}]: `after:` names the "
                                          "time column the age is counted from")
             if kind == "cache":
@@ -381,12 +406,42 @@ class Policy(Strict):
         for name, subject in self.subjects.items():
             if subject.dataset not in self.datasets:
                 raise ValueError(f"subjects.{name}.dataset: unknown dataset {subject.dataset!r}")
+        for name, ds in self.datasets.items():
+            _referenced_by(self, name, ds)
         for name, schedule in self.schedules.items():
             if schedule.datasets != "all":
                 for ds_name in schedule.datasets:
                     if ds_name not in self.datasets:
                         raise ValueError(f"schedules.{name}.datasets: unknown dataset {ds_name!r}")
         return self
+
+
+def _referenced_by(policy: Policy, name: str, ds: Dataset) -> None:
+    """A dataset other rows point at (an address, a profile) hangs off its referrers
+    only: not a subject's own table, not a child or parent through belongs_to, not
+    pointed at through another such dataset, and SQL on both sides."""
+    where = f"datasets.{name}.referenced_by"
+    if not ds.referenced_by:
+        return
+    if any(s.dataset == name for s in policy.subjects.values()):
+        raise ValueError(f"{where}: a subject's own dataset is found by its identities")
+    if ds.belongs_to or any(name in other.belongs_to for other in policy.datasets.values()):
+        raise ValueError(f"{where}: a dataset found through its referrers cannot also be "
+                         "linked with belongs_to")
+    if policy.stores[ds.store].kind != "sql":
+        raise ValueError(f"{where}: only SQL datasets can be found through a reference")
+    if ds.archive_targets:
+        raise ValueError(f"{where}: archiving a dataset found through a reference is not "
+                         "supported (its archived rows could not be traced to a subject)")
+    for referrer in ds.referenced_by:
+        other = policy.datasets.get(referrer)
+        if other is None:
+            raise ValueError(f"{where}: unknown dataset {referrer!r}")
+        if referrer == name or other.referenced_by:
+            raise ValueError(f"{where}.{referrer}: must be a dataset found through "
+                             "belongs_to or a subject's own, not through a reference")
+        if policy.stores[other.store].kind != "sql":
+            raise ValueError(f"{where}.{referrer}: only SQL datasets can point at rows")
 
 
 def _residency(policy: Policy) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from lethe.engine.steps import governed_by, identifying
+from lethe.engine.steps import governed_by, identifying, not_soft_deleted, soft_deleted
 from lethe.errors import LetheError
 from lethe.policy.durations import Duration
 from lethe.policy.model import Dataset
 from lethe.runtime import Runtime
-from lethe.stores.base import TRUE, Condition, IsNull, all_of
+from lethe.stores.base import Condition, all_of
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def governed(ds: Dataset, index: int) -> Condition:
     rule = ds.retention[index]
     parts = [governed_by(ds, index)]
     if rule.action == "soft-delete" and ds.soft_delete:
-        parts.append(IsNull(ds.soft_delete.column))
+        parts.append(not_soft_deleted(ds.soft_delete))
     if rule.action == "anonymize":
         parts.append(identifying(ds))
     return all_of(*parts)
@@ -51,7 +51,8 @@ def data_ages(rt: Runtime) -> list[AgeReading]:
             (i, r.action, r.after, r.keep, governed(ds, i))
             for i, r in enumerate(ds.retention) if r.after]
         if ds.soft_delete is not None:
-            lines.append((None, "purge", ds.soft_delete.column, ds.soft_delete.recover_for, TRUE))
+            lines.append((None, "purge", ds.soft_delete.since, ds.soft_delete.recover_for,
+                          soft_deleted(ds.soft_delete)))
         for rule, action, column, limit, where in lines:
             try:
                 oldest = rt.catalog.store_of(name).oldest(ds.table or "", column, where)

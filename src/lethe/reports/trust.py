@@ -136,7 +136,8 @@ def _schedule(policy: Policy) -> tuple[list[ScheduleRow], list[str]]:
         for rule in ds.retention:
             rows.append(ScheduleRow(
                 _label(policy, name), CLASSES[ds.class_], condition(rule), period(rule.keep),
-                "when written" if cache else starting_point(rule.after),
+                "when written" if cache else
+                (starting_point(rule.after) if rule.after else "—"),
                 method(policy, ds, rule), sentence(policy, name, ds, rule)))
     return rows, unscheduled
 

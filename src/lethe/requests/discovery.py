@@ -80,7 +80,8 @@ def subject_rows(policy: Policy, subject_kind: str, identities: Mapping[str, str
 
 def selections(policy: Policy, graph: Graph, builder: StepBuilder, subject_kind: str,
                identities: Mapping[str, str]) -> dict[str, Condition]:
-    """Rows of each dataset that are the subject's, children first, subject dataset last."""
+    """Rows of each dataset that are the subject's, children first, then the subject
+    dataset, then the rows they point at (`referenced_by`)."""
     subject = policy.subjects[subject_kind].dataset
     own = subject_rows(policy, subject_kind, identities)
     found: dict[str, Condition] = {}
@@ -93,6 +94,10 @@ def selections(policy: Policy, graph: Graph, builder: StepBuilder, subject_kind:
         linked = builder.linked_to(name, subject, own)
         if linked != FALSE:
             found[name] = linked
+    for name in graph.order:  # rows the subject's rows point at (an address)
+        pointed = builder.pointed_at(name, found) if name in builder.keys else FALSE
+        if pointed != FALSE:
+            found[name] = pointed
     return found
 
 

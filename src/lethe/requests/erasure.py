@@ -34,7 +34,7 @@ from lethe.engine.erasure_plan import (
 )
 from lethe.engine.executor import Executor, SweepRows
 from lethe.engine.plan import builder_for
-from lethe.engine.steps import StepBuilder
+from lethe.engine.steps import StepBuilder, not_soft_deleted, soft_delete_effect
 from lethe.engine.subjects import SubjectReach
 from lethe.engine.sweep import SweepStats
 from lethe.errors import LetheError
@@ -52,8 +52,6 @@ from lethe.stores.base import (
     FALSE,
     Condition,
     In,
-    IsNull,
-    SetColumns,
     Value,
     all_of,
     negate,
@@ -79,6 +77,11 @@ class Group:
         self.plan = build_erasure_plan(rt, builder, subject_kind, self.keys)
         self.where = self.plan.where
         self.owners = self._owners()
+        # request id -> `referenced_by` dataset -> keys of the rows its subject points at
+        self._pointers: dict[int, dict[str, list[str]]] = {}
+        self._pointers_fresh: set[int] = set()  # read now, not kept from an earlier run
+        if any(self.policy.datasets[n].referenced_by for n in builder.keys):
+            self._point()
         self.reach = SubjectReach(rt, builder, subject_kind)
         self.executor = Executor(rt, builder)
         self.keyed = self.reach.keyed
@@ -101,6 +104,52 @@ class Group:
             identity = {str(k): str(k) for k in self.keys}
             return {self.subject: Owner(self.builder.keys[self.subject], identity)}
         return plan_owners(self.rt, self.builder, self.plan)
+
+    def _point(self) -> None:
+        """Pin the rows the subjects point at to their keys, so that every run of the
+        request (one killed after the pointing rows went included) erases the same rows:
+        kept from the run that began the erasure, else read now. Their owner is the
+        subject whose rows point at them."""
+        pointing = [n for n in self.builder.keys if self.policy.datasets[n].referenced_by]
+        self._pointers = requests_of(self.rt).pointers([s.record.id for s in self.subjects])
+        for s in self.subjects:
+            if s.record.id not in self._pointers:
+                self._pointers_fresh.add(s.record.id)
+                self._pointers[s.record.id] = {}
+        fresh = [s for s in self.subjects if s.record.id in self._pointers_fresh]
+        for name in pointing:
+            read = self._pointed_now(name) if fresh else {}
+            for s in fresh:
+                self._pointers[s.record.id][name] = sorted(read.get(s.mark, set()))
+        pointed = {name: tuple(dict.fromkeys(
+            key for s in self.subjects for key in self._pointers[s.record.id].get(name, ())))
+            for name in pointing}
+        self.plan = build_erasure_plan(self.rt, self.builder, self.subject_kind, self.keys,
+                                       pointed)
+        self.where = self.plan.where
+        for name in pointing:
+            self.owners[name] = Owner(self.builder.keys[name], {
+                key: s.mark for s in self.subjects
+                for key in self._pointers[s.record.id].get(name, ())})
+
+    def _pointed_now(self, name: str) -> dict[str, set[str]]:
+        """Each subject's keys of `name` rows its rows point at now."""
+        found: dict[str, set[str]] = {}
+        for referrer, column in self.policy.datasets[name].referenced_by.items():
+            where = self.where.get(referrer, FALSE)
+            if where == FALSE:
+                continue
+            owner = None if self.single else self.owners.get(referrer)
+            if owner is None and not self.single:
+                continue  # rows that cannot be told apart by subject point at nothing
+            columns = [column] if owner is None else [column, owner.column]
+            rows = self.rt.catalog.store_of(referrer).select(self._table(referrer), columns,
+                                                             where)
+            for row in rows:
+                mark = self.subjects[0].mark if owner is None else owner.of.get(str(row[1]))
+                if row[0] is not None and mark is not None:
+                    found.setdefault(mark, set()).add(str(row[0]))
+        return found
 
     def _table(self, name: str) -> str:
         return self.policy.datasets[name].table or ""
@@ -160,11 +209,11 @@ class Group:
         soft = self.policy.datasets[self.subject].soft_delete
         assert soft is not None
         swept = self.executor.sweep(SweepRows(
-            self.subject, all_of(self.where[self.subject], IsNull(soft.column)),
-            SetColumns(((soft.column, now),)), False, tally=self.column(self.subject),
+            self.subject, all_of(self.where[self.subject], not_soft_deleted(soft)),
+            soft_delete_effect(soft, now), False, tally=self.column(self.subject),
             selective=True), self.batch_size)
         done = self._swept(self.subject, swept.stats)
-        held = self._held(self.subject, all_of(IsNull(soft.column), swept.held))
+        held = self._held(self.subject, all_of(not_soft_deleted(soft), swept.held))
         kept = [s for s in self.subjects if held.get(s.mark) and not done.get(s.mark)]
         for s in kept:
             s.outcome = RequestOutcome(s.record, {self.subject: DatasetReport(
@@ -247,7 +296,8 @@ class Group:
                 counts[name] = {k: len(v) for k, v in self._found_keys[name].items()}
             counted = {s.record.id: {name: found.get(s.mark, 0)
                                      for name, found in counts.items()} for s in missing}
-            store.set_baselines(counted)
+            store.set_baselines(counted, {s.record.id: self._pointers[s.record.id]
+                                          for s in missing if s.record.id in self._pointers})
             baselines.update(counted)
         return baselines, fresh
 
