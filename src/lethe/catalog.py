@@ -13,7 +13,7 @@ from lethe.errors import LetheError, SchemaMismatch
 from lethe.localize import LocalStore
 from lethe.policy.graph import Graph, build_graph
 from lethe.policy.model import Dataset, Policy
-from lethe.stores.base import RowStore, TableInfo
+from lethe.stores.base import RowStore, TableInfo, composite_key, key_columns
 from lethe.stores.cache import RedisStore
 from lethe.stores.objects import ObjectStore, open_object_store
 from lethe.stores.sql import SqlStore
@@ -81,14 +81,22 @@ class Catalog:
         return tables[ds.table]
 
     def key_of(self, dataset: str) -> str:
+        """The column(s) batches walk and rows are addressed by (stores.base.key_columns):
+        `key:`, else the primary key — a composite one too, where nothing links to the
+        dataset by its key."""
         ds = self.policy.datasets[dataset]
-        if ds.key:
-            return ds.key
-        pk = self.table_of(dataset).primary_key
-        if len(pk) != 1:
-            raise SchemaMismatch(f"table {ds.table!r} has no single-column primary key; "
-                                 "set `key:`", path=f"datasets.{dataset}.key")
-        return pk[0]
+        columns = ds.key_columns or self.table_of(dataset).primary_key
+        if not columns:
+            raise SchemaMismatch(f"table {ds.table!r} has no primary key; set `key:`",
+                                 path=f"datasets.{dataset}.key")
+        if len(columns) > 1:
+            why = single_key_needed(self.policy, dataset)
+            if why is not None:
+                raise SchemaMismatch(
+                    f"table {ds.table!r} has a composite key ({', '.join(columns)}); {why} "
+                    "needs a single-column key: set `key:` to a unique column",
+                    path=f"datasets.{dataset}.key")
+        return composite_key(columns)
 
     def keys(self) -> dict[str, str]:
         """Each SQL dataset's key column (raises SchemaMismatch when one has none)."""
@@ -135,6 +143,23 @@ class Reference:
             (f"; and {more} more on its partitions)" if more else ")")
 
 
+def single_key_needed(policy: Policy, name: str) -> str | None:
+    """Why the dataset must have a one-column key (others link to it by that column, or
+    its archive chunks list it), or None."""
+    ds = policy.datasets[name]
+    if any(s.dataset == name for s in policy.subjects.values()):
+        return "a subject's dataset"
+    if any(name in other.belongs_to for other in policy.datasets.values()):
+        return "a dataset others belong_to"
+    if ds.referenced_by:
+        return "a dataset found through referenced_by"
+    if ds.archive_targets:
+        return "an archived dataset"
+    if policy.residency is not None and policy.residency.dataset == name:
+        return "the residency dataset"
+    return None
+
+
 def unhandled_references(catalog: Catalog, keys: Mapping[str, str],
                          nullable: Mapping[tuple[str, str], bool],
                          ) -> dict[str, tuple[Reference, ...]]:
@@ -151,6 +176,12 @@ def unhandled_references(catalog: Catalog, keys: Mapping[str, str],
         refs: list[Reference] = []
         for info in catalog.row_store(ds.store).tables().values():
             for fk in info.foreign_keys:
+                if fk.table == ds.table and len(fk.columns) > 1 and \
+                        set(fk.referred) == set(key_columns(keys[name])):
+                    raise SchemaMismatch(  # its rows would be blocked, or fail, unseen
+                        f"table {info.name!r} references {ds.table!r} by its composite key; "
+                        "only single-column references are followed",
+                        path=f"datasets.{name}.key")
                 if fk.table != ds.table or fk.referred != (keys[name],) or len(fk.columns) != 1:
                     continue
                 column = fk.columns[0]
@@ -180,8 +211,7 @@ def referenced_columns(name: str, ds: Dataset, policy: Policy) -> list[tuple[str
     """(policy path, column) for every column the dataset's policy names."""
     where = f"datasets.{name}"
     refs: list[tuple[str, str]] = []
-    if ds.key:
-        refs.append((f"{where}.key", ds.key))
+    refs += [(f"{where}.key", column) for column in ds.key_columns]
     if ds.workspace:
         refs.append((f"{where}.workspace", ds.workspace))
     refs += [(f"{where}.fields.{f}", f) for f in ds.fields]
@@ -212,9 +242,11 @@ def schema_findings(catalog: Catalog, names: Iterable[str] | None = None) -> lis
         except SchemaMismatch as exc:
             findings.append(Finding("error", "missing-table", exc.path or name, exc.message))
             continue
-        if key not in info.columns:
-            findings.append(Finding("error", "missing-column", f"datasets.{name}.key",
-                                    f"column {key!r} does not exist in table {ds.table!r}"))
+        for column in key_columns(key):
+            if column not in info.columns:
+                findings.append(Finding("error", "missing-column", f"datasets.{name}.key",
+                                        f"column {column!r} does not exist in table "
+                                        f"{ds.table!r}"))
         for path, column in referenced_columns(name, ds, policy):
             if column not in info.columns:
                 findings.append(Finding("error", "missing-column", path,
@@ -226,7 +258,7 @@ def schema_findings(catalog: Catalog, names: Iterable[str] | None = None) -> lis
                 parent_info = catalog.table_of(parent)
             except SchemaMismatch:
                 continue  # reported on the parent itself
-            if parent_key not in parent_info.columns:
+            if any(c not in parent_info.columns for c in key_columns(parent_key)):
                 findings.append(Finding("error", "missing-column", f"datasets.{parent}.key",
                                         f"column {parent_key!r} does not exist"))
         for referrer, column in ds.referenced_by.items():

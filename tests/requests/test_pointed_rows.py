@@ -210,3 +210,29 @@ def test_check_points_the_other_way_for_a_subjects_lookup_row(app_url: str,
     assert [m for m in declared if "customer.address_id" in m] == []
     assert [m for m in declared if "store.address_id" in m] == [store]
     assert _warnings(tmp_path, app_url, referenced_by={}) == []
+
+
+def test_a_hold_placed_after_the_customer_went_still_keeps_its_address(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """Nothing points at the address once the customer row is gone, so a hold on the
+    customer cannot reach it there: the address is kept because the hold names the
+    subject whose erasure pinned it, and counted as held, until the hold is released."""
+    engine = _build(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TRIGGER no_delete BEFORE DELETE ON address "
+                             "BEGIN SELECT RAISE(ABORT, 'address rows are locked'); END"))
+    rt = runtime(_policy(tmp_path, sqlite_url), NOW)
+    record = open_request(rt, "erasure", "customer", ["email=c1@example.com"])
+    assert run_request(rt, record.id, tmp_path / "out").error is not None
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TRIGGER no_delete"))
+    hold = place_hold(rt.control, rt.audit, rt.clock,
+                      parse_scope(rt.policy, "customer:c1@example.com", None, None), "case 7")
+    held = run_request(rt, record.id, tmp_path / "out")
+    assert held.record.status == "in_progress" and f"hold {hold}" in (held.record.note or "")
+    assert held.as_dict()["datasets"]["address"]["held"] == 1
+    assert _addresses(engine)[1] == (STREETS[1], "555-0101")
+    release_hold(rt.control, rt.audit, rt.clock, hold, "case closed")
+    done = run_request(rt, record.id, tmp_path / "out")
+    rt.close()
+    assert done.record.status == "completed" and 1 not in _addresses(engine)

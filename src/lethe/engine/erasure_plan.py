@@ -122,6 +122,10 @@ class Tally(Protocol):
     def owners_of(self, dataset: str, holds: HoldScopes) -> Mapping[str, str]:
         """Values of the archive column -> subject, leaving out subjects a hold keeps."""
 
+    def pinned_held(self, dataset: str, holds: HoldScopes) -> Condition:
+        """Rows of a `referenced_by` dataset whose subject a subject hold names now: the
+        rows pointing at them may be gone already, so the holds cannot reach them there."""
+
     def begin(self, action: EraseRows) -> None:
         """Called before anything of the dataset is touched."""
 

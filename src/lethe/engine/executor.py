@@ -33,6 +33,7 @@ from lethe.stores.base import (
     Sweep,
     Value,
     all_of,
+    any_of,
     negate,
 )
 
@@ -167,15 +168,26 @@ class Executor:
 
     def _erase_rows(self, reach: SubjectReach, action: EraseRows, keep: Condition,
                     tally: Tally, batch_size: int) -> Erased:
+        """A `referenced_by` dataset's rows whose subject a hold names are kept too, read
+        with the holds of each batch (the rows pointing at them may be gone)."""
         name = action.dataset
+        pinned: Callable[[HoldScopes], Condition] | None = None
+        if self.rt.policy.datasets[name].referenced_by:
+            def pinned(holds: HoldScopes) -> Condition:
+                return tally.pinned_held(name, holds)
 
         def rows(where: Condition, effect: Effect, deletes: bool) -> Swept:
-            return self.sweep(SweepRows(name, where, effect, deletes, tally=tally.column(name),
-                                        selective=True, durable=False), batch_size)
+            selection: Selection = where if pinned is None else \
+                (lambda holds: all_of(where, negate(pinned(holds))))
+            return self.sweep(SweepRows(name, selection, effect, deletes,
+                                        tally=tally.column(name), selective=True,
+                                        durable=False), batch_size)
 
+        if pinned is not None:  # counted as held, like the subject rows `keep` keeps
+            keep = any_of(keep, pinned(self.holds()))
         if action.action == "anonymize" and action.scrub is not None:
             swept = rows(all_of(action.where, action.todo), action.scrub, False)
-            return Erased(swept.stats, swept.held)
+            return Erased(swept.stats, swept.held, keep)
         if action.action != "delete":
             return Erased(None, self.holds().held(name, cascading=False))
         swept = rows(all_of(action.where, negate(action.referenced), negate(keep)),

@@ -194,10 +194,14 @@ def non_unique_keys(catalog: Catalog) -> list[Finding]:
             info = catalog.table_of(name)
         except SchemaMismatch:
             continue
-        if ds.key in info.columns and (ds.key,) not in info.unique:
+        columns = ds.key_columns
+        if all(c in info.columns for c in columns) and \
+                not any(set(unique) == set(columns) for unique in info.unique):
+            named = f"column {columns[0]!r}" if len(columns) == 1 else \
+                f"columns {', '.join(columns)}"
             findings.append(Finding("warning", "non-unique-key", f"datasets.{name}.key",
-                                    f"column {ds.key!r} is not the primary key or uniquely "
-                                    "indexed"))
+                                    f"{named} {'is' if len(columns) == 1 else 'are'} not "
+                                    "the primary key or uniquely indexed"))
     return findings
 
 

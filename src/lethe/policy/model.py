@@ -161,7 +161,8 @@ class Dataset(Strict):
     table: str | None = None
     prefix: str | None = None
     pattern: str | None = None
-    key: str | None = None
+    # one column, or a composite primary key's columns (`[payment_date, payment_id]`)
+    key: str | list[str] | None = None
     class_: DataClass = Field(alias="class")
     workspace: str | None = None
     fields: dict[str, FieldPolicy] = Field(default_factory=dict)
@@ -187,7 +188,10 @@ class Dataset(Strict):
         locators = [x for x in (self.table, self.prefix, self.pattern) if x is not None]
         if len(locators) != 1:
             raise ValueError("a dataset needs exactly one of `table`, `prefix` or `pattern`")
-        for name in (self.table, self.key, self.workspace, *self.fields,
+        if isinstance(self.key, list) and (len(self.key) < 2
+                                           or len(set(self.key)) != len(self.key)):
+            raise ValueError("key: a composite key lists two or more different columns")
+        for name in (self.table, *self.key_columns, self.workspace, *self.fields,
                      *self.belongs_to.values(), *self.referenced_by.values()):
             if name is not None:
                 _identifier(name, "table or column")
@@ -217,6 +221,13 @@ class Dataset(Strict):
         if self.erasure == "retain" and not self.legal_basis:
             raise ValueError("erasure retain needs a `legal_basis`")
         return self
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """The column(s) `key:` names (none: the primary key, read from the schema)."""
+        if self.key is None:
+            return ()
+        return (self.key,) if isinstance(self.key, str) else tuple(self.key)
 
     def max_ttl(self, now: datetime) -> int | None:
         """A cache dataset's maximum TTL in seconds (calendar units counted back from now)."""

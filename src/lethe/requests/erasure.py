@@ -353,6 +353,17 @@ class Group:
             s.outcome.datasets[name] = report
             self._step(s, name, report, erased_now)
 
+    def pinned_held(self, dataset: str, holds: HoldScopes) -> Condition:
+        """Rows of a `referenced_by` dataset whose subject a subject hold names (by an
+        identity of its request, or its key): the rows pointing at them may be gone."""
+        values = set(holds.subject_values(self.subject_kind))
+        if not values:
+            return FALSE
+        keys = tuple(key for s in self.subjects
+                     if values & {*s.record.identities.values(), s.mark}
+                     for key in self._pointers.get(s.record.id, {}).get(dataset, ()))
+        return In(self.builder.keys[dataset], keys) if keys else FALSE
+
     def owners_of(self, dataset: str, holds: HoldScopes) -> dict[str, str]:
         """Archived rows' owners, held subjects left out (holds win in archives too: a
         held subject's rows stay, and so do those of a held workspace or dataset)."""
@@ -379,11 +390,12 @@ class Group:
         held = self._held(name, result.held)
         retained: Counts = {}
         basis = ds.legal_basis
+        if result.kept != FALSE:  # the subject row stays while its held keys need it; a
+            # row it points at, while a hold names the subject
+            for mark, rows in self.count(name, all_of(result.kept,
+                                                      negate(result.held))).items():
+                held[mark] = held.get(mark, 0) + rows
         if action.action == "delete":
-            if result.kept != FALSE:  # the subject row stays while its held keys need it
-                for mark, rows in self.count(name, all_of(result.kept,
-                                                          negate(result.held))).items():
-                    held[mark] = held.get(mark, 0) + rows
             if action.referenced != FALSE:
                 retained = self.count(name, all_of(where, action.referenced,
                                                    negate(result.held)))

@@ -14,6 +14,19 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 Value = Any  # a bound parameter value; never spliced into a statement
+# A key names one column, or the columns of a composite primary key joined by this (no
+# policy name can hold it); a composite key's value is a tuple, in the same order.
+KEY_SEPARATOR = ","
+
+
+def key_columns(key: str) -> tuple[str, ...]:
+    """The column(s) a key names."""
+    return tuple(key.split(KEY_SEPARATOR))
+
+
+def composite_key(columns: Sequence[str]) -> str:
+    """The key naming these columns (one column: its name)."""
+    return KEY_SEPARATOR.join(columns)
 
 # Told what a unit of work is about to commit (rows, and rows cascaded per child label),
 # inside its transaction and before the commit: the run's record is written first, so

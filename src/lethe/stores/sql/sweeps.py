@@ -29,6 +29,7 @@ from lethe.stores.base import (
     SetColumns,
     Sweep,
     Value,
+    key_columns,
 )
 from lethe.stores.sql.compile import Compiler
 from lethe.stores.sql.values import bind_time, python_type
@@ -38,12 +39,18 @@ from lethe.stores.sql.windows import KeySpan, is_dense, next_width
 class Sweeps(Compiler):
     """The write side of `SqlStore`: `sweep_batch` and `flush`."""
 
+    def key_of(self, t: sa.Table, key: str, table: str) -> list[sa.ColumnElement[Any]]:
+        """The key's column(s): one, or a composite primary key's in order."""
+        return [self.column(t, name, table) for name in key_columns(key)]
+
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
         t = self.table(sweep.table)
-        key = self.column(t, sweep.key, sweep.table)
+        keys = self.key_of(t, sweep.key, sweep.table)
+        # a composite key walks as a row value: (a, b) > (x, y) orders as the index does
+        key = keys[0] if len(keys) == 1 else sa.tuple_(*(_raw(keys, k) for k in keys))
         selected = self.compile(sweep.where, sweep.table)
         if after is None:
-            self._spans[sweep.table] = self._dense_span(t, key, sweep)
+            self._spans[sweep.table] = self._dense_span(t, keys, sweep)
         span = self._spans.get(sweep.table)
         with self._errors(f"sweeping {sweep.table}"), \
                 self.engine.connect().execution_options(lethe_write=True) as conn, conn.begin():
@@ -61,25 +68,28 @@ class Sweeps(Compiler):
                 in_window = sa.and_(key > low, key <= upper, selected)
             else:
                 if after is not None:
-                    selected = sa.and_(key > after, selected)
-                window = (sa.select(key.label("k")).where(selected).order_by(key).limit(limit)
-                          .subquery())
+                    selected = sa.and_(key > _bound(keys, after), selected)
+                window = (sa.select(*(_raw(keys, k).label(f"k{i}") for i, k in enumerate(keys)))
+                          .where(selected).order_by(*keys).limit(limit).subquery())
+                ends = [window.c[f"k{i}"] for i in range(len(keys))]
                 # ORDER BY ... DESC LIMIT 1, not max(): max() is undefined for uuid; the
                 # count says whether the window was full, i.e. whether more may follow.
                 found = conn.execute(sa.select(
-                    window.c.k, sa.select(sa.func.count()).select_from(window).scalar_subquery())
-                    .order_by(window.c.k.desc()).limit(1)).first()
+                    *ends, sa.select(sa.func.count()).select_from(window).scalar_subquery())
+                    .order_by(*(end.desc() for end in ends)).limit(1)).first()
                 if found is None:
                     return BatchResult(None, 0)
-                upper, last = found[0], found[1] < limit
-                in_window = sa.and_(selected, key <= upper)
+                upper = found[0] if len(keys) == 1 else tuple(found[:len(keys)])
+                last = found[len(keys)] < limit
+                in_window = sa.and_(selected, key <= _bound(keys, upper))
             cascaded: dict[str, int] = {}
-            parent_keys = sa.select(key).where(in_window)
-            for cascade in sweep.cascades:
-                self._cascade(conn, cascade, parent_keys, cascaded)
+            if sweep.cascades:  # a composite key has no children: the policy says so
+                parent_keys = sa.select(key).where(in_window)
+                for cascade in sweep.cascades:
+                    self._cascade(conn, cascade, parent_keys, cascaded)
             tallies: dict[Value, int] | None = None if sweep.tally is None else {}
             tally = None if sweep.tally is None else self.column(t, sweep.tally, sweep.table)
-            rows = self._apply(conn, t, sweep.table, key, in_window, sweep.effect,
+            rows = self._apply(conn, t, sweep.table, keys, in_window, sweep.effect,
                                tally, tallies)
             if sweep.journal is not None and (rows or any(cascaded.values())):
                 sweep.journal(rows, cascaded)  # recorded first; raising rolls this back
@@ -115,12 +125,13 @@ class Sweeps(Compiler):
                              path=f"stores.{self.name}")
         self._unflushed.xid = None
 
-    def _dense_span(self, t: sa.Table, key: sa.ColumnElement[Any],
+    def _dense_span(self, t: sa.Table, keys: list[sa.ColumnElement[Any]],
                     sweep: Sweep) -> KeySpan | None:
         """Key ranges for integer keys that are dense; None means use key windows."""
         if sweep.selective or isinstance(sweep.effect, Anonymize | Archive) \
-                or python_type(key.type) is not int:
+                or len(keys) != 1 or python_type(keys[0].type) is not int:
             return None  # anonymizing reads every row anyway; windows bound it exactly
+        key = keys[0]
         with self._errors(f"reading the key range of {sweep.table}"), \
                 self.engine.connect() as conn:
             low, high = conn.execute(sa.select(sa.func.min(key), sa.func.max(key))).one()
@@ -138,15 +149,15 @@ class Sweeps(Compiler):
         t = self.table(cascade.table)
         linked = sa.and_(self.column(t, cascade.link, cascade.table).in_(parent_keys),
                          self.compile(cascade.where, cascade.table))
-        key = self.column(t, cascade.key, cascade.table)
+        keys = self.key_of(t, cascade.key, cascade.table)
         if isinstance(cascade.effect, Delete):
-            for child in cascade.children:
-                self._cascade(conn, child, sa.select(key).where(linked), counts)
-        rows = self._apply(conn, t, cascade.table, key, linked, cascade.effect)
+            for child in cascade.children:  # (only a single-column key has children)
+                self._cascade(conn, child, sa.select(keys[0]).where(linked), counts)
+        rows = self._apply(conn, t, cascade.table, keys, linked, cascade.effect)
         counts[cascade.label] = counts.get(cascade.label, 0) + rows
 
-    def _apply(self, conn: Connection, t: sa.Table, table_name: str, key: sa.ColumnElement[Any],
-               where: sa.ColumnElement[bool], effect: Effect,
+    def _apply(self, conn: Connection, t: sa.Table, table_name: str,
+               keys: list[sa.ColumnElement[Any]], where: sa.ColumnElement[bool], effect: Effect,
                tally: sa.ColumnElement[Any] | None = None,
                tallies: dict[Value, int] | None = None) -> int:
         """Apply the effect; with `tally`, count the affected rows per value of that
@@ -162,9 +173,9 @@ class Sweeps(Compiler):
                     if isinstance(value, datetime) else value
             statement = sa.update(t).where(where).values(values)
         elif isinstance(effect, Anonymize):
-            return self._anonymize(conn, t, table_name, key, where, effect, tally, tallies)
+            return self._anonymize(conn, t, table_name, keys, where, effect, tally, tallies)
         elif isinstance(effect, Archive):
-            return self._archive(conn, t, key, where, effect)
+            return self._archive(conn, t, keys, where, effect)
         else:
             raise TypeError(f"unknown effect {type(effect).__name__}")
         if tally is None or tallies is None:
@@ -173,9 +184,9 @@ class Sweeps(Compiler):
         _count_into(tallies, returned)
         return len(returned)
 
-    def _archive(self, conn: Connection, t: sa.Table, key: sa.ColumnElement[Any],
+    def _archive(self, conn: Connection, t: sa.Table, keys: list[sa.ColumnElement[Any]],
                  where: sa.ColumnElement[bool], effect: Archive) -> int:
-        query = sa.select(t).where(where).order_by(key)
+        query = sa.select(t).where(where).order_by(*keys)
         if self.dialect == "postgresql":
             query = query.with_for_update(of=t)  # what is archived is what gets deleted
         result = conn.execute(query)
@@ -184,12 +195,15 @@ class Sweeps(Compiler):
         if not rows:
             return 0
         effect.write(columns, rows)
-        position = columns.index(key.key)
-        keys = [row[position] for row in rows]
+        positions = [columns.index(k.key) for k in keys]
+        found = [row[positions[0]] if len(keys) == 1 else tuple(row[p] for p in positions)
+                 for row in rows]
+        key = keys[0] if len(keys) == 1 else sa.tuple_(*keys)
         deleted = 0
-        for start in range(0, len(keys), 1000):  # the same rows: the key and the selection
+        for start in range(0, len(found), 1000):  # the same rows: the key and the selection
+            chunk = found[start:start + 1000]
             deleted += int(conn.execute(sa.delete(t).where(
-                where, self._in(key, keys[start:start + 1000]))).rowcount)
+                where, self._in(key, chunk) if len(keys) == 1 else key.in_(chunk))).rowcount)
         if deleted != len(rows):  # a key shared with rows not archived: delete nothing
             raise StoreError(f"archiving {t.name}: {deleted} rows matched the {len(rows)} "
                              "archived (is the key unique?); nothing deleted",
@@ -197,11 +211,12 @@ class Sweeps(Compiler):
         return deleted
 
     def _anonymize(self, conn: Connection, t: sa.Table, table_name: str,
-                   key: sa.ColumnElement[Any], where: sa.ColumnElement[bool],
+                   keys: list[sa.ColumnElement[Any]], where: sa.ColumnElement[bool],
                    effect: Anonymize, tally: sa.ColumnElement[Any] | None = None,
                    tallies: dict[Value, int] | None = None) -> int:
         columns = [self.column(t, c, table_name) for c, _ in effect.transforms]
-        query = sa.select(key, *columns, *([] if tally is None else [tally])).where(where)
+        query = sa.select(*(_raw(keys, k) for k in keys), *columns,
+                          *([] if tally is None else [tally])).where(where)
         if self.dialect == "postgresql":
             # Lock what we read: an application write in between must not be overwritten
             # with the anonymized old value (SQLite's write lock is already held).
@@ -212,17 +227,33 @@ class Sweeps(Compiler):
         if tally is not None and tallies is not None:
             _count_into(tallies, [row[-1] for row in rows])
         names = [c for c, _ in effect.transforms]
+        width = len(keys)
         params = []
         for row in rows:
-            new = {f"v_{i}": fn(row[i + 1]) for i, (_, fn) in enumerate(effect.transforms)}
-            new["k_key"] = row[0]
+            new = {f"v_{i}": fn(row[i + width]) for i, (_, fn) in enumerate(effect.transforms)}
+            new.update({f"k_{i}": row[i] for i in range(width)})
             params.append(new)
         values: dict[str, Any] = {name: sa.bindparam(f"v_{i}") for i, name in enumerate(names)}
         if effect.detach is not None:
             values[effect.detach] = None
-        statement = sa.update(t).where(key == sa.bindparam("k_key")).values(values)
+        statement = sa.update(t).where(*(_raw(keys, k) == sa.bindparam(f"k_{i}")
+                                         for i, k in enumerate(keys))).values(values)
         conn.execute(statement, params)
         return len(rows)
+
+
+def _raw(keys: list[sa.ColumnElement[Any]], key: sa.ColumnElement[Any]) -> Any:
+    """A composite key's column read as the database holds it, so that it binds back
+    to exactly that (SQLite keeps a timestamp as text that need not be in SQLAlchemy's
+    own format: a processed round trip would match nothing)."""
+    return key if len(keys) == 1 else sa.type_coerce(key, sa.types.NullType())
+
+
+def _bound(keys: list[sa.ColumnElement[Any]], value: Value) -> Any:
+    """A key value to compare the key with: a composite key's as a row value, bound as
+    read (`_raw`)."""
+    return value if len(keys) == 1 else sa.tuple_(*(
+        sa.literal(v, sa.types.NullType()) for v in value))
 
 
 def _count_into(tallies: dict[Value, int], values: Sequence[Value]) -> None:
