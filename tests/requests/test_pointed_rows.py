@@ -55,6 +55,13 @@ def _build(url: str) -> sa.Engine:
     return engine
 
 
+def _lock_addresses(engine: sa.Engine) -> None:
+    """The store refuses to delete addresses (SQLite), until the trigger is dropped."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TRIGGER no_delete BEFORE DELETE ON address "
+                             "BEGIN SELECT RAISE(ABORT, 'address rows are locked'); END"))
+
+
 def _policy(tmp_path: Path, url: str, **address: Any) -> Path:
     path = tmp_path / "lethe.yaml"
     path.write_text(yaml.safe_dump({
@@ -144,15 +151,21 @@ def test_erasure_anonymizes_an_address_something_else_references(
 def test_a_held_subject_keeps_its_address(app_url: str, tmp_path: Path) -> None:
     engine = _build(app_url)
     rt = runtime(_policy(tmp_path, app_url), NOW)
-    hold = place_hold(rt.control, rt.audit, rt.clock,
-                      parse_scope(rt.policy, "customer:c1@example.com", None, None), "case 6")
     record = open_request(rt, "erasure", "customer", ["email=c1@example.com"])
-    held = run_request(rt, record.id, tmp_path / "out")
-    assert held.record.status == "in_progress"
+    _held_then_released(rt, engine, record.id, tmp_path)
+
+
+def _held_then_released(rt: Any, engine: sa.Engine, request: int, tmp_path: Path) -> None:
+    """Customer 1 put under a hold: the run keeps the address and says held; after the
+    release the next run completes and the address is gone. Closes `rt`."""
+    hold = place_hold(rt.control, rt.audit, rt.clock,
+                      parse_scope(rt.policy, "customer:c1@example.com", None, None), "case")
+    held = run_request(rt, request, tmp_path / "out")
+    assert held.record.status == "in_progress" and f"hold {hold}" in (held.record.note or "")
     assert held.as_dict()["datasets"]["address"]["held"] == 1
     assert _addresses(engine)[1] == (STREETS[1], "555-0101")
     release_hold(rt.control, rt.audit, rt.clock, hold, "case closed")
-    done = run_request(rt, record.id, tmp_path / "out")
+    done = run_request(rt, request, tmp_path / "out")
     rt.close()
     assert done.record.status == "completed" and 1 not in _addresses(engine)
 
@@ -163,9 +176,7 @@ def test_an_erasure_stopped_after_the_customer_went_still_erases_the_address(
     refuses the address's deletion after the customer row is gone, the rerun (nothing
     points at the address any more) still finds it."""
     engine = _build(sqlite_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TRIGGER no_delete BEFORE DELETE ON address "
-                             "BEGIN SELECT RAISE(ABORT, 'address rows are locked'); END"))
+    _lock_addresses(engine)
     rt = runtime(_policy(tmp_path, sqlite_url), NOW)
     record = open_request(rt, "erasure", "customer", ["email=c1@example.com"])
     stopped = run_request(rt, record.id, tmp_path / "out")
@@ -218,21 +229,10 @@ def test_a_hold_placed_after_the_customer_went_still_keeps_its_address(
     customer cannot reach it there: the address is kept because the hold names the
     subject whose erasure pinned it, and counted as held, until the hold is released."""
     engine = _build(sqlite_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TRIGGER no_delete BEFORE DELETE ON address "
-                             "BEGIN SELECT RAISE(ABORT, 'address rows are locked'); END"))
+    _lock_addresses(engine)
     rt = runtime(_policy(tmp_path, sqlite_url), NOW)
     record = open_request(rt, "erasure", "customer", ["email=c1@example.com"])
     assert run_request(rt, record.id, tmp_path / "out").error is not None
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TRIGGER no_delete"))
-    hold = place_hold(rt.control, rt.audit, rt.clock,
-                      parse_scope(rt.policy, "customer:c1@example.com", None, None), "case 7")
-    held = run_request(rt, record.id, tmp_path / "out")
-    assert held.record.status == "in_progress" and f"hold {hold}" in (held.record.note or "")
-    assert held.as_dict()["datasets"]["address"]["held"] == 1
-    assert _addresses(engine)[1] == (STREETS[1], "555-0101")
-    release_hold(rt.control, rt.audit, rt.clock, hold, "case closed")
-    done = run_request(rt, record.id, tmp_path / "out")
-    rt.close()
-    assert done.record.status == "completed" and 1 not in _addresses(engine)
+    _held_then_released(rt, engine, record.id, tmp_path)
