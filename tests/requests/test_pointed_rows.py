@@ -236,3 +236,13 @@ def test_a_hold_placed_after_the_customer_went_still_keeps_its_address(
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TRIGGER no_delete"))
     _held_then_released(rt, engine, record.id, tmp_path)
+
+
+def test_the_trust_page_says_what_erasure_does_to_the_address(tmp_path: Path) -> None:
+    from lethe.policy.load import load_policy
+    from lethe.reports.trust import trust_pages
+
+    pages = trust_pages(load_policy(_policy(tmp_path, f"sqlite:///{tmp_path / 'a.db'}")), NOW)
+    said = {row.data: row.outcome for row in pages.erasure}
+    assert said["Address"].startswith("Deleted when nothing else refers to it; otherwise "
+                                      "anonymised (")  # not plainly "Deleted"

@@ -103,7 +103,8 @@ class TrustPages:
 
 def subject_linked(policy: Policy) -> list[str]:
     """Datasets an erasure reaches: each subject's dataset, everything that belongs to
-    it (transitively), and datasets that locate a subject's data with `per_subject`."""
+    it (transitively), the rows those point at (`referenced_by`), and datasets that
+    locate a subject's data with `per_subject`."""
     reached: set[str] = set()
     todo = [s.dataset for s in policy.subjects.values()]
     while todo:
@@ -111,7 +112,8 @@ def subject_linked(policy: Policy) -> list[str]:
         if name not in reached:
             reached.add(name)
             todo += [child for child, ds in policy.datasets.items() if name in ds.belongs_to]
-    reached |= {n for n, ds in policy.datasets.items() if ds.per_subject}
+    reached |= {n for n, ds in policy.datasets.items()
+                if ds.per_subject or any(r in reached for r in ds.referenced_by)}
     return [n for n in policy.datasets if n in reached]
 
 

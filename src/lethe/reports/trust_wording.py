@@ -177,6 +177,11 @@ def on_erasure(ds: Dataset) -> str:
         return f"Anonymised ({anonymized(ds)})"
     if ds.erasure == "shred":
         return "Encryption keys destroyed (crypto-shredded)"
+    if ds.referenced_by:  # shared rows (a household's address) stay, scrubbed
+        if ds.anonymized_fields:
+            return ("Deleted when nothing else refers to it; otherwise anonymised "
+                    f"({anonymized(ds)})")
+        return "Deleted when nothing else refers to it; otherwise kept"
     return "Deleted"
 
 
