@@ -274,6 +274,9 @@ def test_a_workspace_key_holds_only_subjects_wholly_in_its_workspace(api: Served
     assert place("nobody:1") == 422
     scopes = {h.scope for h in api.runtime.control.holds()}
     assert scopes == {"subject:user:1", "subject:user:user1@example.com"}
+    listed = api.call("GET", "/v1/holds", "privacy", "own")
+    assert listed.status_code == 200 and len(listed.json()["holds"]) == 2
+    assert "user1@example.com" not in listed.text  # fingerprints, never the key
     # the organization may hold anyone, including a dataset
     assert api.call("POST", "/v1/holds", json={"subject": "user:7", "reason": "x"}
                     ).status_code == 201

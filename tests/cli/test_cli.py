@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,9 +81,22 @@ def test_hold_commands_round_trip(policy: Path) -> None:
     listed = as_json(lethe("hold", "list", "--policy", str(policy), "--json"))
     holds = listed["holds"]
     assert isinstance(holds, list)
-    assert [{k: h[k] for k in ("id", "scope", "reason")} for h in holds] == [
-        {"id": hold_id, "scope": "subject:user:3", "reason": "litigation 7"}]
+    # the subject's key never in clear: the fingerprint its audit entry carries
+    assert [{k: h[k] for k in ("id", "reason")} for h in holds] == [
+        {"id": hold_id, "reason": "litigation 7"}]
+    assert re.fullmatch(r"subject:user:[0-9a-f]{16}", holds[0]["scope"]), holds[0]["scope"]
     assert "placed_at" in holds[0]
+    emailed = lethe("hold", "place", "--policy", str(policy), "--subject",
+                    "user:user7@example.com", "--reason", "litigation 8")
+    assert emailed.returncode == 0, emailed.stderr
+    for args in (("--json",), ()):
+        shown = lethe("hold", "list", "--policy", str(policy), *args)
+        assert shown.returncode == 0 and "litigation 8" in shown.stdout
+        assert "user7@example.com" not in shown.stdout + shown.stderr
+        assert "user7" not in shown.stdout
+    lethe("hold", "release", str(as_json(lethe("hold", "list", "--policy", str(policy),
+                                              "--json"))["holds"][-1]["id"]),
+          "--policy", str(policy))
     plan = as_json(lethe("plan", "--policy", str(policy), "--now", NOW, "--json"))
     assert any(a["held"] for a in plan["actions"])  # type: ignore[attr-defined]
     released = lethe("hold", "release", str(hold_id), "--policy", str(policy), "--json")

@@ -44,14 +44,14 @@ def list_holds(ctx: typer.Context,
     """List active holds."""
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
-        found = hold_commands.list_holds(rt, include_released=all_)
+        shown = [hold_commands.hold_as_dict(h, rt.audit)
+                 for h in hold_commands.list_holds(rt, include_released=all_)]
     if s.json:
-        emit_json({"holds": [hold_commands.hold_as_dict(h) for h in found]})
+        emit_json({"holds": shown})
     else:
         table("Holds", ["id", "scope", "reason", "placed at", "released at"],
-              [[h.id, h.scope, h.reason, h.placed_at.isoformat(timespec="seconds"),
-                h.released_at.isoformat(timespec="seconds") if h.released_at else ""]
-               for h in found])
+              [[h["id"], h["scope"], h["reason"], h["placed_at"][:19],
+                (h["released_at"] or "")[:19]] for h in shown])
 
 
 @app.command("release")

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lethe.audit.log import AuditLog
 from lethe.commands.keys import workspace_actors
 from lethe.control.store import Hold
 from lethe.engine.lifecycle import withdraw_held
 from lethe.errors import UsageError
-from lethe.holds import Scope, on_workspace, parse_scope, place_hold, release_hold
+from lethe.holds import Scope, on_workspace, parse_scope, place_hold, release_hold, shown_scope
 from lethe.requests.discovery import identity_types, subject_confined
 from lethe.runtime import Runtime
 from lethe.stores.sql.values import not_canonical
@@ -71,9 +72,10 @@ def release(rt: Runtime, hold_id: int, reason: str | None = None) -> Hold:
     return release_hold(rt.control, rt.audit, rt.clock, hold_id, reason)
 
 
-def hold_as_dict(hold: Hold) -> dict[str, Any]:
-    """A hold as both edges show it in JSON."""
-    return {"id": hold.id, "scope": hold.scope, "reason": hold.reason,
+def hold_as_dict(hold: Hold, audit: AuditLog) -> dict[str, Any]:
+    """A hold as both edges show it: a subject's key as the fingerprint its audit entry
+    carries, never in clear (a listing is pasted into tickets and chats)."""
+    return {"id": hold.id, "scope": shown_scope(audit, hold), "reason": hold.reason,
             "placed_at": hold.placed_at.isoformat(), "placed_by": hold.placed_by,
             "released_at": hold.released_at.isoformat() if hold.released_at else None}
 

@@ -70,7 +70,7 @@ def list_all(request: Request, principal: Caller, ctx: Context,
              all: bool = False) -> dict[str, Any]:
     act(request, principal, "holds.read", "holds")
     found = visible_holds(ctx, principal, include_released=all)
-    return {"holds": [hold_commands.hold_as_dict(h) for h in found]}
+    return {"holds": [hold_commands.hold_as_dict(h, ctx.runtime.audit) for h in found]}
 
 
 @router.post("/{hold_id}/release", name="holds.release", summary="Release a hold")
