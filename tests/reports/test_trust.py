@@ -3,6 +3,7 @@ and Markdown, with every piece of policy text escaped."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -191,3 +192,47 @@ def test_write_and_the_docs_command(tmp_path: Path) -> None:
         ["retention.html", "data-inventory.html", "classification.html",
          "retention.md", "data-inventory.md", "classification.md"])
     assert all(p.is_file() and p.parent == out for p in listed)
+
+
+def test_docs_publishes_the_key_that_signs_certificates(tmp_path: Path) -> None:
+    """Issue 19, item 4: beside the pages, the organization's public key and its
+    fingerprint, so a reviewer pins it: `certificate verify --public-key` accepts a
+    certificate it signed and refuses one another key signed."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from lethe.crypto.signing import create_key
+    from lethe.requests.certificate import sign_certificate
+    from tests.requests.test_certificate import body
+
+    policy = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    policy.setdefault("audit", {})["key"] = str(tmp_path / "organization.key")
+    path = tmp_path / "lethe.yaml"
+    path.write_text(yaml.safe_dump(policy), encoding="utf-8")
+
+    def lethe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", "from lethe.cli.app import main; main()",
+                               *args], capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path)
+
+    unsigned = lethe("docs", "--policy", str(path), "--out", str(tmp_path / "a"), "--json")
+    assert unsigned.returncode == 0, unsigned.stderr
+    assert json.loads(unsigned.stdout)["public_key"] is None  # no key: nothing published
+    key = create_key(tmp_path / "organization.key")
+    proc = lethe("docs", "--policy", str(path), "--out", str(tmp_path / "site"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    published = Path(json.loads(proc.stdout)["public_key"])
+    assert published == tmp_path / "site" / "organization-key.pem" and published.is_file()
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    fingerprint = hashlib.sha256(raw).hexdigest()
+    for page in ("retention.html", "retention.md", "data-inventory.html"):
+        assert fingerprint in (tmp_path / "site" / page).read_text(encoding="utf-8"), page
+    ours = tmp_path / "ours.json"
+    ours.write_text(json.dumps(sign_certificate(body(), key)), encoding="utf-8")
+    theirs = tmp_path / "theirs.json"
+    theirs.write_text(json.dumps(sign_certificate(body(), create_key(tmp_path / "x.key"))),
+                      encoding="utf-8")
+    assert lethe("certificate", "verify", str(ours), "--public-key", str(published),
+                 "--policy", str(path)).returncode == 0
+    refused = lethe("certificate", "verify", str(theirs), "--public-key", str(published),
+                    "--policy", str(path))
+    assert refused.returncode == 1 and "not by the trusted key" in refused.stdout

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -35,6 +36,7 @@ IDENTITY = "alice@example.com"
 FINGERPRINT = hashlib.sha256(IDENTITY.encode()).hexdigest()[:12]
 RECEIVED = datetime(2026, 5, 2, 9, 30, tzinfo=UTC)
 COMPLETED = datetime(2026, 5, 20, 17, 5, 12, tzinfo=UTC)
+DUE = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
 ENTRY_HASHES = [hashlib.sha256(f"entry {n}".encode()).hexdigest() for n in range(3)]
 HEAD_HASH = hashlib.sha256(b"head").hexdigest()
 OUTCOMES = [
@@ -55,7 +57,7 @@ def body(outcomes: list[DatasetOutcome] | None = None, **changes: Any) -> dict[s
         "completed_at": COMPLETED, "outcomes": OUTCOMES if outcomes is None else outcomes,
         "audit_entries": [(1201, ENTRY_HASHES[1]), (1200, ENTRY_HASHES[0]),
                           (1207, ENTRY_HASHES[2])],
-        "audit_checkpoint": (1210, HEAD_HASH)}
+        "audit_checkpoint": (1210, HEAD_HASH), "due_at": DUE}
     arguments.update(changes)
     return build_certificate(**arguments)
 
@@ -337,6 +339,7 @@ def test_html_shows_the_certificate_for_people(tmp_path: Path, document: dict[st
             assert outcome.legal_basis in html
     assert "customer" in html and FINGERPRINT in html
     assert "2026-05-02T09:30:00+00:00" in html and "2026-05-20T17:05:12+00:00" in html
+    assert "20 May 2026, 17:05 UTC" in html and "Yes: completed by the due date" in html
     assert '<td class="n">60</td>' in html and '<td class="n">47</td>' in html
     for digest in [*ENTRY_HASHES, HEAD_HASH]:
         assert digest in html
@@ -493,3 +496,59 @@ def test_cli_verify_unreadable_input_is_a_lethe_error(tmp_path: Path,
 def test_cli_verify_needs_a_file() -> None:
     result = CliRunner().invoke(cli(), ["certificate", "verify"])
     assert result.exit_code == 2
+
+
+# --- issue 19, item 4: a certificate a reviewer can use --------------------------------
+
+
+def test_the_due_date_and_whether_it_was_met_are_signed() -> None:
+    on_time = body()
+    assert (on_time["due_at"], on_time["on_time"]) == ("2026-06-01T09:30:00+00:00", True)
+    late = body(completed_at=DUE + timedelta(days=2))
+    assert late["on_time"] is False
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda b: b.update(on_time=False), "on_time does not say"),
+    (lambda b: b.pop("due_at"), "due_at must be"),
+    (lambda b: b.update(due_at="2026-04-01T00:00:00+00:00", on_time=False), "due_at must be")])
+def test_a_due_date_that_does_not_add_up_is_caught(key: Ed25519PrivateKey,
+                                                  change: Callable[[dict[str, Any]], Any],
+                                                  message: str) -> None:
+    changed = body()
+    change(changed)
+    verdict = verify_certificate(sign_certificate(changed, key))  # even signed so
+    assert not verdict.ok and message in (verdict.reason or "")
+
+
+def test_a_version_1_certificate_still_verifies(key: Ed25519PrivateKey) -> None:
+    old = body()
+    del old["due_at"], old["on_time"]
+    old["format"] = "lethe-certificate-v1"
+    assert verify_certificate(sign_certificate(old, key)).ok
+
+
+@pytest.mark.parametrize("extra", [
+    {"note": "verified by our auditors"}, {"signature": {"comment": "trusted"}}])
+def test_any_field_outside_the_signed_body_fails(document: dict[str, Any],
+                                                 extra: dict[str, Any]) -> None:
+    added = copy.deepcopy(document)
+    for name, value in extra.items():
+        if isinstance(value, dict):
+            added[name].update(value)
+        else:
+            added[name] = value
+    verdict = verify_certificate(added)
+    assert not verdict.ok and "fields outside the signed certificate" in (verdict.reason or "")
+    assert verify_certificate(document).ok
+
+
+def test_html_gives_times_a_person_reads_the_due_date_and_the_published_key(
+        tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    late = sign_certificate(body(completed_at=DUE + timedelta(days=2)), key)
+    _, html_path = write_certificate(late, tmp_path, stem="request-42")
+    html = html_path.read_text(encoding="utf-8")
+    assert "2 May 2026, 09:30 UTC" in html and "1 June 2026, 09:30 UTC" in html
+    assert "3 June 2026, 09:30 UTC" in html and "No: completed after the due date" in html
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert hashlib.sha256(raw).hexdigest() in html and "organization-key.pem" in html

@@ -9,7 +9,8 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
 from lethe.cli.output import emit_json, stdout
-from lethe.reports.trust import write_trust_pages
+from lethe.crypto.signing import key_path, load_key, public_pem
+from lethe.reports.trust import KEY_FILE, write_trust_pages
 
 
 def docs_cmd(ctx: typer.Context,
@@ -21,8 +22,15 @@ def docs_cmd(ctx: typer.Context,
     """Render the trust pages (retention schedule, data inventory and residency,
     classification handling) from the policy, as HTML and Markdown."""
     s = settings(ctx, policy, json_out, now)
-    written = write_trust_pages(s.load(), s.clock().now(), out, fmt)
+    loaded = s.load()
+    signing = key_path(Path(loaded.audit.key))
+    public = public_pem(load_key(signing)) if signing.exists() else None
+    written = write_trust_pages(loaded, s.clock().now(), out, fmt, public)
     if s.json:
-        emit_json({"files": [str(p) for p in written]})
+        emit_json({"files": [str(p) for p in written],
+                   "public_key": None if public is None else str(out / KEY_FILE)})
     else:
         stdout.print("wrote " + ", ".join(str(p) for p in written), markup=False)
+        if public is None:
+            stdout.print("no organization key yet (lethe init creates it): the key that "
+                         "signs certificates is not published", markup=False)

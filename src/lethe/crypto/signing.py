@@ -75,11 +75,16 @@ def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
                                serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
-def key_id(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
-    """A short, stable name for a key: SHA-256 of its raw public bytes."""
+def key_fingerprint(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """SHA-256 of the raw public bytes: what a published key is checked against."""
     public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return hashlib.sha256(raw).hexdigest()
+
+
+def key_id(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """A short, stable name for a key: the start of its fingerprint."""
+    return key_fingerprint(key)[:16]
 
 
 def load_public(pem: str) -> Ed25519PublicKey:

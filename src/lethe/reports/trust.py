@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from lethe.crypto.signing import key_fingerprint, key_id, load_public
 from lethe.errors import LetheError, UsageError
 from lethe.policy.model import Dataset, Policy
 from lethe.reports.trust_wording import (
@@ -88,6 +89,19 @@ class ClassSection:
 
 
 @dataclass(frozen=True)
+class PublishedKey:
+    """The organization's certificate-signing key, published beside the pages so that
+    anyone can pin it (`lethe certificate verify --public-key organization-key.pem`)."""
+
+    file: str
+    key_id: str
+    fingerprint: str  # SHA-256 of the raw public key
+
+
+KEY_FILE = "organization-key.pem"
+
+
+@dataclass(frozen=True)
 class TrustPages:
     organization: str
     updated: str
@@ -99,6 +113,7 @@ class TrustPages:
     residency: tuple[str, ...]  # paragraphs
     inventory: tuple[InventoryRow, ...]
     classes: tuple[ClassSection, ...]
+    key: PublishedKey | None = None  # None: no organization key yet, nothing published
 
 
 def subject_linked(policy: Policy) -> list[str]:
@@ -327,13 +342,20 @@ def formats(choice: str) -> tuple[str, ...]:
 
 
 def write_trust_pages(policy: Policy, now: datetime, out: Path,
-                      choice: str = "both") -> list[Path]:
-    """Render the pages into `out` (created if missing); the paths written, in order."""
+                      choice: str = "both", public_key: str | None = None) -> list[Path]:
+    """Render the pages into `out` (created if missing); the paths written, in order.
+    `public_key`: the organization's PEM public key, published beside them."""
     pages = trust_pages(policy, now)
+    if public_key is not None:
+        key = load_public(public_key)
+        pages = replace(pages, key=PublishedKey(KEY_FILE, key_id(key), key_fingerprint(key)))
     chosen = formats(choice)
     try:
         out.mkdir(parents=True, exist_ok=True)
         written = []
+        if public_key is not None:
+            (out / KEY_FILE).write_text(public_key, encoding="ascii")
+            written.append(out / KEY_FILE)
         for fmt in chosen:
             for name, text in render(pages, fmt).items():
                 path = out / name

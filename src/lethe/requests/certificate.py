@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from lethe.audit.chain import canonical_json
 from lethe.crypto.signing import (
     OrganizationKeyError,
+    key_fingerprint,
     key_id,
     load_public,
     public_pem,
@@ -38,7 +39,10 @@ from lethe.crypto.signing import (
 )
 from lethe.errors import LetheError
 
-FORMAT = "lethe-certificate-v1"
+FORMAT = "lethe-certificate-v2"  # v1 (still verified) had no due date
+FORMATS = ("lethe-certificate-v1", FORMAT)
+DOCUMENT_FIELDS = frozenset(("certificate", "signature"))
+SIGNATURE_FIELDS = frozenset(("algorithm", "key_id", "public_key", "value"))
 ALGORITHM = "Ed25519"
 ACTIONS = ("delete", "anonymize", "retain", "shred")
 COUNTS = ("rows", "erased", "retained", "held")
@@ -86,10 +90,12 @@ def build_certificate(*, organization: str, request_id: int, subject_kind: str,
                       subject_fingerprint: str, received_at: datetime,
                       completed_at: datetime, outcomes: Sequence[DatasetOutcome],
                       audit_entries: Sequence[tuple[int, str]],
-                      audit_checkpoint: tuple[int, str] | None) -> dict[str, Any]:
+                      audit_checkpoint: tuple[int, str] | None,
+                      due_at: datetime) -> dict[str, Any]:
     """The unsigned certificate body; raises `LetheError` rather than certify nonsense.
 
-    Naive datetimes are taken as UTC (as `--now` is); both times are written in UTC.
+    Naive datetimes are taken as UTC (as `--now` is); the times are written in UTC, with
+    the request's due date and whether it completed by then (`on_time`).
     Each outcome must account for every row found: `erased + retained + held == rows`.
     """
     where = f"request {request_id}"
@@ -100,9 +106,11 @@ def build_certificate(*, organization: str, request_id: int, subject_kind: str,
     if not _FINGERPRINT.fullmatch(subject_fingerprint):
         raise LetheError("the subject fingerprint must be a lowercase hex digest, never "
                          "the identity itself", path=where)
-    received, completed = _utc(received_at), _utc(completed_at)
+    received, completed, due = _utc(received_at), _utc(completed_at), _utc(due_at)
     if completed < received:
         raise LetheError("the request completed before it was received", path=where)
+    if due < received:
+        raise LetheError("the request was due before it was received", path=where)
     datasets = [outcome.as_dict() for outcome in outcomes]
     names = [d["dataset"] for d in datasets]
     if len(set(names)) != len(names):
@@ -116,7 +124,9 @@ def build_certificate(*, organization: str, request_id: int, subject_kind: str,
         "request": request_id,
         "subject": {"kind": subject_kind, "fingerprint": subject_fingerprint},
         "received_at": received.isoformat(),
+        "due_at": due.isoformat(),
         "completed_at": completed.isoformat(),
+        "on_time": completed <= due,
         "datasets": datasets,
         "totals": {name: sum(int(d[name]) for d in datasets) for name in COUNTS},
         "evidence": {
@@ -165,6 +175,12 @@ def verify_certificate(document: dict[str, Any],
     if not isinstance(document, dict):
         return CertificateVerdict(False, "not a lethe certificate: expected a JSON object")
     body, signature = document.get("certificate"), document.get("signature")
+    outside = sorted(set(document) - DOCUMENT_FIELDS) + sorted(
+        f"signature.{name}" for name in
+        (set(signature) - SIGNATURE_FIELDS if isinstance(signature, dict) else ()))
+    if outside:  # nothing a reader is shown may sit beside the signed body unsigned
+        return CertificateVerdict(False, "fields outside the signed certificate: "
+                                  + ", ".join(outside)[:200])
     if not isinstance(body, dict):
         return CertificateVerdict(False, "not a lethe certificate: no `certificate` object")
     request = body.get("request")
@@ -205,7 +221,7 @@ def verify_certificate(document: dict[str, Any],
 
 def body_problem(body: Mapping[str, Any]) -> str | None:
     """The first thing wrong with a certificate body, or None; no cryptography involved."""
-    if body.get("format") != FORMAT:
+    if body.get("format") not in FORMATS:
         return f"not a lethe certificate: format is not {FORMAT!r}"
     if not isinstance(body.get("organization"), str) or not body["organization"]:
         return "organization: missing"
@@ -222,6 +238,12 @@ def body_problem(body: Mapping[str, Any]) -> str | None:
         return "received_at and completed_at must be ISO-8601 times with an offset"
     if times[1] < times[0]:
         return "completed_at is before received_at"
+    if body["format"] != FORMATS[0]:  # since v2: the due date, and whether it was met
+        due = _instant(body.get("due_at"))
+        if due is None or due < times[0]:
+            return "due_at must be an ISO-8601 time with an offset, not before received_at"
+        if body.get("on_time") is not (times[1] <= due):
+            return "on_time does not say whether completed_at is by due_at"
     datasets = body.get("datasets")
     if not isinstance(datasets, list):
         return "datasets: not a list"
@@ -369,4 +391,19 @@ def _template() -> jinja2.Template:
     environment = jinja2.Environment(loader=jinja2.PackageLoader("lethe.requests", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined,
                                      keep_trailing_newline=True)
+    environment.filters.update(when=readable_time, key_fingerprint=public_key_fingerprint)
     return environment.get_template(TEMPLATE)
+
+
+def readable_time(value: str) -> str:
+    """`2026-05-20T17:05:12+00:00` as a person reads it: `20 May 2026, 17:05 UTC`."""
+    moment = _instant(value)
+    return value if moment is None else f"{_utc(moment):%-d %B %Y, %H:%M} UTC"
+
+
+def public_key_fingerprint(pem: str) -> str:
+    """SHA-256 of a PEM public key's raw bytes, as `lethe docs` publishes it."""
+    try:
+        return key_fingerprint(load_public(pem))
+    except OrganizationKeyError:
+        return "not an Ed25519 key"

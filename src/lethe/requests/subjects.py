@@ -63,7 +63,7 @@ def certify(rt: Runtime, done: Sequence[Subject], now: datetime, out_dir: Path |
         body = build_certificate(
             organization=rt.policy.organization, request_id=record.id,
             subject_kind=record.subject_kind, subject_fingerprint=record.fingerprint,
-            received_at=record.received_at, completed_at=now,
+            received_at=record.received_at, completed_at=now, due_at=record.due_at,
             outcomes=[DatasetOutcome(n, r.rows, r.erased, r.retained, r.held, r.action,
                                      r.legal_basis if r.retained else None)
                       for n, r in s.outcome.datasets.items()],
