@@ -15,6 +15,7 @@ from lethe.runtime import Runtime
 from lethe.stores.sql import normalize_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
+RECOVER_FOR = timedelta(days=20)  # users' recovery window: shorter than a request's 30 days
 
 metadata = sa.MetaData()
 users = sa.Table(
@@ -71,7 +72,8 @@ POLICY: dict[str, Any] = {
             "store": "app", "table": "users", "class": "pii", "workspace": "workspace_id",
             "fields": {"email": {"class": "pii", "anonymize": "mask-email"},
                        "display_name": {"class": "pii", "anonymize": "redact"}},
-            "soft_delete": {"column": "deleted_at", "recover_for": "30d"},
+            "soft_delete": {"column": "deleted_at",
+                            "recover_for": f"{RECOVER_FOR.days}d"},
             "retention": [{"keep": "90d", "after": "closed_at", "action": "soft-delete"}],
         },
         "sessions": {

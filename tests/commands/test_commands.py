@@ -37,7 +37,7 @@ def test_a_hold_keeps_rows_out_of_the_plan_until_released(rt: Runtime) -> None:
     assert placed.lifecycle_withdrawn == []  # no bucket in this policy
     held = retention.plan(rt, ["users"])
     assert sum(a.held for a in held.actions) > sum(a.held for a in before.actions)
-    shown = holds.hold_as_dict(holds.list_holds(rt)[0])
+    shown = holds.hold_as_dict(holds.list_holds(rt)[0], rt.audit)
     assert shown["id"] == placed.id and shown["scope"] == "workspace:ws_a"
     assert shown["reason"] == "case 12" and shown["released_at"] is None
     released = holds.release(rt, placed.id, "case closed")

@@ -388,15 +388,10 @@ def test_when_text_on_a_sqlite_date_column_does_not_abort(sqlite_url: str,
 
 
 # -- keys ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("ddl", [
-    "CREATE TABLE lines (order_id INTEGER, line_no INTEGER, at INTEGER, "
-    "PRIMARY KEY (order_id, line_no))",
-    "CREATE TABLE lines (order_id INTEGER, line_no INTEGER, at INTEGER)",
-], ids=["composite-pk", "no-pk"])
-def test_table_without_single_column_key_is_a_clean_error(app_url: str, tmp_path: Path,
-                                                          ddl: str) -> None:
+def test_table_without_a_primary_key_is_a_clean_error(app_url: str, tmp_path: Path) -> None:
     """Exit 2, one line naming the dataset path, no traceback, and nothing deleted anywhere."""
-    sql(app_url, ddl, "CREATE TABLE ev (id INTEGER PRIMARY KEY, at INTEGER)",
+    sql(app_url, "CREATE TABLE lines (order_id INTEGER, line_no INTEGER, at INTEGER)",
+        "CREATE TABLE ev (id INTEGER PRIMARY KEY, at INTEGER)",
         ("INSERT INTO lines VALUES (1, 1, :a), (1, 2, :a)", {"a": CUTOFF_EPOCH - 10}),
         ("INSERT INTO ev VALUES (1, :a), (2, :a)", {"a": CUTOFF_EPOCH - 10}))
     policy = write_policy(tmp_path, app_url, {"ev": simple_dataset("ev", "at"),
@@ -405,6 +400,19 @@ def test_table_without_single_column_key_is_a_clean_error(app_url: str, tmp_path
     assert_clean_failure(proc, 2, "datasets.lines")
     assert key_set(app_url, "SELECT id FROM ev") == {1, 2}
     assert len(rows(app_url, "SELECT * FROM lines")) == 2
+
+
+def test_a_composite_primary_key_is_walked_as_it_is(app_url: str, tmp_path: Path) -> None:
+    """Issue 18, item 7: a composite primary key is the key (no `key:` needed): the due
+    lines go, in batches of one, and the run verifies."""
+    sql(app_url, "CREATE TABLE lines (order_id INTEGER, line_no INTEGER, at INTEGER, "
+                 "PRIMARY KEY (order_id, line_no))",
+        ("INSERT INTO lines VALUES (1, 1, :a), (1, 2, :a), (1, 3, :b)",
+         {"a": CUTOFF_EPOCH - 10, "b": CUTOFF_EPOCH + 10}))
+    policy = write_policy(tmp_path, app_url, {"lines": simple_dataset("lines", "at")})
+    result = run_api(policy, batch_size=1)
+    assert result.ok, result.as_dict()
+    assert rows(app_url, "SELECT order_id, line_no FROM lines") == [(1, 3)]
 
 
 def test_explicit_non_unique_key_with_batch_size_one(app_url: str, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from lethe.engine.plan import build_plan
 from lethe.errors import SchemaMismatch
 from tests.fixtures import (
     NOW,
+    RECOVER_FOR,
     analytics,
     build_app,
     events,
@@ -121,11 +122,11 @@ def test_soft_deleted_rows_are_purged_after_recovery_window(app_url: str,
     rt = runtime(policy)
     execute(rt, build_plan(rt))
     rt.close()
-    assert {1, 2, 3, 4} <= ids(engine, users)  # recoverable for 30 days
-    rt = runtime(policy, NOW + timedelta(days=29))
+    assert {1, 2, 3, 4} <= ids(engine, users)  # recoverable for RECOVER_FOR
+    rt = runtime(policy, NOW + RECOVER_FOR - timedelta(days=1))
     assert [a.rows for a in build_plan(rt).actions if a.step.action == "purge"] == [0]
     rt.close()
-    rt = runtime(policy, NOW + timedelta(days=31))
+    rt = runtime(policy, NOW + RECOVER_FOR + timedelta(days=1))
     result = execute(rt, build_plan(rt))
     rt.close()
     assert result.ok

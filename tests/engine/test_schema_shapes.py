@@ -30,7 +30,8 @@ def _naive(at: datetime) -> datetime:
 
 def _build(url: str) -> sa.Engine:
     """Customers with the sample database's `active` flag and `last_update` time: 1 closed
-    long ago and live; 2 flagged deleted 40 days ago; 3 flagged 10 days ago; 4 and 5 live
+    long ago and live; 2 flagged deleted 40 days ago; 3 flagged 10 days ago (a 14-day
+    window: 2 is past it, 3 is not); 4 and 5 live
     and open (5 has no flag at all)."""
     engine = sa.create_engine(normalize_url(url))
     with engine.begin() as conn:
@@ -53,7 +54,7 @@ def _policy(tmp_path: Path, url: str, **changes: Any) -> Path:
     customer: dict[str, Any] = {
         "store": "app", "table": "customer", "class": "pii",
         "soft_delete": {"column": "active", "deleted_value": 0, "at": "last_update",
-                        "recover_for": "30d"},
+                        "recover_for": "14d"},
         "retention": [{"when": {"status": "staff"}, "keep": "forever"},
                       {"keep": "90d", "after": "closed_at", "action": "soft-delete"}]}
     customer.update(changes)
@@ -100,7 +101,7 @@ def test_soft_delete_on_a_flag_column_sets_it_and_purges_by_its_time_column(
     assert set(state) == {1, 3, 4, 5}
     assert state[1][0] == 0 and state[1][1] == _naive(NOW)
     assert (state[4][0], state[5][0]) == (1, None)  # live, and a NULL flag counts as live
-    _run(policy, NOW + timedelta(days=31))  # 1's and 3's windows have passed
+    _run(policy, NOW + timedelta(days=15))  # 1's and 3's windows have passed
     assert set(_state(engine)) == {4, 5}
 
 
@@ -115,7 +116,7 @@ def test_erasure_soft_deletes_through_the_flag_then_erases(app_url: str,
     assert first.record.status == "in_progress" and "recoverable until" in (first.record.note
                                                                              or "")
     assert _state(engine)[5] == (0, _naive(NOW))
-    rt = runtime(policy, NOW + timedelta(days=31))
+    rt = runtime(policy, NOW + timedelta(days=15))
     done = run_request(rt, record.id, tmp_path / "out")
     rt.close()
     assert done.record.status == "completed" and 5 not in _state(engine)

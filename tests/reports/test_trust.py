@@ -27,7 +27,7 @@ VOID = {"meta", "link", "br", "hr", "img", "input", "col", "area", "base", "wbr"
 
 # The demo policy's schedule, written out by hand: (data, kept for, then …).
 DEMO_SCHEDULE = [
-    ("User accounts", "90 days", "Deleted, recoverable for 30 days, then permanently deleted"),
+    ("User accounts", "90 days", "Deleted, recoverable for 14 days, then permanently deleted"),
     ("Sessions", "30 days", "Deleted"),
     ("Login history", "12 months", "Deleted"),
     ("Failed logins", "30 days", "Deleted"),
@@ -126,7 +126,7 @@ def test_the_pages_read_like_a_published_policy() -> None:
     text = " ".join(" ".join("".join(parse(page).text).split()) for page in pages.values())
     assert "We keep sessions for 30 days after last activity, then delete them." in text
     assert ("We keep user accounts for 90 days after account closure, then delete them; "
-            "they can be restored for 30 days") in text
+            "they can be restored for 14 days") in text
     erasure = [row for row in parse(pages["retention.html"]).rows if len(row) == 2]
     assert ["Invoices", "Kept for 7 years (legal basis: tax law: 7 years), then deleted"] \
         in erasure

@@ -16,7 +16,19 @@ from lethe.engine.plan import build_plan
 from lethe.holds import parse_scope, place_hold, release_hold
 from lethe.requests.certificate import load_certificate, verify_certificate
 from lethe.requests.service import open_request, run_request
-from tests.fixtures import NOW, build_app, days_ago, ids, invoices, runtime, users, write_policy
+from tests.fixtures import (
+    NOW,
+    RECOVER_FOR,
+    build_app,
+    days_ago,
+    ids,
+    invoices,
+    runtime,
+    users,
+    write_policy,
+)
+
+WINDOW = RECOVER_FOR
 
 
 def _deleted_at(engine: sa.Engine, user: int) -> object:
@@ -46,16 +58,16 @@ def test_a_held_subject_is_told_held_and_its_window_starts_when_it_is_soft_delet
     second = run_request(rt, record.id, tmp_path / "out")
     rt.close()
     assert second.record.note == ("soft-deleted; recoverable until "
-                                  f"{(released + timedelta(days=30)).isoformat()}")
+                                  f"{(released + WINDOW).isoformat()}")
     assert second.record.soft_deleted_at == released and _deleted_at(engine, 7) is not None
 
-    # 31 days after the request, 21 after the soft delete: still recoverable
-    rt = runtime(policy, NOW + timedelta(days=31))
+    # a window after the request, but not after the soft delete: still recoverable
+    rt = runtime(policy, NOW + WINDOW + timedelta(days=1))
     early = run_request(rt, record.id, tmp_path / "out")
     rt.close()
     assert early.record.status == "in_progress" and 7 in ids(engine, users)
 
-    rt = runtime(policy, released + timedelta(days=31))
+    rt = runtime(policy, released + WINDOW + timedelta(days=1))
     done = run_request(rt, record.id, tmp_path / "out")
     rt.close()
     assert done.record.status == "completed" and 7 not in ids(engine, users)

@@ -19,7 +19,7 @@ from lethe.control.workspaces import WorkspaceRegions
 from lethe.errors import SchemaMismatch
 from lethe.governance.residency import residency_findings
 from lethe.policy.lifecycle import drift, lifecycle_days, lifecycle_rules
-from lethe.policy.model import Policy
+from lethe.policy.model import REQUEST_DEADLINE, Policy
 from lethe.stores.base import Eq, IsNull, any_of
 from lethe.stores.objects import S3Objects
 
@@ -250,11 +250,33 @@ def _early_expiry(catalog: Catalog, store: str, root: str,
     return findings
 
 
+def erasure_deadlines(policy: Policy, now: datetime) -> list[Finding]:
+    """Promises that cannot both hold: an erasure request is due in REQUEST_DEADLINE, but
+    a subject dataset with a recovery window completes it only once the window has
+    passed (and a request is run after that). A window as long as the deadline makes
+    every erasure late."""
+    findings = []
+    for kind, subject in policy.subjects.items():
+        soft = policy.datasets[subject.dataset].soft_delete
+        cutoff = None if soft is None else soft.recover_for.before(now)
+        if soft is None or not soft.recover_for.amount:
+            continue
+        window = now - cutoff if cutoff is not None else None
+        if window is None or window >= REQUEST_DEADLINE:
+            findings.append(Finding(
+                "error", "erasure-deadline", f"datasets.{subject.dataset}.soft_delete",
+                f"an erasure of a {kind} completes only after the {soft.recover_for} "
+                f"recovery window, which does not fit in the {REQUEST_DEADLINE.days} days "
+                "a request is due in: every erasure would be late (shorten recover_for)"))
+    return findings
+
+
 def check(catalog: Catalog, audit: AuditLog | None = None,
           now: datetime | None = None, control: ControlStore | None = None) -> CheckReport:
     """Every check; residency needs the control store (API region preferences and
     authorised transfers), so without `control` it is not checked rather than misjudged."""
     findings = schema_findings(catalog)
+    findings += erasure_deadlines(catalog.policy, now or datetime.now(UTC))
     findings += cache_ttls(catalog, now or datetime.now(UTC))
     findings += lifecycle_drift(catalog)
     findings += undeclared_tables(catalog)

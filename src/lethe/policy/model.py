@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import string
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from croniter import croniter
@@ -37,6 +37,9 @@ DataClass = Literal["pii", "behavioral", "operational", "derived"]
 Action = Literal["delete", "soft-delete", "anonymize", "archive", "shred"]
 Erasure = Literal["delete", "anonymize", "retain", "shred"]
 Scalar = str | int | float | bool
+# A data-subject request is due this long after it is received (GDPR's month, at its
+# shortest): every window an erasure waits out must fit in it.
+REQUEST_DEADLINE = timedelta(days=30)
 
 ANONYMIZERS = ("null", "redact", "hash", "mask-email")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -18,7 +18,7 @@ datasets:
     class: pii
     fields:
       email: {class: pii, anonymize: mask-email}
-    soft_delete: {column: deleted_at, recover_for: 30d}
+    soft_delete: {column: deleted_at, recover_for: 14d}
     retention:
       - {keep: 90d, after: closed_at, action: soft-delete}
   sessions:

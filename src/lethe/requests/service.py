@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from lethe.control.tx import transaction
 from lethe.engine.plan import builder_for
 from lethe.engine.subjects import keyed_datasets
 from lethe.errors import UsageError
-from lethe.policy.model import template_fields
+from lethe.policy.model import REQUEST_DEADLINE, template_fields
 from lethe.requests.discovery import (
     canonical_subject,
     check_identities,
@@ -47,7 +47,7 @@ from lethe.requests.subjects import Subject
 from lethe.runtime import Runtime
 from lethe.stores.base import Condition, Value
 
-DUE_AFTER = timedelta(days=30)
+DUE_AFTER = REQUEST_DEADLINE
 KINDS = ("access", "erasure")
 DEFAULT_BATCH = 10_000
 GROUP_SIZE = 500  # erasure requests per group: one sweep per dataset for all of them
