@@ -244,5 +244,6 @@ def test_the_trust_page_says_what_erasure_does_to_the_address(tmp_path: Path) ->
 
     pages = trust_pages(load_policy(_policy(tmp_path, f"sqlite:///{tmp_path / 'a.db'}")), NOW)
     said = {row.data: row.outcome for row in pages.erasure}
-    assert said["Address"].startswith("Deleted when nothing else refers to it; otherwise "
-                                      "anonymised (")  # not plainly "Deleted"
+    assert said["Address"].startswith(  # not plainly "Deleted"
+        "Deleted when nothing else refers to it; while other records still refer to it, it "
+        "is kept with its personal fields anonymised (")

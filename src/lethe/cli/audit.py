@@ -14,6 +14,7 @@ from lethe.clock import parse_instant
 from lethe.commands.audit import entries as audit_entries
 from lethe.commands.audit import export_to, verify_chain, verify_file
 from lethe.commands.audit import prune as prune_log
+from lethe.text import counted
 
 app = typer.Typer(no_args_is_help=True,
                   help="The tamper-evident audit log: verify, show, export, prune.")
@@ -45,8 +46,8 @@ def verify(ctx: typer.Context,
     elif verdict.ok:
         witnessed = "" if verdict.witnessed is None else \
             f", witnessed up to {verdict.witnessed}"
-        stdout.print(f"audit log ok: {verdict.entries} entries, "
-                     f"{verdict.checkpoints} signed checkpoints{witnessed}")
+        stdout.print(f"audit log ok: {counted(verdict.entries, 'entry', 'entries')}, "
+                     f"{counted(verdict.checkpoints, 'signed checkpoint')}{witnessed}")
     else:
         stdout.print(f"audit log BROKEN at sequence {verdict.first_bad}: {verdict.reason} "
                      f"({verdict.entries} entries verified before it)")

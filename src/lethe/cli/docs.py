@@ -10,7 +10,7 @@ import typer
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
 from lethe.cli.output import emit_json, stdout
 from lethe.crypto.signing import key_path, load_key, public_pem
-from lethe.reports.trust import KEY_FILE, write_trust_pages
+from lethe.reports.trust import KEY_FILE, trust_pages, write_trust_pages
 
 
 def docs_cmd(ctx: typer.Context,
@@ -26,9 +26,11 @@ def docs_cmd(ctx: typer.Context,
     signing = key_path(Path(loaded.audit.key))
     public = public_pem(load_key(signing)) if signing.exists() else None
     written = write_trust_pages(loaded, s.clock().now(), out, fmt, public)
-    if s.json:
+    if s.json:  # every sentence about the data, with the policy paths it states
+        claims = trust_pages(loaded, s.clock().now()).claims
         emit_json({"files": [str(p) for p in written],
-                   "public_key": None if public is None else str(out / KEY_FILE)})
+                   "public_key": None if public is None else str(out / KEY_FILE),
+                   "claims": [c.as_dict() for c in claims]})
     else:
         stdout.print("wrote " + ", ".join(str(p) for p in written), markup=False)
         if public is None:

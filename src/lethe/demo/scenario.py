@@ -23,6 +23,7 @@ from lethe.policy.load import load_policy
 from lethe.requests.certificate import load_certificate, verify_certificate
 from lethe.requests.service import open_request, run_request
 from lethe.runtime import Runtime
+from lethe.text import counted
 
 Say = Callable[[str], None] | None
 
@@ -87,7 +88,8 @@ def run_demo(directory: Path, clock: Clock, *, say: Say = None,
         tell(f"4. plan again: {left} rows due (expected 0)")
         erasure = demo_erasure(rt, database, directory / "requests", tell)
         chain = rt.audit.verify()
-        tell(f"6. audit verify: {chain.entries} entries, {chain.checkpoints} signed checkpoints, "
+        tell(f"6. audit verify: {counted(chain.entries, 'entry', 'entries')}, "
+             f"{counted(chain.checkpoints, 'signed checkpoint')}, "
              f"{'intact' if chain.ok else 'BROKEN'}")
     finally:
         rt.close()

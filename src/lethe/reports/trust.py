@@ -21,8 +21,10 @@ import jinja2
 from lethe.crypto.signing import key_fingerprint, key_id, load_public
 from lethe.errors import LetheError, UsageError
 from lethe.policy.model import Dataset, Policy
+from lethe.reports.trust_claims import Claim, anonymised_by, on_erasure, without_rule
 from lethe.reports.trust_wording import (
     CLASSES,
+    DERIVED_PER_PERSON,
     MEANINGS,
     STORE_KINDS,
     anonymized,
@@ -30,7 +32,6 @@ from lethe.reports.trust_wording import (
     condition,
     method,
     noun,
-    on_erasure,
     period,
     sentence,
     starting_point,
@@ -106,7 +107,7 @@ class TrustPages:
     organization: str
     updated: str
     schedule: tuple[ScheduleRow, ...]
-    unscheduled: tuple[str, ...]  # datasets with no rule: kept while the service runs
+    unscheduled: tuple[str, ...]  # sentences on datasets no rule limits
     erasure: tuple[ErasureRow, ...]
     erasure_days: int
     regions: tuple[RegionRow, ...]
@@ -114,6 +115,7 @@ class TrustPages:
     inventory: tuple[InventoryRow, ...]
     classes: tuple[ClassSection, ...]
     key: PublishedKey | None = None  # None: no organization key yet, nothing published
+    claims: tuple[Claim, ...] = ()  # every sentence about the data, with its sources
 
 
 def subject_linked(policy: Policy) -> list[str]:
@@ -144,39 +146,59 @@ def _shredded(ds: Dataset) -> bool:
     return ds.erasure == "shred" or any(r.action == "shred" for r in ds.retention)
 
 
-def _schedule(policy: Policy) -> tuple[list[ScheduleRow], list[str]]:
-    rows, unscheduled = [], []
+def _schedule(policy: Policy, linked: Sequence[str]
+              ) -> tuple[list[ScheduleRow], list[Claim], list[Claim]]:
+    """The schedule's rows; its claims (one per rule); the claims of datasets no rule
+    limits."""
+    rows, claims, unscheduled = [], [], []
     for name, ds in policy.datasets.items():
         if not ds.retention:
-            unscheduled.append(_label(policy, name))
+            unscheduled.append(without_rule(policy, name, linked))
         cache = policy.stores[ds.store].kind == "cache"
-        for rule in ds.retention:
-            rows.append(ScheduleRow(
+        for index, rule in enumerate(ds.retention):
+            row = ScheduleRow(
                 _label(policy, name), CLASSES[ds.class_], condition(rule), period(rule.keep),
                 "when written" if cache else
                 (starting_point(rule.after) if rule.after else "—"),
-                method(policy, ds, rule), sentence(policy, name, ds, rule)))
-    return rows, unscheduled
+                method(policy, ds, rule), sentence(policy, name, ds, rule))
+            rows.append(row)
+            sources = [f"datasets.{name}.retention[{index}]"]
+            if rule.action == "soft-delete" or (rule.action == "anonymize"):
+                sources.append(f"datasets.{name}." + ("soft_delete" if rule.action ==
+                                                      "soft-delete" else "fields"))
+            claims.append(Claim("retention", row.sentence, tuple(sources), name))
+    return rows, claims, unscheduled
 
 
-def _notes(policy: Policy, name: str, ds: Dataset, linked: Sequence[str]) -> list[str]:
-    notes = [ds.description] if ds.description else []
+def _notes(policy: Policy, name: str, ds: Dataset, linked: Sequence[str]) -> list[Claim]:
+    path = f"datasets.{name}"
+    notes = [Claim("data-inventory", ds.description, (f"{path}.description",), name)] \
+        if ds.description else []
     personal = [words(f) for f, spec in ds.fields.items() if spec.class_ == "pii"]
     if personal:
-        notes.append("Personal fields: " + ", ".join(personal))
+        notes.append(Claim("data-inventory", "Personal fields: " + ", ".join(personal),
+                           (f"{path}.fields",), name))
     if ds.workspace:
-        notes.append("Separated by workspace")
-    if name in linked:
-        notes.append("Included in data access and erasure requests")
+        notes.append(Claim("data-inventory", "Separated by workspace", (f"{path}.workspace",),
+                           name))
+    if name in linked and policy.subjects:
+        notes.append(Claim("data-inventory", "Included in data access and erasure requests",
+                           (f"{path}.belongs_to" if ds.belongs_to else
+                            f"{path}.referenced_by" if ds.referenced_by else
+                            f"{path}.per_subject" if ds.per_subject else "subjects",), name))
     if _shredded(ds):
-        notes.append("Encrypted with a key per person")
-    for rule in ds.retention:
+        notes.append(Claim("data-inventory", "Encrypted with a key per person",
+                           (f"{path}.erasure" if ds.erasure == "shred" else
+                            f"{path}.retention",), name))
+    for index, rule in enumerate(ds.retention):
         if rule.action == "archive" and rule.to is not None:
             region = policy.stores[rule.to].region
-            notes.append(f"Archived to cold storage{f' in {region}' if region else ''} "
-                         f"after {period(rule.keep)}")
+            notes.append(Claim(
+                "data-inventory", f"Archived to cold storage{f' in {region}' if region else ''} "
+                f"after {period(rule.keep)}", (f"{path}.retention[{index}]",), name))
     if ds.erasure == "retain" and ds.legal_basis:
-        notes.append(f"Kept after an erasure request: {ds.legal_basis}")
+        notes.append(Claim("data-inventory", f"Kept after an erasure request: {ds.legal_basis}",
+                           (f"{path}.erasure", f"{path}.legal_basis"), name))
     return notes
 
 
@@ -212,44 +234,58 @@ def _residency(policy: Policy) -> list[str]:
     return text
 
 
-def _protections(policy: Policy, key: str, members: Iterable[tuple[str, Dataset]],
-                 linked: Sequence[str]) -> list[str]:
-    members = list(members)
-    found = []
-    rules = [r for _, ds in members for r in ds.retention]
-    limited = [r.keep for r in rules if not r.keep.forever]
+def _protections(policy: Policy, key: str, with_fields: Sequence[tuple[str, Dataset]],
+                 linked: Sequence[str]) -> list[Claim]:
+    """What protects a category's data (`with_fields`: datasets of the category, and
+    those with fields of it). How long each is kept is said with the datasets it holds
+    for, from their own rules; those no rule limits are named as such."""
+    page, found = "classification", []
+    limited = [(n, i, r) for n, ds in with_fields for i, r in enumerate(ds.retention)
+               if not r.keep.forever]
     if limited:
-        shortest = min(limited, key=_sort_key)
-        longest = max(limited, key=_sort_key)
+        keeps = [r.keep for _, _, r in limited]
+        shortest, longest = min(keeps, key=_sort_key), max(keeps, key=_sort_key)
         span = period(shortest) if shortest == longest else \
             f"between {period(shortest)} and {period(longest)}, depending on the record"
-        ends = dict.fromkeys(_END.get(r.action, "deleted") for r in rules)
-        found.append(f"Kept for {span}, then {' or '.join(ends)} by scheduled jobs that "
-                     "verify every deletion.")
+        ends = dict.fromkeys(_END.get(r.action, "deleted") for _, _, r in limited)
+        names = _names(policy, dict.fromkeys(n for n, _, _ in limited))
+        found.append(Claim(page, f"{names}: kept for {span}, then {' or '.join(ends)} by "
+                           "scheduled jobs that verify every deletion.",
+                           tuple(f"datasets.{n}.retention[{i}]" for n, i, _ in limited)))
+    unlimited = [n for n, ds in with_fields
+                 if not any(not r.keep.forever for r in ds.retention)]
+    if unlimited:
+        found.append(Claim(page, f"No retention period applies to {_names(policy, unlimited)}: "
+                           "kept for as long as we provide the service.",
+                           tuple(f"datasets.{n}.retention" for n in unlimited)))
     if key == "pii":
-        treated = [f"{_label(policy, n)}: {anonymized(ds)}" for n, ds in members
-                   if ds.anonymized_fields]
+        treated = [(n, ds) for n, ds in with_fields if anonymised_by(policy, n, ds, linked)]
         if treated:
-            found.append("When personal data is anonymised, identifying fields are "
-                         "overwritten: " + "; ".join(treated) + ".")
-    tenants = [n for n, ds in members if ds.workspace]
+            found.append(Claim(page, "When personal data is anonymised, identifying fields "
+                               "are overwritten: " + "; ".join(
+                                   f"{_label(policy, n)}: {anonymized(ds)}" for n, ds in treated)
+                               + ".", tuple(f"datasets.{n}.fields" for n, _ in treated)))
+    tenants = [n for n, ds in with_fields if ds.workspace]
     if tenants:
-        found.append(f"Stored per workspace ({_names(policy, tenants)}): each record names "
-                     "the workspace it belongs to, and records that belong to no single "
-                     "workspace are marked as organization-level, never left blank.")
-    personal = [n for n, _ in members if n in linked]
+        found.append(Claim(page, f"Stored per workspace ({_names(policy, tenants)}): each "
+                           "record names the workspace it belongs to, and records that belong "
+                           "to no single workspace are marked as organization-level, never "
+                           "left blank.", tuple(f"datasets.{n}.workspace" for n in tenants)))
+    personal = [n for n, _ in with_fields if n in linked]
     if policy.subjects and personal:
-        found.append(f"Records linked to a person ({_names(policy, personal)}) are included "
-                     "in data access exports (JSON and CSV) and erased within "
-                     f"{DUE_AFTER.days} days of a verified erasure request, with a signed "
-                     "certificate of deletion.")
-    shredded = [n for n, ds in members if _shredded(ds)]
+        found.append(Claim(page, f"Records linked to a person ({_names(policy, personal)}) are "
+                           "included in data access exports (JSON and CSV) and erased within "
+                           f"{DUE_AFTER.days} days of a verified erasure request, with a signed "
+                           "certificate of deletion.",
+                           tuple(f"datasets.{n}.erasure" for n in personal)))
+    shredded = [n for n, ds in with_fields if _shredded(ds)]
     if shredded:
-        found.append(f"Encrypted with a key of its own for each person "
-                     f"({_names(policy, shredded)}); erasure destroys the key, so every "
-                     "copy, backups included, becomes unreadable.")
-    found.append("Never deleted while under a legal hold; every deletion is recorded in a "
-                 "tamper-evident audit log.")
+        found.append(Claim(page, f"Encrypted with a key of its own for each person "
+                           f"({_names(policy, shredded)}); erasure destroys the key, so every "
+                           "copy, backups included, becomes unreadable.",
+                           tuple(f"datasets.{n}.erasure" for n in shredded)))
+    found.append(Claim(page, "Never deleted while under a legal hold; every deletion is "
+                       "recorded in a tamper-evident audit log.", ("audit",)))
     return found
 
 
@@ -266,8 +302,8 @@ def _columns_of(ds: Dataset, key: str) -> list[str]:
     return [words(f) for f, spec in ds.fields.items() if spec.class_ == key]
 
 
-def _classes(policy: Policy, linked: Sequence[str]) -> list[ClassSection]:
-    sections = []
+def _classes(policy: Policy, linked: Sequence[str]) -> tuple[list[ClassSection], list[Claim]]:
+    sections, claims = [], []
     for key, title in CLASSES.items():
         members = [(n, ds) for n, ds in policy.datasets.items() if ds.class_ == key]
         fields = [f"{_label(policy, n)} ({', '.join(columns)})" for n, ds in policy.datasets.items()
@@ -277,28 +313,36 @@ def _classes(policy: Policy, linked: Sequence[str]) -> list[ClassSection]:
                                  and any(s.class_ == key for s in ds.fields.values())]
         if not with_fields:
             continue
-        sections.append(ClassSection(key, title, MEANINGS[key],
+        meaning = MEANINGS[key]
+        if key == "derived" and any(n in linked for n, _ in members):
+            meaning = DERIVED_PER_PERSON  # segment memberships, scores: per person
+        found = _protections(policy, key, with_fields, linked)
+        claims += found
+        sections.append(ClassSection(key, title, meaning,
                                      tuple(_label(policy, n) for n, _ in members),
-                                     tuple(fields),
-                                     tuple(_protections(policy, key, with_fields, linked))))
-    return sections
+                                     tuple(fields), tuple(c.text for c in found)))
+    return sections, claims
 
 
 def trust_pages(policy: Policy, now: datetime) -> TrustPages:
-    """The pages' content, from the policy alone."""
+    """The pages' content, from the policy alone; every sentence also as a `Claim`."""
     linked = subject_linked(policy)
-    schedule, unscheduled = _schedule(policy)
+    schedule, ruled, unscheduled = _schedule(policy, linked)
+    notes = {n: _notes(policy, n, ds, linked) for n, ds in policy.datasets.items()}
     inventory = [InventoryRow(_label(policy, n), CLASSES[ds.class_], ds.store,
                               STORE_KINDS[policy.stores[ds.store].kind],
                               policy.stores[ds.store].region or "not specified",
-                              tuple(_notes(policy, n, ds, linked)))
+                              tuple(c.text for c in notes[n]))
                  for n, ds in policy.datasets.items()]
-    erasure = [ErasureRow(_label(policy, n), on_erasure(policy.datasets[n])) for n in linked] \
-        if policy.subjects else []
+    outcomes = [on_erasure(policy, n) for n in linked] if policy.subjects else []
+    erasure = [ErasureRow(_label(policy, c.dataset or ""), c.text) for c in outcomes]
+    classes, protections = _classes(policy, linked)
+    claims = [*ruled, *unscheduled, *outcomes, *(c for n in notes for c in notes[n]),
+              *protections]
     return TrustPages(policy.organization, f"{now:%B} {now.day}, {now.year}",
-                      tuple(schedule), tuple(unscheduled), tuple(erasure), DUE_AFTER.days,
-                      tuple(_regions(policy)), tuple(_residency(policy)), tuple(inventory),
-                      tuple(_classes(policy, linked)))
+                      tuple(schedule), tuple(c.text for c in unscheduled), tuple(erasure),
+                      DUE_AFTER.days, tuple(_regions(policy)), tuple(_residency(policy)),
+                      tuple(inventory), tuple(classes), claims=tuple(claims))
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#])")

@@ -44,6 +44,12 @@ MEANINGS = {
                "an individual.",
 }
 
+# `derived` of a dataset whose rows are a person's (segment memberships, scores): the
+# general meaning ("no record of an individual") would be untrue of it.
+DERIVED_PER_PERSON = ("Data computed from other data: aggregates and statistics, and "
+                      "per-person results such as segment memberships or scores, which "
+                      "are treated as that person's data.")
+
 STORE_KINDS = {"sql": "Database", "objects": "Object storage", "cache": "Cache"}
 
 
@@ -73,8 +79,9 @@ def starting_point(after: str) -> str:
         return _EVENTS[after]
     if after.startswith("metadata."):
         return f"the {words(after[len('metadata.'):])} date"
-    base = after[:-3] if after.endswith("_at") else after
-    return f"the {words(base)} date"
+    base = words(after[:-3] if after.endswith("_at") else after)
+    return f"the {base}" if base.lower().endswith(("date", "time", "day")) else \
+        f"the {base} date"  # `return_date`: the return date, not "the return date date"
 
 
 def condition(rule: Rule) -> str:
@@ -133,7 +140,8 @@ def noun(policy: Policy, name: str) -> str:
     accounts (`user accounts`), any other its name in words (`password reset tokens`)."""
     for kind, subject in policy.subjects.items():
         if subject.dataset == name:
-            return f"{words(kind)} accounts"
+            named = words(kind)  # a kind called `account`: "accounts", not "account accounts"
+            return f"{named}s" if named.lower().endswith("account") else f"{named} accounts"
     return words(name)
 
 
@@ -165,24 +173,6 @@ def sentence(policy: Policy, name: str, ds: Dataset, rule: Rule) -> str:
         return (f"{lead}, then destroy the encryption keys that protect them, so every "
                 "copy, backups included, becomes unreadable.")
     return f"{lead}, then delete them."
-
-
-def on_erasure(ds: Dataset) -> str:
-    """What an erasure request does to a dataset's rows of the person."""
-    if ds.erasure == "retain":
-        kept = ", ".join(period(r.keep) for r in ds.retention if not r.keep.forever)
-        reason = ds.legal_basis or "a legal obligation"
-        return f"Kept{f' for {kept}' if kept else ''} (legal basis: {reason}), then deleted"
-    if ds.erasure == "anonymize":
-        return f"Anonymised ({anonymized(ds)})"
-    if ds.erasure == "shred":
-        return "Encryption keys destroyed (crypto-shredded)"
-    if ds.referenced_by:  # shared rows (a household's address) stay, scrubbed
-        if ds.anonymized_fields:
-            return ("Deleted when nothing else refers to it; otherwise anonymised "
-                    f"({anonymized(ds)})")
-        return "Deleted when nothing else refers to it; otherwise kept"
-    return "Deleted"
 
 
 def _where(policy: Policy, store: str) -> str:

@@ -1,0 +1,106 @@
+"""Claims: every sentence the trust pages publish, with the enforced facts it states.
+
+A claim's `sources` are policy paths (`datasets.sessions.retention[0]`,
+`datasets.users.soft_delete`, `stores.app.region`): the rule, erasure setting, field
+handling, region or encryption declaration the engine enforces. A claim about one
+dataset cites that dataset's own settings only, never another's rule; `lethe docs
+--json` lists them, and tests check each against the policy. The sentences that depend
+on more than one setting (what an erasure does to a dataset, what a dataset with no
+rule says) are composed here, from those settings alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lethe.policy.model import Dataset, Policy
+from lethe.reports.trust_wording import anonymized, capital, noun, period
+
+
+@dataclass(frozen=True)
+class Claim:
+    page: str  # retention | data-inventory | classification
+    text: str
+    sources: tuple[str, ...]  # the enforced facts it states, as policy paths
+    dataset: str | None = None  # what it is about; None: a category or the organization
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"page": self.page, "text": self.text, "sources": list(self.sources),
+                "dataset": self.dataset}
+
+
+def subject_of(policy: Policy, name: str) -> str | None:
+    """The subject kind whose own dataset this is, if any."""
+    return next((kind for kind, s in policy.subjects.items() if s.dataset == name), None)
+
+
+def retained_children(policy: Policy, name: str) -> list[str]:
+    """Datasets kept after an erasure (`erasure: retain`) that belong to this one: while
+    they refer to its rows, a real foreign key keeps those rows (scrubbed) too."""
+    return [child for child, ds in policy.datasets.items()
+            if name in ds.belongs_to and ds.erasure == "retain"]
+
+
+def on_erasure(policy: Policy, name: str) -> Claim:
+    """What an erasure request does to the person's rows of one dataset."""
+    ds = policy.datasets[name]
+    path = f"datasets.{name}"
+    if ds.erasure == "retain":
+        kept = ", ".join(period(r.keep) for r in ds.retention if not r.keep.forever)
+        reason = ds.legal_basis or "a legal obligation"
+        return Claim("retention", f"Kept{f' for {kept}' if kept else ''} (legal basis: "
+                     f"{reason}){', then deleted' if kept else ''}",
+                     (f"{path}.erasure", f"{path}.legal_basis",
+                      *(f"{path}.retention[{i}]" for i, r in enumerate(ds.retention)
+                        if not r.keep.forever)), name)
+    if ds.erasure == "anonymize":
+        return Claim("retention", f"Anonymised ({anonymized(ds)})",
+                     (f"{path}.erasure", f"{path}.fields"), name)
+    if ds.erasure == "shred":
+        return Claim("retention", "Encryption keys destroyed (crypto-shredded)",
+                     (f"{path}.erasure",), name)
+    text, sources = "Deleted", [f"{path}.erasure"]
+    if ds.soft_delete is not None and subject_of(policy, name) is not None:
+        text = (f"Deactivated at once and recoverable for "
+                f"{period(ds.soft_delete.recover_for)}, then deleted")
+        sources.append(f"{path}.soft_delete")
+    if ds.referenced_by:
+        text += " when nothing else refers to it"
+        sources.append(f"{path}.referenced_by")
+    keeping = retained_children(policy, name) if ds.anonymized_fields else []
+    if ds.anonymized_fields and (ds.referenced_by or keeping):
+        why = f"records we must keep ({', '.join(noun(policy, c) for c in keeping)})" \
+            if keeping else "other records"
+        text += (f"; while {why} still refer to it, it is kept with its personal fields "
+                 f"anonymised ({anonymized(ds)})")
+        sources += [f"{path}.fields", *(f"datasets.{c}.erasure" for c in keeping)]
+    return Claim("retention", text, tuple(sources), name)
+
+
+def without_rule(policy: Policy, name: str, linked: Sequence[str]) -> Claim:
+    """What the retention page says of a dataset no rule limits: kept while the service
+    runs; removed on request only where an erasure reaches it, as it does."""
+    label = capital(noun(policy, name))
+    path = f"datasets.{name}"
+    if name not in linked or not policy.subjects:
+        return Claim("retention", f"{label}: no retention period applies; kept for as long "
+                     "as we provide the service.", (f"{path}.retention",), name)
+    outcome = on_erasure(policy, name)
+    return Claim("retention", f"{label}: no retention period applies; kept for as long as "
+                 "we provide the service. When you ask us to delete your data: "
+                 f"{outcome.text[:1].lower()}{outcome.text[1:]}.",
+                 (f"{path}.retention", *outcome.sources), name)
+
+
+def anonymised_by(policy: Policy, name: str, ds: Dataset, linked: Sequence[str]) -> bool:
+    """Does anything enforced anonymise the dataset's fields: a rule, its erasure, or the
+    scrub of rows an erasure must keep because others refer to them?"""
+    if not ds.anonymized_fields:
+        return False
+    if any(r.action == "anonymize" for r in ds.retention):
+        return True
+    reached = name in linked and bool(policy.subjects)
+    return reached and (ds.erasure == "anonymize" or (
+        ds.erasure == "delete" and bool(ds.referenced_by or retained_children(policy, name))))
