@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -106,3 +107,33 @@ def test_the_starter_policy_passes_its_own_check(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert [f for f in json.loads(checked.stdout)["findings"]
             if f["severity"] == "error"] == []
+
+
+def test_a_deletion_sla_makes_check_report_rows_that_outlived_it(app_url: str,
+                                                                 tmp_path: Path) -> None:
+    """Issue 19, item 2: with `deletion_sla: 7d`, a rule whose oldest row nothing keeps is
+    more than seven days past its limit is an error; rows a hold keeps are exceptions,
+    and after a run nothing is late."""
+    from lethe.commands.retention import check_policy
+    from lethe.engine.execute import execute
+    from lethe.engine.plan import build_plan
+    from lethe.holds import parse_scope, place_hold
+
+    build_app(app_url)
+    policy = write_policy(tmp_path, app_url, deletion_sla="7d")
+
+    def late(rt: Any) -> set[str]:
+        return {f.path for f in check_policy(rt).findings if f.code == "deletion-sla"}
+
+    rt = runtime(policy)
+    try:
+        before = late(rt)
+        assert {"datasets.sessions.retention[0]", "datasets.events.retention[1]"} <= before
+        place_hold(rt.control, rt.audit, rt.clock,
+                   parse_scope(rt.policy, None, None, "sessions"), "litigation")
+        assert "datasets.sessions.retention[0]" not in late(rt)  # held: an exception
+        assert not check_policy(rt).ok
+        execute(rt, build_plan(rt))
+        assert late(rt) == set()
+    finally:
+        rt.close()

@@ -87,7 +87,8 @@ def decode_png(data: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
 
 @pytest.fixture(scope="module")
 def report_html(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MonthlyReport]:
-    """A June with deletions, a hold that keeps sessions past their limit, and charts."""
+    """A June with deletions, a hold that keeps sessions past their limit (an exception),
+    events no run reached since they fell due (a breach), and charts."""
     directory = tmp_path_factory.mktemp("browser")
     url = f"sqlite:///{directory / 'app.db'}"
     build_app(url)
@@ -98,7 +99,7 @@ def report_html(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Monthly
     rt = runtime(policy, NOW)
     execute(rt, build_plan(rt))
     rt = runtime(policy, datetime(2026, 6, 20, tzinfo=UTC))
-    execute(rt, build_plan(rt))
+    execute(rt, build_plan(rt, ["sessions", "users"]))
     report = build_report(rt, "2026-06")
     rt.close()
     paths = write_report(report, directory / "out", ("html",))

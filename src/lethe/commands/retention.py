@@ -5,20 +5,52 @@ bucket lifecycle rules and restoring archived rows, which follow from the same r
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
+from lethe.catalog import Finding
 from lethe.engine.archive import Restored, restore
 from lethe.engine.execute import DEFAULT_BATCH_SIZE, Progress, RunResult, execute
 from lethe.engine.lifecycle import StoreLifecycle, lifecycle
 from lethe.engine.plan import Plan, build_plan
 from lethe.governance.check import CheckReport, check
+from lethe.reports.ages import data_ages
 from lethe.runtime import Runtime
 
 
 def check_policy(rt: Runtime) -> CheckReport:
     """Every check of the policy against the live stores, residency included (it needs
-    the control store's region preferences and transfers)."""
-    return check(rt.catalog, rt.audit, rt.clock.now(), rt.control)
+    the control store's region preferences and transfers), and, with a `deletion_sla`,
+    the age of every rule's oldest row nothing keeps."""
+    report = check(rt.catalog, rt.audit, rt.clock.now(), rt.control)
+    if rt.policy.deletion_sla is None or not report.ok:
+        return report
+    return CheckReport((*report.findings, *sla_findings(rt)))
+
+
+def sla_findings(rt: Runtime) -> list[Finding]:
+    """Rules whose oldest row (held and blocked rows aside: exceptions with a reason)
+    outlived its limit by more than the policy's `deletion_sla`."""
+    now, sla = rt.clock.now(), rt.policy.deletion_sla
+    found = []
+    for reading in data_ages(rt):
+        cutoff = reading.limit.before(now)
+        if reading.error or reading.oldest is None or cutoff is None:
+            continue
+        late = (cutoff - reading.grace) - reading.oldest
+        if late > timedelta(0):
+            where = f"datasets.{reading.dataset}." + (
+                "soft_delete" if reading.rule is None else f"retention[{reading.rule}]")
+            found.append(Finding(
+                "error", "deletion-sla", where,
+                f"the oldest {reading.action} row is {_days(late)} past its {reading.limit} "
+                f"limit and the {sla} deletion SLA (held and blocked rows aside)"))
+    return found
+
+
+def _days(span: timedelta) -> str:
+    days = span.total_seconds() / 86400
+    return f"{days:.1f} days" if days < 10 else f"{days:.0f} days"
 
 
 def plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:

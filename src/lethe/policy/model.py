@@ -360,6 +360,9 @@ class Policy(Strict):
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     encryption: EncryptionPolicy = Field(default_factory=EncryptionPolicy)
     residency: Residency | None = None
+    # how long a row may outlive its limit before that is a breach ("deleted within 7
+    # days"): `check` reports any due row older, and reports judge ages by it
+    deletion_sla: DurationField | None = None
 
     @field_validator("control")
     @classmethod
@@ -372,6 +375,8 @@ class Policy(Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Policy:
+        if self.deletion_sla is not None and self.deletion_sla.forever:
+            raise ValueError("deletion_sla: a deletion SLA cannot be forever")
         if self.residency is not None:
             _residency(self)
         for name, store in self.stores.items():

@@ -1,21 +1,35 @@
 """How old the oldest data is, per dataset and rule, read live from the stores.
 
 One MIN aggregate per rule through the store layer (no rows leave the database): the
-oldest row a rule still governs, against the rule's limit. A row older than its limit
-is one a hold keeps, a run has not reached yet, or a rule that is not being enforced.
+oldest row a rule still governs and nothing keeps, against the rule's limit. Rows past
+the limit that a hold or a foreign key keeps are counted apart, with that reason: they
+are exceptions the policy allows, not breaches. A row older than its limit plus the
+allowed lag (`grace`: the policy's `deletion_sla`, else the longest interval of the
+schedules that run the dataset) is one a run has not reached, or a rule not enforced.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
-from lethe.engine.steps import governed_by, identifying, not_soft_deleted, soft_deleted
+from croniter import croniter
+
+from lethe.engine.plan import blocked_by, builder_for
+from lethe.engine.steps import (
+    Step,
+    StepBuilder,
+    governed_by,
+    identifying,
+    not_soft_deleted,
+    soft_deleted,
+)
 from lethe.errors import LetheError
+from lethe.holds import HoldScopes
 from lethe.policy.durations import Duration
-from lethe.policy.model import Dataset
+from lethe.policy.model import Dataset, Policy
 from lethe.runtime import Runtime
-from lethe.stores.base import Condition, all_of
+from lethe.stores.base import FALSE, Condition, Older, all_of, negate
 
 
 @dataclass(frozen=True)
@@ -27,8 +41,12 @@ class AgeReading:
     action: str
     column: str
     limit: Duration
-    oldest: datetime | None  # None: no governed row
+    oldest: datetime | None  # None: no governed row (that nothing keeps)
     error: str | None = None  # the store could not answer (named, never a value)
+    # rows past the limit kept for a stated reason: ("held by a legal hold", n),
+    # ("blocked: <foreign key>", n)
+    kept: tuple[tuple[str, int], ...] = ()
+    grace: timedelta = timedelta(0)  # lag allowed past the limit before it is a breach
 
 
 def governed(ds: Dataset, index: int) -> Condition:
@@ -42,22 +60,65 @@ def governed(ds: Dataset, index: int) -> Condition:
     return all_of(*parts)
 
 
+def allowed_lag(policy: Policy, name: str, now: datetime) -> timedelta:
+    """How long past its limit a row may live before that is a breach: the policy's
+    `deletion_sla`, else the longest interval between runs of the schedules that cover
+    the dataset (a row due just after a run waits for the next), else none."""
+    if policy.deletion_sla is not None:
+        cutoff = policy.deletion_sla.before(now)
+        return timedelta(0) if cutoff is None else now - cutoff
+    lags = []
+    for schedule in policy.schedules.values():
+        if schedule.datasets == "all" or name in schedule.datasets:
+            fires = croniter(schedule.cron, now)
+            first = fires.get_next(datetime)
+            lags.append(fires.get_next(datetime) - first)
+    return max(lags, default=timedelta(0))
+
+
 def data_ages(rt: Runtime) -> list[AgeReading]:
     """Every SQL dataset's rules with a time column, in policy order."""
     readings: list[AgeReading] = []
+    now = rt.clock.now()
+    builder = builder_for(rt, now)
+    holds = rt.hold_scopes(builder)
     for name in rt.catalog.sql_datasets():
         ds = rt.policy.datasets[name]
-        lines: list[tuple[int | None, str, str, Duration, Condition]] = [
-            (i, r.action, r.after, r.keep, governed(ds, i))
+        lines: list[tuple[Step, str, Duration, Condition]] = [
+            (Step(name, i, r.action), r.after, r.keep, governed(ds, i))
             for i, r in enumerate(ds.retention) if r.after]
         if ds.soft_delete is not None:
-            lines.append((None, "purge", ds.soft_delete.since, ds.soft_delete.recover_for,
-                          soft_deleted(ds.soft_delete)))
-        for rule, action, column, limit, where in lines:
+            lines.append((Step(name, None, "purge"), ds.soft_delete.since,
+                          ds.soft_delete.recover_for, soft_deleted(ds.soft_delete)))
+        grace = allowed_lag(rt.policy, name, now)
+        for step, column, limit, where in lines:
+            reading = AgeReading(name, step.rule, step.action, column, limit, None,
+                                 grace=grace)
             try:
-                oldest = rt.catalog.store_of(name).oldest(ds.table or "", column, where)
+                readings.append(_measure(rt, builder, holds, step, reading, where, now))
             except LetheError as exc:
-                readings.append(AgeReading(name, rule, action, column, limit, None, str(exc)))
-                continue
-            readings.append(AgeReading(name, rule, action, column, limit, oldest))
+                readings.append(replace(reading, error=str(exc)))
     return readings
+
+
+def _measure(rt: Runtime, builder: StepBuilder, holds: HoldScopes, step: Step,
+             reading: AgeReading, where: Condition, now: datetime) -> AgeReading:
+    """The oldest row nothing keeps, and the rows past the limit kept, with why."""
+    store = rt.catalog.store_of(step.dataset)
+    table = rt.policy.datasets[step.dataset].table or ""
+    held, blocked = builder.held(step, holds), builder.blocked(step)
+    oldest = store.oldest(table, reading.column,
+                          all_of(where, negate(held), negate(blocked)))
+    cutoff = reading.limit.before(now)
+    kept: list[tuple[str, int]] = []
+    if cutoff is not None:
+        past = all_of(where, Older(reading.column, cutoff))
+        if held != FALSE and (rows := store.count(table, all_of(past, held))):
+            kept.append(("held by a legal hold", rows))
+        if blocked != FALSE:
+            free = all_of(past, negate(held))
+            rows = store.count(table, all_of(free, blocked))
+            if rows:
+                kept += [(f"blocked: {why}", n) for why, n in blocked_by(
+                    store, table, free, builder.blockers(step.dataset), rows)]
+    return replace(reading, oldest=oldest, kept=tuple(kept))

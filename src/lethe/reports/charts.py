@@ -156,7 +156,7 @@ def age_chart(report: MonthlyReport) -> AgeChart:
         description = "No dataset with a time-based retention rule was measured."
     elif over:
         description = (f"{len(over)} of {len(lines)} rules have rows older than their "
-                       "limit: " + "; ".join(_age_sentence(x) for x in over)
+                       "limit plus the lag allowed: " + "; ".join(_age_sentence(x) for x in over)
                        + ".")
     else:
         description = (f"All {len(lines)} measured rules keep their oldest row within "

@@ -173,8 +173,10 @@ class AgeLine:
     oldest: datetime | None
     age_days: float | None
     ratio: float | None  # age / limit
-    over_limit: bool
+    over_limit: bool  # older than the limit plus the allowed lag: a breach
     error: str | None
+    grace_days: float = 0.0  # the lag allowed past the limit (deletion_sla, or cadence)
+    kept: tuple[tuple[str, int], ...] = ()  # rows past the limit kept, and why
 
 
 @dataclass(frozen=True)
@@ -409,11 +411,14 @@ def _age(reading: AgeReading, at: datetime) -> AgeLine:
     age_days = None if reading.oldest is None else \
         max(0.0, (at - reading.oldest).total_seconds() / DAY)
     ratio = None if age_days is None or not limit_days else age_days / limit_days
+    grace_days = reading.grace.total_seconds() / DAY
+    over = age_days is not None and limit_days is not None and \
+        age_days > limit_days + grace_days
     return AgeLine(reading.dataset, reading.rule, reading.action, reading.column,
                    str(reading.limit), None if limit_days is None else round(limit_days, 2),
                    reading.oldest, None if age_days is None else round(age_days, 2),
-                   None if ratio is None else round(ratio, 4),
-                   ratio is not None and ratio > 1.0, reading.error)
+                   None if ratio is None else round(ratio, 4), over, reading.error,
+                   round(grace_days, 4), reading.kept)
 
 
 def _exceptions(src: Sources) -> tuple[ExceptionLine, ...]:
