@@ -38,7 +38,7 @@ def _store_at(url: str, version: int) -> None:
 def test_a_version_9_store_gains_the_estimated_flag_and_keeps_its_runs(app_url: str) -> None:
     _store_at(app_url, 9)
     control = ControlStore(app_url)  # migrates
-    assert control.schema_version() == MIGRATIONS[-1][0] == 13
+    assert control.schema_version() == MIGRATIONS[-1][0] == 14
     [old] = control.recent_runs()
     assert old["status"] == "completed"
     [action] = control.run(int(old["id"]))["actions"]
@@ -68,7 +68,8 @@ def test_a_new_store_has_every_column_once(app_url: str) -> None:
     with control.engine.connect() as conn:
         columns = [c["name"] for c in sa.inspect(conn).get_columns("lethe_run_actions")]
     control.close()
-    assert all(columns.count(c) == 1 for c in ("estimated", "blocked", "blocked_by"))
+    assert all(columns.count(c) == 1
+               for c in ("estimated", "blocked", "blocked_by", "lag_seconds"))
     control = ControlStore(app_url)
     with control.engine.connect() as conn:
         run_columns = [c["name"] for c in sa.inspect(conn).get_columns("lethe_runs")]

@@ -351,3 +351,25 @@ def test_the_cli_writes_the_files_and_prints_one_json_object(
     assert failed.value.code == 2
     error = json.loads(capsys.readouterr().out)["error"]
     assert (error["type"], error["path"]) == ("UsageError", "--month")
+
+
+def test_the_deletion_lag_is_measured_from_run_records(app_url: str, tmp_path: Path) -> None:
+    """Issue 19, item 2: each run records how long its oldest due row had been past its
+    limit; the report gives, per rule, the median and the longest over the month."""
+    build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    rt = runtime(policy, NOW)
+    first = execute(rt, build_plan(rt))
+    rt.close()
+    [sessions] = [a for a in first.actions if a.planned.step.dataset == "sessions"
+                  and a.planned.step.parent is None]
+    # the old sessions were last seen 60 days ago against 30 days: 30 days past the limit
+    assert sessions.planned.lag_seconds == 30 * 86400
+    rt = runtime(policy, NOW + timedelta(days=2))
+    execute(rt, build_plan(rt))  # nothing of the sessions due again: no lag recorded
+    rt.close()
+    report = _report(policy, "2026-06", JUNE_15)
+    lags = {(line.dataset, line.rule): line for line in report.lags}
+    assert (lags[("sessions", 0)].runs, lags[("sessions", 0)].max_hours) == (1, 720.0)
+    assert all(line.max_hours >= line.median_hours >= 0 for line in report.lags)
+    assert "Deletion lag" in render_markdown(report) and "720.0" in render_markdown(report)

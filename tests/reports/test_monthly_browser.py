@@ -127,14 +127,14 @@ def test_chromium_draws_the_report_with_its_charts(report_html: tuple[Path, Mont
     assert sum(1 for p in pixels if p == RED) > 200
 
 
-def test_chromium_keeps_both_charts_in_the_loaded_page(report_html: tuple[Path, MonthlyReport],
-                                                       tmp_path: Path) -> None:
+def test_chromium_keeps_the_charts_in_the_loaded_page(report_html: tuple[Path, MonthlyReport],
+                                                      tmp_path: Path) -> None:
     binary = chromium()
     page, report = report_html
     proc = run_chromium(binary, tmp_path / "profile", "--dump-dom", page.as_uri())
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
     dom = proc.stdout.decode("utf-8")
-    assert dom.count("<svg") == 2
+    assert dom.count("<svg") == 3
     deletions = dom.split('data-chart="deletions"', 1)[1].split("</svg>", 1)[0]
     ages = dom.split('data-chart="ages"', 1)[1].split("</svg>", 1)[0]
     assert deletions.count("<rect") == len(report.day_totals) == 30
@@ -144,3 +144,8 @@ def test_chromium_keeps_both_charts_in_the_loaded_page(report_html: tuple[Path, 
     assert ages.count("<rect") == len(measured) > 0
     assert ages.count('class="over"') == sum(a.over_limit for a in measured) >= 1
     assert '<desc id="ages-desc">' in ages
+    # deletion lag (issue 19, item 2): a bar per rule a run found due rows of, with the
+    # median marked, and the numbers in words
+    lags = dom.split('data-chart="lags"', 1)[1].split("</svg>", 1)[0]
+    assert lags.count("<rect") == len(report.lags) > 0
+    assert all(f"{line.max_hours:,.1f} h" in lags for line in report.lags)

@@ -34,6 +34,7 @@ class RunAction:
     error: str | None
     blocked: int = 0  # due rows a foreign key kept
     blocked_by: tuple[tuple[str, int], ...] = ()  # (the key, rows it kept)
+    lag_seconds: float | None = None  # how long its oldest due row was past its limit
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def _action(row: Any) -> RunAction:
                      int(row.held), int(row.done or 0), row.remaining,
                      None if row.verified is None else bool(row.verified), row.error,
                      int(row.blocked or 0),
-                     tuple(json.loads(row.blocked_by).items()) if row.blocked_by else ())
+                     tuple(json.loads(row.blocked_by).items()) if row.blocked_by else (),
+                     None if row.lag_seconds is None else float(row.lag_seconds))
 
 
 def _utc(value: datetime) -> datetime:

@@ -64,6 +64,9 @@ run_actions = sa.Table(
     # keys keeping them: JSON {foreign key: rows} (migration 12; NULL before)
     sa.Column("blocked", sa.Integer),
     sa.Column("blocked_by", sa.Text),
+    # how long the step's oldest due row had been past its limit when the run planned it:
+    # the deletion lag the run ended (migration 14; NULL: nothing due, or before)
+    sa.Column("lag_seconds", sa.Float),
 )
 
 holds = sa.Table(
@@ -142,7 +145,7 @@ subject_keys = sa.Table(
 
 def _create_initial(conn: Connection) -> None:
     # runs and run actions as migration 1 made them: later migrations add their columns
-    later = {"estimated", "machine", "pid", "alive_at", "blocked", "blocked_by"}
+    later = {"estimated", "machine", "pid", "alive_at", "blocked", "blocked_by", "lag_seconds"}
     first = sa.MetaData()
     sa.Table(runs.name, first,  # what the foreign key names (status: migration 11 widens it)
              *(sa.Column("status", sa.String(20), nullable=False) if c.name == "status"
@@ -296,6 +299,11 @@ def _add_blocked(conn: Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE lethe_run_actions ADD COLUMN {column}"))
 
 
+def _add_lag(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE lethe_run_actions ADD COLUMN lag_seconds "
+                         + ("DOUBLE PRECISION" if conn.dialect.name == "postgresql" else "REAL")))
+
+
 def _add_pointed_keys(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE lethe_request_baselines ADD COLUMN pointed TEXT"))
 
@@ -315,4 +323,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
      _add_run_owner),
     (12, "run actions say how many due rows a foreign key kept, and which", _add_blocked),
     (13, "erasure baselines keep the keys of the rows a subject points at", _add_pointed_keys),
+    (14, "run actions say how long their oldest due row was past its limit", _add_lag),
 ]

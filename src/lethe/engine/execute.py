@@ -143,7 +143,7 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
         run_id = rt.control.start_run(plan.now, rt.audit.actor, rt.audit.source, datasets, [
             {"dataset": a.step.dataset, "rule": a.step.rule, "action": a.step.action,
              "parent": a.step.parent, "planned": a.rows, "held": a.held,
-             "blocked": a.blocked}
+             "blocked": a.blocked, "lag_seconds": a.lag_seconds}
             for a in plan.actions], owner=this_process(), conn=conn)
         rt.audit.append_many([RunStarted(run_id, plan.now.isoformat(), datasets)], conn=conn)
     with live(run_id):

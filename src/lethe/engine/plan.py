@@ -7,7 +7,7 @@ and the progress bar render the same objects.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,9 @@ class PlannedAction:
     # (the foreign key, as `Reference.describe` names it; rows it keeps): a row two keys
     # point at is counted under each, so these may add up to more than `blocked`
     blocked_by: tuple[tuple[str, int], ...] = ()
+    # how long the oldest of the `rows` had been past its limit when planned: the
+    # deletion lag this run ends (None: nothing due, or no time column)
+    lag_seconds: float | None = None
 
     @property
     def skips(self) -> tuple[Skip, ...]:
@@ -67,7 +70,9 @@ class PlannedAction:
                                 "blocked_by": [{"foreign_key": why, "rows": rows}
                                                for why, rows in self.blocked_by],
                                 "path": "partitions" if self.partitions else "rows",
-                                "partitions": self.partitions}
+                                "partitions": self.partitions,
+                                "lag_seconds": None if self.lag_seconds is None
+                                else round(self.lag_seconds, 3)}
         if self.step.parent is not None:
             data["parent"] = self.step.parent
         data["skips"] = [skip.as_dict() for skip in self.skips]
@@ -182,7 +187,9 @@ def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     chosen = datasets or list(rt.policy.datasets)
     steps = ordered_steps(rt, builder, names)
     archiving = archived_in(steps)
-    actions = [count_step(rt, builder, holds, s, archiving=archiving) for s in steps]
+    actions = [with_lag(rt, builder, holds,
+                        count_step(rt, builder, holds, s, archiving=archiving))
+               for s in steps]
     actions += [count_objects(rt, holds, Step(name, index, "delete"))
                 for name in rt.catalog.object_datasets(chosen)
                 for index in range(len(rt.policy.datasets[name].retention))]
@@ -190,6 +197,31 @@ def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
                 for name in rt.catalog.cache_datasets(chosen)
                 if rt.policy.datasets[name].retention]
     return Plan(now, tuple(actions))
+
+
+def with_lag(rt: Runtime, builder: StepBuilder, holds: HoldScopes,
+             action: PlannedAction) -> PlannedAction:
+    """The action with its deletion lag: how long its oldest due row (held and blocked
+    rows aside) has been past its limit, one MIN aggregate on the time column."""
+    step = action.step
+    ds = rt.policy.datasets[step.dataset]
+    if not action.rows or step.parent is not None or is_reach(step):
+        return action
+    if step.rule is not None and ds.retention[step.rule].after:
+        column, limit = ds.retention[step.rule].after, ds.retention[step.rule].keep
+    elif step.action == "purge" and ds.soft_delete is not None:
+        column, limit = ds.soft_delete.since, ds.soft_delete.recover_for
+    else:
+        return action
+    cutoff = limit.before(builder.now)
+    if cutoff is None:
+        return action
+    oldest = rt.catalog.store_of(step.dataset).oldest(
+        ds.table or "", column, all_of(builder.due(step, holds), negate(builder.held(step, holds)),
+                                       negate(builder.blocked(step))))
+    if oldest is None:
+        return action
+    return replace(action, lag_seconds=max(0.0, (cutoff - oldest).total_seconds()))
 
 
 def count_objects(rt: Runtime, holds: HoldScopes, step: Step) -> PlannedAction:

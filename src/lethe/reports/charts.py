@@ -1,7 +1,8 @@
 """Chart geometry for the monthly report, computed here so templates only place shapes.
 
-Two charts, both drawn as inline SVG by the templates (no plotting library, no script):
-deletions per day across the month, and each rule's oldest row against its limit. Every
+Three charts, drawn as inline SVG by the templates (no plotting library, no script):
+deletions per day across the month, each rule's oldest row against its limit, and each
+rule's deletion lag (median and longest over the month's runs). Every
 shape carries its figure as text (an SVG <title>), and each chart has a title, axis
 labels and a description; the tables beside them hold the same numbers.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from lethe.reports.lag import LagLine
 from lethe.reports.monthly import AgeLine, MonthlyReport
 
 WIDTH = 760
@@ -163,3 +165,61 @@ def age_chart(report: MonthlyReport) -> AgeChart:
                        "the limit.")
     return AgeChart(WIDTH, height, left, right, top, bottom, round(left + scale, 2),
                     tuple(rows), ticks, description)
+
+
+@dataclass(frozen=True)
+class LagRow:
+    label: str  # dataset and rule
+    y: float
+    bar: Bar  # the longest lag
+    median_x: float  # where the median falls on the same axis
+    note: str  # "median 2.0 h, longest 26.0 h, 30 runs"
+
+
+@dataclass(frozen=True)
+class LagChart:
+    width: int
+    height: int
+    plot_left: int
+    plot_right: int
+    plot_top: int
+    plot_bottom: int
+    rows: tuple[LagRow, ...]
+    x_ticks: tuple[Tick, ...]
+    unit: str  # hours or days, whichever reads better for the longest lag
+    description: str
+
+
+def _lag_note(line: LagLine) -> str:
+    return (f"median {line.median_hours:,.1f} h, longest {line.max_hours:,.1f} h, "
+            f"{line.runs} run{'' if line.runs == 1 else 's'}")
+
+
+def lag_chart(report: MonthlyReport) -> LagChart:
+    """Each rule's longest deletion lag as a bar, its median as a mark on the bar."""
+    lines = report.lags
+    top = TOP
+    height = top + AGE_ROW * max(len(lines), 1) + BOTTOM
+    left, right = AGE_LEFT, WIDTH - RIGHT - 220
+    bottom = height - BOTTOM
+    longest = max((line.max_hours for line in lines), default=0.0)
+    unit, per = ("days", 24.0) if longest > 72 else ("hours", 1.0)
+    span = max(longest / per, 1.0)
+    scale = (right - left) / span
+    rows = []
+    for i, line in enumerate(lines):
+        y = top + i * AGE_ROW
+        label = f"{line.dataset} ({'purge' if line.rule is None else f'rule {line.rule}'})"
+        bar = Bar(left, y + 5, round(max(line.max_hours / per * scale, 1.0), 2),
+                  AGE_ROW - 10, f"{label}: {_lag_note(line)}")
+        rows.append(LagRow(label, y + AGE_ROW / 2, bar,
+                           round(left + line.median_hours / per * scale, 2), _lag_note(line)))
+    ticks = tuple(Tick(round(left + f * (right - left), 2), f"{f * span:,.1f}")
+                  for f in (0, 0.25, 0.5, 0.75, 1))
+    description = ("No run of the month found due rows." if not lines else
+                   f"Deletion lag of {len(lines)} rules over the month's runs; the longest: "
+                   + max((f"{line.dataset}: {line.max_hours:,.1f} h" for line in lines),
+                         key=lambda text: float(text.rsplit(": ", 1)[1][:-2].replace(",", "")))
+                   + ".")
+    return LagChart(WIDTH, height, left, right, top, bottom, tuple(rows), ticks, unit,
+                    description)

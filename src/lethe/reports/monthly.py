@@ -15,6 +15,7 @@ from typing import Any
 
 from lethe.control.requests import RequestRecord
 from lethe.reports.ages import AgeReading
+from lethe.reports.lag import LagLine, deletion_lags
 from lethe.reports.period import parse_month
 from lethe.reports.sources import Sources, gather
 from lethe.runtime import Runtime
@@ -213,6 +214,7 @@ class MonthlyReport:
     exceptions: tuple[ExceptionLine, ...]
     requests: Requests
     ages: tuple[AgeLine, ...]
+    lags: tuple[LagLine, ...] = ()  # deletion lag per rule over the month's runs
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON values: instants and dates as ISO-8601 text."""
@@ -268,7 +270,7 @@ def assemble(src: Sources) -> MonthlyReport:
         day_totals=tuple(DayTotal(d, totals.get(d, 0)) for d in src.month.days()),
         runs=runs, verification=verification, holds=holds, blocked=_blocked(src),
         exceptions=_exceptions(src),
-        requests=requests, ages=ages)
+        requests=requests, ages=ages, lags=deletion_lags(src.runs))
 
 
 def _daily(src: Sources) -> tuple[DailyDeletion, ...]:

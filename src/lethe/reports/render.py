@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 
 from lethe.errors import UsageError
-from lethe.reports.charts import age_chart, deletion_chart
+from lethe.reports.charts import age_chart, deletion_chart, lag_chart
 from lethe.reports.monthly import MonthlyReport
 
 FORMATS = ("html", "markdown", "json")
@@ -68,7 +68,7 @@ def _environment(markup: bool) -> jinja2.Environment:
 
 def _context(report: MonthlyReport) -> dict[str, Any]:
     return {"r": report, "s": report.summary, "deletion_chart": deletion_chart(report),
-            "age_chart": age_chart(report)}
+            "age_chart": age_chart(report), "lag_chart": lag_chart(report)}
 
 
 def render_html(report: MonthlyReport) -> str:
