@@ -185,3 +185,43 @@ def test_every_rule_of_any_policy_is_one_claim_with_its_sources(
         datasets[name] = ds
     policy = _policy(tmp_path, datasets)
     _check_claims(policy, trust_pages(policy, NOW).claims)
+
+
+def test_docs_evidence_puts_what_backs_each_rule_beside_it(tmp_path: Path) -> None:
+    """Issue 19, item 2: with `--evidence`, each retention claim carries the last run
+    that verified it, the oldest record against the period and the deletion lag."""
+    import json
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    from lethe.engine.execute import execute
+    from lethe.engine.plan import build_plan
+    from tests.fixtures import build_app, runtime, write_policy
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    build_app(url)
+    policy = write_policy(tmp_path, url)
+    rt = runtime(policy, NOW)
+    assert execute(rt, build_plan(rt)).ok
+    rt.close()
+    proc = subprocess.run(
+        [sys.executable, "-c", "from lethe.cli.app import main; main()", "docs", "--evidence",
+         "--policy", str(policy), "--out", str(tmp_path / "site"), "--json",
+         "--now", (NOW + timedelta(days=1)).isoformat()],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    claims = json.loads(proc.stdout)["claims"]
+    [sessions] = [c for c in claims if c["dataset"] == "sessions" and c["page"] == "retention"
+                  and "datasets.sessions.retention[0]" in c["sources"]
+                  and c["text"].startswith("We keep")]
+    assert sessions["evidence"] == ("last verified 01 June 2026; oldest record 2 of 30 days; "
+                                    "removed within 30.0 days of the end of its period "
+                                    "(longest 30.0 days, last 30 days)")
+    page = (tmp_path / "site" / "retention.html").read_text(encoding="utf-8")
+    assert "Evidence: last verified 01 June 2026" in page
+    bare = json.loads(subprocess.run(
+        [sys.executable, "-c", "from lethe.cli.app import main; main()", "docs",
+         "--policy", str(policy), "--out", str(tmp_path / "bare"), "--json"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120).stdout)["claims"]
+    assert all(c["evidence"] is None for c in bare)  # without the flag: the policy alone

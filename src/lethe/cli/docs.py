@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
+from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout
 from lethe.crypto.signing import key_path, load_key, public_pem
+from lethe.reports.evidence import RuleEvidence, RuleKey, rule_evidence
 from lethe.reports.trust import KEY_FILE, trust_pages, write_trust_pages
 
 
@@ -18,6 +19,10 @@ def docs_cmd(ctx: typer.Context,
              = Path("trust"),
              fmt: Annotated[str, typer.Option("--format", help="html, markdown or both.")]
              = "both",
+             evidence: Annotated[bool, typer.Option(
+                 "--evidence", help="Beside each retention promise, what backs it now: the "
+                 "last verified run, the oldest record, the deletion lag (reads the stores "
+                 "and lethe's records).")] = False,
              policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Render the trust pages (retention schedule, data inventory and residency,
     classification handling) from the policy, as HTML and Markdown."""
@@ -25,9 +30,14 @@ def docs_cmd(ctx: typer.Context,
     loaded = s.load()
     signing = key_path(Path(loaded.audit.key))
     public = public_pem(load_key(signing)) if signing.exists() else None
-    written = write_trust_pages(loaded, s.clock().now(), out, fmt, public)
+    backing: dict[RuleKey, RuleEvidence] | None = None
+    if evidence:
+        with open_runtime(s) as rt:
+            backing = rule_evidence(rt)
+    at = s.clock().now()
+    written = write_trust_pages(loaded, at, out, fmt, public, backing)
     if s.json:  # every sentence about the data, with the policy paths it states
-        claims = trust_pages(loaded, s.clock().now()).claims
+        claims = trust_pages(loaded, at, backing).claims
         emit_json({"files": [str(p) for p in written],
                    "public_key": None if public is None else str(out / KEY_FILE),
                    "claims": [c.as_dict() for c in claims]})

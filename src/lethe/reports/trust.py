@@ -10,7 +10,7 @@ text can never inject markup into either format.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ import jinja2
 from lethe.crypto.signing import key_fingerprint, key_id, load_public
 from lethe.errors import LetheError, UsageError
 from lethe.policy.model import Dataset, Policy
+from lethe.reports.evidence import RuleEvidence, RuleKey
 from lethe.reports.trust_claims import Claim, anonymised_by, on_erasure, without_rule
 from lethe.reports.trust_wording import (
     CLASSES,
@@ -54,6 +55,7 @@ class ScheduleRow:
     starts: str
     method: str
     sentence: str
+    evidence: str = ""  # `lethe docs --evidence`: last verified run, oldest row, lag
 
 
 @dataclass(frozen=True)
@@ -146,10 +148,11 @@ def _shredded(ds: Dataset) -> bool:
     return ds.erasure == "shred" or any(r.action == "shred" for r in ds.retention)
 
 
-def _schedule(policy: Policy, linked: Sequence[str]
+def _schedule(policy: Policy, linked: Sequence[str],
+              evidence: Mapping[RuleKey, RuleEvidence] | None = None
               ) -> tuple[list[ScheduleRow], list[Claim], list[Claim]]:
-    """The schedule's rows; its claims (one per rule); the claims of datasets no rule
-    limits."""
+    """The schedule's rows; its claims (one per rule, with its evidence when given); the
+    claims of datasets no rule limits."""
     rows, claims, unscheduled = [], [], []
     for name, ds in policy.datasets.items():
         if not ds.retention:
@@ -160,13 +163,16 @@ def _schedule(policy: Policy, linked: Sequence[str]
                 _label(policy, name), CLASSES[ds.class_], condition(rule), period(rule.keep),
                 "when written" if cache else
                 (starting_point(rule.after) if rule.after else "—"),
-                method(policy, ds, rule), sentence(policy, name, ds, rule))
+                method(policy, ds, rule), sentence(policy, name, ds, rule),
+                evidence[(name, index)].text() if evidence and (name, index) in evidence
+                else "")
             rows.append(row)
             sources = [f"datasets.{name}.retention[{index}]"]
             if rule.action == "soft-delete" or (rule.action == "anonymize"):
                 sources.append(f"datasets.{name}." + ("soft_delete" if rule.action ==
                                                       "soft-delete" else "fields"))
-            claims.append(Claim("retention", row.sentence, tuple(sources), name))
+            claims.append(Claim("retention", row.sentence, tuple(sources), name,
+                                row.evidence or None))
     return rows, claims, unscheduled
 
 
@@ -324,10 +330,12 @@ def _classes(policy: Policy, linked: Sequence[str]) -> tuple[list[ClassSection],
     return sections, claims
 
 
-def trust_pages(policy: Policy, now: datetime) -> TrustPages:
-    """The pages' content, from the policy alone; every sentence also as a `Claim`."""
+def trust_pages(policy: Policy, now: datetime,
+                evidence: Mapping[RuleKey, RuleEvidence] | None = None) -> TrustPages:
+    """The pages' content, from the policy alone (and, when given, the evidence behind
+    each rule); every sentence also as a `Claim`."""
     linked = subject_linked(policy)
-    schedule, ruled, unscheduled = _schedule(policy, linked)
+    schedule, ruled, unscheduled = _schedule(policy, linked, evidence)
     notes = {n: _notes(policy, n, ds, linked) for n, ds in policy.datasets.items()}
     inventory = [InventoryRow(_label(policy, n), CLASSES[ds.class_], ds.store,
                               STORE_KINDS[policy.stores[ds.store].kind],
@@ -386,10 +394,11 @@ def formats(choice: str) -> tuple[str, ...]:
 
 
 def write_trust_pages(policy: Policy, now: datetime, out: Path,
-                      choice: str = "both", public_key: str | None = None) -> list[Path]:
+                      choice: str = "both", public_key: str | None = None,
+                      evidence: Mapping[RuleKey, RuleEvidence] | None = None) -> list[Path]:
     """Render the pages into `out` (created if missing); the paths written, in order.
     `public_key`: the organization's PEM public key, published beside them."""
-    pages = trust_pages(policy, now)
+    pages = trust_pages(policy, now, evidence)
     if public_key is not None:
         key = load_public(public_key)
         pages = replace(pages, key=PublishedKey(KEY_FILE, key_id(key), key_fingerprint(key)))

@@ -25,10 +25,11 @@ class Claim:
     text: str
     sources: tuple[str, ...]  # the enforced facts it states, as policy paths
     dataset: str | None = None  # what it is about; None: a category or the organization
+    evidence: str | None = None  # what backs it now (`lethe docs --evidence`: rules)
 
     def as_dict(self) -> dict[str, Any]:
         return {"page": self.page, "text": self.text, "sources": list(self.sources),
-                "dataset": self.dataset}
+                "dataset": self.dataset, "evidence": self.evidence}
 
 
 def subject_of(policy: Policy, name: str) -> str | None:
