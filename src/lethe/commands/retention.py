@@ -15,6 +15,8 @@ from lethe.engine.lifecycle import StoreLifecycle, lifecycle
 from lethe.engine.plan import Plan, build_plan
 from lethe.governance.check import CheckReport, check
 from lethe.reports.ages import data_ages
+from lethe.reports.trust import trust_pages
+from lethe.reports.trust_claims import unbacked
 from lethe.runtime import Runtime
 
 
@@ -23,9 +25,19 @@ def check_policy(rt: Runtime) -> CheckReport:
     the control store's region preferences and transfers), and, with a `deletion_sla`,
     the age of every rule's oldest row nothing keeps."""
     report = check(rt.catalog, rt.audit, rt.clock.now(), rt.control)
-    if rt.policy.deletion_sla is None or not report.ok:
-        return report
-    return CheckReport((*report.findings, *sla_findings(rt)))
+    findings = [*report.findings, *claim_findings(rt)]
+    if rt.policy.deletion_sla is not None and report.ok:
+        findings += sla_findings(rt)
+    return CheckReport(tuple(findings))
+
+
+def claim_findings(rt: Runtime) -> list[Finding]:
+    """Sentences the trust pages would publish that no enforced setting backs."""
+    claims = trust_pages(rt.policy, rt.clock.now()).claims
+    return [Finding("error", "page-claim", source or claim.page,
+                    f"the {claim.page} page would say {claim.text[:80]!r} with nothing the "
+                    f"policy enforces behind it ({source or 'no source'})")
+            for claim, source in unbacked(rt.policy, claims)]
 
 
 def sla_findings(rt: Runtime) -> list[Finding]:

@@ -11,6 +11,7 @@ rule says) are composed here, from those settings alone.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,3 +106,41 @@ def anonymised_by(policy: Policy, name: str, ds: Dataset, linked: Sequence[str])
     reached = name in linked and bool(policy.subjects)
     return reached and (ds.erasure == "anonymize" or (
         ds.erasure == "delete" and bool(ds.referenced_by or retained_children(policy, name))))
+
+
+_STEP = re.compile(r"(\w+)(?:\[(\d+)\])?")
+
+
+def enforced(policy: Policy, path: str) -> bool:
+    """Does a claim's source name a setting the policy actually sets (a rule that exists,
+    an erasure, a field map that is not empty)? A dataset's empty `retention` counts: a
+    claim may state that no rule applies."""
+    if path in ("audit", "subjects"):
+        return path != "subjects" or bool(policy.subjects)
+    node: Any = policy
+    for part in path.split("."):
+        match = _STEP.fullmatch(part)
+        if match is None:
+            return False
+        name, index = match.group(1), match.group(2)
+        if isinstance(node, dict):
+            if name not in node:
+                return False
+            node = node[name]
+        else:
+            attribute = "class_" if name == "class" else name
+            if not hasattr(node, attribute):
+                return False
+            node = getattr(node, attribute)
+        if index is not None:
+            if not isinstance(node, list) or int(index) >= len(node):
+                return False
+            node = node[int(index)]
+    return node is not None and node != "" and (node != {} or path.endswith(".retention")) \
+        and (node != [] or path.endswith(".retention"))
+
+
+def unbacked(policy: Policy, claims: Sequence[Claim]) -> list[tuple[Claim, str]]:
+    """(claim, source) for every claim citing a setting the policy does not set."""
+    return [(claim, source) for claim in claims for source in claim.sources or ("",)
+            if not enforced(policy, source)]
