@@ -39,3 +39,24 @@ def test_demo_enforces_export_retention_and_erases_the_users_exports(tmp_path: P
             for f in (tmp_path / "demo" / "files").rglob("*.json")]
     assert left and all(age <= timedelta(days=30) for age in left)
     assert result["erasure"]["datasets"]["data_exports"]["erased"] >= 1
+
+
+def test_the_demos_report_shows_no_breach_after_its_clean_run(tmp_path: Path) -> None:
+    """Issue 19: right after the demo's clean, verified run, its monthly report reds
+    nothing: accounts that retained invoices reference are kept for that reason, rows at
+    their limit and rows newer than the run are within the lag its schedules allow."""
+    from lethe.policy.load import load_policy
+    from lethe.reports.monthly import build_report
+    from lethe.runtime import Runtime
+
+    result = run_demo(tmp_path / "demo", Clock(NOW), scale=0.05)
+    assert result["ok"] is True
+    rt = Runtime.open(load_policy(tmp_path / "demo" / "lethe.yaml"),
+                      Clock(NOW + timedelta(hours=2)))
+    try:
+        report = build_report(rt, "2026-06")
+    finally:
+        rt.close()
+    assert report.summary.datasets_over_limit == 0, [a for a in report.ages if a.over_limit]
+    # what the old reading (older than the limit, whatever keeps it) would have reddened
+    assert [a.dataset for a in report.ages if (a.ratio or 0) > 1 or a.kept]
