@@ -60,7 +60,6 @@ class EraseRows:
     todo: Condition = FALSE  # rows the scrub has still to reach
     archive_column: str | None = None
 
-
     @property
     def referenced(self) -> Condition:
         """Rows a foreign key outside any cascade keeps."""

@@ -93,8 +93,11 @@ def purge_due(ds: Dataset, now: datetime) -> Condition:
     if ds.soft_delete is None:
         return FALSE
     cutoff = ds.soft_delete.recover_for.before(now)
-    return FALSE if cutoff is None else \
-        all_of(soft_deleted(ds.soft_delete), Older(ds.soft_delete.since, cutoff))
+    if cutoff is None:
+        return FALSE
+    older = Older(ds.soft_delete.since, cutoff)  # a NULL timestamp is never older
+    return older if ds.soft_delete.deleted_value is None else \
+        all_of(soft_deleted(ds.soft_delete), older)
 
 
 def soft_deleted(soft: SoftDelete) -> Condition:

@@ -40,6 +40,7 @@ from lethe.engine.sweep import SweepStats
 from lethe.errors import LetheError
 from lethe.holds import HoldScopes
 from lethe.policy.model import template_fields
+from lethe.requests.pointers import Pointers, pinned_held, pointed_now, pointing_datasets
 from lethe.requests.records import (
     DatasetReport,
     RequestOutcome,
@@ -78,7 +79,7 @@ class Group:
         self.where = self.plan.where
         self.owners = self._owners()
         # request id -> `referenced_by` dataset -> keys of the rows its subject points at
-        self._pointers: dict[int, dict[str, list[str]]] = {}
+        self._pointers: Pointers = {}
         self._pointers_fresh: set[int] = set()  # read now, not kept from an earlier run
         if any(self.policy.datasets[n].referenced_by for n in builder.keys):
             self._point()
@@ -106,19 +107,18 @@ class Group:
         return plan_owners(self.rt, self.builder, self.plan)
 
     def _point(self) -> None:
-        """Pin the rows the subjects point at to their keys, so that every run of the
-        request (one killed after the pointing rows went included) erases the same rows:
-        kept from the run that began the erasure, else read now. Their owner is the
+        """Pin the rows the subjects point at to their keys (lethe.requests.pointers):
+        kept from the run that began the erasure, else read now; their owner is the
         subject whose rows point at them."""
-        pointing = [n for n in self.builder.keys if self.policy.datasets[n].referenced_by]
+        pointing = pointing_datasets(self.rt, self.builder.keys)
         self._pointers = requests_of(self.rt).pointers([s.record.id for s in self.subjects])
-        for s in self.subjects:
-            if s.record.id not in self._pointers:
-                self._pointers_fresh.add(s.record.id)
-                self._pointers[s.record.id] = {}
-        fresh = [s for s in self.subjects if s.record.id in self._pointers_fresh]
+        fresh = [s for s in self.subjects if s.record.id not in self._pointers]
+        for s in fresh:
+            self._pointers_fresh.add(s.record.id)
+            self._pointers[s.record.id] = {}
         for name in pointing:
-            read = self._pointed_now(name) if fresh else {}
+            read = pointed_now(self.rt, name, self.where, self.owners, self.subjects,
+                               self.single) if fresh else {}
             for s in fresh:
                 self._pointers[s.record.id][name] = sorted(read.get(s.mark, set()))
         pointed = {name: tuple(dict.fromkeys(
@@ -131,25 +131,6 @@ class Group:
             self.owners[name] = Owner(self.builder.keys[name], {
                 key: s.mark for s in self.subjects
                 for key in self._pointers[s.record.id].get(name, ())})
-
-    def _pointed_now(self, name: str) -> dict[str, set[str]]:
-        """Each subject's keys of `name` rows its rows point at now."""
-        found: dict[str, set[str]] = {}
-        for referrer, column in self.policy.datasets[name].referenced_by.items():
-            where = self.where.get(referrer, FALSE)
-            if where == FALSE:
-                continue
-            owner = None if self.single else self.owners.get(referrer)
-            if owner is None and not self.single:
-                continue  # rows that cannot be told apart by subject point at nothing
-            columns = [column] if owner is None else [column, owner.column]
-            rows = self.rt.catalog.store_of(referrer).select(self._table(referrer), columns,
-                                                             where)
-            for row in rows:
-                mark = self.subjects[0].mark if owner is None else owner.of.get(str(row[1]))
-                if row[0] is not None and mark is not None:
-                    found.setdefault(mark, set()).add(str(row[0]))
-        return found
 
     def _table(self, name: str) -> str:
         return self.policy.datasets[name].table or ""
@@ -354,15 +335,8 @@ class Group:
             self._step(s, name, report, erased_now)
 
     def pinned_held(self, dataset: str, holds: HoldScopes) -> Condition:
-        """Rows of a `referenced_by` dataset whose subject a subject hold names (by an
-        identity of its request, or its key): the rows pointing at them may be gone."""
-        values = set(holds.subject_values(self.subject_kind))
-        if not values:
-            return FALSE
-        keys = tuple(key for s in self.subjects
-                     if values & {*s.record.identities.values(), s.mark}
-                     for key in self._pointers.get(s.record.id, {}).get(dataset, ()))
-        return In(self.builder.keys[dataset], keys) if keys else FALSE
+        return pinned_held(self.builder.keys[dataset], self.subject_kind, dataset,
+                           self.subjects, self._pointers, holds)
 
     def owners_of(self, dataset: str, holds: HoldScopes) -> dict[str, str]:
         """Archived rows' owners, held subjects left out (holds win in archives too: a
