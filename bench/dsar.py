@@ -14,6 +14,9 @@ assigned at random). Measured in this one run, on the same database:
    `cascade="all, delete-orphan"` relationship to every child table but `payments`;
    per subject `session.get(User, id)`, `session.delete(user)`, `commit`, for
    `--subjects` other random users.
+4. The floor: the same erasure hand-written for this schema, one transaction per subject
+   (eight DELETEs by `user_id`, the address scrubbed and detached, payments kept, the user
+   deleted), for `--subjects` other random users: what no general tool can beat.
 
 Tables carry no FOREIGN KEY constraints (links are declared with `belongs_to`), so the
 retained `payments` rows do not pin their user. lethe's control store (requests, audit
@@ -364,6 +367,24 @@ class User(Base):
     tokens: Mapped[list[Token]] = relationship(cascade="all, delete-orphan")
 
 
+def measure_floor(engine: sa.Engine, user_ids: list[int], warmup: list[int]) -> dict[str, Any]:
+    """The floor: the same erasure written by hand for this one schema, one transaction
+    per subject — the children deleted, the address scrubbed and detached, the payments
+    kept, the user deleted — with no discovery, audit entry, count or certificate."""
+    statements = [sa.text(f"DELETE FROM {table} WHERE user_id = :id") for table in DELETED]
+    statements.append(sa.text("UPDATE addresses SET street = '[redacted]', postcode = NULL,"
+                              " user_id = NULL WHERE user_id = :id"))
+    statements.append(sa.text("DELETE FROM users WHERE id = :id"))
+
+    def one(user_id: int) -> None:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(statement, {"id": user_id})
+
+    latencies(one, warmup)
+    return summarize(latencies(one, user_ids))
+
+
 def measure_orm(engine: sa.Engine, user_ids: list[int], warmup: list[int]) -> dict[str, Any]:
     with Session(engine) as session:
         def one(user_id: int) -> None:
@@ -401,7 +422,7 @@ def main() -> None:
                         help="lethe erasures to profile after the timed runs; 0: none")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    needed = 2 * args.subjects + args.bulk + 2 * args.warmup + args.profile
+    needed = 3 * args.subjects + args.bulk + 3 * args.warmup + args.profile
     if needed > args.rows:
         parser.error(f"--rows must be at least {needed:,} (one distinct user per erasure)")
 
@@ -411,6 +432,7 @@ def main() -> None:
         return [picked[next(cut)] for _ in range(n)]
     lethe_warm, lethe_ids, bulk_ids = take(args.warmup), take(args.subjects), take(args.bulk)
     orm_warm, orm_ids, profile_ids = take(args.warmup), take(args.subjects), take(args.profile)
+    floor_warm, floor_ids = take(args.warmup), take(args.subjects)
 
     url = fresh_database(DB)
     engine = sa.create_engine(normalize_url(url))
@@ -423,6 +445,7 @@ def main() -> None:
         lethe_before = footprint(engine, lethe_ids + bulk_ids)
         lethe_addresses = address_ids(engine, lethe_ids + bulk_ids)
         orm_before = footprint(engine, orm_ids)
+        floor_before = footprint(engine, floor_ids)
 
         with lethe_runtime(url) as (rt, out):
             for user_id in lethe_warm:
@@ -436,6 +459,8 @@ def main() -> None:
                 if profile_ids else {}
             audit_ok = rt.audit.verify().ok
         orm = measure_orm(engine, orm_ids, orm_warm)
+        floor = measure_floor(engine, floor_ids, floor_warm)
+        floor_after = footprint(engine, floor_ids)
 
         lethe_after = footprint(engine, lethe_ids + bulk_ids)
         orm_after = footprint(engine, orm_ids)
@@ -453,6 +478,9 @@ def main() -> None:
         "orm_deleted_everything_but_payments":
             all(orm_after[t] == 0 for t in ["users", *DELETED, "addresses"]),
         "orm_kept_payments": orm_after["payments"] == orm_before["payments"],
+        "floor_deleted_everything_but_payments":
+            all(floor_after[t] == 0 for t in ["users", *DELETED, "addresses"]),
+        "floor_kept_payments": floor_after["payments"] == floor_before["payments"],
         "bulk_all_completed": bulk["completed"] == bulk["subjects"],
         "audit_chain_verifies": audit_ok,
     }
@@ -460,6 +488,8 @@ def main() -> None:
         "lethe_p50_over_orm_p50": ratio(single["p50_ms"], orm["p50_ms"]),
         "lethe_p95_over_orm_p95": ratio(single["p95_ms"], orm["p95_ms"]),
         "lethe_bulk_rate_over_orm_rate": ratio(bulk["subjects_per_s"], orm["subjects_per_s"]),
+        "lethe_p50_over_floor_p50": ratio(single["p50_ms"], floor["p50_ms"]),
+        "orm_p50_over_floor_p50": ratio(orm["p50_ms"], floor["p50_ms"]),
     }
     met = {"lethe_p50_ms": single["p50_ms"] < TARGETS["lethe_p50_ms"],
            "lethe_bulk_subjects_per_s":
@@ -476,6 +506,10 @@ def main() -> None:
     print(f"ORM cascade:        p50 {orm['p50_ms']:8.1f} ms  p95 {orm['p95_ms']:8.1f} ms"
           f"  max {orm['max_ms']:8.1f} ms  ({orm['subjects']} subjects, "
           f"{orm['subjects_per_s']:.1f}/s)")
+    print(f"hand-written floor: p50 {floor['p50_ms']:8.1f} ms  p95 {floor['p95_ms']:8.1f} ms"
+          f"  max {floor['max_ms']:8.1f} ms  (the same rows by hand, one transaction each)")
+    print(f"lethe / floor: p50 {ratios['lethe_p50_over_floor_p50']:.2f}x; ORM / floor: p50 "
+          f"{ratios['orm_p50_over_floor_p50']:.2f}x")
     print(f"lethe / ORM: p50 {ratios['lethe_p50_over_orm_p50']:.2f}x, "
           f"p95 {ratios['lethe_p95_over_orm_p95']:.2f}x (latency, lower is better); "
           f"bulk rate {ratios['lethe_bulk_rate_over_orm_rate']:.2f}x (higher is better)")
@@ -496,7 +530,8 @@ def main() -> None:
     path = write_result("dsar", {
         "rows_per_table": args.rows, "tables": 1 + len(CHILDREN), "lethe": lethe_revision(),
         "control_store": "sqlite (temporary directory)", "build_seconds": build_s,
-        "lethe_single": single, "lethe_bulk": bulk, "orm_cascade": orm, "ratios": ratios,
+        "lethe_single": single, "lethe_bulk": bulk, "orm_cascade": orm,
+        "hand_written_floor": floor, "ratios": ratios,
         "targets": TARGETS, "targets_met": met, "checks": checks,
         "linked_rows_before": {"lethe": lethe_before, "orm": orm_before},
         "lethe_profile": profile})

@@ -1,7 +1,11 @@
 """Sweep benchmark: lethe's batched retention vs one raw DELETE vs a per-row ORM loop.
 
 All three run in this process against the same PostgreSQL table shape: 2,000,000 rows,
-1,000,000 due, an index on the timestamp. Run: `python bench/sweep.py [--rows N]`.
+1,000,000 due, an index on the timestamp. Run: `python bench/sweep.py [--rows N]
+[--order random|time] [--batch-size N]`. `--order time`: timestamps rise with the key,
+as in an append-only log (the due rows are the lowest keys); `random` (the default):
+timestamps scattered over the keys, so due rows are spread through the table.
+Results: bench/results/sweep.json for the defaults, sweep-ORDER-ROWS.json otherwise.
 """
 
 from __future__ import annotations
@@ -41,15 +45,21 @@ class Event(Base):
     payload: Mapped[str] = mapped_column(sa.Text)
 
 
-def build_table(engine: sa.Engine, rows: int) -> int:
+# How far back a row's timestamp lies, as a share of two years: scattered over the keys
+# (a hash of the key), or rising with the key (the oldest rows have the lowest keys).
+SPREAD = {"random": "(hashtext(g::text)::bigint & 2147483647)::float8 / 2147483647",
+          "time": "(:rows - g)::float8 / :rows"}
+
+
+def build_table(engine: sa.Engine, rows: int, order: str = "random") -> int:
     """`rows` rows in id order, timestamps spread over two years: half older than the cutoff."""
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS events"))
         conn.execute(sa.text(
             "CREATE TABLE events (id bigint PRIMARY KEY, ts timestamptz NOT NULL, payload text)"))
         conn.execute(sa.text(
-            "INSERT INTO events SELECT g, :now - make_interval(secs => (hashtext(g::text)::bigint"
-            " & 2147483647)::float8 / 2147483647 * 730 * 86400), md5(g::text) || md5((g+1)::text)"
+            f"INSERT INTO events SELECT g, :now - make_interval(secs => {SPREAD[order]}"
+            " * 730 * 86400), md5(g::text) || md5((g+1)::text)"
             " FROM generate_series(1, :rows) g"), {"now": NOW, "rows": rows})
         conn.execute(sa.text("CREATE INDEX events_ts ON events (ts)"))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -122,6 +132,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--orm-sample", type=int, default=3_000)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--order", choices=sorted(SPREAD), default="random")
     args = parser.parse_args()
     url = fresh_database(DB)
     engine = sa.create_engine(normalize_url(url))
@@ -129,20 +140,21 @@ def main() -> None:
     raw_trials: list[dict[str, Any]] = []
     try:
         for trial in range(args.trials):  # interleaved, so drift hits both alike
-            due = build_table(engine, args.rows)
+            due = build_table(engine, args.rows, args.order)
             raw_trials.append(measure_raw_delete(engine))
-            build_table(engine, args.rows)
+            build_table(engine, args.rows, args.order)
             lethe_trials.append(measure_lethe(url, args.batch_size))
             print(f"trial {trial + 1}: raw DELETE {raw_trials[-1]['rows_per_s']:,.0f} rows/s, "
                   f"lethe {lethe_trials[-1]['rows_per_s']:,.0f} rows/s", flush=True)
-        build_table(engine, args.rows)
+        build_table(engine, args.rows, args.order)
         orm = measure_orm_loop(engine, args.orm_sample)
     finally:
         engine.dispose()
         drop_database(DB)
     lethe = median_trial(lethe_trials)
     raw = median_trial(raw_trials)
-    print(f"table: {args.rows:,} rows, {due:,} due; median of {args.trials} trials")
+    print(f"table: {args.rows:,} rows ({args.order} order), {due:,} due; median of "
+          f"{args.trials} trials")
     print(f"raw DELETE:   {raw['rows_per_s']:>12,.0f} rows/s (one transaction of "
           f"{raw['seconds']:.2f} s)")
     print(f"lethe run:    {lethe['rows_per_s']:>12,.0f} rows/s  (batches, verification and "
@@ -155,7 +167,9 @@ def main() -> None:
     print(f"lethe / raw DELETE = {ratios['lethe_vs_raw_delete']:.2f}x "
           f"(batches alone {ratios['lethe_batches_vs_raw_delete']:.2f}x)   "
           f"lethe / ORM loop = {ratios['lethe_vs_orm_loop']:.0f}x")
-    path = write_result("sweep", {"table_rows": args.rows, "due_rows": due,
+    name = "sweep" if (args.order, args.rows) == ("random", 2_000_000) else \
+        f"sweep-{args.order}-{args.rows}"
+    path = write_result(name, {"table_rows": args.rows, "order": args.order, "due_rows": due,
                                   "trials": args.trials, "lethe": lethe,
                                   "raw_delete": raw, "orm_loop": orm, "ratios": ratios,
                                   "targets": {"lethe_vs_raw_delete": 0.7,
