@@ -147,7 +147,7 @@ def single_key_needed(policy: Policy, name: str) -> str | None:
     """Why the dataset must have a one-column key (others link to it by that column, or
     its archive chunks list it), or None."""
     ds = policy.datasets[name]
-    if any(s.dataset == name for s in policy.subjects.values()):
+    if policy.subject_kind_of(name) is not None:
         return "a subject's dataset"
     if any(name in other.belongs_to for other in policy.datasets.values()):
         return "a dataset others belong_to"

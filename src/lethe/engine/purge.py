@@ -40,7 +40,7 @@ def is_reach(step: Step) -> bool:
 
 
 def subject_kind_of(rt: Runtime, dataset: str) -> str | None:
-    return next((k for k, s in rt.policy.subjects.items() if s.dataset == dataset), None)
+    return rt.policy.subject_kind_of(dataset)
 
 
 def _linked(graph: Graph, name: str) -> set[str]:

@@ -122,7 +122,7 @@ def _deletes_rows(policy: Policy, name: str) -> bool:
     if ds.soft_delete is not None or any(r.action in ("delete", "archive")
                                          and not r.keep.forever for r in ds.retention):
         return True
-    if any(s.dataset == name for s in policy.subjects.values()):
+    if policy.subject_kind_of(name) is not None:
         return True
     return ds.erasure == "delete" and bool(ds.belongs_to or ds.referenced_by)
 

@@ -373,6 +373,10 @@ class Policy(Strict):
                              " or a server URL")
         return url
 
+    def subject_kind_of(self, dataset: str) -> str | None:
+        """The subject kind whose own dataset this is (None: nobody's own)."""
+        return next((k for k, s in self.subjects.items() if s.dataset == dataset), None)
+
     @model_validator(mode="after")
     def _references(self) -> Policy:
         if self.deletion_sla is not None and self.deletion_sla.forever:
@@ -408,8 +412,7 @@ class Policy(Strict):
                 if parent not in self.datasets:
                     raise ValueError(f"{where}.belongs_to: unknown dataset {parent!r}")
             for index, rule in enumerate(ds.retention):
-                if rule.action == "shred" and not any(
-                        s.dataset == name for s in self.subjects.values()):
+                if rule.action == "shred" and self.subject_kind_of(name) is None:
                     raise ValueError(f"{where}.retention[{index}]: action shred destroys "
                                      "subjects' keys, so the dataset must be a subject's")
                 if rule.to is not None and rule.to not in self.stores:
@@ -442,7 +445,7 @@ def _referenced_by(policy: Policy, name: str, ds: Dataset) -> None:
     where = f"datasets.{name}.referenced_by"
     if not ds.referenced_by:
         return
-    if any(s.dataset == name for s in policy.subjects.values()):
+    if policy.subject_kind_of(name) is not None:
         raise ValueError(f"{where}: a subject's own dataset is found by its identities")
     if ds.belongs_to or any(name in other.belongs_to for other in policy.datasets.values()):
         raise ValueError(f"{where}: a dataset found through its referrers cannot also be "

@@ -33,11 +33,6 @@ class Claim:
                 "dataset": self.dataset, "evidence": self.evidence}
 
 
-def subject_of(policy: Policy, name: str) -> str | None:
-    """The subject kind whose own dataset this is, if any."""
-    return next((kind for kind, s in policy.subjects.items() if s.dataset == name), None)
-
-
 def retained_children(policy: Policy, name: str) -> list[str]:
     """Datasets kept after an erasure (`erasure: retain`) that belong to this one: while
     they refer to its rows, a real foreign key keeps those rows (scrubbed) too."""
@@ -64,7 +59,7 @@ def on_erasure(policy: Policy, name: str) -> Claim:
         return Claim("retention", "Encryption keys destroyed (crypto-shredded)",
                      (f"{path}.erasure",), name)
     text, sources = "Deleted", [f"{path}.erasure"]
-    if ds.soft_delete is not None and subject_of(policy, name) is not None:
+    if ds.soft_delete is not None and policy.subject_kind_of(name) is not None:
         text = (f"Deactivated at once and recoverable for "
                 f"{period(ds.soft_delete.recover_for)}, then deleted")
         sources.append(f"{path}.soft_delete")

@@ -138,11 +138,11 @@ def method(policy: Policy, ds: Dataset, rule: Rule) -> str:
 def noun(policy: Policy, name: str) -> str:
     """What a dataset holds, as a page names it: a subject's own dataset is its
     accounts (`user accounts`), any other its name in words (`password reset tokens`)."""
-    for kind, subject in policy.subjects.items():
-        if subject.dataset == name:
-            named = words(kind)  # a kind called `account`: "accounts", not "account accounts"
-            return f"{named}s" if named.lower().endswith("account") else f"{named} accounts"
-    return words(name)
+    kind = policy.subject_kind_of(name)
+    if kind is None:
+        return words(name)
+    named = words(kind)  # a kind called `account`: "accounts", not "account accounts"
+    return f"{named}s" if named.lower().endswith("account") else f"{named} accounts"
 
 
 def capital(text: str) -> str:
