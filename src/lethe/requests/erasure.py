@@ -80,7 +80,6 @@ class Group:
         self.owners = self._owners()
         # request id -> `referenced_by` dataset -> keys of the rows its subject points at
         self._pointers: Pointers = {}
-        self._pointers_fresh: set[int] = set()  # read now, not kept from an earlier run
         if any(self.policy.datasets[n].referenced_by for n in builder.keys):
             self._point()
         self.reach = SubjectReach(rt, builder, subject_kind)
@@ -114,7 +113,6 @@ class Group:
         self._pointers = requests_of(self.rt).pointers([s.record.id for s in self.subjects])
         fresh = [s for s in self.subjects if s.record.id not in self._pointers]
         for s in fresh:
-            self._pointers_fresh.add(s.record.id)
             self._pointers[s.record.id] = {}
         for name in pointing:
             read = pointed_now(self.rt, name, self.where, self.owners, self.subjects,
@@ -200,10 +198,7 @@ class Group:
             s.outcome = RequestOutcome(s.record, {self.subject: DatasetReport(
                 rows=held[s.mark], held=held[s.mark], action="soft-delete")})
         if kept:
-            holds = list(self.rt.control.holds())
-            for s, record in zip(kept, self._update(kept, lambda s: {
-                    "updated_at": now, "note": held_note(s, holds)}), strict=True):
-                s.outcome.record = record
+            self._note_held(kept, lambda s: {"updated_at": now})
         soft_deleted = [s for s in self.subjects if s not in kept]
         if not soft_deleted:
             return
@@ -239,11 +234,7 @@ class Group:
         held = [s for s in self.subjects
                 if any(r.held for r in s.outcome.datasets.values())]
         if held:
-            holds = list(self.rt.control.holds())
-            for s, record in zip(held, self._update(held, lambda s: {
-                    "updated_at": now, "result": s.outcome.result(),
-                    "note": held_note(s, holds)}), strict=True):
-                s.outcome.record = record
+            self._note_held(held, lambda s: {"updated_at": now, "result": s.outcome.result()})
         done = [s for s in self.subjects if s not in held]
         if not done:
             return
@@ -433,6 +424,15 @@ class Group:
         for s, record in zip(self.subjects, self._update(
                 self.subjects, lambda s: {"updated_at": now, "note": note}), strict=True):
             s.outcome.record, s.outcome.error = record, error
+
+    def _note_held(self, subjects: Sequence[Subject],
+                   values: Callable[[Subject], dict[str, Any]]) -> None:
+        """Requests a hold keeps open: each is written `values` and a note naming the
+        holds that keep it."""
+        holds = list(self.rt.control.holds())
+        for s, record in zip(subjects, self._update(subjects, lambda s: {
+                **values(s), "note": held_note(s, holds)}), strict=True):
+            s.outcome.record = record
 
     def _update(self, subjects: Sequence[Subject],
                 values: Callable[[Subject], dict[str, Any]]) -> list[RequestRecord]:
