@@ -17,7 +17,7 @@ from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
 from lethe.engine.partitions import droppable
 from lethe.engine.purge import is_reach, reach, reach_steps, subject_kind_of
-from lethe.engine.steps import Step, StepBuilder
+from lethe.engine.steps import Step, StepBuilder, time_column
 from lethe.holds import HoldScopes
 from lethe.policy.graph import children_first
 from lethe.runtime import Runtime
@@ -205,14 +205,10 @@ def with_lag(rt: Runtime, builder: StepBuilder, holds: HoldScopes,
     rows aside) has been past its limit, one MIN aggregate on the time column."""
     step = action.step
     ds = rt.policy.datasets[step.dataset]
-    if not action.rows or step.parent is not None or is_reach(step):
+    clock = None if not action.rows or is_reach(step) else time_column(ds, step)
+    if clock is None:
         return action
-    if step.rule is not None and ds.retention[step.rule].after:
-        column, limit = ds.retention[step.rule].after, ds.retention[step.rule].keep
-    elif step.action == "purge" and ds.soft_delete is not None:
-        column, limit = ds.soft_delete.since, ds.soft_delete.recover_for
-    else:
-        return action
+    column, limit = clock
     cutoff = limit.before(builder.now)
     if cutoff is None:
         return action

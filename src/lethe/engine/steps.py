@@ -14,6 +14,7 @@ from datetime import datetime
 from lethe.catalog import Reference
 from lethe.engine.anonymize import anonymizer, still_identifying
 from lethe.holds import CASCADING, HoldScopes
+from lethe.policy.durations import Duration
 from lethe.policy.model import Dataset, Policy, Rule, SoftDelete
 from lethe.stores.base import (
     FALSE,
@@ -98,6 +99,19 @@ def purge_due(ds: Dataset, now: datetime) -> Condition:
     older = Older(ds.soft_delete.since, cutoff)  # a NULL timestamp is never older
     return older if ds.soft_delete.deleted_value is None else \
         all_of(soft_deleted(ds.soft_delete), older)
+
+
+def time_column(ds: Dataset, step: Step) -> tuple[str, Duration] | None:
+    """The time column a step's rows age by, and their limit: a rule's `after` and
+    `keep`, a purge's soft-delete time and recovery window; None: no clock (a cascade,
+    a `keep: forever` rule with no `after`)."""
+    if step.action == "purge":
+        soft = ds.soft_delete
+        return None if soft is None else (soft.since, soft.recover_for)
+    if step.rule is None or step.parent is not None or not ds.retention[step.rule].after:
+        return None
+    rule = ds.retention[step.rule]
+    return rule.after, rule.keep
 
 
 def soft_deleted(soft: SoftDelete) -> Condition:

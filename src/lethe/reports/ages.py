@@ -23,6 +23,7 @@ from lethe.engine.steps import (
     identifying,
     not_soft_deleted,
     soft_deleted,
+    time_column,
 )
 from lethe.errors import LetheError
 from lethe.holds import HoldScopes
@@ -49,8 +50,13 @@ class AgeReading:
     grace: timedelta = timedelta(0)  # lag allowed past the limit before it is a breach
 
 
-def governed(ds: Dataset, index: int) -> Condition:
-    """Rows rule `index` still applies to: its own, not yet soft-deleted or anonymized."""
+def governed(ds: Dataset, step: Step) -> Condition:
+    """Rows the step still applies to: a rule's own, not yet soft-deleted or anonymized;
+    a purge's, the soft-deleted rows."""
+    if step.rule is None:
+        assert ds.soft_delete is not None  # a dataset has a purge step only with it
+        return soft_deleted(ds.soft_delete)
+    index = step.rule
     rule = ds.retention[index]
     parts = [governed_by(ds, index)]
     if rule.action == "soft-delete" and ds.soft_delete:
@@ -84,18 +90,17 @@ def data_ages(rt: Runtime) -> list[AgeReading]:
     holds = rt.hold_scopes(builder)
     for name in rt.catalog.sql_datasets():
         ds = rt.policy.datasets[name]
-        lines: list[tuple[Step, str, Duration, Condition]] = [
-            (Step(name, i, r.action), r.after, r.keep, governed(ds, i))
-            for i, r in enumerate(ds.retention) if r.after]
-        if ds.soft_delete is not None:
-            lines.append((Step(name, None, "purge"), ds.soft_delete.since,
-                          ds.soft_delete.recover_for, soft_deleted(ds.soft_delete)))
         grace = allowed_lag(rt.policy, name, now)
-        for step, column, limit, where in lines:
+        for step in builder.own_steps(name):  # its rules, then its purge
+            clock = time_column(ds, step)
+            if clock is None:
+                continue
+            column, limit = clock
             reading = AgeReading(name, step.rule, step.action, column, limit, None,
                                  grace=grace)
             try:
-                readings.append(_measure(rt, builder, holds, step, reading, where, now))
+                readings.append(_measure(rt, builder, holds, step, reading,
+                                         governed(ds, step), now))
             except LetheError as exc:
                 readings.append(replace(reading, error=str(exc)))
     return readings
