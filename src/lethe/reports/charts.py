@@ -113,9 +113,19 @@ def deletion_chart(report: MonthlyReport) -> DeletionChart:
                          y_ticks, total, description)
 
 
+def _rule_label(dataset: str, rule: int | None) -> str:
+    return f"{dataset} ({'purge' if rule is None else f'rule {rule}'})"
+
+
 def _age_label(line: AgeLine) -> str:
-    rule = "purge" if line.rule is None else f"rule {line.rule}"
-    return f"{line.dataset} ({rule})"
+    return _rule_label(line.dataset, line.rule)
+
+
+def _row_frame(rows: int, room: int) -> tuple[int, int, int, int, int]:
+    """(top, height, left, right, bottom) of a chart with a row per rule and `room`
+    pixels right of the plot for each row's note."""
+    height = TOP + AGE_ROW * max(rows, 1) + BOTTOM
+    return TOP, height, AGE_LEFT, WIDTH - RIGHT - room, height - BOTTOM
 
 
 def _age_note(line: AgeLine) -> str:
@@ -138,10 +148,7 @@ def _age_sentence(line: AgeLine) -> str:
 
 def age_chart(report: MonthlyReport) -> AgeChart:
     lines = report.ages
-    top = TOP
-    height = top + AGE_ROW * max(len(lines), 1) + BOTTOM
-    left, right = AGE_LEFT, WIDTH - RIGHT - 180  # room for the note right of the plot
-    bottom = height - BOTTOM
+    top, height, left, right, bottom = _row_frame(len(lines), 180)
     scale = (right - left) / AGE_CAP
     rows = []
     for i, line in enumerate(lines):
@@ -198,10 +205,7 @@ def _lag_note(line: LagLine) -> str:
 def lag_chart(report: MonthlyReport) -> LagChart:
     """Each rule's longest deletion lag as a bar, its median as a mark on the bar."""
     lines = report.lags
-    top = TOP
-    height = top + AGE_ROW * max(len(lines), 1) + BOTTOM
-    left, right = AGE_LEFT, WIDTH - RIGHT - 220
-    bottom = height - BOTTOM
+    top, height, left, right, bottom = _row_frame(len(lines), 220)
     longest = max((line.max_hours for line in lines), default=0.0)
     unit, per = ("days", 24.0) if longest > 72 else ("hours", 1.0)
     span = max(longest / per, 1.0)
@@ -209,17 +213,16 @@ def lag_chart(report: MonthlyReport) -> LagChart:
     rows = []
     for i, line in enumerate(lines):
         y = top + i * AGE_ROW
-        label = f"{line.dataset} ({'purge' if line.rule is None else f'rule {line.rule}'})"
+        label = _rule_label(line.dataset, line.rule)
         bar = Bar(left, y + 5, round(max(line.max_hours / per * scale, 1.0), 2),
                   AGE_ROW - 10, f"{label}: {_lag_note(line)}")
         rows.append(LagRow(label, y + AGE_ROW / 2, bar,
                            round(left + line.median_hours / per * scale, 2), _lag_note(line)))
     ticks = tuple(Tick(round(left + f * (right - left), 2), f"{f * span:,.1f}")
                   for f in (0, 0.25, 0.5, 0.75, 1))
-    description = ("No run of the month found due rows." if not lines else
+    worst = max(lines, key=lambda line: line.max_hours, default=None)
+    description = ("No run of the month found due rows." if worst is None else
                    f"Deletion lag of {len(lines)} rules over the month's runs; the longest: "
-                   + max((f"{line.dataset}: {line.max_hours:,.1f} h" for line in lines),
-                         key=lambda text: float(text.rsplit(": ", 1)[1][:-2].replace(",", "")))
-                   + ".")
+                   f"{worst.dataset}: {worst.max_hours:,.1f} h.")
     return LagChart(WIDTH, height, left, right, top, bottom, tuple(rows), ticks, unit,
                     description)
