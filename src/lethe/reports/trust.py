@@ -148,6 +148,10 @@ def _shredded(ds: Dataset) -> bool:
     return ds.erasure == "shred" or any(r.action == "shred" for r in ds.retention)
 
 
+# a rule's sentence also states: the recovery window (soft-delete), the fields (anonymize)
+_RULE_SETTINGS = {"soft-delete": "soft_delete", "anonymize": "fields"}
+
+
 def _schedule(policy: Policy, linked: Sequence[str],
               evidence: Mapping[RuleKey, RuleEvidence] | None = None
               ) -> tuple[list[ScheduleRow], list[Claim], list[Claim]]:
@@ -168,9 +172,8 @@ def _schedule(policy: Policy, linked: Sequence[str],
                 else "")
             rows.append(row)
             sources = [f"datasets.{name}.retention[{index}]"]
-            if rule.action == "soft-delete" or (rule.action == "anonymize"):
-                sources.append(f"datasets.{name}." + ("soft_delete" if rule.action ==
-                                                      "soft-delete" else "fields"))
+            if rule.action in _RULE_SETTINGS:  # the setting the sentence also states
+                sources.append(f"datasets.{name}.{_RULE_SETTINGS[rule.action]}")
             claims.append(Claim("retention", row.sentence, tuple(sources), name,
                                 row.evidence or None))
     return rows, claims, unscheduled

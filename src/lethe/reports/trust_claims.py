@@ -131,8 +131,7 @@ def enforced(policy: Policy, path: str) -> bool:
             if not isinstance(node, list) or int(index) >= len(node):
                 return False
             node = node[int(index)]
-    return node is not None and node != "" and (node != {} or path.endswith(".retention")) \
-        and (node != [] or path.endswith(".retention"))
+    return path.endswith(".retention") or node not in (None, "", {}, [])
 
 
 def unbacked(policy: Policy, claims: Sequence[Claim]) -> list[tuple[Claim, str]]:
