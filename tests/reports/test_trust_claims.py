@@ -210,3 +210,12 @@ def test_check_reports_a_claim_nothing_enforces(tmp_path: Path) -> None:
     assert [source for _, source in unbacked(policy, [made_up, empty])] == [
         "datasets.orders.retention[0]", "datasets.users.legal_basis"]
     assert unbacked(policy, trust_pages(policy, NOW).claims) == []
+
+
+def test_evidence_never_says_no_record_is_old_when_the_store_did_not_answer() -> None:
+    from lethe.reports.evidence import RuleEvidence
+
+    unanswered = RuleEvidence(None, None, 30.0, None, None, measured=False).text()
+    assert "not measured" in unanswered and "no record older" not in unanswered
+    assert "no record older than the period" in RuleEvidence(None, None, 30.0, None,
+                                                             None).text()

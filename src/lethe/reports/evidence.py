@@ -29,12 +29,15 @@ class RuleEvidence:
     limit_days: float | None
     median_lag_hours: float | None  # over the runs of the last 30 days that found due rows
     max_lag_hours: float | None
+    measured: bool = True  # False: the store did not answer when the ages were read
 
     def text(self) -> str:
         """One line for the page: what backs the promise, as of when it was made."""
         parts = [f"last verified {self.last_verified:%d %B %Y}" if self.last_verified
                  else "not verified by a run in the last 30 days"]
-        if self.oldest_days is not None and self.limit_days:
+        if not self.measured:
+            parts.append("oldest record not measured (the store did not answer)")
+        elif self.oldest_days is not None and self.limit_days:
             parts.append(f"oldest record {self.oldest_days:,.0f} of {self.limit_days:,.0f} "
                          "days")
         elif self.limit_days:
@@ -70,5 +73,6 @@ def rule_evidence(rt: Runtime) -> dict[RuleKey, RuleEvidence]:
         lag = lags.get(key)
         found[key] = RuleEvidence(verified.get(key), oldest, limit,
                                   None if lag is None else lag.median_hours,
-                                  None if lag is None else lag.max_hours)
+                                  None if lag is None else lag.max_hours,
+                                  measured=reading.error is None)
     return found
