@@ -11,7 +11,7 @@ from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout
 from lethe.crypto.signing import key_path, load_key, public_pem
 from lethe.reports.evidence import RuleEvidence, RuleKey, rule_evidence
-from lethe.reports.trust import KEY_FILE, trust_pages, write_trust_pages
+from lethe.reports.trust import KEY_FILE, trust_pages, write_pages
 
 
 def docs_cmd(ctx: typer.Context,
@@ -34,13 +34,12 @@ def docs_cmd(ctx: typer.Context,
     if evidence:
         with open_runtime(s) as rt:
             backing = rule_evidence(rt)
-    at = s.clock().now()
-    written = write_trust_pages(loaded, at, out, fmt, public, backing)
+    pages = trust_pages(loaded, s.clock().now(), backing)
+    written = write_pages(pages, out, fmt, public)
     if s.json:  # every sentence about the data, with the policy paths it states
-        claims = trust_pages(loaded, at, backing).claims
         emit_json({"files": [str(p) for p in written],
                    "public_key": None if public is None else str(out / KEY_FILE),
-                   "claims": [c.as_dict() for c in claims]})
+                   "claims": [c.as_dict() for c in pages.claims]})
     else:
         stdout.print("wrote " + ", ".join(str(p) for p in written), markup=False)
         if public is None:

@@ -401,7 +401,12 @@ def write_trust_pages(policy: Policy, now: datetime, out: Path,
                       evidence: Mapping[RuleKey, RuleEvidence] | None = None) -> list[Path]:
     """Render the pages into `out` (created if missing); the paths written, in order.
     `public_key`: the organization's PEM public key, published beside them."""
-    pages = trust_pages(policy, now, evidence)
+    return write_pages(trust_pages(policy, now, evidence), out, choice, public_key)
+
+
+def write_pages(pages: TrustPages, out: Path, choice: str = "both",
+                public_key: str | None = None) -> list[Path]:
+    """Render pages already built (see `write_trust_pages`) into `out`."""
     if public_key is not None:
         key = load_public(public_key)
         pages = replace(pages, key=PublishedKey(KEY_FILE, key_id(key), key_fingerprint(key)))
