@@ -254,15 +254,14 @@ def erasure_deadlines(policy: Policy, now: datetime) -> list[Finding]:
     """Promises that cannot both hold: an erasure request is due in REQUEST_DEADLINE, but
     a subject dataset with a recovery window completes it only once the window has
     passed (and a request is run after that). A window as long as the deadline makes
-    every erasure late."""
+    every erasure late. (A zero or `forever` window has no soft-delete phase: erasure
+    goes straight on, as `requests.erasure` does.)"""
     findings = []
     for kind, subject in policy.subjects.items():
         soft = policy.datasets[subject.dataset].soft_delete
-        cutoff = None if soft is None else soft.recover_for.before(now)
-        if soft is None or not soft.recover_for.amount:
-            continue
-        window = now - cutoff if cutoff is not None else None
-        if window is None or window >= REQUEST_DEADLINE:
+        cutoff = None if soft is None or not soft.recover_for.amount else \
+            soft.recover_for.before(now)
+        if soft is not None and cutoff is not None and now - cutoff >= REQUEST_DEADLINE:
             findings.append(Finding(
                 "error", "erasure-deadline", f"datasets.{subject.dataset}.soft_delete",
                 f"an erasure of a {kind} completes only after the {soft.recover_for} "
