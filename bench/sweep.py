@@ -90,6 +90,11 @@ def measure_lethe(url: str, batch_size: int) -> dict[str, Any]:
     return {"rows": action.done, "seconds": elapsed, "rows_per_s": action.done / elapsed,
             "batch_seconds": action.batch_ms / 1000,
             "batch_rows_per_s": action.done / (action.batch_ms / 1000),
+            "phases_s": {"batches": action.batch_ms / 1000, "flush": action.flush_ms / 1000,
+                         "verification": action.verify_ms / 1000,
+                         "run record and the rest": elapsed - (action.batch_ms
+                                                              + action.flush_ms
+                                                              + action.verify_ms) / 1000},
             "batches": action.batches, "batch_size": batch_size,
             "longest_transaction_s": action.longest_batch_ms / 1000,
             "verified": bool(action.verified)}
@@ -160,6 +165,8 @@ def main() -> None:
     print(f"lethe run:    {lethe['rows_per_s']:>12,.0f} rows/s  (batches, verification and "
           f"run record; longest transaction {lethe['longest_transaction_s']:.3f} s)")
     print(f"  batches alone: {lethe['batch_rows_per_s']:>12,.0f} rows/s")
+    print("  where the run's time went: " + ", ".join(
+        f"{phase} {seconds:.2f} s" for phase, seconds in lethe["phases_s"].items()))
     print(f"ORM per row:  {orm['rows_per_s']:>12,.0f} rows/s (sample {orm['rows']:,})")
     ratios = {"lethe_vs_raw_delete": lethe["rows_per_s"] / raw["rows_per_s"],
               "lethe_batches_vs_raw_delete": lethe["batch_rows_per_s"] / raw["rows_per_s"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,8 @@ class ActionResult:
     batches: int = 0
     longest_batch_ms: float = 0.0
     batch_ms: float = 0.0  # time inside batches, verification and planning excluded
+    flush_ms: float = 0.0  # making the batches durable (stores.base.RowStore.flush)
+    verify_ms: float = 0.0  # re-counting what is left
     error: str | None = None
     estimated: bool = False  # `done` holds a dropped partition's planner estimate
     partitions_stopped: str | None = None  # why the partition path stopped early
@@ -184,8 +187,7 @@ def _journal(rt: Runtime, run_id: int, index: int, step: Step,
 def _carry_out(rt: Runtime, builder: StepBuilder, result: RunResult, batch_size: int,
                progress: Progress | None) -> RunResult:
     plan, run_id = result.plan, result.run
-    cascades = {(r.planned.step.dataset, r.planned.step.parent): r for r in result.actions
-                if r.planned.step.action == "cascade"}
+    cascades = _cascades(result)
     objects = set(rt.catalog.object_datasets())
     archiving = archived_in([a.step for a in plan.actions])
     failure: str | None = None
@@ -198,23 +200,8 @@ def _carry_out(rt: Runtime, builder: StepBuilder, result: RunResult, batch_size:
                 action.error = UNSUPPORTED[step.action]
             else:
                 try:
-                    if is_reach(step):
-                        _reach(rt, builder, action, index, progress)
-                    elif step.action == "shred":
-                        _shred(rt, builder, action)
-                    elif step.action == "expire":
-                        _expire(rt, builder, action, index, progress)
-                    elif step.dataset in objects:
-                        _delete_objects(rt, builder, action, index, progress,
-                                        _journal(rt, run_id, index, step))
-                    else:
-                        _sweep(rt, builder, action, cascades, index, batch_size, progress,
-                               _journal(rt, run_id, index, step, {
-                                   child: result.actions.index(cascade)
-                                   for (child, parent), cascade in cascades.items()
-                                   if parent == step.dataset}))
-                    if step.action != "cascade":  # cascades are verified after the parent
-                        _verify(rt, builder, action, archiving)
+                    _act(rt, builder, result, index, batch_size, progress, archiving,
+                         in_objects=step.dataset in objects)
                 except LetheError as exc:
                     action.error = str(exc)
             _record(rt, run_id, index, action)
@@ -234,6 +221,42 @@ def _carry_out(rt: Runtime, builder: StepBuilder, result: RunResult, batch_size:
     _close_run(rt, result, "completed" if not errors else "completed_with_errors",
                "; ".join(errors) or None)
     return result
+
+
+def _act(rt: Runtime, builder: StepBuilder, result: RunResult, index: int,
+         batch_size: int, progress: Progress | None, archiving: Sequence[str], *,
+         in_objects: bool) -> None:
+    """Carry out one step and verify it (a cascade is verified after its parent's steps)."""
+    action = result.actions[index]
+    step = action.planned.step
+    if is_reach(step):
+        _reach(rt, builder, action, index, progress)
+    elif step.action == "shred":
+        _shred(rt, builder, action)
+    elif step.action == "expire":
+        _expire(rt, builder, action, index, progress)
+    elif in_objects:
+        _delete_objects(rt, builder, action, index, progress,
+                        _journal(rt, result.run, index, step))
+    else:
+        cascades = _cascades(result)
+        journal = _journal(rt, result.run, index, step, {
+            child: result.actions.index(cascade)
+            for (child, parent), cascade in cascades.items() if parent == step.dataset})
+        _sweep(rt, builder, action, cascades, index, batch_size, progress, journal)
+        if step.action == "cascade" or not _verify(rt, builder, action, archiving).remaining:
+            return
+        # rows that landed behind a walk over the table's pages: walk the key to them
+        _sweep(rt, builder, action, cascades, index, batch_size, progress, journal,
+               by_key=True)
+    if step.action != "cascade":
+        _verify(rt, builder, action, archiving)
+
+
+def _cascades(result: RunResult) -> dict[tuple[str, str | None], ActionResult]:
+    """The run's cascade steps by (child dataset, parent dataset)."""
+    return {(r.planned.step.dataset, r.planned.step.parent): r for r in result.actions
+            if r.planned.step.action == "cascade"}
 
 
 def _close_run(rt: Runtime, result: RunResult, status: str, error: str | None) -> None:
@@ -256,7 +279,14 @@ def _last_step_of(actions: list[ActionResult], index: int) -> bool:
 
 def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
            cascades: dict[tuple[str, str | None], ActionResult], index: int,
-           batch_size: int, progress: Progress | None, journal: Journal) -> None:
+           batch_size: int, progress: Progress | None, journal: Journal,
+           *, by_key: bool = False) -> None:
+    """Sweep the step's due rows. The batches commit without waiting for the log and
+    the store is flushed before the step is verified or recorded (a flush that finds
+    the database lost them fails the step). A store may walk a big table's pages rather
+    than its key (stores.sql.blocks): a row that lands behind that walk is found by the
+    verification's re-count and taken by a second sweep, `by_key`, that walks the key
+    to the due rows alone."""
     step = action.planned.step
     sink = None
     if step.action == "archive":
@@ -267,7 +297,7 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
     else:
         effect = builder.effect(step)
     count = 0
-    if eligible(rt, builder, step):  # whole partitions past retention go first
+    if not by_key and eligible(rt, builder, step):  # whole partitions past retention first
         started = time.perf_counter()
         dropped = drop_expired(rt, builder, step, sink, batch_size, journal)
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -288,7 +318,8 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
     executor = Executor(rt, builder)
     rows = SweepRows(step.dataset, lambda holds: builder.due(step, holds), effect,
                      deletes=builder.removes(step), blocked=builder.blocked(step),
-                     cascades=builder.removes(step), journal=journal)
+                     cascades=builder.removes(step), journal=journal, selective=by_key,
+                     durable=False)
 
     def on_batch(batch: BatchResult, elapsed_ms: float) -> None:
         if sink is not None:
@@ -308,7 +339,16 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
         action.batch_ms += (time.perf_counter() - started) * 1000
         if not left:
             return
-    stats = executor.sweep(rows, batch_size, on_batch).stats
+    store = rt.catalog.store_of(step.dataset)
+    try:
+        stats = executor.sweep(rows, batch_size, on_batch).stats
+    except BaseException:
+        with suppress(LetheError):  # the first error is the one told
+            store.flush()
+        raise
+    started = time.perf_counter()
+    store.flush()
+    action.flush_ms += (time.perf_counter() - started) * 1000
     action.done += stats.rows
     action.batches += stats.batches
     action.batch_ms += stats.total_ms
@@ -371,8 +411,9 @@ def _delete_objects(rt: Runtime, builder: StepBuilder, action: ActionResult, ind
 
 
 def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult,
-            archiving: Sequence[str] = ()) -> None:
+            archiving: Sequence[str] = ()) -> ActionResult:
     """Re-count what is still due and not held: anything left means the step failed."""
+    started = time.perf_counter()
     step, holds = action.planned.step, rt.hold_scopes(builder)
     if is_reach(step):
         recount = count_step(rt, builder, holds, step, archiving=archiving)
@@ -385,6 +426,8 @@ def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult,
     action.remaining = recount.rows
     action.blocked, action.blocked_by = recount.blocked, recount.blocked_by
     action.verified = recount.rows == 0 and action.error is None
+    action.verify_ms += (time.perf_counter() - started) * 1000
+    return action
 
 
 def step_label(step: Step) -> str:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from lethe.errors import StoreError
 from lethe.stores.base import TableInfo
+from lethe.stores.sql.blocks import BlockSpan
 from lethe.stores.sql.windows import KeySpan
 
 
@@ -138,7 +139,9 @@ class SqlBase:
         self._reflecting = threading.Lock()  # the API reads on many threads at once
         self._tables: dict[str, TableInfo] | None = None
         self._spans: dict[str, KeySpan | None] = {}
-        self._widths: dict[str, int] = {}
+        self._blocks: dict[str, BlockSpan | None] = {}
+        self._trails: dict[str, int] = {}  # the first page of a block walk's last batch
+        self._widths: dict[str, int] = {}  # the next batch's width, in keys or pages
         self._removed: dict[str, int] = {}  # rows this store deleted, per table
         self._millis: dict[tuple[str, str], bool] = {}
         self._estimates: dict[str, int] = {}

@@ -1,10 +1,11 @@
 """Sweeps: the one place a SQL store deletes, updates, anonymizes or archives rows.
 
-Batches walk the key in order: each one picks the next `limit` matching keys after
+Batches walk the table in order: each one picks the next `limit` matching keys after
 the previous batch's last key (or, for dense integer keys, the next key range; see
-`windows.py`) and applies the effect to that key window in one short transaction,
-cascades to child tables first, so no batch re-walks rows an earlier batch already
-removed and a crash between batches leaves only whole batches done. A sweep that
+`windows.py`; or, for a PostgreSQL delete that is not selective, the next range of
+pages; see `blocks.py`) and applies the effect to that window in one short
+transaction, cascades to child tables first, so no batch re-walks rows an earlier
+batch already removed and a crash between batches leaves only whole batches done. A sweep that
 need not be durable per batch commits without waiting for the log, and `flush`
 makes sure those commits survived before anyone is told what went.
 """
@@ -31,6 +32,7 @@ from lethe.stores.base import (
     Value,
     key_columns,
 )
+from lethe.stores.sql.blocks import MAX_ROWS_PER_PAGE, BlockSpan, in_pages, read_span
 from lethe.stores.sql.compile import Compiler
 from lethe.stores.sql.values import bind_time, python_type
 from lethe.stores.sql.windows import KeySpan, is_dense, next_width
@@ -50,8 +52,11 @@ class Sweeps(Compiler):
         key = keys[0] if len(keys) == 1 else sa.tuple_(*(_raw(keys, k) for k in keys))
         selected = self.compile(sweep.where, sweep.table)
         if after is None:
-            self._spans[sweep.table] = self._dense_span(t, keys, sweep)
-        span = self._spans.get(sweep.table)
+            self._blocks[sweep.table] = self._block_span(sweep, limit)
+            self._spans[sweep.table] = None if self._blocks[sweep.table] is not None \
+                else self._dense_span(t, keys, sweep)
+        span, blocks = self._spans.get(sweep.table), self._blocks.get(sweep.table)
+        upper: Value
         with self._errors(f"sweeping {sweep.table}"), \
                 self.engine.connect().execution_options(lethe_write=True) as conn, conn.begin():
             if not sweep.durable and self.dialect == "postgresql":
@@ -59,12 +64,23 @@ class Sweeps(Compiler):
                 self._unflushed.xid = int(conn.execute(sa.text(
                     "SELECT set_config('synchronous_commit', 'off', true), txid_current()"))
                     .one()[1])
-            if span is not None:
+            if blocks is not None:
+                low = 0 if after is None else int(after)
+                if low >= blocks.pages:
+                    return BatchResult(None, 0)
+                width = blocks.first_width(limit) if after is None \
+                    else self._widths.get(sweep.table, limit)
+                upper = min(low + width, blocks.pages)
+                # from the previous batch's first page: see blocks.py, "The trail"
+                trail = low if after is None else self._trails.get(sweep.table, low)
+                self._trails[sweep.table] = low
+                in_window = sa.and_(in_pages(self._formatted(t), trail, upper), selected)
+            elif span is not None:
                 low = span.low - 1 if after is None else int(after)
                 if low >= span.high:
                     return BatchResult(None, 0)
                 width = limit if after is None else self._widths.get(sweep.table, limit)
-                upper: Value = min(low + width, span.high)
+                upper = min(low + width, span.high)
                 in_window = sa.and_(key > low, key <= upper, selected)
             else:
                 if after is not None:
@@ -95,7 +111,10 @@ class Sweeps(Compiler):
                 sweep.journal(rows, cascaded)  # recorded first; raising rolls this back
         if isinstance(sweep.effect, Delete | Archive):
             self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
-        if span is not None:
+        if blocks is not None:
+            self._widths[sweep.table] = blocks.next_width(limit, int(upper) - low, rows)
+            last = upper >= blocks.pages
+        elif span is not None:
             self._widths[sweep.table] = next_width(limit, int(upper) - low, rows)
             last = upper >= span.high
         return BatchResult(upper, rows, cascaded, last, tallies or {})
@@ -124,6 +143,22 @@ class Sweeps(Compiler):
                              "restart?): nothing is audited or certified; run again",
                              path=f"stores.{self.name}")
         self._unflushed.xid = None
+
+    def _block_span(self, sweep: Sweep, limit: int) -> BlockSpan | None:
+        """Block ranges (PostgreSQL 14+, see `blocks.py`) for a walk that deletes: the
+        heap read in order, as a raw DELETE reads it. Not for selective sweeps (an
+        index finds their few rows), effects that read the rows they rewrite, or
+        batches smaller than a page can hold."""
+        if self.dialect != "postgresql" or sweep.selective or limit < MAX_ROWS_PER_PAGE \
+                or not isinstance(sweep.effect, Delete):
+            return None
+        with self._errors(f"reading the size of {sweep.table}"), \
+                self.engine.connect() as conn:
+            return read_span(conn, self._quoted(sweep.table))
+
+    def _formatted(self, t: sa.Table) -> str:
+        """The table's name as this dialect writes it into a statement."""
+        return str(self.engine.dialect.identifier_preparer.format_table(t))
 
     def _dense_span(self, t: sa.Table, keys: list[sa.ColumnElement[Any]],
                     sweep: Sweep) -> KeySpan | None:

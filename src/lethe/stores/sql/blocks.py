@@ -1,0 +1,98 @@
+"""Block ranges: PostgreSQL batches that walk the table's pages instead of its key.
+
+A raw `DELETE ... WHERE due` reads the heap once, in order. A key-range batch instead
+walks the primary-key index over every key of its window and visits the heap in key
+order, filtering away the rows that are not due; measured on PostgreSQL 15 with half of
+2 M rows due, that costs a quarter of the raw DELETE's speed. A block range,
+`ctid >= '(a,0)' AND ctid < '(b,0)'`, is a TID range scan (PostgreSQL 14+): each batch
+reads its pages in order, as the raw DELETE's sequential scan does, and is still one
+short transaction.
+
+The walk covers the pages the table had when it began, so it always ends. A row that
+lands behind it meanwhile is not seen: one an application inserts with an old time, or
+one it updates (PostgreSQL writes the new version wherever there is room, possibly on a
+page already walked). The run's verification re-counts the due rows and, if any are
+left, a second sweep finds them by key (engine.execute), so the step still ends with
+nothing due.
+
+Bounds: a range is sized from the table's rows per page (the planner's estimate) to scan
+about `limit` rows at first, then aimed at `limit` matching rows, never wider than
+GROWTH times the first width. A page holds up to 291 rows, so a batch smaller than that
+cannot be bounded by pages: such sweeps, and tables never analyzed, walk the key.
+
+The trail: each batch's range starts at the previous batch's first page. Those pages
+were just read and are still in shared buffers; reading them again once the previous
+batch has committed lets PostgreSQL prune the rows it deleted there and mark them dead,
+work the first scan after a mass delete otherwise pays when the pages have left memory
+(the verification's re-count: 2.4 s after a 4.4 s raw DELETE of 4 M of 8 M rows, 0.2 s
+with the trail). It also takes any due row that landed in those pages meanwhile.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from lethe.stores.sql.windows import GROWTH
+
+MAX_ROWS_PER_PAGE = 291  # PostgreSQL's MaxHeapTuplesPerPage for 8 KiB pages
+FIRST_TID_RANGE_VERSION = (14,)  # TID range scans arrived in PostgreSQL 14
+
+
+@dataclass(frozen=True)
+class BlockSpan:
+    pages: int  # the table's size in pages when the walk began: the walk ends there
+    per_page: float  # rows per page, as the planner estimates them (at least 1)
+
+    def first_width(self, limit: int) -> int:
+        """Pages that hold about `limit` rows."""
+        return max(1, math.ceil(limit / self.per_page))
+
+    def widest(self, limit: int) -> int:
+        return GROWTH * self.first_width(limit)
+
+    def next_width(self, limit: int, width: int, matched: int) -> int:
+        """Aim the next range at `limit` matching rows, given what the last one found."""
+        if matched <= 0:
+            return min(max(width, 1) * 2, self.widest(limit))
+        return max(1, min(int(width * limit / matched), self.widest(limit)))
+
+
+def read_span(conn: Connection, quoted_table: str) -> BlockSpan | None:
+    """The walk over an ordinary table's pages; None where block ranges do not apply:
+    a server before 14, a partitioned table (a TID names a row within one partition
+    only), a view, an empty table, or one never analyzed (its rows per page unknown)."""
+    if conn.dialect.name != "postgresql" or \
+            (conn.dialect.server_version_info or (0,)) < FIRST_TID_RANGE_VERSION:
+        return None
+    found = conn.execute(sa.text(
+        "SELECT c.relkind, c.relpages, c.reltuples,"
+        " pg_relation_size(c.oid) / current_setting('block_size')::int"
+        " FROM pg_class c WHERE c.oid = to_regclass(:name)"), {"name": quoted_table}).first()
+    if found is None or found[0] != "r" or not found[3]:
+        return None
+    relpages, reltuples, pages = int(found[1]), float(found[2]), int(found[3])
+    if relpages <= 0 or reltuples <= 0:  # never analyzed: no rows per page to size by
+        return None
+    return BlockSpan(pages, min(max(reltuples / relpages, 1.0), MAX_ROWS_PER_PAGE))
+
+
+class _Tid(sa.types.UserDefinedType[str]):
+    """PostgreSQL's `tid`: a page and a position on it."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "tid"
+
+
+def in_pages(formatted_table: str, low: int, high: int) -> Any:
+    """Rows on pages `low` to `high - 1` of the table named `formatted_table`, as the
+    dialect writes it into a statement (quoted, `%` doubled)."""
+    ctid = sa.literal_column(f"{formatted_table}.ctid", _Tid())
+    return sa.and_(ctid >= sa.cast(sa.literal(f"({low},0)"), _Tid()),
+                   ctid < sa.cast(sa.literal(f"({high},0)"), _Tid()))
