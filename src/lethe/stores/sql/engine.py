@@ -26,7 +26,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from lethe.errors import StoreError
 from lethe.stores.base import TableInfo
-from lethe.stores.sql.blocks import BlockSpan
+from lethe.stores.sql.blocks import BlockSpan, Pruner
 from lethe.stores.sql.windows import KeySpan
 
 
@@ -140,7 +140,7 @@ class SqlBase:
         self._tables: dict[str, TableInfo] | None = None
         self._spans: dict[str, KeySpan | None] = {}
         self._blocks: dict[str, BlockSpan | None] = {}
-        self._trails: dict[str, int] = {}  # the first page of a block walk's last batch
+        self._pruners: dict[str, Pruner] = {}  # per table: the block walk going on
         self._widths: dict[str, int] = {}  # the next batch's width, in keys or pages
         self._removed: dict[str, int] = {}  # rows this store deleted, per table
         self._millis: dict[tuple[str, str], bool] = {}
@@ -164,6 +164,9 @@ class SqlBase:
         return quoted.replace("%%", "%") if self._doubles_percent else quoted
 
     def close(self) -> None:
+        for pruner in self._pruners.values():  # walks left unfinished (a failed run)
+            pruner.finish()
+        self._pruners.clear()
         self.engine.dispose()
 
 

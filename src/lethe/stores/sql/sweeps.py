@@ -32,7 +32,13 @@ from lethe.stores.base import (
     Value,
     key_columns,
 )
-from lethe.stores.sql.blocks import MAX_ROWS_PER_PAGE, BlockSpan, in_pages, read_span
+from lethe.stores.sql.blocks import (
+    MAX_ROWS_PER_PAGE,
+    BlockSpan,
+    Pruner,
+    in_pages,
+    read_span,
+)
 from lethe.stores.sql.compile import Compiler
 from lethe.stores.sql.values import bind_time, python_type
 from lethe.stores.sql.windows import KeySpan, is_dense, next_width
@@ -71,10 +77,7 @@ class Sweeps(Compiler):
                 width = blocks.first_width(limit) if after is None \
                     else self._widths.get(sweep.table, limit)
                 upper = min(low + width, blocks.pages)
-                # from the previous batch's first page: see blocks.py, "The trail"
-                trail = low if after is None else self._trails.get(sweep.table, low)
-                self._trails[sweep.table] = low
-                in_window = sa.and_(in_pages(self._formatted(t), trail, upper), selected)
+                in_window = sa.and_(in_pages(self._quoted(sweep.table), low, upper), selected)
             elif span is not None:
                 low = span.low - 1 if after is None else int(after)
                 if low >= span.high:
@@ -114,6 +117,7 @@ class Sweeps(Compiler):
         if blocks is not None:
             self._widths[sweep.table] = blocks.next_width(limit, int(upper) - low, rows)
             last = upper >= blocks.pages
+            self._prune(sweep.table, low, int(upper), last)
         elif span is not None:
             self._widths[sweep.table] = next_width(limit, int(upper) - low, rows)
             last = upper >= span.high
@@ -156,9 +160,16 @@ class Sweeps(Compiler):
                 self.engine.connect() as conn:
             return read_span(conn, self._quoted(sweep.table))
 
-    def _formatted(self, t: sa.Table) -> str:
-        """The table's name as this dialect writes it into a statement."""
-        return str(self.engine.dialect.identifier_preparer.format_table(t))
+    def _prune(self, table: str, low: int, high: int, last: bool) -> None:
+        """Hand a committed range to the table's pruner (blocks.py); at the walk's end,
+        wait for it, so the verification that follows finds the pages pruned."""
+        pruner = self._pruners.get(table)
+        if pruner is None:
+            pruner = self._pruners[table] = Pruner(self.engine, table, self._quoted(table))
+        pruner.committed(low, high)
+        if last:
+            del self._pruners[table]
+            pruner.finish()
 
     def _dense_span(self, t: sa.Table, keys: list[sa.ColumnElement[Any]],
                     sweep: Sweep) -> KeySpan | None:
