@@ -41,7 +41,7 @@ from lethe.engine.plan import (
 )
 from lethe.engine.purge import is_reach, reach, subject_kind_of
 from lethe.engine.recovery import live, recover_orphaned_runs, this_process
-from lethe.engine.steps import Step, StepBuilder
+from lethe.engine.steps import Step, StepBuilder, time_column
 from lethe.engine.subjects import SubjectReach
 from lethe.errors import LetheError
 from lethe.runtime import Runtime
@@ -319,7 +319,7 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
     rows = SweepRows(step.dataset, lambda holds: builder.due(step, holds), effect,
                      deletes=builder.removes(step), blocked=builder.blocked(step),
                      cascades=builder.removes(step), journal=journal, selective=by_key,
-                     durable=False)
+                     durable=False, time_column=_time_column(rt, step))
 
     def on_batch(batch: BatchResult, elapsed_ms: float) -> None:
         if sink is not None:
@@ -353,6 +353,11 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
     action.batches += stats.batches
     action.batch_ms += stats.total_ms
     action.longest_batch_ms = max(action.longest_batch_ms, stats.longest_ms)
+
+
+def _time_column(rt: Runtime, step: Step) -> str | None:
+    aging = time_column(rt.policy.datasets[step.dataset], step)
+    return None if aging is None else aging[0]
 
 
 def _reach(rt: Runtime, builder: StepBuilder, action: ActionResult, index: int,

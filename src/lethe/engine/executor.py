@@ -54,6 +54,7 @@ class SweepRows:
     selective: bool = False  # few rows of a big table: walk the matches, not key ranges
     durable: bool = True  # False: commit without waiting for the log; `flush` after
     journal: Journal | None = None  # told each batch before it commits (a run's record)
+    time_column: str | None = None  # the column whose age makes the rows due (Sweep)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ class Executor:
                          action.effect,
                          builder.cascades(action.dataset, holds) if action.cascades else (),
                          selective=action.selective, tally=action.tally,
-                         durable=action.durable, journal=action.journal)
+                         durable=action.durable, journal=action.journal,
+                         time_column=action.time_column)
 
         stats = sweep_all(self.rt.catalog.store_of(action.dataset), make_sweep, batch_size,
                           on_batch, gate=self.rt.hold_gate)

@@ -204,6 +204,10 @@ class Sweep:
     # calls the store's `flush` before it tells anyone (audit, certificate) what went.
     durable: bool = True
     journal: Journal | None = None  # told each batch's rows before the batch commits
+    # The column whose age makes a row due (a rule's `after`): where rows lie in the order
+    # of that column, a store may stop its walk where the due rows end (the caller then
+    # verifies and sweeps any row found past that point).
+    time_column: str | None = None
 
 
 @dataclass(frozen=True)

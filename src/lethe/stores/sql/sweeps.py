@@ -13,6 +13,7 @@ makes sure those commits survived before anyone is told what went.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,7 @@ from lethe.stores.sql.blocks import (
     MAX_ROWS_PER_PAGE,
     BlockSpan,
     Pruner,
+    due_end,
     in_pages,
     read_span,
 )
@@ -158,7 +160,18 @@ class Sweeps(Compiler):
             return None
         with self._errors(f"reading the size of {sweep.table}"), \
                 self.engine.connect() as conn:
-            return read_span(conn, self._quoted(sweep.table))
+            span = read_span(conn, self._quoted(sweep.table))
+            if span is None or sweep.time_column is None \
+                    or not self.tables()[sweep.table].has_index_on(sweep.time_column):
+                return span
+            t = self.table(sweep.table)
+            end = due_end(conn, t, self._quoted(sweep.table),
+                          self.column(t, sweep.time_column, sweep.table),
+                          self.compile(sweep.where, sweep.table))
+        if end is None:
+            return span
+        # a few ranges' margin: rows a little out of order are still walked, not swept
+        return replace(span, pages=min(span.pages, end + span.widest(limit)))
 
     def _prune(self, table: str, low: int, high: int, last: bool) -> None:
         """Hand a committed range to the table's pruner (blocks.py); at the walk's end,
