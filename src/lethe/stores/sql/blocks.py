@@ -10,7 +10,7 @@ short transaction.
 
 The walk covers the pages the table had when it began, so it always ends; on a table
 laid out in time order (an append-only log: `pg_stats.correlation` of the rule's time
-column at least 0.95, and an index on it) it stops a few ranges past the page of the
+column at least 0.95, and an index on it) it stops a range past the page of the
 newest due row, as a raw DELETE's index scan would, instead of reading the rest of the
 table for nothing. A due row past that point, or one that lands behind the walk
 meanwhile, is not seen: one an application inserts with an old time, or

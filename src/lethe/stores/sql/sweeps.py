@@ -54,6 +54,10 @@ class Sweeps(Compiler):
         return [self.column(t, name, table) for name in key_columns(key)]
 
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
+        if self._in_one_statement(sweep):
+            deleted = self._delete_next(sweep, after, limit)
+            if deleted is not None:
+                return deleted
         t = self.table(sweep.table)
         keys = self.key_of(t, sweep.key, sweep.table)
         # a composite key walks as a row value: (a, b) > (x, y) orders as the index does
@@ -125,6 +129,59 @@ class Sweeps(Compiler):
             last = upper >= span.high
         return BatchResult(upper, rows, cascaded, last, tallies or {})
 
+    def _in_one_statement(self, sweep: Sweep) -> bool:
+        """A selective delete by a single-column key with nothing to cascade (an erasure's
+        sweep, on PostgreSQL): see `_delete_next`."""
+        return self.dialect == "postgresql" and sweep.selective and not sweep.cascades \
+            and isinstance(sweep.effect, Delete) and len(key_columns(sweep.key)) == 1
+
+    def _delete_next(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult | None:
+        """One round trip for a batch of a selective delete (most erasures are one batch
+        per dataset): the window of the next `limit` matching keys and the DELETE are one
+        statement, its own transaction when no journal must be written before it commits.
+        It reads back what the batch must tell: the window's last key in the database's
+        order, whether the window was full, the tallies and, for a batch that need not be
+        durable, its transaction id (after turning the synchronous commit off for it).
+        None when it deleted nothing (the window was empty, or its rows went meanwhile):
+        the usual two statements look again."""
+        t = self.table(sweep.table)
+        key = self.column(t, sweep.key, sweep.table)
+        selected = self.compile(sweep.where, sweep.table)
+        if after is not None:
+            selected = sa.and_(key > after, selected)
+        window = sa.select(key.label("k")).where(selected).order_by(key).limit(limit) \
+            .cte("lethe_window")
+        told = [sa.select(window.c.k).order_by(window.c.k.desc()).limit(1)
+                .scalar_subquery().label("lethe_upper"),
+                sa.select(sa.func.count()).select_from(window).scalar_subquery()
+                .label("lethe_found")]
+        if not sweep.durable:
+            told += [sa.func.set_config("synchronous_commit", "off", True).label("lethe_sync"),
+                     sa.func.txid_current().label("lethe_xid")]
+        if sweep.tally is not None:
+            told.append(self.column(t, sweep.tally, sweep.table).label("lethe_tally"))
+        statement = sa.delete(t).where(key.in_(sa.select(window.c.k)), selected) \
+            .returning(*told)
+        options: dict[str, Any] = {"lethe_write": True}
+        if sweep.journal is None:  # the statement is the transaction: no BEGIN, no COMMIT
+            options["isolation_level"] = "AUTOCOMMIT"
+        with self._errors(f"sweeping {sweep.table}"), \
+                self.engine.connect().execution_options(**options) as conn, conn.begin():
+            deleted = conn.execute(statement).all()
+            if not deleted:
+                return None
+            if not sweep.durable:
+                self._unflushed.xid = int(deleted[0].lethe_xid)
+            if sweep.journal is not None:
+                sweep.journal(len(deleted), {})  # recorded first; raising rolls this back
+        tallies: dict[Value, int] = {}
+        if sweep.tally is not None:
+            _count_into(tallies, [row.lethe_tally for row in deleted])
+        self._removed[sweep.table] = self._removed.get(sweep.table, 0) + len(deleted)
+        first = deleted[0]
+        return BatchResult(first.lethe_upper, len(deleted), {}, first.lethe_found < limit,
+                           tallies)
+
     def flush(self) -> None:
         """PostgreSQL: one synchronous commit of a transaction that takes an id (so it
         writes a commit record) flushes the log up to it, every earlier commit with it;
@@ -170,8 +227,8 @@ class Sweeps(Compiler):
                           self.compile(sweep.where, sweep.table))
         if end is None:
             return span
-        # a few ranges' margin: rows a little out of order are still walked, not swept
-        return replace(span, pages=min(span.pages, end + span.widest(limit)))
+        # a range's margin: rows a little out of order are still walked, not swept
+        return replace(span, pages=min(span.pages, end + span.first_width(limit)))
 
     def _prune(self, table: str, low: int, high: int, last: bool) -> None:
         """Hand a committed range to the table's pruner (blocks.py); at the walk's end,
