@@ -6,6 +6,7 @@ placed mid-walk, and leave no due row behind even when rows land behind the walk
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -123,6 +124,23 @@ def test_the_pages_a_block_walk_deleted_from_are_pruned_by_its_end(
                                   selective=walk == "key"), LIMIT)
     unpruned = _unpruned(engine, pages - 1)
     assert unpruned == 0 if walk == "pages" else unpruned > due // 2
+
+
+def test_a_walk_begun_again_after_stopping_part_way_still_prunes(
+        postgres_url: str, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A walk stopped part way (a failed or stopped run) leaves its pruner to idle out;
+    the next walk of the table gets a pruner of its own, not the idled one. (Pruning is
+    checked before anything else reads the table: any scan would prune it too.)"""
+    monkeypatch.setattr("lethe.stores.sql.blocks.IDLE_SECONDS", 0.05)
+    engine = _build(postgres_url)
+    pages = _pages(engine)
+    sweep = Sweep("events", "id", Older("at", CUTOFF), Delete())
+    first = store.sweep_batch(sweep, None, LIMIT)
+    assert first.rows and not first.last
+    time.sleep(0.5)  # the first walk's pruner has idled out
+    sweep_to_the_end(store, sweep, LIMIT)
+    assert _unpruned(engine, pages - 1) == 0
+    assert not _ids(engine, f"at < '{CUTOFF.isoformat()}'")
 
 
 @pytest.mark.parametrize("case", ["small batches", "never analyzed", "selective"])

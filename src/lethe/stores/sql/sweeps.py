@@ -64,6 +64,9 @@ class Sweeps(Compiler):
         key = keys[0] if len(keys) == 1 else sa.tuple_(*(_raw(keys, k) for k in keys))
         selected = self.compile(sweep.where, sweep.table)
         if after is None:
+            stale = self._pruners.pop(sweep.table, None)
+            if stale is not None:  # of a walk that stopped part way: let it finish its reads
+                stale.finish()
             self._blocks[sweep.table] = self._block_span(sweep, limit)
             self._spans[sweep.table] = None if self._blocks[sweep.table] is not None \
                 else self._dense_span(t, keys, sweep)
