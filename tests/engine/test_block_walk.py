@@ -283,3 +283,44 @@ def test_rows_past_a_log_walks_end_are_swept_by_key(postgres_url: str,
         rt.close()
     assert done.verified and done.remaining == 0 and done.done == due
     assert not _ids(engine, f"at < '{CUTOFF.isoformat()}'")
+
+
+def test_a_block_walk_takes_each_due_rows_children_with_it(postgres_url: str,
+                                                           tmp_path: Path) -> None:
+    """Same-store children go in the parent's batch, found through the batch's page
+    range: every due parent's children go, no other child; a parent with a held child
+    stays (with its children)."""
+    engine = _build(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE items (id bigint PRIMARY KEY, event_id bigint,"
+                             " workspace_id text)"))
+        conn.execute(sa.text(  # two children per event; the first event's are held
+            "INSERT INTO items SELECT g, :first + (g + 1) / 2,"
+            " CASE WHEN g <= 2 THEN 'ws_legal' ELSE 'ws_a' END"
+            " FROM generate_series(1, :n) g"), {"first": FIRST_KEY, "n": 2 * ROWS})
+        conn.execute(sa.text("UPDATE events SET workspace_id = 'ws_a'"))  # held: items only
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("ANALYZE events"))
+        conn.execute(sa.text("ANALYZE items"))
+    due = _ids(engine, f"at < '{CUTOFF.isoformat()}'")
+    assert FIRST_KEY + 1 in due  # the first event is due, and its items are held
+    path = _policy(tmp_path, postgres_url)
+    policy = yaml.safe_load(path.read_text())
+    policy["datasets"]["items"] = {"store": "app", "table": "items", "key": "id",
+                                   "class": "behavioral", "workspace": "workspace_id",
+                                   "belongs_to": {"events": "event_id"}}
+    path.write_text(yaml.safe_dump(policy))
+    rt = Runtime.open(load_policy(path), Clock(NOW))
+    try:
+        place_hold(rt.control, rt.audit, rt.clock,
+                   parse_scope(rt.policy, None, "ws_legal", None), "audit")
+        actions = execute(rt, build_plan(rt), batch_size=LIMIT).actions
+    finally:
+        rt.close()
+    assert all(a.verified for a in actions)
+    assert _ids(engine, f"at < '{CUTOFF.isoformat()}'") == {FIRST_KEY + 1}
+    with engine.connect() as conn:
+        parents = set(conn.execute(sa.text("SELECT event_id FROM items")).scalars())
+        items = int(conn.execute(sa.text("SELECT count(*) FROM items")).scalar_one())
+    assert parents == _ids(engine)  # no orphan, no child of a deleted event left
+    assert items == 2 * len(_ids(engine))
