@@ -184,12 +184,9 @@ def main() -> None:
                                   "raw_delete": raw, "orm_loop": orm, "ratios": ratios,
                                   "targets": TARGETS,
                                   "targets_met": {
-                                      "lethe_vs_raw_delete":
-                                          ratios["lethe_vs_raw_delete"]
-                                          >= TARGETS["lethe_vs_raw_delete"],
-                                      "lethe_batches_vs_raw_delete":
-                                          ratios["lethe_batches_vs_raw_delete"]
-                                          >= TARGETS["lethe_batches_vs_raw_delete"],
+                                      **{ratio: ratios[ratio] >= TARGETS[ratio] for ratio in
+                                         ("lethe_vs_raw_delete",
+                                          "lethe_batches_vs_raw_delete")},
                                       "longest_transaction_s":
                                           lethe["longest_transaction_s"]
                                           <= TARGETS["longest_transaction_s"]}})

@@ -201,7 +201,7 @@ def _carry_out(rt: Runtime, builder: StepBuilder, result: RunResult, batch_size:
             else:
                 try:
                     _act(rt, builder, result, index, batch_size, progress, archiving,
-                         in_objects=step.dataset in objects)
+                         cascades, in_objects=step.dataset in objects)
                 except LetheError as exc:
                     action.error = str(exc)
             _record(rt, run_id, index, action)
@@ -224,8 +224,8 @@ def _carry_out(rt: Runtime, builder: StepBuilder, result: RunResult, batch_size:
 
 
 def _act(rt: Runtime, builder: StepBuilder, result: RunResult, index: int,
-         batch_size: int, progress: Progress | None, archiving: Sequence[str], *,
-         in_objects: bool) -> None:
+         batch_size: int, progress: Progress | None, archiving: Sequence[str],
+         cascades: dict[tuple[str, str | None], ActionResult], *, in_objects: bool) -> None:
     """Carry out one step and verify it (a cascade is verified after its parent's steps)."""
     action = result.actions[index]
     step = action.planned.step
@@ -239,16 +239,16 @@ def _act(rt: Runtime, builder: StepBuilder, result: RunResult, index: int,
         _delete_objects(rt, builder, action, index, progress,
                         _journal(rt, result.run, index, step))
     else:
-        cascades = _cascades(result)
         journal = _journal(rt, result.run, index, step, {
             child: result.actions.index(cascade)
             for (child, parent), cascade in cascades.items() if parent == step.dataset})
         _sweep(rt, builder, action, cascades, index, batch_size, progress, journal)
-        if step.action == "cascade" or not _verify(rt, builder, action, archiving).remaining:
-            return
-        # rows that landed behind a walk over the table's pages: walk the key to them
-        _sweep(rt, builder, action, cascades, index, batch_size, progress, journal,
-               by_key=True)
+        if step.action != "cascade" and _verify(rt, builder, action, archiving).remaining:
+            # rows that landed behind a walk over the table's pages: walk the key to them
+            _sweep(rt, builder, action, cascades, index, batch_size, progress, journal,
+                   by_key=True)
+            _verify(rt, builder, action, archiving)
+        return
     if step.action != "cascade":
         _verify(rt, builder, action, archiving)
 

@@ -39,13 +39,19 @@ class Bar:
 
 
 @dataclass(frozen=True)
-class DeletionChart:
+class PlotFrame:
+    """An SVG's size and its plot area, in pixels: what every chart's template lays out by."""
+
     width: int
     height: int
     plot_left: int
     plot_right: int
     plot_top: int
     plot_bottom: int
+
+
+@dataclass(frozen=True)
+class DeletionChart(PlotFrame):
     bars: tuple[Bar, ...]
     x_ticks: tuple[Tick, ...]
     y_ticks: tuple[Tick, ...]
@@ -62,13 +68,7 @@ class AgeRow:
 
 
 @dataclass(frozen=True)
-class AgeChart:
-    width: int
-    height: int
-    plot_left: int
-    plot_right: int
-    plot_top: int
-    plot_bottom: int
+class AgeChart(PlotFrame):
     limit_x: float  # the 100% line
     rows: tuple[AgeRow, ...]
     x_ticks: tuple[Tick, ...]
@@ -184,13 +184,7 @@ class LagRow:
 
 
 @dataclass(frozen=True)
-class LagChart:
-    width: int
-    height: int
-    plot_left: int
-    plot_right: int
-    plot_top: int
-    plot_bottom: int
+class LagChart(PlotFrame):
     rows: tuple[LagRow, ...]
     x_ticks: tuple[Tick, ...]
     unit: str  # hours or days, whichever reads better for the longest lag
