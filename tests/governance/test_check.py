@@ -114,7 +114,7 @@ def test_a_deletion_sla_makes_check_report_rows_that_outlived_it(app_url: str,
     """Issue 19, item 2: with `deletion_sla: 7d`, a rule whose oldest row nothing keeps is
     more than seven days past its limit is an error; rows a hold keeps are exceptions,
     and after a run nothing is late."""
-    from lethe.commands.retention import check_policy
+    from lethe.commands.checks import check_policy
     from lethe.engine.execute import execute
     from lethe.engine.plan import build_plan
     from lethe.holds import parse_scope, place_hold

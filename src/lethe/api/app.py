@@ -14,7 +14,7 @@ from lethe import __doc__ as about
 from lethe.api.access import Principal
 from lethe.api.context import ApiContext
 from lethe.api.errors import error_response, install_error_handlers
-from lethe.api.limits import DEFAULT_MAX_BODY, DEFAULT_PER_MINUTE, BodyLimit, RateLimiter
+from lethe.api.limits import BodyLimit, RateLimiter
 from lethe.api.routes import (
     audit,
     holds,
@@ -27,6 +27,7 @@ from lethe.api.routes import (
 from lethe.audit.events import ApiCall
 from lethe.audit.log import AuditLog
 from lethe.commands.audit import acting_as, record
+from lethe.defaults import API_MAX_BODY, API_PER_MINUTE
 from lethe.errors import LetheError
 from lethe.runtime import Runtime
 
@@ -35,8 +36,8 @@ IMPERSONATION_HEADER = "Lethe-Impersonated-By"
 
 
 def create_app(runtime: Runtime, *, out_dir: Path = Path("lethe-requests"),
-               per_minute: int = DEFAULT_PER_MINUTE,
-               max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+               per_minute: int = API_PER_MINUTE,
+               max_body: int = API_MAX_BODY) -> FastAPI:
     """The API over an open Runtime (the caller closes it when the app is done)."""
     app = FastAPI(title="lethe", version=VERSION, description=(about or "").strip(),
                   openapi_url="/v1/openapi.json", docs_url="/v1/docs", redoc_url=None)

@@ -15,13 +15,11 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lethe.api.errors import error_response
-
-DEFAULT_PER_MINUTE = 600
-DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: a request names identities, not documents
+from lethe.defaults import API_MAX_BODY, API_PER_MINUTE
 
 
 class RateLimiter:
-    def __init__(self, per_minute: int = DEFAULT_PER_MINUTE) -> None:
+    def __init__(self, per_minute: int = API_PER_MINUTE) -> None:
         self.capacity = float(per_minute)
         self.refill = per_minute / 60.0
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
@@ -44,7 +42,7 @@ class BodyLimit:
     """ASGI middleware: 413 for a body over `max_bytes`. The body is read here first (at
     most `max_bytes` of it), then handed on, so the limit holds for chunked bodies too."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int = API_MAX_BODY) -> None:
         self.app = app
         self.max_bytes = max_bytes
 

@@ -8,9 +8,9 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout
-from lethe.commands.retention import restore_archived
 
-app = typer.Typer(no_args_is_help=True, help="Archived rows: bring them back.")
+app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
+                  help="Archived rows: bring them back.")
 
 
 @app.command("restore")
@@ -19,6 +19,8 @@ def restore_cmd(ctx: typer.Context,
                 policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Insert every archived row of DATASET whose key is not in the table (checked chunks
     only; rows already there are left as they are)."""
+    from lethe.commands.retention import restore_archived
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         result = restore_archived(rt, dataset)

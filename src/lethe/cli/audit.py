@@ -11,12 +11,9 @@ import typer
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, read_pem, settings
 from lethe.cli.output import emit_json, stdout, table
 from lethe.clock import parse_instant
-from lethe.commands.audit import entries as audit_entries
-from lethe.commands.audit import export_to, verify_chain, verify_file
-from lethe.commands.audit import prune as prune_log
 from lethe.text import counted
 
-app = typer.Typer(no_args_is_help=True,
+app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
                   help="The tamper-evident audit log: verify, show, export, prune.")
 
 
@@ -34,6 +31,8 @@ def verify(ctx: typer.Context,
                "audit.witness).")] = None,
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Check every link and checkpoint; exit 1 naming the first bad sequence number."""
+    from lethe.commands.audit import verify_chain, verify_file
+
     s = settings(ctx, policy, json_out, now)
     pem = read_pem(public_key)
     if file is not None:
@@ -68,6 +67,8 @@ def show(ctx: typer.Context,
          limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
          policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """List audit entries, filtered by time, action and target."""
+    from lethe.commands.audit import entries as audit_entries
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         entries = audit_entries(
@@ -87,6 +88,8 @@ def export(ctx: typer.Context,
            out: Annotated[Path, typer.Option("--out", "-o", help="JSON-lines file to write")],
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Write entries, checkpoints and the public key as JSON lines, for offline checks."""
+    from lethe.commands.audit import export_to
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         counts = export_to(rt, out)
@@ -101,6 +104,8 @@ def export(ctx: typer.Context,
 def prune(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = False,
           now: NowOpt = None) -> None:
     """Drop entries older than the policy's audit retention; the rest stays verifiable."""
+    from lethe.commands.audit import prune as prune_log
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         removed = prune_log(rt)

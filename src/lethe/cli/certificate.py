@@ -9,10 +9,9 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, read_pem, settings
 from lethe.cli.output import emit_json, stdout
-from lethe.commands.certificates import export_certificates, kept_certificate
-from lethe.requests.certificate import load_certificate, verify_certificate
 
-app = typer.Typer(no_args_is_help=True, help="Certificates of deletion.")
+app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
+                  help="Certificates of deletion.")
 
 
 @app.command("verify")
@@ -27,6 +26,9 @@ def verify(ctx: typer.Context,
                "certificate, which proves integrity but not who signed it).")] = None,
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Check a certificate of deletion offline; exit 1 saying what is wrong with it."""
+    from lethe.commands.certificates import kept_certificate
+    from lethe.requests.certificate import load_certificate, verify_certificate
+
     s = settings(ctx, policy, json_out, now)
     if (file is None) == (request is None):
         raise typer.BadParameter("give a certificate FILE or --request ID")
@@ -58,6 +60,8 @@ def export(ctx: typer.Context,
            = Path("lethe-requests"),
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Write kept certificates to files (JSON evidence + HTML), checked before writing."""
+    from lethe.commands.certificates import export_certificates
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         written = [str(p) for p in export_certificates(rt, request, out)]

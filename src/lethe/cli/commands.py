@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,23 +18,13 @@ from lethe.cli.report import report_cmd
 from lethe.cli.scan import scan_cmd
 from lethe.cli.serve import serve_cmd
 from lethe.cli.worker import worker_cmd
-from lethe.commands.retention import (
-    DEFAULT_BATCH_SIZE,
-    CheckReport,
-    Plan,
-    RunResult,
-    check_policy,
-    plan,
-    run,
-)
-from lethe.crypto.kek import KEK_ENV, LocalKeyFile
-from lethe.crypto.signing import create_key, key_path
-from lethe.engine.execute import step_label
-from lethe.engine.plan import blocked_reason
-from lethe.engine.steps import Step
+from lethe.defaults import BATCH_SIZE
 from lethe.errors import UsageError
-from lethe.policy.model import AuditPolicy, EncryptionPolicy, Policy
-from lethe.policy.templates import STARTER_POLICY
+
+if TYPE_CHECKING:
+    from lethe.commands.checks import CheckReport
+    from lethe.commands.retention import Plan, RunResult
+    from lethe.engine.steps import Step
 
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1,
                                        help="Rows per transaction.")]
@@ -65,6 +55,9 @@ def render_run(result: RunResult) -> None:
 
 def render_blocked(lines: Sequence[tuple[Step, int, Sequence[tuple[str, int]]]]) -> None:
     """Under a plan or run: which foreign keys keep the blocked rows."""
+    from lethe.engine.execute import step_label
+    from lethe.engine.plan import blocked_reason
+
     for step, blocked, blocked_by in lines:
         if blocked:
             stdout.print(f"blocked: {step_label(step)}: {blocked} rows "
@@ -81,6 +74,8 @@ def render_check(report: CheckReport) -> None:
 
 def schema(ctx: typer.Context) -> None:
     """Print the JSON Schema of lethe.yaml."""
+    from lethe.policy.model import Policy
+
     print(json.dumps(Policy.model_json_schema(by_alias=True), indent=2))
 
 
@@ -90,6 +85,11 @@ def init(ctx: typer.Context,
          force: Annotated[bool, typer.Option("--force", help="Overwrite lethe.yaml.")] = False,
          policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Write a starter lethe.yaml (with --demo: the demo policy and database)."""
+    from lethe.crypto.kek import KEK_ENV, LocalKeyFile
+    from lethe.crypto.signing import create_key, key_path
+    from lethe.policy.model import AuditPolicy, EncryptionPolicy
+    from lethe.policy.templates import STARTER_POLICY
+
     s = settings(ctx, policy, json_out, now)
     if s.policy_path.exists() and not force:
         raise UsageError("already exists (use --force to overwrite)", path=str(s.policy_path))
@@ -119,6 +119,8 @@ def init(ctx: typer.Context,
 def check_cmd(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = False,
               now: NowOpt = None) -> None:
     """Validate the policy against the live stores; exit 1 on findings."""
+    from lethe.commands.checks import check_policy
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         report = check_policy(rt)
@@ -133,6 +135,8 @@ def check_cmd(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = 
 def plan_cmd(ctx: typer.Context, dataset: DatasetOpt = None, policy: PolicyOpt = None,
              json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Dry run: what each rule would do now, and what holds keep. Changes nothing."""
+    from lethe.commands.retention import plan
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         planned = plan(rt, dataset)
@@ -143,9 +147,12 @@ def plan_cmd(ctx: typer.Context, dataset: DatasetOpt = None, policy: PolicyOpt =
 
 
 def run_cmd(ctx: typer.Context, dataset: DatasetOpt = None,
-            batch_size: BatchOpt = DEFAULT_BATCH_SIZE, policy: PolicyOpt = None,
+            batch_size: BatchOpt = BATCH_SIZE, policy: PolicyOpt = None,
             json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Execute the plan in short batches, verify each dataset, record the run."""
+    from lethe.commands.retention import plan, run
+    from lethe.engine.execute import step_label
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         planned = plan(rt, dataset)

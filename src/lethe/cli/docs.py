@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout
-from lethe.crypto.signing import key_path, load_key, public_pem
-from lethe.reports.evidence import RuleEvidence, RuleKey, rule_evidence
-from lethe.reports.trust import KEY_FILE, trust_pages, write_pages
+
+if TYPE_CHECKING:
+    from lethe.reports.evidence import RuleEvidence, RuleKey
 
 
 def docs_cmd(ctx: typer.Context,
@@ -26,6 +26,10 @@ def docs_cmd(ctx: typer.Context,
              policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Render the trust pages (retention schedule, data inventory and residency,
     classification handling) from the policy, as HTML and Markdown."""
+    from lethe.crypto.signing import key_path, load_key, public_pem
+    from lethe.reports.evidence import rule_evidence
+    from lethe.reports.trust import KEY_FILE, trust_pages, write_pages
+
     s = settings(ctx, policy, json_out, now)
     loaded = s.load()
     signing = key_path(Path(loaded.audit.key))

@@ -8,9 +8,9 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
-from lethe.commands import holds as hold_commands
 
-app = typer.Typer(no_args_is_help=True, help="Legal holds: held rows are never touched.")
+app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
+                  help="Legal holds: held rows are never touched.")
 
 
 @app.command("place")
@@ -23,6 +23,8 @@ def place(ctx: typer.Context,
           = "legal hold",
           policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Place a hold on a subject (and everything linked to it), a workspace or a dataset."""
+    from lethe.commands import holds as hold_commands
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         scope = hold_commands.hold_scope(rt, subject, workspace, dataset)
@@ -42,6 +44,8 @@ def list_holds(ctx: typer.Context,
                = False,
                policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """List active holds."""
+    from lethe.commands import holds as hold_commands
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         shown = [hold_commands.hold_as_dict(h, rt.audit)
@@ -59,6 +63,8 @@ def release(ctx: typer.Context, hold_id: Annotated[int, typer.Argument(help="Hol
             reason: Annotated[str | None, typer.Option("--reason")] = None,
             policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Release a hold; the rows become subject to retention again."""
+    from lethe.commands import holds as hold_commands
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         hold = hold_commands.release(rt, hold_id, reason)

@@ -8,16 +8,10 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
-from lethe.commands.keys import (
-    ORG,
-    ROLES,
-    create_api_key,
-    list_api_keys,
-    revoke_api_key,
-    rotate_kek,
-)
+from lethe.defaults import API_ROLES as ROLES
+from lethe.defaults import ORG
 
-app = typer.Typer(no_args_is_help=True,
+app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
                   help="API keys, key-encryption keys and subject data keys.")
 
 
@@ -27,6 +21,8 @@ def rotate(ctx: typer.Context,
            = 500,
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """New KEK; rewrap every data key (data untouched); retire the old KEK. Resumable."""
+    from lethe.commands.keys import rotate_kek
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         result = rotate_kek(rt, batch)
@@ -45,6 +41,8 @@ def create(ctx: typer.Context,
            name: Annotated[str, typer.Option("--name", help="What the key is for")] = "",
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Create an API key. Its secret is shown once, here; lethe keeps only a hash."""
+    from lethe.commands.keys import create_api_key
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         issued = create_api_key(rt, role, workspace, name)
@@ -62,6 +60,8 @@ def list_keys(ctx: typer.Context,
               = False,
               policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """List API keys (ids, roles, workspaces, last use; never secrets)."""
+    from lethe.commands.keys import list_api_keys
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         keys = list_api_keys(rt, include_revoked=all_)
@@ -80,6 +80,8 @@ def list_keys(ctx: typer.Context,
 def revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(help="Key id")],
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Revoke an API key (and the impersonation tokens it issued), at once."""
+    from lethe.commands.keys import revoke_api_key
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         key = revoke_api_key(rt, key_id)

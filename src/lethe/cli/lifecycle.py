@@ -8,7 +8,6 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout
-from lethe.commands.retention import bucket_lifecycle
 
 
 def lifecycle_cmd(ctx: typer.Context,
@@ -18,6 +17,8 @@ def lifecycle_cmd(ctx: typer.Context,
                   policy: PolicyOpt = None, json_out: JsonOpt = False,
                   now: NowOpt = None) -> None:
     """Print (or --apply) the S3 lifecycle rules equivalent to the policy's object rules."""
+    from lethe.commands.retention import bucket_lifecycle
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         results = bucket_lifecycle(rt, apply=apply)

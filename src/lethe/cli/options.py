@@ -1,4 +1,9 @@
-"""Options every command accepts, before or after the command name."""
+"""Options every command accepts, before or after the command name.
+
+The command modules import nothing heavy at module level — `lethe --help` builds every
+command's options and must not pay for SQLAlchemy, pydantic or the API — so the policy,
+the runtime and the commands they call are imported inside the command that runs.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lethe.clock import Clock, clock_at
 from lethe.errors import UsageError
-from lethe.policy.load import load_policy
-from lethe.policy.model import Policy
-from lethe.runtime import Runtime
+
+if TYPE_CHECKING:
+    from lethe.policy.model import Policy
+    from lethe.runtime import Runtime
 
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", help="Policy file "
                                                 "(default ./lethe.yaml).", show_default=False)]
@@ -40,6 +46,8 @@ class Settings:
         return clock_at(self.now)
 
     def load(self) -> Policy:
+        from lethe.policy.load import load_policy  # pydantic and the model: only when used
+
         return load_policy(self.policy_path)
 
     @property
@@ -69,6 +77,8 @@ def read_pem(path: Path | None) -> str | None:
 @contextmanager
 def open_runtime(s: Settings) -> Iterator[Runtime]:
     """The policy's runtime for one command, closed however the command ends."""
+    from lethe.runtime import Runtime  # the stores and the engine: only for commands using them
+
     rt = Runtime.open(s.load(), s.clock())
     try:
         yield rt

@@ -9,9 +9,7 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
-from lethe.commands.reports import monthly_report
 from lethe.reports.period import parse_month, previous_month
-from lethe.reports.render import formats_of, write_report
 
 MonthOpt = Annotated[str | None, typer.Option(
     "--month", help="The month to report, YYYY-MM (default: the last whole month).",
@@ -25,6 +23,9 @@ def report_cmd(ctx: typer.Context, month: MonthOpt = None,
                policy: PolicyOpt = None, json_out: JsonOpt = False,
                now: NowOpt = None) -> None:
     """Write the monthly compliance report: deletions, verification, holds, requests."""
+    from lethe.commands.reports import monthly_report
+    from lethe.reports.render import formats_of, write_report
+
     s = settings(ctx, policy, json_out, now)
     chosen = parse_month(month) if month else previous_month(s.clock().now())
     formats = formats_of(fmt)

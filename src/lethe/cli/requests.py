@@ -3,34 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
-from lethe.commands.requests import (
-    GROUP_SIZE,
-    RequestRecord,
-    get_request,
-    is_overdue,
-    list_requests,
-    open_request,
-    open_requests_from_file,
-    reject_request,
-    run_open_requests,
-    run_request,
-)
-from lethe.commands.retention import DEFAULT_BATCH_SIZE
+from lethe.defaults import BATCH_SIZE, ERASURE_GROUP_SIZE
 from lethe.errors import UsageError
-from lethe.runtime import Runtime
 
-app = typer.Typer(no_args_is_help=True,
+if TYPE_CHECKING:
+    from lethe.commands.requests import RequestRecord
+    from lethe.runtime import Runtime
+
+app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
                   help="Data-subject requests: access exports and erasure with certificates.")
 
 
 def summary(rt: Runtime, record: RequestRecord) -> dict[str, Any]:
     """What a listing shows: never the identities, only their fingerprint."""
+    from lethe.commands.requests import is_overdue
+
     return {"id": record.id, "kind": record.kind, "subject": record.subject_kind,
             "status": record.status, "received": record.received_at.isoformat(),
             "due": record.due_at.isoformat(), "overdue": is_overdue(rt, record),
@@ -47,6 +40,8 @@ def open_cmd(ctx: typer.Context,
                  "--from-file", help="CSV of identities, one request per row")] = None,
              policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Open a request (due 30 days after receipt); the same open request is not doubled."""
+    from lethe.commands.requests import open_request, open_requests_from_file
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         if from_file is not None:
@@ -68,6 +63,8 @@ def list_cmd(ctx: typer.Context,
              status: Annotated[str | None, typer.Option("--status")] = None,
              policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """List requests; overdue ones are flagged."""
+    from lethe.commands.requests import list_requests
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         rows = [summary(rt, r) for r in list_requests(rt, status)]
@@ -83,6 +80,8 @@ def list_cmd(ctx: typer.Context,
 def show(ctx: typer.Context, request_id: Annotated[int, typer.Argument(help="Request id")],
          policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """One request: status, dates, per-dataset results, export and certificate paths."""
+    from lethe.commands.requests import get_request
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         record = get_request(rt, request_id)
@@ -104,16 +103,18 @@ def run(ctx: typer.Context,
             "--all", help="Every open request; erasures go through in groups")] = False,
         out: Annotated[Path, typer.Option("--out", help="Where exports and certificates go")]
         = Path("lethe-requests"),
-        batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = DEFAULT_BATCH_SIZE,
+        batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = BATCH_SIZE,
         group_size: Annotated[int, typer.Option(
             "--group-size", min=1, help="Erasure requests erased together (--all)")]
-        = GROUP_SIZE,
+        = ERASURE_GROUP_SIZE,
         certificate_files: Annotated[bool, typer.Option(
             "--certificate-files", help="With --all: also write each certificate to --out "
             "(they are always kept in the control store; `lethe certificate export` "
             "writes them later)")] = False,
         policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Carry out a request: export (access) or soft-delete, then erase and certify (erasure)."""
+    from lethe.commands.requests import run_open_requests, run_request
+
     if (request_id is None) == (not all_open):
         raise UsageError("give a request id or --all", path="request run")
     s = settings(ctx, policy, json_out, now)
@@ -151,6 +152,8 @@ def reject_cmd(ctx: typer.Context, request_id: Annotated[int, typer.Argument()],
                reason: Annotated[str, typer.Option("--reason")],
                policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Reject a request (identity not verified, manifestly unfounded, …)."""
+    from lethe.commands.requests import reject_request
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         record = reject_request(rt, request_id, reason)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
 
-from lethe.catalog import open_catalog
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
 from lethe.cli.output import emit_json, stdout, table
+from lethe.defaults import SCAN_SAMPLE
 from lethe.errors import UsageError
-from lethe.governance.scan import DEFAULT_SAMPLE, ScanReport, scan
+
+if TYPE_CHECKING:
+    from lethe.governance.scan import ScanReport
 
 SampleOpt = Annotated[int, typer.Option("--sample", min=1,
                                         help="Rows sampled per table (read-only).")]
@@ -21,6 +22,8 @@ StoreOpt = Annotated[list[str] | None, typer.Option("--store", "-s",
 
 
 def render_scan(report: ScanReport) -> None:
+    import yaml
+
     shown = [c for c in report.columns if c.status != "clean"]
     if shown:
         table(f"PII scan ({report.sample} rows sampled per table at most)",
@@ -41,9 +44,12 @@ def render_scan(report: ScanReport) -> None:
                  f"{len(cov['encrypted'])} encrypted", markup=False)
 
 
-def scan_cmd(ctx: typer.Context, sample: SampleOpt = DEFAULT_SAMPLE, store: StoreOpt = None,
+def scan_cmd(ctx: typer.Context, sample: SampleOpt = SCAN_SAMPLE, store: StoreOpt = None,
              policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Sample SQL columns for PII and suggest `fields:`; exit 1 on undeclared PII."""
+    from lethe.catalog import open_catalog
+    from lethe.governance.scan import scan
+
     s = settings(ctx, policy, json_out, now)
     loaded = s.load()
     for name in store or ():

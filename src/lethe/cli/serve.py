@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lethe.api.app import create_app
-from lethe.api.limits import DEFAULT_MAX_BODY, DEFAULT_PER_MINUTE
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, settings
+from lethe.defaults import API_MAX_BODY, API_PER_MINUTE
 from lethe.errors import UsageError
 from lethe.logging import install_masking
-from lethe.policy.model import Policy
-from lethe.runtime import Runtime
+
+if TYPE_CHECKING:
+    from lethe.policy.model import Policy
 
 
 def pii_fields(policy: Policy) -> set[str]:
@@ -33,14 +33,17 @@ def serve_cmd(ctx: typer.Context,
               = Path("lethe-requests"),
               rate_limit: Annotated[int, typer.Option(
                   "--rate-limit", min=1, help="Calls per minute per key")]
-              = DEFAULT_PER_MINUTE,
+              = API_PER_MINUTE,
               max_body: Annotated[int, typer.Option(
                   "--max-body", min=1, help="Largest request body, bytes")]
-              = DEFAULT_MAX_BODY,
+              = API_MAX_BODY,
               openapi: Annotated[bool, typer.Option(
                   "--openapi", help="Print the OpenAPI document and exit")] = False,
               policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Serve the HTTP API: requests, holds, runs, reports, audit, workspaces."""
+    from lethe.api.app import create_app  # FastAPI and the routes: only for this command
+    from lethe.runtime import Runtime
+
     s = settings(ctx, policy, json_out, now)
     if s.now is not None:
         raise UsageError("the API runs on the real clock; --now is not accepted", path="--now")

@@ -8,10 +8,8 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stdout, table
-from lethe.commands.residency import list_transfers as transfers_of
-from lethe.commands.residency import record_transfer, revoke_transfer
 
-app = typer.Typer(no_args_is_help=True,
+app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
                   help="Residency transfers: a workspace's data authorised in another region.")
 
 
@@ -26,6 +24,8 @@ def record(ctx: typer.Context,
                show_default=False)] = None,
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Authorise a workspace's dataset to be held in another region (audited)."""
+    from lethe.commands.residency import record_transfer
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         transfer = record_transfer(rt, workspace=workspace, dataset=dataset,
@@ -43,6 +43,8 @@ def list_transfers(ctx: typer.Context,
                    policy: PolicyOpt = None, json_out: JsonOpt = False,
                    now: NowOpt = None) -> None:
     """List recorded transfers (unrevoked ones unless --all)."""
+    from lethe.commands.residency import list_transfers as transfers_of
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         found = transfers_of(rt, include_revoked=all_)
@@ -64,6 +66,8 @@ def revoke(ctx: typer.Context,
            transfer_id: Annotated[int, typer.Argument(help="Transfer id")],
            policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Revoke a transfer; `check` reports the data again if it is still there (audited)."""
+    from lethe.commands.residency import revoke_transfer
+
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:
         transfer = revoke_transfer(rt, transfer_id)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
-import signal
-import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -13,9 +10,7 @@ import typer
 
 from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
 from lethe.cli.output import emit_json, stderr
-from lethe.engine.execute import DEFAULT_BATCH_SIZE
-from lethe.worker.loop import Worker, WorkerOptions, WorkerReport
-from lethe.worker.metrics import WorkerMetrics
+from lethe.defaults import BATCH_SIZE
 
 
 def worker_cmd(ctx: typer.Context,
@@ -30,7 +25,7 @@ def worker_cmd(ctx: typer.Context,
                    help="A lease not renewed for this long is taken over")] = 60.0,
                poll_seconds: Annotated[float, typer.Option("--poll-seconds", min=0.1)] = 5.0,
                batch_size: Annotated[int, typer.Option("--batch-size", min=1)]
-               = DEFAULT_BATCH_SIZE,
+               = BATCH_SIZE,
                metrics_port: Annotated[int | None, typer.Option(
                    "--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT")] = None,
                out: Annotated[Path, typer.Option("--out", help="Where request files go")]
@@ -38,6 +33,13 @@ def worker_cmd(ctx: typer.Context,
                policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Run the policy's schedules and pending requests; several workers on one
     PostgreSQL control store share the work. SIGTERM finishes the current batch."""
+    import secrets
+    import signal
+    import socket
+
+    from lethe.worker.loop import Worker, WorkerOptions, WorkerReport
+    from lethe.worker.metrics import WorkerMetrics
+
     s = settings(ctx, policy, json_out, now)
     # unique even for two containers with the same host name and pid
     holder = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"

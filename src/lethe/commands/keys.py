@@ -25,11 +25,11 @@ from lethe.crypto.secrets import (
     token_for,
     verify_secret,
 )
+from lethe.defaults import API_ROLES as ROLES
+from lethe.defaults import ORG
 from lethe.errors import UsageError
 from lethe.runtime import Runtime
 
-ORG = "__org__"
-ROLES = ("admin", "privacy", "auditor", "service")
 MAX_IMPERSONATION = timedelta(hours=1)
 REMEMBER_SECONDS = 300.0
 TOUCH_EVERY = timedelta(minutes=1)  # last-used is a write: at most once a minute per key

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lethe.control.requests import RequestRecord
+from lethe.defaults import BATCH_SIZE, ERASURE_GROUP_SIZE
 from lethe.requests import service
 from lethe.requests.records import RequestOutcome, requests_of
-from lethe.requests.service import DEFAULT_BATCH, GROUP_SIZE
 from lethe.runtime import Runtime
 
 FINISHED = ("completed", "rejected")
@@ -50,14 +50,14 @@ def is_overdue(rt: Runtime, record: RequestRecord) -> bool:
 
 
 def run_request(rt: Runtime, request_id: int, out_dir: Path,
-                batch_size: int = DEFAULT_BATCH) -> RequestOutcome:
+                batch_size: int = BATCH_SIZE) -> RequestOutcome:
     """Carry out one request: an access export, or an erasure step and its certificate
     (kept in the control store and written to `out_dir`)."""
     return service.run_request(rt, request_id, out_dir, batch_size)
 
 
-def run_open_requests(rt: Runtime, out_dir: Path, batch_size: int = DEFAULT_BATCH,
-                      group_size: int = GROUP_SIZE, *,
+def run_open_requests(rt: Runtime, out_dir: Path, batch_size: int = BATCH_SIZE,
+                      group_size: int = ERASURE_GROUP_SIZE, *,
                       certificate_files: bool = False) -> list[RequestOutcome]:
     """Run every request not yet completed or rejected; erasures go through in groups,
     and their certificates go to files only with `certificate_files`."""
@@ -71,6 +71,6 @@ def reject_request(rt: Runtime, request_id: int, reason: str) -> RequestRecord:
     return service.reject(rt, request_id, reason)
 
 
-__all__ = ["GROUP_SIZE", "RequestOutcome", "RequestRecord", "get_request", "is_overdue",
+__all__ = ["RequestOutcome", "RequestRecord", "get_request", "is_overdue",
            "list_requests", "open_request", "open_requests_from_file", "reject_request",
            "run_open_requests", "run_request"]

@@ -23,6 +23,7 @@ from lethe.audit.events import (
     RunStarted,
 )
 from lethe.control.tx import transaction
+from lethe.defaults import BATCH_SIZE
 from lethe.engine.archive import archive_sink
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.executor import Executor, SweepRows
@@ -47,7 +48,6 @@ from lethe.errors import LetheError
 from lethe.runtime import Runtime
 from lethe.stores.base import BatchResult, Effect, Journal
 
-DEFAULT_BATCH_SIZE = 10_000
 ALIVE_EVERY = 10.0  # seconds between a run's "still alive" marks (engine.recovery)
 
 Progress = Callable[[int, int], None]  # (action index, rows just done)
@@ -128,7 +128,7 @@ def _stoppable(progress: Progress | None, stop: Callable[[], bool]) -> Progress:
     return report
 
 
-def execute(rt: Runtime, plan: Plan, *, batch_size: int = DEFAULT_BATCH_SIZE,
+def execute(rt: Runtime, plan: Plan, *, batch_size: int = BATCH_SIZE,
             progress: Progress | None = None,
             stop: Callable[[], bool] | None = None,
             started: Callable[[int], None] | None = None) -> RunResult:

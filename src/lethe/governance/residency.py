@@ -23,11 +23,11 @@ from lethe.catalog import Catalog, Finding
 from lethe.clock import Clock, parse_instant
 from lethe.control.transfers import Transfer, Transfers
 from lethe.control.workspaces import WorkspaceRegions
+from lethe.defaults import ORG  # organization-level rows: no workspace, so no region
 from lethe.errors import SchemaMismatch, UsageError
 from lethe.policy.model import Policy
 from lethe.stores.base import TRUE
 
-ORG = "__org__"  # organization-level rows: no workspace, so no workspace region
 _SHOWN = 5  # workspace ids named in a summary finding
 
 

@@ -21,12 +21,12 @@ from typing import Any
 from lethe import pii
 from lethe.catalog import Catalog, Finding
 from lethe.crypto.fields import PREFIX as SEALED_PREFIX
+from lethe.defaults import SCAN_SAMPLE
 from lethe.governance.check import OWN_TABLE_PREFIXES
 from lethe.policy.model import Policy
 from lethe.stores.sample import as_text, sample_columns, text_columns
 from lethe.stores.sql import SqlStore
 
-DEFAULT_SAMPLE = 1000
 MAX_VALUE_CHARS = 10_000  # a long document is judged by its beginning
 ENCRYPTED_SHARE = 0.5
 # Share of sampled values a detector must match to classify the column.
@@ -216,7 +216,7 @@ def suggest(policy: Policy, columns: Iterable[ColumnScan]) -> dict[str, Any]:
     return {"datasets": out} if out else {}
 
 
-def scan(catalog: Catalog, sample: int = DEFAULT_SAMPLE,
+def scan(catalog: Catalog, sample: int = SCAN_SAMPLE,
          stores: Iterable[str] | None = None) -> ScanReport:
     """Sample every table of the policy's SQL stores (or of `stores`) and classify."""
     policy = catalog.policy

@@ -20,6 +20,7 @@ from lethe.audit.events import RequestStep, RequestTransition
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.tx import transaction
+from lethe.defaults import BATCH_SIZE, ERASURE_GROUP_SIZE
 from lethe.engine.plan import builder_for
 from lethe.engine.subjects import keyed_datasets
 from lethe.errors import UsageError
@@ -49,8 +50,6 @@ from lethe.stores.base import Condition, Value
 
 DUE_AFTER = REQUEST_DEADLINE
 KINDS = ("access", "erasure")
-DEFAULT_BATCH = 10_000
-GROUP_SIZE = 500  # erasure requests per group: one sweep per dataset for all of them
 
 
 def open_request(rt: Runtime, kind: str, subject_kind: str, pairs: list[str],
@@ -144,7 +143,7 @@ def _to_in_progress(record: RequestRecord) -> list[str]:
 
 
 def run_request(rt: Runtime, request_id: int, out_dir: Path,
-                batch_size: int = DEFAULT_BATCH, *,
+                batch_size: int = BATCH_SIZE, *,
                 certificate_files: bool = True) -> RequestOutcome:
     """Carry out one request; an erasure's certificate is kept in the control store, and
     written to `out_dir` too unless `certificate_files` is off."""
@@ -194,7 +193,7 @@ def _subject_keys(rt: Runtime, record: RequestRecord) -> list[Value]:
 
 
 def run_many(rt: Runtime, request_ids: Sequence[int], out_dir: Path,
-             batch_size: int = DEFAULT_BATCH, group_size: int = GROUP_SIZE, *,
+             batch_size: int = BATCH_SIZE, group_size: int = ERASURE_GROUP_SIZE, *,
              certificate_files: bool = False) -> list[RequestOutcome]:
     """Run many requests: erasures of one subject kind go through in groups (one sweep
     per dataset for a whole group); access requests, and subjects whose identities do

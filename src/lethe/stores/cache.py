@@ -15,8 +15,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from lethe.errors import StoreError
 from lethe.stores.base import Capabilities
 
@@ -47,6 +45,8 @@ class RedisStore:
 
     def __init__(self, name: str, url: str) -> None:
         self.name = name
+        import redis  # only when a Redis store is configured
+
         try:
             self.client = redis.Redis.from_url(url, socket_timeout=30,
                                                socket_connect_timeout=5)
@@ -55,6 +55,8 @@ class RedisStore:
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
+        import redis
+
         try:
             yield
         except redis.RedisError as exc:

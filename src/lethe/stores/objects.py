@@ -23,10 +23,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import boto3
-import botocore.exceptions
-from botocore.config import Config
-
 from lethe.errors import StoreError
 from lethe.stores.base import Capabilities
 
@@ -216,12 +212,17 @@ class S3Objects:
             raise StoreError(f"unknown S3 URL parameter {sorted(unknown)[0]!r} (endpoint_url, "
                              "region)", path=f"stores.{name}.url")
         self._versioning: bool | None = None
+        import boto3  # only when an S3 store is configured: it costs ~0.3 s to import
+        from botocore.config import Config
+
         self.client: Any = boto3.client(
             "s3", endpoint_url=query.get("endpoint_url"), region_name=query.get("region"),
             config=Config(retries={"max_attempts": 5, "mode": "standard"}))
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
+        import botocore.exceptions
+
         try:
             yield
         except botocore.exceptions.ClientError as exc:
@@ -248,6 +249,8 @@ class S3Objects:
                     yield page
 
     def _metadata(self, full_key: str) -> dict[str, str]:
+        import botocore.exceptions
+
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=full_key)
         except botocore.exceptions.ClientError as exc:
@@ -257,6 +260,8 @@ class S3Objects:
         return {str(k).lower(): str(v) for k, v in head.get("Metadata", {}).items()}
 
     def _tags(self, full_key: str) -> dict[str, str]:
+        import botocore.exceptions
+
         try:
             response = self.client.get_object_tagging(Bucket=self.bucket, Key=full_key)
         except botocore.exceptions.ClientError as exc:
@@ -325,6 +330,8 @@ class S3Objects:
 
     def lifecycle(self) -> list[dict[str, Any]]:
         """The bucket's lifecycle rules (none: an empty list)."""
+        import botocore.exceptions
+
         try:
             response = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:

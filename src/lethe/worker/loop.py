@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from lethe.control.leases import LeaseStore
-from lethe.engine.execute import DEFAULT_BATCH_SIZE, Stopped, execute
+from lethe.defaults import BATCH_SIZE, ERASURE_GROUP_SIZE
+from lethe.engine.execute import Stopped, execute
 from lethe.engine.plan import build_plan, builder_for
 from lethe.errors import LetheError
-from lethe.requests.service import GROUP_SIZE, overdue, requests_of, run_many
+from lethe.requests.service import overdue, requests_of, run_many
 from lethe.runtime import Runtime
 from lethe.worker.metrics import WorkerMetrics
 from lethe.worker.schedule import Unit, schedule_units
@@ -32,7 +33,7 @@ class WorkerOptions:
     holder: str
     lease_seconds: float = 60.0
     poll_seconds: float = 5.0
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int = BATCH_SIZE
     request_interval: float = 60.0  # a request is looked at again this long after a run
     out_dir: Path = Path("lethe-requests")
 
@@ -179,7 +180,7 @@ class Worker:
         self.metrics.requests_overdue.set(sum(overdue(r, now) for r in records))
         claimed: list[int] = []
         for record in records:
-            if self.stopping.is_set() or len(claimed) >= GROUP_SIZE:
+            if self.stopping.is_set() or len(claimed) >= ERASURE_GROUP_SIZE:
                 break
             if self.leases.claim(f"request:{record.id}", o.holder, o.lease_seconds):
                 claimed.append(record.id)

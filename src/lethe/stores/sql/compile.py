@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from lethe.stores.base import (
     And,
@@ -102,6 +101,8 @@ class Compiler(Schema):
         """`IN (...)`; on PostgreSQL a long list is one array parameter (`= ANY(:a)`), so
         the driver neither rewrites nor re-plans a statement per list length."""
         if self.dialect == "postgresql" and len(values) > ARRAY_AFTER:
+            from sqlalchemy.dialects import postgresql  # loaded with a PostgreSQL engine
+
             if all(type(v) in (int, str) for v in values):
                 listed = sa.func.jsonb_array_elements_text(
                     sa.bindparam(None, values, postgresql.JSONB))
