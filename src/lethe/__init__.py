@@ -1,11 +1,11 @@
 """lethe: data lifecycle governance — retention, holds and evidence on real stores.
 
 This module is the public Python API; everything else is private and may change.
-
-Names are imported on first use (PEP 562): `import lethe` — which every `lethe` command
-does, being a submodule — must not pay for SQLAlchemy, pydantic and the engine before
-the command knows it needs them.
 """
+
+# Names are imported on first use (PEP 562): `import lethe`, which every `lethe` command
+# does (the CLI is a submodule), must not pay for SQLAlchemy, pydantic and the engine
+# before the command knows it needs them.
 
 from __future__ import annotations
 
@@ -81,4 +81,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOME))
+    return sorted({*_HOME, *(name for name in globals() if name.startswith("__"))})

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from lethe.commands import audit, certificates, holds, keys, requests, residency, retention
+from lethe.commands import (
+    audit,
+    certificates,
+    checks,
+    holds,
+    keys,
+    requests,
+    residency,
+    retention,
+)
 from lethe.errors import NotFound, UsageError
 from lethe.runtime import Runtime
 from tests.fixtures import NOW, build_app, runtime, write_policy
@@ -170,7 +179,7 @@ def test_audit_views_verify_and_export(rt: Runtime, tmp_path: Path) -> None:
 
 
 def test_runs_are_recorded_and_read_back(rt: Runtime) -> None:
-    assert retention.check_policy(rt).ok
+    assert checks.check_policy(rt).ok
     result = retention.run(rt, retention.plan(rt), batch_size=3)
     assert result.ok
     assert [r["id"] for r in retention.recent_runs(rt, 5)] == [result.run]

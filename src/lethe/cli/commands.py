@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -80,27 +81,42 @@ def schema(ctx: typer.Context) -> None:
 
 
 def init(ctx: typer.Context,
+         database: Annotated[str | None, typer.Option(
+             "--database", help="The application's database: a SQLite file or a URL "
+             "(postgresql://user@host/db). Asked for on a terminal; otherwise a "
+             "placeholder path to edit.", show_default=False)] = None,
          demo: Annotated[bool, typer.Option("--demo", help="Also create the demo database.")]
          = False,
          force: Annotated[bool, typer.Option("--force", help="Overwrite lethe.yaml.")] = False,
          policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
-    """Write a starter lethe.yaml (with --demo: the demo policy and database)."""
+    """Write a starter lethe.yaml for your database (with --demo: the demo's policy and
+    database), and say what to run next."""
     from lethe.crypto.kek import KEK_ENV, LocalKeyFile
     from lethe.crypto.signing import create_key, key_path
     from lethe.policy.model import AuditPolicy, EncryptionPolicy
-    from lethe.policy.templates import STARTER_POLICY
+    from lethe.policy.templates import PLACEHOLDER_DATABASE, database_url, starter_policy
 
     s = settings(ctx, policy, json_out, now)
     if s.policy_path.exists() and not force:
         raise UsageError("already exists (use --force to overwrite)", path=str(s.policy_path))
+    if demo and database is not None:
+        raise UsageError("--demo builds its own database; give --database or --demo",
+                         path="--database")
     if demo:
         from lethe.demo.scenario import create_demo
 
         created = create_demo(s.policy_path.parent, s.clock().now(),
                               policy_name=s.policy_path.name)
         paths = [str(p) for p in created]
+        url = None
     else:
-        s.policy_path.write_text(STARTER_POLICY, encoding="utf-8")
+        if database is None and not s.json and sys.stdin.isatty():
+            database = typer.prompt(
+                "Your application's database (a SQLite file, or a URL such as "
+                "postgresql://user@host/db; empty: a placeholder to edit later)",
+                default="", show_default=False).strip() or None
+        url = database_url(database) if database else PLACEHOLDER_DATABASE
+        s.policy_path.write_text(starter_policy(url), encoding="utf-8")
         paths = [str(s.policy_path)]
     key = key_path(s.policy_path.parent / AuditPolicy().key)
     if not key.exists():
@@ -110,10 +126,30 @@ def init(ctx: typer.Context,
     if not kek_file.exists() and not os.environ.get(KEK_ENV):
         LocalKeyFile(kek_file)  # creates it, mode 0600
         paths.append(str(kek_file))
+    steps = next_steps(s.policy_path, url, PLACEHOLDER_DATABASE)
     if s.json:
-        emit_json({"created": paths})
+        emit_json({"created": paths, "next": steps})
     else:
-        stdout.print("created " + ", ".join(paths))
+        stdout.print("created " + ", ".join(paths), markup=False)
+        for step in steps:
+            stdout.print(f"next: {step}", markup=False, highlight=False)
+
+
+def next_steps(policy_path: Path, url: str | None, placeholder: str) -> list[str]:
+    """What to do after `init`: the commands that take the new policy somewhere."""
+    flag = "" if policy_path == Path("lethe.yaml") else f" --policy {policy_path}"
+    if url is None:  # the demo: its database and policy are ready
+        return [f"lethe plan{flag}   (what the demo policy would delete now)",
+                f"lethe run{flag}    (do it: batches, verification, a signed record)"]
+    if url == placeholder:
+        return [f"set stores.app.url in {policy_path} to your application's database "
+                "(or run `lethe init --database PATH_OR_URL --force`)",
+                f"lethe check{flag}   (names every table and column the policy expects "
+                "and the database lacks)"]
+    return [f"lethe check{flag}   (names every table and column the policy expects and "
+            "the database lacks; edit datasets in the policy to match)",
+            f"lethe scan{flag}    (suggests which columns hold personal data)",
+            f"lethe plan{flag}    (what the rules would delete now; changes nothing)"]
 
 
 def check_cmd(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = False,

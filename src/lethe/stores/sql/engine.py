@@ -17,7 +17,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -47,13 +49,16 @@ def sqlite_busy_timeout() -> float:
         return 30.0
 
 
-def create_sql_engine(url: str, *, wal: bool = False) -> Engine:
+def create_sql_engine(url: str, *, wal: bool = False, existing: bool = False) -> Engine:
     """`wal`: put a SQLite file in WAL mode (only for lethe's own control store: an
-    application's database keeps the journal mode its owners chose)."""
+    application's database keeps the journal mode its owners chose). `existing`: open a
+    SQLite file only if it is there (read-write, never created): a mistyped path to an
+    application's database must be an error, not a new empty database."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         busy = sqlite_busy_timeout()
-        engine = sa.create_engine(url, connect_args={"timeout": busy})
+        target: str | sa.URL = sqlite_existing_only(url) if existing else url
+        engine = sa.create_engine(target, connect_args={"timeout": busy})
 
         @event.listens_for(engine, "connect")
         def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
@@ -127,8 +132,13 @@ class SqlBase:
 
     def __init__(self, name: str, url: str) -> None:
         self.name = name
+        missing = sqlite_file(url)
+        if missing is not None and not Path(missing).exists():
+            raise StoreError(f"the SQLite database file {Path(missing).absolute()} does not "
+                             "exist; lethe opens an application's database, it never "
+                             "creates one", path=f"stores.{name}.url")
         try:
-            self.engine = create_sql_engine(url)
+            self.engine = create_sql_engine(url, existing=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise StoreError(f"cannot open store: {type(exc).__name__}",
                              path=f"stores.{name}") from None
@@ -168,6 +178,25 @@ class SqlBase:
             pruner.finish()
         self._pruners.clear()
         self.engine.dispose()
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file a SQLite URL opens, as written (None: in memory, or not SQLite)."""
+    if in_memory_sqlite(url) or not normalize_url(url).startswith("sqlite"):
+        return None
+    database = make_url(url).database or ""
+    return database.removeprefix("file:").split("?", 1)[0] or None
+
+
+def sqlite_existing_only(url: str) -> sa.URL:
+    """The URL opening its SQLite file read-write without creating it (SQLite's URI
+    filename with `mode=rw`, which SQLAlchemy passes through with `uri=true`)."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.query.get("uri") == "true" or in_memory_sqlite(url):
+        return parsed  # the owner wrote a URI filename: their mode stands
+    return parsed.set(database="file:" + quote(database),
+                      query={**parsed.query, "mode": "rw", "uri": "true"})
 
 
 def in_memory_sqlite(url: str) -> bool:

@@ -59,11 +59,12 @@ class Schema(SqlBase):
                 if name not in self.tables():
                     raise SchemaMismatch(f"table {name!r} does not exist",
                                          path=f"stores.{self.name}")
-                try:
-                    sa.Table(name, self._metadata, autoload_with=self.engine)
-                except NoSuchTableError:
-                    raise SchemaMismatch(f"table {name!r} does not exist",
-                                         path=f"stores.{self.name}") from None
+                with self._errors(f"reading table {name}"):  # the database went away
+                    try:
+                        sa.Table(name, self._metadata, autoload_with=self.engine)
+                    except NoSuchTableError:
+                        raise SchemaMismatch(f"table {name!r} does not exist",
+                                             path=f"stores.{self.name}") from None
             return self._metadata.tables[name]
 
     def column(self, table: sa.FromClause, name: str, table_name: str) -> sa.ColumnElement[Any]:
