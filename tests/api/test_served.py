@@ -100,6 +100,7 @@ def test_the_served_api_answers_audits_masks_and_stops_on_sigterm(server: Server
     assert token not in log and token.split("_", 2)[2] not in log
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_error(server: Server, tmp_path: Path) -> None:
     token = server.key("admin")
     fuzz = subprocess.run(

@@ -77,6 +77,7 @@ def _policy(directory: Path, url: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_no_held_row_is_deleted_after_hold_place_returns(postgres_url: str,
                                                          tmp_path: Path) -> None:

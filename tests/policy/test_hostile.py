@@ -158,6 +158,7 @@ def _command(argv: list[str]) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_fuzzed_policies_load_or_fail_cleanly(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Every mutation loads or is a PolicyError; those that load go through `check` and

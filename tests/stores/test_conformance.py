@@ -5,6 +5,7 @@ prefix of the test's own). Under CI=true a server that is not there fails the ru
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,7 +44,8 @@ class S3Versioning:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def row_backend(request: pytest.FixtureRequest, tmp_path: Path) -> RowBackend:
-    if request.param == "sqlite":
+    if request.param == "sqlite":  # an application's database exists before lethe opens it
+        sqlite3.connect(tmp_path / "rows.db").close()
         return RowBackend(f"sqlite:///{tmp_path / 'rows.db'}")
     return RowBackend(str(request.getfixturevalue("postgres_url")))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ def test_an_unknown_scheme_is_a_store_error_at_the_url(url: str) -> None:
 
 def test_open_store_opens_each_kind(tmp_path: Path, s3_url: str,
                                     redis_space: tuple[str, str]) -> None:
+    sqlite3.connect(tmp_path / "app.db").close()
     opened = [open_store("rows", f"sqlite:///{tmp_path / 'app.db'}"),
               open_store("files", f"file://{tmp_path / 'objects'}"),
               open_store("bucket", s3_url),
@@ -80,6 +82,7 @@ def test_open_store_opens_each_kind(tmp_path: Path, s3_url: str,
 
 
 def test_a_dialect_class_refuses_another_database(tmp_path: Path) -> None:
+    sqlite3.connect(tmp_path / "app.db").close()
     with pytest.raises(StoreError, match="a postgresql store was given a sqlite URL"):
         PostgresStore("app", f"sqlite:///{tmp_path / 'app.db'}")
 
