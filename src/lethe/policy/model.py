@@ -11,7 +11,6 @@ import string
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from croniter import croniter
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -305,6 +304,8 @@ class Schedule(Strict):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, cron: str) -> str:
+        from croniter import croniter  # with its dateutil, only for a policy with schedules
+
         if not croniter.is_valid(cron):
             raise ValueError(f"invalid cron expression {cron!r} (five fields: minute hour "
                              "day-of-month month day-of-week)")

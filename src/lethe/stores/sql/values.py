@@ -18,6 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 
 UNCOERCIBLE = object()
 MILLIS_THRESHOLD = 100_000_000_000  # epoch values above this are milliseconds (year 5138+ in s)
@@ -182,15 +184,7 @@ def older(c: sa.ColumnElement[Any], cutoff: datetime, dialect: str, *,
     cutoff = cutoff.astimezone(UTC)
     epoch = cutoff.timestamp()
     if dialect == "sqlite":
-        # SQLite keeps times as ISO text or epoch numbers, column type notwithstanding.
-        numeric = sa.func.typeof(c).in_(["integer", "real"])
-        number = sa.type_coerce(c, sa.Float)
-        seconds = sa.case((sa.func.abs(number) > MILLIS_THRESHOLD, number / 1000.0),
-                          else_=number)
-        # The cutoff goes through julianday() too, so both sides round the same way.
-        julian = sa.func.julianday(cutoff.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3])
-        text_older = sa.func.julianday(_sqlite_time_text(c)) < julian
-        return sa.func.coalesce(sa.case((numeric, seconds < epoch), else_=text_older), False)
+        return SqliteOlder(c, cutoff)
     ctype = c.type
     if isinstance(ctype, sa.DateTime):
         return c < (cutoff if ctype.timezone else cutoff.replace(tzinfo=None))
@@ -199,6 +193,43 @@ def older(c: sa.ColumnElement[Any], cutoff: datetime, dialect: str, *,
     if is_numeric(c):
         return c < (int(epoch * 1000) if millis else epoch)
     return sa.cast(c, sa.DateTime(timezone=True)) < cutoff
+
+
+class SqliteOlder(sa.ColumnElement[bool]):
+    """`older` on SQLite, which keeps times as ISO text or epoch numbers whatever the
+    column's type: epoch numbers (milliseconds above MILLIS_THRESHOLD) compare with the
+    cutoff's epoch; text goes through julianday() (a '+0000'-style offset given its
+    colon), and so does the cutoff, so both sides round the same way; NULL and text
+    that is no time are not older.
+
+    One construct rendered as SQL text rather than a tree of CASE/func elements: a plan
+    builds one per rule and hold condition, and the tree cost ~0.8 ms to build and
+    compile against 0.1 ms for this (the demo's `plan` builds ~60)."""
+
+    type = sa.Boolean()
+    inherit_cache = True
+    # what SQLAlchemy's statement cache keys on (its own class attribute, a list)
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),  # noqa: RUF012
+                           ("epoch", InternalTraversal.dp_clauseelement),
+                           ("julian", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: sa.ColumnElement[Any], cutoff: datetime) -> None:
+        self.column = column
+        self.epoch = sa.bindparam(None, cutoff.timestamp(), sa.Float)
+        self.julian = sa.bindparam(None, cutoff.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                                   sa.String)
+
+
+@compiles(SqliteOlder)
+def _render_sqlite_older(element: SqliteOlder, compiler: Any, **kw: Any) -> str:
+    c = compiler.process(element.column, **kw)
+    epoch = compiler.process(element.epoch, **kw)
+    julian = compiler.process(element.julian, **kw)
+    return (f"coalesce(CASE WHEN typeof({c}) IN ('integer', 'real') THEN "
+            f"CASE WHEN abs({c}) > {MILLIS_THRESHOLD} THEN {c} / 1000.0 ELSE {c} END "
+            f"< {epoch} ELSE julianday(CASE WHEN {c} GLOB '*[+-][0-9][0-9][0-9][0-9]' "
+            f"THEN substr({c}, 1, length({c}) - 2) || ':' || substr({c}, -2) ELSE {c} END) "
+            f"< julianday({julian}) END, 0)")
 
 
 JULIAN_EPOCH = 2440587.5  # julianday('1970-01-01')
