@@ -148,6 +148,7 @@ class SqlBase:
         self._metadata = sa.MetaData()
         self._reflecting = threading.Lock()  # the API reads on many threads at once
         self._tables: dict[str, TableInfo] | None = None
+        self._inspector: Any = None  # the one that read `_tables`
         self._spans: dict[str, KeySpan | None] = {}
         self._blocks: dict[str, BlockSpan | None] = {}
         self._pruners: dict[str, Pruner] = {}  # per table: the block walk going on

@@ -37,7 +37,9 @@ class Schema(SqlBase):
     def tables(self) -> Mapping[str, TableInfo]:
         if self._tables is None:
             with self._errors("reading the schema"):
-                inspector = sa.inspect(self.engine)
+                # kept: `table` reflects through it, reusing the columns, keys and indexes
+                # read here instead of asking the database for them a second time
+                inspector = self._inspector = sa.inspect(self.engine)
                 parts, leaves = self._partitions()
                 every_leaf = sorted({leaf for found in leaves.values() for leaf in found})
                 of_leaves = _Leaves({}, {}, {})
@@ -61,7 +63,8 @@ class Schema(SqlBase):
                                          path=f"stores.{self.name}")
                 with self._errors(f"reading table {name}"):  # the database went away
                     try:
-                        sa.Table(name, self._metadata, autoload_with=self.engine)
+                        sa.Table(name, self._metadata,
+                                 autoload_with=self._inspector or self.engine)
                     except NoSuchTableError:
                         raise SchemaMismatch(f"table {name!r} does not exist",
                                              path=f"stores.{self.name}") from None
