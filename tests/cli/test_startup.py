@@ -24,8 +24,9 @@ NOT_FOR_HELP_LETHE = {"lethe.api", "lethe.commands", "lethe.engine", "lethe.requ
                       "lethe.runtime", "lethe.stores", "lethe.policy", "lethe.catalog",
                       "lethe.control", "lethe.audit", "lethe.holds", "lethe.crypto",
                       "lethe.governance", "lethe.worker", "lethe.demo"}
-# a SQLite-and-files policy: no server drivers, no API, no S3, no Redis, no templates
-NOT_FOR_PLAN = {"fastapi", "starlette", "uvicorn", "psycopg", "pymysql", "boto3",
+# a SQLite-and-files policy: no server drivers, no API, no S3, no Redis, no templates, and
+# no cryptography (a plan signs, encrypts and decrypts nothing)
+NOT_FOR_PLAN = {"fastapi", "starlette", "uvicorn", "psycopg", "pymysql", "boto3", "cryptography",
                 "botocore", "redis", "jinja2", "prometheus_client"}
 NOT_FOR_PLAN_LETHE = {"lethe.api", "lethe.requests", "lethe.worker", "lethe.demo",
                       "lethe.governance", "lethe.reports.trust", "lethe.reports.render"}

@@ -16,11 +16,9 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from sqlalchemy.engine import Connection, Engine
 
 from lethe.audit.chain import (
@@ -40,6 +38,9 @@ from lethe.audit.witness import Witness
 from lethe.control.schema import audit, audit_checkpoints
 from lethe.control.tx import joined, transaction
 from lethe.crypto.signing import ensure_key, key_id, load_key, public_pem, sign
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 APPEND_LOCK = 7263002
 # Built once: every batch of every run appends an entry (a fresh select costs more than
@@ -135,6 +136,12 @@ class AuditLog:
         """An HMAC of `text` under a key derived from the organization's: stable, but not
         something anyone holding a list of emails can recompute and match."""
         if self._pepper is None:
+            from cryptography.hazmat.primitives.serialization import (
+                Encoding,
+                NoEncryption,
+                PrivateFormat,
+            )
+
             raw = self.key().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
             self._pepper = hashlib.sha256(b"lethe-fingerprint\x1f" + raw).digest()
         return hmac.new(self._pepper, text.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -14,12 +14,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Protocol
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Protocol
 
 from lethe.crypto.primitives import KEY_BYTES, cipher_for, new_key, open_sealed, seal
 from lethe.errors import LetheError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEK_ENV = "LETHE_KEK"
 KEK_PREVIOUS_ENV = "LETHE_KEK_PREVIOUS"

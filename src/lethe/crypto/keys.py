@@ -12,9 +12,9 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Engine
 
 from lethe.control.schema import subject_keys
@@ -22,6 +22,9 @@ from lethe.control.tx import transaction
 from lethe.crypto.kek import KekProvider
 from lethe.crypto.primitives import cipher_for, new_key
 from lethe.errors import LetheError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 
 class Shredded(LetheError):

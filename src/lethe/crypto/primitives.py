@@ -6,9 +6,10 @@ Recipes (`lethe.crypto.fields`, `lethe.crypto.keys`) call these; nothing else do
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:  # imported when a key is made or used: a command that encrypts nothing
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # does not load it
 
 NONCE_BYTES = 12
 KEY_BYTES = 32
@@ -19,6 +20,8 @@ class DecryptionFailed(Exception):
 
 
 def new_key() -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     return AESGCM.generate_key(bit_length=256)
 
 
@@ -34,9 +37,17 @@ def open_sealed(cipher: AESGCM, sealed: bytes, associated: bytes, start: int = 0
     try:
         return cipher.decrypt(sealed[start:start + NONCE_BYTES], sealed[start + NONCE_BYTES:],
                               associated)
-    except (InvalidTag, ValueError):
+    except (_invalid_tag(), ValueError):
         raise DecryptionFailed() from None
 
 
 def cipher_for(key: bytes) -> AESGCM:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     return AESGCM(key)
+
+
+def _invalid_tag() -> type[Exception]:
+    from cryptography.exceptions import InvalidTag
+
+    return InvalidTag

@@ -10,15 +10,15 @@ import base64
 import hashlib
 import os
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from typing import TYPE_CHECKING
 
 from lethe.errors import LetheError
+
+if TYPE_CHECKING:  # imported by the functions that use them: a command that signs and
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # verifies nothing
+        Ed25519PrivateKey,  # does not load cryptography
+        Ed25519PublicKey,
+    )
 
 KEY_ENV = "LETHE_ORGANIZATION_KEY"
 
@@ -34,6 +34,9 @@ def key_path(configured: Path) -> Path:
 
 
 def create_key(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     if path.exists():
         raise OrganizationKeyError("an organization key already exists; refusing to overwrite it",
                         path=str(path))
@@ -48,6 +51,9 @@ def create_key(path: Path) -> Ed25519PrivateKey:
 
 
 def load_key(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -70,12 +76,18 @@ def ensure_key(path: Path) -> Ed25519PrivateKey:
 
 
 def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     return public.public_bytes(serialization.Encoding.PEM,
                                serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
 def key_fingerprint(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     """SHA-256 of the raw public bytes: what a published key is checked against."""
     public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -88,6 +100,9 @@ def key_id(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
 
 
 def load_public(pem: str) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(pem.encode("ascii"))
     except (ValueError, TypeError, UnicodeEncodeError):
@@ -102,6 +117,8 @@ def sign(key: Ed25519PrivateKey, message: bytes) -> str:
 
 
 def signature_valid(public: Ed25519PublicKey, message: bytes, signature: str) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     try:
         public.verify(base64.b64decode(signature, validate=True), message)
     except (InvalidSignature, ValueError):
