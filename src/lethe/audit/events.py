@@ -36,7 +36,8 @@ class AuditEvent:
         """Free text a person gave (a hold's reason); it goes to the entry's reason column,
         masked as the logs are (lethe.pii.mask): an entry can never be edited, so an
         email or a card number typed into a reason must not reach it."""
-        return mask(str(getattr(self, "reason_text", "")))
+        text = str(getattr(self, "reason_text", ""))
+        return mask(text) if text else text  # most events carry none: skip the detectors
 
     def details(self) -> dict[str, Any]:
         """The details as plain JSON values (lists and dicts copied: the caller's own)."""

@@ -10,6 +10,7 @@ a rendering for people; the JSON file is the evidence.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -146,10 +147,17 @@ def build_certificate(*, organization: str, request_id: int, subject_kind: str,
 
 def sign_certificate(body: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
     """Wrap the body with the organization's signature over its canonical JSON."""
+    identity, pem = _public_parts(key)
     return {"certificate": body,
-            "signature": {"algorithm": ALGORITHM, "key_id": key_id(key),
-                          "public_key": public_pem(key),
+            "signature": {"algorithm": ALGORITHM, "key_id": identity, "public_key": pem,
                           "value": sign(key, _message(body))}}
+
+
+@functools.lru_cache(maxsize=4)
+def _public_parts(key: Ed25519PrivateKey) -> tuple[str, str]:
+    """The key's id and public PEM, serialized once per key, not once per certificate
+    (a bulk run signs thousands with the one organization key)."""
+    return key_id(key), public_pem(key)
 
 
 def _message(body: Mapping[str, Any]) -> bytes:
