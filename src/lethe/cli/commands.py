@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from lethe.commands.checks import CheckReport
     from lethe.commands.retention import Plan, RunResult
     from lethe.engine.steps import Step
+    from lethe.reports.explain import Explanation
 
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1,
                                        help="Rows per transaction.")]
@@ -63,6 +64,37 @@ def render_blocked(lines: Sequence[tuple[Step, int, Sequence[tuple[str, int]]]])
         if blocked:
             stdout.print(f"blocked: {step_label(step)}: {blocked} rows "
                          f"{blocked_reason(blocked_by)}", markup=False)
+
+
+def render_explanation(told: Explanation) -> None:
+    from lethe.reports.explain import reason_lines
+
+    scope = ", ".join(f"{k} {v}" if k == "workspace" else f"one {v}"
+                      for k, v in told.scope.items()) or "every row"
+    stdout.print(f"{told.dataset} at {told.now.isoformat(timespec='seconds')}: {told.rows} "
+                 f"rows ({scope})", markup=False)
+    for line in told.lines:
+        step = line.step
+        if step.parent is not None:
+            head = f"cascade from {step.parent}"
+        elif step.action == "purge":
+            head = f"purge: {line.keep} after {line.after}"
+        else:
+            when = f" when {line.when}" if line.when else ""
+            head = f"rule {step.rule}: {step.action} {line.keep} after {line.after}{when}"
+        if line.cutoff is not None:
+            head += f" (cutoff {line.cutoff.isoformat(timespec='seconds')})"
+        stdout.print(head, markup=False, highlight=False)
+        for text in reason_lines(line):
+            stdout.print(f"  {text}", markup=False, highlight=False)
+        if line.due_from is not None:
+            stdout.print(f"  the oldest waiting row becomes due at "
+                         f"{line.due_from.isoformat(timespec='seconds')}", markup=False)
+    if told.no_rule:
+        stdout.print(f"no rule: {told.no_rule} rows match no rule's `when`: kept",
+                     markup=False)
+    for note in told.notes:
+        stdout.print(note, markup=False)
 
 
 def render_check(report: CheckReport) -> None:
@@ -168,12 +200,35 @@ def check_cmd(ctx: typer.Context, policy: PolicyOpt = None, json_out: JsonOpt = 
         raise typer.Exit(1)
 
 
-def plan_cmd(ctx: typer.Context, dataset: DatasetOpt = None, policy: PolicyOpt = None,
-             json_out: JsonOpt = False, now: NowOpt = None) -> None:
+def plan_cmd(ctx: typer.Context, dataset: DatasetOpt = None,
+             explain: Annotated[str | None, typer.Option(
+                 "--explain", help="Explain one dataset: which rule and period apply, the "
+                 "cutoff, and why each row that is not due stays.", show_default=False)]
+             = None,
+             subject: Annotated[str | None, typer.Option(
+                 "--subject", help="With --explain: only this subject's rows (KIND:KEY).",
+                 show_default=False)] = None,
+             workspace: Annotated[str | None, typer.Option(
+                 "--workspace", help="With --explain: only this workspace's rows.",
+                 show_default=False)] = None,
+             policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Dry run: what each rule would do now, and what holds keep. Changes nothing."""
     from lethe.commands.retention import plan
 
     s = settings(ctx, policy, json_out, now)
+    if explain is None and (subject is not None or workspace is not None):
+        raise UsageError("--subject and --workspace narrow --explain DATASET",
+                         path="--explain")
+    if explain is not None:
+        from lethe.commands.retention import explain_dataset
+
+        with open_runtime(s) as rt:
+            told = explain_dataset(rt, explain, subject, workspace)
+        if s.json:
+            emit_json(told.as_dict())
+        else:
+            render_explanation(told)
+        return
     with open_runtime(s) as rt:
         planned = plan(rt, dataset)
     if s.json:

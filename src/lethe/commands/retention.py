@@ -19,11 +19,23 @@ if TYPE_CHECKING:
     from lethe.engine.archive import Restored
     from lethe.engine.execute import Progress, RunResult
     from lethe.engine.lifecycle import StoreLifecycle
+    from lethe.reports.explain import Explanation
 
 
 def plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     """What each rule would do now and what holds keep; changes nothing."""
     return build_plan(rt, datasets)
+
+
+def explain_dataset(rt: Runtime, dataset: str, subject: str | None = None,
+                    workspace: str | None = None) -> Explanation:
+    """Why `dataset`'s rows (a subject's, a workspace's) are due now or stay."""
+    from lethe.commands.holds import hold_scope
+    from lethe.reports.explain import explain
+
+    scope = None if subject is None and workspace is None else \
+        hold_scope(rt, subject, workspace, None)
+    return explain(rt, dataset, scope)
 
 
 def run(rt: Runtime, planned: Plan, *, batch_size: int = BATCH_SIZE,
@@ -61,5 +73,5 @@ def restore_archived(rt: Runtime, dataset: str) -> Restored:
     return restore(rt, dataset)
 
 
-__all__ = ["Plan", "RunResult", "bucket_lifecycle", "plan", "recent_runs", "restore_archived",
-           "run", "run_record"]
+__all__ = ["Plan", "RunResult", "bucket_lifecycle", "explain_dataset", "plan", "recent_runs",
+           "restore_archived", "run", "run_record"]

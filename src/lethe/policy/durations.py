@@ -40,6 +40,18 @@ class Duration:
         except (OverflowError, ValueError):  # before year 1: nothing can be that old
             return datetime.min.replace(tzinfo=instant.tzinfo)
 
+    def after(self, instant: datetime) -> datetime | None:
+        """The instant this long after `instant` (when a row of that time is old enough);
+        None for forever, or past the calendar's end."""
+        if self.amount is None:
+            return None
+        try:
+            if self.unit in _FIXED:
+                return instant + self.amount * _FIXED[self.unit]
+            return subtract_months(instant, -self.amount * (12 if self.unit == "y" else 1))
+        except (OverflowError, ValueError):
+            return None
+
     def __str__(self) -> str:
         return "forever" if self.amount is None else f"{self.amount}{self.unit}"
 
