@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import pstats
 import random
 import statistics
@@ -59,7 +60,27 @@ from lethe.stores.sql import normalize_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 DB = "lethe_bench_dsar"
-TARGETS = {"lethe_p50_ms": 50.0, "lethe_bulk_subjects_per_s": 1000.0}
+# issue 20: one subject's erasure within 6x the hand-written floor, all evidence included
+TARGETS = {"lethe_p50_over_floor_p50": 6.0, "lethe_bulk_subjects_per_s": 2000.0}
+
+# Where an erasure's time goes: lethe's functions for each phase, timed around every call
+# (module, attribute, phase). Calls through these names only; what is left of a request's
+# time is "other" (resolving the request, soft-delete checks, Python between phases).
+PHASES = [
+    ("lethe.requests.service", "open_request", "open the request"),
+    ("lethe.requests.service", "open_many", "open the request"),
+    ("lethe.requests.service", "_subject_keys", "find the subject"),
+    ("lethe.requests.service", "resolve_subjects", "find the subject"),
+    ("lethe.requests.service", "transition", "mark in progress"),
+    ("lethe.requests.service", "transition_many", "mark in progress"),
+    ("lethe.requests.erasure.Group", "_baselines", "count rows before (baselines)"),
+    ("lethe.engine.executor.Executor", "erase", "erase rows (sweeps)"),
+    ("lethe.requests.erasure.Group", "_audit_steps", "audit entries"),
+    ("lethe.requests.erasure", "certify", "certificate (build, sign)"),
+    ("lethe.requests.erasure", "transition_many", "complete (keep certificate, audit)"),
+    ("lethe.requests.erasure.CertificateStore", "put_many",
+     "complete (keep certificate, audit)"),
+]
 
 # child table -> (extra columns, their values for row g)
 CHILDREN: dict[str, tuple[str, str]] = {
@@ -181,6 +202,46 @@ def lethe_runtime(url: str) -> Iterator[tuple[Runtime, Path]]:
             rt.close()
 
 
+@contextmanager
+def phase_clock() -> Iterator[dict[str, float]]:
+    """Seconds spent in each phase (PHASES) while the block runs."""
+    spent: dict[str, float] = {}
+    patched: list[tuple[Any, str, Any]] = []
+    for where, name, phase in PHASES:
+        owner = _owner_of(where)
+        original = getattr(owner, name)
+
+        def timed(*args: Any, _f: Any = original, _p: str = phase, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return _f(*args, **kwargs)
+            finally:
+                spent[_p] = spent.get(_p, 0.0) + time.perf_counter() - started
+
+        setattr(owner, name, timed)
+        patched.append((owner, name, original))
+    try:
+        yield spent
+    finally:
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
+
+
+def _owner_of(where: str) -> Any:
+    """The module, or the class in a module, that `where` names."""
+    parts = where.split(".")
+    if parts[-1][0].isupper():
+        return getattr(importlib.import_module(".".join(parts[:-1])), parts[-1])
+    return importlib.import_module(where)
+
+
+def per_subject_ms(spent: dict[str, float], total_s: float, subjects: int) -> dict[str, float]:
+    """Milliseconds per subject in each phase, and the rest as "other"."""
+    phases = {phase: round(seconds * 1000 / subjects, 3) for phase, seconds in spent.items()}
+    phases["other"] = round((total_s - sum(spent.values())) * 1000 / subjects, 3)
+    return phases
+
+
 def erase(rt: Runtime, out: Path, user_id: int, batch_size: int) -> RequestOutcome:
     record = open_request(rt, "erasure", "user", [f"id={user_id}"])
     outcome = run_request(rt, record.id, out, batch_size)
@@ -216,19 +277,33 @@ def measure_lethe_single(rt: Runtime, out: Path, user_ids: list[int],
             tallies["erased"] += report.erased
             tallies["retained"] += report.retained
 
-    return {**summarize(latencies(one, user_ids)), "rows_erased": tallies["erased"],
+    timings = latencies(one, user_ids)
+    # the phases in a second pass over other users: timing every call costs a little
+    return {**summarize(timings), "rows_erased": tallies["erased"],
             "rows_retained": tallies["retained"], "batch_size": batch_size}
+
+
+def single_phases(rt: Runtime, out: Path, user_ids: list[int],
+                  batch_size: int) -> dict[str, float]:
+    """Per single-subject erasure, milliseconds in each phase (a separate pass)."""
+    with phase_clock() as spent:
+        started = time.perf_counter()
+        for user_id in user_ids:
+            erase(rt, out, user_id, batch_size)
+        total = time.perf_counter() - started
+    return per_subject_ms(spent, total, len(user_ids))
 
 
 def measure_lethe_bulk(rt: Runtime, out: Path, user_ids: list[int], batch_size: int,
                        group_size: int) -> dict[str, Any]:
     """What `request open --from-file` then `request run --all` do: open every request in
     one go, then erase them in groups."""
-    started = time.perf_counter()
-    records = open_many(rt, "erasure", "user", [[f"id={u}"] for u in user_ids])
-    opened = time.perf_counter()
-    outcomes = run_many(rt, [r.id for r in records], out, batch_size, group_size)
-    finished = time.perf_counter()
+    with phase_clock() as spent:
+        started = time.perf_counter()
+        records = open_many(rt, "erasure", "user", [[f"id={u}"] for u in user_ids])
+        opened = time.perf_counter()
+        outcomes = run_many(rt, [r.id for r in records], out, batch_size, group_size)
+        finished = time.perf_counter()
     completed = sum(o.record.status == "completed" and o.certified
                     for o in outcomes)
     total = finished - started
@@ -237,7 +312,8 @@ def measure_lethe_bulk(rt: Runtime, out: Path, user_ids: list[int], batch_size: 
             "subjects_per_s": len(user_ids) / total,
             "run_subjects_per_s": len(user_ids) / (finished - opened), "batch_size": batch_size,
             "group_size": group_size,
-            "rows_erased": sum(r.erased for o in outcomes for r in o.datasets.values())}
+            "rows_erased": sum(r.erased for o in outcomes for r in o.datasets.values()),
+            "phases_ms_per_subject": per_subject_ms(spent, total, len(user_ids))}
 
 
 def profile_lethe(rt: Runtime, out: Path, user_ids: list[int], batch_size: int,
@@ -420,9 +496,11 @@ def main() -> None:
                         help="untimed erasures first, lethe and ORM each (default 5)")
     parser.add_argument("--profile", type=int, default=20,
                         help="lethe erasures to profile after the timed runs; 0: none")
+    parser.add_argument("--phases", type=int, default=50,
+                        help="single erasures timed phase by phase, apart (default 50)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    needed = 3 * args.subjects + args.bulk + 3 * args.warmup + args.profile
+    needed = 3 * args.subjects + args.bulk + 3 * args.warmup + args.profile + args.phases
     if needed > args.rows:
         parser.error(f"--rows must be at least {needed:,} (one distinct user per erasure)")
 
@@ -433,6 +511,7 @@ def main() -> None:
     lethe_warm, lethe_ids, bulk_ids = take(args.warmup), take(args.subjects), take(args.bulk)
     orm_warm, orm_ids, profile_ids = take(args.warmup), take(args.subjects), take(args.profile)
     floor_warm, floor_ids = take(args.warmup), take(args.subjects)
+    phase_ids = take(args.phases)
 
     url = fresh_database(DB)
     engine = sa.create_engine(normalize_url(url))
@@ -442,8 +521,8 @@ def main() -> None:
         build_graph(engine, args.rows)
         build_s = time.perf_counter() - started
         print(f"built in {build_s:.0f} s", flush=True)
-        lethe_before = footprint(engine, lethe_ids + bulk_ids)
-        lethe_addresses = address_ids(engine, lethe_ids + bulk_ids)
+        lethe_before = footprint(engine, lethe_ids + bulk_ids + phase_ids)
+        lethe_addresses = address_ids(engine, lethe_ids + bulk_ids + phase_ids)
         orm_before = footprint(engine, orm_ids)
         floor_before = footprint(engine, floor_ids)
 
@@ -453,6 +532,8 @@ def main() -> None:
             single = measure_lethe_single(rt, out, lethe_ids, args.batch_size)
             print(f"lethe single: p50 {single['p50_ms']:.1f} ms, p95 {single['p95_ms']:.1f} ms, "
                   f"max {single['max_ms']:.1f} ms", flush=True)
+            single["phases_ms_per_subject"] = single_phases(rt, out, phase_ids,
+                                                            args.batch_size)
             bulk = measure_lethe_bulk(rt, out, bulk_ids, args.batch_size, args.group_size)
             print(f"lethe bulk:   {bulk['subjects_per_s']:,.1f} subjects/s", flush=True)
             profile = profile_lethe(rt, out, profile_ids, args.batch_size) \
@@ -462,7 +543,7 @@ def main() -> None:
         floor = measure_floor(engine, floor_ids, floor_warm)
         floor_after = footprint(engine, floor_ids)
 
-        lethe_after = footprint(engine, lethe_ids + bulk_ids)
+        lethe_after = footprint(engine, lethe_ids + bulk_ids + phase_ids)
         orm_after = footprint(engine, orm_ids)
         anonymized = anonymized_addresses(engine, lethe_addresses)
     finally:
@@ -491,7 +572,8 @@ def main() -> None:
         "lethe_p50_over_floor_p50": ratio(single["p50_ms"], floor["p50_ms"]),
         "orm_p50_over_floor_p50": ratio(orm["p50_ms"], floor["p50_ms"]),
     }
-    met = {"lethe_p50_ms": single["p50_ms"] < TARGETS["lethe_p50_ms"],
+    met = {"lethe_p50_over_floor_p50":
+               ratios["lethe_p50_over_floor_p50"] <= TARGETS["lethe_p50_over_floor_p50"],
            "lethe_bulk_subjects_per_s":
                bulk["subjects_per_s"] >= TARGETS["lethe_bulk_subjects_per_s"]}
 
@@ -513,10 +595,15 @@ def main() -> None:
     print(f"lethe / ORM: p50 {ratios['lethe_p50_over_orm_p50']:.2f}x, "
           f"p95 {ratios['lethe_p95_over_orm_p95']:.2f}x (latency, lower is better); "
           f"bulk rate {ratios['lethe_bulk_rate_over_orm_rate']:.2f}x (higher is better)")
-    print(f"targets: p50 < {TARGETS['lethe_p50_ms']:.0f} ms "
-          f"{'MET' if met['lethe_p50_ms'] else 'MISSED'}; bulk >= "
+    print(f"targets: p50 <= {TARGETS['lethe_p50_over_floor_p50']:.0f}x the floor "
+          f"{'MET' if met['lethe_p50_over_floor_p50'] else 'MISSED'}; bulk >= "
           f"{TARGETS['lethe_bulk_subjects_per_s']:,.0f} subjects/s "
           f"{'MET' if met['lethe_bulk_subjects_per_s'] else 'MISSED'}")
+    for title, phases in (("one subject", single["phases_ms_per_subject"]),
+                          ("bulk, per subject", bulk["phases_ms_per_subject"])):
+        print(f"where the time goes, {title}: " + ", ".join(
+            f"{phase} {ms:.2f} ms" for phase, ms in sorted(phases.items(),
+                                                           key=lambda kv: -kv[1])))
     print("checks: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in checks.items()))
     if profile:
         print(f"\nlethe profile, per single-subject erasure ({len(profile_ids)} profiled; "

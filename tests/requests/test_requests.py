@@ -281,6 +281,46 @@ def test_erasure_commits_without_waiting_then_flushes_before_auditing(
 
 
 @pytest.mark.postgres
+def test_each_dataset_of_an_erasure_is_one_statement_even_with_no_rows_of_the_subject(
+        postgres_url: str, tmp_path: Path) -> None:
+    """Issue 20: a selective delete batch is one round trip whether or not the subject
+    has rows in the dataset (many datasets hold none of a given subject): the window,
+    the DELETE and what the batch tells are one statement that always answers."""
+    engine, rt, record = _soft_deleted_and_past_the_window(postgres_url, tmp_path)
+    with engine.begin() as conn:  # user 7 keeps no session: that sweep finds nothing
+        conn.execute(sa.text("DELETE FROM sessions WHERE user_id = 7"))
+    before = {t: _count(engine, t) for t in ("sessions", "users", "invoices")}
+    seen: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if conn.dialect.name == "postgresql":
+            seen.append(" ".join(statement.split()))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", log)
+    try:
+        done = run_request(rt, record.id, tmp_path / "out")
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", log)
+    rt.close()
+    assert done.record.status == "completed"
+    assert done.datasets["sessions"].rows == 0 and done.datasets["users"].erased == 1
+    deletes = [s for s in seen if "DELETE FROM" in s]
+    assert [s for s in deletes if "DELETE FROM sessions" in s] and all(
+        "lethe_found" in s and "set_config" in s for s in deletes)
+    # no second look at the deleted datasets: no window SELECT of their keys after it
+    # (an anonymizing sweep, which rewrites rows, still takes the two-statement path)
+    looked = [s for s in seen if s.startswith("SELECT anon_1.k0")]
+    assert not [s for s in looked if "FROM sessions" in s or "FROM users" in s], looked
+    assert _count(engine, "users") == before["users"] - 1
+    assert _count(engine, "invoices") == before["invoices"]  # retained
+
+
+def _count(engine: sa.Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+@pytest.mark.postgres
 def test_a_flush_refuses_when_the_server_lost_the_last_batch(postgres_url: str) -> None:
     """After a crash the pool reconnects quietly; commits that never reached the log are
     gone. `flush` checks the last unflushed batch's transaction on the server as it is

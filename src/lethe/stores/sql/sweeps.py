@@ -55,9 +55,7 @@ class Sweeps(Compiler):
 
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
         if self._in_one_statement(sweep):
-            deleted = self._delete_next(sweep, after, limit)
-            if deleted is not None:
-                return deleted
+            return self._delete_next(sweep, after, limit)
         t = self.table(sweep.table)
         keys = self.key_of(t, sweep.key, sweep.table)
         # a composite key walks as a row value: (a, b) > (x, y) orders as the index does
@@ -138,15 +136,16 @@ class Sweeps(Compiler):
         return self.dialect == "postgresql" and sweep.selective and not sweep.cascades \
             and isinstance(sweep.effect, Delete) and len(key_columns(sweep.key)) == 1
 
-    def _delete_next(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult | None:
+    def _delete_next(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
         """One round trip for a batch of a selective delete (most erasures are one batch
-        per dataset): the window of the next `limit` matching keys and the DELETE are one
-        statement, its own transaction when no journal must be written before it commits.
-        It reads back what the batch must tell: the window's last key in the database's
-        order, whether the window was full, the tallies and, for a batch that need not be
-        durable, its transaction id (after turning the synchronous commit off for it).
-        None when it deleted nothing (the window was empty, or its rows went meanwhile):
-        the usual two statements look again."""
+        per dataset, and many datasets hold no row of the subject): the window of the
+        next `limit` matching keys, the DELETE of its rows and what the batch must tell
+        are one statement — its own transaction when no journal must be written before
+        it commits. It always answers one row: the window's last key in the database's
+        order and its size (0: nothing left), the rows deleted, their tallies and, for a
+        batch that need not be durable, its transaction id (the synchronous commit
+        turned off for it). A row of the window that went meanwhile is simply not
+        deleted; the next batch starts after the window either way."""
         t = self.table(sweep.table)
         key = self.column(t, sweep.key, sweep.table)
         selected = self.compile(sweep.where, sweep.table)
@@ -154,35 +153,41 @@ class Sweeps(Compiler):
             selected = sa.and_(key > after, selected)
         window = sa.select(key.label("k")).where(selected).order_by(key).limit(limit) \
             .cte("lethe_window")
+        tally = sa.literal(None) if sweep.tally is None else \
+            self.column(t, sweep.tally, sweep.table)
+        # data-modifying WITH: PostgreSQL runs it once, to completion, read or not
+        gone = sa.delete(t).where(key.in_(sa.select(window.c.k)), selected) \
+            .returning(tally.label("t")).cte("lethe_gone")
         told = [sa.select(window.c.k).order_by(window.c.k.desc()).limit(1)
                 .scalar_subquery().label("lethe_upper"),
                 sa.select(sa.func.count()).select_from(window).scalar_subquery()
-                .label("lethe_found")]
+                .label("lethe_found"),
+                sa.select(sa.func.count()).select_from(gone).scalar_subquery()
+                .label("lethe_deleted")]
+        if sweep.tally is not None:
+            told.append(sa.select(sa.func.array_agg(gone.c.t)).scalar_subquery()
+                        .label("lethe_tallies"))
         if not sweep.durable:
             told += [sa.func.set_config("synchronous_commit", "off", True).label("lethe_sync"),
                      sa.func.txid_current().label("lethe_xid")]
-        if sweep.tally is not None:
-            told.append(self.column(t, sweep.tally, sweep.table).label("lethe_tally"))
-        statement = sa.delete(t).where(key.in_(sa.select(window.c.k)), selected) \
-            .returning(*told)
         options: dict[str, Any] = {"lethe_write": True}
         if sweep.journal is None:  # the statement is the transaction: no BEGIN, no COMMIT
             options["isolation_level"] = "AUTOCOMMIT"
         with self._errors(f"sweeping {sweep.table}"), \
                 self.engine.connect().execution_options(**options) as conn, conn.begin():
-            deleted = conn.execute(statement).all()
-            if not deleted:
-                return None
+            told_row = conn.execute(sa.select(*told)).one()
+            rows = int(told_row.lethe_deleted)
             if not sweep.durable:
-                self._unflushed.xid = int(deleted[0].lethe_xid)
-            if sweep.journal is not None:
-                sweep.journal(len(deleted), {})  # recorded first; raising rolls this back
+                self._unflushed.xid = int(told_row.lethe_xid)
+            if sweep.journal is not None and rows:
+                sweep.journal(rows, {})  # recorded first; raising rolls this back
+        if not told_row.lethe_found:
+            return BatchResult(None, 0)
         tallies: dict[Value, int] = {}
         if sweep.tally is not None:
-            _count_into(tallies, [row.lethe_tally for row in deleted])
-        self._removed[sweep.table] = self._removed.get(sweep.table, 0) + len(deleted)
-        first = deleted[0]
-        return BatchResult(first.lethe_upper, len(deleted), {}, first.lethe_found < limit,
+            _count_into(tallies, told_row.lethe_tallies or [])
+        self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
+        return BatchResult(told_row.lethe_upper, rows, {}, told_row.lethe_found < limit,
                            tallies)
 
     def flush(self) -> None:
