@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from lethe.control.requests import RequestRecord
 from lethe.control.store import Hold
@@ -74,10 +75,14 @@ def certify(rt: Runtime, done: Sequence[Subject], now: datetime, out_dir: Path |
             for s, (document, _) in zip(done, documents, strict=True)]
     if out_dir is None:
         return kept, [None] * len(done)
+    def write(document: tuple[dict[str, Any], str]) -> Path:
+        return write_certificate(document[0], out_dir, stem=document[1])[0]
+
+    if len(documents) == 1:  # one request: starting threads would cost more than the file
+        return kept, [write(documents[0])]
     # Creating files is latency, not work: overlap it (each file still lands atomically).
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        return kept, list(pool.map(
-            lambda d: write_certificate(d[0], out_dir, stem=d[1])[0], documents))
+        return kept, list(pool.map(write, documents))
 
 
 
