@@ -19,6 +19,7 @@ from lethe.errors import UsageError
 from lethe.holds import parse_scope, place_hold, release_hold
 from lethe.requests.certificate import load_certificate, verify_certificate
 from lethe.requests.export import verify_access_export
+from lethe.requests.records import RequestOutcome
 from lethe.requests.service import (
     open_bulk,
     open_request,
@@ -256,17 +257,7 @@ def test_erasure_commits_without_waiting_then_flushes_before_auditing(
     a bulk erasure); one synchronous flush makes them durable before `request.erased`
     is written, so nothing audited or certified can be undone by a database crash."""
     _, rt, record = _soft_deleted_and_past_the_window(postgres_url, tmp_path)
-    seen: list[str] = []
-
-    def log(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(f"{conn.dialect.name}: {' '.join(statement.split())}")
-
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", log)
-    try:
-        done = run_request(rt, record.id, tmp_path / "out")
-    finally:
-        sa.event.remove(sa.engine.Engine, "before_cursor_execute", log)
-    rt.close()
+    done, seen = _run_seeing_statements(rt, record, tmp_path / "out")
     assert done.record.status == "completed"
     deletes = [i for i, s in enumerate(seen)
                if s.startswith("postgresql:") and "DELETE FROM" in s]
@@ -290,18 +281,8 @@ def test_each_dataset_of_an_erasure_is_one_statement_even_with_no_rows_of_the_su
     with engine.begin() as conn:  # user 7 keeps no session: that sweep finds nothing
         conn.execute(sa.text("DELETE FROM sessions WHERE user_id = 7"))
     before = {t: _count(engine, t) for t in ("sessions", "users", "invoices")}
-    seen: list[str] = []
-
-    def log(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if conn.dialect.name == "postgresql":
-            seen.append(" ".join(statement.split()))
-
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", log)
-    try:
-        done = run_request(rt, record.id, tmp_path / "out")
-    finally:
-        sa.event.remove(sa.engine.Engine, "before_cursor_execute", log)
-    rt.close()
+    done, logged = _run_seeing_statements(rt, record, tmp_path / "out")
+    seen = [s.removeprefix("postgresql: ") for s in logged if s.startswith("postgresql: ")]
     assert done.record.status == "completed"
     assert done.datasets["sessions"].rows == 0 and done.datasets["users"].erased == 1
     deletes = [s for s in seen if "DELETE FROM" in s]
@@ -313,6 +294,24 @@ def test_each_dataset_of_an_erasure_is_one_statement_even_with_no_rows_of_the_su
     assert not [s for s in looked if "FROM sessions" in s or "FROM users" in s], looked
     assert _count(engine, "users") == before["users"] - 1
     assert _count(engine, "invoices") == before["invoices"]  # retained
+
+
+def _run_seeing_statements(rt: Runtime, record: RequestRecord, out: Path
+                           ) -> tuple[RequestOutcome, list[str]]:
+    """Run the request and close the runtime; the statements sent to every database,
+    each as "dialect: statement" on one line."""
+    seen: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(f"{conn.dialect.name}: {' '.join(statement.split())}")
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", log)
+    try:
+        done = run_request(rt, record.id, out)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", log)
+    rt.close()
+    return done, seen
 
 
 def _count(engine: sa.Engine, table: str) -> int:
