@@ -171,8 +171,19 @@ def test_password_hashes_are_credentials_not_tokens() -> None:
     argon = "$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG"
     django = "pbkdf2_sha256$600000$Hq1p3XrE$2bX8wq5m0Uo0Jc1Zk3h4f5A6B7C8D9E0F1G2H3I4J5K="
     sha1 = "8cb2237d0679ca88db6464eac60da96345513964"
-    for value in (bcrypt, argon, django):
+    passlib = [  # issue 23, item 4: each of these read as a leaked token before
+        "$scrypt$ln=15,r=8,p=1$c2FsdHNhbHRzYWx0$Rm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eA",
+        "$pbkdf2-sha256$29000$N2YuDYBwDqHUWmvNiVFq7Q$Fc8s5A6Hr3wYf0bK9ZlLhC0cVBqT6Z8u0vQyF1Xg7nE",
+        "$bcrypt-sha256$v=2,t=2b,r=12$n79VH.0Q2TMWmt3Oqt9uku$Kq4Noyk3094Y2QlB8NdRT8SvGiI4ft2",
+        "$6$rounds=656000$YQkRvG2lVUrI9Hc2$Ax0ZpO0kyyP2W7bTbD1hCkQmW1dJo0a0FyCH0VfCXZbX9XqGqQ9",
+        "argon2$argon2id$v=19$m=102400,t=2,p=8$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
+        "scrypt$16384$c2FsdA$8$1$Rm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eA==",  # Django, lethe
+    ]
+    werkzeug = ["scrypt:32768:8:1$rJ9qH0Q8yW6tQ2Fv$" + "ab" * 64,
+                "pbkdf2:sha256:600000$Pq1Xz9mN$" + "0f" * 32]
+    for value in (bcrypt, argon, django, *passlib, *werkzeug):
         assert pii.detect(value, column="hash") == {pii.CREDENTIAL}, value
+        assert pii.detect(value, column="notes") == {pii.CREDENTIAL}, value
     assert pii.detect(sha1, column="password") == {pii.CREDENTIAL}
     assert pii.detect(sha1, column="checksum") == set()  # a digest is not a credential
     assert pii.detect("hunter2", column="password") == set()  # plain text: not a hash

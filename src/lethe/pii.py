@@ -406,12 +406,16 @@ def phone_hint(column: str) -> bool:
 
 
 # -- stored password hashes (whole values) -----------------------------------------------
-# Modular crypt ($2b$ bcrypt, $argon2id$, $6$ sha512-crypt, ...), Django's `algo$...`, LDAP
-# `{SSHA}`; a bare hex digest only under a password column's name (it is also a checksum).
+# Modular crypt ($2b$ bcrypt, $argon2id$, $6$ sha512-crypt, passlib's $scrypt$ln=…,
+# $pbkdf2-sha256$ and $bcrypt-sha256$, ...), Django's `algo$...` (lethe's own API key
+# hashes too), Werkzeug's `scrypt:32768:8:1$salt$hex` and `pbkdf2:sha256:600000$...`,
+# LDAP `{SSHA}`; a bare hex digest only under a password column's name (it is also a
+# checksum).
 _PASSWORD_HASH = re.compile(
-    r"\$(?:2[abxy]?|argon2(?:id|i|d)|scrypt|1|5|6|7|y|gy|pbkdf2(?:-[a-z0-9]+)?|sha1|md5)\$"
-    r"\S{8,}"
+    r"\$(?:2[abxy]?|argon2(?:id|i|d)|scrypt|1|5|6|7|y|gy|pbkdf2(?:-[a-z0-9]+)?|sha1|md5"
+    r"|bcrypt-sha256)\$\S{8,}"
     r"|(?:pbkdf2_sha256|pbkdf2_sha1|argon2|bcrypt_sha256|bcrypt|scrypt|sha1|md5)\$\S{8,}"
+    r"|(?:scrypt|pbkdf2)(?::[a-z0-9]{1,12}){1,4}\$[^$\s]{1,64}\$[0-9a-f]{32,256}"
     r"|\{(?:SSHA|SHA|SSHA256|SSHA512|SMD5|MD5|CRYPT)\}\S{8,}")
 _HEX_DIGEST = re.compile(r"(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{128})"
                          r"|(?:[0-9A-F]{32}|[0-9A-F]{40}|[0-9A-F]{64}|[0-9A-F]{128})")

@@ -241,3 +241,34 @@ def test_a_rental_schema_scans_as_a_privacy_engineer_reads_it(app_url: str,
                         ("staff", "password"): ("credential",)}
     suggested = report.as_dict()["suggestions"]["datasets"]
     assert suggested["staff"]["fields"]["password"]["anonymize"] == "null"
+
+
+def test_stored_password_hashes_of_every_common_library_are_credentials_not_tokens(
+        app_url: str, tmp_path: Path) -> None:
+    """Issue 23, item 4: passlib's `$scrypt$ln=…`, `$pbkdf2-sha256$` and
+    `$bcrypt-sha256$`, Werkzeug's `scrypt:…$salt$hex`, argon2, bcrypt, Django's forms:
+    protected credentials under any column name, never a leaked token."""
+    hashes = [
+        "$scrypt$ln=15,r=8,p=1$c2FsdHNhbHRzYWx0$Rm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eA",
+        "$pbkdf2-sha256$29000$N2YuDYBwDqHUWmvNiVFq7Q$Fc8s5A6Hr3wYf0bK9ZlLhC0cVBqT6Z8u0vQyF1X",
+        "$bcrypt-sha256$v=2,t=2b,r=12$n79VH.0Q2TMWmt3Oqt9uku$Kq4Noyk3094Y2QlB8NdRT8SvGiI4ft2",
+        "scrypt:32768:8:1$rJ9qH0Q8yW6tQ2Fv$" + "ab" * 64,
+        "pbkdf2:sha256:600000$Pq1Xz9mN$" + "0f" * 32,
+        "$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
+        "$2b$12$KIXQJ5dMzvVb9Zg7yq0oE.2xq2Zlq6qzF3mZ5cG8n7u5o8m3jY1mS",
+        "pbkdf2_sha256$600000$Hq1p3XrE$2bX8wq5m0Uo0Jc1Zk3h4f5A6B7C8D9E0F1G2H3I4J5K=",
+    ]
+    engine = sa.create_engine(normalize_url(app_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE accounts (id integer PRIMARY KEY, "
+                             "login_secret varchar(300))"))
+        conn.execute(sa.text("INSERT INTO accounts VALUES (:i, :h)"),
+                     [{"i": i, "h": h} for i, h in enumerate(hashes * 5)])
+    engine.dispose()
+    policy = tmp_path / "lethe.yaml"
+    policy.write_text(yaml.safe_dump({
+        "lethe": 1, "organization": "Accounts", "stores": {"app": {"url": app_url}},
+        "control": f"sqlite:///{tmp_path / 'state.db'}", "datasets": {}}))
+    report = run_scan(policy)
+    found = next(c for c in report.columns if c.column == "login_secret")
+    assert found.detected == ("credential",) and found.sampled == len(hashes) * 5

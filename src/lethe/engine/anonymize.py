@@ -27,6 +27,18 @@ def mask_email(value: Any) -> Any:
     return f"{local[:1]}***@{domain}" if at else "***"
 
 
+def mask_email_domain(value: Any) -> Any:
+    """`peter@example.com` -> `***@example.com`: nothing of the local part stays (its
+    first letter, which `mask-email` keeps, narrows a small domain down to a person)."""
+    if value is None:
+        return None
+    text = str(value)
+    if text.startswith("***"):
+        return text
+    _local, at, domain = text.partition("@")
+    return f"***@{domain}" if at else "***"
+
+
 def hash_value(value: Any) -> Any:
     if value is None or str(value).startswith(HASH_PREFIX):
         return value
@@ -42,6 +54,8 @@ def anonymizer(method: Any) -> Callable[[Any], Any]:
         return hash_value
     if method == "mask-email":
         return mask_email
+    if method == "mask-email-domain":
+        return mask_email_domain
     return lambda value: None if value is None else method
 
 
@@ -55,4 +69,6 @@ def still_identifying(column: str, method: Any) -> Condition:
         return NotLike(column, HASH_PREFIX + "%")
     if method == "mask-email":
         return NotLike(column, "%***%")
+    if method == "mask-email-domain":  # `***@domain`, or `***` for a value with no @
+        return NotLike(column, "***%")
     return Differs(column, method)

@@ -40,7 +40,7 @@ Scalar = str | int | float | bool
 # shortest): every window an erasure waits out must fit in it.
 REQUEST_DEADLINE = timedelta(days=30)
 
-ANONYMIZERS = ("null", "redact", "hash", "mask-email")
+ANONYMIZERS = ("null", "redact", "hash", "mask-email", "mask-email-domain")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _METADATA = re.compile(r"^(metadata|tag)\.[A-Za-z0-9_-]+$")  # an object's metadata or tag
 

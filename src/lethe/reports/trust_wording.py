@@ -110,6 +110,7 @@ def field_treatment(method: Scalar) -> str:
         "redact": "replaced with “[redacted]”",
         "hash": "replaced with a one-way hash",
         "mask-email": "masked (j***@example.com)",
+        "mask-email-domain": "masked to the domain (***@example.com)",
     }.get(str(method), "replaced with a fixed value")
 
 
