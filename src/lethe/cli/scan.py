@@ -46,7 +46,8 @@ def render_scan(report: ScanReport) -> None:
 
 def scan_cmd(ctx: typer.Context, sample: SampleOpt = SCAN_SAMPLE, store: StoreOpt = None,
              policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
-    """Sample SQL columns for PII and suggest `fields:`; exit 1 on undeclared PII."""
+    """Sample SQL columns for PII and suggest `fields:`; exit 1 on undeclared PII or
+    plaintext in a field declared encrypted."""
     from lethe.catalog import open_catalog
     from lethe.governance.scan import scan
 

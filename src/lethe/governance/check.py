@@ -6,6 +6,7 @@ the same list. Values never appear in a finding, only names and counts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,11 +17,13 @@ from lethe.catalog import Catalog, Finding, schema_findings, unhandled_reference
 from lethe.control.store import ControlStore
 from lethe.control.transfers import Transfers
 from lethe.control.workspaces import WorkspaceRegions
+from lethe.crypto.fields import PREFIX as TOKEN_PREFIX
 from lethe.errors import SchemaMismatch
 from lethe.governance.residency import residency_findings
+from lethe.policy.encrypted import encrypted_fields
 from lethe.policy.lifecycle import drift, lifecycle_days, lifecycle_rules
 from lethe.policy.model import REQUEST_DEADLINE, Policy
-from lethe.stores.base import Eq, IsNull, any_of
+from lethe.stores.base import Eq, IsNull, NotLike, all_of, any_of, negate
 from lethe.stores.objects import S3Objects
 
 OWN_TABLE_PREFIXES = ("lethe_", "sqlite_")
@@ -71,6 +74,40 @@ def workspace_leaks(catalog: Catalog) -> list[Finding]:
             findings.append(Finding("error", "workspace-leak", f"datasets.{name}.workspace",
                                     f"{count} rows have a NULL or empty {ds.workspace!r}"))
     return findings
+
+
+def plaintext_fields(catalog: Catalog) -> list[Finding]:
+    """Columns the policy declares encrypted that hold values which are not lethe
+    field-encryption tokens (`lethe1:…`): how many, never which. A binary column cannot
+    be told apart from its plaintext by a prefix, so declaring it is itself a finding."""
+    findings: list[Finding] = []
+    for name in catalog.sql_datasets():
+        ds = catalog.policy.datasets[name]
+        try:
+            info = catalog.table_of(name)
+        except SchemaMismatch:
+            continue
+        for column, source in encrypted_fields(catalog.policy, name).items():
+            if column not in info.columns:
+                continue  # reported as a missing column
+            where = f"datasets.{name}.fields.{column}"
+            if _BINARY.search(info.columns[column].type.upper()):
+                findings.append(Finding(
+                    "error", "encrypted-unchecked", where,
+                    f"column {column!r} of {ds.table!r} is binary: declare `encrypted` on "
+                    f"text columns, which hold {TOKEN_PREFIX!r} tokens ({source})"))
+                continue
+            plain = catalog.store_of(name).count(ds.table or "", all_of(
+                negate(IsNull(column)), NotLike(column, TOKEN_PREFIX + "%")))
+            if plain:
+                findings.append(Finding(
+                    "error", "plaintext", where,
+                    f"{plain} values of column {column!r} of {ds.table!r} are not encrypted "
+                    f"({source} says every value must be)"))
+    return findings
+
+
+_BINARY = re.compile(r"BLOB|BYTEA|BINARY|RAW")
 
 
 def unindexed_links(catalog: Catalog) -> list[Finding]:
@@ -280,6 +317,7 @@ def check(catalog: Catalog, audit: AuditLog | None = None,
     findings += lifecycle_drift(catalog)
     findings += undeclared_tables(catalog)
     findings += workspace_leaks(catalog)
+    findings += plaintext_fields(catalog)
     if control is not None:
         findings += residency_findings(catalog, WorkspaceRegions(control.engine),
                                        Transfers(control.engine).all(),

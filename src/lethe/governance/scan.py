@@ -23,6 +23,7 @@ from lethe.catalog import Catalog, Finding
 from lethe.crypto.fields import PREFIX as SEALED_PREFIX
 from lethe.defaults import SCAN_SAMPLE
 from lethe.governance.check import OWN_TABLE_PREFIXES
+from lethe.policy.encrypted import encrypted_fields
 from lethe.policy.model import Policy
 from lethe.stores.sample import as_text, sample_columns, text_columns
 from lethe.stores.sql import SqlStore
@@ -50,6 +51,7 @@ class ColumnScan:
     encrypted: int  # values sealed by lethe's field encryption
     declared: str | None  # the column's class when the policy lists it in `fields:`
     nullable: bool = True
+    must_encrypt: str | None = None  # the policy path declaring it encrypted, if any
 
     def share(self, kind: str) -> float:
         return self.counts.get(kind, 0) / self.sampled if self.sampled else 0.0
@@ -68,8 +70,11 @@ class ColumnScan:
 
     @property
     def status(self) -> str:
-        """encrypted | undeclared (a finding) | declared | not-found (declared PII the
-        sample did not show) | clean."""
+        """plaintext (a finding: declared encrypted, not all of it is) | encrypted |
+        undeclared (a finding) | declared | not-found (declared PII the sample did not
+        show) | clean."""
+        if self.must_encrypt is not None and self.encrypted < self.sampled:
+            return "plaintext"  # declared encrypted; some sampled values are not
         if self.is_encrypted:
             return "encrypted"
         if self.detected:
@@ -99,8 +104,12 @@ class ScanReport:
         return [c for c in self.columns if c.status == "undeclared"]
 
     @property
+    def plaintext(self) -> list[ColumnScan]:
+        return [c for c in self.columns if c.status == "plaintext"]
+
+    @property
     def ok(self) -> bool:
-        return not self.undeclared
+        return not self.undeclared and not self.plaintext
 
     @property
     def findings(self) -> list[Finding]:
@@ -113,6 +122,11 @@ class ScanReport:
                                  f"column {c.column!r} of {c.table!r} looks like PII "
                                  f"({kinds} of {c.sampled} sampled values) but is not "
                                  "declared with class pii"))
+        for c in self.plaintext:
+            found.append(Finding("error", "plaintext", f"datasets.{c.dataset}.fields.{c.column}",
+                                 f"{c.sampled - c.encrypted} of {c.sampled} sampled values of "
+                                 f"column {c.column!r} of {c.table!r} are not encrypted "
+                                 f"({c.must_encrypt} says every value must be)"))
         return found
 
     @property
@@ -170,12 +184,14 @@ def scan_table(catalog: Catalog, store_name: str, table: str, dataset: str | Non
         return []
     rows = sample_columns(store, table, columns, limit)
     info = store.tables()[table].columns
+    encrypted = encrypted_fields(catalog.policy, dataset) if dataset else {}
     scans = []
     for index, column in enumerate(columns):
         sampled, counts, sealed = scan_column((row[index] for row in rows), column, table)
         scans.append(ColumnScan(store_name, dataset, table, column, sampled, counts, sealed,
                                 _declared_class(catalog.policy, dataset, column),
-                                info[column].nullable if column in info else True))
+                                info[column].nullable if column in info else True,
+                                encrypted.get(column)))
     return scans
 
 

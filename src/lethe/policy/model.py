@@ -80,10 +80,13 @@ class Subject(Strict):
 
 
 class FieldPolicy(Strict):
-    """A column with a classification; `anonymize` is a method name or a fixed value."""
+    """A column with a classification; `anonymize` is a method name or a fixed value;
+    `encrypted`: every value must be a lethe field-encryption token (`check` and `scan`
+    count the values that are not, and the trust pages say it only where it is set)."""
 
     class_: DataClass | None = Field(default=None, alias="class")
     anonymize: Scalar | None = None
+    encrypted: bool = False
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="before")
@@ -190,6 +193,9 @@ class Dataset(Strict):
         locators = [x for x in (self.table, self.prefix, self.pattern) if x is not None]
         if len(locators) != 1:
             raise ValueError("a dataset needs exactly one of `table`, `prefix` or `pattern`")
+        if self.table is None and any(f.encrypted for f in self.fields.values()):
+            raise ValueError("`encrypted` fields are columns of a SQL table (lethe checks "
+                             "every value is a field-encryption token)")
         if isinstance(self.key, list) and (len(self.key) < 2
                                            or len(set(self.key)) != len(self.key)):
             raise ValueError("key: a composite key lists two or more different columns")
@@ -349,6 +355,13 @@ class Residency(Strict):
         return self
 
 
+class ClassPolicy(Strict):
+    """What every declared field of a class must be: `encrypted: true` on `pii` makes
+    each field classified pii (its own class, else its dataset's) an encrypted one."""
+
+    encrypted: bool = False
+
+
 class Policy(Strict):
     lethe: Literal[1]
     organization: str
@@ -360,6 +373,7 @@ class Policy(Strict):
     schedules: dict[str, Schedule] = Field(default_factory=dict)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     encryption: EncryptionPolicy = Field(default_factory=EncryptionPolicy)
+    classes: dict[DataClass, ClassPolicy] = Field(default_factory=dict)
     residency: Residency | None = None
     # how long a row may outlive its limit before that is a breach ("deleted within 7
     # days"): `check` reports any due row older, and reports judge ages by it

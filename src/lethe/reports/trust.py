@@ -20,6 +20,7 @@ import jinja2
 
 from lethe.crypto.signing import key_fingerprint, key_id, load_public
 from lethe.errors import LetheError, UsageError
+from lethe.policy.encrypted import encrypted_fields
 from lethe.policy.model import Dataset, Policy
 from lethe.reports.evidence import RuleEvidence, RuleKey
 from lethe.reports.trust_claims import Claim, anonymised_by, on_erasure, without_rule
@@ -144,6 +145,10 @@ def _names(policy: Policy, names: Iterable[str]) -> str:
     return ", ".join(_label(policy, n) for n in names)
 
 
+# what lethe's field encryption is (lethe.crypto.fields): said only of declared columns
+ENCRYPTED_AT_REST = "Encrypted at rest (AES-256-GCM, per-subject keys)"
+
+
 def _shredded(ds: Dataset) -> bool:
     return ds.erasure == "shred" or any(r.action == "shred" for r in ds.retention)
 
@@ -187,6 +192,11 @@ def _notes(policy: Policy, name: str, ds: Dataset, linked: Sequence[str]) -> lis
     if personal:
         notes.append(Claim("data-inventory", "Personal fields: " + ", ".join(personal),
                            (f"{path}.fields",), name))
+    sealed = encrypted_fields(policy, name)
+    if sealed:
+        notes.append(Claim("data-inventory", f"{ENCRYPTED_AT_REST}: "
+                           + ", ".join(words(f) for f in sealed),
+                           tuple(dict.fromkeys(sealed.values())), name))
     if ds.workspace:
         notes.append(Claim("data-inventory", "Separated by workspace", (f"{path}.workspace",),
                            name))
@@ -287,6 +297,13 @@ def _protections(policy: Policy, key: str, with_fields: Sequence[tuple[str, Data
                            f"{DUE_AFTER.days} days of a verified erasure request, with a signed "
                            "certificate of deletion.",
                            tuple(f"datasets.{n}.erasure" for n in personal)))
+    sealed = {f"{_label(policy, n)} {words(f)}": source for n, _ds in with_fields
+              for f, source in encrypted_fields(policy, n).items()
+              if (policy.datasets[n].fields[f].class_ or policy.datasets[n].class_) == key}
+    if sealed:
+        found.append(Claim(page, f"{ENCRYPTED_AT_REST}: {', '.join(sealed)}; a value "
+                           "stored unencrypted is reported as a compliance error.",
+                           tuple(dict.fromkeys(sealed.values()))))
     shredded = [n for n, ds in with_fields if _shredded(ds)]
     if shredded:
         found.append(Claim(page, f"Encrypted with a key of its own for each person "
