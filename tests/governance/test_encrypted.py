@@ -19,6 +19,7 @@ from lethe.errors import PolicyError
 from lethe.governance.check import plaintext_fields
 from lethe.governance.scan import scan
 from lethe.policy.load import load_policy, parse_policy
+from lethe.reports.evidence import encryption_evidence
 from lethe.reports.trust import ENCRYPTED_AT_REST, trust_pages
 from lethe.reports.trust_claims import unbacked
 from lethe.runtime import Runtime
@@ -125,18 +126,55 @@ def test_scan_reports_plaintext_in_an_encrypted_field(contacts: Path) -> None:
     assert "+44 20" not in done.stdout + done.stderr
 
 
-def test_the_trust_pages_say_encrypted_only_for_declared_columns(contacts: Path,
-                                                                app_url: str,
-                                                                tmp_path: Path) -> None:
+def test_the_trust_pages_say_encrypted_only_for_declared_checked_columns(
+        contacts: Path, app_url: str, tmp_path: Path) -> None:
     policy = load_policy(contacts)
-    claims = trust_pages(policy, NOW).claims
-    said = [c for c in claims if ENCRYPTED_AT_REST in c.text]
+
+    def sealed() -> dict[str, tuple[str, ...]]:
+        rt = Runtime.open(policy, Clock(NOW))
+        try:
+            return encryption_evidence(rt)
+        finally:
+            rt.close()
+
+    def encrypted_claims(verified: dict[str, tuple[str, ...]] | None) -> list[Any]:
+        return [c for c in trust_pages(policy, NOW, None, verified).claims
+                if "ncrypted" in c.text]
+
+    assert sealed() == {}  # 12 phones in plaintext: nothing may be called encrypted
+    assert encrypted_claims(sealed()) == [] and encrypted_claims(None) == []
+    rt = Runtime.open(policy, Clock(NOW))
+    cipher = rt.cipher()
+    fixed = [{"i": i, "p": cipher.encrypt_field("contact", i, f"+44 20 7946 {i:04d}",
+                                                dataset="contacts", column="phone")}
+             for i in range(1, PLAIN + 1)]
+    rt.close()
+    engine = sa.create_engine(normalize_url(app_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE contacts SET phone = :p WHERE id = :i"), fixed)
+    engine.dispose()
+    assert sealed() == {"contacts": ("phone",)}
+    said = encrypted_claims(sealed())
     assert {c.page for c in said} == {"data-inventory", "classification"}
-    assert all("Phone" in c.text or "phone" in c.text for c in said)
+    assert all(ENCRYPTED_AT_REST in c.text and "hone" in c.text for c in said)
     assert all("note" not in c.text.lower() for c in said)
     assert unbacked(policy, said) == []
     plain = load_policy(write(tmp_path, app_url, field={"class": "pii"}))
-    assert not [c for c in trust_pages(plain, NOW).claims if "ncrypted" in c.text]
+    assert not [c for c in trust_pages(plain, NOW, None, {"contacts": ("phone",)}).claims
+                if "ncrypted" in c.text]  # not declared: never said, whatever is stored
+
+
+def test_an_encrypted_field_cannot_be_anonymized_into_plaintext() -> None:
+    with pytest.raises(PolicyError, match="would write plaintext"):
+        parse_policy({
+            "lethe": 1, "organization": "x", "stores": {"app": {"url": "sqlite:///x.db"}},
+            "classes": {"pii": {"encrypted": True}},
+            "datasets": {"u": {"store": "app", "table": "u", "class": "pii",
+                               "fields": {"email": {"anonymize": "mask-email"}}}}})
+    parse_policy({  # `null` empties the column: allowed
+        "lethe": 1, "organization": "x", "stores": {"app": {"url": "sqlite:///x.db"}},
+        "datasets": {"u": {"store": "app", "table": "u", "class": "pii",
+                           "fields": {"email": {"anonymize": None, "encrypted": True}}}}})
 
 
 def test_a_binary_column_cannot_be_declared_encrypted(app_url: str, tmp_path: Path) -> None:

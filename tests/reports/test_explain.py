@@ -185,3 +185,18 @@ def test_bad_explain_arguments_are_one_line_errors(policy: Path, args: tuple[str
     done = lethe("plan", *args, "--policy", str(policy))
     assert done.returncode == 2
     assert message in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_soft_deleted_rows_are_the_purges_not_no_rule(app_url: str, tmp_path: Path) -> None:
+    build_app(app_url)
+    policy = write_policy(tmp_path, app_url, datasets__users__retention=[])
+    rt = runtime(policy)
+    try:
+        told = explain(rt, "users")
+    finally:
+        rt.close()
+    purge = rule(told, None, "purge")
+    assert sum(reasons(purge).values()) == 1  # user 6, soft-deleted 40 days ago
+    assert told.no_rule == 9  # the live ones: no rule applies to them
+    assert told.rows == told.no_rule + sum(reasons(purge).values())
+    assert "live rows" in told.notes[0]

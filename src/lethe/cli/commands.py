@@ -24,7 +24,8 @@ from lethe.errors import UsageError
 
 if TYPE_CHECKING:
     from lethe.commands.checks import CheckReport
-    from lethe.commands.retention import Plan, RunResult
+    from lethe.commands.retention import Plan
+    from lethe.engine.execute import RunResult
     from lethe.engine.steps import Step
     from lethe.reports.explain import Explanation
 

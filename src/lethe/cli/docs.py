@@ -21,13 +21,14 @@ def docs_cmd(ctx: typer.Context,
              = "both",
              evidence: Annotated[bool, typer.Option(
                  "--evidence", help="Beside each retention promise, what backs it now: the "
-                 "last verified run, the oldest record, the deletion lag (reads the stores "
-                 "and lethe's records).")] = False,
+                 "last verified run, the oldest record, the deletion lag; and 'encrypted at "
+                 "rest' for declared columns found fully encrypted (reads the stores and "
+                 "lethe's records).")] = False,
              policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Render the trust pages (retention schedule, data inventory and residency,
     classification handling) from the policy, as HTML and Markdown."""
     from lethe.crypto.signing import key_path, load_key, public_pem
-    from lethe.reports.evidence import rule_evidence
+    from lethe.reports.evidence import encryption_evidence, rule_evidence
     from lethe.reports.trust import KEY_FILE, trust_pages, write_pages
 
     s = settings(ctx, policy, json_out, now)
@@ -35,10 +36,11 @@ def docs_cmd(ctx: typer.Context,
     signing = key_path(Path(loaded.audit.key))
     public = public_pem(load_key(signing)) if signing.exists() else None
     backing: dict[RuleKey, RuleEvidence] | None = None
+    sealed: dict[str, tuple[str, ...]] | None = None
     if evidence:
         with open_runtime(s) as rt:
-            backing = rule_evidence(rt)
-    pages = trust_pages(loaded, s.clock().now(), backing)
+            backing, sealed = rule_evidence(rt), encryption_evidence(rt)
+    pages = trust_pages(loaded, s.clock().now(), backing, sealed)
     written = write_pages(pages, out, fmt, public)
     if s.json:  # every sentence about the data, with the policy paths it states
         emit_json({"files": [str(p) for p in written],

@@ -73,5 +73,5 @@ def restore_archived(rt: Runtime, dataset: str) -> Restored:
     return restore(rt, dataset)
 
 
-__all__ = ["Plan", "RunResult", "bucket_lifecycle", "explain_dataset", "plan", "recent_runs",
+__all__ = ["Plan", "bucket_lifecycle", "explain_dataset", "plan", "recent_runs",
            "restore_archived", "run", "run_record"]

@@ -8,6 +8,7 @@ value, and the trust pages state encryption for exactly these columns.
 
 from __future__ import annotations
 
+from lethe.errors import PolicyError
 from lethe.policy.model import Policy
 
 
@@ -25,3 +26,16 @@ def encrypted_fields(policy: Policy, dataset: str) -> dict[str, str]:
         elif kind in policy.classes and policy.classes[kind].encrypted:
             found[name] = f"classes.{kind}.encrypted"
     return found
+
+
+def anonymized_in_clear(policy: Policy) -> None:
+    """An encrypted field's anonymizer must not write plaintext into it: `redact`, a
+    hash, a mask or a fixed value would be the column's first unencrypted values (`null`
+    empties it; crypto-shredding leaves the token unreadable)."""
+    for name in policy.datasets:
+        for column, source in encrypted_fields(policy, name).items():
+            method = policy.datasets[name].fields[column].anonymize
+            if method is not None and method != "null":
+                raise PolicyError(f"anonymize: {method} would write plaintext into a column "
+                                  f"that must be encrypted ({source}); use null",
+                                  path=f"datasets.{name}.fields.{column}.anonymize")

@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from lethe.errors import PolicyError
+from lethe.policy.encrypted import anonymized_in_clear
 from lethe.policy.graph import find_cycle
 from lethe.policy.model import Policy
 
@@ -137,6 +138,7 @@ def parse_policy(data: Any, *, base: Path | None = None, source: str = "policy")
     cycle = find_cycle(policy.datasets)
     if cycle:
         raise PolicyError("belongs_to cycle: " + " -> ".join(cycle), path="datasets")
+    anonymized_in_clear(policy)
     if base is not None:
         stores = {name: store.model_copy(update={"url": _resolve_relative(store.url, base)})
                   for name, store in policy.stores.items()}

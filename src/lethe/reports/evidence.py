@@ -76,3 +76,19 @@ def rule_evidence(rt: Runtime) -> dict[RuleKey, RuleEvidence]:
                                   None if lag is None else lag.max_hours,
                                   measured=reading.error is None)
     return found
+
+
+def encryption_evidence(rt: Runtime) -> dict[str, tuple[str, ...]]:
+    """Dataset -> its columns declared encrypted in which `check` finds every stored
+    value encrypted (what the trust pages may call encrypted at rest)."""
+    from lethe.governance.check import plaintext_fields  # reads every declared column
+    from lethe.policy.encrypted import encrypted_fields
+
+    failing = {f.path for f in plaintext_fields(rt.catalog)}
+    found: dict[str, tuple[str, ...]] = {}
+    for name in rt.catalog.sql_datasets():
+        ok = tuple(c for c in encrypted_fields(rt.policy, name)
+                   if f"datasets.{name}.fields.{c}" not in failing)
+        if ok:
+            found[name] = ok
+    return found

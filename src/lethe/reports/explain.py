@@ -20,7 +20,7 @@ Rows no rule's `when` matches are `no-rule`. A cascade from a parent is its own 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,7 @@ from lethe.engine.plan import blocked_by, builder_for
 from lethe.engine.steps import Step, StepBuilder, governed_by, soft_deleted, when_condition
 from lethe.errors import UsageError
 from lethe.holds import HoldScopes, Scope
+from lethe.policy.graph import children_first
 from lethe.runtime import Runtime
 from lethe.stores.base import (
     FALSE,
@@ -102,6 +103,8 @@ def explain(rt: Runtime, dataset: str, scope: Scope | None = None) -> Explanatio
         raise UsageError(f"{dataset!r} is not a table of rows (objects and cache keys are "
                          "not explained)", path="--explain")
     holds = rt.hold_scopes(builder)
+    # as the whole plan sees the database: each step after those before it have run
+    builder = builder.ahead(holds, children_first(rt.select(None), builder.dependencies()))
     ds = rt.policy.datasets[dataset]
     store = rt.catalog.store_of(dataset)
     table = ds.table or ""
@@ -114,8 +117,11 @@ def explain(rt: Runtime, dataset: str, scope: Scope | None = None) -> Explanatio
              for step in _cascades_into(builder, dataset)]
     lines += [_rule(builder, holds, rt, step, count, within) for step in builder.own_steps(dataset)]
     governed = any_of(*(when_condition(r.when) for r in ds.retention)) if ds.retention else FALSE
-    notes = ["the dataset has no retention rule: its rows are kept until a request or a "
-             "parent's cascade removes them"] if not ds.retention else []
+    if ds.soft_delete is not None:  # soft-deleted rows are the purge's (its own line)
+        governed = any_of(governed, soft_deleted(ds.soft_delete))
+    notes = [] if ds.retention else [
+        "the dataset has no retention rule: its " + ("live " if ds.soft_delete else "")
+        + "rows are kept until a request or a parent's cascade removes them"]
     return Explanation(dataset, builder.now, shown, count(TRUE), tuple(lines),
                        count(negate(governed)), tuple(notes))
 
@@ -160,7 +166,7 @@ def _acting(builder: StepBuilder, holds: HoldScopes, rt: Runtime, step: Step, co
     held_rows = count(all_of(due, held))
     if held_rows:
         reasons.append(Reason("held", held_rows, "due, but a hold keeps them",
-                              _by_hold(builder, holds, rt, step, count, due)))
+                              _by_hold(holds, lambda h: builder.held(step, h), count, due)))
     blocked_rows = count(all_of(free, blocked))
     if blocked_rows:
         ds = rt.policy.datasets[step.dataset]
@@ -171,13 +177,14 @@ def _acting(builder: StepBuilder, holds: HoldScopes, rt: Runtime, step: Step, co
     return reasons
 
 
-def _by_hold(builder: StepBuilder, holds: HoldScopes, rt: Runtime, step: Step, count: Any,
+def _by_hold(holds: HoldScopes, held_by: Callable[[HoldScopes], Condition], count: Any,
              due: Condition) -> tuple[tuple[str, int], ...]:
-    """Each hold's share of the held rows (a row two holds keep counts for both)."""
+    """Each hold's share of the held rows (a row two holds keep counts for both);
+    `held_by`: the rows some holds keep, as the step reads them."""
     found: list[tuple[str, int]] = []
     for hold in holds.holds[:SHOWN_HOLDS]:
         one = HoldScopes(holds.policy, holds.graph, holds.keys, [hold])
-        rows = count(all_of(due, builder.held(step, one)))
+        rows = count(all_of(due, held_by(one)))
         if rows:
             found.append((_hold_name(hold), rows))
     if len(holds.holds) > SHOWN_HOLDS:
@@ -219,7 +226,19 @@ def _rule(builder: StepBuilder, holds: HoldScopes, rt: Runtime, step: Step, coun
         reasons = [Reason("forever", count(governed), "the rule keeps them forever")]
         return RuleLine(step, str(keep), after or None, when, None, tuple(reasons))
     due = builder.due(step, holds)
-    reasons = _acting(builder, holds, rt, step, count, within, due, verbs[step.action])
+    if step.action == "shred":  # the rows stay; what goes is each subject's key
+        held = holds.held(step.dataset, cascading=True)
+        reasons = [Reason("due", count(all_of(due, negate(held))), "old enough: the next "
+                          "`lethe run` destroys the subject's key if it still exists (the "
+                          "plan counts the keys)")]
+        held_rows = count(all_of(due, held))
+        if held_rows:
+            reasons.append(Reason("held", held_rows, "old enough, but a hold keeps the key",
+                                  _by_hold(holds, lambda h: h.held(step.dataset,
+                                                                   cascading=True),
+                                           count, due)))
+    else:
+        reasons = _acting(builder, holds, rt, step, count, within, due, verbs[step.action])
     old = all_of(governed, Older(after, cutoff))
     waiting = all_of(governed, negate(IsNull(after)), negate(Older(after, cutoff)))
     reasons += [

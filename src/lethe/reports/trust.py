@@ -184,7 +184,16 @@ def _schedule(policy: Policy, linked: Sequence[str],
     return rows, claims, unscheduled
 
 
-def _notes(policy: Policy, name: str, ds: Dataset, linked: Sequence[str]) -> list[Claim]:
+def _sealed(policy: Policy, name: str, verified: Mapping[str, Sequence[str]]
+            ) -> dict[str, str]:
+    """The dataset's columns declared encrypted that a check found no plaintext in ->
+    the setting that declares them: the pages say "encrypted" of these only."""
+    return {f: source for f, source in encrypted_fields(policy, name).items()
+            if f in verified.get(name, ())}
+
+
+def _notes(policy: Policy, name: str, ds: Dataset, linked: Sequence[str],
+           verified: Mapping[str, Sequence[str]]) -> list[Claim]:
     path = f"datasets.{name}"
     notes = [Claim("data-inventory", ds.description, (f"{path}.description",), name)] \
         if ds.description else []
@@ -192,7 +201,7 @@ def _notes(policy: Policy, name: str, ds: Dataset, linked: Sequence[str]) -> lis
     if personal:
         notes.append(Claim("data-inventory", "Personal fields: " + ", ".join(personal),
                            (f"{path}.fields",), name))
-    sealed = encrypted_fields(policy, name)
+    sealed = _sealed(policy, name, verified)
     if sealed:
         notes.append(Claim("data-inventory", f"{ENCRYPTED_AT_REST}: "
                            + ", ".join(words(f) for f in sealed),
@@ -254,7 +263,7 @@ def _residency(policy: Policy) -> list[str]:
 
 
 def _protections(policy: Policy, key: str, with_fields: Sequence[tuple[str, Dataset]],
-                 linked: Sequence[str]) -> list[Claim]:
+                 linked: Sequence[str], verified: Mapping[str, Sequence[str]]) -> list[Claim]:
     """What protects a category's data (`with_fields`: datasets of the category, and
     those with fields of it). How long each is kept is said with the datasets it holds
     for, from their own rules; those no rule limits are named as such."""
@@ -298,11 +307,11 @@ def _protections(policy: Policy, key: str, with_fields: Sequence[tuple[str, Data
                            "certificate of deletion.",
                            tuple(f"datasets.{n}.erasure" for n in personal)))
     sealed = {f"{_label(policy, n)} {words(f)}": source for n, _ds in with_fields
-              for f, source in encrypted_fields(policy, n).items()
+              for f, source in _sealed(policy, n, verified).items()
               if (policy.datasets[n].fields[f].class_ or policy.datasets[n].class_) == key}
     if sealed:
-        found.append(Claim(page, f"{ENCRYPTED_AT_REST}: {', '.join(sealed)}; a value "
-                           "stored unencrypted is reported as a compliance error.",
+        found.append(Claim(page, f"{ENCRYPTED_AT_REST}: {', '.join(sealed)}; every "
+                           "stored value was checked.",
                            tuple(dict.fromkeys(sealed.values()))))
     shredded = [n for n, ds in with_fields if _shredded(ds)]
     if shredded:
@@ -328,7 +337,8 @@ def _columns_of(ds: Dataset, key: str) -> list[str]:
     return [words(f) for f, spec in ds.fields.items() if spec.class_ == key]
 
 
-def _classes(policy: Policy, linked: Sequence[str]) -> tuple[list[ClassSection], list[Claim]]:
+def _classes(policy: Policy, linked: Sequence[str], verified: Mapping[str, Sequence[str]]
+             ) -> tuple[list[ClassSection], list[Claim]]:
     sections, claims = [], []
     for key, title in CLASSES.items():
         members = [(n, ds) for n, ds in policy.datasets.items() if ds.class_ == key]
@@ -342,7 +352,7 @@ def _classes(policy: Policy, linked: Sequence[str]) -> tuple[list[ClassSection],
         meaning = MEANINGS[key]
         if key == "derived" and any(n in linked for n, _ in members):
             meaning = DERIVED_PER_PERSON  # segment memberships, scores: per person
-        found = _protections(policy, key, with_fields, linked)
+        found = _protections(policy, key, with_fields, linked, verified)
         claims += found
         sections.append(ClassSection(key, title, meaning,
                                      tuple(_label(policy, n) for n, _ in members),
@@ -351,12 +361,17 @@ def _classes(policy: Policy, linked: Sequence[str]) -> tuple[list[ClassSection],
 
 
 def trust_pages(policy: Policy, now: datetime,
-                evidence: Mapping[RuleKey, RuleEvidence] | None = None) -> TrustPages:
+                evidence: Mapping[RuleKey, RuleEvidence] | None = None,
+                encrypted: Mapping[str, Sequence[str]] | None = None) -> TrustPages:
     """The pages' content, from the policy alone (and, when given, the evidence behind
-    each rule); every sentence also as a `Claim`."""
+    each rule); every sentence also as a `Claim`. `encrypted`: dataset -> its columns
+    declared encrypted in which every stored value was found encrypted (`lethe docs
+    --evidence` reads them): the pages say "encrypted at rest" of these and nothing
+    else, since the policy alone cannot make a column encrypted."""
+    verified = encrypted or {}
     linked = subject_linked(policy)
     schedule, ruled, unscheduled = _schedule(policy, linked, evidence)
-    notes = {n: _notes(policy, n, ds, linked) for n, ds in policy.datasets.items()}
+    notes = {n: _notes(policy, n, ds, linked, verified) for n, ds in policy.datasets.items()}
     inventory = [InventoryRow(_label(policy, n), CLASSES[ds.class_], ds.store,
                               STORE_KINDS[policy.stores[ds.store].kind],
                               policy.stores[ds.store].region or "not specified",
@@ -364,7 +379,7 @@ def trust_pages(policy: Policy, now: datetime,
                  for n, ds in policy.datasets.items()]
     outcomes = [on_erasure(policy, n) for n in linked] if policy.subjects else []
     erasure = [ErasureRow(_label(policy, c.dataset or ""), c.text) for c in outcomes]
-    classes, protections = _classes(policy, linked)
+    classes, protections = _classes(policy, linked, verified)
     claims = [*ruled, *unscheduled, *outcomes, *(c for n in notes for c in notes[n]),
               *protections]
     return TrustPages(policy.organization, f"{now:%B} {now.day}, {now.year}",

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -186,7 +186,9 @@ def sqlite_file(url: str) -> str | None:
     if in_memory_sqlite(url) or not normalize_url(url).startswith("sqlite"):
         return None
     database = make_url(url).database or ""
-    return database.removeprefix("file:").split("?", 1)[0] or None
+    if database.startswith("file:"):  # a URI filename: its own query, %-escapes
+        return unquote(database.removeprefix("file:").split("?", 1)[0]) or None
+    return database or None
 
 
 def sqlite_existing_only(url: str) -> sa.URL:

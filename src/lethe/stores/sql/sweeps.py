@@ -165,8 +165,10 @@ class Sweeps(Compiler):
                 sa.select(sa.func.count()).select_from(gone).scalar_subquery()
                 .label("lethe_deleted")]
         if sweep.tally is not None:
-            told.append(sa.select(sa.func.array_agg(gone.c.t)).scalar_subquery()
-                        .label("lethe_tallies"))
+            # as text: the driver reads an array of any type (citext, enums) as a list,
+            # and tallies are matched to subjects by their text anyway
+            told.append(sa.select(sa.func.array_agg(sa.cast(gone.c.t, sa.Text)))
+                        .scalar_subquery().label("lethe_tallies"))
         if not sweep.durable:
             told += [sa.func.set_config("synchronous_commit", "off", True).label("lethe_sync"),
                      sa.func.txid_current().label("lethe_xid")]
