@@ -196,3 +196,14 @@ def test_encrypted_is_for_sql_columns_only() -> None:
             "lethe": 1, "organization": "x", "stores": {"cache": {"url": "redis://h/0"}},
             "datasets": {"sessions": {"store": "cache", "pattern": "s:*", "class": "pii",
                                       "fields": {"token": {"encrypted": True}}}}})
+
+
+def test_a_token_prefix_in_other_case_is_plaintext(contacts: Path, app_url: str) -> None:
+    """`LETHE1:` is not a token: SQLite's LIKE would have let it pass (case-blind)."""
+    engine = sa.create_engine(normalize_url(app_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE contacts SET phone = 'LETHE1:not sealed' WHERE id = 1"))
+        conn.execute(sa.text("DELETE FROM contacts WHERE id BETWEEN 2 AND :n"), {"n": PLAIN})
+    engine.dispose()
+    found = findings_of(contacts)
+    assert [f.code for f in found] == ["plaintext"] and "1 values" in found[0].message

@@ -74,7 +74,8 @@ class Differs(Condition):
 
 @dataclass(frozen=True)
 class NotLike(Condition):
-    """Column is not NULL and does not match the LIKE pattern."""
+    """Column is not NULL and does not match the LIKE pattern (case-sensitive on every
+    store: on SQLite, where LIKE ignores ASCII case, it is matched with GLOB)."""
 
     column: str
     pattern: str

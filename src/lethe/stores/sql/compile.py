@@ -39,6 +39,15 @@ from lethe.stores.sql.values import (
     older,
 )
 
+
+def glob_of(pattern: str) -> str:
+    """A LIKE pattern as a SQLite GLOB pattern (`%` -> `*`, `_` -> `?`, GLOB's own
+    wildcards taken literally): the same match, case-sensitive."""
+    literal = {"*": "[*]", "?": "[?]", "[": "[[]"}
+    return "".join("*" if ch == "%" else "?" if ch == "_" else literal.get(ch, ch)
+                   for ch in pattern)
+
+
 ARRAY_AFTER = 16  # longer IN lists go as one parameter: an array (PostgreSQL), JSON (SQLite)
 
 
@@ -81,7 +90,12 @@ class Compiler(Schema):
                 return sa.and_(c.is_not(None), c != bound)
             case NotLike(column, pattern):
                 c = col(column)
-                return sa.and_(c.is_not(None), sa.not_(sa.cast(c, sa.String).like(pattern)))
+                text = sa.cast(c, sa.String)
+                # SQLite's LIKE ignores ASCII case; GLOB does not, as PostgreSQL's LIKE
+                matches = text.op("GLOB", is_comparison=True)(glob_of(pattern)) \
+                    if self.dialect == "sqlite" \
+                    else text.like(pattern)
+                return sa.and_(c.is_not(None), sa.not_(matches))
             case Older(column, cutoff):
                 c = col(column)
                 return sa.and_(c.is_not(None), self._older(c, cutoff))
