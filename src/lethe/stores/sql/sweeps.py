@@ -164,20 +164,23 @@ class Sweeps(Compiler):
                 .label("lethe_found"),
                 sa.select(sa.func.count()).select_from(gone).scalar_subquery()
                 .label("lethe_deleted")]
-        if sweep.tally is not None:
-            # as text: the driver reads an array of any type (citext, enums) as a list,
-            # and tallies are matched to subjects by their text anyway
-            told.append(sa.select(sa.func.array_agg(sa.cast(gone.c.t, sa.Text)))
-                        .scalar_subquery().label("lethe_tallies"))
         if not sweep.durable:
             told += [sa.func.set_config("synchronous_commit", "off", True).label("lethe_sync"),
                      sa.func.txid_current().label("lethe_xid")]
         options: dict[str, Any] = {"lethe_write": True}
         if sweep.journal is None:  # the statement is the transaction: no BEGIN, no COMMIT
             options["isolation_level"] = "AUTOCOMMIT"
+        statement = sa.select(*told)
+        if sweep.tally is not None:  # one row per deleted row (or one, NULL, for none),
+            # its tally in the column's own type (an array of citext or an enum would
+            # reach Python as text); the counts repeat on each row
+            one = sa.select(sa.literal(1).label("x")).subquery("lethe_one")
+            statement = statement.add_columns(gone.c.t.label("lethe_tally")) \
+                .select_from(one.outerjoin(gone, sa.true()))
         with self._errors(f"sweeping {sweep.table}"), \
                 self.engine.connect().execution_options(**options) as conn, conn.begin():
-            told_row = conn.execute(sa.select(*told)).one()
+            answered = conn.execute(statement).all()
+            told_row = answered[0]
             rows = int(told_row.lethe_deleted)
             if not sweep.durable:
                 self._unflushed.xid = int(told_row.lethe_xid)
@@ -186,8 +189,8 @@ class Sweeps(Compiler):
         if not told_row.lethe_found:
             return BatchResult(None, 0)
         tallies: dict[Value, int] = {}
-        if sweep.tally is not None:
-            _count_into(tallies, told_row.lethe_tallies or [])
+        if sweep.tally is not None and rows:
+            _count_into(tallies, [row.lethe_tally for row in answered])
         self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
         return BatchResult(told_row.lethe_upper, rows, {}, told_row.lethe_found < limit,
                            tallies)
