@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from lethe.catalog import Finding
 from lethe.clock import Clock
@@ -228,3 +229,30 @@ def test_the_transfer_commands(sqlite_url: str, tmp_path: Path) -> None:
     assert again.returncode == 2
     assert again.stderr.strip().count("\n") == 0 and "no unrevoked transfer" in again.stderr
     assert lethe("transfer", "list", "--json").stdout.strip() == '{"transfers": []}'
+
+
+def test_rows_an_archive_rule_moves_out_of_region_are_reported(app_url: str,
+                                                              tmp_path: Path) -> None:
+    """Issue 23, item 3: residency follows the data into an archive store. ws_a (us)
+    would have its events archived to a store in eu; ws_b (eu) would not; a transfer of
+    ws_a's events to eu covers them."""
+    policy = build(app_url, tmp_path, datasets__events__retention=[
+        {"keep": "90d", "after": "received_at", "action": "archive", "to": "cold"}])
+    data = yaml.safe_load(policy.read_text())
+    data["stores"]["cold"] = {"url": f"file://{tmp_path / 'cold'}", "region": "eu"}
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    rt = runtime(policy)
+    try:
+        found = [f for f in residency(rt) if f.path.endswith(".to")]
+        transfers = Transfers(rt.control.engine)
+        record_transfer(transfers, rt.audit, rt.clock, rt.policy, workspace="ws_a",
+                        dataset="events", to_region="eu", reason="archive in eu, LEGAL-9")
+        after = [f for f in residency(rt) if f.path.endswith(".to")]
+    finally:
+        rt.close()
+    assert [(f.severity, f.path) for f in found] == [
+        ("error", "datasets.events.retention[0].to")]
+    assert found[0].message == ("workspace 'ws_a': 120 rows of events are archived to store "
+                                "'cold' (region 'eu') once old enough, outside the "
+                                "workspace's region 'us'")
+    assert after == []

@@ -14,6 +14,7 @@ from datetime import datetime
 from lethe.catalog import Reference
 from lethe.engine.anonymize import anonymizer, still_identifying
 from lethe.holds import CASCADING, HoldScopes
+from lethe.policy.conditions import governed_by
 from lethe.policy.durations import Duration
 from lethe.policy.model import Dataset, Policy, Rule, SoftDelete
 from lethe.stores.base import (
@@ -26,7 +27,6 @@ from lethe.stores.base import (
     Effect,
     Eq,
     Exists,
-    In,
     IsNull,
     Older,
     SetColumns,
@@ -50,24 +50,6 @@ class Step:
     @property
     def deletes(self) -> bool:
         return self.action in DELETING
-
-
-def when_condition(when: Mapping[str, object]) -> Condition:
-    parts: list[Condition] = []
-    for column, value in when.items():
-        if value is None:
-            parts.append(IsNull(column))
-        elif isinstance(value, list):
-            parts.append(In(column, tuple(value)))
-        else:
-            parts.append(Eq(column, value))
-    return all_of(*parts)
-
-
-def governed_by(ds: Dataset, index: int) -> Condition:
-    """Rows whose first matching rule is `index`."""
-    earlier = [negate(when_condition(r.when)) for r in ds.retention[:index]]
-    return all_of(when_condition(ds.retention[index].when), *earlier)
 
 
 def identifying(ds: Dataset) -> Condition:

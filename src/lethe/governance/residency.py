@@ -25,6 +25,7 @@ from lethe.control.transfers import Transfer, Transfers
 from lethe.control.workspaces import WorkspaceRegions
 from lethe.defaults import ORG  # organization-level rows: no workspace, so no region
 from lethe.errors import SchemaMismatch, UsageError
+from lethe.policy.conditions import governed_by
 from lethe.policy.model import Policy
 from lethe.stores.base import TRUE
 
@@ -101,6 +102,7 @@ def residency_findings(catalog: Catalog, preferences: WorkspaceRegions | None,
                 continue  # reported as a missing column
         except SchemaMismatch:
             continue
+        findings += archive_findings(catalog, name, homes, allowed)
         counts = catalog.store_of(name).count_by(ds.table or "", ds.workspace, TRUE)
         unknown: dict[str, int] = {}
         for value, rows in sorted(counts.items(), key=lambda item: str(item[0])):
@@ -123,6 +125,35 @@ def residency_findings(catalog: Catalog, preferences: WorkspaceRegions | None,
                 "warning", "residency-unknown", f"datasets.{name}.workspace",
                 f"{sum(unknown.values())} rows belong to {len(unknown)} workspaces with no "
                 f"known region ({shown}{more})"))
+    return findings
+
+
+def archive_findings(catalog: Catalog, name: str, homes: Homes,
+                     allowed: set[tuple[str, str, str]]) -> list[Finding]:
+    """A workspace's rows an `archive` rule moves to a store outside its region (the rows
+    the rule governs now: they go there once old enough); an authorised transfer of the
+    dataset to that region covers them."""
+    policy = catalog.policy
+    ds = policy.datasets[name]
+    findings: list[Finding] = []
+    for index, rule in enumerate(ds.retention):
+        target = policy.stores[rule.to].region if rule.action == "archive" and rule.to \
+            else None
+        if target is None or ds.workspace is None:
+            continue
+        counts = catalog.store_of(name).count_by(ds.table or "", ds.workspace,
+                                                 governed_by(ds, index))
+        for value, rows in sorted(counts.items(), key=lambda item: str(item[0])):
+            workspace = str(value)
+            home = homes.of(workspace)
+            if workspace in ("", ORG) or home is None or home == target \
+                    or (workspace, name, target) in allowed:
+                continue
+            findings.append(Finding(
+                "error", "residency", f"datasets.{name}.retention[{index}].to",
+                f"workspace {workspace!r}: {rows} rows of {name} are archived to store "
+                f"{rule.to!r} (region {target!r}) once old enough, outside the workspace's "
+                f"region {home!r}"))
     return findings
 
 

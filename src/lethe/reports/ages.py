@@ -19,7 +19,6 @@ from lethe.engine.plan import blocked_by, builder_for
 from lethe.engine.steps import (
     Step,
     StepBuilder,
-    governed_by,
     identifying,
     not_soft_deleted,
     soft_deleted,
@@ -27,6 +26,7 @@ from lethe.engine.steps import (
 )
 from lethe.errors import LetheError
 from lethe.holds import HoldScopes
+from lethe.policy.conditions import governed_by
 from lethe.policy.durations import Duration
 from lethe.policy.model import Dataset, Policy
 from lethe.runtime import Runtime

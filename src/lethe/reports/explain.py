@@ -27,9 +27,10 @@ from typing import Any
 
 from lethe.control.store import Hold
 from lethe.engine.plan import blocked_by, builder_for
-from lethe.engine.steps import Step, StepBuilder, governed_by, soft_deleted, when_condition
+from lethe.engine.steps import Step, StepBuilder, soft_deleted
 from lethe.errors import UsageError
 from lethe.holds import HoldScopes, Scope
+from lethe.policy.conditions import governed_by, when_condition
 from lethe.policy.graph import children_first
 from lethe.runtime import Runtime
 from lethe.stores.base import (
