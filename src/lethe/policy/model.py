@@ -6,32 +6,26 @@ an error points at a policy path before any store is touched.
 
 from __future__ import annotations
 
-import re
 import string
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from lethe.policy.durations import Duration, parse_duration
+from lethe.policy.base import METADATA, DurationField, Strict, identifier
+from lethe.policy.durations import Duration
+from lethe.policy.settings import AuditPolicy as AuditPolicy
+from lethe.policy.settings import ClassPolicy as ClassPolicy
+from lethe.policy.settings import EncryptionPolicy as EncryptionPolicy
+from lethe.policy.settings import Residency as Residency
+from lethe.policy.settings import Schedule as Schedule
 from lethe.stores.sql.engine import in_memory_sqlite
 
-DurationField = Annotated[
-    Duration,
-    BeforeValidator(parse_duration),
-    PlainSerializer(str, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^(\d+(mo|m|h|d|w|y)|forever)$",
-                    "examples": ["24h", "30d", "12mo", "7y", "forever"]}),
-]
 DataClass = Literal["pii", "behavioral", "operational", "derived"]
 Action = Literal["delete", "soft-delete", "anonymize", "archive", "shred"]
 Erasure = Literal["delete", "anonymize", "retain", "shred"]
@@ -41,20 +35,6 @@ Scalar = str | int | float | bool
 REQUEST_DEADLINE = timedelta(days=30)
 
 ANONYMIZERS = ("null", "redact", "hash", "mask-email", "mask-email-domain")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_METADATA = re.compile(r"^(metadata|tag)\.[A-Za-z0-9_-]+$")  # an object's metadata or tag
-
-
-def _identifier(value: str, what: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError(f"invalid {what} name {value!r} (letters, digits and _ only)")
-    return value
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class Store(Strict):
     url: str
     region: str | None = None
@@ -115,7 +95,7 @@ class SoftDelete(Strict):
             raise ValueError("a soft-delete flag needs both `deleted_value` (the value that "
                              "marks a row deleted) and `at` (the time column since when)")
         if self.at is not None:
-            _identifier(self.at, "column")
+            identifier(self.at, "column")
         return self
 
     @property
@@ -146,8 +126,8 @@ class Rule(Strict):
     @classmethod
     def _when_columns(cls, when: Condition) -> Condition:
         for column, value in when.items():
-            if not _METADATA.match(column):  # objects' rules test metadata.NAME
-                _identifier(column, "column")
+            if not METADATA.match(column):  # objects' rules test metadata.NAME
+                identifier(column, "column")
             if isinstance(value, list) and not value:
                 raise ValueError(f"when.{column}: empty list matches nothing")
         return when
@@ -202,23 +182,23 @@ class Dataset(Strict):
         for name in (self.table, *self.key_columns, self.workspace, *self.fields,
                      *self.belongs_to.values(), *self.referenced_by.values()):
             if name is not None:
-                _identifier(name, "table or column")
+                identifier(name, "table or column")
         if self.soft_delete:
-            _identifier(self.soft_delete.column, "column")
+            identifier(self.soft_delete.column, "column")
         for kind, template in self.per_subject.items():
             placeholders = template_fields(template)
             if not placeholders:
                 raise ValueError(f"per_subject.{kind}: the template names no {{column}} of "
                                  "the subject, so it would match every subject's data")
             for name in placeholders:
-                _identifier(name, "column")
+                identifier(name, "column")
         for index, rule in enumerate(self.retention):
             if self.prefix is not None:
                 _object_rule(index, rule)
             elif rule.after:
-                _identifier(rule.after, "column")
+                identifier(rule.after, "column")
                 for column in rule.when:
-                    _identifier(column, "column")
+                    identifier(column, "column")
             if rule.action == "soft-delete" and self.soft_delete is None:
                 raise ValueError(f"retention[{index}]: action soft-delete needs `soft_delete:`")
             if rule.action == "anonymize" and not self.anonymized_fields:
@@ -259,11 +239,11 @@ def _object_rule(index: int, rule: Rule) -> None:
     """An object's age is its last-modified time or a metadata timestamp; its rules test
     metadata only; the action is delete."""
     if rule.after not in ("", "last_modified") and not (
-            _METADATA.match(rule.after) and rule.after.startswith("metadata.")):
+            METADATA.match(rule.after) and rule.after.startswith("metadata.")):
         raise ValueError(f"retention[{index}].after: an object's age is from `last_modified` "
                          "or `metadata.NAME`")
     for key in rule.when:
-        if not _METADATA.match(key):
+        if not METADATA.match(key):
             raise ValueError(f"retention[{index}].when: objects are tested on `metadata.NAME` "
                              "or `tag.NAME`")
     if rule.action != "delete":
@@ -301,65 +281,6 @@ def _object_dataset(where: str, ds: Dataset) -> None:
                          "`belongs_to`, `soft_delete`, `workspace` or `key`")
     if ds.erasure not in ("delete", "retain"):
         raise ValueError(f"{where}.erasure: a subject's objects are deleted or retained")
-
-
-class Schedule(Strict):
-    cron: str
-    datasets: list[str] | Literal["all"] = "all"
-
-    @field_validator("cron")
-    @classmethod
-    def _valid_cron(cls, cron: str) -> str:
-        from croniter import croniter  # with its dateutil, only for a policy with schedules
-
-        if not croniter.is_valid(cron):
-            raise ValueError(f"invalid cron expression {cron!r} (five fields: minute hour "
-                             "day-of-month month day-of-week)")
-        return cron
-
-
-class EncryptionPolicy(Strict):
-    """Where the local key-encryption key lives (LETHE_KEK in the environment wins)."""
-
-    kek_file: str = ".lethe/kek.json"
-
-
-class AuditPolicy(Strict):
-    """Where the signing key lives, how often to checkpoint, how long entries are kept."""
-
-    key: str = ".lethe/organization.key"
-    checkpoint_every: int = Field(default=1000, ge=1, strict=True)  # "5" is not a number
-    retention: DurationField = Duration(7, "y")
-    # where every signed checkpoint also goes: file:///path, s3://bucket/prefix?…, stdout
-    witness: str | None = None
-
-
-class Residency(Strict):
-    """Where each workspace's home region is declared: one row per workspace in `dataset`,
-    the workspace id in `id` (default: the dataset's key), its region in `region`.
-
-    A region set through the API (`lethe_workspaces`) overrides the declared one;
-    `default` is the region of a workspace that has neither.
-    """
-
-    dataset: str
-    region: str
-    id: str | None = None
-    default: str | None = None
-
-    @model_validator(mode="after")
-    def _columns(self) -> Residency:
-        _identifier(self.region, "column")
-        if self.id is not None:
-            _identifier(self.id, "column")
-        return self
-
-
-class ClassPolicy(Strict):
-    """What every declared field of a class must be: `encrypted: true` on `pii` makes
-    each field classified pii (its own class, else its dataset's) an encrypted one."""
-
-    encrypted: bool = False
 
 
 class Policy(Strict):
@@ -402,7 +323,7 @@ class Policy(Strict):
             if self.regions and store.region and store.region not in self.regions:
                 raise ValueError(f"stores.{name}.region: {store.region!r} is not in `regions`")
         for name, ds in self.datasets.items():
-            _identifier(name, "dataset")
+            identifier(name, "dataset")
             where = f"datasets.{name}"
             if ds.store not in self.stores:
                 raise ValueError(f"{where}.store: unknown store {ds.store!r}")
