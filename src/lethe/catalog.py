@@ -46,7 +46,9 @@ class Catalog:
 
     def object_store(self, store: str) -> ObjectStore:
         if store not in self._objects:
-            self._objects[store] = open_object_store(store, self.policy.stores[store].url)
+            spec = self.policy.stores[store]
+            self._objects[store] = open_object_store(
+                store, spec.url, write_args=spec.archive.put_args() if spec.archive else None)
         return self._objects[store]
 
     def object_datasets(self, names: Iterable[str] | None = None) -> list[str]:

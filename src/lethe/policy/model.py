@@ -19,6 +19,7 @@ from pydantic import (
 
 from lethe.policy.base import METADATA, DurationField, Strict, identifier
 from lethe.policy.durations import Duration
+from lethe.policy.settings import ArchiveStorage as ArchiveStorage
 from lethe.policy.settings import AuditPolicy as AuditPolicy
 from lethe.policy.settings import ClassPolicy as ClassPolicy
 from lethe.policy.settings import EncryptionPolicy as EncryptionPolicy
@@ -38,6 +39,7 @@ ANONYMIZERS = ("null", "redact", "hash", "mask-email", "mask-email-domain")
 class Store(Strict):
     url: str
     region: str | None = None
+    archive: ArchiveStorage | None = None  # an S3 store's storage class and encryption
 
     @field_validator("url")
     @classmethod
@@ -46,6 +48,13 @@ class Store(Strict):
         if scheme not in {"sqlite", "postgresql", "postgres", "file", "s3", "redis", "rediss"}:
             raise ValueError(f"unsupported store URL scheme {scheme!r}")
         return url
+
+    @model_validator(mode="after")
+    def _s3_settings(self) -> Store:
+        if self.archive is not None and not self.url.startswith("s3://"):
+            raise ValueError("archive: storage classes and server-side encryption are S3's; "
+                             "this store is not on S3")
+        return self
 
     @property
     def kind(self) -> str:

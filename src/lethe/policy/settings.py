@@ -71,3 +71,35 @@ class ClassPolicy(Strict):
     each field classified pii (its own class, else its dataset's) an encrypted one."""
 
     encrypted: bool = False
+
+
+NEEDS_RESTORE = ("GLACIER", "DEEP_ARCHIVE")  # not readable until a RestoreObject finishes
+
+
+class ArchiveStorage(Strict):
+    """How an S3 archive store writes its chunks and manifests: the storage class and
+    server-side encryption S3 applies to each object. Classes read back at once only:
+    an erasure rewrites the chunks holding the subject's rows and `archive restore`
+    reads them, and a GLACIER or DEEP_ARCHIVE object must be restored first."""
+
+    storage_class: Literal["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+                           "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"] | None = None
+    sse: Literal["AES256", "aws:kms"] | None = None
+    kms_key_id: str | None = None
+
+    @model_validator(mode="after")
+    def _readable(self) -> ArchiveStorage:
+        if self.storage_class in NEEDS_RESTORE:
+            raise ValueError(f"storage_class {self.storage_class} needs a restore before a "
+                             "chunk can be read back (erasures rewrite chunks, `archive "
+                             "restore` reads them), which lethe does not do yet: use "
+                             "GLACIER_IR or STANDARD_IA")
+        if self.kms_key_id is not None and self.sse != "aws:kms":
+            raise ValueError("kms_key_id goes with sse: aws:kms")
+        return self
+
+    def put_args(self) -> dict[str, str]:
+        """The S3 PutObject parameters these settings are."""
+        found = {"StorageClass": self.storage_class, "ServerSideEncryption": self.sse,
+                 "SSEKMSKeyId": self.kms_key_id}
+        return {k: v for k, v in found.items() if v is not None}

@@ -60,10 +60,13 @@ class ObjectStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_object_store(name: str, url: str, base: Path | None = None) -> ObjectStore:
+def open_object_store(name: str, url: str, base: Path | None = None,
+                      write_args: Mapping[str, str] | None = None) -> ObjectStore:
+    """`write_args`: S3 PutObject parameters every write carries (storage class,
+    server-side encryption); the policy allows them on S3 stores only."""
     if url.startswith("file://"):
         return LocalObjects(name, url, base)
-    return S3Objects(name, url)
+    return S3Objects(name, url, write_args)
 
 
 class LocalObjects:
@@ -197,8 +200,10 @@ class S3Objects:
     # the bucket's lifecycle configuration is read and set (`lifecycle`, `set_lifecycle`)
     lifecycle_rules = True
 
-    def __init__(self, name: str, url: str) -> None:
+    def __init__(self, name: str, url: str, write_args: Mapping[str, str] | None = None
+                 ) -> None:
         self.name = name
+        self.write_args = dict(write_args or {})
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise StoreError("expected s3://bucket[/prefix][?endpoint_url=…]",
@@ -275,7 +280,7 @@ class S3Objects:
         extra = {"Tagging": urlencode(dict(tags))} if tags else {}
         with self._errors("writing an object"):
             self.client.put_object(Bucket=self.bucket, Key=self.root + key, Body=data,
-                                   Metadata=dict(metadata or {}), **extra)
+                                   Metadata=dict(metadata or {}), **extra, **self.write_args)
 
     def get(self, key: str) -> bytes:
         with self._errors("reading an object"):

@@ -1,0 +1,96 @@
+"""An S3 archive store's storage class and server-side encryption (issue 23, item 2,
+first part): every chunk, manifest and marker lethe writes carries them, as HeadObject
+on the S3 server shows, and erasure and restore still read the chunks back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+import yaml
+
+from lethe.engine.archive import restore
+from lethe.engine.execute import execute
+from lethe.engine.plan import build_plan
+from lethe.errors import PolicyError
+from lethe.policy.load import load_policy
+from lethe.requests.service import open_request, run_request
+from tests.fixtures import build_app, runtime, write_policy
+
+RULE = {"keep": "30d", "after": "last_seen_at", "action": "archive", "to": "cold"}
+STORAGE = {"storage_class": "STANDARD_IA", "sse": "AES256"}
+
+
+def _policy(tmp_path: Path, app_url: str, cold: dict[str, Any]) -> Path:
+    path = write_policy(tmp_path, app_url, datasets__users__soft_delete=None,
+                        datasets__users__retention=[], datasets__sessions__retention=[RULE])
+    data = yaml.safe_load(path.read_text())
+    data["stores"]["cold"] = cold
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _heads(s3_url: str) -> dict[str, dict[str, Any]]:
+    """Every object under the store's root: its storage class and encryption."""
+    parts = urlsplit(s3_url)
+    client = boto3.client("s3", endpoint_url=parse_qs(parts.query)["endpoint_url"][0],
+                          region_name="us-east-1")
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=parts.netloc, Prefix=parts.path.lstrip("/")) for o in page.get("Contents", [])]
+    heads = {k: client.head_object(Bucket=parts.netloc, Key=k) for k in keys}
+    client.close()
+    return {k: {"class": h.get("StorageClass", "STANDARD"),
+                "sse": h.get("ServerSideEncryption")} for k, h in heads.items()}
+
+
+def test_chunks_carry_the_class_and_encryption_and_erasure_still_reaches_them(
+        sqlite_url: str, s3_url: str, tmp_path: Path) -> None:
+    build_app(sqlite_url)
+    rt = runtime(_policy(tmp_path, sqlite_url, {"url": s3_url, "archive": STORAGE}))
+    try:
+        [archived] = execute(rt, build_plan(rt, ["sessions"])).actions
+        assert archived.done == 10 and archived.verified
+        first = _heads(s3_url)
+        outcome = run_request(rt, open_request(rt, "erasure", "user", ["id=3"]).id,
+                              tmp_path / "out")
+        after = _heads(s3_url)
+        restored = restore(rt, "sessions").restored
+    finally:
+        rt.close()
+    kinds = {k.rsplit(".", 2)[-2] + "." + k.rsplit(".", 1)[-1] if k.endswith(".gz")
+             else k.rsplit(".", 1)[-1] for k in first}
+    assert {"jsonl.gz", "json", "done"} <= kinds  # chunks, manifests, markers
+    assert all(h == {"class": "STANDARD_IA", "sse": "AES256"} for h in first.values()), first
+    assert outcome.record.status == "completed"
+    assert outcome.as_dict()["datasets"]["sessions"]["erased"] == 2  # live + archived
+    assert set(after) != set(first)  # the erasure rewrote the chunk holding user 3's row
+    assert all(h == {"class": "STANDARD_IA", "sse": "AES256"} for h in after.values()), after
+    assert restored == 9  # read back from STANDARD_IA; the erased row does not come back
+
+
+def test_without_settings_objects_are_standard_and_unencrypted(sqlite_url: str, s3_url: str,
+                                                               tmp_path: Path) -> None:
+    build_app(sqlite_url)
+    rt = runtime(_policy(tmp_path, sqlite_url, {"url": s3_url}))
+    try:
+        execute(rt, build_plan(rt, ["sessions"]))
+    finally:
+        rt.close()
+    heads = _heads(s3_url)
+    assert heads and all(h["class"] == "STANDARD" for h in heads.values())
+
+
+@pytest.mark.parametrize(("cold", "message"), [
+    ({"url": "file:///tmp/cold", "archive": STORAGE}, "this store is not on S3"),
+    ({"url": "s3://b/p", "archive": {"storage_class": "GLACIER"}}, "needs a restore"),
+    ({"url": "s3://b/p", "archive": {"storage_class": "DEEP_ARCHIVE"}}, "needs a restore"),
+    ({"url": "s3://b/p", "archive": {"sse": "AES256", "kms_key_id": "k"}}, "aws:kms"),
+])
+def test_settings_s3_cannot_honour_are_policy_errors(sqlite_url: str, tmp_path: Path,
+                                                     cold: dict[str, Any],
+                                                     message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        load_policy(_policy(tmp_path, sqlite_url, cold))
