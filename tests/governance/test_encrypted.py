@@ -67,6 +67,20 @@ def contacts(app_url: str, tmp_path: Path) -> Path:
     return policy
 
 
+def seal_the_plaintext(policy: Path, app_url: str) -> None:
+    """Encrypt the fixture's 12 plaintext phones in place, as the application would."""
+    rt = Runtime.open(load_policy(policy), Clock(NOW))
+    cipher = rt.cipher()
+    sealed = [{"i": i, "p": cipher.encrypt_field("contact", i, f"+44 20 7946 {i:04d}",
+                                                 dataset="contacts", column="phone")}
+              for i in range(1, PLAIN + 1)]
+    rt.close()
+    engine = sa.create_engine(normalize_url(app_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE contacts SET phone = :p WHERE id = :i"), sealed)
+    engine.dispose()
+
+
 def findings_of(policy: Path) -> list[Any]:
     rt = Runtime.open(load_policy(policy), Clock(NOW))
     try:
@@ -95,15 +109,9 @@ def test_a_class_makes_its_fields_encrypted(contacts: Path, app_url: str,
 
 
 def test_when_every_value_is_sealed_there_is_no_finding(contacts: Path, app_url: str) -> None:
-    rt = Runtime.open(load_policy(contacts), Clock(NOW))
-    cipher = rt.cipher()
-    sealed = [{"i": i, "p": cipher.encrypt_field("contact", i, f"+44 20 7946 {i:04d}",
-                                                 dataset="contacts", column="phone")}
-              for i in range(1, PLAIN + 1)]
-    rt.close()
+    seal_the_plaintext(contacts, app_url)
     engine = sa.create_engine(normalize_url(app_url))
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE contacts SET phone = :p WHERE id = :i"), sealed)
         conn.execute(sa.text("UPDATE contacts SET phone = NULL WHERE id = 80"))  # NULL: fine
     engine.dispose()
     assert findings_of(contacts) == []
@@ -143,16 +151,7 @@ def test_the_trust_pages_say_encrypted_only_for_declared_checked_columns(
 
     assert sealed() == {}  # 12 phones in plaintext: nothing may be called encrypted
     assert encrypted_claims(sealed()) == [] and encrypted_claims(None) == []
-    rt = Runtime.open(policy, Clock(NOW))
-    cipher = rt.cipher()
-    fixed = [{"i": i, "p": cipher.encrypt_field("contact", i, f"+44 20 7946 {i:04d}",
-                                                dataset="contacts", column="phone")}
-             for i in range(1, PLAIN + 1)]
-    rt.close()
-    engine = sa.create_engine(normalize_url(app_url))
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE contacts SET phone = :p WHERE id = :i"), fixed)
-    engine.dispose()
+    seal_the_plaintext(contacts, app_url)
     assert sealed() == {"contacts": ("phone",)}
     said = encrypted_claims(sealed())
     assert {c.page for c in said} == {"data-inventory", "classification"}

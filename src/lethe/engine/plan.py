@@ -17,7 +17,7 @@ from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
 from lethe.engine.partitions import droppable
 from lethe.engine.purge import is_reach, reach, reach_steps, subject_kind_of
-from lethe.engine.steps import Step, StepBuilder, time_column
+from lethe.engine.steps import Step, StepBuilder, belongs_to_children, time_column
 from lethe.holds import HoldScopes
 from lethe.policy.graph import children_first
 from lethe.runtime import Runtime
@@ -95,10 +95,7 @@ class Plan:
 def ordered_steps(rt: Runtime, builder: StepBuilder, names: Sequence[str]) -> list[Step]:
     """Children first; a parent's cascades, then what goes with its subjects in other
     kinds of store (engine.purge), come right before its own steps."""
-    children: dict[str, list[str]] = {}
-    for name, ds in builder.policy.datasets.items():
-        for parent in ds.belongs_to:
-            children.setdefault(parent, []).append(name)
+    children = belongs_to_children(builder.policy)
     steps: list[Step] = []
     for name in names:
         steps += builder.cascade_steps(name, children)

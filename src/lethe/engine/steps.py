@@ -52,6 +52,16 @@ class Step:
         return self.action in DELETING
 
 
+def belongs_to_children(policy: Policy) -> dict[str, list[str]]:
+    """Dataset -> the datasets that `belongs_to` it, in policy order (what
+    `StepBuilder.cascade_steps` walks)."""
+    children: dict[str, list[str]] = {}
+    for name, ds in policy.datasets.items():
+        for parent in ds.belongs_to:
+            children.setdefault(parent, []).append(name)
+    return children
+
+
 def identifying(ds: Dataset) -> Condition:
     return any_of(*(still_identifying(c, m) for c, m in ds.anonymized_fields.items()))
 

@@ -7,6 +7,7 @@ the same list. Values never appear in a finding, only names and counts.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,8 +23,8 @@ from lethe.errors import SchemaMismatch
 from lethe.governance.residency import residency_findings
 from lethe.policy.encrypted import encrypted_fields
 from lethe.policy.lifecycle import drift, lifecycle_days, lifecycle_rules
-from lethe.policy.model import REQUEST_DEADLINE, Policy
-from lethe.stores.base import Eq, IsNull, NotLike, all_of, any_of, negate
+from lethe.policy.model import REQUEST_DEADLINE, Dataset, Policy
+from lethe.stores.base import Eq, IsNull, NotLike, TableInfo, all_of, any_of, negate
 from lethe.stores.objects import S3Objects
 
 OWN_TABLE_PREFIXES = ("lethe_", "sqlite_")
@@ -56,18 +57,23 @@ def undeclared_tables(catalog: Catalog) -> list[Finding]:
     return findings
 
 
+def _readable(catalog: Catalog) -> Iterator[tuple[str, Dataset, TableInfo]]:
+    """Each SQL dataset whose table could be read, with it (a table that cannot is
+    reported as a schema finding already)."""
+    for name in catalog.sql_datasets():
+        try:
+            info = catalog.table_of(name)
+        except SchemaMismatch:
+            continue
+        yield name, catalog.policy.datasets[name], info
+
+
 def workspace_leaks(catalog: Catalog) -> list[Finding]:
     """Rows with no tenant: org-level rows must say '__org__', never NULL or ''."""
     findings: list[Finding] = []
-    for name in catalog.sql_datasets():
-        ds = catalog.policy.datasets[name]
-        if not ds.workspace:
-            continue
-        try:
-            if ds.workspace not in catalog.table_of(name).columns:
-                continue  # reported as a missing column
-        except SchemaMismatch:
-            continue
+    for name, ds, info in _readable(catalog):
+        if not ds.workspace or ds.workspace not in info.columns:
+            continue  # a missing column is reported as one
         count = catalog.store_of(name).count(
             ds.table or "", any_of(IsNull(ds.workspace), Eq(ds.workspace, "")))
         if count:
@@ -81,12 +87,7 @@ def plaintext_fields(catalog: Catalog) -> list[Finding]:
     field-encryption tokens (`lethe1:…`): how many, never which. A binary column cannot
     be told apart from its plaintext by a prefix, so declaring it is itself a finding."""
     findings: list[Finding] = []
-    for name in catalog.sql_datasets():
-        ds = catalog.policy.datasets[name]
-        try:
-            info = catalog.table_of(name)
-        except SchemaMismatch:
-            continue
+    for name, ds, info in _readable(catalog):
         for column, source in encrypted_fields(catalog.policy, name).items():
             if column not in info.columns:
                 continue  # reported as a missing column
@@ -113,12 +114,7 @@ _BINARY = re.compile(r"BLOB|BYTEA|BINARY|RAW")
 def unindexed_links(catalog: Catalog) -> list[Finding]:
     """A belongs_to column without an index makes every cascade scan the child table."""
     findings: list[Finding] = []
-    for name in catalog.sql_datasets():
-        ds = catalog.policy.datasets[name]
-        try:
-            info = catalog.table_of(name)
-        except SchemaMismatch:
-            continue
+    for name, ds, info in _readable(catalog):
         for parent, column in ds.belongs_to.items():
             if column in info.columns and not info.has_index_on(column):
                 findings.append(Finding("warning", "unindexed-link",
@@ -223,13 +219,8 @@ def non_unique_keys(catalog: Catalog) -> list[Finding]:
     """A `key:` that is neither the primary key nor uniquely indexed: batches and
     anonymization address rows by it, so one row's rewrite could land on another."""
     findings = []
-    for name in catalog.sql_datasets():
-        ds = catalog.policy.datasets[name]
+    for name, ds, info in _readable(catalog):
         if not ds.key:
-            continue
-        try:
-            info = catalog.table_of(name)
-        except SchemaMismatch:
             continue
         columns = ds.key_columns
         if all(c in info.columns for c in columns) and \

@@ -27,7 +27,7 @@ from typing import Any
 
 from lethe.control.store import Hold
 from lethe.engine.plan import blocked_by, builder_for
-from lethe.engine.steps import Step, StepBuilder, soft_deleted
+from lethe.engine.steps import Step, StepBuilder, belongs_to_children, soft_deleted
 from lethe.errors import UsageError
 from lethe.holds import HoldScopes, Scope
 from lethe.policy.conditions import governed_by, when_condition
@@ -148,10 +148,7 @@ def _scope(rt: Runtime, builder: StepBuilder, dataset: str,
 
 
 def _cascades_into(builder: StepBuilder, dataset: str) -> list[Step]:
-    children: dict[str, list[str]] = {}
-    for name, ds in builder.policy.datasets.items():
-        for parent in ds.belongs_to:
-            children.setdefault(parent, []).append(name)
+    children = belongs_to_children(builder.policy)
     return [s for ancestor in builder.policy.datasets
             for s in builder.cascade_steps(ancestor, children) if s.dataset == dataset]
 
