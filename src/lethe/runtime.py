@@ -61,7 +61,8 @@ class Runtime:
     control: ControlStore
     audit: AuditLog
     _keys: SubjectKeys | None = None
-    # (instant, hold ids, dataset keys) -> the holds compiled for them, subject keys and all
+    # (gate turn, (instant, dataset keys), hold ids) -> the holds compiled for them,
+    # subject keys and all
     _compiled_holds: tuple[tuple[object, ...], HoldScopes | None] = ((), None)
 
     @classmethod
@@ -99,11 +100,17 @@ class Runtime:
         request's): a child row is then held by its link being one of those keys, not by
         looking every held identity up in the subject table again for every batch. A
         subject row that takes a held identity while a run goes on is seen by the next
-        run; a new or released hold is seen by the next batch."""
-        holds = self.control.holds()
-        mark = (builder.now, tuple(h.id for h in holds), tuple(builder.keys.items()))
+        run; a new or released hold is seen by the next batch. Within one turn of the
+        hold gate (HoldGate.turn) the holds are read once: none can be placed meanwhile."""
+        turn = self.hold_gate.turn
+        instant = (builder.now, tuple(builder.keys.items()))
         known, compiled = self._compiled_holds
-        if known == mark and compiled is not None:
+        if compiled is not None and turn is not None and known[:2] == (turn, instant):
+            return compiled  # read in this turn already
+        holds = self.control.holds()
+        mark = (turn, instant, tuple(h.id for h in holds))
+        if compiled is not None and known[1:] == mark[1:]:
+            self._compiled_holds = (mark, compiled)
             return compiled  # the same holds, compiled once
         found: dict[str, tuple[Value, ...]] = {}
 

@@ -261,7 +261,10 @@ def test_erasure_commits_without_waiting_then_flushes_before_auditing(
     assert done.record.status == "completed"
     deletes = [i for i, s in enumerate(seen)
                if s.startswith("postgresql:") and "DELETE FROM" in s]
-    flush = next(i for i, s in enumerate(seen) if s == "postgresql: SELECT txid_current()")
+    # the flush: one statement, its own transaction, committed synchronously
+    flush = next(i for i, s in enumerate(seen) if s.startswith(
+        "postgresql: SELECT set_config('synchronous_commit', 'on', true), txid_current(),"
+        " txid_status("))
     audited = [i for i, s in enumerate(seen)
                if s.startswith("sqlite: INSERT INTO lethe_audit")]
     # no entry is written between the last delete and the flush

@@ -13,7 +13,7 @@ verification, erasure its attribution, baselines and certificates.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 
 from lethe.engine.erasure_plan import Erased, EraseRows, ErasurePlan, RemoveKeyed, Tally
@@ -138,10 +138,18 @@ class Executor:
             return reach.remove_archived(dataset, column, owners(holds), holds)
 
     # -- an erasure plan ----------------------------------------------------------------
-    def erase(self, plan: ErasurePlan, tally: Tally, batch_size: int) -> None:
+    def erase(self, plan: ErasurePlan, tally: Tally, batch_size: int, *,
+              one_turn: bool = False) -> None:
         """Carry out an erasure plan, action by action, telling `tally` what each did.
         The sweeps commit without waiting for the log; every store is flushed before
-        this returns (or raises), so nothing is audited that a crash could undo."""
+        this returns (or raises), so nothing is audited that a crash could undo.
+        `one_turn`: the whole plan is one unit of work under the hold gate, the holds
+        read once — for an erasure no bigger than one batch (a lone subject's rows), so
+        `hold place` waits no longer than it would for a batch."""
+        with self.rt.hold_gate.shared() if one_turn else nullcontext():
+            self._erase(plan, tally, batch_size)
+
+    def _erase(self, plan: ErasurePlan, tally: Tally, batch_size: int) -> None:
         reach = SubjectReach(self.rt, self.builder, plan.subject_kind)
         kept: set[str] = set()  # subjects some of whose keys or objects a hold keeps
         try:

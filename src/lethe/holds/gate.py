@@ -20,6 +20,7 @@ exclusive request they block themselves.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import tempfile
 import threading
@@ -43,6 +44,7 @@ class HoldGate:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._local = threading.local()
+        self._turns = itertools.count(1)
         self._path: str | None = None
         if engine.dialect.name != "postgresql":
             database = engine.url.database
@@ -70,10 +72,18 @@ class HoldGate:
             return
         with self._locked(exclusive=False):
             self._local.depth = 1
+            self._local.turn = next(self._turns)  # unique across threads
             try:
                 yield
             finally:
                 self._local.depth = 0
+
+    @property
+    def turn(self) -> int | None:
+        """Which turn of this thread holds the gate shared now (None: none does). No hold
+        can be placed during a turn, so holds read once in a turn stay the holds of the
+        whole turn (a release meanwhile only keeps more, as it would racing a batch)."""
+        return int(self._local.turn) if self._depth else None
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:

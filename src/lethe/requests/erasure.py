@@ -222,7 +222,7 @@ class Group:
         store = requests_of(self.rt)
         try:
             self._baselines_now, self._fresh = self._baselines()
-            self.executor.erase(self.plan, self, self.batch_size)
+            self.executor.erase(self.plan, self, self.batch_size, one_turn=self._small())
         except LetheError as exc:
             self._stopped(now, str(exc))
             return
@@ -252,6 +252,12 @@ class Group:
         for s, record, path in zip(done, records, certificates, strict=True):
             s.outcome.record, s.outcome.certificate = record, path
             s.outcome.certified = True
+
+    def _small(self) -> bool:
+        """A lone subject whose rows and keys, just counted, are no more than one batch:
+        its erasure is one unit of work (Executor.erase)."""
+        return self.single and self._fresh and sum(
+            sum(counts.values()) for counts in self._baselines_now.values()) <= self.batch_size
 
     def _baselines(self) -> tuple[dict[int, Counts], bool]:
         """Rows each dataset held for each subject when its erasure began: counted and

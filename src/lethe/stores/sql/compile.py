@@ -10,10 +10,12 @@ compiles two-valued (never SQL NULL), so `Not` of it is safe.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql import operators
 
 from lethe.stores.base import (
     And,
@@ -48,7 +50,17 @@ def glob_of(pattern: str) -> str:
                    for ch in pattern)
 
 
+MAX_STATEMENTS = 256  # statements kept built per store (`Compiler.shaped`)
 ARRAY_AFTER = 16  # longer IN lists go as one parameter: an array (PostgreSQL), JSON (SQLite)
+
+
+def _compared(c: sa.ColumnElement[Any], operator: Any, value: Any) -> Any:
+    """The type SQLAlchemy binds `value` in when compared with the column (a text value
+    against a DATE column on SQLite goes as text, as it is stored)."""
+    return c.type.coerce_compared_value(operator, value)
+
+
+Shape = tuple[Any, ...]  # a condition with its values taken out (see `Compiler.shape`)
 
 
 class Compiler(Schema):
@@ -57,37 +69,141 @@ class Compiler(Schema):
     def compile(self, cond: Condition, table_name: str,
                 table: sa.FromClause | None = None) -> sa.ColumnElement[bool]:
         """Turn a condition tree into a SQLAlchemy expression on `table` (bound values)."""
+        shape, values = self.shape(cond, table_name)
+        return self.build(shape, table_name, table, values)
+
+    def shape(self, cond: Condition, table_name: str,
+              prefix: str = "lethe_") -> tuple[Shape, dict[str, Any]]:
+        """The condition with its values taken out, and those values, each under the name
+        `build` binds it by. Conditions that differ only in their values (another
+        subject's key, another list of held keys) have the same shape, so a statement
+        built once for a shape is executed again with the next values: SQLAlchemy then
+        neither builds nor keys a new statement tree (stores.sql.sweeps). What decides
+        the SQL is in the shape: a value that cannot be of its column's type, a NULL, a
+        list long enough to go as one array, the type a value is bound in. Times and
+        patterns stay in the shape."""
+        values: dict[str, Any] = {}
+
+        def slot(value: Any) -> str:
+            name = f"{prefix}v{len(values)}"
+            values[name] = value
+            return name
+
+        def walk(c: Condition, name: str) -> Shape:
+            match c:
+                case Eq(column, value):
+                    if value is None:
+                        return ("null", column)
+                    c_ = self.column(self.table(name), column, name)
+                    bound = coerce(c_, value, self.dialect)
+                    return ("false",) if bound is UNCOERCIBLE else \
+                        ("eq", column, slot(bound), _compared(c_, operators.eq, bound))
+                case In(column, listed):
+                    c_ = self.column(self.table(name), column, name)
+                    bound_values = coerce_each(c_, listed, self.dialect)
+                    mode = self._in_mode(bound_values)
+                    compared = _compared(c_, operators.in_op, bound_values[0]) \
+                        if bound_values else None
+                    if mode == "json":
+                        bound_values = json.dumps(bound_values)  # type: ignore[assignment]
+                    return ("in", column, slot(bound_values) if bound_values else None, mode,
+                            any(v is None for v in listed), compared)
+                case Differs(column, value):
+                    c_ = self.column(self.table(name), column, name)
+                    bound = coerce(c_, value, self.dialect)
+                    return ("not null", column) if bound is UNCOERCIBLE \
+                        else ("differs", column, slot(bound), _compared(c_, operators.ne, bound))
+                case And(parts):
+                    return ("and", *(walk(p, name) for p in parts))
+                case Or(parts):
+                    return ("or", *(walk(p, name) for p in parts))
+                case Not(part):
+                    return ("not", walk(part, name))
+                case Exists(other, inner, outer, where, _store):
+                    return ("exists", other, inner, outer, walk(where, other))
+                case Const() | IsNull() | NotLike() | Older():
+                    return ("as is", c)
+            raise TypeError(f"unknown condition {type(c).__name__}")
+
+        return walk(cond, table_name), values
+
+    def prepared(self, kind: tuple[Any, ...], table: str, where: Condition,
+                 build: Callable[[sa.ColumnElement[bool]], sa.Executable]
+                 ) -> tuple[sa.Executable, dict[str, Any]]:
+        """A statement over `where`, built by `build` from the condition's expression once
+        per shape (`kind` names the statement), and the values to run it with."""
+        shape, values = self.shape(where, table)
+        return self.shaped((*kind, table, shape),
+                           lambda: build(self.build(shape, table))), values
+
+    def shaped(self, key: tuple[Any, ...], build: Callable[[], sa.Executable]
+                ) -> sa.Executable:
+        """The statement built for this key, built now if it was not."""
+        statement = self._statements.get(key)
+        if statement is None:
+            if len(self._statements) >= MAX_STATEMENTS:  # shapes seen once (a long
+                self._statements.clear()  # list of holds that changed) do not pile up
+            statement = self._statements[key] = build()
+        return statement
+
+    def build(self, shape: Shape, table_name: str, table: sa.FromClause | None = None,
+              values: dict[str, Any] | None = None) -> sa.ColumnElement[bool]:
+        """A shape as an expression: with `values`, each bound with its value (unique
+        parameters, as any expression of a statement may be); without, as parameters
+        named by the shape, their values given when the statement is executed."""
         t = table if table is not None else self.table(table_name)
 
         def col(name: str) -> sa.ColumnElement[Any]:
             return self.column(t, name, table_name)
 
+        def bind(name: str, type_: Any, *, expanding: bool = False) -> Any:
+            if values is None:
+                return sa.bindparam(name, type_=type_, expanding=expanding)
+            return sa.bindparam(None, values[name], type_=type_, expanding=expanding,
+                                unique=True)
+
+        match shape:
+            case ("false",):
+                return sa.false()
+            case ("null", column):
+                return col(column).is_(None)
+            case ("eq", column, name, compared):
+                c = col(column)
+                return sa.and_(c.is_not(None), c == bind(name, compared))
+            case ("in", column, name, mode, has_null, compared):
+                c = col(column)
+                either = [] if name is None else \
+                    [sa.and_(c.is_not(None), self._in(c, mode, lambda type_, expanding: bind(
+                        name, compared if type_ is c.type else type_, expanding=expanding)))]
+                if has_null:
+                    either.append(c.is_(None))
+                return sa.or_(*either) if either else sa.false()
+            case ("not null", column):
+                return col(column).is_not(None)
+            case ("differs", column, name, compared):
+                c = col(column)
+                return sa.and_(c.is_not(None), c != bind(name, compared))
+            case ("and", *parts):
+                return sa.and_(*(self.build(p, table_name, t, values) for p in parts))
+            case ("or", *parts):
+                return sa.or_(*(self.build(p, table_name, t, values) for p in parts))
+            case ("not", part):
+                return sa.not_(self.build(part, table_name, t, values))
+            case ("exists", other, inner, outer, where):
+                o = self.table(other).alias()
+                link = self.column(o, inner, other) == col(outer)
+                return sa.exists().where(link, self.build(where, other, o, values))
+            case ("as is", cond):
+                return self._leaf(cond, col)
+        raise TypeError(f"unknown condition shape {shape[0]!r}")
+
+    def _leaf(self, cond: Condition, col: Any) -> sa.ColumnElement[bool]:
+        """A condition whose values stay in its shape."""
         match cond:
             case Const(value):
                 return sa.true() if value else sa.false()
-            case Eq(column, value):
-                c = col(column)
-                if value is None:
-                    return c.is_(None)
-                bound = coerce(c, value, self.dialect)
-                return sa.false() if bound is UNCOERCIBLE else sa.and_(c.is_not(None), c == bound)
-            case In(column, values):
-                c = col(column)
-                bound_values = coerce_each(c, values, self.dialect)
-                parts = []
-                if bound_values:
-                    parts.append(sa.and_(c.is_not(None), self._in(c, bound_values)))
-                if any(v is None for v in values):
-                    parts.append(c.is_(None))
-                return sa.or_(*parts) if parts else sa.false()
             case IsNull(column):
-                return col(column).is_(None)
-            case Differs(column, value):
-                c = col(column)
-                bound = coerce(c, value, self.dialect)
-                if bound is UNCOERCIBLE:
-                    return c.is_not(None)
-                return sa.and_(c.is_not(None), c != bound)
+                return col(column).is_(None)  # type: ignore[no-any-return]
             case NotLike(column, pattern):
                 c = col(column)
                 text = sa.cast(c, sa.String)
@@ -99,37 +215,43 @@ class Compiler(Schema):
             case Older(column, cutoff):
                 c = col(column)
                 return sa.and_(c.is_not(None), self._older(c, cutoff))
-            case And(parts):
-                return sa.and_(*(self.compile(p, table_name, t) for p in parts))
-            case Or(parts):
-                return sa.or_(*(self.compile(p, table_name, t) for p in parts))
-            case Not(part):
-                return sa.not_(self.compile(part, table_name, t))
-            case Exists(other, inner, outer, where, _store):
-                o = self.table(other).alias()
-                link = self.column(o, inner, other) == col(outer)
-                return sa.exists().where(link, self.compile(where, other, o))
         raise TypeError(f"unknown condition {type(cond).__name__}")
 
-    def _in(self, c: sa.ColumnElement[Any], values: list[Any]) -> sa.ColumnElement[bool]:
-        """`IN (...)`; on PostgreSQL a long list is one array parameter (`= ANY(:a)`), so
-        the driver neither rewrites nor re-plans a statement per list length."""
-        if self.dialect == "postgresql" and len(values) > ARRAY_AFTER:
+    def _in_mode(self, values: list[Any]) -> str:
+        """How an `IN` list goes: as a list, or (long) as one parameter — an array or
+        JSONB on PostgreSQL, JSON on SQLite — so the driver neither rewrites nor
+        re-plans a statement per list length, nor hits a variable limit."""
+        if len(values) <= ARRAY_AFTER:
+            return "list"
+        plain = all(type(v) in (int, str) for v in values)
+        if self.dialect == "postgresql":
+            return "jsonb" if plain else "array"
+        return "json" if self.dialect == "sqlite" and plain else "list"
+
+    def in_values(self, c: sa.ColumnElement[Any], values: list[Any]) -> sa.ColumnElement[bool]:
+        """`c IN values`, the values bound with the statement."""
+        mode = self._in_mode(values)
+        bound = json.dumps(values) if mode == "json" else values
+        return self._in(c, mode, lambda type_, expanding: sa.bindparam(
+            None, bound, type_=type_, expanding=expanding, unique=True))
+
+    def _in(self, c: sa.ColumnElement[Any], mode: str,
+            bind: Any) -> sa.ColumnElement[bool]:
+        """`c IN` the bound list, as `_in_mode` says (`bind(type, expanding)` binds it)."""
+        if mode in ("jsonb", "array"):
             from sqlalchemy.dialects import postgresql  # loaded with a PostgreSQL engine
 
-            if all(type(v) in (int, str) for v in values):
-                listed = sa.func.jsonb_array_elements_text(
-                    sa.bindparam(None, values, postgresql.JSONB))
+            if mode == "jsonb":
+                listed = sa.func.jsonb_array_elements_text(bind(postgresql.JSONB, False))
                 return c.in_(sa.select(sa.cast(listed.table_valued("value").c.value, c.type)))
-            return c == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(c.type)))
-        if self.dialect == "sqlite" and len(values) > ARRAY_AFTER and all(
-                type(v) in (int, str) for v in values):
+            return c == sa.any_(bind(postgresql.ARRAY(c.type), False))
+        if mode == "json":
             # One JSON parameter read as a table (SQLite's bound array): a list of
             # thousands of held keys neither hits the variable limit nor deepens the
             # expression tree, and SQLite builds one lookup index for the IN.
-            listed = sa.func.json_each(sa.bindparam(None, json.dumps(values), sa.String))
+            listed = sa.func.json_each(bind(sa.String, False))
             return c.in_(sa.select(listed.table_valued("value").c.value))
-        return c.in_(values)
+        return c.in_(bind(c.type, True))
 
     def _older(self, c: sa.ColumnElement[Any], cutoff: datetime) -> sa.ColumnElement[bool]:
         # SQLite decides seconds or milliseconds per value, in SQL

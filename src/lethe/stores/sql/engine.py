@@ -153,6 +153,8 @@ class SqlBase:
         self._blocks: dict[str, BlockSpan | None] = {}
         self._pruners: dict[str, Pruner] = {}  # per table: the block walk going on
         self._widths: dict[str, int] = {}  # the next batch's width, in keys or pages
+        # statements built once per shape, run again with new values (compile.Compiler.shaped)
+        self._statements: dict[tuple[Any, ...], sa.Executable] = {}
         self._removed: dict[str, int] = {}  # rows this store deleted, per table
         self._millis: dict[tuple[str, str], bool] = {}
         self._estimates: dict[str, int] = {}

@@ -25,7 +25,8 @@ class Rows(Compiler):
 
     def count(self, table: str, where: Condition) -> int:
         t = self.table(table)
-        query = sa.select(sa.func.count()).select_from(t).where(self.compile(where, table))
+        query, values = self.prepared(("count",), table, where, lambda selected: sa.select(
+            sa.func.count()).select_from(t).where(selected))
         with self._errors(f"counting rows of {table}"), self.engine.connect() as conn, \
                 conn.begin():
             if self._mostly_dead_index(conn, table):
@@ -33,7 +34,7 @@ class Rows(Compiler):
                 # there until VACUUM; walking them costs ~5x a sequential scan.
                 conn.execute(sa.text("SET LOCAL enable_indexscan = off"))
                 conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
-            return int(conn.execute(query).scalar_one())
+            return int(conn.execute(query, values).scalar_one())
 
     def select_settled(self, table: str, columns: Sequence[str],
                        where: Condition) -> list[tuple[Any, ...]]:
@@ -59,25 +60,28 @@ class Rows(Compiler):
     def values(self, table: str, column: str, where: Condition) -> list[Any]:
         t = self.table(table)
         c = self.column(t, column, table)
-        query = sa.select(c).distinct().where(c.is_not(None), self.compile(where, table))
+        query, values = self.prepared(("values", column), table, where, lambda selected:
+                                      sa.select(c).distinct().where(c.is_not(None), selected))
         with self._errors(f"reading links of {table}"), self.engine.connect() as conn:
-            return list(conn.execute(query).scalars())
+            return list(conn.execute(query, values).scalars())
 
     def select(self, table: str, columns: Sequence[str],
                where: Condition) -> list[tuple[Any, ...]]:
         t = self.table(table)
-        query = sa.select(*(self.column(t, c, table) for c in columns)) \
-            .where(self.compile(where, table))
+        query, values = self.prepared(("select", *columns), table, where, lambda selected:
+                                      sa.select(*(self.column(t, c, table) for c in columns))
+                                      .where(selected))
         with self._errors(f"reading rows of {table}"), self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(query)]
+            return [tuple(r) for r in conn.execute(query, values)]
 
     def count_by(self, table: str, column: str, where: Condition) -> dict[Value, int]:
         t = self.table(table)
         c = self.column(t, column, table)
-        query = sa.select(c, sa.func.count()).where(c.is_not(None), self.compile(where, table)) \
-            .group_by(c)
+        query, values = self.prepared(("count by", column), table, where, lambda selected:
+                                      sa.select(c, sa.func.count())
+                                      .where(c.is_not(None), selected).group_by(c))
         with self._errors(f"counting rows of {table}"), self.engine.connect() as conn:
-            return {value: int(n) for value, n in conn.execute(query)}
+            return {value: int(n) for value, n in conn.execute(query, values)}
 
     def oldest(self, table: str, column: str, where: Condition) -> datetime | None:
         t = self.table(table)
@@ -106,20 +110,29 @@ class Rows(Compiler):
             keys = [row[str(k.key)] for row in typed]
             for start in range(0, len(keys), 1000):
                 present.update(conn.execute(sa.select(k).where(
-                    self._in(k, keys[start:start + 1000]))).scalars())
+                    self.in_values(k, keys[start:start + 1000]))).scalars())
             missing = [row for row in typed if row[str(k.key)] not in present]
             if missing:
                 conn.execute(sa.insert(t), missing)
         return len(missing), len(typed) - len(missing)
 
     def count_each(self, queries: Sequence[tuple[str, Condition]]) -> list[int]:
+        """One statement counts them all (an erasure's baselines: every dataset of the
+        subject in one round trip), built once per shape of the queries."""
         if not queries:
             return []
-        counts = [sa.select(sa.func.count()).select_from(self.table(table))
-                  .where(self.compile(where, table)).scalar_subquery()
-                  for table, where in queries]
+        shaped = [self.shape(where, table, f"lethe_q{i}_")
+                  for i, (table, where) in enumerate(queries)]
+        tables = [table for table, _ in queries]
+        shapes = [shape for shape, _ in shaped]
+        statement = self.shaped(("count each", tuple(zip(tables, shapes, strict=True))),
+                                lambda: sa.select(*(
+                                    sa.select(sa.func.count()).select_from(self.table(table))
+                                    .where(self.build(shape, table)).scalar_subquery()
+                                    for table, shape in zip(tables, shapes, strict=True))))
+        values = {name: value for _, named in shaped for name, value in named.items()}
         with self._errors("counting rows"), self.engine.connect() as conn:
-            return [int(n) for n in conn.execute(sa.select(*counts)).one()]
+            return [int(n) for n in conn.execute(statement, values).one()]
 
     def _mostly_dead_index(self, conn: Connection, table: str) -> bool:
         removed = self._removed.get(table, 0)

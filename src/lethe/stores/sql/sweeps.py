@@ -41,9 +41,14 @@ from lethe.stores.sql.blocks import (
     in_pages,
     read_span,
 )
-from lethe.stores.sql.compile import Compiler
+from lethe.stores.sql.compile import Compiler, Shape
 from lethe.stores.sql.values import bind_time, python_type
 from lethe.stores.sql.windows import KeySpan, is_dense, next_width
+
+# flushes the log (a synchronous commit of a transaction with an id); the batch's status
+_FLUSH = sa.text("SELECT set_config('synchronous_commit', 'on', true), txid_current(),"
+                 " txid_status(:x) AS status")
+INVALID_PARAMETER_VALUE = "22023"  # txid_status of an id in the future
 
 
 class Sweeps(Compiler):
@@ -145,41 +150,25 @@ class Sweeps(Compiler):
         order and its size (0: nothing left), the rows deleted, their tallies and, for a
         batch that need not be durable, its transaction id (the synchronous commit
         turned off for it). A row of the window that went meanwhile is simply not
-        deleted; the next batch starts after the window either way."""
-        t = self.table(sweep.table)
-        key = self.column(t, sweep.key, sweep.table)
-        selected = self.compile(sweep.where, sweep.table)
+        deleted; the next batch starts after the window either way.
+
+        The statement is built once per shape of the sweep (`Compiler.shape`) and run
+        again with the next subject's values: building and keying a new statement tree
+        cost four times the round trip itself."""
+        shape, values = self.shape(sweep.where, sweep.table)
+        statement = self.shaped(("delete next", sweep.table, sweep.key, shape, sweep.tally,
+                                  sweep.durable, after is None),
+                                 lambda: self._delete_next_statement(sweep, shape,
+                                                                     after is not None))
+        values["lethe_limit"] = limit
         if after is not None:
-            selected = sa.and_(key > after, selected)
-        window = sa.select(key.label("k")).where(selected).order_by(key).limit(limit) \
-            .cte("lethe_window")
-        tally = sa.literal(None) if sweep.tally is None else \
-            self.column(t, sweep.tally, sweep.table)
-        # data-modifying WITH: PostgreSQL runs it once, to completion, read or not
-        gone = sa.delete(t).where(key.in_(sa.select(window.c.k)), selected) \
-            .returning(tally.label("t")).cte("lethe_gone")
-        told = [sa.select(window.c.k).order_by(window.c.k.desc()).limit(1)
-                .scalar_subquery().label("lethe_upper"),
-                sa.select(sa.func.count()).select_from(window).scalar_subquery()
-                .label("lethe_found"),
-                sa.select(sa.func.count()).select_from(gone).scalar_subquery()
-                .label("lethe_deleted")]
-        if not sweep.durable:
-            told += [sa.func.set_config("synchronous_commit", "off", True).label("lethe_sync"),
-                     sa.func.txid_current().label("lethe_xid")]
+            values["lethe_after"] = after
         options: dict[str, Any] = {"lethe_write": True}
         if sweep.journal is None:  # the statement is the transaction: no BEGIN, no COMMIT
             options["isolation_level"] = "AUTOCOMMIT"
-        statement = sa.select(*told)
-        if sweep.tally is not None:  # one row per deleted row (or one, NULL, for none),
-            # its tally in the column's own type (an array of citext or an enum would
-            # reach Python as text); the counts repeat on each row
-            one = sa.select(sa.literal(1).label("x")).subquery("lethe_one")
-            statement = statement.add_columns(gone.c.t.label("lethe_tally")) \
-                .select_from(one.outerjoin(gone, sa.true()))
         with self._errors(f"sweeping {sweep.table}"), \
                 self.engine.connect().execution_options(**options) as conn, conn.begin():
-            answered = conn.execute(statement).all()
+            answered = conn.execute(statement, values).all()
             told_row = answered[0]
             rows = int(told_row.lethe_deleted)
             if not sweep.durable:
@@ -195,25 +184,61 @@ class Sweeps(Compiler):
         return BatchResult(told_row.lethe_upper, rows, {}, told_row.lethe_found < limit,
                            tallies)
 
+    def _delete_next_statement(self, sweep: Sweep, shape: Shape,
+                               after: bool) -> sa.Select[Any]:
+        """`_delete_next`'s statement for a shape; its parameters are the shape's values,
+        `lethe_limit` and (after the first batch) `lethe_after`."""
+        t = self.table(sweep.table)
+        key = self.column(t, sweep.key, sweep.table)
+        selected = self.build(shape, sweep.table, t)
+        if after:
+            selected = sa.and_(key > sa.bindparam("lethe_after", type_=key.type), selected)
+        window = sa.select(key.label("k")).where(selected).order_by(key) \
+            .limit(sa.bindparam("lethe_limit", type_=sa.Integer)).cte("lethe_window")
+        tally = sa.literal(None) if sweep.tally is None else \
+            self.column(t, sweep.tally, sweep.table)
+        # data-modifying WITH: PostgreSQL runs it once, to completion, read or not
+        gone = sa.delete(t).where(key.in_(sa.select(window.c.k)), selected) \
+            .returning(tally.label("t")).cte("lethe_gone")
+        told = [sa.select(window.c.k).order_by(window.c.k.desc()).limit(1)
+                .scalar_subquery().label("lethe_upper"),
+                sa.select(sa.func.count()).select_from(window).scalar_subquery()
+                .label("lethe_found"),
+                sa.select(sa.func.count()).select_from(gone).scalar_subquery()
+                .label("lethe_deleted")]
+        if not sweep.durable:
+            told += [sa.func.set_config("synchronous_commit", "off", True).label("lethe_sync"),
+                     sa.func.txid_current().label("lethe_xid")]
+        statement = sa.select(*told)
+        if sweep.tally is not None:  # one row per deleted row (or one, NULL, for none),
+            # its tally in the column's own type (an array of citext or an enum would
+            # reach Python as text); the counts repeat on each row
+            one = sa.select(sa.literal(1).label("x")).subquery("lethe_one")
+            statement = statement.add_columns(gone.c.t.label("lethe_tally")) \
+                .select_from(one.outerjoin(gone, sa.true()))
+        return statement
+
     def flush(self) -> None:
         """PostgreSQL: one synchronous commit of a transaction that takes an id (so it
         writes a commit record) flushes the log up to it, every earlier commit with it;
         then the last unflushed batch must be committed on the server as it is now. A
         server that crashed and came back in between (the pool reconnects quietly) has
         lost that batch: raise rather than let anyone audit or certify it. The log
-        replays in order, so the last batch surviving means all before it did. SQLite
-        commits as its journal settings say; nothing to do."""
+        replays in order, so the last batch surviving means all before it did. Both are
+        one statement, its own transaction: its commit, synchronous, is the flush, and
+        a server that fails before that commit fails the statement. SQLite commits as
+        its journal settings say; nothing to do."""
         xid = getattr(self._unflushed, "xid", None)
         if self.dialect != "postgresql" or xid is None:
             return
-        with self._errors("making deletions durable"), self.engine.connect() as conn:
-            with conn.begin():
-                conn.execute(sa.text("SET LOCAL synchronous_commit = on"))
-                conn.execute(sa.text("SELECT txid_current()"))
+        with self._errors("making deletions durable"), \
+                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             try:
-                status = conn.execute(sa.text("SELECT txid_status(:x)"), {"x": xid}).scalar()
-            except sa.exc.DBAPIError:  # an id the server never saw: its log was lost
-                status = None
+                status = conn.execute(_FLUSH, {"x": xid}).one().status
+            except sa.exc.DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) != INVALID_PARAMETER_VALUE:
+                    raise
+                status = None  # an id the server never saw: its log was lost
         if status != "committed":
             raise StoreError("the database lost its last deletions (did it crash or "
                              "restart?): nothing is audited or certified; run again",
@@ -332,7 +357,7 @@ class Sweeps(Compiler):
         deleted = 0
         for start in range(0, len(keys), 1000):  # the same rows: the key and the selection
             deleted += int(conn.execute(sa.delete(t).where(
-                where, self._in(key, keys[start:start + 1000]))).rowcount)
+                where, self.in_values(key, keys[start:start + 1000]))).rowcount)
         if deleted != len(rows):  # a key shared with rows not archived: delete nothing
             raise StoreError(f"archiving {t.name}: {deleted} rows matched the {len(rows)} "
                              "archived (is the key unique?); nothing deleted",
