@@ -13,10 +13,12 @@ from lethe.errors import LetheError, SchemaMismatch
 from lethe.localize import LocalStore
 from lethe.policy.graph import Graph, build_graph
 from lethe.policy.model import Dataset, Policy
+from lethe.policy.periods import KeepFrom
 from lethe.stores.base import RowStore, TableInfo, composite_key, key_columns
 from lethe.stores.cache import RedisStore
 from lethe.stores.objects import ObjectStore, open_object_store
 from lethe.stores.sql import SqlStore
+from lethe.stores.sql.values import is_number_type
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,8 @@ def referenced_columns(name: str, ds: Dataset, policy: Policy) -> list[tuple[str
     for i, rule in enumerate(ds.retention):
         if rule.after:  # `keep: forever` needs none
             refs.append((f"{where}.retention[{i}].after", rule.after))
-        refs += [(f"{where}.retention[{i}].when.{c}", c) for c in rule.when]
+        # (a parent's column, PARENT.COLUMN, is checked on the parent: _parent_columns)
+        refs += [(f"{where}.retention[{i}].when.{c}", c) for c in rule.when if "." not in c]
     refs += [(f"{where}.belongs_to.{p}", c) for p, c in ds.belongs_to.items()]
     for kind, subject in policy.subjects.items():
         if subject.dataset == name:
@@ -263,6 +266,7 @@ def schema_findings(catalog: Catalog, names: Iterable[str] | None = None) -> lis
             if any(c not in parent_info.columns for c in key_columns(parent_key)):
                 findings.append(Finding("error", "missing-column", f"datasets.{parent}.key",
                                         f"column {parent_key!r} does not exist"))
+        findings += _parent_columns(catalog, name)
         for referrer, column in ds.referenced_by.items():
             try:
                 referrer_info = catalog.table_of(referrer)
@@ -273,6 +277,34 @@ def schema_findings(catalog: Catalog, names: Iterable[str] | None = None) -> lis
                     "error", "missing-column", f"datasets.{name}.referenced_by.{referrer}",
                     f"column {column!r} does not exist in table "
                     f"{policy.datasets[referrer].table!r}"))
+    return findings
+
+
+def _parent_columns(catalog: Catalog, name: str) -> list[Finding]:
+    """The parents' columns the rules read: each `when` on PARENT.COLUMN is there, each
+    period from data is there and a number."""
+    findings: list[Finding] = []
+    policy = catalog.policy
+    for index, rule in enumerate(policy.datasets[name].retention):
+        read = [(f"retention[{index}].when.{c}", *c.split(".", 1)) for c in rule.when
+                if "." in c]
+        if isinstance(rule.keep, KeepFrom):
+            read.append((f"retention[{index}].keep.from", rule.keep.dataset,
+                         rule.keep.column))
+        for path, parent, column in read:
+            try:
+                found = catalog.table_of(parent).columns.get(column)
+            except SchemaMismatch:
+                continue  # reported on the parent itself
+            if found is None:
+                findings.append(Finding("error", "missing-column", f"datasets.{name}.{path}",
+                                        f"column {column!r} does not exist in table "
+                                        f"{policy.datasets[parent].table!r}"))
+            elif path.endswith("keep.from") and not is_number_type(found.type):
+                assert isinstance(rule.keep, KeepFrom)
+                findings.append(Finding("error", "missing-column", f"datasets.{name}.{path}",
+                                        f"column {column!r} is {found.type}, not a number "
+                                        f"of {rule.keep.unit}"))
     return findings
 
 

@@ -162,7 +162,10 @@ def test_schema_prints_json_schema() -> None:
     assert proc.returncode == 0
     schema = json.loads(proc.stdout)
     assert "datasets" in schema["properties"]
-    assert schema["$defs"]["Rule"]["properties"]["keep"]["pattern"]
+    duration, from_data = schema["$defs"]["Rule"]["properties"]["keep"]["oneOf"]
+    assert duration["pattern"]  # `keep: 30d`, or a period each row's parent sets
+    assert from_data["$ref"] == "#/$defs/KeepFrom"
+    assert {"from", "default", "max"} <= set(schema["$defs"]["KeepFrom"]["required"])
 
 
 def test_init_writes_a_loadable_starter(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from lethe.catalog import Catalog
 from lethe.holds import HeldValues, HoldGate, HoldScopes, held_subjects
 from lethe.policy.model import Dataset, Policy, Rule, template_fields
+from lethe.policy.periods import longest
 from lethe.stores.base import FALSE
 from lethe.stores.objects import ObjectInfo, ObjectStore
 
@@ -88,7 +89,7 @@ def is_due(ds: Dataset, index: int, item: ObjectInfo, now: datetime) -> bool:
     if governing_rule(ds, item) != index:
         return False
     rule = ds.retention[index]
-    cutoff = rule.keep.before(now)
+    cutoff = longest(rule.keep).before(now)  # (an object rule's period is fixed)
     age = _age_from(rule, item)
     return cutoff is not None and age is not None and age < cutoff
 

@@ -26,6 +26,7 @@ from lethe.engine.archive import ArchiveSink
 from lethe.engine.steps import Step, StepBuilder
 from lethe.errors import LetheError, StoreError
 from lethe.holds import HoldScopes
+from lethe.policy.periods import longest
 from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, Condition, Journal, Partition
 
@@ -58,7 +59,8 @@ def expired_partitions(rt: Runtime, builder: StepBuilder, step: Step) -> list[Pa
         return []
     ds = rt.policy.datasets[step.dataset]
     rule = ds.retention[0]
-    cutoff = rule.keep.before(builder.now)
+    # a period from data: only partitions past the longest any row may be kept
+    cutoff = longest(rule.keep).before(builder.now)
     if cutoff is None:
         return []
     found = rt.catalog.store_of(step.dataset).partitions(ds.table or "", rule.after)

@@ -17,6 +17,7 @@ from lethe.holds import CASCADING, HoldScopes
 from lethe.policy.conditions import governed_by
 from lethe.policy.durations import Duration
 from lethe.policy.model import Dataset, Policy, Rule, SoftDelete
+from lethe.policy.periods import UNIT_SECONDS, longest, seconds
 from lethe.stores.base import (
     FALSE,
     TRUE,
@@ -29,6 +30,7 @@ from lethe.stores.base import (
     Exists,
     IsNull,
     Older,
+    OlderBySetting,
     SetColumns,
     all_of,
     any_of,
@@ -70,16 +72,32 @@ def anonymize_effect(ds: Dataset, detach: str | None = None) -> Anonymize:
     return Anonymize(tuple((c, anonymizer(m)) for c, m in ds.anonymized_fields.items()), detach)
 
 
-def rule_due(ds: Dataset, index: int, rule: Rule, now: datetime) -> Condition:
-    cutoff = rule.keep.before(now)
-    if cutoff is None:
+def rule_due(policy: Policy, keys: Mapping[str, str], ds: Dataset, index: int, rule: Rule,
+             now: datetime) -> Condition:
+    aged = rule_aged(policy, keys, ds, rule, now)
+    if aged == FALSE:
         return FALSE
-    due = all_of(governed_by(ds, index), Older(rule.after, cutoff))
+    due = all_of(governed_by(ds, index, policy), aged)
     if rule.action == "soft-delete" and ds.soft_delete:
         due = all_of(due, not_soft_deleted(ds.soft_delete))
     if rule.action == "anonymize":
         due = all_of(due, identifying(ds))
     return due
+
+
+def rule_aged(policy: Policy, keys: Mapping[str, str], ds: Dataset, rule: Rule,
+              now: datetime) -> Condition:
+    """Rows past the rule's period: a fixed cutoff, or a period each row's parent sets
+    (lethe.policy.periods), read in the store's SQL (FALSE: kept forever)."""
+    keep = rule.keep
+    if isinstance(keep, Duration):
+        cutoff = keep.before(now)
+        return FALSE if cutoff is None else Older(rule.after, cutoff)
+    parent = policy.datasets[keep.dataset]
+    return OlderBySetting(rule.after, now, parent.table or "", keys[keep.dataset],
+                          ds.belongs_to[keep.dataset], keep.column, UNIT_SECONDS[keep.unit],
+                          seconds(keep.default, now), seconds(keep.min, now),
+                          seconds(keep.max, now))
 
 
 def purge_due(ds: Dataset, now: datetime) -> Condition:
@@ -103,7 +121,7 @@ def time_column(ds: Dataset, step: Step) -> tuple[str, Duration] | None:
     if step.rule is None or step.parent is not None or not ds.retention[step.rule].after:
         return None
     rule = ds.retention[step.rule]
-    return rule.after, rule.keep
+    return rule.after, longest(rule.keep)  # a period from data: a lag's lower bound
 
 
 def soft_deleted(soft: SoftDelete) -> Condition:
@@ -185,7 +203,8 @@ class StepBuilder:
             linked = self.linked_to(step.dataset, step.parent, parents)
             return all_of(linked, negate(self.removing_due(step.dataset)))
         assert step.rule is not None
-        return rule_due(ds, step.rule, ds.retention[step.rule], self.now)
+        return rule_due(self.policy, self.keys, ds, step.rule, ds.retention[step.rule],
+                        self.now)
 
     def deleting_due(self, name: str) -> Condition:
         """Rows the dataset's own steps delete (delete rules and purge)."""

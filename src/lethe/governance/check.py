@@ -19,12 +19,22 @@ from lethe.control.store import ControlStore
 from lethe.control.transfers import Transfers
 from lethe.control.workspaces import WorkspaceRegions
 from lethe.crypto.fields import PREFIX as TOKEN_PREFIX
-from lethe.errors import SchemaMismatch
+from lethe.errors import LetheError, SchemaMismatch
 from lethe.governance.residency import residency_findings
 from lethe.policy.encrypted import encrypted_fields
 from lethe.policy.lifecycle import drift, lifecycle_days, lifecycle_rules
 from lethe.policy.model import REQUEST_DEADLINE, Dataset, Policy
-from lethe.stores.base import Eq, IsNull, NotLike, TableInfo, all_of, any_of, negate
+from lethe.policy.periods import KeepFrom, keeps_a_while, longest
+from lethe.stores.base import (
+    Eq,
+    IsNull,
+    NotLike,
+    NotPositive,
+    TableInfo,
+    all_of,
+    any_of,
+    negate,
+)
 from lethe.stores.objects import S3Objects
 
 OWN_TABLE_PREFIXES = ("lethe_", "sqlite_")
@@ -111,6 +121,30 @@ def plaintext_fields(catalog: Catalog) -> list[Finding]:
 _BINARY = re.compile(r"BLOB|BYTEA|BINARY|RAW")
 
 
+def period_settings(catalog: Catalog) -> list[Finding]:
+    """Settings a period from data is read from that are not a positive number: those
+    rows' children are kept the default period, which the customer did not choose."""
+    findings: list[Finding] = []
+    for name, ds, _info in _readable(catalog):
+        for index, rule in enumerate(ds.retention):
+            keep = rule.keep
+            if not isinstance(keep, KeepFrom):
+                continue
+            parent = catalog.policy.datasets[keep.dataset]
+            try:
+                bad = catalog.store_of(keep.dataset).count(parent.table or "",
+                                                           NotPositive(keep.column))
+            except LetheError:
+                continue  # a missing or non-numeric column is a schema finding
+            if bad:
+                findings.append(Finding(
+                    "warning", "invalid-period", f"datasets.{name}.retention[{index}].keep",
+                    f"{bad} rows of {keep.dataset!r} have a {keep.column!r} that is not a "
+                    f"positive number: their {name} rows are kept the default "
+                    f"{keep.default}"))
+    return findings
+
+
 def unindexed_links(catalog: Catalog) -> list[Finding]:
     """A belongs_to column without an index makes every cascade scan the child table."""
     findings: list[Finding] = []
@@ -153,7 +187,7 @@ def _deletes_rows(policy: Policy, name: str) -> bool:
     (the subject's own rows, a child's by `erasure: delete`, rows the subject points at)?"""
     ds = policy.datasets[name]
     if ds.soft_delete is not None or any(r.action in ("delete", "archive")
-                                         and not r.keep.forever for r in ds.retention):
+                                         and keeps_a_while(r.keep) for r in ds.retention):
         return True
     if policy.subject_kind_of(name) is not None:
         return True
@@ -262,15 +296,16 @@ def _early_expiry(catalog: Catalog, store: str, root: str,
             continue
         prefix = root + (ds.prefix or "")
         # a prefix-wide expiry reaches objects of every rule, the longest-kept included
-        longest = None if not ds.retention or any(r.keep.forever for r in ds.retention) \
-            else max(lifecycle_days(r.keep) for r in ds.retention)
+        longest_days = None if not ds.retention or any(
+            not keeps_a_while(r.keep) for r in ds.retention) \
+            else max(lifecycle_days(longest(r.keep)) for r in ds.retention)
         for rule in current:
             days = (rule.get("Expiration") or {}).get("Days")
             scope = str((rule.get("Filter") or {}).get("Prefix", rule.get("Prefix", "")))
             if rule.get("Status") != "Enabled" or days is None:
                 continue
             overlaps = prefix.startswith(scope) or scope.startswith(prefix)
-            if overlaps and (longest is None or int(days) < longest):
+            if overlaps and (longest_days is None or int(days) < longest_days):
                 findings.append(Finding(
                     "error", "lifecycle-early", f"datasets.{name}",
                     f"bucket rule {rule.get('ID', '?')!r} expires objects after {days} days, "
@@ -313,6 +348,7 @@ def check(catalog: Catalog, audit: AuditLog | None = None,
         findings += residency_findings(catalog, WorkspaceRegions(control.engine),
                                        Transfers(control.engine).all(),
                                        now or datetime.now(UTC))
+    findings += period_settings(catalog)
     findings += unindexed_links(catalog)
     findings += blocking_references(catalog)
     findings += non_unique_keys(catalog)

@@ -142,7 +142,7 @@ def archive_findings(catalog: Catalog, name: str, homes: Homes,
         if target is None or ds.workspace is None:
             continue
         counts = catalog.store_of(name).count_by(ds.table or "", ds.workspace,
-                                                 governed_by(ds, index))
+                                                 governed_by(ds, index, policy))
         for value, rows in sorted(counts.items(), key=lambda item: str(item[0])):
             workspace = str(value)
             home = homes.of(workspace)

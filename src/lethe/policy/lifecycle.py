@@ -18,6 +18,7 @@ from typing import Any
 
 from lethe.policy.durations import Duration
 from lethe.policy.model import Dataset, Policy
+from lethe.policy.periods import longest
 
 RULE_PREFIX = "lethe-"  # the bucket's rules lethe owns; others are left alone
 _DAYS = {"m": 1 / 1440, "h": 1 / 24, "d": 1, "w": 7, "mo": 31, "y": 366}
@@ -47,6 +48,8 @@ def expressible(ds: Dataset) -> str | None:
         return "its rules test metadata, which lifecycle filters cannot"
     if first.after not in ("", "last_modified"):
         return "its age comes from metadata, not the last-modified time"
+    if not isinstance(first.keep, Duration):
+        return "its period comes from data"  # (the policy allows that on SQL only)
     if first.keep.forever:
         return "kept forever"
     return None
@@ -69,7 +72,7 @@ def lifecycle_rules(policy: Policy, store: str, root: str,
             continue
         rules.append({"ID": rule_id(name), "Status": "Enabled",
                       "Filter": {"Prefix": root + (ds.prefix or "")},
-                      "Expiration": {"Days": lifecycle_days(ds.retention[0].keep)},
+                      "Expiration": {"Days": lifecycle_days(longest(ds.retention[0].keep))},
                       "NoncurrentVersionExpiration": {"NoncurrentDays": 1}})
     return rules, excluded
 

@@ -74,7 +74,8 @@ PolicyLoader.add_implicit_resolver(
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-_TYPE_TAGS = {"str", "int", "float", "bool", "none", "list", "dict", "literal"}
+_TYPE_TAGS = {"str", "int", "float", "bool", "none", "list", "dict", "literal",
+              "keep:duration", "keep:from"}
 
 
 def format_location(loc: tuple[int | str, ...]) -> str:

@@ -19,6 +19,7 @@ from pydantic import (
 
 from lethe.policy.base import METADATA, DurationField, Strict, identifier
 from lethe.policy.durations import Duration
+from lethe.policy.periods import KeepField, KeepFrom, keeps_a_while
 from lethe.policy.settings import ArchiveStorage as ArchiveStorage
 from lethe.policy.settings import AuditPolicy as AuditPolicy
 from lethe.policy.settings import ClassPolicy as ClassPolicy
@@ -126,7 +127,7 @@ Condition = dict[str, Scalar | list[Scalar | None] | None]
 
 class Rule(Strict):
     when: Condition = Field(default_factory=dict)
-    keep: DurationField
+    keep: KeepField  # a duration, or a period each row's parent sets (lethe.policy.periods)
     after: str = ""  # the time column; a cache's rule has none (`keep` is a maximum TTL)
     action: Action = "delete"
     to: str | None = None
@@ -136,7 +137,8 @@ class Rule(Strict):
     def _when_columns(cls, when: Condition) -> Condition:
         for column, value in when.items():
             if not METADATA.match(column):  # objects' rules test metadata.NAME
-                identifier(column, "column")
+                for part in column.split(".", 1):  # a parent's column: PARENT.COLUMN
+                    identifier(part, "column")
             if isinstance(value, list) and not value:
                 raise ValueError(f"when.{column}: empty list matches nothing")
         return when
@@ -206,8 +208,9 @@ class Dataset(Strict):
                 _object_rule(index, rule)
             elif rule.after:
                 identifier(rule.after, "column")
-                for column in rule.when:
-                    identifier(column, "column")
+                for column in rule.when:  # its own, or a parent's: PARENT.COLUMN
+                    for part in column.split(".", 1):
+                        identifier(part, "column")
             if rule.action == "soft-delete" and self.soft_delete is None:
                 raise ValueError(f"retention[{index}]: action soft-delete needs `soft_delete:`")
             if rule.action == "anonymize" and not self.anonymized_fields:
@@ -230,7 +233,8 @@ class Dataset(Strict):
         """A cache dataset's maximum TTL in seconds (calendar units counted back from now)."""
         if not self.retention:
             return None
-        cutoff = self.retention[0].keep.before(now)
+        keep = self.retention[0].keep
+        cutoff = keep.before(now) if isinstance(keep, Duration) else None
         return None if cutoff is None else max(1, int((now - cutoff).total_seconds()))
 
     @property
@@ -265,6 +269,23 @@ def template_fields(template: str) -> tuple[str, ...]:
                                if name is not None))
 
 
+def _period_source(policy: Policy, name: str, index: int, keep: KeepFrom) -> None:
+    """A period from data is read from a dataset this one belongs to, in its store."""
+    _parent_column(policy, name, f"retention[{index}].keep.from", keep.dataset)
+
+
+def _parent_column(policy: Policy, name: str, path: str, parent: str) -> None:
+    """A rule reads a column of `parent` (its period, its `when`): a dataset this one
+    belongs to, in the same store (read in the same SQL statement)."""
+    where = f"datasets.{name}.{path}"
+    ds = policy.datasets[name]
+    if parent not in ds.belongs_to:
+        raise ValueError(f"{where}: {parent!r} is not a dataset {name!r} belongs_to")
+    if policy.datasets[parent].store != ds.store:
+        raise ValueError(f"{where}: {parent!r} is in another store (its column is read in "
+                         "the same SQL statement)")
+
+
 def _cache_dataset(where: str, ds: Dataset) -> None:
     """A Redis dataset: keys, not rows. Its one rule is a maximum TTL."""
     if ds.fields or ds.belongs_to or ds.soft_delete or ds.workspace or ds.key:
@@ -276,6 +297,9 @@ def _cache_dataset(where: str, ds: Dataset) -> None:
         if rule.after or rule.when or rule.action != "delete":
             raise ValueError(f"{where}.retention[{index}]: a cache rule is only `keep:` "
                              "(the maximum TTL); no `after`, `when` or `action`")
+        if not isinstance(rule.keep, Duration):
+            raise ValueError(f"{where}.retention[{index}].keep: a maximum TTL is a "
+                             "duration, not a period from data")
         if rule.keep.forever:
             raise ValueError(f"{where}.retention[{index}].keep: a maximum TTL cannot be "
                              "forever (leave the rule out)")
@@ -342,9 +366,18 @@ class Policy(Strict):
                 raise ValueError(f"{where}: a {kind} store dataset needs `{needed}:`")
             if kind == "sql":
                 for index, rule in enumerate(ds.retention):
-                    if not rule.after and not rule.keep.forever:  # forever: no clock
+                    if not rule.after and keeps_a_while(rule.keep):  # forever: no clock
                         raise ValueError(f"{where}.retention[{index}]: `after:` names the "
                                          "time column the age is counted from")
+                    if isinstance(rule.keep, KeepFrom):
+                        _period_source(self, name, index, rule.keep)
+                    for column in rule.when:
+                        if "." in column:
+                            _parent_column(self, name, f"retention[{index}].when.{column}",
+                                           column.partition(".")[0])
+            elif any(isinstance(rule.keep, KeepFrom) for rule in ds.retention):
+                raise ValueError(f"{where}.retention: a period from data is read in SQL; "
+                                 f"only a SQL dataset's rules can have `keep: {{from: …}}`")
             if kind == "cache":
                 _cache_dataset(where, ds)
             if kind == "objects":

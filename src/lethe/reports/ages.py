@@ -50,7 +50,7 @@ class AgeReading:
     grace: timedelta = timedelta(0)  # lag allowed past the limit before it is a breach
 
 
-def governed(ds: Dataset, step: Step) -> Condition:
+def governed(policy: Policy, ds: Dataset, step: Step) -> Condition:
     """Rows the step still applies to: a rule's own, not yet soft-deleted or anonymized;
     a purge's, the soft-deleted rows."""
     if step.rule is None:
@@ -58,7 +58,7 @@ def governed(ds: Dataset, step: Step) -> Condition:
         return soft_deleted(ds.soft_delete)
     index = step.rule
     rule = ds.retention[index]
-    parts = [governed_by(ds, index)]
+    parts = [governed_by(ds, index, policy)]
     if rule.action == "soft-delete" and ds.soft_delete:
         parts.append(not_soft_deleted(ds.soft_delete))
     if rule.action == "anonymize":
@@ -100,7 +100,7 @@ def data_ages(rt: Runtime) -> list[AgeReading]:
                                  grace=grace)
             try:
                 readings.append(_measure(rt, builder, holds, step, reading,
-                                         governed(ds, step), now))
+                                         governed(rt.policy, ds, step), now))
             except LetheError as exc:
                 readings.append(replace(reading, error=str(exc)))
     return readings

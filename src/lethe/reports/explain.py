@@ -27,11 +27,19 @@ from typing import Any
 
 from lethe.control.store import Hold
 from lethe.engine.plan import blocked_by, builder_for
-from lethe.engine.steps import Step, StepBuilder, belongs_to_children, soft_deleted
+from lethe.engine.steps import (
+    Step,
+    StepBuilder,
+    belongs_to_children,
+    rule_aged,
+    soft_deleted,
+)
 from lethe.errors import UsageError
 from lethe.holds import HoldScopes, Scope
 from lethe.policy.conditions import governed_by, when_condition
+from lethe.policy.durations import Duration
 from lethe.policy.graph import children_first
+from lethe.policy.periods import Keep, keeps_a_while
 from lethe.runtime import Runtime
 from lethe.stores.base import (
     FALSE,
@@ -117,7 +125,8 @@ def explain(rt: Runtime, dataset: str, scope: Scope | None = None) -> Explanatio
     lines = [_cascade(builder, holds, rt, step, count, within)
              for step in _cascades_into(builder, dataset)]
     lines += [_rule(builder, holds, rt, step, count, within) for step in builder.own_steps(dataset)]
-    governed = any_of(*(when_condition(r.when) for r in ds.retention)) if ds.retention else FALSE
+    governed = any_of(*(when_condition(r.when, rt.policy, ds) for r in ds.retention)) \
+        if ds.retention else FALSE
     if ds.soft_delete is not None:  # soft-deleted rows are the purge's (its own line)
         governed = any_of(governed, soft_deleted(ds.soft_delete))
     notes = [] if ds.retention else [
@@ -210,6 +219,7 @@ def _rule(builder: StepBuilder, holds: HoldScopes, rt: Runtime, step: Step, coun
     verbs = {"delete": "deleted", "soft-delete": "soft-deleted", "anonymize": "anonymized",
              "archive": "archived", "shred": "made unreadable (key shredded)",
              "purge": "purged"}
+    keep: Keep
     if step.action == "purge":
         assert ds.soft_delete is not None
         keep, after, when = ds.soft_delete.recover_for, ds.soft_delete.since, {}
@@ -218,11 +228,14 @@ def _rule(builder: StepBuilder, holds: HoldScopes, rt: Runtime, step: Step, coun
         assert step.rule is not None
         rule = ds.retention[step.rule]
         keep, after, when = rule.keep, rule.after, dict(rule.when)
-        governed = governed_by(ds, step.rule)
-    cutoff = keep.before(builder.now)
-    if cutoff is None or not after:
+        governed = governed_by(ds, step.rule, rt.policy)
+    # a period from data has a cutoff per row (its parent's setting): none to show
+    cutoff = keep.before(builder.now) if isinstance(keep, Duration) else None
+    if not keeps_a_while(keep) or not after:
         reasons = [Reason("forever", count(governed), "the rule keeps them forever")]
         return RuleLine(step, str(keep), after or None, when, None, tuple(reasons))
+    aged = Older(after, cutoff) if cutoff is not None else \
+        rule_aged(rt.policy, builder.keys, ds, rule, builder.now)
     due = builder.due(step, holds)
     if step.action == "shred":  # the rows stay; what goes is each subject's key
         held = holds.held(step.dataset, cascading=True)
@@ -237,10 +250,12 @@ def _rule(builder: StepBuilder, holds: HoldScopes, rt: Runtime, step: Step, coun
                                            count, due)))
     else:
         reasons = _acting(builder, holds, rt, step, count, within, due, verbs[step.action])
-    old = all_of(governed, Older(after, cutoff))
-    waiting = all_of(governed, negate(IsNull(after)), negate(Older(after, cutoff)))
+    old = all_of(governed, aged)
+    waiting = all_of(governed, negate(IsNull(after)), negate(aged))
     reasons += [
-        Reason("not-yet", count(waiting), f"{keep} after {after} has not passed"),
+        Reason("not-yet", count(waiting), f"{keep} after {after} has not passed"
+               if cutoff is not None else f"their period ({keep}) after {after} has not "
+               "passed"),
         Reason("after-null", count(all_of(governed, IsNull(after))),
                f"{after} is NULL: the period has not started"),
         Reason("done", count(all_of(old, negate(due))),
@@ -252,7 +267,8 @@ def _rule(builder: StepBuilder, holds: HoldScopes, rt: Runtime, step: Step, coun
         oldest = rt.catalog.store_of(step.dataset).oldest(ds.table or "", after,
                                                           all_of(within, waiting))
     return RuleLine(step, str(keep), after, when, cutoff, tuple(reasons), oldest,
-                    None if oldest is None else keep.after(oldest))
+                    None if oldest is None or not isinstance(keep, Duration)
+                    else keep.after(oldest))
 
 
 def reason_lines(line: RuleLine) -> Sequence[str]:

@@ -22,6 +22,9 @@ from lethe.crypto.signing import key_fingerprint, key_id, load_public
 from lethe.errors import LetheError, UsageError
 from lethe.policy.encrypted import encrypted_fields
 from lethe.policy.model import Dataset, Policy
+from lethe.policy.periods import keeps_a_while
+from lethe.policy.periods import longest as longest_of
+from lethe.policy.periods import shortest as shortest_of
 from lethe.reports.evidence import RuleEvidence, RuleKey
 from lethe.reports.trust_claims import Claim, anonymised_by, on_erasure, without_rule
 from lethe.reports.trust_wording import (
@@ -269,10 +272,10 @@ def _protections(policy: Policy, key: str, with_fields: Sequence[tuple[str, Data
     for, from their own rules; those no rule limits are named as such."""
     page, found = "classification", []
     limited = [(n, i, r) for n, ds in with_fields for i, r in enumerate(ds.retention)
-               if not r.keep.forever]
-    if limited:
-        keeps = [r.keep for _, _, r in limited]
-        shortest, longest = min(keeps, key=_sort_key), max(keeps, key=_sort_key)
+               if keeps_a_while(r.keep)]
+    if limited:  # a period from data spans its bounds
+        shortest = min((shortest_of(r.keep) for _, _, r in limited), key=_sort_key)
+        longest = max((longest_of(r.keep) for _, _, r in limited), key=_sort_key)
         span = period(shortest) if shortest == longest else \
             f"between {period(shortest)} and {period(longest)}, depending on the record"
         ends = dict.fromkeys(_END.get(r.action, "deleted") for _, _, r in limited)
@@ -281,7 +284,7 @@ def _protections(policy: Policy, key: str, with_fields: Sequence[tuple[str, Data
                            "scheduled jobs that verify every deletion.",
                            tuple(f"datasets.{n}.retention[{i}]" for n, i, _ in limited)))
     unlimited = [n for n, ds in with_fields
-                 if not any(not r.keep.forever for r in ds.retention)]
+                 if not any(keeps_a_while(r.keep) for r in ds.retention)]
     if unlimited:
         found.append(Claim(page, f"No retention period applies to {_names(policy, unlimited)}: "
                            "kept for as long as we provide the service.",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lethe.policy.model import Dataset, Policy
+from lethe.policy.periods import keeps_a_while
 from lethe.reports.trust_wording import anonymized, capital, noun, period
 
 
@@ -45,13 +46,13 @@ def on_erasure(policy: Policy, name: str) -> Claim:
     ds = policy.datasets[name]
     path = f"datasets.{name}"
     if ds.erasure == "retain":
-        kept = ", ".join(period(r.keep) for r in ds.retention if not r.keep.forever)
+        kept = ", ".join(period(r.keep) for r in ds.retention if keeps_a_while(r.keep))
         reason = ds.legal_basis or "a legal obligation"
         return Claim("retention", f"Kept{f' for {kept}' if kept else ''} (legal basis: "
                      f"{reason}){', then deleted' if kept else ''}",
                      (f"{path}.erasure", f"{path}.legal_basis",
                       *(f"{path}.retention[{i}]" for i, r in enumerate(ds.retention)
-                        if not r.keep.forever)), name)
+                        if keeps_a_while(r.keep))), name)
     if ds.erasure == "anonymize":
         return Claim("retention", f"Anonymised ({anonymized(ds)})",
                      (f"{path}.erasure", f"{path}.fields"), name)

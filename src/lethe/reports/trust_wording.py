@@ -8,8 +8,8 @@ change of wording is a change here, never a hand edit of a published page.
 
 from __future__ import annotations
 
-from lethe.policy.durations import Duration
 from lethe.policy.model import Dataset, Policy, Rule, Scalar
+from lethe.policy.periods import Keep, KeepFrom, keeps_a_while
 
 _UNITS = {"m": "minute", "h": "hour", "d": "day", "w": "week", "mo": "month", "y": "year"}
 
@@ -65,8 +65,12 @@ def words(name: str) -> str:
 
 
 
-def period(keep: Duration) -> str:
-    """`30d` -> `30 days`; `forever` -> `indefinitely`."""
+def period(keep: Keep) -> str:
+    """`30d` -> `30 days`; `forever` -> `indefinitely`; a period from data says who sets
+    it and within which bounds (what the engine clamps it to)."""
+    if isinstance(keep, KeepFrom):
+        return (f"a period the customer chooses (customer-configurable: {period(keep.min)} "
+                f"to {period(keep.max)}, default {period(keep.default)})")
     if keep.amount is None:
         return "indefinitely"
     unit = _UNITS[keep.unit]
@@ -88,14 +92,17 @@ def condition(rule: Rule) -> str:
     """`{status: [pending, queued]}` -> `with status pending or queued`."""
     parts = []
     for column, value in rule.when.items():
-        name = words(column.split(".", 1)[1] if "." in column else column)
+        owner, _, own = column.partition(".")
+        name = words(own or owner)
+        # a parent's column (`accounts.tier`): "of accounts with tier free"
+        of = "" if not own or owner in ("metadata", "tag") else f"of {words(owner)} "
         if value is None:
-            parts.append(f"with no {name}")
+            parts.append(f"{of}with no {name}")
         elif isinstance(value, list):
             shown = [_value(v) for v in value]
-            parts.append(f"with {name} " + (" or ".join(shown)))
+            parts.append(f"{of}with {name} " + (" or ".join(shown)))
         else:
-            parts.append(f"with {name} {_value(value)}")
+            parts.append(f"{of}with {name} {_value(value)}")
     return " and ".join(parts)
 
 
@@ -157,7 +164,7 @@ def sentence(policy: Policy, name: str, ds: Dataset, rule: Rule) -> str:
     if policy.stores[ds.store].kind == "cache":
         return (f"{capital(what)}{scope} expire automatically at most {period(rule.keep)} "
                 "after they are written.")
-    if rule.keep.forever:
+    if not keeps_a_while(rule.keep):
         return f"We keep {what}{scope} for as long as we provide the service."
     lead = f"We keep {what}{scope} for {period(rule.keep)} after {starting_point(rule.after)}"
     if rule.action == "soft-delete" and ds.soft_delete is not None:

@@ -90,6 +90,33 @@ class Older(Condition):
 
 
 @dataclass(frozen=True)
+class OlderBySetting(Condition):
+    """`column` holds an instant more than a period before `now`, the period read per
+    row from another table (a parent, lethe.policy.periods): `setting` times `unit`
+    seconds of the row of `table` whose `key` is this row's `link`, kept within `low` ..
+    `high` seconds; `fallback` seconds when there is no such row or the setting is not
+    a positive number. A NULL time is never older."""
+
+    column: str
+    now: datetime
+    table: str
+    key: str
+    link: str
+    setting: str
+    unit: int
+    fallback: int
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class NotPositive(Condition):
+    """`column` holds something other than a positive number (NULL is not)."""
+
+    column: str
+
+
+@dataclass(frozen=True)
 class And(Condition):
     parts: tuple[Condition, ...]
 

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql import operators
 
+from lethe.errors import StoreError
 from lethe.stores.base import (
     And,
     Condition,
@@ -28,7 +29,9 @@ from lethe.stores.base import (
     IsNull,
     Not,
     NotLike,
+    NotPositive,
     Older,
+    OlderBySetting,
     Or,
 )
 from lethe.stores.sql.reflect import Schema
@@ -39,6 +42,7 @@ from lethe.stores.sql.values import (
     coerce_each,
     is_numeric,
     older,
+    older_by,
 )
 
 
@@ -121,7 +125,8 @@ class Compiler(Schema):
                     return ("not", walk(part, name))
                 case Exists(other, inner, outer, where, _store):
                     return ("exists", other, inner, outer, walk(where, other))
-                case Const() | IsNull() | NotLike() | Older():
+                case Const() | IsNull() | NotLike() | Older() | OlderBySetting() \
+                        | NotPositive():
                     return ("as is", c)
             raise TypeError(f"unknown condition {type(c).__name__}")
 
@@ -191,11 +196,20 @@ class Compiler(Schema):
                 return sa.not_(self.build(part, table_name, t, values))
             case ("exists", other, inner, outer, where):
                 o = self.table(other).alias()
-                link = self.column(o, inner, other) == col(outer)
+                key = inner or self._primary_key(other)
+                link = self.column(o, key, other) == col(outer)
                 return sa.exists().where(link, self.build(where, other, o, values))
             case ("as is", cond):
                 return self._leaf(cond, col)
         raise TypeError(f"unknown condition shape {shape[0]!r}")
+
+    def _primary_key(self, table: str) -> str:
+        """A table's one-column primary key (what `Exists` with no `inner` links to)."""
+        key = self.tables()[table].primary_key
+        if len(key) != 1:
+            raise StoreError(f"table {table!r} needs a one-column primary key or a `key:` "
+                             "to be linked to", path=f"stores.{self.name}")
+        return key[0]
 
     def _leaf(self, cond: Condition, col: Any) -> sa.ColumnElement[bool]:
         """A condition whose values stay in its shape."""
@@ -215,7 +229,36 @@ class Compiler(Schema):
             case Older(column, cutoff):
                 c = col(column)
                 return sa.and_(c.is_not(None), self._older(c, cutoff))
+            case OlderBySetting(column, now, table, key, link, setting, unit, fallback, low,
+                                high):
+                c = col(column)
+                parent = self.table(table).alias()
+                chosen = self.column(parent, setting, table)
+                per_row = self._clamp(sa.cast(chosen, sa.Float) * unit, low, high)
+                period = sa.func.coalesce(
+                    sa.select(sa.case((self._positive(chosen), per_row)))
+                    .where(self.column(parent, key, table) == col(link)).scalar_subquery(),
+                    fallback)
+                millis = self.dialect != "sqlite" and self._in_millis(c)
+                return sa.and_(c.is_not(None),
+                               older_by(c, now, period, self.dialect, millis=millis))
+            case NotPositive(column):
+                c = col(column)
+                return sa.and_(c.is_not(None), sa.not_(self._positive(c)))
         raise TypeError(f"unknown condition {type(cond).__name__}")
+
+    def _positive(self, c: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """A positive number (SQLite keeps any value in any column: a number, typed so)."""
+        if self.dialect == "sqlite":
+            return sa.and_(sa.func.typeof(c).in_(["integer", "real"]), c > 0)
+        return c > 0
+
+    def _clamp(self, value: sa.ColumnElement[Any], low: int, high: int
+               ) -> sa.ColumnElement[Any]:
+        """`value` kept within low..high (SQLite's scalar min/max, PostgreSQL's least/greatest)."""
+        if self.dialect == "sqlite":
+            return sa.func.min(sa.func.max(value, low), high)
+        return sa.func.least(sa.func.greatest(value, low), high)
 
     def _in_mode(self, values: list[Any]) -> str:
         """How an `IN` list goes: as a list, or (long) as one parameter — an array or

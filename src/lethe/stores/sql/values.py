@@ -58,6 +58,12 @@ def not_canonical(type_name: str, text: str) -> str | None:
     return None
 
 
+def is_number_type(type_name: str) -> bool:
+    """Is a reflected column type (its name, as the catalog keeps it) a number?"""
+    kind = type_name.upper().lstrip()
+    return bool(_INTEGER_TYPE.match(kind) or _DECIMAL_TYPE.match(kind))
+
+
 @functools.lru_cache(maxsize=64)
 def python_type(ctype: sa.types.TypeEngine[Any]) -> type | None:
     try:
@@ -195,6 +201,24 @@ def older(c: sa.ColumnElement[Any], cutoff: datetime, dialect: str, *,
     return sa.cast(c, sa.DateTime(timezone=True)) < cutoff
 
 
+def older_by(c: sa.ColumnElement[Any], now: datetime, period: sa.ColumnElement[Any],
+             dialect: str, *, millis: bool = False) -> sa.ColumnElement[bool]:
+    """The column holds an instant more than `period` seconds (computed per row) before
+    `now`: `older` with the cutoff computed in SQL."""
+    epoch = sa.bindparam(None, now.astimezone(UTC).timestamp(), sa.Float) - period
+    if dialect == "sqlite":
+        return SqliteOlder(c, epoch=epoch)
+    cutoff = sa.func.to_timestamp(epoch)  # timestamptz
+    ctype = c.type
+    if isinstance(ctype, sa.DateTime):
+        return c < (cutoff if ctype.timezone else sa.func.timezone("UTC", cutoff))
+    if isinstance(ctype, sa.Date):
+        return c < sa.func.timezone("UTC", cutoff)
+    if is_numeric(c):
+        return c < (epoch * 1000 if millis else epoch)
+    return sa.cast(c, sa.DateTime(timezone=True)) < cutoff
+
+
 class SqliteOlder(sa.ColumnElement[bool]):
     """`older` on SQLite, which keeps times as ISO text or epoch numbers whatever the
     column's type: epoch numbers (milliseconds above MILLIS_THRESHOLD) compare with the
@@ -213,8 +237,16 @@ class SqliteOlder(sa.ColumnElement[bool]):
                            ("epoch", InternalTraversal.dp_clauseelement),
                            ("julian", InternalTraversal.dp_clauseelement)]
 
-    def __init__(self, column: sa.ColumnElement[Any], cutoff: datetime) -> None:
+    def __init__(self, column: sa.ColumnElement[Any], cutoff: datetime | None = None, *,
+                 epoch: sa.ColumnElement[Any] | None = None) -> None:
+        """Older than `cutoff`, or than the epoch seconds `epoch` computes per row."""
         self.column = column
+        self.epoch: sa.ColumnElement[Any]
+        self.julian: sa.ColumnElement[Any]
+        if epoch is not None:  # julianday() of a number takes it as a julian day
+            self.epoch, self.julian = epoch, epoch / 86400.0 + JULIAN_EPOCH
+            return
+        assert cutoff is not None
         self.epoch = sa.bindparam(None, cutoff.timestamp(), sa.Float)
         self.julian = sa.bindparam(None, cutoff.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
                                    sa.String)

@@ -1,0 +1,102 @@
+"""Retention periods that come from data: `keep: {from: workspaces.message_retention, ...}`.
+
+A customer sets its own period in a settings column of a row its data belongs to (a
+workspace, an account); the organization bounds it. Each row's period is that setting,
+in `unit`s, kept within `min`..`max`; `default` where the row has no parent, the parent
+has no setting, or the setting is not a positive number (so a bad value never means
+"keep forever" or "delete now"). The engine evaluates it inside the store's SQL, one
+correlated lookup of the parent per row, with no per-row Python (lethe.stores.sql).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from lethe.policy.base import DurationField, Strict, identifier
+from lethe.policy.durations import Duration
+
+UNIT_SECONDS = {"days": 86_400, "hours": 3_600, "seconds": 1}
+# lengths compared at a fixed instant: months and years are calendar units
+_REFERENCE = datetime(2000, 3, 1)
+
+
+def seconds(duration: Duration, now: datetime) -> int:
+    """How many seconds `duration` reaches back from `now` (a finite duration)."""
+    start = duration.before(now)
+    assert start is not None, "a period from data is never forever"
+    return int((now - start).total_seconds())
+
+
+class KeepFrom(Strict):
+    """`keep:` read per row from a parent's settings column (see the module)."""
+
+    from_: str = Field(alias="from")  # DATASET.COLUMN: a dataset this one belongs_to
+    default: DurationField
+    min: DurationField = Duration(1, "d")
+    max: DurationField
+    unit: Literal["days", "hours", "seconds"] = "days"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> KeepFrom:
+        dataset, _, column = self.from_.partition(".")
+        if not column:
+            raise ValueError("`from` names a dataset and its column: DATASET.COLUMN")
+        identifier(dataset, "dataset")
+        identifier(column, "column")
+        for name in ("default", "min", "max"):
+            if getattr(self, name).forever:
+                raise ValueError(f"`{name}` of a period from data cannot be forever")
+        low, default, high = (seconds(d, _REFERENCE)
+                              for d in (self.min, self.default, self.max))
+        if not 0 < low <= default <= high:
+            raise ValueError("need 0 < min <= default <= max")
+        return self
+
+    @property
+    def dataset(self) -> str:
+        return self.from_.partition(".")[0]
+
+    @property
+    def column(self) -> str:
+        return self.from_.partition(".")[2]
+
+    def __str__(self) -> str:
+        return (f"{self.from_} in {self.unit} ({self.min} to {self.max}, "
+                f"{self.default} unless set)")
+
+
+Keep = Duration | KeepFrom
+
+
+def _kind(value: Any) -> str:
+    return "keep:from" if isinstance(value, dict | KeepFrom) else "keep:duration"
+
+
+# `keep:` in the policy: a duration, or a mapping with `from:` (errors name only the form given)
+KeepField = Annotated[
+    Annotated[DurationField, Tag("keep:duration")] | Annotated[KeepFrom, Tag("keep:from")],
+    Discriminator(_kind)]
+
+
+def shortest(keep: Keep) -> Duration:
+    """The shortest a rule keeps any row."""
+    return keep.min if isinstance(keep, KeepFrom) else keep
+
+
+def longest(keep: Keep) -> Duration:
+    """The longest a rule keeps any row: what may be dropped wholesale (a partition)
+    only past it, and what a lag is measured against (a lower bound on the lag)."""
+    return keep.max if isinstance(keep, KeepFrom) else keep
+
+
+def keeps_a_while(keep: Keep) -> bool:
+    """Not forever: the rule's rows age by a clock."""
+    return isinstance(keep, KeepFrom) or not keep.forever
+
+
+def default_of(keep: Keep) -> Duration:
+    """The period of a row with no setting of its own."""
+    return keep.default if isinstance(keep, KeepFrom) else keep
