@@ -218,3 +218,29 @@ def test_the_page_says_whose_column_a_rule_tests(tmp_path: Path) -> None:
     ds = policy.datasets["messages"]
     assert "of workspaces with plan free for 10 days" in sentence(policy, "messages", ds,
                                                                    ds.retention[0])
+
+
+@pytest.mark.postgres
+def test_a_recount_that_looks_parents_up_keeps_their_index(postgres_url: str,
+                                                           tmp_path: Path) -> None:
+    """After a mass delete a recount turns index scans off (dead index entries), but
+    not for a condition that looks each row's parent up: without the parent's index
+    that lookup is a scan of the parent per row (measured: 180 s instead of 0.1 s)."""
+    from lethe.engine.steps import rule_aged
+    from lethe.stores.base import Older
+    from lethe.stores.sql import SqlStore
+
+    _build(postgres_url)
+    store = SqlStore("app", postgres_url)
+    store._removed["messages"] = 10**9  # as after deleting most of the table
+    seen: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute",
+                    lambda *args: seen.append(args[2]))
+    policy = load_policy(_policy(tmp_path, postgres_url, KEEP))
+    ds = policy.datasets["messages"]
+    aged = rule_aged(policy, {"workspaces": "id", "messages": "id"}, ds, ds.retention[0], NOW)
+    store.count("messages", aged)
+    assert not any("enable_indexscan" in s for s in seen)
+    store.count("messages", Older("created_at", NOW))
+    assert any("enable_indexscan" in s for s in seen)
+    store.close()
