@@ -288,7 +288,7 @@ def _parent_columns(catalog: Catalog, name: str) -> list[Finding]:
     for index, rule in enumerate(policy.datasets[name].retention):
         read = [(f"retention[{index}].when.{c}", *c.split(".", 1)) for c in rule.when
                 if "." in c]
-        if isinstance(rule.keep, KeepFrom):
+        if isinstance(rule.keep, KeepFrom) and rule.keep.from_:
             read.append((f"retention[{index}].keep.from", rule.keep.dataset,
                          rule.keep.column))
         for path, parent, column in read:

@@ -71,10 +71,12 @@ def completed_erasure(policy_path: Path, identity: str, workspace: str | None,
 
 @contextlib.contextmanager
 def served(directory: Path, url: str, *, control: str | None = None,
-           **options: Any) -> Iterator[Served]:
-    """The app schema at `url`, its policy, an app over it and a key per role and scope."""
+           policy: dict[str, Any] | None = None, **options: Any) -> Iterator[Served]:
+    """The app schema at `url`, its policy (with `policy`'s changes, write_policy's
+    `a__b` paths), an app over it and a key per role and scope."""
     build_app(url).dispose()
-    changes = {"control": control} if control else {}
+    changes: dict[str, Any] = {"control": control} if control else {}
+    changes.update(policy or {})
     policy_path = write_policy(directory, url, **changes)
     rt = Runtime.open(load_policy(policy_path), Clock(NOW))
     try:

@@ -70,6 +70,10 @@ CASES = [
          frozenset({"admin", "privacy", "auditor"}), other=403),
     Case("set workspace region", "PATCH", "/v1/workspaces/ws_a", frozenset({"admin"}),
          other=403, body=lambda s: {"region": None}),
+    Case("show retention periods", "GET", "/v1/workspaces/ws_a/retention",
+         frozenset({"admin", "privacy", "auditor"}), other=403),
+    Case("choose a retention period", "PUT", "/v1/workspaces/ws_a/retention/events",
+         frozenset({"admin", "privacy"}), other=403, body=lambda s: {"keep": "30d"}),
     Case("impersonate", "POST", "/v1/impersonations", frozenset({"admin"}), org_only=True,
          ok=201, body=lambda s: {"workspace": "ws_a", "role": "auditor", "minutes": 5,
                                  "reason": "support ticket 12"}),
@@ -79,7 +83,12 @@ CASES = [
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, dict[str, int]]]:
     directory = tmp_path_factory.mktemp("api")
-    with served(directory, f"sqlite:///{directory / 'app.db'}") as s:
+    # events' first rule lets each workspace choose its period (issue 22, item 2)
+    choosable = [{"when": {"status": "processed"}, "after": "received_at",
+                  "keep": {"default": "90d", "min": "1d", "max": "365d"}},
+                 {"keep": "30d", "after": "received_at"}]
+    with served(directory, f"sqlite:///{directory / 'app.db'}",
+                policy={"datasets__events__retention": choosable}) as s:
         opened = s.call("POST", "/v1/requests", json={
             "kind": "access", "subject": "user", "workspace": "ws_a",
             "identities": {"email": "user1@example.com"}})

@@ -38,7 +38,7 @@ def _store_at(url: str, version: int) -> None:
 def test_a_version_9_store_gains_the_estimated_flag_and_keeps_its_runs(app_url: str) -> None:
     _store_at(app_url, 9)
     control = ControlStore(app_url)  # migrates
-    assert control.schema_version() == MIGRATIONS[-1][0] == 14
+    assert control.schema_version() == MIGRATIONS[-1][0] == 15
     [old] = control.recent_runs()
     assert old["status"] == "completed"
     [action] = control.run(int(old["id"]))["actions"]

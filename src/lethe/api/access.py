@@ -28,6 +28,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "audit.read": frozenset({"admin", "auditor"}),
     "workspaces.read": frozenset({"admin", "privacy", "auditor"}),
     "workspaces.update": frozenset({"admin"}),
+    "workspaces.retention": frozenset({"admin", "privacy"}),
     "impersonate": frozenset({"admin"}),
 }
 ORG_ONLY = frozenset({"runs.trigger", "runs.read", "reports.read", "impersonate"})

@@ -389,6 +389,18 @@ class ApiKeyRevoked(AuditEvent):
 
 @registered
 @dataclass(frozen=True)
+class RetentionPeriodSet(AuditEvent):
+    """A workspace chose its retention period for a dataset (None: back to the default)."""
+
+    names: ClassVar[tuple[str, ...]] = ("workspace.retention",)
+    target_format: ClassVar[str] = "workspace:{workspace}"
+    workspace: str
+    dataset: str
+    keep: str | None
+
+
+@registered
+@dataclass(frozen=True)
 class WorkspaceRegionSet(AuditEvent):
     names: ClassVar[tuple[str, ...]] = ("workspace.region",)
     target_format: ClassVar[str] = "workspace:{workspace}"

@@ -308,6 +308,22 @@ def _add_pointed_keys(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE lethe_request_baselines ADD COLUMN pointed TEXT"))
 
 
+# A workspace's own retention period for a dataset, set through the API within the
+# bounds of the dataset's rule (`keep: {default, min, max}`); no row: the default.
+retention_overrides = sa.Table(
+    "lethe_retention_overrides", metadata,
+    sa.Column("workspace", sa.String(200), primary_key=True),
+    sa.Column("dataset", sa.String(200), primary_key=True),
+    sa.Column("keep", sa.String(20), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+)
+
+
+def _create_retention_overrides(conn: Connection) -> None:
+    retention_overrides.create(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, run actions and holds", _create_initial),
     (2, "hash-chained audit log and signed checkpoints", _create_audit),
@@ -324,4 +340,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (12, "run actions say how many due rows a foreign key kept, and which", _add_blocked),
     (13, "erasure baselines keep the keys of the rows a subject points at", _add_pointed_keys),
     (14, "run actions say how long their oldest due row was past its limit", _add_lag),
+    (15, "retention periods workspaces set through the API", _create_retention_overrides),
 ]

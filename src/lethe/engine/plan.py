@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from lethe.catalog import unhandled_references
+from lethe.control.overrides import RetentionOverrides
 from lethe.crypto.keys import live_subjects
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
@@ -19,7 +20,9 @@ from lethe.engine.partitions import droppable
 from lethe.engine.purge import is_reach, reach, reach_steps, subject_kind_of
 from lethe.engine.steps import Step, StepBuilder, belongs_to_children, time_column
 from lethe.holds import HoldScopes
+from lethe.policy.durations import Duration, parse_duration
 from lethe.policy.graph import children_first
+from lethe.policy.periods import KeepFrom
 from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, Condition, RowStore, all_of, negate
 
@@ -108,7 +111,18 @@ def builder_for(rt: Runtime, now: datetime) -> StepBuilder:
     """The step builder for this runtime's live schema at `now`."""
     keys, nullable = rt.catalog.keys(), rt.catalog.nullable()
     return StepBuilder(rt.policy, keys, nullable, now,
-                       unhandled_references(rt.catalog, keys, nullable))
+                       unhandled_references(rt.catalog, keys, nullable),
+                       chosen=chosen_periods(rt))
+
+
+def chosen_periods(rt: Runtime) -> dict[str, dict[str, Duration]]:
+    """dataset -> workspace -> the period it chose through the API, for the datasets
+    whose rules let workspaces choose (read once per plan or run)."""
+    if not any(isinstance(rule.keep, KeepFrom) and not rule.keep.from_
+               for ds in rt.policy.datasets.values() for rule in ds.retention):
+        return {}
+    return {name: {workspace: parse_duration(keep) for workspace, keep in chosen.items()}
+            for name, chosen in RetentionOverrides(rt.control.engine).by_dataset().items()}
 
 
 def shred_targets(rt: Runtime, builder: StepBuilder, holds: HoldScopes,

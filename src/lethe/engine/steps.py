@@ -17,7 +17,7 @@ from lethe.holds import CASCADING, HoldScopes
 from lethe.policy.conditions import governed_by
 from lethe.policy.durations import Duration
 from lethe.policy.model import Dataset, Policy, Rule, SoftDelete
-from lethe.policy.periods import UNIT_SECONDS, longest, seconds
+from lethe.policy.periods import UNIT_SECONDS, KeepFrom, longest, seconds
 from lethe.stores.base import (
     FALSE,
     TRUE,
@@ -28,6 +28,7 @@ from lethe.stores.base import (
     Effect,
     Eq,
     Exists,
+    In,
     IsNull,
     Older,
     OlderBySetting,
@@ -73,8 +74,8 @@ def anonymize_effect(ds: Dataset, detach: str | None = None) -> Anonymize:
 
 
 def rule_due(policy: Policy, keys: Mapping[str, str], ds: Dataset, index: int, rule: Rule,
-             now: datetime) -> Condition:
-    aged = rule_aged(policy, keys, ds, rule, now)
+             now: datetime, chosen: Mapping[str, Duration] | None = None) -> Condition:
+    aged = rule_aged(policy, keys, ds, rule, now, chosen)
     if aged == FALSE:
         return FALSE
     due = all_of(governed_by(ds, index, policy), aged)
@@ -86,18 +87,43 @@ def rule_due(policy: Policy, keys: Mapping[str, str], ds: Dataset, index: int, r
 
 
 def rule_aged(policy: Policy, keys: Mapping[str, str], ds: Dataset, rule: Rule,
-              now: datetime) -> Condition:
-    """Rows past the rule's period: a fixed cutoff, or a period each row's parent sets
-    (lethe.policy.periods), read in the store's SQL (FALSE: kept forever)."""
+              now: datetime, chosen: Mapping[str, Duration] | None = None) -> Condition:
+    """Rows past the rule's period: a fixed cutoff, a period each row's parent sets, or
+    one each workspace chose through the API (`chosen`: workspace -> period; others get
+    the default), all read in the store's SQL (FALSE: kept forever)."""
     keep = rule.keep
     if isinstance(keep, Duration):
         cutoff = keep.before(now)
         return FALSE if cutoff is None else Older(rule.after, cutoff)
+    if not keep.from_:
+        return _by_workspace(ds, rule, keep, chosen or {}, now)
     parent = policy.datasets[keep.dataset]
     return OlderBySetting(rule.after, now, parent.table or "", keys[keep.dataset],
                           ds.belongs_to[keep.dataset], keep.column, UNIT_SECONDS[keep.unit],
                           seconds(keep.default, now), seconds(keep.min, now),
                           seconds(keep.max, now))
+
+
+def _by_workspace(ds: Dataset, rule: Rule, keep: KeepFrom, chosen: Mapping[str, Duration],
+                  now: datetime) -> Condition:
+    """One cutoff per period the workspaces chose (kept within the bounds), one `IN` of
+    the workspaces that chose it; the default for every other row (a NULL workspace
+    included)."""
+    assert ds.workspace is not None  # the policy requires it of such a rule
+    groups: dict[Duration, list[str]] = {}
+    for workspace, period in sorted(chosen.items()):
+        groups.setdefault(keep.clamped(period, now), []).append(workspace)
+    parts: list[Condition] = []
+    for period, workspaces in groups.items():
+        cutoff = period.before(now)
+        assert cutoff is not None  # clamped: never forever
+        parts.append(all_of(In(ds.workspace, tuple(workspaces)), Older(rule.after, cutoff)))
+    default = keep.default.before(now)
+    assert default is not None
+    rest: Condition = Older(rule.after, default)
+    if chosen:
+        rest = all_of(negate(In(ds.workspace, tuple(sorted(chosen)))), rest)
+    return any_of(*parts, rest)
 
 
 def purge_due(ds: Dataset, now: datetime) -> Condition:
@@ -156,6 +182,8 @@ class StepBuilder:
     # (store, table, column) of such a reference -> the referencing rows that steps run
     # earlier in the plan clear (see `ahead`); empty when reading the database as it is
     cleared: Mapping[tuple[str, str, str], Condition] = field(default_factory=dict)
+    # dataset -> workspace -> the period it chose through the API (control.overrides)
+    chosen: Mapping[str, Mapping[str, Duration]] = field(default_factory=dict)
 
     def ahead(self, holds: HoldScopes, planned: Sequence[str]) -> StepBuilder:
         """This builder as the plan must see the database: when each step's turn comes,
@@ -204,7 +232,7 @@ class StepBuilder:
             return all_of(linked, negate(self.removing_due(step.dataset)))
         assert step.rule is not None
         return rule_due(self.policy, self.keys, ds, step.rule, ds.retention[step.rule],
-                        self.now)
+                        self.now, self.chosen.get(step.dataset))
 
     def deleting_due(self, name: str) -> Condition:
         """Rows the dataset's own steps delete (delete rules and purge)."""

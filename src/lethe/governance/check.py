@@ -128,7 +128,7 @@ def period_settings(catalog: Catalog) -> list[Finding]:
     for name, ds, _info in _readable(catalog):
         for index, rule in enumerate(ds.retention):
             keep = rule.keep
-            if not isinstance(keep, KeepFrom):
+            if not isinstance(keep, KeepFrom) or not keep.from_:
                 continue
             parent = catalog.policy.datasets[keep.dataset]
             try:

@@ -369,8 +369,11 @@ class Policy(Strict):
                     if not rule.after and keeps_a_while(rule.keep):  # forever: no clock
                         raise ValueError(f"{where}.retention[{index}]: `after:` names the "
                                          "time column the age is counted from")
-                    if isinstance(rule.keep, KeepFrom):
+                    if isinstance(rule.keep, KeepFrom) and rule.keep.from_:
                         _period_source(self, name, index, rule.keep)
+                    elif isinstance(rule.keep, KeepFrom) and not ds.workspace:
+                        raise ValueError(f"{where}.retention[{index}].keep: a period set "
+                                         "per workspace needs the dataset's `workspace:`")
                     for column in rule.when:
                         if "." in column:
                             _parent_column(self, name, f"retention[{index}].when.{column}",

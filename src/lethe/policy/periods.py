@@ -33,7 +33,9 @@ def seconds(duration: Duration, now: datetime) -> int:
 class KeepFrom(Strict):
     """`keep:` read per row from a parent's settings column (see the module)."""
 
-    from_: str = Field(alias="from")  # DATASET.COLUMN: a dataset this one belongs_to
+    # DATASET.COLUMN: a dataset this one belongs_to; none: each workspace's period is set
+    # through the API (`PUT /v1/workspaces/{id}/retention/{dataset}`)
+    from_: str | None = Field(default=None, alias="from")
     default: DurationField
     min: DurationField = Duration(1, "d")
     max: DurationField
@@ -41,11 +43,12 @@ class KeepFrom(Strict):
 
     @model_validator(mode="after")
     def _bounds(self) -> KeepFrom:
-        dataset, _, column = self.from_.partition(".")
-        if not column:
-            raise ValueError("`from` names a dataset and its column: DATASET.COLUMN")
-        identifier(dataset, "dataset")
-        identifier(column, "column")
+        if self.from_ is not None:
+            dataset, _, column = self.from_.partition(".")
+            if not column:
+                raise ValueError("`from` names a dataset and its column: DATASET.COLUMN")
+            identifier(dataset, "dataset")
+            identifier(column, "column")
         for name in ("default", "min", "max"):
             if getattr(self, name).forever:
                 raise ValueError(f"`{name}` of a period from data cannot be forever")
@@ -57,15 +60,27 @@ class KeepFrom(Strict):
 
     @property
     def dataset(self) -> str:
-        return self.from_.partition(".")[0]
+        """The parent whose column holds the period ("" when the API sets it)."""
+        return (self.from_ or "").partition(".")[0]
 
     @property
     def column(self) -> str:
-        return self.from_.partition(".")[2]
+        return (self.from_ or "").partition(".")[2]
+
+    def allows(self, keep: Duration, now: datetime) -> bool:
+        """Is `keep` within the bounds (what the API accepts as a workspace's period)?"""
+        return not keep.forever and \
+            seconds(self.min, now) <= seconds(keep, now) <= seconds(self.max, now)
+
+    def clamped(self, keep: Duration, now: datetime) -> Duration:
+        """`keep` within the bounds (a period chosen before the bounds last changed)."""
+        if keep.forever or seconds(keep, now) > seconds(self.max, now):
+            return self.max
+        return self.min if seconds(keep, now) < seconds(self.min, now) else keep
 
     def __str__(self) -> str:
-        return (f"{self.from_} in {self.unit} ({self.min} to {self.max}, "
-                f"{self.default} unless set)")
+        source = f"{self.from_} in {self.unit}" if self.from_ else "set per workspace"
+        return f"{source} ({self.min} to {self.max}, {self.default} unless set)"
 
 
 Keep = Duration | KeepFrom

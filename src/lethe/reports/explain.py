@@ -235,7 +235,7 @@ def _rule(builder: StepBuilder, holds: HoldScopes, rt: Runtime, step: Step, coun
         reasons = [Reason("forever", count(governed), "the rule keeps them forever")]
         return RuleLine(step, str(keep), after or None, when, None, tuple(reasons))
     aged = Older(after, cutoff) if cutoff is not None else \
-        rule_aged(rt.policy, builder.keys, ds, rule, builder.now)
+        rule_aged(rt.policy, builder.keys, ds, rule, builder.now, builder.chosen.get(step.dataset))
     due = builder.due(step, holds)
     if step.action == "shred":  # the rows stay; what goes is each subject's key
         held = holds.held(step.dataset, cascading=True)

@@ -9,10 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lethe.api.context import Caller, Context, act
 from lethe.api.fields import NO_CONTROLS, Name
+from lethe.commands.periods import retention_periods, set_retention_period
 from lethe.commands.residency import set_workspace_region, workspace_region
 
 router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
 WorkspaceId = Path(min_length=1, max_length=200, pattern=NO_CONTROLS)
+
+
+class PeriodChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keep: str | None = Field(max_length=20, description="A duration within the dataset's "
+                             "bounds (`30d`, `1y`), or null for the default")
 
 
 class RegionChange(BaseModel):
@@ -39,3 +46,26 @@ def update(body: RegionChange, request: Request, principal: Caller, ctx: Context
     changed = set_workspace_region(ctx.runtime_for(principal), workspace_id, body.region)
     return {"id": workspace_id, "region": changed.region,
             "updated_at": changed.updated_at.isoformat()}
+
+
+@router.get("/{workspace_id}/retention", name="workspaces.retention.show",
+            summary="The retention periods a workspace chose, with their bounds")
+def show_retention(request: Request, principal: Caller, ctx: Context,
+                   workspace_id: str = WorkspaceId) -> dict[str, Any]:
+    act(request, principal, "workspaces.read", f"workspace:{workspace_id}")
+    principal.require_workspace(workspace_id)
+    return {"id": workspace_id,
+            "datasets": [p.as_dict() for p in retention_periods(ctx.runtime, workspace_id)]}
+
+
+@router.put("/{workspace_id}/retention/{dataset}", name="workspaces.retention",
+            summary="Choose a workspace's retention period for a dataset, within its bounds")
+def set_retention(body: PeriodChange, request: Request, principal: Caller, ctx: Context,
+                  workspace_id: str = WorkspaceId,
+                  dataset: str = Path(min_length=1, max_length=200, pattern=NO_CONTROLS)
+                  ) -> dict[str, Any]:
+    act(request, principal, "workspaces.retention", f"workspace:{workspace_id}")
+    principal.require_workspace(workspace_id)
+    chosen = set_retention_period(ctx.runtime_for(principal), workspace_id, dataset,
+                                  body.keep)
+    return {"id": workspace_id, **chosen.as_dict()}

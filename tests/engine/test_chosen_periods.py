@@ -1,0 +1,94 @@
+"""Retention periods workspaces choose through the API (issue 22, item 2), on SQLite and
+PostgreSQL: `keep: {default: 90d, min: 7d, max: 365d}` with no `from:`; a workspace's
+choice, stored in the control store and audited, applies from the next plan or run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lethe import Clock, Runtime, build_plan, execute, load_policy
+from lethe.commands.periods import retention_periods, set_retention_period
+from lethe.errors import NotFound, PolicyError, UsageError
+from lethe.reports.explain import explain
+from tests.engine.test_periods_from_data import KEPT, NOW, _build, _left
+
+BOUNDS = {"default": "90d", "min": "7d", "max": "365d"}
+CHOSEN = {"short": "10d", "long": "2y", "tiny": "1d"}  # 2y and 1d: refused (bounds)
+
+
+def _policy(tmp_path: Path, url: str, keep: Any = None, *, workspace: bool = True) -> Path:
+    messages: dict[str, Any] = {"store": "app", "table": "messages", "class": "pii",
+                                "retention": [{"keep": keep or BOUNDS,
+                                               "after": "created_at"}]}
+    if workspace:
+        messages["workspace"] = "workspace_id"
+    path = tmp_path / "lethe.yaml"
+    path.write_text(yaml.safe_dump({
+        "lethe": 1, "organization": "Acme", "control": "sqlite:///state.db",
+        "stores": {"app": {"url": url}},
+        "datasets": {
+            "workspaces": {"store": "app", "table": "workspaces", "class": "operational",
+                           "retention": [{"keep": "forever"}]},
+            "messages": messages}}))
+    return path
+
+
+def test_each_workspace_keeps_its_chosen_period(app_url: str, tmp_path: Path) -> None:
+    made = _build(app_url)
+    rt = Runtime.open(load_policy(_policy(tmp_path, app_url)), Clock(NOW))
+    set_retention_period(rt, "short", "messages", "10d")
+    set_retention_period(rt, "negative", "messages", "300d")
+    for workspace, keep in (("long", "2y"), ("tiny", "1d")):
+        with pytest.raises(UsageError, match="between 7d and 365d"):
+            set_retention_period(rt, workspace, "messages", keep)
+    kept = {ws: 90 for ws in KEPT} | {"short": 10, "negative": 300}
+    due = {i for i, (ws, age) in made.items() if age > kept[ws]}
+    plan = build_plan(rt)
+    assert [a.rows for a in plan.actions if a.step.dataset == "messages"] == [len(due)]
+    (line,) = explain(rt, "messages").lines
+    assert {r.reason: r.rows for r in line.reasons} == {"due": len(due),
+                                                        "not-yet": len(made) - len(due)}
+    result = execute(rt, plan, batch_size=6)
+    entries = [e for e in rt.audit.entries() if e.action == "workspace.retention"]
+    rt.close()
+    assert result.ok, result.as_dict()
+    assert _left(app_url) == set(made) - due
+    assert [(e.target, json.loads(e.details)["keep"]) for e in entries] == [
+        ("workspace:short", "10d"), ("workspace:negative", "300d")]
+
+
+def test_a_choice_back_to_null_restores_the_default(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    made = _build(url)
+    rt = Runtime.open(load_policy(_policy(tmp_path, url)), Clock(NOW))
+    set_retention_period(rt, "short", "messages", "10d")
+    assert [p.as_dict()["applies"] for p in retention_periods(rt, "short")] == ["10d"]
+    set_retention_period(rt, "short", "messages", None)
+    assert [p.as_dict() for p in retention_periods(rt, "short")] == [
+        {"dataset": "messages", "keep": None, "applies": "90d", "default": "90d",
+         "min": "7d", "max": "365d"}]
+    plan = build_plan(rt)
+    rt.close()
+    assert [a.rows for a in plan.actions if a.step.dataset == "messages"] == [
+        sum(age > 90 for _, age in made.values())]
+
+
+def test_what_cannot_be_chosen_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    _build(url)
+    rt = Runtime.open(load_policy(_policy(tmp_path, url)), Clock(NOW))
+    with pytest.raises(NotFound):
+        set_retention_period(rt, "short", "nothing", "30d")
+    with pytest.raises(UsageError, match="no period a workspace may choose"):
+        set_retention_period(rt, "short", "workspaces", "30d")
+    with pytest.raises(UsageError, match="invalid duration"):
+        set_retention_period(rt, "short", "messages", "30 days")
+    rt.close()
+    with pytest.raises(PolicyError, match="needs the dataset's `workspace:`"):
+        load_policy(_policy(tmp_path, url, workspace=False))
