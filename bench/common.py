@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,3 +47,33 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, **data}
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def timed_run(url: str, datasets: dict[str, Any], now: datetime,
+              batch_size: int) -> tuple[Any, Any, float]:
+    """lethe's run over one store at `url` with these datasets, timed as a worker runs it:
+    the policy loaded, the plan made and the organization's key loaded before the clock
+    starts (its creation belongs to a deployment's first run); everything `execute` does
+    is timed. (plan, result, seconds)."""
+    import yaml
+
+    from lethe.clock import Clock
+    from lethe.engine.execute import execute
+    from lethe.engine.plan import build_plan
+    from lethe.policy.load import load_policy
+    from lethe.runtime import Runtime
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lethe.yaml"
+        path.write_text(yaml.safe_dump({
+            "lethe": 1, "organization": "bench", "control": "sqlite:///state.db",
+            "stores": {"app": {"url": url}}, "datasets": datasets}))
+        rt = Runtime.open(load_policy(path), Clock(now))
+        try:
+            plan = build_plan(rt)
+            rt.audit.key()
+            started = time.perf_counter()
+            result = execute(rt, plan, batch_size=batch_size)
+            return plan, result, time.perf_counter() - started
+        finally:
+            rt.close()

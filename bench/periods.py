@@ -21,21 +21,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
-import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import yaml
-from common import drop_database, fresh_database, write_result
+from common import drop_database, fresh_database, timed_run, write_result
 
-from lethe.clock import Clock
-from lethe.engine.execute import execute
-from lethe.engine.plan import build_plan
-from lethe.policy.load import load_policy
-from lethe.runtime import Runtime
 from lethe.stores.sql import normalize_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -71,26 +62,12 @@ def build(engine: sa.Engine, rows: int, workspaces: int) -> None:
 
 
 def measure(url: str, keep: Any, batch_size: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "lethe.yaml"
-        path.write_text(yaml.safe_dump({
-            "lethe": 1, "organization": "bench", "control": "sqlite:///state.db",
-            "stores": {"app": {"url": url}},
-            "datasets": {
-                "workspaces": {"store": "app", "table": "workspaces", "class": "operational"},
-                "messages": {"store": "app", "table": "messages", "class": "pii",
-                             "belongs_to": {"workspaces": "workspace_id"},
-                             "retention": [{"keep": keep, "after": "created_at"}]}}}))
-        rt = Runtime.open(load_policy(path), Clock(NOW))
-        try:
-            plan = build_plan(rt)
-            planned = sum(a.rows for a in plan.actions if a.step.dataset == "messages")
-            rt.audit.key()  # created and loaded, as in a deployment that has run before
-            started = time.perf_counter()
-            result = execute(rt, plan, batch_size=batch_size)
-            elapsed = time.perf_counter() - started
-        finally:
-            rt.close()
+    plan, result, elapsed = timed_run(url, {
+        "workspaces": {"store": "app", "table": "workspaces", "class": "operational"},
+        "messages": {"store": "app", "table": "messages", "class": "pii",
+                     "belongs_to": {"workspaces": "workspace_id"},
+                     "retention": [{"keep": keep, "after": "created_at"}]}}, NOW, batch_size)
+    planned = sum(a.rows for a in plan.actions if a.step.dataset == "messages")
     action = next(a for a in result.actions if a.planned.step.dataset == "messages")
     if not result.ok or action.done != planned:
         raise SystemExit(f"the run did not do what it planned: {result.as_dict()}")

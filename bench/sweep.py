@@ -16,22 +16,14 @@ of a deployment, not to every sweep); everything `execute` does is timed.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import yaml
-from common import drop_database, fresh_database, write_result
+from common import drop_database, fresh_database, timed_run, write_result
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from lethe.clock import Clock
-from lethe.engine.execute import execute
-from lethe.engine.plan import build_plan
-from lethe.policy.load import load_policy
-from lethe.runtime import Runtime
 from lethe.stores.sql import normalize_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -79,22 +71,9 @@ def build_table(engine: sa.Engine, rows: int, order: str = "random") -> int:
 
 
 def measure_lethe(url: str, batch_size: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        policy_path = Path(tmp) / "lethe.yaml"
-        policy_path.write_text(yaml.safe_dump({
-            "lethe": 1, "organization": "bench", "control": "sqlite:///state.db",
-            "stores": {"app": {"url": url}},
-            "datasets": {"events": {"store": "app", "table": "events", "class": "operational",
-                                    "retention": [{"keep": "365d", "after": "ts"}]}}}))
-        rt = Runtime.open(load_policy(policy_path), Clock(NOW))
-        try:
-            plan = build_plan(rt)
-            rt.audit.key()  # created and loaded, as in a deployment that has run before
-            started = time.perf_counter()
-            result = execute(rt, plan, batch_size=batch_size)
-            elapsed = time.perf_counter() - started
-        finally:
-            rt.close()
+    _, result, elapsed = timed_run(url, {"events": {
+        "store": "app", "table": "events", "class": "operational",
+        "retention": [{"keep": "365d", "after": "ts"}]}}, NOW, batch_size)
     action = result.actions[0]
     return {"rows": action.done, "seconds": elapsed, "rows_per_s": action.done / elapsed,
             "batch_seconds": action.batch_ms / 1000,

@@ -59,7 +59,10 @@ def _build(url: str) -> dict[int, tuple[str | None, int]]:
     return made
 
 
-def _policy(tmp_path: Path, url: str, keep: Any) -> Path:
+def _policy(tmp_path: Path, url: str, keep: Any,
+            retention: list[dict[str, Any]] | None = None) -> Path:
+    """workspaces and their messages; the messages' rule keeps `keep` after created_at
+    (or the rules are `retention`)."""
     path = tmp_path / "lethe.yaml"
     path.write_text(yaml.safe_dump({
         "lethe": 1, "organization": "Acme", "control": "sqlite:///state.db",
@@ -68,7 +71,8 @@ def _policy(tmp_path: Path, url: str, keep: Any) -> Path:
             "workspaces": {"store": "app", "table": "workspaces", "class": "operational"},
             "messages": {"store": "app", "table": "messages", "class": "pii",
                          "belongs_to": {"workspaces": "workspace_id"},
-                         "retention": [{"keep": keep, "after": "created_at"}]}}}))
+                         "retention": retention or [{"keep": keep,
+                                                     "after": "created_at"}]}}}))
     return path
 
 
@@ -163,19 +167,9 @@ def test_explain_splits_rows_by_their_own_periods(app_url: str, tmp_path: Path) 
 
 def _tiered(tmp_path: Path, url: str, *, plan_column: str = "workspaces.plan") -> Path:
     """Free workspaces' messages 10 days; every other message 400 days."""
-    path = tmp_path / "lethe.yaml"
-    path.write_text(yaml.safe_dump({
-        "lethe": 1, "organization": "Acme", "control": "sqlite:///state.db",
-        "stores": {"app": {"url": url}},
-        "datasets": {
-            "workspaces": {"store": "app", "table": "workspaces", "class": "operational"},
-            "messages": {"store": "app", "table": "messages", "class": "pii",
-                         "belongs_to": {"workspaces": "workspace_id"},
-                         "retention": [
-                             {"when": {plan_column: "free"}, "keep": "10d",
-                              "after": "created_at"},
-                             {"keep": "400d", "after": "created_at"}]}}}))
-    return path
+    return _policy(tmp_path, url, None, [
+        {"when": {plan_column: "free"}, "keep": "10d", "after": "created_at"},
+        {"keep": "400d", "after": "created_at"}])
 
 
 def test_when_tests_a_parents_column_through_belongs_to(app_url: str,
