@@ -165,7 +165,8 @@ def test_schema_prints_json_schema() -> None:
     duration, from_data = schema["$defs"]["Rule"]["properties"]["keep"]["oneOf"]
     assert duration["pattern"]  # `keep: 30d`, or a period each row's parent sets
     assert from_data["$ref"] == "#/$defs/KeepFrom"
-    assert {"from", "default", "max"} <= set(schema["$defs"]["KeepFrom"]["required"])
+    assert {"default", "max"} <= set(schema["$defs"]["KeepFrom"]["required"])
+    assert "from" in schema["$defs"]["KeepFrom"]["properties"]
 
 
 def test_init_writes_a_loadable_starter(tmp_path: Path) -> None:
