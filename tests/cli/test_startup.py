@@ -29,7 +29,10 @@ NOT_FOR_HELP_LETHE = {"lethe.api", "lethe.commands", "lethe.engine", "lethe.requ
 NOT_FOR_PLAN = {"fastapi", "starlette", "uvicorn", "psycopg", "pymysql", "boto3", "cryptography",
                 "botocore", "redis", "jinja2", "prometheus_client"}
 NOT_FOR_PLAN_LETHE = {"lethe.api", "lethe.requests", "lethe.worker", "lethe.demo",
-                      "lethe.governance", "lethe.reports.trust", "lethe.reports.render"}
+                      "lethe.governance", "lethe.reports.trust", "lethe.reports.render",
+                      # a plan writes no audit entry and runs nothing: ~40 event
+                      # dataclasses and the executor's run records stay unloaded
+                      "lethe.audit.events", "lethe.engine.execute", "lethe.engine.recovery"}
 
 REPORT = "import json, sys; print(json.dumps(sorted(sys.modules)), file=sys.stderr)"
 

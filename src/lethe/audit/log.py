@@ -33,7 +33,6 @@ from lethe.audit.chain import (
     entry_hash,
     verify_chain,
 )
-from lethe.audit.events import AuditEvent, AuditPruned, require_registered
 from lethe.audit.witness import Witness
 from lethe.control.schema import audit, audit_checkpoints
 from lethe.control.tx import joined, transaction
@@ -41,6 +40,8 @@ from lethe.crypto.signing import ensure_key, key_id, load_key, public_pem, sign
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from lethe.audit.events import AuditEvent
 
 APPEND_LOCK = 7263002
 # Built once: every batch of every run appends an entry (a fresh select costs more than
@@ -153,6 +154,8 @@ class AuditLog:
                     conn: Connection | None = None) -> list[Entry]:
         """Append in one transaction: one lock and one commit for the whole list; in
         `conn`'s open transaction when given (the entries commit with that work)."""
+        from lethe.audit.events import require_registered  # loaded by whoever made them
+
         for event in events:
             require_registered(event)
         written: list[Entry] = []
@@ -341,5 +344,7 @@ class AuditLog:
             if through is None:
                 return 0
             removed = conn.execute(audit.delete().where(audit.c.seq <= through)).rowcount
+        from lethe.audit.events import AuditPruned
+
         self.append(AuditPruned(int(through), int(removed), cutoff))
         return int(removed)

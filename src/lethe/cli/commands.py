@@ -58,8 +58,8 @@ def render_run(result: RunResult) -> None:
 
 def render_blocked(lines: Sequence[tuple[Step, int, Sequence[tuple[str, int]]]]) -> None:
     """Under a plan or run: which foreign keys keep the blocked rows."""
-    from lethe.engine.execute import step_label
     from lethe.engine.plan import blocked_reason
+    from lethe.engine.steps import step_label
 
     for step, blocked, blocked_by in lines:
         if blocked:
@@ -243,7 +243,7 @@ def run_cmd(ctx: typer.Context, dataset: DatasetOpt = None,
             json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Execute the plan in short batches, verify each dataset, record the run."""
     from lethe.commands.retention import plan, run
-    from lethe.engine.execute import step_label
+    from lethe.engine.steps import step_label
 
     s = settings(ctx, policy, json_out, now)
     with open_runtime(s) as rt:

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lethe.audit.events import ArchiveWritten
 from lethe.errors import LetheError, StoreError, UsageError
 from lethe.runtime import Runtime
 from lethe.stores.archive_format import (
@@ -88,6 +87,8 @@ class ArchiveSink:
         """The batch's transaction committed: its chunks are now the rows' only copy."""
         for chunk, rows, digest in self.pending:
             self.store.put(chunk + ".done", b"")
+            from lethe.audit.events import ArchiveWritten  # (loaded when one is written)
+
             self.rt.audit.append(ArchiveWritten(self.dataset, chunk, rows, digest))
             self.chunks += 1
         self.pending.clear()

@@ -435,12 +435,6 @@ def _verify(rt: Runtime, builder: StepBuilder, action: ActionResult,
     return action
 
 
-def step_label(step: Step) -> str:
-    rule = "" if step.rule is None else f"[{step.rule}]"
-    via = f" via {step.parent}" if step.parent else ""
-    return f"{step.dataset}{rule} {step.action}{via}"
-
-
 def _record(rt: Runtime, run_id: int, index: int, action: ActionResult) -> None:
     """The step's record and its audit entry commit together: a step whose record has a
     `verified` value or an error has its entry (engine.recovery relies on it)."""

@@ -55,6 +55,13 @@ class Step:
         return self.action in DELETING
 
 
+def step_label(step: Step) -> str:
+    """`sessions[0] delete via users`: a step as plans and progress bars name it."""
+    rule = "" if step.rule is None else f"[{step.rule}]"
+    via = f" via {step.parent}" if step.parent else ""
+    return f"{step.dataset}{rule} {step.action}{via}"
+
+
 def belongs_to_children(policy: Policy) -> dict[str, list[str]]:
     """Dataset -> the datasets that `belongs_to` it, in policy order (what
     `StepBuilder.cascade_steps` walks)."""

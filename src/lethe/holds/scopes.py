@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lethe.audit.events import HoldPlaced, HoldReleased
 from lethe.audit.log import AuditLog
 from lethe.clock import Clock
 from lethe.control.store import ControlStore, Hold
@@ -55,6 +54,8 @@ def place_hold(control: ControlStore, audit: AuditLog, clock: Clock, scope: Scop
                                      clock.now(), audit.actor)
     shown = _fingerprint(audit, scope.subject_kind, scope.value) \
         if scope.kind == "subject" else scope.value
+    from lethe.audit.events import HoldPlaced  # (the events load when one is written)
+
     audit.append(HoldPlaced(hold_id, scope.kind, scope.subject_kind, shown, reason))
     return hold_id
 
@@ -62,6 +63,8 @@ def place_hold(control: ControlStore, audit: AuditLog, clock: Clock, scope: Scop
 def release_hold(control: ControlStore, audit: AuditLog, clock: Clock, hold_id: int,
                  reason: str | None) -> Hold:
     hold = control.release_hold(hold_id, clock.now(), audit.actor, reason)
+    from lethe.audit.events import HoldReleased
+
     audit.append(HoldReleased(hold_id, reason or ""))
     return hold
 
