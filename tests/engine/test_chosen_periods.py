@@ -51,6 +51,7 @@ def test_each_workspace_keeps_its_chosen_period(app_url: str, tmp_path: Path) ->
     due = {i for i, (ws, age) in made.items() if age > kept[ws]}
     plan = build_plan(rt)
     assert [a.rows for a in plan.actions if a.step.dataset == "messages"] == [len(due)]
+    assert plan.as_dict()["chosen_periods"] == {"messages": {"10d": 1, "300d": 1}}
     (line,) = explain(rt, "messages").lines
     assert {r.reason: r.rows for r in line.reasons} == {"due": len(due),
                                                         "not-yet": len(made) - len(due)}
@@ -92,3 +93,23 @@ def test_what_cannot_be_chosen_is_refused(tmp_path: Path) -> None:
     rt.close()
     with pytest.raises(PolicyError, match="needs the dataset's `workspace:`"):
         load_policy(_policy(tmp_path, url, workspace=False))
+
+
+def test_plan_says_which_periods_workspaces_chose(tmp_path: Path) -> None:
+    """`lethe plan` (the command) names the chosen periods under its table."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    _build(url)
+    policy = _policy(tmp_path, url)
+    rt = Runtime.open(load_policy(policy), Clock(NOW))
+    set_retention_period(rt, "short", "messages", "10d")
+    set_retention_period(rt, "zero", "messages", "10d")
+    rt.close()
+    shown = subprocess.run([sys.executable, "-c", "from lethe.cli.app import main; main()",
+                            "plan", "--policy", str(policy), "--now", NOW.isoformat()],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "periods workspaces chose: messages (10d: 2; the others: the default)" in \
+        shown.stdout

@@ -43,6 +43,10 @@ def render_plan(plan: Plan, title: str) -> None:
     render_blocked([(a.step, a.blocked, a.blocked_by) for a in plan.actions])
     for dataset, reason in plan.skipped:
         stdout.print(f"not enforced: {dataset} ({reason})", markup=False)
+    for dataset, periods in plan.chosen.items():
+        chosen = ", ".join(f"{period}: {n}" for period, n in sorted(periods.items()))
+        stdout.print(f"periods workspaces chose: {dataset} ({chosen}; the others: the "
+                     "default)", markup=False)
 
 
 def render_run(result: RunResult) -> None:

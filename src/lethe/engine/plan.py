@@ -6,8 +6,8 @@ and the progress bar render the same objects.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -89,10 +89,13 @@ class Plan:
     now: datetime
     actions: tuple[PlannedAction, ...]
     skipped: tuple[tuple[str, str], ...] = ()  # (dataset, why): declared but not enforced
+    # dataset -> period a workspace chose through the API -> how many chose it
+    chosen: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"now": self.now.isoformat(), "actions": [a.as_dict() for a in self.actions],
-                "skipped": [{"dataset": d, "reason": r} for d, r in self.skipped]}
+                "skipped": [{"dataset": d, "reason": r} for d, r in self.skipped],
+                "chosen_periods": {name: dict(periods) for name, periods in self.chosen.items()}}
 
 
 def ordered_steps(rt: Runtime, builder: StepBuilder, names: Sequence[str]) -> list[Step]:
@@ -207,7 +210,17 @@ def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     actions += [count_expiry(rt, holds, Step(name, 0, "expire"))
                 for name in rt.catalog.cache_datasets(chosen)
                 if rt.policy.datasets[name].retention]
-    return Plan(now, tuple(actions))
+    return Plan(now, tuple(actions), chosen=_chosen_counts(builder, names))
+
+
+def _chosen_counts(builder: StepBuilder, names: Sequence[str]) -> dict[str, dict[str, int]]:
+    """How many workspaces chose each period, for the planned datasets that let them."""
+    counts: dict[str, dict[str, int]] = {}
+    for name in names:
+        for period in builder.chosen.get(name, {}).values():
+            counts.setdefault(name, {})
+            counts[name][str(period)] = counts[name].get(str(period), 0) + 1
+    return counts
 
 
 def with_lag(rt: Runtime, builder: StepBuilder, holds: HoldScopes,
