@@ -6,6 +6,7 @@ choice, stored in the control store and audited, applies from the next plan or r
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,65 @@ def test_plan_says_which_periods_workspaces_chose(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "periods workspaces chose: messages (10d: 2; the others: the default)" in \
         shown.stdout
+
+
+def test_what_applies_is_the_choice_within_the_bounds_as_they_are_now(tmp_path: Path) -> None:
+    """A choice stored before the bounds narrowed: the run and the API both apply (and
+    say) the new maximum, not the stored choice; choosing again replaces the choice."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    made = _build(url)
+    rt = Runtime.open(load_policy(_policy(tmp_path, url)), Clock(NOW))
+    set_retention_period(rt, "short", "messages", "20d")
+    set_retention_period(rt, "short", "messages", "300d")  # replaces
+    rt.close()
+    narrower = _policy(tmp_path, url, {**BOUNDS, "max": "200d"})
+    rt = Runtime.open(load_policy(narrower), Clock(NOW))
+    (chosen,) = retention_periods(rt, "short")
+    plan = build_plan(rt)
+    rt.close()
+    assert (chosen.keep, chosen.applies) == ("300d", "200d")
+    kept = {ws: 90 for ws in KEPT} | {"short": 200}
+    assert [a.rows for a in plan.actions if a.step.dataset == "messages"] == [
+        sum(age > kept[ws] for ws, age in made.values())]
+
+
+def test_only_one_rule_of_a_dataset_lets_workspaces_choose(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    path = _policy(tmp_path, url)
+    policy = yaml.safe_load(path.read_text())
+    policy["datasets"]["messages"]["retention"] = [
+        {"when": {"workspace_id": "short"}, "keep": BOUNDS, "after": "created_at"},
+        {"keep": BOUNDS, "after": "created_at"}]
+    path.write_text(yaml.safe_dump(policy))
+    with pytest.raises(PolicyError, match="one rule per dataset"):
+        load_policy(path)
+
+
+@pytest.mark.postgres
+def test_two_ids_for_one_workspace_keep_the_longer_period(postgres_url: str,
+                                                          tmp_path: Path) -> None:
+    """A UUID workspace column takes `AB…` and `ab…` for one value: a shorter choice under
+    the other spelling never shortens the longer one (a row matching both keeps the
+    longer period)."""
+    import sqlalchemy as sa
+
+    from lethe.stores.sql import normalize_url
+
+    engine = sa.create_engine(normalize_url(postgres_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS messages"))
+        conn.execute(sa.text("DROP TABLE IF EXISTS workspaces"))
+        conn.execute(sa.text("CREATE TABLE workspaces (id uuid PRIMARY KEY)"))
+        conn.execute(sa.text("CREATE TABLE messages (id int PRIMARY KEY, workspace_id uuid,"
+                             " created_at timestamptz)"))
+        conn.execute(sa.text("INSERT INTO messages VALUES (1, :w, :at), (2, :w, :old)"),
+                     {"w": "0e9c2f4a-1b2c-4d5e-8f90-a1b2c3d4e5f6",
+                      "at": NOW - timedelta(days=100), "old": NOW - timedelta(days=400)})
+    engine.dispose()
+    rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url)), Clock(NOW))
+    set_retention_period(rt, "0e9c2f4a-1b2c-4d5e-8f90-a1b2c3d4e5f6", "messages", "300d")
+    set_retention_period(rt, "0E9C2F4A-1B2C-4D5E-8F90-A1B2C3D4E5F6", "messages", "10d")
+    result = execute(rt, build_plan(rt))
+    rt.close()
+    assert result.ok, result.as_dict()
+    assert _left(postgres_url) == {1}  # 100 days old: kept for 300; 400 days: gone

@@ -129,6 +129,8 @@ def test_a_setting_column_that_is_not_a_number_is_a_schema_error(app_url: str,
 @pytest.mark.parametrize(("keep", "says"), [
     ({**KEEP, "from": "users.retention"}, "not a dataset 'messages' belongs_to"),
     ({**KEEP, "min": "400d"}, "min <= default <= max"),
+    # a month is 28 to 31 days: 30d is below 1mo in a 31-day month
+    ({**KEEP, "default": "30d", "min": "1mo"}, "in every month"),
     ({**KEEP, "max": "forever"}, "cannot be forever"),
     ({**KEEP, "from": "workspaces"}, "DATASET.COLUMN"),
     ({k: v for k, v in KEEP.items() if k != "max"}, "max"),

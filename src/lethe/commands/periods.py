@@ -27,10 +27,10 @@ class ChosenPeriod:
     dataset: str
     bounds: KeepFrom
     keep: str | None  # None: the default applies
+    applies: str  # what a run applies now: the choice (or default) within the bounds
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "keep": self.keep,
-                "applies": self.keep or str(self.bounds.default),
+        return {"dataset": self.dataset, "keep": self.keep, "applies": self.applies,
                 "default": str(self.bounds.default), "min": str(self.bounds.min),
                 "max": str(self.bounds.max)}
 
@@ -47,6 +47,11 @@ def _bounds(rt: Runtime, dataset: str) -> KeepFrom:
                      "would say keep: {default, min, max})", path="dataset")
 
 
+def _chosen(rt: Runtime, dataset: str, bounds: KeepFrom, keep: str | None) -> ChosenPeriod:
+    period = bounds.default if keep is None else parse_duration(keep)
+    return ChosenPeriod(dataset, bounds, keep, str(bounds.clamped(period, rt.clock.now())))
+
+
 def retention_periods(rt: Runtime, workspace: str) -> list[ChosenPeriod]:
     """Every dataset whose period a workspace may choose, with its choice."""
     chosen = {o.dataset: o.keep for o in
@@ -55,7 +60,7 @@ def retention_periods(rt: Runtime, workspace: str) -> list[ChosenPeriod]:
     for name, ds in rt.policy.datasets.items():
         for rule in ds.retention:
             if isinstance(rule.keep, KeepFrom) and not rule.keep.from_:
-                found.append(ChosenPeriod(name, rule.keep, chosen.get(name)))
+                found.append(_chosen(rt, name, rule.keep, chosen.get(name)))
                 break
     return found
 
@@ -78,7 +83,7 @@ def set_retention_period(rt: Runtime, workspace: str, dataset: str,
         RetentionOverrides(rt.control.engine).set(workspace, dataset, keep, rt.audit.actor,
                                                   conn=conn)
         rt.audit.append_many([RetentionPeriodSet(workspace, dataset, keep)], conn=conn)
-    return ChosenPeriod(dataset, bounds, keep)
+    return _chosen(rt, dataset, bounds, keep)
 
 
 __all__ = ["ChosenPeriod", "retention_periods", "set_retention_period"]

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from lethe.control.schema import retention_overrides as table
@@ -45,11 +47,17 @@ class RetentionOverrides:
         now = datetime.now(UTC)
         mine = sa.and_(table.c.workspace == workspace, table.c.dataset == dataset)
         with joined(self.engine, conn, "setting a retention period") as conn:
-            conn.execute(table.delete().where(mine))
-            if keep is not None:
-                conn.execute(table.insert().values(workspace=workspace, dataset=dataset,
-                                                   keep=keep, updated_at=now,
-                                                   updated_by=updated_by))
+            if keep is None:
+                conn.execute(table.delete().where(mine))
+                return
+            # one statement, so two choices at once both succeed, the later one kept
+            insert = (postgresql_insert if conn.dialect.name == "postgresql"
+                      else sqlite_insert)(table).values(
+                workspace=workspace, dataset=dataset, keep=keep, updated_at=now,
+                updated_by=updated_by)
+            conn.execute(insert.on_conflict_do_update(
+                index_elements=[table.c.workspace, table.c.dataset],
+                set_={"keep": keep, "updated_at": now, "updated_by": updated_by}))
 
     def of_workspace(self, workspace: str) -> list[RetentionOverride]:
         with transaction(self.engine, "reading retention periods", write=False) as conn:

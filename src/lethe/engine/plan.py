@@ -119,13 +119,22 @@ def builder_for(rt: Runtime, now: datetime) -> StepBuilder:
 
 
 def chosen_periods(rt: Runtime) -> dict[str, dict[str, Duration]]:
-    """dataset -> workspace -> the period it chose through the API, for the datasets
-    whose rules let workspaces choose (read once per plan or run)."""
+    """dataset -> workspace -> the period it chose through the API, kept within the rule's
+    bounds as they are now, for the datasets whose rule lets workspaces choose (read once
+    per plan or run)."""
     if not any(isinstance(rule.keep, KeepFrom) and not rule.keep.from_
                for ds in rt.policy.datasets.values() for rule in ds.retention):
         return {}
-    return {name: {workspace: parse_duration(keep) for workspace, keep in chosen.items()}
-            for name, chosen in RetentionOverrides(rt.control.engine).by_dataset().items()}
+    now = rt.clock.now()
+    found: dict[str, dict[str, Duration]] = {}
+    for name, chosen in RetentionOverrides(rt.control.engine).by_dataset().items():
+        ds = rt.policy.datasets.get(name)
+        rule = next((r.keep for r in ds.retention if isinstance(r.keep, KeepFrom)
+                     and not r.keep.from_), None) if ds is not None else None
+        if rule is not None:  # (a dataset no longer choosable: its choices wait unused)
+            found[name] = {workspace: rule.clamped(parse_duration(keep), now)
+                           for workspace, keep in chosen.items()}
+    return found
 
 
 def shred_targets(rt: Runtime, builder: StepBuilder, holds: HoldScopes,

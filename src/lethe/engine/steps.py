@@ -107,25 +107,31 @@ def rule_aged(policy: Policy, keys: Mapping[str, str], ds: Dataset, rule: Rule,
     parent = policy.datasets[keep.dataset]
     return OlderBySetting(rule.after, now, parent.table or "", keys[keep.dataset],
                           ds.belongs_to[keep.dataset], keep.column, UNIT_SECONDS[keep.unit],
-                          seconds(keep.default, now), seconds(keep.min, now),
-                          seconds(keep.max, now))
+                          seconds(keep.clamped(keep.default, now), now),
+                          seconds(keep.min, now), seconds(keep.max, now))
 
 
 def _by_workspace(ds: Dataset, rule: Rule, keep: KeepFrom, chosen: Mapping[str, Duration],
                   now: datetime) -> Condition:
     """One cutoff per period the workspaces chose (kept within the bounds), one `IN` of
-    the workspaces that chose it; the default for every other row (a NULL workspace
-    included)."""
+    the workspaces that chose it, longest first, each leaving out the workspaces of the
+    longer ones (two ids the column takes for one value — a UUID in two cases — keep the
+    longer period); the default for every other row (a NULL workspace included)."""
     assert ds.workspace is not None  # the policy requires it of such a rule
-    groups: dict[Duration, list[str]] = {}
+    groups: dict[int, tuple[Duration, list[str]]] = {}
     for workspace, period in sorted(chosen.items()):
-        groups.setdefault(keep.clamped(period, now), []).append(workspace)
+        applied = keep.clamped(period, now)
+        groups.setdefault(seconds(applied, now), (applied, []))[1].append(workspace)
     parts: list[Condition] = []
-    for period, workspaces in groups.items():
+    longer: tuple[str, ...] = ()
+    for _, (period, workspaces) in sorted(groups.items(), reverse=True):
         cutoff = period.before(now)
         assert cutoff is not None  # clamped: never forever
-        parts.append(all_of(In(ds.workspace, tuple(workspaces)), Older(rule.after, cutoff)))
-    default = keep.default.before(now)
+        mine = In(ds.workspace, tuple(workspaces))
+        parts.append(all_of(mine, negate(In(ds.workspace, longer)) if longer else TRUE,
+                            Older(rule.after, cutoff)))
+        longer += tuple(workspaces)
+    default = keep.clamped(keep.default, now).before(now)
     assert default is not None
     rest: Condition = Older(rule.after, default)
     if chosen:

@@ -378,6 +378,11 @@ class Policy(Strict):
                         if "." in column:
                             _parent_column(self, name, f"retention[{index}].when.{column}",
                                            column.partition(".")[0])
+                if sum(isinstance(r.keep, KeepFrom) and not r.keep.from_
+                       for r in ds.retention) > 1:
+                    raise ValueError(f"{where}.retention: one rule per dataset may let "
+                                     "workspaces choose its period (a choice names the "
+                                     "dataset)")
             elif any(isinstance(rule.keep, KeepFrom) for rule in ds.retention):
                 raise ValueError(f"{where}.retention: a period from data is read in SQL; "
                                  f"only a SQL dataset's rules can have `keep: {{from: …}}`")

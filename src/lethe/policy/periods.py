@@ -19,8 +19,11 @@ from lethe.policy.base import DurationField, Strict, identifier
 from lethe.policy.durations import Duration
 
 UNIT_SECONDS = {"days": 86_400, "hours": 3_600, "seconds": 1}
-# lengths compared at a fixed instant: months and years are calendar units
-_REFERENCE = datetime(2000, 3, 1)
+# Months and years are calendar units (`1mo` is 28 to 31 days): the bounds must be in
+# order whatever month a run falls in, so they are compared from instants whose month
+# before is each length, in a leap year and not.
+_REFERENCES = (datetime(2001, 3, 1), datetime(2000, 3, 1), datetime(2000, 5, 1),
+               datetime(2000, 8, 1), datetime(2001, 1, 1))
 
 
 def seconds(duration: Duration, now: datetime) -> int:
@@ -52,10 +55,13 @@ class KeepFrom(Strict):
         for name in ("default", "min", "max"):
             if getattr(self, name).forever:
                 raise ValueError(f"`{name}` of a period from data cannot be forever")
-        low, default, high = (seconds(d, _REFERENCE)
-                              for d in (self.min, self.default, self.max))
-        if not 0 < low <= default <= high:
-            raise ValueError("need 0 < min <= default <= max")
+        for reference in _REFERENCES:
+            low, default, high = (seconds(d, reference)
+                                  for d in (self.min, self.default, self.max))
+            if not 0 < low <= default <= high:
+                raise ValueError("need 0 < min <= default <= max in every month (a month "
+                                 "is 28 to 31 days: do not mix `mo`/`y` with `d`/`w` "
+                                 "where that can reverse them)")
         return self
 
     @property

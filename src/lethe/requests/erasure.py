@@ -1,12 +1,11 @@
 """Erasure for one subject or for a thousand at once, through the same sweeps.
 
-A group of subjects is erased dataset by dataset, children first: one selective sweep
-per dataset covers every subject of the group, and each affected row is told apart by
-its owner (the subject key itself, or the link column read back with RETURNING and
-mapped up `belongs_to` to the subject). Per-subject counts, audit entries and
-certificates come out the same as for a lone subject; a group of one is the
-single-request path. Holds are re-read before every batch, and counted per subject
-after each sweep, so a hold placed mid-run keeps its rows and keeps the request open.
+A group is erased dataset by dataset, children first: one selective sweep per dataset
+covers every subject of the group, each row told apart by its owner (the subject key, or
+the link column read back with RETURNING and mapped up `belongs_to`). Per-subject counts,
+audit entries and certificates are as for a lone subject. Holds are read in every unit of
+work (a batch; all of a small lone erasure) and counted per subject after each sweep: a
+hold placed mid-run keeps its rows and the request open.
 
 Two phases, as for one subject: while the subject dataset has a recovery window the
 subject rows are first soft-deleted; once it has passed, everything is erased.
@@ -98,9 +97,7 @@ class Group:
     def _owners(self) -> dict[str, Owner]:
         """How to tell each dataset's rows apart by subject (a group of more than one, or
         archived rows to find); parent rows are read before anything goes."""
-        archived = any(isinstance(a, EraseRows) and a.archive_column is not None
-                       for a in self.plan.actions)
-        if self.single and not archived:
+        if self.single and not self._archived():
             identity = {str(k): str(k) for k in self.keys}
             return {self.subject: Owner(self.builder.keys[self.subject], identity)}
         return plan_owners(self.rt, self.builder, self.plan)
@@ -254,10 +251,14 @@ class Group:
             s.outcome.certified = True
 
     def _small(self) -> bool:
-        """A lone subject whose rows and keys, just counted, are no more than one batch:
-        its erasure is one unit of work (Executor.erase)."""
-        return self.single and self._fresh and sum(
-            sum(counts.values()) for counts in self._baselines_now.values()) <= self.batch_size
+        """One unit of work (Executor.erase): a lone subject, rows (just counted) within a
+        batch, no keys, objects or archived rows (those go a page or chunk at a time)."""
+        return self.single and self._fresh and not self.keyed and not self._archived() \
+            and sum(sum(c.values()) for c in self._baselines_now.values()) <= self.batch_size
+
+    def _archived(self) -> bool:  # does the plan take rows out of archives?
+        return any(isinstance(a, EraseRows) and a.archive_column is not None
+                   for a in self.plan.actions)
 
     def _baselines(self) -> tuple[dict[int, Counts], bool]:
         """Rows each dataset held for each subject when its erasure began: counted and
