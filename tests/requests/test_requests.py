@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import zipfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -341,6 +341,12 @@ def test_a_flush_refuses_when_the_server_lost_the_last_batch(postgres_url: str) 
         with pytest.raises(StoreError, match="lost its last deletions"):
             store.flush()
     store._unflushed.xid = committed
+    store._unflushed.started = datetime(2000, 1, 1, tzinfo=UTC)  # a server since restarted
+    with pytest.raises(StoreError, match="lost its last deletions"):
+        store.flush()  # its id may have been handed out again: not taken as proof
+    with store.engine.connect() as conn:
+        store._unflushed.started = conn.execute(
+            sa.text("SELECT pg_postmaster_start_time()")).scalar_one()
     store.flush()  # durable: no error, and nothing left to check
     assert store._unflushed.xid is None
     store.flush()

@@ -144,7 +144,8 @@ class SqlBase:
                              path=f"stores.{name}") from None
         self.dialect = self.engine.dialect.name
         self._doubles_percent = "%%" in str(self.engine.dialect.identifier_preparer.quote("%"))
-        self._unflushed = threading.local()  # .xid: the last batch committed without a flush
+        # .xid, .started: the last batch committed without a flush, the server's start
+        self._unflushed = threading.local()
         self._metadata = sa.MetaData()
         self._reflecting = threading.Lock()  # the API reads on many threads at once
         self._tables: dict[str, TableInfo] | None = None

@@ -47,7 +47,7 @@ from lethe.stores.sql.windows import KeySpan, is_dense, next_width
 
 # flushes the log (a synchronous commit of a transaction with an id); the batch's status
 _FLUSH = sa.text("SELECT set_config('synchronous_commit', 'on', true), txid_current(),"
-                 " txid_status(:x) AS status")
+                 " txid_status(:x) AS status, pg_postmaster_start_time() AS started")
 INVALID_PARAMETER_VALUE = "22023"  # txid_status of an id in the future
 
 
@@ -78,10 +78,12 @@ class Sweeps(Compiler):
         with self._errors(f"sweeping {sweep.table}"), \
                 self.engine.connect().execution_options(lethe_write=True) as conn, conn.begin():
             if not sweep.durable and self.dialect == "postgresql":
-                # and its transaction id: `flush` checks the last one survived
-                self._unflushed.xid = int(conn.execute(sa.text(
-                    "SELECT set_config('synchronous_commit', 'off', true), txid_current()"))
-                    .one()[1])
+                # and its transaction id and the server's start: `flush` checks the last
+                # one survived
+                told = conn.execute(sa.text(
+                    "SELECT set_config('synchronous_commit', 'off', true), txid_current(),"
+                    " pg_postmaster_start_time()")).one()
+                self._unflushed.xid, self._unflushed.started = int(told[1]), told[2]
             if blocks is not None:
                 low = 0 if after is None else int(after)
                 if low >= blocks.pages:
@@ -173,6 +175,7 @@ class Sweeps(Compiler):
             rows = int(told_row.lethe_deleted)
             if not sweep.durable:
                 self._unflushed.xid = int(told_row.lethe_xid)
+                self._unflushed.started = told_row.lethe_started
             if sweep.journal is not None and rows:
                 sweep.journal(rows, {})  # recorded first; raising rolls this back
         if not told_row.lethe_found:
@@ -208,7 +211,8 @@ class Sweeps(Compiler):
                 .label("lethe_deleted")]
         if not sweep.durable:
             told += [sa.func.set_config("synchronous_commit", "off", True).label("lethe_sync"),
-                     sa.func.txid_current().label("lethe_xid")]
+                     sa.func.txid_current().label("lethe_xid"),
+                     sa.func.pg_postmaster_start_time().label("lethe_started")]
         statement = sa.select(*told)
         if sweep.tally is not None:  # one row per deleted row (or one, NULL, for none),
             # its tally in the column's own type (an array of citext or an enum would
@@ -223,7 +227,9 @@ class Sweeps(Compiler):
         writes a commit record) flushes the log up to it, every earlier commit with it;
         then the last unflushed batch must be committed on the server as it is now. A
         server that crashed and came back in between (the pool reconnects quietly) has
-        lost that batch: raise rather than let anyone audit or certify it. The log
+        lost that batch: raise rather than let anyone audit or certify it — and a server
+        started since that batch raises too (after a crash the batch's transaction id
+        can be handed out again and read "committed" for another's work). The log
         replays in order, so the last batch surviving means all before it did. Both are
         one statement, its own transaction: its commit, synchronous, is the flush, and
         a server that fails before that commit fails the statement. SQLite commits as
@@ -234,7 +240,9 @@ class Sweeps(Compiler):
         with self._errors("making deletions durable"), \
                 self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             try:
-                status = conn.execute(_FLUSH, {"x": xid}).one().status
+                told = conn.execute(_FLUSH, {"x": xid}).one()
+                status = told.status if told.started == getattr(
+                    self._unflushed, "started", told.started) else None  # restarted
             except sa.exc.DBAPIError as exc:
                 if getattr(exc.orig, "sqlstate", None) != INVALID_PARAMETER_VALUE:
                     raise
