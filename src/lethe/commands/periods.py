@@ -40,9 +40,8 @@ def _bounds(rt: Runtime, dataset: str) -> KeepFrom:
     ds = rt.policy.datasets.get(dataset)
     if ds is None:
         raise NotFound(f"unknown dataset {dataset!r}", path="dataset")
-    for rule in ds.retention:
-        if isinstance(rule.keep, KeepFrom) and not rule.keep.from_:
-            return rule.keep
+    if ds.workspace_period is not None:
+        return ds.workspace_period
     raise UsageError(f"dataset {dataset!r} has no period a workspace may choose (its rule "
                      "would say keep: {default, min, max})", path="dataset")
 
@@ -56,13 +55,8 @@ def retention_periods(rt: Runtime, workspace: str) -> list[ChosenPeriod]:
     """Every dataset whose period a workspace may choose, with its choice."""
     chosen = {o.dataset: o.keep for o in
               RetentionOverrides(rt.control.engine).of_workspace(workspace)}
-    found = []
-    for name, ds in rt.policy.datasets.items():
-        for rule in ds.retention:
-            if isinstance(rule.keep, KeepFrom) and not rule.keep.from_:
-                found.append(_chosen(rt, name, rule.keep, chosen.get(name)))
-                break
-    return found
+    return [_chosen(rt, name, ds.workspace_period, chosen.get(name))
+            for name, ds in rt.policy.datasets.items() if ds.workspace_period is not None]
 
 
 def set_retention_period(rt: Runtime, workspace: str, dataset: str,

@@ -22,7 +22,6 @@ from lethe.engine.steps import Step, StepBuilder, belongs_to_children, time_colu
 from lethe.holds import HoldScopes
 from lethe.policy.durations import Duration, parse_duration
 from lethe.policy.graph import children_first
-from lethe.policy.periods import KeepFrom
 from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, Condition, RowStore, all_of, negate
 
@@ -122,17 +121,15 @@ def chosen_periods(rt: Runtime) -> dict[str, dict[str, Duration]]:
     """dataset -> workspace -> the period it chose through the API, kept within the rule's
     bounds as they are now, for the datasets whose rule lets workspaces choose (read once
     per plan or run)."""
-    if not any(isinstance(rule.keep, KeepFrom) and not rule.keep.from_
-               for ds in rt.policy.datasets.values() for rule in ds.retention):
+    if not any(ds.workspace_period for ds in rt.policy.datasets.values()):
         return {}
     now = rt.clock.now()
     found: dict[str, dict[str, Duration]] = {}
     for name, chosen in RetentionOverrides(rt.control.engine).by_dataset().items():
         ds = rt.policy.datasets.get(name)
-        rule = next((r.keep for r in ds.retention if isinstance(r.keep, KeepFrom)
-                     and not r.keep.from_), None) if ds is not None else None
-        if rule is not None:  # (a dataset no longer choosable: its choices wait unused)
-            found[name] = {workspace: rule.clamped(parse_duration(keep), now)
+        bounds = None if ds is None else ds.workspace_period
+        if bounds is not None:  # (a dataset no longer choosable: its choices wait unused)
+            found[name] = {workspace: bounds.clamped(parse_duration(keep), now)
                            for workspace, keep in chosen.items()}
     return found
 

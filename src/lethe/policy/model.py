@@ -229,6 +229,13 @@ class Dataset(Strict):
             return ()
         return (self.key,) if isinstance(self.key, str) else tuple(self.key)
 
+    @property
+    def workspace_period(self) -> KeepFrom | None:
+        """The bounds of the rule that lets each workspace choose its period through the
+        API (`keep: {default, min, max}`, no `from:`; at most one per dataset)."""
+        return next((r.keep for r in self.retention
+                     if isinstance(r.keep, KeepFrom) and not r.keep.from_), None)
+
     def max_ttl(self, now: datetime) -> int | None:
         """A cache dataset's maximum TTL in seconds (calendar units counted back from now)."""
         if not self.retention:

@@ -116,8 +116,3 @@ def longest(keep: Keep) -> Duration:
 def keeps_a_while(keep: Keep) -> bool:
     """Not forever: the rule's rows age by a clock."""
     return isinstance(keep, KeepFrom) or not keep.forever
-
-
-def default_of(keep: Keep) -> Duration:
-    """The period of a row with no setting of its own."""
-    return keep.default if isinstance(keep, KeepFrom) else keep

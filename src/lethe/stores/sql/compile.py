@@ -118,12 +118,8 @@ class Compiler(Schema):
                 case In(column, listed):
                     c_ = self.column(self.table(name), column, name)
                     bound_values = coerce_each(c_, listed, self.dialect)
-                    mode = self._in_mode(bound_values)
-                    compared = _compared(c_, operators.in_op, bound_values[0]) \
-                        if bound_values else None
-                    if mode == "json":
-                        bound_values = json.dumps(bound_values)  # type: ignore[assignment]
-                    return ("in", column, slot(bound_values) if bound_values else None, mode,
+                    mode, bound, compared = self._in_list(c_, bound_values)
+                    return ("in", column, slot(bound) if bound_values else None, mode,
                             any(v is None for v in listed), compared)
                 case Differs(column, value):
                     c_ = self.column(self.table(name), column, name)
@@ -191,8 +187,8 @@ class Compiler(Schema):
             case ("in", column, name, mode, has_null, compared):
                 c = col(column)
                 either = [] if name is None else \
-                    [sa.and_(c.is_not(None), self._in(c, mode, lambda type_, expanding: bind(
-                        name, compared if type_ is c.type else type_, expanding=expanding)))]
+                    [sa.and_(c.is_not(None), self._in(c, mode, compared, lambda type_, expanding:
+                                                      bind(name, type_, expanding=expanding)))]
                 if has_null:
                     either.append(c.is_(None))
                 return sa.or_(*either) if either else sa.false()
@@ -284,16 +280,24 @@ class Compiler(Schema):
             return "jsonb" if plain else "array"
         return "json" if self.dialect == "sqlite" and plain else "list"
 
+    def _in_list(self, c: sa.ColumnElement[Any], values: list[Any]) -> tuple[str, Any, Any]:
+        """How an `IN` list of these values goes (`_in_mode`), the one value it binds (the
+        list, or its JSON text), and the type a plain list is bound in (as SQLAlchemy
+        compares the column with its first value)."""
+        mode = self._in_mode(values)
+        compared = _compared(c, operators.in_op, values[0]) if values else c.type
+        return mode, json.dumps(values) if mode == "json" else values, compared
+
     def in_values(self, c: sa.ColumnElement[Any], values: list[Any]) -> sa.ColumnElement[bool]:
         """`c IN values`, the values bound with the statement."""
-        mode = self._in_mode(values)
-        bound = json.dumps(values) if mode == "json" else values
-        return self._in(c, mode, lambda type_, expanding: sa.bindparam(
+        mode, bound, compared = self._in_list(c, values)
+        return self._in(c, mode, compared, lambda type_, expanding: sa.bindparam(
             None, bound, type_=type_, expanding=expanding, unique=True))
 
-    def _in(self, c: sa.ColumnElement[Any], mode: str,
+    def _in(self, c: sa.ColumnElement[Any], mode: str, compared: Any,
             bind: Any) -> sa.ColumnElement[bool]:
-        """`c IN` the bound list, as `_in_mode` says (`bind(type, expanding)` binds it)."""
+        """`c IN` the bound list, as `_in_mode` says (`bind(type, expanding)` binds it; a
+        plain list in the `compared` type)."""
         if mode in ("jsonb", "array"):
             from sqlalchemy.dialects import postgresql  # loaded with a PostgreSQL engine
 
@@ -307,7 +311,7 @@ class Compiler(Schema):
             # expression tree, and SQLite builds one lookup index for the IN.
             listed = sa.func.json_each(bind(sa.String, False))
             return c.in_(sa.select(listed.table_valued("value").c.value))
-        return c.in_(bind(c.type, True))
+        return c.in_(bind(compared, True))
 
     def _older(self, c: sa.ColumnElement[Any], cutoff: datetime) -> sa.ColumnElement[bool]:
         # SQLite decides seconds or milliseconds per value, in SQL

@@ -191,14 +191,23 @@ def older(c: sa.ColumnElement[Any], cutoff: datetime, dialect: str, *,
     epoch = cutoff.timestamp()
     if dialect == "sqlite":
         return SqliteOlder(c, cutoff)
+    return _before(c, cutoff, cutoff.replace(tzinfo=None),
+                   int(epoch * 1000) if millis else epoch)
+
+
+def _before(c: sa.ColumnElement[Any], at: object, wall: object, epoch: object
+            ) -> sa.ColumnElement[bool]:
+    """The column's value is before an instant, given as the column's type needs it: with
+    a time zone (`at`), as UTC wall time (`wall`: naive timestamps and dates) or as an
+    epoch number in the column's unit (`epoch`); other types are cast to an instant."""
     ctype = c.type
     if isinstance(ctype, sa.DateTime):
-        return c < (cutoff if ctype.timezone else cutoff.replace(tzinfo=None))
+        return c < (at if ctype.timezone else wall)
     if isinstance(ctype, sa.Date):
-        return c < cutoff.replace(tzinfo=None)
+        return c < wall
     if is_numeric(c):
-        return c < (int(epoch * 1000) if millis else epoch)
-    return sa.cast(c, sa.DateTime(timezone=True)) < cutoff
+        return c < epoch
+    return sa.cast(c, sa.DateTime(timezone=True)) < at
 
 
 def older_by(c: sa.ColumnElement[Any], now: datetime, period: sa.ColumnElement[Any],
@@ -209,14 +218,8 @@ def older_by(c: sa.ColumnElement[Any], now: datetime, period: sa.ColumnElement[A
     if dialect == "sqlite":
         return SqliteOlder(c, epoch=epoch)
     cutoff = sa.func.to_timestamp(epoch)  # timestamptz
-    ctype = c.type
-    if isinstance(ctype, sa.DateTime):
-        return c < (cutoff if ctype.timezone else sa.func.timezone("UTC", cutoff))
-    if isinstance(ctype, sa.Date):
-        return c < sa.func.timezone("UTC", cutoff)
-    if is_numeric(c):
-        return c < (epoch * 1000 if millis else epoch)
-    return sa.cast(c, sa.DateTime(timezone=True)) < cutoff
+    return _before(c, cutoff, sa.func.timezone("UTC", cutoff),
+                   epoch * 1000 if millis else epoch)
 
 
 class SqliteOlder(sa.ColumnElement[bool]):
