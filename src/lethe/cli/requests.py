@@ -33,23 +33,38 @@ def summary(rt: Runtime, record: RequestRecord) -> dict[str, Any]:
 @app.command("open")
 def open_cmd(ctx: typer.Context,
              kind: Annotated[str, typer.Argument(help="access or erasure")],
-             subject: Annotated[str, typer.Option("--subject", help="Subject kind, e.g. user")],
+             subject: Annotated[str | None, typer.Option(
+                 "--subject", help="Subject kind, e.g. user")] = None,
              identity: Annotated[list[str] | None, typer.Option(
                  "--identity", help="NAME=VALUE (repeatable)")] = None,
+             workspace: Annotated[str | None, typer.Option(
+                 "--workspace", help="Alone (erasure): terminate the workspace, every "
+                 "store (policy `termination:`); with --subject: only that workspace's "
+                 "subject rows match")] = None,
              from_file: Annotated[Path | None, typer.Option(
                  "--from-file", help="CSV of identities, one request per row")] = None,
              policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
-    """Open a request (due 30 days after receipt); the same open request is not doubled."""
-    from lethe.commands.requests import open_request, open_requests_from_file
+    """Open a request (due 30 days after receipt; a termination, `termination.within`);
+    the same open request is not doubled."""
+    from lethe.commands.requests import open_request, open_requests_from_file, open_termination
 
     s = settings(ctx, policy, json_out, now)
+    if subject is None and workspace is None:
+        raise UsageError("give --subject KIND (a person) or --workspace ID (terminate a "
+                         "workspace)", path="request open")
+    if subject is None and (identity or from_file is not None or kind != "erasure"):
+        raise UsageError("--workspace alone terminates a workspace: an erasure, with no "
+                         "--identity or --from-file", path="request open")
     with open_runtime(s) as rt:
-        if from_file is not None:
+        if subject is None:
+            assert workspace is not None
+            records = [open_termination(rt, workspace)]
+        elif from_file is not None:
             if identity:
                 raise UsageError("give --identity or --from-file, not both", path="request")
             records = open_requests_from_file(rt, kind, subject, from_file)
         else:
-            records = [open_request(rt, kind, subject, identity or [])]
+            records = [open_request(rt, kind, subject, identity or [], workspace=workspace)]
     shown = [{"id": r.id, "status": r.status, "due": r.due_at.isoformat()} for r in records]
     if s.json:
         emit_json(shown[0] if from_file is None else {"requests": shown})

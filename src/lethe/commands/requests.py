@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lethe.control.requests import RequestRecord
 from lethe.defaults import BATCH_SIZE, ERASURE_GROUP_SIZE
-from lethe.requests import service
+from lethe.requests import service, termination
 from lethe.requests.records import RequestOutcome, requests_of
 from lethe.runtime import Runtime
 
@@ -25,6 +25,11 @@ def open_request(rt: Runtime, kind: str, subject_kind: str, identities: Sequence
     already open for that subject is returned instead of a second one."""
     return service.open_request(rt, kind, subject_kind, list(identities),
                                 workspace=workspace)
+
+
+def open_termination(rt: Runtime, workspace: str) -> RequestRecord:
+    """Open the termination of a workspace: every store, within `termination.within`."""
+    return termination.open_termination(rt, workspace)
 
 
 def open_requests_from_file(rt: Runtime, kind: str, subject_kind: str,

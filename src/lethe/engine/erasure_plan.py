@@ -38,6 +38,7 @@ class RemoveKeyed:
 
     dataset: str
     delete: bool
+    subject_kind: str = ""  # whose templates find the keys ("": the plan's subject kind)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,14 @@ class ErasurePlan:
     where: Mapping[str, Condition]  # each linked dataset's rows of the subjects, children first
     parents: Mapping[str, str] = field(default_factory=dict)  # dataset -> its one parent in `where`
     actions: tuple[ErasureAction, ...] = ()
+    # other subject kinds whose subjects the plan erases too (a workspace's termination:
+    # every kind kept per workspace): kind -> the keys of its subject rows
+    others: Mapping[str, tuple[Value, ...]] = field(default_factory=dict)
+
+    def kinds(self) -> dict[str, tuple[Value, ...]]:
+        """Every subject kind the plan erases subjects of, with their keys."""
+        mine = {self.subject_kind: self.keys} if self.subject else {}
+        return mine | dict(self.others)
 
     def as_dict(self) -> dict[str, Any]:
         def row(action: ErasureAction) -> dict[str, Any]:
@@ -108,13 +117,14 @@ class Tally(Protocol):
     def column(self, dataset: str) -> str | None:
         """The column that tells the dataset's rows apart by subject (None: one subject)."""
 
-    def unheld(self, holds: HoldScopes) -> Sequence[Value]:
-        """Keys of the subjects no hold keeps any row of, under these holds."""
+    def unheld(self, holds: HoldScopes, subject_kind: str) -> Sequence[Value]:
+        """Keys of the subjects of this kind no hold keeps any row of, under these holds."""
 
-    def shredded(self, destroyed: Sequence[Value]) -> None: ...
+    def shredded(self, destroyed: Sequence[Value], subject_kind: str) -> None: ...
 
-    def keys_of(self, dataset: str) -> Mapping[str, list[str]]:
-        """Each subject's keys or objects in a keyed dataset."""
+    def keys_of(self, dataset: str, subject_kind: str) -> Mapping[str, list[str]]:
+        """Each subject's keys or objects in a keyed dataset (marks: the subject keys as
+        text)."""
 
     def keys_removed(self, action: RemoveKeyed, removed: Counts, held: Counts) -> None: ...
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from lethe.engine.erasure_plan import Erased, EraseRows, ErasurePlan, RemoveKeyed, Tally
 from lethe.engine.steps import StepBuilder
-from lethe.engine.subjects import Counts, SubjectReach
+from lethe.engine.subjects import Counts, SubjectReach, remove_archived
 from lethe.engine.sweep import OnBatch, SweepStats, sweep_all
 from lethe.errors import LetheError
 from lethe.holds import HoldScopes
@@ -130,12 +130,12 @@ class Executor:
         with self.turn() as holds:
             return reach.remove_keys(dataset, found, holds, delete=delete)
 
-    def remove_archived(self, reach: SubjectReach, dataset: str, column: str,
+    def remove_archived(self, dataset: str, column: str,
                         owners: Callable[[HoldScopes], Mapping[str, str]]) -> Counts:
         """Take rows out of the dataset's archives: `owners` maps a value of `column` to
         its subject, given the holds in force (held subjects left out)."""
         with self.turn() as holds:
-            return reach.remove_archived(dataset, column, owners(holds), holds)
+            return remove_archived(self.rt, dataset, column, owners(holds), holds)
 
     # -- an erasure plan ----------------------------------------------------------------
     def erase(self, plan: ErasurePlan, tally: Tally, batch_size: int, *,
@@ -150,33 +150,46 @@ class Executor:
             self._erase(plan, tally, batch_size)
 
     def _erase(self, plan: ErasurePlan, tally: Tally, batch_size: int) -> None:
-        reach = SubjectReach(self.rt, self.builder, plan.subject_kind)
-        kept: set[str] = set()  # subjects some of whose keys or objects a hold keeps
+        reaches: dict[str, SubjectReach] = {}
+
+        def reach(kind: str) -> SubjectReach:
+            if kind not in reaches:
+                reaches[kind] = SubjectReach(self.rt, self.builder, kind)
+            return reaches[kind]
+
+        kinds = plan.kinds()
+        kept: dict[str, set[str]] = {}  # kind -> subjects some of whose keys a hold keeps
         try:
             for action in plan.actions:
                 if isinstance(action, RemoveKeyed):
+                    kind = action.subject_kind or plan.subject_kind
                     removed, held = self.remove_keys(
-                        reach, action.dataset, tally.keys_of(action.dataset),
+                        reach(kind), action.dataset, tally.keys_of(action.dataset, kind),
                         delete=action.delete)
-                    kept.update(mark for mark, n in held.items() if n)
+                    kept.setdefault(kind, set()).update(mark for mark, n in held.items() if n)
                     tally.keys_removed(action, removed, held)
                 elif isinstance(action, EraseRows):
                     keep: Condition = FALSE
-                    if action.dataset == plan.subject and kept:
-                        keep = In(self.builder.keys[plan.subject],
-                                  tuple(k for k in plan.keys if str(k) in kept))
+                    own = self.rt.policy.subject_kind_of(action.dataset)
+                    if own is not None and kept.get(own):
+                        keep = In(self.builder.keys[action.dataset],
+                                  tuple(k for k in kinds.get(own, ()) if str(k) in kept[own]))
                     tally.begin(action)
-                    tally.erased(action, self._erase_rows(reach, action, keep, tally,
-                                                          batch_size))
+                    tally.erased(action, self._erase_rows(action, keep, tally, batch_size))
                 else:
-                    tally.shredded(self.shred(reach, tally.unheld))
+                    tally.shredded(self._shred_kind(reach(action.subject_kind), tally),
+                                   action.subject_kind)
         except BaseException:
             with suppress(LetheError):  # the first error is the one told
                 self._flush(plan)
             raise
         self._flush(plan)
 
-    def _erase_rows(self, reach: SubjectReach, action: EraseRows, keep: Condition,
+    def _shred_kind(self, reach: SubjectReach, tally: Tally) -> list[Value]:
+        """The data keys of the subjects of the reach's kind no hold keeps, destroyed."""
+        return self.shred(reach, lambda holds: tally.unheld(holds, reach.kind))
+
+    def _erase_rows(self, action: EraseRows, keep: Condition,
                     tally: Tally, batch_size: int) -> Erased:
         """A `referenced_by` dataset's rows whose subject a hold names are kept too, read
         with the holds of each batch (the rows pointing at them may be gone)."""
@@ -207,7 +220,7 @@ class Executor:
             rows(all_of(action.where, action.referenced, action.todo), action.scrub, False)
         archived: Counts = {}
         if action.archive_column is not None:
-            archived = self.remove_archived(reach, name, action.archive_column,
+            archived = self.remove_archived(name, action.archive_column,
                                             lambda holds: tally.owners_of(name, holds))
         return Erased(swept.stats, swept.held, keep, archived)
 

@@ -61,6 +61,23 @@ def archived_links(rt: Runtime, subject: str, key: str) -> dict[str, str]:
     return found
 
 
+def remove_archived(rt: Runtime, name: str, column: str, owners: Mapping[str, str],
+                    holds: HoldScopes, *, dry: bool = False) -> Counts:
+    """Take the owners' rows out of every archive of `name` (value of `column` as
+    text -> subject mark); rows a dataset or workspace hold reaches stay. Call under
+    the hold gate; `owners` must already leave out subjects a hold keeps. `dry`:
+    count them, change nothing."""
+    if holds.dataset_held(name):
+        return {}
+    held = archived_row_held(holds, name)
+    taken: Counts = {}
+    for target in sorted(rt.policy.datasets[name].archive_targets):
+        sink = ArchiveSink(rt, name, rt.catalog.object_store(target))
+        for mark, rows in sink.erase(column, owners, held, dry=dry).items():
+            taken[mark] = taken.get(mark, 0) + rows
+    return taken
+
+
 class SubjectReach:
     """A subject kind's objects, keys, archived rows and data keys."""
 
@@ -103,19 +120,8 @@ class SubjectReach:
 
     def remove_archived(self, name: str, column: str, owners: Mapping[str, str],
                         holds: HoldScopes, *, dry: bool = False) -> Counts:
-        """Take the owners' rows out of every archive of `name` (value of `column` as
-        text -> subject mark); rows a dataset or workspace hold reaches stay. Call under
-        the hold gate; `owners` must already leave out subjects a hold keeps. `dry`:
-        count them, change nothing."""
-        if holds.dataset_held(name):
-            return {}
-        held = archived_row_held(holds, name)
-        taken: Counts = {}
-        for target in sorted(self.rt.policy.datasets[name].archive_targets):
-            sink = ArchiveSink(self.rt, name, self.rt.catalog.object_store(target))
-            for mark, rows in sink.erase(column, owners, held, dry=dry).items():
-                taken[mark] = taken.get(mark, 0) + rows
-        return taken
+        """See `remove_archived`."""
+        return remove_archived(self.rt, name, column, owners, holds, dry=dry)
 
     def shred(self, keys: Sequence[Value]) -> list[Value]:
         """Destroy these subjects' data keys (call under the hold gate, held ones left

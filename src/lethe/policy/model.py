@@ -26,6 +26,7 @@ from lethe.policy.settings import ClassPolicy as ClassPolicy
 from lethe.policy.settings import EncryptionPolicy as EncryptionPolicy
 from lethe.policy.settings import Residency as Residency
 from lethe.policy.settings import Schedule as Schedule
+from lethe.policy.settings import Termination as Termination
 from lethe.stores.sql.engine import in_memory_sqlite
 
 DataClass = Literal["pii", "behavioral", "operational", "derived"]
@@ -35,6 +36,8 @@ Scalar = str | int | float | bool
 # A data-subject request is due this long after it is received (GDPR's month, at its
 # shortest): every window an erasure waits out must fit in it.
 REQUEST_DEADLINE = timedelta(days=30)
+# the subject kind of a workspace's termination request (`request open --workspace ID`)
+TERMINATION = "workspace"
 
 ANONYMIZERS = ("null", "redact", "hash", "mask-email", "mask-email-domain")
 class Store(Strict):
@@ -336,6 +339,8 @@ class Policy(Strict):
     encryption: EncryptionPolicy = Field(default_factory=EncryptionPolicy)
     classes: dict[DataClass, ClassPolicy] = Field(default_factory=dict)
     residency: Residency | None = None
+    # a workspace's termination: when it is due and how long it can be cancelled
+    termination: Termination | None = None
     # how long a row may outlive its limit before that is a breach ("deleted within 7
     # days"): `check` reports any due row older, and reports judge ages by it
     deletion_sla: DurationField | None = None
@@ -359,6 +364,10 @@ class Policy(Strict):
             raise ValueError("deletion_sla: a deletion SLA cannot be forever")
         if self.residency is not None:
             _residency(self)
+        if self.termination is not None and TERMINATION in self.subjects:
+            raise ValueError(f"subjects.{TERMINATION}: with `termination:` declared, "
+                             f"{TERMINATION!r} names a workspace's termination request, "
+                             "not a subject kind: rename the subject")
         for name, store in self.stores.items():
             if self.regions and store.region and store.region not in self.regions:
                 raise ValueError(f"stores.{name}.region: {store.region!r} is not in `regions`")

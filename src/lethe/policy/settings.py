@@ -6,6 +6,7 @@ what one reads at once; the model re-exports them.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -63,6 +64,30 @@ class Residency(Strict):
         identifier(self.region, "column")
         if self.id is not None:
             identifier(self.id, "column")
+        return self
+
+
+class Termination(Strict):
+    """How a workspace's termination goes (`lethe request open erasure --workspace ID`):
+    every row, object, Redis key and archived row of the workspace is erased within
+    `within` of the request; for the first `recover_for` nothing is touched and the
+    request can still be cancelled (rejected)."""
+
+    within: DurationField = Duration(90, "d")
+    recover_for: DurationField = Duration(0, "d")
+
+    @model_validator(mode="after")
+    def _fits(self) -> Termination:
+        if self.within.forever or not self.within.amount:
+            raise ValueError("termination.within: a termination is due a finite, non-zero "
+                             "time after it is requested")
+        if self.recover_for.forever:
+            raise ValueError("termination.recover_for: the recovery window cannot be forever")
+        for start in (datetime(2001, 3, 1), datetime(2000, 3, 1), datetime(2000, 8, 1)):
+            if (self.recover_for.before(start) or start) > (self.within.before(start) or start):
+                continue  # in every month length: `mo`/`y` against `d`/`w` can reverse
+            raise ValueError("termination.recover_for: the recovery window must end before "
+                             "the termination is due (`within`)")
         return self
 
 

@@ -284,7 +284,7 @@ class Group:
     def column(self, dataset: str) -> str | None:
         return None if self.single else self.owners[dataset].column
 
-    def unheld(self, holds: HoldScopes) -> list[Value]:
+    def unheld(self, holds: HoldScopes, subject_kind: str) -> list[Value]:
         """Subjects none of whose rows a hold keeps: their data keys may go."""
         held: set[str] = set()
         for name in self.where:
@@ -293,13 +293,13 @@ class Group:
         self._freed = [s for s in self.subjects if s.key is not None and s.mark not in held]
         return [s.key for s in self._freed if s.key is not None]
 
-    def shredded(self, destroyed: Sequence[Value]) -> None:
+    def shredded(self, destroyed: Sequence[Value], subject_kind: str) -> None:
         gone = {str(key) for key in destroyed}
         self.rt.audit.append_many([
             KeysShredded(f"request:{s.record.id}", self.subject_kind, int(s.mark in gone))
             for s in self._freed])
 
-    def keys_of(self, dataset: str) -> dict[str, list[str]]:
+    def keys_of(self, dataset: str, subject_kind: str) -> dict[str, list[str]]:
         found = self._found_keys.get(dataset) or self._keys_of(dataset)
         self._found_keys[dataset] = found
         return {s.mark: found.get(s.mark, []) for s in self.subjects}

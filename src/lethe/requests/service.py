@@ -45,6 +45,7 @@ from lethe.requests.records import (
     transition_many,
 )
 from lethe.requests.subjects import Subject
+from lethe.requests.termination import is_termination, terminate
 from lethe.runtime import Runtime
 from lethe.stores.base import Condition, Value
 
@@ -151,6 +152,9 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
     if record.status in ("completed", "rejected"):
         return finished_outcome(record)
     rt.prepare()
+    if is_termination(rt, record):
+        record = transition(rt, record, *_to_in_progress(record))
+        return terminate(rt, record, out_dir if certificate_files else None, batch_size)
     why = _refused(rt, record)
     if why is not None:  # opened before identities were checked at open: this one only
         record = transition(rt, record, "rejected", note=why, identities=SCRUBBED)
@@ -206,7 +210,8 @@ def run_many(rt: Runtime, request_ids: Sequence[int], out_dir: Path,
     pending: dict[str, list[RequestRecord]] = {}
     for record in records:
         if record.kind == "erasure" and record.status not in ("completed", "rejected") \
-                and record.identities and _refused(rt, record) is None:
+                and record.identities and not is_termination(rt, record) \
+                and _refused(rt, record) is None:
             pending.setdefault(record.subject_kind, []).append(record)
         else:
             alone.append(record.id)

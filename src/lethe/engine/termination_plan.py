@@ -1,0 +1,103 @@
+"""A workspace's termination as an erasure plan: every row of the workspace in every SQL
+store, its subjects' Redis keys, objects and data keys, and its archived rows.
+
+A dataset with a `workspace:` column gives its rows of the workspace by that column; a
+dataset without one, the rows that belong (through `belongs_to`, at any depth) to rows
+found so; a `referenced_by` dataset, the rows those point at (an address), last. Each
+dataset goes by its own `erasure` setting — delete, anonymize, retain or shred — children
+first, exactly as an erasure request's plan (lethe.engine.erasure_plan), and the subjects
+of every kind kept per workspace (their dataset has a `workspace:` column) lose their
+keyed items and data keys before any row goes. The same executor carries it out, so
+holds bind it the same way, batch by batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from lethe.engine.erasure_plan import (
+    ErasureAction,
+    ErasurePlan,
+    EraseRows,
+    RemoveKeyed,
+    ShredKeys,
+)
+from lethe.engine.steps import StepBuilder, anonymize_effect, identifying
+from lethe.engine.subjects import keyed_datasets
+from lethe.errors import LetheError
+from lethe.policy.model import TERMINATION
+from lethe.runtime import Runtime
+from lethe.stores.base import FALSE, Condition, Exists, In, IsNull, Value, any_of, negate
+
+
+def workspace_rows(rt: Runtime, builder: StepBuilder, workspace: str) -> dict[str, Condition]:
+    """Each SQL dataset's rows of the workspace, children first (see the module)."""
+    policy = rt.policy
+    order = [n for n in rt.catalog.graph.order if n in builder.keys]
+    found: dict[str, Condition] = {}
+    for name in reversed(order):  # parents first: a row is found through its parent's
+        ds = policy.datasets[name]
+        if ds.workspace:
+            found[name] = In(ds.workspace, (workspace,))
+            continue
+        linked = any_of(*(Exists(policy.datasets[parent].table or "", builder.keys[parent],
+                                 column, found[parent], policy.datasets[parent].store)
+                          for parent, column in ds.belongs_to.items() if parent in found))
+        if linked != FALSE:
+            found[name] = linked
+    return {n: found[n] for n in order if n in found}
+
+
+def subject_kinds(rt: Runtime, where: Mapping[str, Condition]) -> list[str]:
+    """The subject kinds whose subject rows the workspace's rows include."""
+    return [kind for kind, subject in rt.policy.subjects.items() if subject.dataset in where]
+
+
+def build_termination_plan(rt: Runtime, builder: StepBuilder, workspace: str,
+                           subjects: Mapping[str, Sequence[Value]],
+                           pointed: Mapping[str, Sequence[Value]] | None = None
+                           ) -> ErasurePlan:
+    """The termination of `workspace`. `subjects`: each kind's subject keys in the
+    workspace, read when the termination began (their keyed items and data keys go
+    first). `pointed`: the keys of `referenced_by` rows, pinned when it began; without
+    them, those the workspace's rows point at now."""
+    policy = rt.policy
+    where = workspace_rows(rt, builder, workspace)
+    for name in [n for n in rt.catalog.graph.order if n in builder.keys]:
+        if not policy.datasets[name].referenced_by or name in where:
+            continue
+        rows = builder.pointed_at(name, where) if pointed is None or name not in pointed \
+            else (In(builder.keys[name], tuple(pointed[name])) if pointed[name] else FALSE)
+        if rows != FALSE:
+            where[name] = rows
+    actions: list[ErasureAction] = []
+    for kind, keys in subjects.items():
+        shredded = any(policy.datasets[n].erasure == "shred" for n in where)
+        if keys and shredded:
+            actions.append(ShredKeys(kind))
+        actions += [RemoveKeyed(n, policy.datasets[n].erasure == "delete", kind)
+                    for n in keyed_datasets(rt, kind)]
+    actions += [_rows(rt, builder, name, rows, where) for name, rows in where.items()]
+    others = {kind: tuple(keys) for kind, keys in subjects.items()}
+    return ErasurePlan(TERMINATION, "", (), where, {}, tuple(actions), others)
+
+
+def _rows(rt: Runtime, builder: StepBuilder, name: str, where: Condition,
+          found: Mapping[str, Condition]) -> EraseRows:
+    ds = rt.policy.datasets[name]
+    if ds.erasure in ("retain", "shred"):
+        return EraseRows(name, ds.erasure, where)
+    if ds.erasure == "anonymize":
+        link = next((c for p, c in ds.belongs_to.items() if p in found), None)
+        detach = link if link and builder.nullable.get((name, link), False) else None
+        todo = identifying(ds) if detach is None else \
+            any_of(identifying(ds), negate(IsNull(detach)))
+        return EraseRows(name, "anonymize", where, scrub=anonymize_effect(ds, detach),
+                         todo=todo)
+    if ds.archive_targets and not ds.workspace:
+        raise LetheError("archived rows of this dataset cannot be traced to a workspace "
+                         "(declare its `workspace:` column)", path=f"datasets.{name}")
+    return EraseRows(name, "delete", where, blockers=tuple(builder.blockers(name)),
+                     scrub=anonymize_effect(ds) if ds.anonymized_fields else None,
+                     todo=identifying(ds),
+                     archive_column=ds.workspace if ds.archive_targets else None)
