@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from lethe.engine.erasure_plan import (
+    EraseRows,
     ErasureAction,
     ErasurePlan,
-    EraseRows,
     RemoveKeyed,
     ShredKeys,
 )
