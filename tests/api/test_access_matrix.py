@@ -74,6 +74,8 @@ CASES = [
          frozenset({"admin", "privacy", "auditor"}), other=403),
     Case("choose a retention period", "PUT", "/v1/workspaces/ws_a/retention/events",
          frozenset({"admin", "privacy"}), other=403, body=lambda s: {"keep": "30d"}),
+    Case("terminate workspace", "POST", "/v1/workspaces/ws_a/termination",
+         frozenset({"admin"}), org_only=True, ok=201),
     Case("impersonate", "POST", "/v1/impersonations", frozenset({"admin"}), org_only=True,
          ok=201, body=lambda s: {"workspace": "ws_a", "role": "auditor", "minutes": 5,
                                  "reason": "support ticket 12"}),
@@ -88,7 +90,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, dict
                   "keep": {"default": "90d", "min": "1d", "max": "365d"}},
                  {"keep": "30d", "after": "received_at"}]
     with served(directory, f"sqlite:///{directory / 'app.db'}",
-                policy={"datasets__events__retention": choosable}) as s:
+                policy={"datasets__events__retention": choosable,
+                        "termination": {"within": "90d", "recover_for": "30d"}}) as s:
         opened = s.call("POST", "/v1/requests", json={
             "kind": "access", "subject": "user", "workspace": "ws_a",
             "identities": {"email": "user1@example.com"}})

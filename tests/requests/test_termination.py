@@ -155,3 +155,29 @@ def test_termination_needs_the_policy_section(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no `termination:`"):
         open_termination(rt, "ws_a")
     rt.close()
+
+
+def test_the_api_opens_a_termination_for_organization_admins_and_runs_it(
+        tmp_path: Path) -> None:
+    from tests.api.support import served
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    with served(tmp_path, url, policy={"termination": {"within": "30d"}}) as s:
+        refused = s.call("POST", "/v1/workspaces/ws_a/termination", role="admin",
+                         scope="own")
+        assert refused.status_code == 403, refused.text
+        opened = s.call("POST", "/v1/workspaces/ws_a/termination")
+        assert opened.status_code == 201, opened.text
+        body = opened.json()
+        assert body["workspace"] == "ws_a" and body["status"] == "received"
+        ran = s.call("POST", f"/v1/requests/{body['id']}/run")
+        assert ran.status_code == 200, ran.text
+        assert ran.json()["status"] == "completed"
+        shown = s.call("GET", f"/v1/requests/{body['id']}").json()
+        assert shown["subject"] == "workspace" and shown["workspace"] == "ws_a"
+        certificate = s.call("GET", f"/v1/requests/{body['id']}/certificate")
+        assert certificate.status_code == 200
+        assert certificate.json()["certificate"]["subject"]["kind"] == "workspace"
+    engine = sa.create_engine(url)
+    assert ids(engine, users, users.c.workspace_id == "ws_a") == set()
+    assert ids(engine, users, users.c.workspace_id == "ws_b") == {6, 7, 8, 9, 10}

@@ -29,9 +29,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "workspaces.read": frozenset({"admin", "privacy", "auditor"}),
     "workspaces.update": frozenset({"admin"}),
     "workspaces.retention": frozenset({"admin", "privacy"}),
+    "workspaces.terminate": frozenset({"admin"}),
     "impersonate": frozenset({"admin"}),
 }
-ORG_ONLY = frozenset({"runs.trigger", "runs.read", "reports.read", "impersonate"})
+ORG_ONLY = frozenset({"runs.trigger", "runs.read", "reports.read", "impersonate",
+                      "workspaces.terminate"})
 
 
 @dataclass(frozen=True)

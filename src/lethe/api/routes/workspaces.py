@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lethe.api.context import Caller, Context, act
 from lethe.api.fields import NO_CONTROLS, Name
 from lethe.commands.periods import retention_periods, set_retention_period
+from lethe.commands.requests import open_termination
 from lethe.commands.residency import set_workspace_region, workspace_region
 
 router = APIRouter(prefix="/v1/workspaces", tags=["workspaces"])
@@ -69,3 +70,17 @@ def set_retention(body: PeriodChange, request: Request, principal: Caller, ctx: 
     chosen = set_retention_period(ctx.runtime_for(principal), workspace_id, dataset,
                                   body.keep)
     return {"id": workspace_id, **chosen.as_dict()}
+
+
+@router.post("/{workspace_id}/termination", name="workspaces.terminate", status_code=201,
+             summary="Terminate a workspace: erase it from every store (organization admins)")
+def terminate(request: Request, principal: Caller, ctx: Context,
+              workspace_id: str = WorkspaceId) -> dict[str, Any]:
+    """Opens the workspace's termination request (the open one if there is one): due
+    `termination.within` after now; run it with `POST /v1/requests/{id}/run` once its
+    `recover_for` has passed; before that, `lethe request reject ID` cancels it."""
+    act(request, principal, "workspaces.terminate", f"workspace:{workspace_id}")
+    record = open_termination(ctx.runtime_for(principal), workspace_id)
+    request.state.resource = f"request:{record.id}"
+    return {"id": record.id, "workspace": workspace_id, "status": record.status,
+            "due": record.due_at.isoformat()}
