@@ -71,9 +71,9 @@ def build_termination_plan(rt: Runtime, builder: StepBuilder, workspace: str,
         if rows != FALSE:
             where[name] = rows
     actions: list[ErasureAction] = []
-    for kind, keys in subjects.items():
-        shredded = any(policy.datasets[n].erasure == "shred" for n in where)
-        if keys and shredded:
+    shredded = any(policy.datasets[n].erasure == "shred" for n in where)
+    for kind in subjects:
+        if shredded:  # the keys the tally kept since the termination began (rows may be gone)
             actions.append(ShredKeys(kind))
         actions += [RemoveKeyed(n, policy.datasets[n].erasure == "delete", kind)
                     for n in keyed_datasets(rt, kind)]

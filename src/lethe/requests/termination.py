@@ -32,7 +32,7 @@ from lethe.engine.erasure_plan import Erased, EraseRows, RemoveKeyed
 from lethe.engine.executor import Executor
 from lethe.engine.plan import builder_for
 from lethe.engine.steps import StepBuilder
-from lethe.engine.subjects import SubjectReach
+from lethe.engine.subjects import SubjectReach, remove_archived
 from lethe.engine.termination_plan import (
     build_termination_plan,
     subject_kinds,
@@ -48,6 +48,7 @@ from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, Condition, In, Value, all_of, negate
 
 Counts = dict[str, int]
+KEYS = "@"  # a baseline named @KIND keeps the subjects' keys (dataset names cannot be so)
 
 
 def open_termination(rt: Runtime, workspace: str) -> RequestRecord:
@@ -111,10 +112,14 @@ class Termination:
             kind: self._subject_rows(kind, rows) for kind in subject_kinds(rt, rows)}
         store = requests_of(rt)
         self._baselines = store.baselines([record.id]).get(record.id)
-        pointers = store.pointers([record.id]).get(record.id)
+        pinned = store.pointers([record.id]).get(record.id) or {}
         if self._baselines is None:  # the run that begins it pins what its rows point at
-            pointers = self._pointed(rows)
-        self.pointed = pointers or {}
+            pinned = self._pointed(rows)
+        self.pointed = {n: keys for n, keys in pinned.items() if not n.startswith(KEYS)}
+        # each kind's subjects when the termination began: their data keys go even if an
+        # earlier run deleted their rows
+        self.subject_keys = {kind: pinned.get(KEYS + kind) or [str(k) for k, _ in found]
+                             for kind, found in self.subject_rows.items()}
         self.plan = build_termination_plan(
             rt, builder, self.workspace,
             {k: [key for key, _ in found] for k, found in self.subject_rows.items()},
@@ -163,12 +168,12 @@ class Termination:
         """Could a subject hold reach a subject of the workspace (its row, held now, or
         its key named by the hold)? Then what only the person links (data keys, archived
         rows, addresses) stays: the termination cannot tell whose they are."""
-        for kind, found in self.subject_rows.items():
+        for kind, keys in self.subject_keys.items():
             values = set(holds.subject_values(kind))
             if not values:
                 continue
             subject = self.policy.subjects[kind].dataset
-            if values & {str(key) for key, _ in found} or self.count(
+            if values & set(keys) or self.count(
                     subject, all_of(self.where[subject], holds.held(subject, cascading=True))):
                 return True
         return False
@@ -206,18 +211,26 @@ class Termination:
         return self.outcome
 
     def _begin(self) -> None:
-        """The baselines: every dataset's rows (and keyed items) of the workspace, counted
-        and stored, with the pinned pointers, before the first row goes."""
+        """The baselines: every dataset's rows (archived ones too) and keyed items of the
+        workspace, counted and stored with the pinned pointers and subject keys, before
+        the first row goes."""
         if self._baselines is not None:
             return
         counts = {name: self.count(name, where) for name, where in self.where.items()}
+        holds = self.executor.holds()
         for action in self.plan.actions:
-            if isinstance(action, RemoveKeyed):
+            if isinstance(action, EraseRows) and action.archive_column is not None:
+                counts[action.dataset] += sum(remove_archived(
+                    self.rt, action.dataset, action.archive_column,
+                    {self.workspace: self.workspace}, holds, dry=True).values())
+            elif isinstance(action, RemoveKeyed):
                 found = self.keys_of(action.dataset, action.subject_kind)
                 counts[action.dataset] = counts.get(action.dataset, 0) + \
                     sum(len(keys) for keys in found.values())
-        requests_of(self.rt).set_baselines({self.record.id: counts},
-                                           {self.record.id: self.pointed})
+        pinned = dict(self.pointed)
+        for kind, keys in self.subject_keys.items():
+            counts[KEYS + kind], pinned[KEYS + kind] = len(keys), keys
+        requests_of(self.rt).set_baselines({self.record.id: counts}, {self.record.id: pinned})
         self._baselines = counts
 
     def _baseline(self, name: str) -> int:
@@ -231,7 +244,7 @@ class Termination:
         """The kind's subjects whose data keys may go: none while any row of the
         workspace is held (a held row may be a subject's), else those no subject hold
         can reach."""
-        keys = [key for key, _ in self.subject_rows.get(subject_kind, [])]
+        keys: list[Value] = list(self.subject_keys.get(subject_kind, []))
         if any(self.count(n, all_of(w, holds.held(n, cascading=True)))
                for n, w in self.where.items()) or self._subjects_held(holds):
             if keys:
