@@ -181,3 +181,63 @@ def test_the_api_opens_a_termination_for_organization_admins_and_runs_it(
     engine = sa.create_engine(url)
     assert ids(engine, users, users.c.workspace_id == "ws_a") == set()
     assert ids(engine, users, users.c.workspace_id == "ws_b") == {6, 7, 8, 9, 10}
+
+
+@pytest.mark.parametrize(("termination", "subjects", "message"), [
+    ({"within": "30d", "recover_for": "30d"}, None,
+     "termination: recover_for: the recovery window must end before"),
+    ({"within": "30d", "recover_for": "1mo"}, None, "must end before"),
+    ({"within": "forever"}, None, "termination: within: a termination is due a finite"),
+    ({"within": "90d", "recover_for": "forever"}, None, "cannot be forever"),
+    ({"within": "90d"}, {"workspace": {"dataset": "users", "identities": ["id"]}},
+     "subjects.workspace: with `termination:` declared"),
+])
+def test_a_termination_policy_error_names_its_path(
+        tmp_path: Path, termination: dict[str, str], subjects: dict[str, object] | None,
+        message: str) -> None:
+    from lethe.errors import PolicyError
+    from lethe.policy.load import load_policy
+
+    changes: dict[str, object] = {"termination": termination}
+    if subjects is not None:
+        changes["subjects"] = subjects
+    with pytest.raises(PolicyError) as caught:
+        load_policy(write_policy(tmp_path, "sqlite:///app.db", **changes))
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["erasure"], "give --subject KIND (a person) or --workspace ID"),
+    (["erasure", "--workspace", "ws_a", "--identity", "id=1"], "--workspace alone"),
+    (["access", "--workspace", "ws_a"], "--workspace alone terminates a workspace"),
+    (["erasure", "--workspace", "\t"], "workspace id is empty"),
+])
+def test_the_cli_refuses_a_malformed_termination_in_one_line(
+        tmp_path: Path, args: list[str], message: str) -> None:
+    from tests.cli.test_cli import lethe
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    build_app(url)
+    policy = write_policy(tmp_path, url, termination=TERMS)
+    proc = lethe("request", "open", *args, "--policy", str(policy))
+    assert proc.returncode == 2, proc.stdout
+    assert "Traceback" not in proc.stderr and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_cli_opens_a_termination_and_says_when_it_is_due(tmp_path: Path) -> None:
+    import json
+
+    from tests.cli.test_cli import lethe
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    build_app(url)
+    policy = write_policy(tmp_path, url, termination=TERMS)
+    common = ["--policy", str(policy), "--now", "2026-06-01T00:00:00Z", "--json"]
+    opened = json.loads(lethe("request", "open", "erasure", "--workspace", "ws_b",
+                              *common).stdout)
+    assert opened["due"] == "2026-08-30T00:00:00+00:00"  # 90 days
+    shown = json.loads(lethe("request", "show", str(opened["id"]), *common).stdout)
+    assert shown["subject"] == "workspace" and shown["workspace"] == "ws_b"
+    ran = lethe("request", "run", str(opened["id"]), "--out", str(tmp_path / "out"), *common)
+    assert json.loads(ran.stdout)["status"] == "in_progress"  # within recover_for

@@ -25,7 +25,8 @@ def summary(rt: Runtime, record: RequestRecord) -> dict[str, Any]:
     from lethe.commands.requests import is_overdue
 
     return {"id": record.id, "kind": record.kind, "subject": record.subject_kind,
-            "status": record.status, "received": record.received_at.isoformat(),
+            "status": record.status, "workspace": record.workspace,
+            "received": record.received_at.isoformat(),
             "due": record.due_at.isoformat(), "overdue": is_overdue(rt, record),
             "fingerprint": record.fingerprint[:12], "note": record.note}
 

@@ -364,6 +364,9 @@ class Policy(Strict):
             raise ValueError("deletion_sla: a deletion SLA cannot be forever")
         if self.residency is not None:
             _residency(self)
+        if self.termination is not None and not any(d.workspace for d in self.datasets.values()):
+            raise ValueError("termination: no dataset declares its `workspace:` column, so "
+                             "nothing can be found by workspace")
         if self.termination is not None and TERMINATION in self.subjects:
             raise ValueError(f"subjects.{TERMINATION}: with `termination:` declared, "
                              f"{TERMINATION!r} names a workspace's termination request, "

@@ -79,14 +79,14 @@ class Termination(Strict):
     @model_validator(mode="after")
     def _fits(self) -> Termination:
         if self.within.forever or not self.within.amount:
-            raise ValueError("termination.within: a termination is due a finite, non-zero "
+            raise ValueError("within: a termination is due a finite, non-zero "
                              "time after it is requested")
         if self.recover_for.forever:
-            raise ValueError("termination.recover_for: the recovery window cannot be forever")
+            raise ValueError("recover_for: the recovery window cannot be forever")
         for start in (datetime(2001, 3, 1), datetime(2000, 3, 1), datetime(2000, 8, 1)):
             if (self.recover_for.before(start) or start) > (self.within.before(start) or start):
                 continue  # in every month length: `mo`/`y` against `d`/`w` can reverse
-            raise ValueError("termination.recover_for: the recovery window must end before "
+            raise ValueError("recover_for: the recovery window must end before "
                              "the termination is due (`within`)")
         return self
 

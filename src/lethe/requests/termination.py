@@ -89,7 +89,7 @@ def terminate(rt: Runtime, record: RequestRecord, out_dir: Path | None,
     until = terms.recover_for.after(record.received_at)
     if until is not None and now < until:
         note = (f"termination recoverable until {until.isoformat()}: nothing erased yet "
-                "(reject the request to cancel it)")
+                f"(`lethe request reject {record.id}` cancels it)")
         if record.note != note:
             requests_of(rt).update_each([(record.id, {"updated_at": now, "note": note})])
             record = requests_of(rt).get(record.id)
