@@ -219,3 +219,23 @@ def test_evidence_never_says_no_record_is_old_when_the_store_did_not_answer() ->
     assert "not measured" in unanswered and "no record older" not in unanswered
     assert "no record older than the period" in RuleEvidence(None, None, 30.0, None,
                                                              None).text()
+
+
+def test_a_termination_is_stated_in_the_policy_s_terms_only_when_declared(
+        tmp_path: Path) -> None:
+    tenant = {"events": {"store": "app", "table": "events", "class": "pii",
+                         "workspace": "workspace_id",
+                         "fields": {"ip": {"class": "pii", "anonymize": "redact"}},
+                         "retention": [{"keep": "30d", "after": "received_at"}]}}
+    declared = _policy(tmp_path, tenant,
+                       termination={"within": "90d", "recover_for": "30d"})
+    pages = trust_pages(declared, NOW)
+    _check_claims(declared, pages.claims)
+    said = [c for c in pages.claims if c.text.startswith("When a workspace is terminated")]
+    assert len(said) == 1
+    assert "erased within 90 days of the request" in said[0].text
+    assert "for the first 30 days it can be cancelled" in said[0].text
+    assert said[0].sources[:2] == ("termination.within", "termination.recover_for")
+    (tmp_path / "plain").mkdir()
+    plain = _policy(tmp_path / "plain", tenant)
+    assert not any("terminated" in c.text for c in trust_pages(plain, NOW).claims)

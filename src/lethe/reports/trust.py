@@ -302,6 +302,8 @@ def _protections(policy: Policy, key: str, with_fields: Sequence[tuple[str, Data
                            "record names the workspace it belongs to, and records that belong "
                            "to no single workspace are marked as organization-level, never "
                            "left blank.", tuple(f"datasets.{n}.workspace" for n in tenants)))
+    if tenants and policy.termination is not None:
+        found.append(_termination(policy, page, tenants))
     personal = [n for n, _ in with_fields if n in linked]
     if policy.subjects and personal:
         found.append(Claim(page, f"Records linked to a person ({_names(policy, personal)}) are "
@@ -325,6 +327,21 @@ def _protections(policy: Policy, key: str, with_fields: Sequence[tuple[str, Data
     found.append(Claim(page, "Never deleted while under a legal hold; every deletion is "
                        "recorded in a tamper-evident audit log.", ("audit",)))
     return found
+
+
+def _termination(policy: Policy, page: str, tenants: Sequence[str]) -> Claim:
+    """What terminating a workspace does (lethe.requests.termination), in its terms."""
+    terms = policy.termination
+    assert terms is not None
+    cancel = "" if not terms.recover_for.amount else \
+        f"; for the first {period(terms.recover_for)} it can be cancelled and nothing is erased"
+    return Claim(page, f"When a workspace is terminated, its records ({_names(policy, tenants)}"
+                 ", and everything that belongs to them, archived copies included) are "
+                 f"erased within {period(terms.within)} of the request, each as an erasure "
+                 "request treats it, with a signed certificate for the workspace"
+                 f"{cancel}.",
+                 ("termination.within", *(["termination.recover_for"] if cancel else []),
+                  *(f"datasets.{n}.workspace" for n in tenants)))
 
 
 _END = {"soft-delete": "deleted", "anonymize": "anonymised", "archive": "archived",
