@@ -373,3 +373,33 @@ def test_the_deletion_lag_is_measured_from_run_records(app_url: str, tmp_path: P
     assert (lags[("sessions", 0)].runs, lags[("sessions", 0)].max_hours) == (1, 720.0)
     assert all(line.max_hours >= line.median_hours >= 0 for line in report.lags)
     assert "Deletion lag" in render_markdown(report) and "720.0" in render_markdown(report)
+
+
+def test_the_periods_workspaces_chose_are_reported_with_the_month_s_choices(
+        app_url: str, tmp_path: Path) -> None:
+    from lethe.commands.periods import set_retention_period
+
+    build_app(app_url)
+    choosable = [{"when": {"status": "processed"}, "after": "received_at",
+                  "keep": {"default": "90d", "min": "7d", "max": "365d"}}]
+    policy = write_policy(tmp_path, app_url, datasets__events__retention=choosable)
+    rt = runtime(policy, NOW)
+    set_retention_period(rt, "ws_a", "events", "30d")
+    set_retention_period(rt, "ws_b", "events", "300d")
+    set_retention_period(rt, "ws_c", "events", "30d")
+    set_retention_period(rt, "ws_c", "events", None)  # back to the default
+    rt.audit.key()  # the organization's key, as `lethe init` makes it (verify needs it)
+    rt.close()
+    choosable[0]["keep"]["max"] = "180d"  # tightened since: 300d applies as 180d
+    policy = write_policy(tmp_path, app_url, datasets__events__retention=choosable)
+    wall = datetime.now(UTC)  # the audit log stamps choices with the wall clock's time
+    report = _report(policy, wall.strftime("%Y-%m"), wall)
+    [line] = report.chosen_periods
+    assert (line.dataset, line.default, line.min, line.max) == ("events", "90d", "7d", "180d")
+    assert dict(line.chosen) == {"30d": 1, "180d": 1}
+    assert line.changes == 4
+    assert report.as_dict()["chosen_periods"][0]["changes"] == 4
+    assert "| `events` | 90d | 7d to 180d | 180d: 1; 30d: 1 | 4 |" in render_markdown(report)
+    assert "Retention periods workspaces chose" in render_html(report)
+    earlier = _report(policy, "2026-04", NOW)
+    assert earlier.chosen_periods[0].changes == 0  # none were made that month

@@ -181,6 +181,18 @@ class AgeLine:
 
 
 @dataclass(frozen=True)
+class ChosenPeriods:
+    """A dataset whose retention period each workspace chooses (through the API)."""
+
+    dataset: str
+    default: str
+    min: str
+    max: str
+    chosen: tuple[tuple[str, int], ...]  # period -> workspaces that chose it (at the end)
+    changes: int  # choices made in the month (audit entries `workspace.retention`)
+
+
+@dataclass(frozen=True)
 class Summary:
     rows_removed: int
     rows_actioned: int
@@ -215,6 +227,7 @@ class MonthlyReport:
     requests: Requests
     ages: tuple[AgeLine, ...]
     lags: tuple[LagLine, ...] = ()  # deletion lag per rule over the month's runs
+    chosen_periods: tuple[ChosenPeriods, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON values: instants and dates as ISO-8601 text."""
@@ -270,7 +283,10 @@ def assemble(src: Sources) -> MonthlyReport:
         day_totals=tuple(DayTotal(d, totals.get(d, 0)) for d in src.month.days()),
         runs=runs, verification=verification, holds=holds, blocked=_blocked(src),
         exceptions=_exceptions(src),
-        requests=requests, ages=ages, lags=deletion_lags(src.runs))
+        requests=requests, ages=ages, lags=deletion_lags(src.runs),
+        chosen_periods=tuple(
+            ChosenPeriods(name, *bounds, tuple(sorted(counts.items())), changes)
+            for name, (bounds, counts, changes) in sorted(src.chosen.items())))
 
 
 def _daily(src: Sources) -> tuple[DailyDeletion, ...]:

@@ -8,7 +8,7 @@ assembled from these values by pure code in `monthly.py`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from lethe.audit.chain import Verdict
@@ -17,6 +17,7 @@ from lethe.audit.log import timestamp
 from lethe.control.history import RunRecord, runs_between
 from lethe.control.requests import RequestRecord, RequestStore
 from lethe.control.store import Hold
+from lethe.engine.plan import chosen_periods
 from lethe.holds import shown_scope
 from lethe.reports.ages import AgeReading, data_ages
 from lethe.reports.period import Month
@@ -38,6 +39,10 @@ class Sources:
     ages: tuple[AgeReading, ...]
     audit: Verdict
     evidence: dict[StepKey, int]  # retention audit entries of the month's runs: rows done
+    # datasets whose period each workspace may choose: dataset -> ((default, min, max),
+    # period -> workspaces that chose it, as the report is made; choices made in the month)
+    chosen: dict[str, tuple[tuple[str, str, str], dict[str, int], int]] = \
+        field(default_factory=dict)
 
 
 def gather(rt: Runtime, month: Month) -> Sources:
@@ -49,7 +54,32 @@ def gather(rt: Runtime, month: Month) -> Sources:
         runs=tuple(runs), holds=tuple(holds),
         hold_scopes={h.id: shown_scope(rt.audit, h) for h in holds},
         requests=tuple(RequestStore(rt.control.engine).list()),
-        ages=tuple(data_ages(rt)), audit=rt.audit.verify(), evidence=_evidence(rt, runs))
+        ages=tuple(data_ages(rt)), audit=rt.audit.verify(), evidence=_evidence(rt, runs),
+        chosen=_chosen(rt, month))
+
+
+def _chosen(rt: Runtime, month: Month
+            ) -> dict[str, tuple[tuple[str, str, str], dict[str, int], int]]:
+    """Each choosable dataset's bounds, how many workspaces chose each period (within
+    the bounds, as a run applies it) and how many choices the month's audit log records."""
+    choosable = {n: ds.workspace_period for n, ds in rt.policy.datasets.items()
+                 if ds.workspace_period is not None}
+    if not choosable:
+        return {}
+    periods = chosen_periods(rt)
+    changed: dict[str, int] = {}
+    for entry in rt.audit.entries(action="workspace.retention", since=timestamp(month.start),
+                                  until=timestamp(month.end)):
+        name = str(json.loads(entry.details).get("dataset"))
+        changed[name] = changed.get(name, 0) + 1
+    found = {}
+    for name, bounds in choosable.items():
+        counts: dict[str, int] = {}
+        for period in periods.get(name, {}).values():
+            counts[str(period)] = counts.get(str(period), 0) + 1
+        found[name] = ((str(bounds.default), str(bounds.min), str(bounds.max)), counts,
+                       changed.get(name, 0))
+    return found
 
 
 def _evidence(rt: Runtime, runs: list[RunRecord]) -> dict[StepKey, int]:
