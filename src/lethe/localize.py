@@ -88,6 +88,10 @@ class LocalStore:
                where: Condition) -> list[tuple[Any, ...]]:
         return self.inner.select(table, columns, self._local(where))
 
+    def select_at_most(self, table: str, columns: Sequence[str],
+                       most: int) -> list[tuple[Any, ...]] | None:
+        return self.inner.select_at_most(table, columns, most)
+
     def count_by(self, table: str, column: str, where: Condition) -> dict[Value, int]:
         return self.inner.count_by(table, column, self._local(where))
 

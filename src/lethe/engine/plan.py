@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from lethe.catalog import unhandled_references
@@ -18,10 +19,11 @@ from lethe.engine.cache import CacheDatasets
 from lethe.engine.objects import ObjectDatasets
 from lethe.engine.partitions import droppable
 from lethe.engine.purge import is_reach, reach, reach_steps, subject_kind_of
-from lethe.engine.steps import Step, StepBuilder, belongs_to_children, time_column
+from lethe.engine.steps import Known, Step, StepBuilder, belongs_to_children, time_column
 from lethe.holds import HoldScopes
 from lethe.policy.durations import Duration, parse_duration
 from lethe.policy.graph import children_first
+from lethe.policy.periods import UNIT_SECONDS, KeepFrom, seconds
 from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, Condition, RowStore, all_of, negate
 
@@ -114,7 +116,7 @@ def builder_for(rt: Runtime, now: datetime) -> StepBuilder:
     keys, nullable = rt.catalog.keys(), rt.catalog.nullable()
     return StepBuilder(rt.policy, keys, nullable, now,
                        unhandled_references(rt.catalog, keys, nullable),
-                       chosen=chosen_periods(rt))
+                       chosen=chosen_periods(rt), known=known_periods(rt, keys, now))
 
 
 def chosen_periods(rt: Runtime) -> dict[str, dict[str, Duration]]:
@@ -132,6 +134,57 @@ def chosen_periods(rt: Runtime) -> dict[str, dict[str, Duration]]:
             found[name] = {workspace: bounds.clamped(parse_duration(keep), now)
                            for workspace, keep in chosen.items()}
     return found
+
+
+DENSEST = 4  # key range at most this many times the parents read (else: looked up per row)
+MOST_KNOWN = 2_000_000  # parents whose periods a statement carries (16 MB of float8)
+
+
+def known_periods(rt: Runtime, keys: Mapping[str, str], now: datetime
+                  ) -> dict[tuple[str, int], Known]:
+    """The periods each `keep: {from: PARENT.COLUMN}` rule's parents set, read once when
+    a plan or run starts, for a store that can look them up by key cheaper than in the
+    parent's table (PostgreSQL, a dense integer key): each clamped as the SQL clamps it.
+    A parent added or changed later is looked up per row as before, except that a
+    parent known now keeps the period read now until the next plan or run (as a period
+    chosen through the API does)."""
+    found: dict[tuple[str, int], Known] = {}
+    settings: dict[str, dict[int, object]] = {}
+    for name, ds in rt.policy.datasets.items():
+        for index, rule in enumerate(ds.retention):
+            keep = rule.keep
+            if not isinstance(keep, KeepFrom) or not keep.from_:
+                continue
+            store = rt.catalog.store_of(keep.dataset)
+            if store.dialect != "postgresql":
+                continue
+            if keep.from_ not in settings:
+                settings[keep.from_] = _settings(rt, store, keys[keep.dataset],
+                                                 keep.dataset, keep.column)
+            read = settings[keep.from_]
+            if not read or max(read) - min(read) + 1 > DENSEST * len(read):
+                continue
+            low, high = seconds(keep.min, now), seconds(keep.max, now)
+            first = min(read)
+            periods = [0.0] * (max(read) - first + 1)
+            for key, value in read.items():
+                if isinstance(value, int | float | Decimal) and not isinstance(value, bool) \
+                        and value > 0:
+                    periods[key - first] = float(min(max(
+                        float(value) * UNIT_SECONDS[keep.unit], low), high))
+            found[(name, index)] = (first, tuple(periods))
+    return found
+
+
+def _settings(rt: Runtime, store: RowStore, key: str, parent: str,
+              column: str) -> dict[int, object]:
+    """The parent's key -> setting, when there are at most MOST_KNOWN parents and every
+    key is an integer (else nothing)."""
+    rows = store.select_at_most(rt.policy.datasets[parent].table or "", [key, column],
+                                MOST_KNOWN)
+    if rows is None or not all(type(k) is int for k, _ in rows):
+        return {}
+    return {int(k): value for k, value in rows}
 
 
 def shred_targets(rt: Runtime, builder: StepBuilder, holds: HoldScopes,

@@ -38,6 +38,10 @@ from lethe.stores.base import (
     negate,
 )
 
+# the periods a rule's parents set, read once: (the first parent key, the period in
+# seconds of each key from there on, 0 where none is valid; see OlderBySetting)
+Known = tuple[int, tuple[float, ...]]
+
 DELETING = ("delete", "purge")
 
 
@@ -81,8 +85,9 @@ def anonymize_effect(ds: Dataset, detach: str | None = None) -> Anonymize:
 
 
 def rule_due(policy: Policy, keys: Mapping[str, str], ds: Dataset, index: int, rule: Rule,
-             now: datetime, chosen: Mapping[str, Duration] | None = None) -> Condition:
-    aged = rule_aged(policy, keys, ds, rule, now, chosen)
+             now: datetime, chosen: Mapping[str, Duration] | None = None,
+             known: Known | None = None) -> Condition:
+    aged = rule_aged(policy, keys, ds, rule, now, chosen, known)
     if aged == FALSE:
         return FALSE
     due = all_of(governed_by(ds, index, policy), aged)
@@ -94,7 +99,8 @@ def rule_due(policy: Policy, keys: Mapping[str, str], ds: Dataset, index: int, r
 
 
 def rule_aged(policy: Policy, keys: Mapping[str, str], ds: Dataset, rule: Rule,
-              now: datetime, chosen: Mapping[str, Duration] | None = None) -> Condition:
+              now: datetime, chosen: Mapping[str, Duration] | None = None,
+              known: Known | None = None) -> Condition:
     """Rows past the rule's period: a fixed cutoff, a period each row's parent sets, or
     one each workspace chose through the API (`chosen`: workspace -> period; others get
     the default), all read in the store's SQL (FALSE: kept forever)."""
@@ -105,10 +111,11 @@ def rule_aged(policy: Policy, keys: Mapping[str, str], ds: Dataset, rule: Rule,
     if not keep.from_:
         return _by_workspace(ds, rule, keep, chosen or {}, now)
     parent = policy.datasets[keep.dataset]
+    first, periods = known or (0, ())
     return OlderBySetting(rule.after, now, parent.table or "", keys[keep.dataset],
                           ds.belongs_to[keep.dataset], keep.column, UNIT_SECONDS[keep.unit],
                           seconds(keep.clamped(keep.default, now), now),
-                          seconds(keep.min, now), seconds(keep.max, now))
+                          seconds(keep.min, now), seconds(keep.max, now), first, periods)
 
 
 def _by_workspace(ds: Dataset, rule: Rule, keep: KeepFrom, chosen: Mapping[str, Duration],
@@ -197,6 +204,8 @@ class StepBuilder:
     cleared: Mapping[tuple[str, str, str], Condition] = field(default_factory=dict)
     # dataset -> workspace -> the period it chose through the API (control.overrides)
     chosen: Mapping[str, Mapping[str, Duration]] = field(default_factory=dict)
+    # (dataset, rule) -> the periods its parents set, read once (engine.plan.known_periods)
+    known: Mapping[tuple[str, int], Known] = field(default_factory=dict)
 
     def ahead(self, holds: HoldScopes, planned: Sequence[str]) -> StepBuilder:
         """This builder as the plan must see the database: when each step's turn comes,
@@ -245,7 +254,8 @@ class StepBuilder:
             return all_of(linked, negate(self.removing_due(step.dataset)))
         assert step.rule is not None
         return rule_due(self.policy, self.keys, ds, step.rule, ds.retention[step.rule],
-                        self.now, self.chosen.get(step.dataset))
+                        self.now, self.chosen.get(step.dataset),
+                        self.known.get((step.dataset, step.rule)))
 
     def deleting_due(self, name: str) -> Condition:
         """Rows the dataset's own steps delete (delete rules and purge)."""

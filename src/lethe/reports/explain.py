@@ -226,7 +226,8 @@ def _rule(builder: StepBuilder, holds: HoldScopes, rt: Runtime, step: Step, coun
         governed: Condition = soft_deleted(ds.soft_delete)
     else:
         assert step.rule is not None
-        rule = ds.retention[step.rule]
+        index = step.rule
+        rule = ds.retention[index]
         keep, after, when = rule.keep, rule.after, dict(rule.when)
         governed = governed_by(ds, step.rule, rt.policy)
     # a period from data has a cutoff per row (its parent's setting): none to show
@@ -235,7 +236,8 @@ def _rule(builder: StepBuilder, holds: HoldScopes, rt: Runtime, step: Step, coun
         reasons = [Reason("forever", count(governed), "the rule keeps them forever")]
         return RuleLine(step, str(keep), after or None, when, None, tuple(reasons))
     aged = Older(after, cutoff) if cutoff is not None else \
-        rule_aged(rt.policy, builder.keys, ds, rule, builder.now, builder.chosen.get(step.dataset))
+        rule_aged(rt.policy, builder.keys, ds, rule, builder.now,
+                  builder.chosen.get(step.dataset), builder.known.get((step.dataset, index)))
     due = builder.due(step, holds)
     if step.action == "shred":  # the rows stay; what goes is each subject's key
         held = holds.held(step.dataset, cascading=True)

@@ -107,6 +107,13 @@ class OlderBySetting(Condition):
     fallback: int
     low: int
     high: int
+    # the periods read when the plan was made, for a dense integer key: `known[i]` is the
+    # period (seconds, within low..high) of the parent whose key is `first + i`, 0 where
+    # that parent had no valid setting. A store may look a row's parent up there instead
+    # of in `table` (PostgreSQL: an array subscript, ~16x cheaper than the per-row
+    # lookup); a row whose parent is not there (0, or a key outside) is looked up.
+    first: int = 0
+    known: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -325,6 +332,11 @@ class RowStore(Protocol):
     def select(self, table: str, columns: Sequence[str],
                where: Condition) -> list[tuple[Any, ...]]:
         """These columns of matching rows, in no particular order."""
+        ...
+
+    def select_at_most(self, table: str, columns: Sequence[str],
+                       most: int) -> list[tuple[Any, ...]] | None:
+        """These columns of every row, when there are at most `most` (else None)."""
         ...
 
     def count_by(self, table: str, column: str, where: Condition) -> dict[Value, int]:

@@ -239,15 +239,15 @@ class Compiler(Schema):
                 c = col(column)
                 return sa.and_(c.is_not(None), self._older(c, cutoff))
             case OlderBySetting(column, now, table, key, link, setting, unit, fallback, low,
-                                high):
+                                high, first, known):
                 c = col(column)
                 parent = self.table(table).alias()
                 chosen = self.column(parent, setting, table)
                 per_row = self._clamp(sa.cast(chosen, sa.Float) * unit, low, high)
+                looked_up = sa.select(sa.case((self._positive(chosen), per_row))) \
+                    .where(self.column(parent, key, table) == col(link)).scalar_subquery()
                 period = sa.func.coalesce(
-                    sa.select(sa.case((self._positive(chosen), per_row)))
-                    .where(self.column(parent, key, table) == col(link)).scalar_subquery(),
-                    fallback)
+                    *self._known(col(link), first, known), looked_up, fallback)
                 millis = self.dialect != "sqlite" and self._in_millis(c)
                 return sa.and_(c.is_not(None),
                                older_by(c, now, period, self.dialect, millis=millis))
@@ -255,6 +255,24 @@ class Compiler(Schema):
                 c = col(column)
                 return sa.and_(c.is_not(None), sa.not_(self._positive(c)))
         raise TypeError(f"unknown condition {type(cond).__name__}")
+
+    def _known(self, link: sa.ColumnElement[Any], first: int, known: tuple[float, ...]
+               ) -> list[sa.ColumnElement[Any]]:
+        """The period read when the plan was made for the row's parent, as an array
+        subscript (PostgreSQL, an integer link; NULL for a parent not known then); none
+        where that does not apply."""
+        if not known or self.dialect != "postgresql" \
+                or not isinstance(link.type, sa.Integer):
+            return []
+        from sqlalchemy.dialects.postgresql import ARRAY
+        from sqlalchemy.sql.elements import Grouping
+
+        # parenthesized: `($1::FLOAT[])[i]` (PostgreSQL reads `$1::FLOAT[][i]` as a type)
+        periods = sa.type_coerce(Grouping(sa.bindparam(
+            None, list(known), type_=ARRAY(sa.Float))), ARRAY(sa.Float))
+        last = first + len(known) - 1
+        slot = sa.cast(link - (first - 1), sa.Integer)  # PostgreSQL arrays start at 1
+        return [sa.case((link.between(first, last), sa.func.nullif(periods[slot], 0)))]
 
     def _positive(self, c: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         """A positive number (SQLite keeps any value in any column: a number, typed so)."""

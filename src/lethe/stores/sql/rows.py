@@ -75,6 +75,16 @@ class Rows(Compiler):
         with self._errors(f"reading rows of {table}"), self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(query, values)]
 
+    def select_at_most(self, table: str, columns: Sequence[str],
+                       most: int) -> list[tuple[Any, ...]] | None:
+        """Every row's `columns`, when the table has at most `most` rows (else None,
+        having read no more than one past that)."""
+        t = self.table(table)
+        query = sa.select(*(self.column(t, c, table) for c in columns)).limit(most + 1)
+        with self._errors(f"reading rows of {table}"), self.engine.connect() as conn:
+            rows = [tuple(r) for r in conn.execute(query)]
+        return None if len(rows) > most else rows
+
     def count_by(self, table: str, column: str, where: Condition) -> dict[Value, int]:
         t = self.table(table)
         c = self.column(t, column, table)

@@ -1,0 +1,109 @@
+"""Periods from data read once per plan or run (issue 22, item 5): on PostgreSQL, with a
+dense integer parent key, each parent's period is read when the plan is made and each
+row finds it by an array subscript instead of a lookup per row. The rows deleted are
+exactly those the per-row lookup deletes: clamped settings, invalid ones (the default),
+rows with no parent or a parent outside the array (looked up), and a parent added after
+the periods were read (looked up)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.dialects import postgresql
+
+from lethe import Clock, Runtime, build_plan, execute, load_policy
+from lethe.engine.plan import builder_for
+from lethe.engine.steps import Step
+from lethe.stores.sql import normalize_url
+
+pytestmark = pytest.mark.postgres
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+AGES = (5, 8, 20, 100, 370, 500)
+# workspace id -> setting (days); 4 is added only after the plan is made
+SETTINGS: dict[int, Any] = {1: 10, 2: 400, 3: None, 5: 0, 6: 1, 7: -30, 8: 2.5}
+LATE = {4: 30}
+# workspace id -> days its messages are kept (None: no link; 99: no such workspace)
+KEPT: dict[int | None, float] = {1: 10, 2: 365, 3: 90, 5: 90, 6: 7, 7: 90, 8: 7, 4: 30,
+                                 None: 90, 99: 90}
+KEEP = {"from": "workspaces.message_retention_days", "default": "90d", "min": "7d",
+        "max": "365d"}
+
+
+def _build(url: str) -> dict[int, tuple[int | None, int]]:
+    engine = sa.create_engine(normalize_url(url))
+    made: dict[int, tuple[int | None, int]] = {}
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS messages, workspaces"))
+        conn.execute(sa.text("CREATE TABLE workspaces (id bigint PRIMARY KEY,"
+                             " message_retention_days numeric)"))
+        conn.execute(sa.text("CREATE TABLE messages (id int PRIMARY KEY,"
+                             " workspace_id bigint, created_at timestamptz)"))
+        conn.execute(sa.text("INSERT INTO workspaces VALUES (:i, :d)"),
+                     [{"i": i, "d": d} for i, d in SETTINGS.items()])
+        for ws in KEPT:
+            for age in AGES:
+                made[len(made) + 1] = (ws, age)
+        conn.execute(sa.text("INSERT INTO messages VALUES (:i, :w, :t)"), [
+            {"i": i, "w": ws, "t": NOW - timedelta(days=age, hours=1)}
+            for i, (ws, age) in made.items()])
+    engine.dispose()
+    return made
+
+
+def _policy(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "lethe.yaml"
+    path.write_text(yaml.safe_dump({
+        "lethe": 1, "organization": "Acme", "control": "sqlite:///state.db",
+        "stores": {"app": {"url": url}},
+        "datasets": {
+            "workspaces": {"store": "app", "table": "workspaces", "class": "operational"},
+            "messages": {"store": "app", "table": "messages", "class": "pii",
+                         "belongs_to": {"workspaces": "workspace_id"},
+                         "retention": [{"keep": KEEP, "after": "created_at"}]}}}))
+    return path
+
+
+def test_periods_read_once_delete_exactly_what_the_per_row_lookup_deletes(
+        postgres_url: str, tmp_path: Path) -> None:
+    made = _build(postgres_url)
+    rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url)), Clock(NOW))
+    builder = builder_for(rt, NOW)
+    first, periods = builder.known[("messages", 0)]
+    assert first == 1 and len(periods) == 8  # keys 1..8, 4 not there yet
+    assert periods[0] == 10 * 86_400 and periods[1] == 365 * 86_400  # clamped
+    assert periods[3] == 0 and periods[2] == 0 and periods[4] == 0  # none, NULL, zero
+    assert periods[7] == 7 * 86_400  # 2.5 days: up to the minimum
+    sql = rt.catalog.store_of("messages").inner.compile(  # type: ignore[attr-defined]
+        builder.due(Step("messages", 0, "delete")), "messages")
+    assert "FLOAT[])[" in str(sql.compile(dialect=postgresql.dialect()))
+    plan = build_plan(rt)
+    engine = sa.create_engine(normalize_url(postgres_url))
+    with engine.begin() as conn:  # a workspace added after the periods were read
+        conn.execute(sa.text("INSERT INTO workspaces VALUES (:i, :d)"),
+                     [{"i": i, "d": d} for i, d in LATE.items()])
+    result = execute(rt, plan, batch_size=7)
+    rt.close()
+    assert result.ok, result.as_dict()
+    due = {i for i, (ws, age) in made.items() if age > KEPT[ws]}
+    with engine.connect() as conn:
+        left = set(conn.execute(sa.text("SELECT id FROM messages")).scalars())
+    engine.dispose()
+    assert left == set(made) - due
+    assert {made[i][0] for i in due} == set(KEPT)  # every kind of setting decided some
+
+
+def test_sparse_or_text_keys_are_looked_up_per_row(postgres_url: str, tmp_path: Path) -> None:
+    _build(postgres_url)
+    engine = sa.create_engine(normalize_url(postgres_url))
+    with engine.begin() as conn:  # one far key: the range is 10^9 for 8 parents
+        conn.execute(sa.text("INSERT INTO workspaces VALUES (1000000000, 30)"))
+    engine.dispose()
+    rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url)), Clock(NOW))
+    assert builder_for(rt, NOW).known == {}
+    rt.close()
