@@ -169,11 +169,13 @@ class Executor:
                     kept.setdefault(kind, set()).update(mark for mark, n in held.items() if n)
                     tally.keys_removed(action, removed, held)
                 elif isinstance(action, EraseRows):
-                    keep: Condition = FALSE
-                    own = self.rt.policy.subject_kind_of(action.dataset)
-                    if own is not None and kept.get(own):
-                        keep = In(self.builder.keys[action.dataset],
-                                  tuple(k for k in kinds.get(own, ()) if str(k) in kept[own]))
+                    # subject rows whose keys or objects a hold keeps stay (every kind
+                    # whose dataset this is: two kinds may share one)
+                    keep = any_of(*(
+                        In(self.builder.keys[action.dataset],
+                           tuple(k for k in kinds.get(kind, ()) if str(k) in marks))
+                        for kind, marks in kept.items() if marks and
+                        self.rt.policy.subjects[kind].dataset == action.dataset))
                     tally.begin(action)
                     tally.erased(action, self._erase_rows(action, keep, tally, batch_size))
                 else:

@@ -37,14 +37,16 @@ def workspace_rows(rt: Runtime, builder: StepBuilder, workspace: str) -> dict[st
     found: dict[str, Condition] = {}
     for name in reversed(order):  # parents first: a row is found through its parent's
         ds = policy.datasets[name]
-        if ds.workspace:
-            found[name] = In(ds.workspace, (workspace,))
-            continue
+        # a row that belongs to the workspace's rows goes with them, whatever workspace
+        # it names itself (a comment in another workspace by one of its people), as it
+        # would with an erasure of that person: else a foreign key would block the
+        # parent or cascade into it unaccounted
         linked = any_of(*(Exists(policy.datasets[parent].table or "", builder.keys[parent],
                                  column, found[parent], policy.datasets[parent].store)
                           for parent, column in ds.belongs_to.items() if parent in found))
-        if linked != FALSE:
-            found[name] = linked
+        own = In(ds.workspace, (workspace,)) if ds.workspace else FALSE
+        if any_of(own, linked) != FALSE:
+            found[name] = any_of(own, linked)
     return {n: found[n] for n in order if n in found}
 
 
@@ -85,9 +87,13 @@ def build_termination_plan(rt: Runtime, builder: StepBuilder, workspace: str,
 def _rows(rt: Runtime, builder: StepBuilder, name: str, where: Condition,
           found: Mapping[str, Condition]) -> EraseRows:
     ds = rt.policy.datasets[name]
-    if ds.erasure in ("retain", "shred"):
-        return EraseRows(name, ds.erasure, where)
-    if ds.erasure == "anonymize":
+    if any(s.dataset == name for s in rt.policy.subjects.values()):
+        erasure = "delete"  # a person's own rows go, as in an erasure of that person
+    else:
+        erasure = ds.erasure
+    if erasure in ("retain", "shred"):
+        return EraseRows(name, erasure, where)
+    if erasure == "anonymize":
         link = next((c for p, c in ds.belongs_to.items() if p in found), None)
         detach = link if link and builder.nullable.get((name, link), False) else None
         todo = identifying(ds) if detach is None else \

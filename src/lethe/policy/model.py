@@ -27,6 +27,7 @@ from lethe.policy.settings import EncryptionPolicy as EncryptionPolicy
 from lethe.policy.settings import Residency as Residency
 from lethe.policy.settings import Schedule as Schedule
 from lethe.policy.settings import Termination as Termination
+from lethe.policy.settings import untraceable_archives
 from lethe.stores.sql.engine import in_memory_sqlite
 
 DataClass = Literal["pii", "behavioral", "operational", "derived"]
@@ -367,6 +368,9 @@ class Policy(Strict):
         if self.termination is not None and not any(d.workspace for d in self.datasets.values()):
             raise ValueError("termination: no dataset declares its `workspace:` column, so "
                              "nothing can be found by workspace")
+        for name in untraceable_archives(self.datasets) if self.termination else ():
+            raise ValueError(f"datasets.{name}: a workspace's termination reaches it but "
+                             "could not find its archived rows: declare its `workspace:`")
         if self.termination is not None and TERMINATION in self.subjects:
             raise ValueError(f"subjects.{TERMINATION}: with `termination:` declared, "
                              f"{TERMINATION!r} names a workspace's termination request, "

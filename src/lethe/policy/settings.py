@@ -6,8 +6,9 @@ what one reads at once; the model re-exports them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -89,6 +90,20 @@ class Termination(Strict):
             raise ValueError("recover_for: the recovery window must end before "
                              "the termination is due (`within`)")
         return self
+
+
+def untraceable_archives(datasets: Mapping[str, Any]) -> list[str]:
+    """Datasets a workspace's termination reaches (a `workspace:` column, or below one
+    through `belongs_to`) whose archived rows it could not find: archived, with no
+    `workspace:` column of their own to find them by."""
+    reached = {name for name, ds in datasets.items() if ds.workspace}
+    grew = True
+    while grew:
+        below = {name for name, ds in datasets.items()
+                 if name not in reached and reached & set(ds.belongs_to)}
+        reached |= below
+        grew = bool(below)
+    return sorted(n for n in reached if datasets[n].archive_targets and not datasets[n].workspace)
 
 
 class ClassPolicy(Strict):

@@ -94,7 +94,16 @@ def terminate(rt: Runtime, record: RequestRecord, out_dir: Path | None,
             requests_of(rt).update_each([(record.id, {"updated_at": now, "note": note})])
             record = requests_of(rt).get(record.id)
         return RequestOutcome(record)
-    return Termination(rt, builder_for(rt, now), record, batch_size).run(out_dir, now)
+    try:
+        termination = Termination(rt, builder_for(rt, now), record, batch_size)
+    except LetheError as exc:  # the plan could not be made: nothing was touched
+        requests_of(rt).update_each([(record.id, {"updated_at": now, "note": (
+            f"stopped before erasing anything: {exc}; run the request again once the "
+            "cause is fixed")})])
+        outcome = RequestOutcome(requests_of(rt).get(record.id))
+        outcome.error = str(exc)
+        return outcome
+    return termination.run(out_dir, now)
 
 
 class Termination:
@@ -116,9 +125,10 @@ class Termination:
         if self._baselines is None:  # the run that begins it pins what its rows point at
             pinned = self._pointed(rows)
         self.pointed = {n: keys for n, keys in pinned.items() if not n.startswith(KEYS)}
-        # each kind's subjects when the termination began: their data keys go even if an
-        # earlier run deleted their rows
-        self.subject_keys = {kind: pinned.get(KEYS + kind) or [str(k) for k, _ in found]
+        # each kind's subjects when the termination began (their data keys go even if an
+        # earlier run deleted their rows) and those who joined the workspace since
+        self.subject_keys = {kind: sorted({*pinned.get(KEYS + kind, ()),
+                                           *(str(k) for k, _ in found)})
                              for kind, found in self.subject_rows.items()}
         self.plan = build_termination_plan(
             rt, builder, self.workspace,
@@ -130,6 +140,7 @@ class Termination:
         self._steps: dict[str, dict[str, int | str]] = {}
         self._found_keys: dict[tuple[str, str], dict[str, list[str]]] = {}
         self._found_before = 0
+        self._keyed: dict[str, tuple[int, int, int]] = {}  # dataset -> erased, held, retained
         self._unreached: list[str] = []  # what a subject hold kept: archives, data keys
 
     # -- reading ------------------------------------------------------------------------
@@ -266,20 +277,22 @@ class Termination:
         return found
 
     def keys_removed(self, action: RemoveKeyed, removed: Counts, held: Counts) -> None:
+        """One kind's items of a keyed dataset; a dataset several kinds' templates name
+        adds them up (and only the sum is held to the baseline)."""
         name = action.dataset
         ds = self.policy.datasets[name]
         found = self._found_keys.pop((name, action.subject_kind), {})
-        before = self.outcome.datasets.get(name)
         kept, erased_now = sum(held.values()), sum(removed.values())
         retained = sum(len(v) for v in found.values()) - kept if ds.erasure == "retain" else 0
-        rows = erased_now + kept + retained + (before.rows if before else 0)
-        rows = max(rows, self._baseline(name))
-        kept += before.held if before else 0
-        retained += before.retained if before else 0
+        total = [a + b for a, b in zip(self._keyed.get(name, (0, 0, 0)),
+                                       (erased_now, kept, retained), strict=True)]
+        self._keyed[name] = (total[0], total[1], total[2])
+        erased_now, kept, retained = total
+        rows = max(erased_now + kept + retained, self._baseline(name))
         report = DatasetReport(rows=rows, erased=rows - kept - retained, retained=retained,
                                held=kept, action=ds.erasure, legal_basis=ds.legal_basis)
         self.outcome.datasets[name] = report
-        self._step(name, report, erased_now + int(self._steps.get(name, {}).get("done", 0)))
+        self._step(name, report, erased_now)
 
     def pinned_held(self, dataset: str, holds: HoldScopes) -> Condition:
         """Every pinned row of a `referenced_by` dataset, while a subject hold may reach
