@@ -144,6 +144,8 @@ def test_a_terminated_workspace_is_gone_from_every_store_and_a_held_person_stays
     rt.close()
     assert first.record.status == "in_progress" and first.certificate is None
     assert first.record.note is not None and f"hold {hold}" in first.record.note
+    kept = first.as_dict()["datasets"]["invoices"]  # the held person's, and the archived
+    assert (kept["held"], kept["erased"]) == (3, 1)  # ones: whose they are is unknown
     assert _users(postgres_url, "users") == sorted([HELD, OTHER])
     assert _users(postgres_url, "invoices", "user_id") == sorted([HELD, OTHER])
     assert _users(events, "user_events", "user_id") == sorted([HELD, OTHER])

@@ -28,11 +28,12 @@ from lethe.audit.events import KeysShredded, RequestErased, RequestTransition
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.tx import transaction
+from lethe.engine.archive import ArchiveSink
 from lethe.engine.erasure_plan import Erased, EraseRows, RemoveKeyed
 from lethe.engine.executor import Executor
 from lethe.engine.plan import builder_for
 from lethe.engine.steps import StepBuilder
-from lethe.engine.subjects import SubjectReach, remove_archived
+from lethe.engine.subjects import SubjectReach
 from lethe.engine.termination_plan import (
     build_termination_plan,
     subject_kinds,
@@ -141,7 +142,7 @@ class Termination:
         self._found_keys: dict[tuple[str, str], dict[str, list[str]]] = {}
         self._found_before = 0
         self._keyed: dict[str, tuple[int, int, int]] = {}  # dataset -> erased, held, retained
-        self._unreached: list[str] = []  # what a subject hold kept: archives, data keys
+        self._unreached: list[str] = []  # data keys a subject hold kept
 
     # -- reading ------------------------------------------------------------------------
     def _table(self, name: str) -> str:
@@ -228,12 +229,10 @@ class Termination:
         if self._baselines is not None:
             return
         counts = {name: self.count(name, where) for name, where in self.where.items()}
-        holds = self.executor.holds()
         for action in self.plan.actions:
             if isinstance(action, EraseRows) and action.archive_column is not None:
-                counts[action.dataset] += sum(remove_archived(
-                    self.rt, action.dataset, action.archive_column,
-                    {self.workspace: self.workspace}, holds, dry=True).values())
+                counts[action.dataset] += self._archived(action.dataset,
+                                                         action.archive_column)
             elif isinstance(action, RemoveKeyed):
                 found = self.keys_of(action.dataset, action.subject_kind)
                 counts[action.dataset] = counts.get(action.dataset, 0) + \
@@ -243,6 +242,12 @@ class Termination:
             counts[KEYS + kind], pinned[KEYS + kind] = len(keys), keys
         requests_of(self.rt).set_baselines({self.record.id: counts}, {self.record.id: pinned})
         self._baselines = counts
+
+    def _archived(self, name: str, column: str) -> int:
+        """The workspace's rows in the dataset's archives now, held or not."""
+        return sum(sum(ArchiveSink(self.rt, name, self.rt.catalog.object_store(target)).erase(
+            column, {self.workspace: self.workspace}, dry=True).values())
+            for target in sorted(self.policy.datasets[name].archive_targets))
 
     def _baseline(self, name: str) -> int:
         return (self._baselines or {}).get(name, 0)
@@ -305,8 +310,7 @@ class Termination:
     def owners_of(self, dataset: str, holds: HoldScopes) -> dict[str, str]:
         """The workspace's archived rows, unless a subject hold may reach some of them."""
         if self._subjects_held(holds):
-            self._unreached.append(f"archived rows of {dataset}")
-            return {}
+            return {}  # what stays is counted held (`erased`)
         return {self.workspace: self.workspace}
 
     def begin(self, action: EraseRows) -> None:
@@ -332,6 +336,8 @@ class Termination:
                     basis = "referenced by rows the policy retains, through " + "; ".join(
                         why for why, _ in action.blockers)
             erased_now += sum(result.archived.values())
+            if action.archive_column is not None:  # archived rows still there: a hold's
+                held += self._archived(name, action.archive_column)
             found = erased_now + held + retained
         else:
             found = self._found_before
