@@ -81,7 +81,8 @@ def test_periods_read_once_delete_exactly_what_the_per_row_lookup_deletes(
     assert periods[7] == 7 * 86_400  # 2.5 days: up to the minimum
     sql = rt.catalog.store_of("messages").inner.compile(  # type: ignore[attr-defined]
         builder.due(Step("messages", 0, "delete")), "messages")
-    assert "FLOAT[])[" in str(sql.compile(dialect=postgresql.dialect()))
+    text = str(sql.compile(dialect=postgresql.dialect()))
+    assert "AS FLOAT[]) AS" in text and ")[CAST(messages.workspace_id" in text
     plan = build_plan(rt)
     engine = sa.create_engine(normalize_url(postgres_url))
     with engine.begin() as conn:  # a workspace added after the periods were read

@@ -80,7 +80,22 @@ def create_sql_engine(url: str, *, wal: bool = False, existing: bool = False) ->
         return engine
     engine = sa.create_engine(url)
     _ping_when_rested(engine)
+    if engine.dialect.name == "postgresql":
+        _without_jit(engine)
     return engine
+
+
+def _without_jit(engine: Engine) -> None:
+    """No JIT compilation on lethe's PostgreSQL connections. A batch is a short
+    statement; a rule whose condition the planner costs high (a lookup per row in a
+    parent) crossed `jit_above_cost` and each batch then spent ~10 ms compiling
+    expressions it evaluated for a few milliseconds."""
+
+    @event.listens_for(engine, "connect")
+    def _no_jit(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET jit = off")
+        dbapi_connection.commit()
 
 
 PING_AFTER_IDLE = 1.0  # seconds a pooled connection may rest before it is pinged
