@@ -256,3 +256,67 @@ def test_rows_an_archive_rule_moves_out_of_region_are_reported(app_url: str,
                                 "'cold' (region 'eu') once old enough, outside the "
                                 "workspace's region 'us'")
     assert after == []
+
+
+def test_an_archive_bucket_s_replicas_are_held_to_each_workspace_s_region(
+        tmp_path: Path, s3_url: str) -> None:
+    """Issue 23, item 3: an archive store whose bucket replicates (S3 replication rules)
+    puts a copy in the replica's region: ws_b (eu) archived to an eu bucket replicated
+    to a us one is out of region there until a transfer covers us; a replica no store
+    declares is reported, its region being unknown."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import boto3
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    parts = urlsplit(s3_url)
+    endpoint = parse_qs(parts.query)["endpoint_url"][0]
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    source, replica, stray = parts.netloc, parts.netloc + "-us", parts.netloc + "-x"
+    for bucket in (replica, stray):
+        client.create_bucket(Bucket=bucket)
+    for bucket in (source, replica, stray):
+        client.put_bucket_versioning(Bucket=bucket,
+                                     VersioningConfiguration={"Status": "Enabled"})
+
+    def replicate_to(*buckets: str) -> None:
+        client.put_bucket_replication(Bucket=source, ReplicationConfiguration={
+            "Role": "arn:aws:iam::123456789012:role/replication",
+            "Rules": [{"ID": b, "Status": "Enabled", "Priority": i, "Filter": {"Prefix": ""},
+                       "DeleteMarkerReplication": {"Status": "Disabled"},
+                       "Destination": {"Bucket": f"arn:aws:s3:::{b}"}}
+                      for i, b in enumerate(buckets, start=1)]})
+
+    policy = build(url, tmp_path, datasets__events__retention=[
+        {"keep": "90d", "after": "received_at", "action": "archive", "to": "cold"}])
+    data = yaml.safe_load(policy.read_text())
+    data["stores"]["cold"] = {"url": s3_url, "region": "eu"}
+    data["stores"]["cold_us"] = {"url": s3_url.replace(source, replica), "region": "us"}
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    rt = runtime(policy)
+    try:
+        alone = {(f.code, f.message.split("'")[1]) for f in residency(rt)
+                 if f.path.startswith(("datasets.events.retention", "stores.cold"))}
+        replicate_to(replica)
+        replicated = [f for f in residency(rt) if f.path.endswith(".to")]
+        record_transfer(Transfers(rt.control.engine), rt.audit, rt.clock, rt.policy,
+                        workspace="ws_b", dataset="events", to_region="us",
+                        reason="replica in us, LEGAL-14")
+        covered = {f.message.split("'")[1] for f in residency(rt) if f.path.endswith(".to")}
+        replicate_to(replica, stray)
+        unknown = [f for f in residency(rt) if f.code == "residency-replica"]
+    finally:
+        rt.close()
+        client.close()
+    assert alone == {("residency", "ws_a")}  # only the eu store itself, for the us workspace
+    assert {(f.message.split("'")[1], "replicated to bucket" in f.message)
+            for f in replicated} == {("ws_a", False), ("ws_b", True)}
+    [ws_b] = [f for f in replicated if "'ws_b'" in f.message]
+    assert ws_b.message == (
+        f"workspace 'ws_b': 120 rows of events are archived to store 'cold', replicated to "
+        f"bucket '{replica}' (store 'cold_us', region 'us') once old enough, outside the "
+        "workspace's region 'eu'")
+    assert covered == {"ws_a"}
+    assert [(f.severity, f.path) for f in unknown] == [("error", "stores.cold")]
+    assert f"replicates to bucket '{stray}', which no store of the policy declares" in \
+        unknown[0].message

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from urllib.parse import urlsplit
 
 from lethe.audit.events import TransferRecorded, TransferRevoked
 from lethe.audit.log import AuditLog
@@ -130,31 +131,56 @@ def residency_findings(catalog: Catalog, preferences: WorkspaceRegions | None,
 
 def archive_findings(catalog: Catalog, name: str, homes: Homes,
                      allowed: set[tuple[str, str, str]]) -> list[Finding]:
-    """A workspace's rows an `archive` rule moves to a store outside its region (the rows
-    the rule governs now: they go there once old enough); an authorised transfer of the
-    dataset to that region covers them."""
+    """A workspace's rows an `archive` rule moves to a store outside its region, or to a
+    store whose bucket replicates them to a region outside it (the rows the rule governs
+    now: they go there once old enough); an authorised transfer of the dataset to that
+    region covers them."""
     policy = catalog.policy
     ds = policy.datasets[name]
     findings: list[Finding] = []
     for index, rule in enumerate(ds.retention):
         target = policy.stores[rule.to].region if rule.action == "archive" and rule.to \
             else None
-        if target is None or ds.workspace is None:
+        if target is None or ds.workspace is None or rule.to is None:
             continue
+        path = f"datasets.{name}.retention[{index}].to"
+        places = [(f"store {rule.to!r} (region {target!r})", target)]
+        for bucket, store, region in replicas(catalog, rule.to):
+            if region is None:
+                findings.append(Finding(
+                    "error", "residency-replica", f"stores.{rule.to}",
+                    f"the bucket of store {rule.to!r} replicates to bucket {bucket!r}, which "
+                    "no store of the policy declares: its region, and so whether archived "
+                    "rows may be there, is unknown (declare it as a store with its region)"))
+            else:
+                places.append((f"store {rule.to!r}, replicated to bucket {bucket!r} (store "
+                               f"{store!r}, region {region!r})", region))
         counts = catalog.store_of(name).count_by(ds.table or "", ds.workspace,
                                                  governed_by(ds, index, policy))
         for value, rows in sorted(counts.items(), key=lambda item: str(item[0])):
             workspace = str(value)
             home = homes.of(workspace)
-            if workspace in ("", ORG) or home is None or home == target \
-                    or (workspace, name, target) in allowed:
+            if workspace in ("", ORG) or home is None:
                 continue
-            findings.append(Finding(
-                "error", "residency", f"datasets.{name}.retention[{index}].to",
-                f"workspace {workspace!r}: {rows} rows of {name} are archived to store "
-                f"{rule.to!r} (region {target!r}) once old enough, outside the workspace's "
-                f"region {home!r}"))
+            for where, region in places:
+                if region == home or (workspace, name, region) in allowed:
+                    continue
+                findings.append(Finding(
+                    "error", "residency", path,
+                    f"workspace {workspace!r}: {rows} rows of {name} are archived to {where} "
+                    f"once old enough, outside the workspace's region {home!r}"))
     return findings
+
+
+def replicas(catalog: Catalog, store: str) -> list[tuple[str, str | None, str | None]]:
+    """(bucket, the store that declares it, its region) for each bucket the store's bucket
+    replicates to (none for a store that cannot say: a directory)."""
+    read = getattr(catalog.object_store(store), "replica_buckets", None)
+    if read is None:
+        return []
+    declared = {urlsplit(s.url).netloc: (n, s.region)
+                for n, s in catalog.policy.stores.items() if s.url.startswith("s3://")}
+    return [(bucket, *declared.get(bucket, (None, None))) for bucket in read()]
 
 
 def parse_until(text: str | None, now: datetime) -> datetime | None:

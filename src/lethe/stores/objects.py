@@ -348,6 +348,24 @@ class S3Objects:
         rules: list[dict[str, Any]] = response.get("Rules", [])
         return rules
 
+    def replica_buckets(self) -> list[str]:
+        """The buckets the bucket's enabled replication rules copy objects to (S3 Cross-
+        and Same-Region Replication): each holds a copy of what lethe writes here."""
+        import botocore.exceptions
+
+        try:
+            response = self.client.get_bucket_replication(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            if code == "ReplicationConfigurationNotFoundError":
+                return []
+            raise StoreError(f"reading the bucket replication: {code}",
+                             path=f"stores.{self.name}") from None
+        rules = response.get("ReplicationConfiguration", {}).get("Rules", [])
+        return sorted({str(rule["Destination"]["Bucket"]).rpartition(":")[2] for rule in rules
+                       if rule.get("Status") == "Enabled"
+                       and rule.get("Destination", {}).get("Bucket")})
+
     def set_lifecycle(self, rules: list[dict[str, Any]]) -> None:
         with self._errors("setting the bucket lifecycle"):
             if not rules:  # S3 refuses an empty configuration: remove it instead
