@@ -320,3 +320,44 @@ def test_an_archive_bucket_s_replicas_are_held_to_each_workspace_s_region(
     assert [(f.severity, f.path) for f in unknown] == [("error", "stores.cold")]
     assert f"replicates to bucket '{stray}', which no store of the policy declares" in \
         unknown[0].message
+
+
+def test_an_object_store_replicated_to_another_region_is_reported(
+        tmp_path: Path, s3_url: str) -> None:
+    """Objects belong to no known workspace: a replica in another region is a warning
+    for the store; one in the same region is nothing."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import boto3
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    parts = urlsplit(s3_url)
+    client = boto3.client("s3", endpoint_url=parse_qs(parts.query)["endpoint_url"][0],
+                          region_name="us-east-1")
+    source = parts.netloc
+    for bucket in (source + "-eu", source + "-us"):
+        client.create_bucket(Bucket=bucket)
+    client.put_bucket_versioning(Bucket=source, VersioningConfiguration={"Status": "Enabled"})
+    client.put_bucket_replication(Bucket=source, ReplicationConfiguration={
+        "Role": "arn:aws:iam::123456789012:role/replication",
+        "Rules": [{"ID": b, "Status": "Enabled", "Priority": i, "Filter": {"Prefix": ""},
+                   "DeleteMarkerReplication": {"Status": "Disabled"},
+                   "Destination": {"Bucket": f"arn:aws:s3:::{b}"}}
+                  for i, b in enumerate((source + "-eu", source + "-us"), start=1)]})
+    client.close()
+    policy = build(url, tmp_path)
+    data = yaml.safe_load(policy.read_text())
+    data["stores"].update({
+        "files": {"url": s3_url, "region": "eu"},
+        "files_eu": {"url": s3_url.replace(source, source + "-eu"), "region": "eu"},
+        "files_us": {"url": s3_url.replace(source, source + "-us"), "region": "us"}})
+    data["datasets"]["uploads"] = {"store": "files", "prefix": "uploads/", "class": "pii"}
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    rt = runtime(policy)
+    try:
+        found = [f for f in residency(rt) if f.code == "residency-replica"]
+    finally:
+        rt.close()
+    assert [(f.severity, f.path, f.message) for f in found] == [
+        ("warning", "stores.files", f"objects of store 'files' (region 'eu') are replicated "
+         f"to bucket '{source}-us' (store 'files_us', region 'us')")]

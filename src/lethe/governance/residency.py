@@ -92,7 +92,7 @@ def residency_findings(catalog: Catalog, preferences: WorkspaceRegions | None,
         return []
     homes = workspace_homes(catalog, preferences)
     allowed = {(t.workspace, t.dataset, t.to_region) for t in transfers if t.active(now)}
-    findings = list(homes.findings)
+    findings = list(homes.findings) + object_replica_findings(catalog)
     for name in catalog.sql_datasets():
         ds = policy.datasets[name]
         store_region = policy.stores[ds.store].region
@@ -126,7 +126,7 @@ def residency_findings(catalog: Catalog, preferences: WorkspaceRegions | None,
                 "warning", "residency-unknown", f"datasets.{name}.workspace",
                 f"{sum(unknown.values())} rows belong to {len(unknown)} workspaces with no "
                 f"known region ({shown}{more})"))
-    return findings
+    return list(dict.fromkeys(findings))  # a store both archives and objects: one each
 
 
 def archive_findings(catalog: Catalog, name: str, homes: Homes,
@@ -147,11 +147,7 @@ def archive_findings(catalog: Catalog, name: str, homes: Homes,
         places = [(f"store {rule.to!r} (region {target!r})", target)]
         for bucket, store, region in replicas(catalog, rule.to):
             if region is None:
-                findings.append(Finding(
-                    "error", "residency-replica", f"stores.{rule.to}",
-                    f"the bucket of store {rule.to!r} replicates to bucket {bucket!r}, which "
-                    "no store of the policy declares: its region, and so whether archived "
-                    "rows may be there, is unknown (declare it as a store with its region)"))
+                findings.append(_undeclared(rule.to, bucket))
             else:
                 places.append((f"store {rule.to!r}, replicated to bucket {bucket!r} (store "
                                f"{store!r}, region {region!r})", region))
@@ -170,6 +166,34 @@ def archive_findings(catalog: Catalog, name: str, homes: Homes,
                     f"workspace {workspace!r}: {rows} rows of {name} are archived to {where} "
                     f"once old enough, outside the workspace's region {home!r}"))
     return findings
+
+
+def object_replica_findings(catalog: Catalog) -> list[Finding]:
+    """Object datasets' stores whose bucket replicates to another region: their objects
+    belong to no known workspace, so the copy is reported for the store (a warning), and
+    a destination no store declares as an error (its region is unknown)."""
+    policy = catalog.policy
+    findings: list[Finding] = []
+    for store in sorted({policy.datasets[n].store for n in catalog.object_datasets()}):
+        region = policy.stores[store].region
+        if region is None:
+            continue
+        for bucket, declared, elsewhere in replicas(catalog, store):
+            if elsewhere is None:
+                findings.append(_undeclared(store, bucket))
+            elif elsewhere != region:
+                findings.append(Finding(
+                    "warning", "residency-replica", f"stores.{store}",
+                    f"objects of store {store!r} (region {region!r}) are replicated to "
+                    f"bucket {bucket!r} (store {declared!r}, region {elsewhere!r})"))
+    return findings
+
+
+def _undeclared(store: str, bucket: str) -> Finding:
+    return Finding("error", "residency-replica", f"stores.{store}",
+                   f"the bucket of store {store!r} replicates to bucket {bucket!r}, which no "
+                   "store of the policy declares: its region, and so whether the data may be "
+                   "there, is unknown (declare it as a store with its region)")
 
 
 def replicas(catalog: Catalog, store: str) -> list[tuple[str, str | None, str | None]]:
