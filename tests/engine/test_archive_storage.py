@@ -4,6 +4,7 @@ on the S3 server shows, and erasure and restore still read the chunks back."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -85,8 +86,10 @@ def test_without_settings_objects_are_standard_and_unencrypted(sqlite_url: str, 
 
 @pytest.mark.parametrize(("cold", "message"), [
     ({"url": "file:///tmp/cold", "archive": STORAGE}, "this store is not on S3"),
-    ({"url": "s3://b/p", "archive": {"storage_class": "GLACIER"}}, "needs a restore"),
-    ({"url": "s3://b/p", "archive": {"storage_class": "DEEP_ARCHIVE"}}, "needs a restore"),
+    ({"url": "s3://b/p", "archive": {"storage_class": "DEEP_ARCHIVE",
+                                     "restore_tier": "Expedited"}}, "no Expedited"),
+    ({"url": "s3://b/p", "archive": {"storage_class": "GLACIER", "restore_days": 0}},
+     "restore_days"),
     ({"url": "s3://b/p", "archive": {"sse": "AES256", "kms_key_id": "k"}}, "aws:kms"),
 ])
 def test_settings_s3_cannot_honour_are_policy_errors(sqlite_url: str, tmp_path: Path,
@@ -94,3 +97,44 @@ def test_settings_s3_cannot_honour_are_policy_errors(sqlite_url: str, tmp_path: 
                                                      message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         load_policy(_policy(tmp_path, sqlite_url, cold))
+
+
+def test_a_cold_class_is_restored_before_an_erasure_or_a_restore_reads_it(
+        sqlite_url: str, s3_url: str, tmp_path: Path) -> None:
+    """GLACIER chunks (issue 23, item 2): written readable, verified, then moved to their
+    class; manifests and markers stay readable. An erasure that must rewrite a chunk asks
+    S3 to restore it and waits (the request stays in progress, saying so); a later run
+    finishes. `archive restore` likewise; `archive list` shows each chunk's state."""
+    from lethe.commands.retention import list_archived
+
+    cold = {"url": s3_url, "archive": {"storage_class": "GLACIER", "sse": "AES256",
+                                       "restore_tier": "Bulk", "restore_days": 3}}
+    build_app(sqlite_url)
+    rt = runtime(_policy(tmp_path, sqlite_url, cold))
+    try:
+        [archived] = execute(rt, build_plan(rt, ["sessions"])).actions
+        assert archived.done == 10 and archived.verified
+        heads = _heads(s3_url)
+        listed = list_archived(rt, "sessions")
+        request = open_request(rt, "erasure", "user", ["id=3"])
+        waiting = run_request(rt, request.id, tmp_path / "out")
+        asked = [e for e in rt.audit.entries() if e.action == "archive.restore-requested"]
+        done = run_request(rt, request.id, tmp_path / "out")
+        first = restore(rt, "sessions")
+        second = restore(rt, "sessions")
+    finally:
+        rt.close()
+    chunks = {k: h for k, h in heads.items() if k.endswith(".jsonl.gz")}
+    assert chunks and all(h == {"class": "GLACIER", "sse": "AES256"} for h in chunks.values())
+    assert all(h == {"class": "STANDARD", "sse": "AES256"} for k, h in heads.items()
+               if k not in chunks)  # manifests and markers: readable
+    assert [(c["storage_class"], c["state"], c["rows"]) for c in listed] == \
+        [("GLACIER", "frozen", 10)]
+    assert waiting.record.status == "in_progress"
+    assert waiting.record.note is not None and "being restored from GLACIER" in \
+        waiting.record.note
+    assert len(asked) == 1 and json.loads(asked[0].details)["tier"] == "Bulk"
+    assert done.record.status == "completed", done.record.note
+    assert done.as_dict()["datasets"]["sessions"]["erased"] == 2  # live + archived
+    assert (first.pending, first.restored) == (1, 0)  # the rewritten chunk: cold again
+    assert (second.pending, second.restored) == (0, 9)

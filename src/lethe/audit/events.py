@@ -133,6 +133,21 @@ class RetentionStep(AuditEvent):
 
 @registered
 @dataclass(frozen=True)
+class ArchiveRestoreRequested(AuditEvent):
+    """A chunk in a cold storage class (GLACIER, DEEP_ARCHIVE) asked to be restored, so
+    that an erasure or `archive restore` can read it in a later run."""
+
+    names: ClassVar[tuple[str, ...]] = ("archive.restore-requested",)
+    dataset: str
+    chunk: str
+    tier: str
+    days: int
+
+    target_format: ClassVar[str] = "dataset:{dataset}"
+
+
+@registered
+@dataclass(frozen=True)
 class RetentionBatch(AuditEvent):
     """A unit of a step's work (a row batch, a partition, a page of objects), written
     with the run's progress before that work commits in its own store: nothing goes

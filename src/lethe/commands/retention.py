@@ -66,6 +66,13 @@ def bucket_lifecycle(rt: Runtime, *, apply: bool = False) -> list[StoreLifecycle
     return lifecycle(rt, apply=apply)
 
 
+def list_archived(rt: Runtime, dataset: str) -> list[dict[str, Any]]:
+    """The dataset's archived chunks, each with its storage class and restore state."""
+    from lethe.engine.archive import archived_chunks
+
+    return archived_chunks(rt, dataset)
+
+
 def restore_archived(rt: Runtime, dataset: str) -> Restored:
     """Put archived rows of `dataset` whose keys are gone back into its table."""
     from lethe.engine.archive import restore
@@ -73,5 +80,14 @@ def restore_archived(rt: Runtime, dataset: str) -> Restored:
     return restore(rt, dataset)
 
 
-__all__ = ["Plan", "bucket_lifecycle", "explain_dataset", "plan", "recent_runs",
-           "restore_archived", "run", "run_record"]
+__all__ = [
+    "Plan",
+    "bucket_lifecycle",
+    "explain_dataset",
+    "list_archived",
+    "plan",
+    "recent_runs",
+    "restore_archived",
+    "run",
+    "run_record",
+]

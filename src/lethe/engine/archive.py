@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lethe.errors import LetheError, StoreError, UsageError
+from lethe.policy.settings import ArchiveStorage
 from lethe.runtime import Runtime
 from lethe.stores.archive_format import (
     FORMAT,
@@ -36,6 +37,10 @@ from lethe.stores.archive_format import (
 )
 from lethe.stores.base import Archive, In
 from lethe.stores.objects import ObjectStore
+
+
+class ArchivePending(LetheError):
+    """Chunks in a cold storage class are being restored: the work waits for a later run."""
 
 
 @dataclass
@@ -52,6 +57,45 @@ class ArchiveSink:
     def prefix(self) -> str:
         return f"{ROOT}/{self.dataset}/"
 
+    @property
+    def settings(self) -> ArchiveStorage | None:
+        """The store's archive settings (class, encryption, restore), if any."""
+        spec = self.rt.policy.stores.get(self.store.name)
+        return None if spec is None else spec.archive
+
+    @property
+    def _s3(self) -> Any:
+        """The store as S3 (archive settings are refused on any other kind of store)."""
+        return self.store
+
+    def thaw(self, chunks: Iterable[str]) -> int:
+        """Make these chunks readable: a chunk in a cold class that is neither readable
+        nor being restored is asked to be (audited); how many are not readable yet."""
+        settings = self.settings
+        if settings is None or not settings.cold:
+            return 0
+        from lethe.audit.events import ArchiveRestoreRequested
+
+        waiting = 0
+        for chunk in chunks:
+            _class, state = self._s3.thawed(chunk + ".jsonl.gz")
+            if state == "frozen":
+                self._s3.request_restore(chunk + ".jsonl.gz", settings.restore_tier,
+                                         settings.restore_days)
+                self.rt.audit.append(ArchiveRestoreRequested(
+                    self.dataset, chunk, settings.restore_tier, settings.restore_days))
+            waiting += state != "readable"
+        return waiting
+
+    def pending_error(self, waiting: int) -> ArchivePending:
+        settings = self.settings
+        assert settings is not None
+        return ArchivePending(
+            f"{waiting} archive chunk{'' if waiting == 1 else 's'} of {self.dataset} "
+            f"{'is' if waiting == 1 else 'are'} being restored from "
+            f"{settings.storage_class} ({settings.restore_tier} retrieval): run again once "
+            "S3 has restored them", path=f"stores.{self.store.name}")
+
     def write(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]],
               replaces: str | None = None, partition: str | None = None) -> None:
         """Store the rows, then prove the store has them; raises (and so deletes
@@ -63,10 +107,15 @@ class ArchiveSink:
         digest = hashlib.sha256(data).hexdigest()
         chunk = f"{self.prefix}{self.rt.clock.now():%Y%m%dT%H%M%S}-{digest[:20]}"
         position = columns.index(key)
-        manifest = {"format": FORMAT, "dataset": self.dataset, "table": ds.table,
+        manifest: dict[str, Any] = {"format": FORMAT, "dataset": self.dataset, "table": ds.table,
                     "key": key, "columns": list(columns), "rows": len(rows),
                     "sha256": digest, "keys": [plain_value(r[position]) for r in rows],
                     "archived_at": self.rt.clock.now().isoformat()}
+        # the columns an erasure finds its rows by, per row: which chunks hold whose rows
+        # is known from the manifest, without reading (or restoring) a chunk
+        links = {c for c in (*ds.belongs_to.values(), ds.workspace) if c and c != key}
+        manifest["links"] = {c: [plain_value(r[columns.index(c)]) for r in rows]
+                             for c in sorted(links) if c in columns}
         if replaces is not None:
             manifest["replaces"] = replaces
         if partition is not None:
@@ -78,6 +127,10 @@ class ArchiveSink:
         if hashlib.sha256(back).hexdigest() != digest or len(decode_rows(back)) != len(rows):
             raise StoreError("an archive chunk did not read back intact; nothing deleted",
                              path=f"datasets.{self.dataset}")
+        settings = self.settings
+        if settings is not None and settings.cold:  # verified: now to its cold class
+            assert settings.storage_class is not None
+            self._s3.transition(chunk + ".jsonl.gz", settings.storage_class)
         self.pending.append((chunk, len(rows), digest))
 
     def effect(self) -> Archive:
@@ -193,11 +246,33 @@ class ArchiveSink:
         `owners`; returns the rows taken per owner. The rows that stay go to a new chunk,
         verified and marked done, naming the one it replaces, before the old one is
         deleted: killed in between, both exist and `retire_replaced` finishes it.
-        `dry`: change nothing, count what would be taken (a plan)."""
+        `dry`: change nothing, count what would be taken (a plan).
+
+        A manifest that names each row's `column` says which chunks hold owners' rows:
+        only those are read. In a cold storage class they are restored first: raises
+        `ArchivePending` (having asked S3 for them) until they are readable; a dry count
+        reads the manifests only."""
         if not dry:
             self.retire_replaced()
         taken: dict[str, int] = {}
+        hit: list[tuple[str, dict[str, Any]]] = []
         for chunk, manifest in list(self.done_chunks()):
+            named = _named(manifest, column)
+            if named is not None:
+                rows = [r for r in named if str(r.get(column)) in owners]
+                if not rows:
+                    continue
+                if dry and self.settings is not None and self.settings.cold:
+                    for row in rows:  # counted from the manifest: no retrieval for a plan
+                        if not held(row):
+                            mark = owners[str(row.get(column))]
+                            taken[mark] = taken.get(mark, 0) + 1
+                    continue
+            hit.append((chunk, manifest))
+        waiting = 0 if dry else self.thaw(chunk for chunk, _ in hit)
+        if waiting:
+            raise self.pending_error(waiting)
+        for chunk, manifest in hit:
             hits: list[dict[str, Any]] = []
             keep: list[dict[str, Any]] = []
             for row in decode_rows(self.store.get(chunk + ".jsonl.gz")):
@@ -229,6 +304,19 @@ class ArchiveSink:
                 yield chunk, self._manifest(chunk)
 
 
+def _named(manifest: Mapping[str, Any], column: str) -> list[dict[str, Any]] | None:
+    """Each archived row's `column` (and the other link columns) as the manifest names
+    them; None when it does not (a chunk written before manifests named them)."""
+    links = manifest.get("links") or {}
+    key = str(manifest.get("key"))
+    if column != key and column not in links:
+        return None
+    named: dict[str, list[Any]] = {c: list(v) for c, v in links.items()}
+    named[key] = list(manifest.get("keys") or [])
+    count = len(named[key])
+    return [{c: values[i] for c, values in named.items()} for i in range(count)]
+
+
 def archive_sink(rt: Runtime, dataset: str, rule: int) -> ArchiveSink:
     target = rt.policy.datasets[dataset].retention[rule].to
     if target is None:
@@ -242,15 +330,37 @@ class Restored:
     chunks: int
     restored: int
     present: int  # rows already in the table (not overwritten)
+    pending: int = 0  # chunks in a cold class being restored: run again for their rows
 
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "chunks": self.chunks, "restored": self.restored,
-                "present": self.present}
+                "present": self.present, "pending": self.pending}
+
+
+def archived_chunks(rt: Runtime, dataset: str) -> list[dict[str, Any]]:
+    """Every done chunk of the dataset's archives: where, how many rows, when, its
+    storage class and whether it can be read (`readable`, `restoring`, `frozen`)."""
+    if dataset not in rt.policy.datasets:
+        raise UsageError(f"unknown dataset {dataset!r}", path="dataset")
+    ds = rt.policy.datasets[dataset]
+    found = []
+    for target in sorted(ds.archive_targets):
+        sink = ArchiveSink(rt, dataset, rt.catalog.object_store(target))
+        for chunk, manifest in sink.done_chunks():
+            thawed = getattr(sink.store, "thawed", None)
+            storage_class, state = ("STANDARD", "readable") if thawed is None \
+                else thawed(chunk + ".jsonl.gz")
+            found.append({"store": target, "chunk": chunk, "rows": manifest.get("rows"),
+                          "archived_at": manifest.get("archived_at"),
+                          "storage_class": storage_class, "state": state})
+    return found
 
 
 def restore(rt: Runtime, dataset: str) -> Restored:
     """Put a dataset's archived rows back; rows whose key is in the table are left as
-    they are. Every chunk is checked against its manifest first."""
+    they are. Every chunk is checked against its manifest first. Chunks in a cold class
+    are asked to be restored (once) and counted `pending` until S3 has: a later run
+    restores their rows (the others' are back already, and stay as they are)."""
     if dataset not in rt.policy.datasets:
         raise UsageError(f"unknown dataset {dataset!r}", path="dataset")
     ds = rt.policy.datasets[dataset]
@@ -258,7 +368,7 @@ def restore(rt: Runtime, dataset: str) -> Restored:
     if not rules:
         raise LetheError("the dataset has no archive rule", path=f"datasets.{dataset}")
     rt.prepare()
-    chunks = restored = present = 0
+    chunks = restored = present = pending = 0
     targets = dict.fromkeys(ds.retention[i].to for i in rules)
     store = rt.catalog.row_store(ds.store)
     for target in targets:
@@ -266,6 +376,9 @@ def restore(rt: Runtime, dataset: str) -> Restored:
         sink = ArchiveSink(rt, dataset, rt.catalog.object_store(target))
         sink.retire_replaced()  # never restore rows an erasure took out of a chunk
         for chunk, manifest in sink.done_chunks():
+            if sink.thaw([chunk]):
+                pending += 1
+                continue
             data = sink.store.get(chunk + ".jsonl.gz")
             if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
                 raise LetheError("an archive chunk does not match its manifest",
@@ -273,4 +386,4 @@ def restore(rt: Runtime, dataset: str) -> Restored:
             rows = decode_rows(data)
             done, kept = store.insert_missing(ds.table or "", str(manifest["key"]), rows)
             chunks, restored, present = chunks + 1, restored + done, present + kept
-    return Restored(dataset, chunks, restored, present)
+    return Restored(dataset, chunks, restored, present, pending)

@@ -118,28 +118,41 @@ NEEDS_RESTORE = ("GLACIER", "DEEP_ARCHIVE")  # not readable until a RestoreObjec
 
 class ArchiveStorage(Strict):
     """How an S3 archive store writes its chunks and manifests: the storage class and
-    server-side encryption S3 applies to each object. Classes read back at once only:
-    an erasure rewrites the chunks holding the subject's rows and `archive restore`
-    reads them, and a GLACIER or DEEP_ARCHIVE object must be restored first."""
+    server-side encryption S3 applies to each object. A GLACIER or DEEP_ARCHIVE chunk is
+    written readable, verified, then moved to its class in place (CopyObject); its
+    manifest and marker stay readable, so lethe finds which chunks hold whose rows
+    without a retrieval. Reading such a chunk back (an erasure rewriting it, `archive
+    restore`) first asks S3 to restore it (`restore_tier`, a copy readable for
+    `restore_days`) and goes on in a later run once S3 has (engine.archive)."""
 
     storage_class: Literal["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
                            "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"] | None = None
     sse: Literal["AES256", "aws:kms"] | None = None
     kms_key_id: str | None = None
+    restore_tier: Literal["Expedited", "Standard", "Bulk"] = "Standard"
+    restore_days: int = Field(default=7, ge=1, le=365)
 
     @model_validator(mode="after")
     def _readable(self) -> ArchiveStorage:
-        if self.storage_class in NEEDS_RESTORE:
-            raise ValueError(f"storage_class {self.storage_class} needs a restore before a "
-                             "chunk can be read back (erasures rewrite chunks, `archive "
-                             "restore` reads them), which lethe does not do yet: use "
-                             "GLACIER_IR or STANDARD_IA")
+        if self.storage_class == "DEEP_ARCHIVE" and self.restore_tier == "Expedited":
+            raise ValueError("restore_tier: DEEP_ARCHIVE has no Expedited retrieval "
+                             "(Standard: within 12 hours, Bulk: within 48)")
         if self.kms_key_id is not None and self.sse != "aws:kms":
             raise ValueError("kms_key_id goes with sse: aws:kms")
         return self
 
-    def put_args(self) -> dict[str, str]:
-        """The S3 PutObject parameters these settings are."""
-        found = {"StorageClass": self.storage_class, "ServerSideEncryption": self.sse,
-                 "SSEKMSKeyId": self.kms_key_id}
+    @property
+    def cold(self) -> bool:
+        """Must a chunk be restored before it can be read?"""
+        return self.storage_class in NEEDS_RESTORE
+
+    def encryption_args(self) -> dict[str, str]:
+        found = {"ServerSideEncryption": self.sse, "SSEKMSKeyId": self.kms_key_id}
         return {k: v for k, v in found.items() if v is not None}
+
+    def put_args(self) -> dict[str, str]:
+        """The S3 PutObject parameters every write carries: a cold class is not among
+        them (a chunk moves there once verified; manifests and markers stay readable)."""
+        cls = {} if self.storage_class is None or self.cold else \
+            {"StorageClass": self.storage_class}
+        return cls | self.encryption_args()

@@ -23,6 +23,7 @@ from lethe.audit.events import KeysShredded, RequestErased, RequestStep
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.tx import transaction
+from lethe.engine.archive import ArchiveSink
 from lethe.engine.erasure_plan import (
     Erased,
     EraseRows,
@@ -32,7 +33,6 @@ from lethe.engine.erasure_plan import (
     plan_owners,
 )
 from lethe.engine.executor import Executor, SweepRows
-from lethe.engine.plan import builder_for
 from lethe.engine.steps import StepBuilder, not_soft_deleted, soft_delete_effect
 from lethe.engine.subjects import SubjectReach
 from lethe.engine.sweep import SweepStats
@@ -270,6 +270,14 @@ class Group:
         fresh = len(missing) == len(self.subjects)
         if missing:
             counts = self._count_all()
+            for action in self.plan.actions:  # and the rows archived out of them
+                if isinstance(action, EraseRows) and action.archive_column is not None:
+                    name = action.dataset
+                    for target in sorted(self.policy.datasets[name].archive_targets):
+                        sink = ArchiveSink(self.rt, name, self.rt.catalog.object_store(target))
+                        for mark, rows in sink.erase(action.archive_column,
+                                                     self.owners[name].of, dry=True).items():
+                            counts[name][mark] = counts[name].get(mark, 0) + rows
             for name in self.keyed:  # the keys found now are the ones erased next
                 self._found_keys[name] = self._keys_of(name)
                 counts[name] = {k: len(v) for k, v in self._found_keys[name].items()}
@@ -463,37 +471,4 @@ class Group:
             "held": report.held, "action": report.action}
 
 
-def erase_subjects(rt: Runtime, subject_kind: str, subjects: Sequence[Subject],
-                   out_dir: Path | None, batch_size: int) -> None:
-    """Run the next phase of erasure for subjects whose requests are in progress; each
-    subject's `outcome` says what happened."""
-    now = rt.clock.now()
-    builder = builder_for(rt, now)
-    subject = rt.policy.subjects[subject_kind].dataset
-    soft = rt.policy.datasets[subject].soft_delete
-    window = soft.recover_for.before(now) if soft is not None else None
-    first: list[Subject] = []
-    ready: list[Subject] = []
-    for s in subjects:
-        deleted_at = s.record.soft_deleted_at
-        if soft is not None and window is not None and soft.recover_for.amount \
-                and deleted_at is None:
-            first.append(s)  # phase 1: recoverable for `recover_for`
-        elif deleted_at is not None and window is not None and deleted_at > window:
-            continue  # still inside the recovery window: nothing more yet
-        else:
-            ready.append(s)
-    if first:
-        assert window is not None
-        Group(rt, builder, subject_kind, first, batch_size).soft_delete(now, window)
-    if not ready:
-        return
-    order = [n for n in rt.catalog.graph.order if n in builder.keys]
-    if len(ready) > 1 and not groupable(rt.policy, order, subject):
-        for s in ready:
-            Group(rt, builder, subject_kind, [s], batch_size).erase(out_dir)
-        return
-    Group(rt, builder, subject_kind, ready, batch_size).erase(out_dir)
-
-
-__all__ = ["Subject", "erase_subjects", "groupable", "held_note"]
+__all__ = ["Group", "Subject", "groupable", "held_note"]

@@ -34,8 +34,8 @@ from lethe.requests.discovery import (
     selections,
     subject_rows,
 )
-from lethe.requests.erasure import erase_subjects
 from lethe.requests.export import DatasetRows, write_access_export
+from lethe.requests.phases import erase_subjects
 from lethe.requests.records import (
     DatasetReport,
     RequestOutcome,

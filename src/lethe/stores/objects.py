@@ -348,6 +348,42 @@ class S3Objects:
         rules: list[dict[str, Any]] = response.get("Rules", [])
         return rules
 
+    def transition(self, key: str, storage_class: str) -> None:
+        """Move an object to a storage class in place (CopyObject onto itself, its
+        encryption kept), checking S3 copied the same bytes (the ETag, an MD5 of a
+        single-part object, is the same before and after)."""
+        full = self.root + key
+        encryption = {k: v for k, v in self.write_args.items()
+                      if k in ("ServerSideEncryption", "SSEKMSKeyId")}
+        with self._errors("moving an object to its storage class"):
+            before = self.client.head_object(Bucket=self.bucket, Key=full)["ETag"]
+            copied = self.client.copy_object(
+                Bucket=self.bucket, Key=full, CopySource={"Bucket": self.bucket, "Key": full},
+                StorageClass=storage_class, MetadataDirective="COPY", **encryption)
+        if copied.get("CopyObjectResult", {}).get("ETag") != before:
+            raise StoreError("an object changed when moved to its storage class",
+                             path=f"stores.{self.name}")
+
+    def thawed(self, key: str) -> tuple[str, str]:
+        """(the object's storage class, whether it can be read: `readable`, `restoring`
+        — a restore asked for and not done — or `frozen`)."""
+        with self._errors("reading an object's storage class"):
+            head = self.client.head_object(Bucket=self.bucket, Key=self.root + key)
+        storage_class = str(head.get("StorageClass") or "STANDARD")
+        if storage_class not in ("GLACIER", "DEEP_ARCHIVE"):
+            return storage_class, "readable"
+        restore = str(head.get("Restore") or "")
+        if not restore:
+            return storage_class, "frozen"
+        return storage_class, "restoring" if 'ongoing-request="true"' in restore \
+            else "readable"
+
+    def request_restore(self, key: str, tier: str, days: int) -> None:
+        """Ask S3 to make a readable copy of a GLACIER or DEEP_ARCHIVE object."""
+        with self._errors("asking for an object's restore"):
+            self.client.restore_object(Bucket=self.bucket, Key=self.root + key, RestoreRequest={
+                "Days": days, "GlacierJobParameters": {"Tier": tier}})
+
     def replica_buckets(self) -> list[str]:
         """The buckets the bucket's enabled replication rules copy objects to (S3 Cross-
         and Same-Region Replication): each holds a copy of what lethe writes here."""
