@@ -74,6 +74,8 @@ CASES = [
          frozenset({"admin", "privacy", "auditor"}), other=403),
     Case("choose a retention period", "PUT", "/v1/workspaces/ws_a/retention/events",
          frozenset({"admin", "privacy"}), other=403, body=lambda s: {"keep": "30d"}),
+    Case("list an archive", "GET", "/v1/archives/events", frozenset({"admin", "auditor"}),
+         org_only=True),
     Case("terminate workspace", "POST", "/v1/workspaces/ws_a/termination",
          frozenset({"admin"}), org_only=True, ok=201),
     Case("impersonate", "POST", "/v1/impersonations", frozenset({"admin"}), org_only=True,

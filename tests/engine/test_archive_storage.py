@@ -138,3 +138,23 @@ def test_a_cold_class_is_restored_before_an_erasure_or_a_restore_reads_it(
     assert done.as_dict()["datasets"]["sessions"]["erased"] == 2  # live + archived
     assert (first.pending, first.restored) == (1, 0)  # the rewritten chunk: cold again
     assert (second.pending, second.restored) == (0, 9)
+
+
+def test_the_api_lists_a_dataset_s_chunks_with_their_state(tmp_path: Path) -> None:
+    from tests.api.support import served
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    cold = {"url": f"file://{tmp_path / 'cold'}"}
+    with served(tmp_path, url, policy={"datasets__sessions__retention": [RULE],
+                                       "datasets__users__soft_delete": None,
+                                       "datasets__users__retention": [],
+                                       "stores__cold": cold}) as s:
+        empty = s.call("GET", "/v1/archives/sessions").json()
+        execute(s.runtime, build_plan(s.runtime, ["sessions"]))
+        listed = s.call("GET", "/v1/archives/sessions")
+        unknown = s.call("GET", "/v1/archives/nope")
+    assert empty == {"dataset": "sessions", "chunks": []}
+    assert listed.status_code == 200, listed.text
+    [chunk] = listed.json()["chunks"]
+    assert (chunk["store"], chunk["rows"], chunk["state"]) == ("cold", 10, "readable")
+    assert unknown.status_code == 404

@@ -26,6 +26,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "runs.read": frozenset({"admin", "auditor"}),
     "reports.read": frozenset({"admin", "auditor"}),
     "audit.read": frozenset({"admin", "auditor"}),
+    "archives.read": frozenset({"admin", "auditor"}),
     "workspaces.read": frozenset({"admin", "privacy", "auditor"}),
     "workspaces.update": frozenset({"admin"}),
     "workspaces.retention": frozenset({"admin", "privacy"}),
@@ -33,7 +34,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "impersonate": frozenset({"admin"}),
 }
 ORG_ONLY = frozenset({"runs.trigger", "runs.read", "reports.read", "impersonate",
-                      "workspaces.terminate"})
+                      "workspaces.terminate", "archives.read"})
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from lethe.api.context import ApiContext
 from lethe.api.errors import error_response, install_error_handlers
 from lethe.api.limits import BodyLimit, RateLimiter
 from lethe.api.routes import (
+    archives,
     audit,
     holds,
     impersonation,
@@ -43,7 +44,8 @@ def create_app(runtime: Runtime, *, out_dir: Path = Path("lethe-requests"),
                   openapi_url="/v1/openapi.json", docs_url="/v1/docs", redoc_url=None)
     app.state.lethe = ApiContext(runtime, out_dir, RateLimiter(per_minute))
     install_error_handlers(app)
-    for module in (requests, holds, runs, reports, audit, workspaces, impersonation):
+    for module in (requests, holds, runs, reports, audit, workspaces, archives,
+                   impersonation):
         app.include_router(module.router)
     app.get("/v1/health", tags=["meta"], summary="Liveness: no key needed, no data")(_health)
     app.middleware("http")(_audited)
