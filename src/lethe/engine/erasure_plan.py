@@ -207,10 +207,7 @@ def build_erasure_plan(rt: Runtime, builder: StepBuilder, subject_kind: str,
             parents[name] = linked[0][0]
     where = {n: found[n] for n in order if n in found}
     for name in order:  # after every row that may point at them
-        if not policy.datasets[name].referenced_by:
-            continue
-        rows = builder.pointed_at(name, found) if pointed is None or name not in pointed \
-            else (In(builder.keys[name], tuple(pointed[name])) if pointed[name] else FALSE)
+        rows = pointed_rows(builder, name, found, pointed)
         if rows != FALSE:
             where[name] = rows
     actions: list[ErasureAction] = []
@@ -230,15 +227,9 @@ def _rows(rt: Runtime, builder: StepBuilder, subject: str, name: str, where: Con
     if name != subject and ds.erasure != "delete":
         if ds.erasure != "anonymize":
             return EraseRows(name, ds.erasure, where)
-        # cut the link towards the subject too: rows retention already anonymized are
-        # still linked, and deleting the subject would reach them
         link = next((c for p, c in ds.belongs_to.items() if p == subject or p in found),
                     None)
-        detach = link if link and builder.nullable.get((name, link), False) else None
-        todo = identifying(ds) if detach is None else \
-            any_of(identifying(ds), negate(IsNull(detach)))
-        return EraseRows(name, "anonymize", where, scrub=anonymize_effect(ds, detach),
-                         todo=todo)
+        return anonymizing(builder, name, where, link)
     archive_column = None
     if ds.archive_targets:
         if name == subject:
@@ -251,6 +242,38 @@ def _rows(rt: Runtime, builder: StepBuilder, subject: str, name: str, where: Con
             raise LetheError("archived rows of this dataset cannot be traced to the subject "
                              "(declare belongs_to the subject dataset)",
                              path=f"datasets.{name}")
+    return deleting(builder, name, where, archive_column)
+
+
+def pointed_rows(builder: StepBuilder, name: str, found: Mapping[str, Condition],
+                 pointed: Mapping[str, Sequence[Value]] | None) -> Condition:
+    """A `referenced_by` dataset's rows the `found` rows point at: by the keys in
+    `pointed` (pinned when the erasure began), else through the pointing rows as they
+    are now (FALSE for any other dataset)."""
+    if not builder.policy.datasets[name].referenced_by:
+        return FALSE
+    if pointed is None or name not in pointed:
+        return builder.pointed_at(name, found)
+    return In(builder.keys[name], tuple(pointed[name])) if pointed[name] else FALSE
+
+
+def anonymizing(builder: StepBuilder, name: str, where: Condition,
+                link: str | None) -> EraseRows:
+    """Rows of an `erasure: anonymize` dataset: scrubbed, and cut loose from the parent
+    through `link` where the column allows — rows retention already anonymized are
+    still linked, and deleting the parent would reach them."""
+    ds = builder.policy.datasets[name]
+    detach = link if link and builder.nullable.get((name, link), False) else None
+    todo = identifying(ds) if detach is None else \
+        any_of(identifying(ds), negate(IsNull(detach)))
+    return EraseRows(name, "anonymize", where, scrub=anonymize_effect(ds, detach), todo=todo)
+
+
+def deleting(builder: StepBuilder, name: str, where: Condition,
+             archive_column: str | None) -> EraseRows:
+    """Rows that go: those a foreign key outside any cascade keeps stay, their personal
+    fields scrubbed; rows archived out of the table are traced by `archive_column`."""
+    ds = builder.policy.datasets[name]
     return EraseRows(name, "delete", where, blockers=tuple(builder.blockers(name)),
                      scrub=anonymize_effect(ds) if ds.anonymized_fields else None,
                      todo=identifying(ds), archive_column=archive_column)

@@ -21,13 +21,16 @@ from lethe.engine.erasure_plan import (
     ErasurePlan,
     RemoveKeyed,
     ShredKeys,
+    anonymizing,
+    deleting,
+    pointed_rows,
 )
-from lethe.engine.steps import StepBuilder, anonymize_effect, identifying
+from lethe.engine.steps import StepBuilder
 from lethe.engine.subjects import keyed_datasets
 from lethe.errors import LetheError
 from lethe.policy.model import TERMINATION
 from lethe.runtime import Runtime
-from lethe.stores.base import FALSE, Condition, Exists, In, IsNull, Value, any_of, negate
+from lethe.stores.base import FALSE, Condition, Exists, In, Value, any_of
 
 
 def workspace_rows(rt: Runtime, builder: StepBuilder, workspace: str) -> dict[str, Condition]:
@@ -66,10 +69,7 @@ def build_termination_plan(rt: Runtime, builder: StepBuilder, workspace: str,
     policy = rt.policy
     where = workspace_rows(rt, builder, workspace)
     for name in [n for n in rt.catalog.graph.order if n in builder.keys]:
-        if not policy.datasets[name].referenced_by or name in where:
-            continue
-        rows = builder.pointed_at(name, where) if pointed is None or name not in pointed \
-            else (In(builder.keys[name], tuple(pointed[name])) if pointed[name] else FALSE)
+        rows = FALSE if name in where else pointed_rows(builder, name, where, pointed)
         if rows != FALSE:
             where[name] = rows
     actions: list[ErasureAction] = []
@@ -95,15 +95,8 @@ def _rows(rt: Runtime, builder: StepBuilder, name: str, where: Condition,
         return EraseRows(name, erasure, where)
     if erasure == "anonymize":
         link = next((c for p, c in ds.belongs_to.items() if p in found), None)
-        detach = link if link and builder.nullable.get((name, link), False) else None
-        todo = identifying(ds) if detach is None else \
-            any_of(identifying(ds), negate(IsNull(detach)))
-        return EraseRows(name, "anonymize", where, scrub=anonymize_effect(ds, detach),
-                         todo=todo)
+        return anonymizing(builder, name, where, link)
     if ds.archive_targets and not ds.workspace:
         raise LetheError("archived rows of this dataset cannot be traced to a workspace "
                          "(declare its `workspace:` column)", path=f"datasets.{name}")
-    return EraseRows(name, "delete", where, blockers=tuple(builder.blockers(name)),
-                     scrub=anonymize_effect(ds) if ds.anonymized_fields else None,
-                     todo=identifying(ds),
-                     archive_column=ds.workspace if ds.archive_targets else None)
+    return deleting(builder, name, where, ds.workspace if ds.archive_targets else None)
