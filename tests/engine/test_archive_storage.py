@@ -158,3 +158,35 @@ def test_the_api_lists_a_dataset_s_chunks_with_their_state(tmp_path: Path) -> No
     [chunk] = listed.json()["chunks"]
     assert (chunk["store"], chunk["rows"], chunk["state"]) == ("cold", 10, "readable")
     assert unknown.status_code == 404
+
+
+def test_a_purge_waits_for_its_subject_s_cold_archived_rows(sqlite_url: str, s3_url: str,
+                                                             tmp_path: Path) -> None:
+    """User 6, soft-deleted past its window, has a session archived to GLACIER: the run
+    that archives it cannot take it out again until S3 restores the chunk, so it keeps
+    user 6 (whose row is how the archived one is found) and says why; the next run,
+    the chunk restored, purges both."""
+    from lethe.engine.archive import ArchiveSink
+    from tests.fixtures import ids, users
+
+    engine = build_app(sqlite_url)
+    path = write_policy(tmp_path, sqlite_url, datasets__sessions__retention=[RULE])
+    data = yaml.safe_load(path.read_text())
+    data["stores"]["cold"] = {"url": s3_url, "archive": {"storage_class": "GLACIER"}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    rt = runtime(path)
+    try:
+        first = execute(rt, build_plan(rt))
+        kept = 6 in ids(engine, users)
+        second = execute(rt, build_plan(rt))
+        sink = ArchiveSink(rt, "sessions", rt.catalog.object_store("cold"))
+        left = sink.erase("user_id", {"6": "6"}, dry=True)
+    finally:
+        rt.close()
+    errors = {(a.planned.step.dataset, a.planned.step.action): a.error
+              for a in first.actions if a.error}
+    assert "being restored from GLACIER" in errors[("sessions", "remove-archived")]
+    assert errors[("users", "purge")].startswith("not run: sessions (remove-archived)")
+    assert kept and first.ok is False
+    assert second.ok, second.as_dict()
+    assert 6 not in ids(engine, users) and left == {}

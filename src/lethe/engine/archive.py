@@ -127,10 +127,6 @@ class ArchiveSink:
         if hashlib.sha256(back).hexdigest() != digest or len(decode_rows(back)) != len(rows):
             raise StoreError("an archive chunk did not read back intact; nothing deleted",
                              path=f"datasets.{self.dataset}")
-        settings = self.settings
-        if settings is not None and settings.cold:  # verified: now to its cold class
-            assert settings.storage_class is not None
-            self._s3.transition(chunk + ".jsonl.gz", settings.storage_class)
         self.pending.append((chunk, len(rows), digest))
 
     def effect(self) -> Archive:
@@ -138,8 +134,15 @@ class ArchiveSink:
 
     def committed(self) -> None:
         """The batch's transaction committed: its chunks are now the rows' only copy."""
+        settings = self.settings
         for chunk, rows, digest in self.pending:
             self.store.put(chunk + ".done", b"")
+            if settings is not None and settings.cold:
+                # only now to its cold class: a chunk not marked done stays readable, so
+                # settling a killed or rolled-back batch can always read it (killed
+                # between the mark and the move, it stays in STANDARD: kept, not lost)
+                assert settings.storage_class is not None
+                self._s3.transition(chunk + ".jsonl.gz", settings.storage_class)
             from lethe.audit.events import ArchiveWritten  # (loaded when one is written)
 
             self.rt.audit.append(ArchiveWritten(self.dataset, chunk, rows, digest))
@@ -256,7 +259,11 @@ class ArchiveSink:
             self.retire_replaced()
         taken: dict[str, int] = {}
         hit: list[tuple[str, dict[str, Any]]] = []
-        for chunk, manifest in list(self.done_chunks()):
+        done = list(self.done_chunks())
+        replaced = {m.get("replaces") for _, m in done}  # (dry: not retired; not twice)
+        for chunk, manifest in done:
+            if chunk in replaced:
+                continue
             named = _named(manifest, column)
             if named is not None:
                 rows = [r for r in named if str(r.get(column)) in owners]

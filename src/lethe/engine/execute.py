@@ -191,6 +191,10 @@ def _carry_out(rt: Runtime, builder: StepBuilder, result: RunResult, batch_size:
     objects = set(rt.catalog.object_datasets())
     archiving = archived_in([a.step for a in plan.actions])
     failure: str | None = None
+    # dataset -> why its subject rows must stay this run: what goes with them (their
+    # objects, keys, archived rows) could not all be removed, and once the rows are
+    # gone nothing would find it again (a cold archive still being restored)
+    unreached: dict[str, str] = {}
     try:
         for index, action in enumerate(result.actions):
             step = action.planned.step
@@ -198,12 +202,17 @@ def _carry_out(rt: Runtime, builder: StepBuilder, result: RunResult, batch_size:
                 continue  # done inside the parent's batches, verified after them
             if step.action in UNSUPPORTED:
                 action.error = UNSUPPORTED[step.action]
+            elif step.dataset in unreached and builder.removes(step) and step.parent is None:
+                action.error = f"not run: {unreached[step.dataset]}"
             else:
                 try:
                     _act(rt, builder, result, index, batch_size, progress, archiving,
                          cascades, in_objects=step.dataset in objects)
                 except LetheError as exc:
                     action.error = str(exc)
+                    if is_reach(step) and step.parent is not None:
+                        unreached[step.parent] = f"{step.dataset} ({step.action}) did not " \
+                            f"finish: {exc}"
             _record(rt, run_id, index, action)
             if _last_step_of(result.actions, index):
                 for (_child, parent), cascade in cascades.items():

@@ -272,12 +272,9 @@ class Group:
             counts = self._count_all()
             for action in self.plan.actions:  # and the rows archived out of them
                 if isinstance(action, EraseRows) and action.archive_column is not None:
-                    name = action.dataset
-                    for target in sorted(self.policy.datasets[name].archive_targets):
-                        sink = ArchiveSink(self.rt, name, self.rt.catalog.object_store(target))
-                        for mark, rows in sink.erase(action.archive_column,
-                                                     self.owners[name].of, dry=True).items():
-                            counts[name][mark] = counts[name].get(mark, 0) + rows
+                    for mark, rows in self._in_archives(action).items():
+                        counts[action.dataset][mark] = \
+                            counts[action.dataset].get(mark, 0) + rows
             for name in self.keyed:  # the keys found now are the ones erased next
                 self._found_keys[name] = self._keys_of(name)
                 counts[name] = {k: len(v) for k, v in self._found_keys[name].items()}
@@ -287,6 +284,17 @@ class Group:
                                           for s in missing if s.record.id in self._pointers})
             baselines.update(counted)
         return baselines, fresh
+
+    def _in_archives(self, action: EraseRows) -> Counts:
+        """Each subject's rows in the dataset's archives now, held or not."""
+        name, counts = action.dataset, Counts()
+        assert action.archive_column is not None
+        for target in sorted(self.policy.datasets[name].archive_targets):
+            sink = ArchiveSink(self.rt, name, self.rt.catalog.object_store(target))
+            for mark, rows in sink.erase(action.archive_column, self.owners[name].of,
+                                         dry=True).items():
+                counts[mark] = counts.get(mark, 0) + rows
+        return counts
 
     # -- the Tally the executor reports to ----------------------------------------------
     def column(self, dataset: str) -> str | None:
@@ -387,6 +395,9 @@ class Group:
                         basis += "; personal fields anonymized"
             for mark, rows in result.archived.items():  # rows archived earlier
                 erased_now[mark] = erased_now.get(mark, 0) + rows
+            if action.archive_column is not None:  # archived rows still there: held
+                for mark, rows in self._in_archives(action).items():
+                    held[mark] = held.get(mark, 0) + rows
             found = {k: erased_now.get(k, 0) + held.get(k, 0) + retained.get(k, 0)
                      for k in {*erased_now, *held, *retained}}
         else:
