@@ -6,6 +6,8 @@ and the progress bar render the same objects.
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -167,13 +169,31 @@ def known_periods(rt: Runtime, keys: Mapping[str, str], now: datetime
             low, high = seconds(keep.min, now), seconds(keep.max, now)
             first = min(read)
             periods = [0.0] * (max(read) - first + 1)
+            single = _single_precision(rt, keep.dataset, keep.column)
             for key, value in read.items():
-                if isinstance(value, int | float | Decimal) and not isinstance(value, bool) \
-                        and value > 0:
+                setting = _number(value, single)
+                if setting is not None and setting > 0:
                     periods[key - first] = float(min(max(
-                        float(value) * UNIT_SECONDS[keep.unit], low), high))
+                        setting * UNIT_SECONDS[keep.unit], low), high))
             found[(name, index)] = (first, tuple(periods))
     return found
+
+
+def _number(value: object, single: bool) -> float | None:
+    """A setting as the SQL reads it (`CAST(setting AS float8)`): None for no number, NaN
+    or an infinity; a `real` column's value rounded to single precision, as stored."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    number = float(value)
+    if not math.isfinite(number):
+        return None
+    return struct.unpack("f", struct.pack("f", number))[0] if single else number
+
+
+def _single_precision(rt: Runtime, parent: str, column: str) -> bool:
+    """Is the settings column a single-precision float (PostgreSQL `real`)?"""
+    info = rt.catalog.table_of(parent).columns.get(column)
+    return info is not None and info.type.upper() in ("REAL", "FLOAT4")
 
 
 def _settings(rt: Runtime, store: RowStore, key: str, parent: str,

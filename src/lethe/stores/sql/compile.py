@@ -288,8 +288,12 @@ class Compiler(Schema):
                                             sa.Text),
                                     ARRAY(sa.Float))).scalar_subquery()
         last = first + len(known) - 1
-        slot = sa.cast(link - (first - 1), sa.Integer)  # PostgreSQL arrays start at 1
-        return [sa.case((link.between(first, last), sa.func.nullif(periods[slot], 0)))]
+        # PostgreSQL arrays start at 1
+        slot = sa.cast(link - sa.literal(first - 1, sa.BigInteger), sa.Integer)
+        # bounds bound as bigint: an `integer` link column compared with keys past 2^31
+        # must not make PostgreSQL cast them to integer (and fail)
+        within = link.between(sa.literal(first, sa.BigInteger), sa.literal(last, sa.BigInteger))
+        return [sa.case((within, sa.func.nullif(periods[slot], 0)))]
 
     def _positive(self, c: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         """A positive number (SQLite keeps any value in any column: a number, typed so)."""
