@@ -139,7 +139,7 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = BATCH_SIZE,
         raise LetheError("batch size must be at least 1", path="--batch-size")
     if stop is not None:
         progress = _stoppable(progress, stop)
-    builder = builder_for(rt, plan.now)
+    builder = builder_for(rt, plan.now, periods=True)
     recover_orphaned_runs(rt)  # runs whose process died get their end first
     datasets = list(dict.fromkeys(a.step.dataset for a in plan.actions))
     with transaction(rt.control.engine, "recording a run") as conn:

@@ -113,12 +113,16 @@ def ordered_steps(rt: Runtime, builder: StepBuilder, names: Sequence[str]) -> li
     return steps
 
 
-def builder_for(rt: Runtime, now: datetime) -> StepBuilder:
-    """The step builder for this runtime's live schema at `now`."""
+def builder_for(rt: Runtime, now: datetime, *, periods: bool = False) -> StepBuilder:
+    """The step builder for this runtime's live schema at `now`. `periods`: read the
+    periods parents set once (`known_periods`), for work that judges rows by them — a
+    retention plan or run; an erasure or a hold's scope does not, and reading every
+    parent for them would only slow them down."""
     keys, nullable = rt.catalog.keys(), rt.catalog.nullable()
     return StepBuilder(rt.policy, keys, nullable, now,
                        unhandled_references(rt.catalog, keys, nullable),
-                       chosen=chosen_periods(rt), known=known_periods(rt, keys, now))
+                       chosen=chosen_periods(rt),
+                       known=known_periods(rt, keys, now) if periods else {})
 
 
 def chosen_periods(rt: Runtime) -> dict[str, dict[str, Duration]]:
@@ -273,7 +277,7 @@ def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     names = rt.select(datasets)
     rt.prepare()
     now = rt.clock.now()
-    builder = builder_for(rt, now)
+    builder = builder_for(rt, now, periods=True)
     names = children_first(names, builder.dependencies())
     holds = rt.hold_scopes(builder)
     builder = builder.ahead(holds, names)  # each step counted as its turn will find it

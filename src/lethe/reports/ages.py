@@ -86,7 +86,7 @@ def data_ages(rt: Runtime) -> list[AgeReading]:
     """Every SQL dataset's rules with a time column, in policy order."""
     readings: list[AgeReading] = []
     now = rt.clock.now()
-    builder = builder_for(rt, now)
+    builder = builder_for(rt, now, periods=True)
     holds = rt.hold_scopes(builder)
     for name in rt.catalog.sql_datasets():
         ds = rt.policy.datasets[name]

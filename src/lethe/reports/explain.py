@@ -107,7 +107,7 @@ def explain(rt: Runtime, dataset: str, scope: Scope | None = None) -> Explanatio
     if dataset not in rt.policy.datasets:
         raise UsageError(f"unknown dataset {dataset!r}", path="--explain")
     rt.prepare()
-    builder = builder_for(rt, rt.clock.now())
+    builder = builder_for(rt, rt.clock.now(), periods=True)
     if dataset not in builder.keys:
         raise UsageError(f"{dataset!r} is not a table of rows (objects and cache keys are "
                          "not explained)", path="--explain")
