@@ -361,3 +361,53 @@ def test_an_object_store_replicated_to_another_region_is_reported(
     assert [(f.severity, f.path, f.message) for f in found] == [
         ("warning", "stores.files", f"objects of store 'files' (region 'eu') are replicated "
          f"to bucket '{source}-us' (store 'files_us', region 'us')")]
+
+
+@pytest.mark.parametrize("cold_region", ["eu", None])
+def test_replicas_of_replicas_are_followed_and_a_store_without_region_still_checked(
+        tmp_path: Path, s3_url: str, cold_region: str | None) -> None:
+    """cold -> cold_eu2 (eu) -> cold_us (us): ws_b (eu) archived to cold ends up in us,
+    two hops away; and an archive store that declares no region of its own is still
+    held to where its replicas are."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import boto3
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    parts = urlsplit(s3_url)
+    client = boto3.client("s3", endpoint_url=parse_qs(parts.query)["endpoint_url"][0],
+                          region_name="us-east-1")
+    source = parts.netloc
+    hops = [(source, source + "-eu2"), (source + "-eu2", source + "-us")]
+    client.create_bucket(Bucket=source + "-eu2")
+    client.create_bucket(Bucket=source + "-us")
+    for bucket, destination in hops:
+        client.put_bucket_versioning(Bucket=bucket,
+                                     VersioningConfiguration={"Status": "Enabled"})
+        client.put_bucket_replication(Bucket=bucket, ReplicationConfiguration={
+            "Role": "arn:aws:iam::123456789012:role/replication",
+            "Rules": [{"ID": "all", "Status": "Enabled", "Priority": 1,
+                       "Filter": {"Prefix": ""},
+                       "DeleteMarkerReplication": {"Status": "Disabled"},
+                       "Destination": {"Bucket": f"arn:aws:s3:::{destination}"}}]})
+    client.close()
+    policy = build(url, tmp_path, datasets__events__retention=[
+        {"keep": "90d", "after": "received_at", "action": "archive", "to": "cold"}])
+    data = yaml.safe_load(policy.read_text())
+    data["stores"]["cold"] = {"url": s3_url, **({"region": cold_region} if cold_region else {})}
+    data["stores"]["cold_eu2"] = {"url": s3_url.replace(source, source + "-eu2"),
+                                  "region": "eu"}
+    data["stores"]["cold_us"] = {"url": s3_url.replace(source, source + "-us"), "region": "us"}
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    rt = runtime(policy)
+    try:
+        found = [f for f in residency(rt) if f.path.endswith(".to")]
+    finally:
+        rt.close()
+    in_us = [f for f in found if "'ws_b'" in f.message]
+    assert len(in_us) == 1 and f"bucket '{source}-us' (store 'cold_us', region 'us')" in \
+        in_us[0].message
+    # ws_a (us): out of region in eu (the store itself, if it says so, and cold_eu2)
+    in_eu = [f.message for f in found if "'ws_a'" in f.message]
+    assert len(in_eu) == (2 if cold_region else 1)
+    assert all("region 'eu')" in m and "store 'cold_us'" not in m for m in in_eu)

@@ -25,7 +25,7 @@ from lethe.clock import Clock, parse_instant
 from lethe.control.transfers import Transfer, Transfers
 from lethe.control.workspaces import WorkspaceRegions
 from lethe.defaults import ORG  # organization-level rows: no workspace, so no region
-from lethe.errors import SchemaMismatch, UsageError
+from lethe.errors import SchemaMismatch, StoreError, UsageError
 from lethe.policy.conditions import governed_by
 from lethe.policy.model import Policy
 from lethe.stores.base import TRUE
@@ -96,7 +96,7 @@ def residency_findings(catalog: Catalog, preferences: WorkspaceRegions | None,
     for name in catalog.sql_datasets():
         ds = policy.datasets[name]
         store_region = policy.stores[ds.store].region
-        if not ds.workspace or store_region is None:
+        if not ds.workspace:
             continue
         try:
             if ds.workspace not in catalog.table_of(name).columns:
@@ -104,6 +104,8 @@ def residency_findings(catalog: Catalog, preferences: WorkspaceRegions | None,
         except SchemaMismatch:
             continue
         findings += archive_findings(catalog, name, homes, allowed)
+        if store_region is None:
+            continue  # the store's own rows: not checked (its archives are, above)
         counts = catalog.store_of(name).count_by(ds.table or "", ds.workspace, TRUE)
         unknown: dict[str, int] = {}
         for value, rows in sorted(counts.items(), key=lambda item: str(item[0])):
@@ -139,13 +141,14 @@ def archive_findings(catalog: Catalog, name: str, homes: Homes,
     ds = policy.datasets[name]
     findings: list[Finding] = []
     for index, rule in enumerate(ds.retention):
-        target = policy.stores[rule.to].region if rule.action == "archive" and rule.to \
-            else None
-        if target is None or ds.workspace is None or rule.to is None:
+        if rule.action != "archive" or rule.to is None or ds.workspace is None:
             continue
+        target = policy.stores[rule.to].region
         path = f"datasets.{name}.retention[{index}].to"
-        places = [(f"store {rule.to!r} (region {target!r})", target)]
-        for bucket, store, region in replicas(catalog, rule.to):
+        places = [] if target is None else [(f"store {rule.to!r} (region {target!r})", target)]
+        found, problems = replicas(catalog, rule.to)
+        findings += problems
+        for bucket, store, region in found:
             if region is None:
                 findings.append(_undeclared(rule.to, bucket))
             else:
@@ -178,7 +181,9 @@ def object_replica_findings(catalog: Catalog) -> list[Finding]:
         region = policy.stores[store].region
         if region is None:
             continue
-        for bucket, declared, elsewhere in replicas(catalog, store):
+        found, problems = replicas(catalog, store)
+        findings += problems
+        for bucket, declared, elsewhere in found:
             if elsewhere is None:
                 findings.append(_undeclared(store, bucket))
             elif elsewhere != region:
@@ -196,15 +201,35 @@ def _undeclared(store: str, bucket: str) -> Finding:
                    "there, is unknown (declare it as a store with its region)")
 
 
-def replicas(catalog: Catalog, store: str) -> list[tuple[str, str | None, str | None]]:
+def replicas(catalog: Catalog, store: str
+             ) -> tuple[list[tuple[str, str | None, str | None]], list[Finding]]:
     """(bucket, the store that declares it, its region) for each bucket the store's bucket
-    replicates to (none for a store that cannot say: a directory)."""
-    read = getattr(catalog.object_store(store), "replica_buckets", None)
-    if read is None:
-        return []
+    replicates to, following replicas of replicas (none for a store that cannot say: a
+    directory); and a warning for each bucket whose rules could not be read."""
     declared = {urlsplit(s.url).netloc: (n, s.region)
                 for n, s in catalog.policy.stores.items() if s.url.startswith("s3://")}
-    return [(bucket, *declared.get(bucket, (None, None))) for bucket in read()]
+    found: list[tuple[str, str | None, str | None]] = []
+    problems: list[Finding] = []
+    todo, seen = [store], {store}
+    while todo:
+        current = todo.pop(0)
+        read = getattr(catalog.object_store(current), "replica_buckets", None)
+        if read is None:
+            continue
+        try:
+            buckets = read()
+        except StoreError as exc:
+            problems.append(Finding("warning", "residency-replica", f"stores.{current}",
+                                    f"the replication of store {current!r} could not be "
+                                    f"read ({exc.message}): its replicas are not checked"))
+            continue
+        for bucket in buckets:
+            name, region = declared.get(bucket, (None, None))
+            found.append((bucket, name, region))
+            if name is not None and name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return found, problems
 
 
 def parse_until(text: str | None, now: datetime) -> datetime | None:
