@@ -93,8 +93,9 @@ def _without_jit(engine: Engine) -> None:
 
     @event.listens_for(engine, "connect")
     def _no_jit(dbapi_connection: Any, _record: Any) -> None:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute("SET jit = off")
+        with dbapi_connection.cursor() as cursor:  # (a server without JIT: nothing to do)
+            cursor.execute("SELECT set_config('jit', 'off', false)"
+                           " WHERE current_setting('jit', true) IS NOT NULL")
         dbapi_connection.commit()
 
 
