@@ -57,7 +57,8 @@ def _build(url: str) -> dict[int, tuple[int | None, int]]:
     return made
 
 
-def _policy(tmp_path: Path, url: str) -> Path:
+def _policy(tmp_path: Path, url: str, keep: dict[str, str] = KEEP) -> Path:
+    """workspaces and their messages, kept `keep` after created_at."""
     path = tmp_path / "lethe.yaml"
     path.write_text(yaml.safe_dump({
         "lethe": 1, "organization": "Acme", "control": "sqlite:///state.db",
@@ -66,7 +67,7 @@ def _policy(tmp_path: Path, url: str) -> Path:
             "workspaces": {"store": "app", "table": "workspaces", "class": "operational"},
             "messages": {"store": "app", "table": "messages", "class": "pii",
                          "belongs_to": {"workspaces": "workspace_id"},
-                         "retention": [{"keep": KEEP, "after": "created_at"}]}}}))
+                         "retention": [{"keep": keep, "after": "created_at"}]}}}))
     return path
 
 
@@ -129,17 +130,8 @@ def _setup(url: str, tmp_path: Path, setting: str, key: str, link: str,
             conn.execute(sa.text("INSERT INTO messages VALUES (:i, :w, :t)"),
                          {"i": i, "w": w, "t": t})
     engine.dispose()
-    path = tmp_path / "lethe.yaml"
-    path.write_text(yaml.safe_dump({
-        "lethe": 1, "organization": "Acme", "control": "sqlite:///state.db",
-        "stores": {"app": {"url": url}},
-        "datasets": {
-            "workspaces": {"store": "app", "table": "workspaces", "class": "operational"},
-            "messages": {"store": "app", "table": "messages", "class": "pii",
-                         "belongs_to": {"workspaces": "workspace_id"},
-                         "retention": [{"keep": {"from": "workspaces.s", "default": "90d",
-                                                 "min": "1d", "max": "3650d"},
-                                        "after": "created_at"}]}}}))
+    path = _policy(tmp_path, url, {"from": "workspaces.s", "default": "90d", "min": "1d",
+                                   "max": "3650d"})
     return Runtime.open(load_policy(path), Clock(NOW))
 
 
