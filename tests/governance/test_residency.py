@@ -411,3 +411,28 @@ def test_replicas_of_replicas_are_followed_and_a_store_without_region_still_chec
     in_eu = [f.message for f in found if "'ws_a'" in f.message]
     assert len(in_eu) == (2 if cold_region else 1)
     assert all("region 'eu')" in m and "store 'cold_us'" not in m for m in in_eu)
+
+
+def test_a_transfer_that_authorises_nothing_is_reported(app_url: str, tmp_path: Path) -> None:
+    """A transfer's destination is checked: the workspace's own region, or a region
+    none of the dataset's data goes to, is a transfer on record that is not what
+    happens (a warning); one to where the data is held is not reported."""
+    data = yaml.safe_load(build(app_url, tmp_path).read_text())
+    data["regions"] = ["us", "eu", "apac"]
+    policy = tmp_path / "lethe.yaml"
+    policy.write_text(yaml.safe_dump(data, sort_keys=False))
+    rt = runtime(policy)
+    try:
+        transfers = Transfers(rt.control.engine)
+        for workspace, region in (("ws_b", "us"), ("ws_b", "eu"), ("ws_a", "apac")):
+            record_transfer(transfers, rt.audit, rt.clock, rt.policy, workspace=workspace,
+                            dataset="users", to_region=region, reason="LEGAL-20")
+        found = [(f.severity, f.message) for f in residency(rt)
+                 if f.code == "residency-transfer"]
+    finally:
+        rt.close()
+    assert found == [
+        ("warning", "transfer 2 (workspace 'ws_b', users) authorises the workspace's own "
+                    "region 'eu': nothing to authorise"),
+        ("warning", "transfer 3 (workspace 'ws_a', users) authorises region 'apac', where "
+                    "no data of users goes (its store, archives and their replicas)")]

@@ -93,6 +93,7 @@ def residency_findings(catalog: Catalog, preferences: WorkspaceRegions | None,
     homes = workspace_homes(catalog, preferences)
     allowed = {(t.workspace, t.dataset, t.to_region) for t in transfers if t.active(now)}
     findings = list(homes.findings) + object_replica_findings(catalog)
+    findings += transfer_findings(catalog, homes, [t for t in transfers if t.active(now)])
     for name in catalog.sql_datasets():
         ds = policy.datasets[name]
         store_region = policy.stores[ds.store].region
@@ -168,6 +169,38 @@ def archive_findings(catalog: Catalog, name: str, homes: Homes,
                     "error", "residency", path,
                     f"workspace {workspace!r}: {rows} rows of {name} are archived to {where} "
                     f"once old enough, outside the workspace's region {home!r}"))
+    return findings
+
+
+def transfer_findings(catalog: Catalog, homes: Homes,
+                      active: Sequence[Transfer]) -> list[Finding]:
+    """Transfers whose destination authorises nothing (warnings): the workspace's own
+    region, or a region none of the dataset's data goes to — its store, its archives
+    and their replicas — so the authorisation on record is not what happens."""
+    policy = catalog.policy
+    places: dict[str, set[str]] = {}
+    findings: list[Finding] = []
+    for transfer in active:
+        name = transfer.dataset
+        if name not in policy.datasets:
+            continue
+        if name not in places:
+            ds = policy.datasets[name]
+            regions = {policy.stores[ds.store].region}
+            for target in sorted(ds.archive_targets):
+                regions.add(policy.stores[target].region)
+                regions.update(region for _b, _s, region in replicas(catalog, target)[0])
+            places[name] = {r for r in regions if r is not None}
+        where = f"transfer {transfer.id} (workspace {transfer.workspace!r}, {name})"
+        if transfer.to_region == homes.of(transfer.workspace):
+            findings.append(Finding("warning", "residency-transfer", f"datasets.{name}",
+                                    f"{where} authorises the workspace's own region "
+                                    f"{transfer.to_region!r}: nothing to authorise"))
+        elif transfer.to_region not in places[name]:
+            findings.append(Finding("warning", "residency-transfer", f"datasets.{name}",
+                                    f"{where} authorises region {transfer.to_region!r}, "
+                                    f"where no data of {name} goes (its store, archives and "
+                                    "their replicas)"))
     return findings
 
 
