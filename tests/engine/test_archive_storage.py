@@ -131,8 +131,11 @@ def test_a_cold_class_is_restored_before_an_erasure_or_a_restore_reads_it(
     assert [(c["storage_class"], c["state"], c["rows"]) for c in listed] == \
         [("GLACIER", "frozen", 10)]
     assert waiting.record.status == "in_progress"
-    assert waiting.record.note is not None and "being restored from GLACIER" in \
-        waiting.record.note
+    assert waiting.error is None  # waiting for S3, not failing: `request run` exits 0
+    assert waiting.record.note is not None and waiting.record.note.startswith(
+        "waiting at sessions: ")
+    assert "1 archive chunk of sessions is being restored from GLACIER (Bulk retrieval)" \
+        in waiting.record.note
     assert len(asked) == 1 and json.loads(asked[0].details)["tier"] == "Bulk"
     assert done.record.status == "completed", done.record.note
     assert done.as_dict()["datasets"]["sessions"]["erased"] == 2  # live + archived

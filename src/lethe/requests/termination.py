@@ -28,7 +28,7 @@ from lethe.audit.events import KeysShredded, RequestErased, RequestTransition
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.tx import transaction
-from lethe.engine.archive import ArchiveSink
+from lethe.engine.archive import ArchivePending, ArchiveSink
 from lethe.engine.erasure_plan import Erased, EraseRows, RemoveKeyed
 from lethe.engine.executor import Executor
 from lethe.engine.plan import builder_for
@@ -196,7 +196,7 @@ class Termination:
             self._begin()
             self.executor.erase(self.plan, self, self.batch_size)
         except LetheError as exc:
-            self._stopped(now, str(exc))
+            self._stopped(now, str(exc), waiting=isinstance(exc, ArchivePending))
             return self.outcome
         except BaseException:
             with suppress(LetheError):  # audit what was done; the first error is the one told
@@ -366,17 +366,19 @@ class Termination:
         store.update_each([(self.record.id, values)])
         self.outcome.record = store.get(self.record.id)
 
-    def _stopped(self, now: datetime, error: str) -> None:
+    def _stopped(self, now: datetime, error: str, *, waiting: bool = False) -> None:
+        """A store failed part way, or (`waiting`) archive chunks are being restored from
+        a cold class: the request stays in progress, saying where and why."""
         failed = next((a.dataset for a in self.plan.actions
                        if isinstance(a, EraseRows | RemoveKeyed) and a.dataset not in
                        self._steps), "data keys")
         self._steps[failed] = {"error": error}
         with suppress(LetheError):
             self._audit()
-        self._update({"updated_at": now, "note": (
-            f"stopped at {failed}: {error}; nothing was certified: run the request again "
-            "once the cause is fixed")})
-        self.outcome.error = error
+        self._update({"updated_at": now, "note": f"waiting at {failed}: {error}" if waiting
+                      else (f"stopped at {failed}: {error}; nothing was certified: run the "
+                            "request again once the cause is fixed")})
+        self.outcome.error = None if waiting else error
 
     def _note_held(self, now: datetime, held: list[str]) -> None:
         holds = [h for h in self.rt.control.holds() if h.scope_kind != "workspace"
