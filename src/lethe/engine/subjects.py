@@ -11,7 +11,8 @@ it (lethe.holds.gate); held subjects, keys and rows stay.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from lethe.engine.archive import ArchiveSink
 from lethe.engine.cache import CacheDatasets
@@ -69,7 +70,14 @@ def remove_archived(rt: Runtime, name: str, column: str, owners: Mapping[str, st
     count them, change nothing."""
     if holds.dataset_held(name):
         return {}
-    held = archived_row_held(holds, name)
+    return archived_rows(rt, name, column, owners, archived_row_held(holds, name), dry=dry)
+
+
+def archived_rows(rt: Runtime, name: str, column: str, owners: Mapping[str, str],
+                  held: Callable[[Mapping[str, Any]], bool] = lambda _row: False, *,
+                  dry: bool = True) -> Counts:
+    """The owners' rows in every archive of `name`, per owner (none `held` taken out
+    unless `dry`; by default, a count of them all, held or not)."""
     taken: Counts = {}
     for target in sorted(rt.policy.datasets[name].archive_targets):
         sink = ArchiveSink(rt, name, rt.catalog.object_store(target))

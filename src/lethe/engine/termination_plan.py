@@ -58,16 +58,18 @@ def subject_kinds(rt: Runtime, where: Mapping[str, Condition]) -> list[str]:
     return [kind for kind, subject in rt.policy.subjects.items() if subject.dataset in where]
 
 
-def build_termination_plan(rt: Runtime, builder: StepBuilder, workspace: str,
+def build_termination_plan(rt: Runtime, builder: StepBuilder,
+                           found: Mapping[str, Condition],
                            subjects: Mapping[str, Sequence[Value]],
                            pointed: Mapping[str, Sequence[Value]] | None = None
                            ) -> ErasurePlan:
-    """The termination of `workspace`. `subjects`: each kind's subject keys in the
-    workspace, read when the termination began (their keyed items and data keys go
-    first). `pointed`: the keys of `referenced_by` rows, pinned when it began; without
-    them, those the workspace's rows point at now."""
+    """The termination of a workspace whose rows are `found` (`workspace_rows`).
+    `subjects`: each kind's subject keys in the workspace, read when the termination
+    began (their keyed items and data keys go first). `pointed`: the keys of
+    `referenced_by` rows, pinned when it began; without them, those the workspace's
+    rows point at now."""
     policy = rt.policy
-    where = workspace_rows(rt, builder, workspace)
+    where = dict(found)
     for name in [n for n in rt.catalog.graph.order if n in builder.keys]:
         rows = FALSE if name in where else pointed_rows(builder, name, where, pointed)
         if rows != FALSE:

@@ -92,8 +92,10 @@ def residency_findings(catalog: Catalog, preferences: WorkspaceRegions | None,
         return []
     homes = workspace_homes(catalog, preferences)
     allowed = {(t.workspace, t.dataset, t.to_region) for t in transfers if t.active(now)}
-    findings = list(homes.findings) + object_replica_findings(catalog)
-    findings += transfer_findings(catalog, homes, [t for t in transfers if t.active(now)])
+    reader = Replicas(catalog)
+    findings = list(homes.findings) + object_replica_findings(catalog, reader)
+    findings += transfer_findings(catalog, homes, [t for t in transfers if t.active(now)],
+                                  reader)
     for name in catalog.sql_datasets():
         ds = policy.datasets[name]
         store_region = policy.stores[ds.store].region
@@ -104,7 +106,7 @@ def residency_findings(catalog: Catalog, preferences: WorkspaceRegions | None,
                 continue  # reported as a missing column
         except SchemaMismatch:
             continue
-        findings += archive_findings(catalog, name, homes, allowed)
+        findings += archive_findings(catalog, name, homes, allowed, reader)
         if store_region is None:
             continue  # the store's own rows: not checked (its archives are, above)
         counts = catalog.store_of(name).count_by(ds.table or "", ds.workspace, TRUE)
@@ -133,7 +135,7 @@ def residency_findings(catalog: Catalog, preferences: WorkspaceRegions | None,
 
 
 def archive_findings(catalog: Catalog, name: str, homes: Homes,
-                     allowed: set[tuple[str, str, str]]) -> list[Finding]:
+                     allowed: set[tuple[str, str, str]], reader: Replicas) -> list[Finding]:
     """A workspace's rows an `archive` rule moves to a store outside its region, or to a
     store whose bucket replicates them to a region outside it (the rows the rule governs
     now: they go there once old enough); an authorised transfer of the dataset to that
@@ -147,7 +149,7 @@ def archive_findings(catalog: Catalog, name: str, homes: Homes,
         target = policy.stores[rule.to].region
         path = f"datasets.{name}.retention[{index}].to"
         places = [] if target is None else [(f"store {rule.to!r} (region {target!r})", target)]
-        found, problems = replicas(catalog, rule.to)
+        found, problems = reader.of(rule.to)
         findings += problems
         for bucket, store, region in found:
             if region is None:
@@ -172,8 +174,8 @@ def archive_findings(catalog: Catalog, name: str, homes: Homes,
     return findings
 
 
-def transfer_findings(catalog: Catalog, homes: Homes,
-                      active: Sequence[Transfer]) -> list[Finding]:
+def transfer_findings(catalog: Catalog, homes: Homes, active: Sequence[Transfer],
+                      reader: Replicas) -> list[Finding]:
     """Transfers whose destination authorises nothing (warnings): the workspace's own
     region, or a region none of the dataset's data goes to — its store, its archives
     and their replicas — so the authorisation on record is not what happens."""
@@ -189,7 +191,7 @@ def transfer_findings(catalog: Catalog, homes: Homes,
             regions = {policy.stores[ds.store].region}
             for target in sorted(ds.archive_targets):
                 regions.add(policy.stores[target].region)
-                regions.update(region for _b, _s, region in replicas(catalog, target)[0])
+                regions.update(region for _b, _s, region in reader.of(target)[0])
             places[name] = {r for r in regions if r is not None}
         where = f"transfer {transfer.id} (workspace {transfer.workspace!r}, {name})"
         if transfer.to_region == homes.of(transfer.workspace):
@@ -204,7 +206,7 @@ def transfer_findings(catalog: Catalog, homes: Homes,
     return findings
 
 
-def object_replica_findings(catalog: Catalog) -> list[Finding]:
+def object_replica_findings(catalog: Catalog, reader: Replicas) -> list[Finding]:
     """Object datasets' stores whose bucket replicates to another region: their objects
     belong to no known workspace, so the copy is reported for the store (a warning), and
     a destination no store declares as an error (its region is unknown)."""
@@ -214,7 +216,7 @@ def object_replica_findings(catalog: Catalog) -> list[Finding]:
         region = policy.stores[store].region
         if region is None:
             continue
-        found, problems = replicas(catalog, store)
+        found, problems = reader.of(store)
         findings += problems
         for bucket, declared, elsewhere in found:
             if elsewhere is None:
@@ -234,35 +236,50 @@ def _undeclared(store: str, bucket: str) -> Finding:
                    "there, is unknown (declare it as a store with its region)")
 
 
-def replicas(catalog: Catalog, store: str
-             ) -> tuple[list[tuple[str, str | None, str | None]], list[Finding]]:
-    """(bucket, the store that declares it, its region) for each bucket the store's bucket
-    replicates to, following replicas of replicas (none for a store that cannot say: a
-    directory); and a warning for each bucket whose rules could not be read."""
-    declared = {urlsplit(s.url).netloc: (n, s.region)
-                for n, s in catalog.policy.stores.items() if s.url.startswith("s3://")}
-    found: list[tuple[str, str | None, str | None]] = []
-    problems: list[Finding] = []
-    todo, seen = [store], {store}
-    while todo:
-        current = todo.pop(0)
-        read = getattr(catalog.object_store(current), "replica_buckets", None)
-        if read is None:
-            continue
-        try:
-            buckets = read()
-        except StoreError as exc:
-            problems.append(Finding("warning", "residency-replica", f"stores.{current}",
-                                    f"the replication of store {current!r} could not be "
-                                    f"read ({exc.message}): its replicas are not checked"))
-            continue
-        for bucket in buckets:
-            name, region = declared.get(bucket, (None, None))
-            found.append((bucket, name, region))
-            if name is not None and name not in seen:
-                seen.add(name)
-                todo.append(name)
-    return found, problems
+class Replicas:
+    """Where each store's bucket replicates to, read once per check: every archive rule,
+    transfer and object store asks, and each is a GetBucketReplication per bucket."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._buckets: dict[str, list[str] | StoreError | None] = {}
+        self._declared = {urlsplit(s.url).netloc: (n, s.region)
+                          for n, s in catalog.policy.stores.items() if s.url.startswith("s3://")}
+
+    def _read(self, store: str) -> list[str] | StoreError | None:
+        """The store's replica buckets; the error reading them; None: it cannot say."""
+        if store not in self._buckets:
+            read = getattr(self.catalog.object_store(store), "replica_buckets", None)
+            try:
+                self._buckets[store] = None if read is None else read()
+            except StoreError as exc:
+                self._buckets[store] = exc
+        return self._buckets[store]
+
+    def of(self, store: str) -> tuple[list[tuple[str, str | None, str | None]], list[Finding]]:
+        """(bucket, the store that declares it, its region) for each bucket the store's
+        bucket replicates to, following replicas of replicas (none for a store that
+        cannot say: a directory); and a warning for each bucket whose rules could not be
+        read."""
+        found: list[tuple[str, str | None, str | None]] = []
+        problems: list[Finding] = []
+        todo, seen = [store], {store}
+        while todo:
+            current = todo.pop(0)
+            buckets = self._read(current)
+            if isinstance(buckets, StoreError):
+                problems.append(Finding("warning", "residency-replica", f"stores.{current}",
+                                        f"the replication of store {current!r} could not be "
+                                        f"read ({buckets.message}): its replicas are not "
+                                        "checked"))
+                continue
+            for bucket in buckets or ():
+                name, region = self._declared.get(bucket, (None, None))
+                found.append((bucket, name, region))
+                if name is not None and name not in seen:
+                    seen.add(name)
+                    todo.append(name)
+        return found, problems
 
 
 def parse_until(text: str | None, now: datetime) -> datetime | None:

@@ -23,7 +23,7 @@ from lethe.audit.events import KeysShredded, RequestErased, RequestStep
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.tx import transaction
-from lethe.engine.archive import ArchivePending, ArchiveSink
+from lethe.engine.archive import ArchivePending
 from lethe.engine.erasure_plan import (
     Erased,
     EraseRows,
@@ -34,7 +34,7 @@ from lethe.engine.erasure_plan import (
 )
 from lethe.engine.executor import Executor, SweepRows
 from lethe.engine.steps import StepBuilder, not_soft_deleted, soft_delete_effect
-from lethe.engine.subjects import SubjectReach
+from lethe.engine.subjects import SubjectReach, archived_rows
 from lethe.engine.sweep import SweepStats
 from lethe.errors import LetheError
 from lethe.holds import HoldScopes
@@ -287,14 +287,9 @@ class Group:
 
     def _in_archives(self, action: EraseRows) -> Counts:
         """Each subject's rows in the dataset's archives now, held or not."""
-        name, counts = action.dataset, Counts()
         assert action.archive_column is not None
-        for target in sorted(self.policy.datasets[name].archive_targets):
-            sink = ArchiveSink(self.rt, name, self.rt.catalog.object_store(target))
-            for mark, rows in sink.erase(action.archive_column, self.owners[name].of,
-                                         dry=True).items():
-                counts[mark] = counts.get(mark, 0) + rows
-        return counts
+        return archived_rows(self.rt, action.dataset, action.archive_column,
+                             self.owners[action.dataset].of)
 
     # -- the Tally the executor reports to ----------------------------------------------
     def column(self, dataset: str) -> str | None:

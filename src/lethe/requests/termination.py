@@ -28,12 +28,12 @@ from lethe.audit.events import KeysShredded, RequestErased, RequestTransition
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.tx import transaction
-from lethe.engine.archive import ArchivePending, ArchiveSink
-from lethe.engine.erasure_plan import Erased, EraseRows, RemoveKeyed
+from lethe.engine.archive import ArchivePending
+from lethe.engine.erasure_plan import Erased, EraseRows, RemoveKeyed, pointed_rows
 from lethe.engine.executor import Executor
 from lethe.engine.plan import builder_for
 from lethe.engine.steps import StepBuilder
-from lethe.engine.subjects import SubjectReach
+from lethe.engine.subjects import SubjectReach, archived_rows
 from lethe.engine.termination_plan import (
     build_termination_plan,
     subject_kinds,
@@ -41,7 +41,7 @@ from lethe.engine.termination_plan import (
 )
 from lethe.errors import LetheError, UsageError
 from lethe.holds import HoldScopes
-from lethe.policy.model import TERMINATION, template_fields
+from lethe.policy.model import TERMINATION
 from lethe.requests.discovery import canonical_subject
 from lethe.requests.records import DatasetReport, RequestOutcome, requests_of, transition_many
 from lethe.requests.subjects import Subject, certify
@@ -132,7 +132,7 @@ class Termination:
                                            *(str(k) for k, _ in found)})
                              for kind, found in self.subject_rows.items()}
         self.plan = build_termination_plan(
-            rt, builder, self.workspace,
+            rt, builder, rows,
             {k: [key for key, _ in found] for k, found in self.subject_rows.items()},
             {n: list(keys) for n, keys in self.pointed.items()})
         self.where = self.plan.where
@@ -151,10 +151,7 @@ class Termination:
     def _subject_rows(self, kind: str, rows: dict[str, Condition]
                       ) -> list[tuple[Value, dict[str, object]]]:
         subject = self.policy.subjects[kind].dataset
-        columns: dict[str, None] = {}
-        for name in SubjectReach(self.rt, self.builder, kind).keyed:
-            columns.update((c, None) for c in template_fields(
-                self.policy.datasets[name].per_subject[kind]))
+        columns = SubjectReach(self.rt, self.builder, kind).columns()
         found = self.rt.catalog.store_of(subject).select(
             self._table(subject), [self.builder.keys[subject], *columns], rows[subject])
         return [(row[0], dict(zip(columns, row[1:], strict=True))) for row in found]
@@ -163,9 +160,7 @@ class Termination:
         """The keys of the `referenced_by` rows the workspace's rows point at now."""
         pointed: dict[str, list[str]] = {}
         for name in self.builder.keys:
-            if not self.policy.datasets[name].referenced_by or name in rows:
-                continue
-            where = self.builder.pointed_at(name, rows)
+            where = FALSE if name in rows else pointed_rows(self.builder, name, rows, None)
             if where != FALSE:
                 pointed[name] = sorted({str(v) for v in self.rt.catalog.store_of(name).values(
                     self._table(name), self.builder.keys[name], where)})
@@ -245,9 +240,8 @@ class Termination:
 
     def _archived(self, name: str, column: str) -> int:
         """The workspace's rows in the dataset's archives now, held or not."""
-        return sum(sum(ArchiveSink(self.rt, name, self.rt.catalog.object_store(target)).erase(
-            column, {self.workspace: self.workspace}, dry=True).values())
-            for target in sorted(self.policy.datasets[name].archive_targets))
+        return sum(archived_rows(self.rt, name, column,
+                                 {self.workspace: self.workspace}).values())
 
     def _baseline(self, name: str) -> int:
         return (self._baselines or {}).get(name, 0)

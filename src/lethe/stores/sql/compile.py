@@ -284,8 +284,7 @@ class Compiler(Schema):
         # sent as one text parameter and turned into an array once per statement (an
         # InitPlan): a list parameter cost the driver ~14 ms a batch to send 10,000
         # floats, more than the batch's own work
-        periods = sa.select(sa.cast(sa.cast(sa.bindparam(None, _array_text(known), sa.Text),
-                                            sa.Text),
+        periods = sa.select(sa.cast(sa.bindparam(None, _array_text(known), sa.Text),
                                     ARRAY(sa.Float))).scalar_subquery()
         last = first + len(known) - 1
         # PostgreSQL arrays start at 1
