@@ -4,20 +4,18 @@ with a certificate that verifies; nothing anyone did not ask to erase is touched
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from lethe.requests.certificate import load_certificate, verify_certificate
 from lethe.stores.sql import normalize_url
+from tests.requests.crash_support import argv, count, lethe
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -45,23 +43,6 @@ datasets:
 """
 
 
-def _argv(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from lethe.cli.app import main; main()", *args]
-
-
-def _lethe(*args: str) -> dict[str, Any]:
-    proc = subprocess.run(_argv(*args), capture_output=True, text=True, check=False,
-                          env={**os.environ, "NO_COLOR": "1"}, timeout=300)
-    assert proc.returncode == 0, f"lethe {' '.join(args)}: {proc.stdout}\n{proc.stderr}"
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
-
-
-def _count(engine: sa.Engine, sql: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(sa.text(sql)).scalar_one())
-
-
 def test_killed_bulk_erasure_resumes_to_the_same_end(postgres_url: str, tmp_path: Path) -> None:
     engine = sa.create_engine(normalize_url(postgres_url))
     with engine.begin() as conn:
@@ -82,7 +63,7 @@ def test_killed_bulk_erasure_resumes_to_the_same_end(postgres_url: str, tmp_path
     subjects.write_text("email\n" + "".join(f"user{i}@example.com\n" for i in ERASED),
                         encoding="utf-8")
     common = ["--policy", str(policy), "--now", NOW_ARG]
-    opened = _lethe("request", "open", "erasure", "--subject", "user", "--from-file",
+    opened = lethe("request", "open", "erasure", "--subject", "user", "--from-file",
                     str(subjects), "--json", *common)
     assert len(opened["requests"]) == len(ERASED)
 
@@ -92,12 +73,12 @@ def test_killed_bulk_erasure_resumes_to_the_same_end(postgres_url: str, tmp_path
            "--out", str(out), "--json", *common]
     all_sessions = USERS * SESSIONS_PER_USER
     with (tmp_path / "killed.log").open("w") as log:
-        proc = subprocess.Popen(_argv(*run), stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv(*run), stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "NO_COLOR": "1"})
         started = time.monotonic()
         try:
             # kill once some groups are done and more are to come
-            while _count(engine, "SELECT count(*) FROM sessions") > all_sessions * 0.6:
+            while count(engine, "SELECT count(*) FROM sessions") > all_sessions * 0.6:
                 assert proc.poll() is None, (tmp_path / "killed.log").read_text()
                 assert time.monotonic() - started < 120, "the run never got going"
                 time.sleep(0.01)
@@ -107,13 +88,13 @@ def test_killed_bulk_erasure_resumes_to_the_same_end(postgres_url: str, tmp_path
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    left = _count(engine, "SELECT count(*) FROM users")
+    left = count(engine, "SELECT count(*) FROM users")
     assert USERS - len(ERASED) < left < USERS, "killed before it began or after it ended"
 
-    finished = _lethe(*run)
+    finished = lethe(*run)
     statuses = {r["status"] for r in finished["requests"]}
     assert statuses == {"completed"}, statuses
-    assert _lethe("audit", "verify", "--json", *common)["ok"] is True
+    assert lethe("audit", "verify", "--json", *common)["ok"] is True
 
     # the end state of an uninterrupted run: exactly the users asked for are gone
     with engine.connect() as conn:
@@ -121,9 +102,9 @@ def test_killed_bulk_erasure_resumes_to_the_same_end(postgres_url: str, tmp_path
         owners = conn.execute(sa.text("SELECT DISTINCT user_id FROM sessions")).scalars().all()
     assert users == list(range(len(ERASED) + 1, USERS + 1))
     assert sorted(owners) == users
-    assert _count(engine, "SELECT count(*) FROM sessions") == \
+    assert count(engine, "SELECT count(*) FROM sessions") == \
         (USERS - len(ERASED)) * SESSIONS_PER_USER
-    assert _count(engine, "SELECT count(*) FROM invoices") == USERS  # retained
+    assert count(engine, "SELECT count(*) FROM invoices") == USERS  # retained
 
     # every request has one certificate that verifies and counts every row it erased,
     # those a killed run erased before writing its audit entries included

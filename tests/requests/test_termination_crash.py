@@ -5,20 +5,18 @@ those the killed run erased included."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from lethe.requests.certificate import load_certificate, verify_certificate
 from lethe.stores.sql import normalize_url
+from tests.requests.crash_support import argv, count, lethe
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -39,23 +37,6 @@ datasets:
   sessions: {{store: app, table: sessions, class: operational, belongs_to: {{users: user_id}}}}
   events: {{store: app, table: events, class: behavioral, workspace: workspace_id}}
 """
-
-
-def _argv(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from lethe.cli.app import main; main()", *args]
-
-
-def _lethe(*args: str) -> dict[str, Any]:
-    proc = subprocess.run(_argv(*args), capture_output=True, text=True, check=False,
-                          env={**os.environ, "NO_COLOR": "1"}, timeout=300)
-    assert proc.returncode == 0, f"lethe {' '.join(args)}: {proc.stdout}\n{proc.stderr}"
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
-
-
-def _count(engine: sa.Engine, sql: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(sa.text(sql)).scalar_one())
 
 
 def test_a_killed_termination_resumes_to_the_same_end(postgres_url: str,
@@ -81,17 +62,17 @@ def test_a_killed_termination_resumes_to_the_same_end(postgres_url: str,
     policy = tmp_path / "lethe.yaml"
     policy.write_text(POLICY.format(url=postgres_url), encoding="utf-8")
     common = ["--policy", str(policy), "--now", NOW_ARG]
-    opened = _lethe("request", "open", "erasure", "--workspace", "ws_a", "--json", *common)
+    opened = lethe("request", "open", "erasure", "--workspace", "ws_a", "--json", *common)
     out = tmp_path / "certificates"
     run = ["request", "run", str(opened["id"]), "--batch-size", "50", "--out", str(out),
            "--json", *common]
     all_sessions = USERS * SESSIONS_PER_USER
     with (tmp_path / "killed.log").open("w") as log:
-        proc = subprocess.Popen(_argv(*run), stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv(*run), stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "NO_COLOR": "1"})
         started = time.monotonic()
         try:  # kill part way through the sessions (the first dataset it erases)
-            while _count(engine, "SELECT count(*) FROM sessions") > all_sessions * 0.6:
+            while count(engine, "SELECT count(*) FROM sessions") > all_sessions * 0.6:
                 assert proc.poll() is None, (tmp_path / "killed.log").read_text()
                 assert time.monotonic() - started < 120, "the run never got going"
                 time.sleep(0.01)
@@ -101,11 +82,11 @@ def test_a_killed_termination_resumes_to_the_same_end(postgres_url: str,
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    assert _count(engine, "SELECT count(*) FROM users") == USERS, "killed after the users"
+    assert count(engine, "SELECT count(*) FROM users") == USERS, "killed after the users"
 
-    finished = _lethe(*run)
+    finished = lethe(*run)
     assert finished["status"] == "completed", finished
-    assert _lethe("audit", "verify", "--json", *common)["ok"] is True
+    assert lethe("audit", "verify", "--json", *common)["ok"] is True
     with engine.connect() as conn:
         users = conn.execute(sa.text("SELECT id FROM users ORDER BY id")).scalars().all()
         owners = conn.execute(sa.text("SELECT DISTINCT user_id FROM sessions")).scalars().all()
@@ -114,7 +95,7 @@ def test_a_killed_termination_resumes_to_the_same_end(postgres_url: str,
     assert users == list(range(IN_A + 1, USERS + 1))
     assert sorted(owners) == users
     assert workspaces == ["ws_b"]
-    assert _count(engine, "SELECT count(*) FROM events") == EVENTS // 2
+    assert count(engine, "SELECT count(*) FROM events") == EVENTS // 2
     certificates = sorted(out.glob("request-*-certificate.json"))
     assert len(certificates) == 1
     document = load_certificate(certificates[0])
