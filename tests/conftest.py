@@ -2,19 +2,50 @@
 
 PostgreSQL comes from LETHE_TEST_POSTGRES_URL (default: the local server). Under
 CI=true a missing server fails the run instead of skipping.
+
+The suite runs on several processes (pytest-xdist, `-n` in pyproject.toml). A test
+marked `alone` asserts something another process's work in the same PostgreSQL
+cluster can change (any open transaction, in any database, keeps PostgreSQL from
+pruning deleted rows): it runs while no other test does.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from lethe.stores.sql import normalize_url
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Generator[None, object, object]:
+    """Across the run's processes, a readers-writer lock: every test (with its fixtures'
+    set-up and tear-down) holds it shared, an `alone` test exclusively. The gate, taken
+    briefly by readers, lets a waiting `alone` test in before the next reader."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:  # one process: nothing runs beside the test
+        return (yield)
+    base = Path(tempfile.gettempdir()) / f"lethe-tests-{run}"
+    with open(f"{base}.gate", "a") as gate, open(f"{base}.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        alone = item.get_closest_marker("alone") is not None
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+
 
 POSTGRES_URL = os.environ.get("LETHE_TEST_POSTGRES_URL",
                               "postgresql://postgres@127.0.0.1:5432/test")

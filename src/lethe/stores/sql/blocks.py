@@ -142,12 +142,19 @@ class Pruner:
         self._table, self._quoted = sa.table(table), quoted_table
         self._engine = engine
         self._ranges: queue.Queue[tuple[int, int] | None] = queue.Queue()
+        self._open = True  # False once it idled out: it takes no more ranges
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="lethe-pruner", daemon=True)
         self._thread.start()
 
-    def committed(self, low: int, high: int) -> None:
-        """Pages `low` to `high - 1` hold only committed deletions now: read them."""
-        self._ranges.put((low, high))
+    def committed(self, low: int, high: int) -> bool:
+        """Pages `low` to `high - 1` hold only committed deletions now: read them. False
+        if this pruner has idled out (a batch took longer than IDLE_SECONDS): the range
+        was not taken, and the walk needs a pruner of its own again."""
+        with self._lock:
+            if self._open:
+                self._ranges.put((low, high))
+            return self._open
 
     def finish(self) -> None:
         """Wait until every range handed over has been read."""
@@ -162,7 +169,11 @@ class Pruner:
                     try:
                         pages = self._ranges.get(timeout=IDLE_SECONDS)
                     except queue.Empty:
-                        return
+                        with self._lock:  # a range handed over meanwhile is still read
+                            if self._ranges.empty():
+                                self._open = False
+                                return
+                        continue
                     if pages is None:
                         return
                     conn.execute(sa.select(sa.func.count()).select_from(self._table)

@@ -280,9 +280,9 @@ class Sweeps(Compiler):
         """Hand a committed range to the table's pruner (blocks.py); at the walk's end,
         wait for it, so the verification that follows finds the pages pruned."""
         pruner = self._pruners.get(table)
-        if pruner is None:
+        if pruner is None or not pruner.committed(low, high):  # none yet, or idled out
             pruner = self._pruners[table] = Pruner(self.engine, table, self._quoted(table))
-        pruner.committed(low, high)
+            pruner.committed(low, high)
         if last:
             del self._pruners[table]
             pruner.finish()
