@@ -113,6 +113,25 @@ def test_yaml_syntax_error_has_line_and_column(tmp_path: Path) -> None:
         load_policy(path)
 
 
+@pytest.mark.parametrize("parser", ["libyaml", "pure Python"])
+def test_a_character_yaml_does_not_allow_is_named_with_its_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parser: str) -> None:
+    """libyaml parses when PyYAML has it (lethe's limits are checked while composing, in
+    Python, either way); both say which character and where."""
+    import yaml
+
+    from lethe.policy import load
+    if parser == "pure Python":
+        monkeypatch.setattr(load, "PolicyLoader", load._PythonLoader)
+    else:
+        assert yaml.__with_libyaml__ and load.PolicyLoader is load._LibyamlLoader
+    path = tmp_path / "lethe.yaml"
+    path.write_text("lethe: 1\nstores: {app: \x07}\n", encoding="utf-8")
+    with pytest.raises(PolicyError) as raised:
+        load_policy(path)
+    assert str(raised.value) == f"{path}:2:15: invalid YAML: character #x0007 is not allowed"
+
+
 def test_relative_sqlite_paths_follow_the_policy_file(tmp_path: Path) -> None:
     path = tmp_path / "conf" / "lethe.yaml"
     path.parent.mkdir()

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.engine.reflection import ObjectKind, ObjectScope
 from sqlalchemy.exc import NoSuchTableError
 
 from lethe.errors import SchemaMismatch
@@ -22,13 +23,28 @@ from lethe.stores.sql.engine import SqlBase
 
 
 @dataclass(frozen=True)
-class _Leaves:
-    """What the leaf partitions of the schema's partitioned tables declare, read in one
-    go (per leaf name): foreign keys, indexes, primary keys."""
+class _Declared:
+    """What tables declare, read in one go for all of them (per table name): columns,
+    primary keys, foreign keys, indexes, unique constraints."""
 
+    columns: Mapping[str, list[Any]]
+    primary_keys: Mapping[str, Any]
     foreign_keys: Mapping[str, list[Any]]
     indexes: Mapping[str, list[Any]]
-    primary_keys: Mapping[str, Any]
+    uniques: Mapping[str, list[Any]]
+
+    @classmethod
+    def read(cls, inspector: Any, names: Sequence[str], **kind: Any) -> _Declared:
+        """One catalog query per kind of thing on PostgreSQL, one pass over the tables on
+        SQLite."""
+        if not names:
+            return cls({}, {}, {}, {}, {})
+        # named as sa.Table names them, so the reflection cache knows them as the same
+        quoted = [sa.sql.quoted_name(name, None) for name in names]
+        return cls(*(_by_name(read(filter_names=quoted, **kind)) for read in (
+            inspector.get_multi_columns, inspector.get_multi_pk_constraint,
+            inspector.get_multi_foreign_keys, inspector.get_multi_indexes,
+            inspector.get_multi_unique_constraints)))
 
 
 class Schema(SqlBase):
@@ -41,15 +57,15 @@ class Schema(SqlBase):
                 # read here instead of asking the database for them a second time
                 inspector = self._inspector = sa.inspect(self.engine)
                 parts, leaves = self._partitions()
-                every_leaf = sorted({leaf for found in leaves.values() for leaf in found})
-                of_leaves = _Leaves({}, {}, {})
-                if every_leaf:  # one query each for all of them, however many
-                    of_leaves = _Leaves(
-                        _by_name(inspector.get_multi_foreign_keys(filter_names=every_leaf)),
-                        _by_name(inspector.get_multi_indexes(filter_names=every_leaf)),
-                        _by_name(inspector.get_multi_pk_constraint(filter_names=every_leaf)))
-                self._tables = {name: _describe(inspector, name, leaves.get(name, ()), of_leaves)
-                                for name in inspector.get_table_names() if name not in parts}
+                names = [name for name in inspector.get_table_names() if name not in parts]
+                # read as `table` reads one table (any kind, any scope): SQLAlchemy's
+                # reflection cache then answers it without asking the database again
+                declared = _Declared.read(inspector, names, kind=ObjectKind.ANY,
+                                          scope=ObjectScope.ANY)
+                of_leaves = _Declared.read(
+                    inspector, sorted({leaf for found in leaves.values() for leaf in found}))
+                self._tables = {name: _describe(name, declared, leaves.get(name, ()),
+                                                of_leaves) for name in names}
         return self._tables
 
     def table(self, name: str) -> sa.Table:
@@ -107,25 +123,26 @@ class Schema(SqlBase):
         return self._estimates[table]
 
 
-def _describe(inspector: Any, name: str, leaves: Sequence[str], of_leaves: _Leaves) -> TableInfo:
+def _describe(name: str, declared: _Declared, leaves: Sequence[str],
+              of_leaves: _Declared) -> TableInfo:
     """A table as lethe sees it. A partitioned table's foreign keys include those declared
     on its partitions only (each one keeps the rows it points at), and a column counts as
     indexed when the table or every leaf partition has an index leading with it;
     uniqueness comes from the table alone (a unique index of one partition says nothing
     across partitions)."""
     columns = {c["name"]: ColumnInfo(c["name"], str(c["type"]), bool(c["nullable"]))
-               for c in inspector.get_columns(name)}
-    pk = tuple(inspector.get_pk_constraint(name).get("constrained_columns") or ())
-    declared = [*inspector.get_foreign_keys(name),
-                *(fk for leaf in leaves for fk in of_leaves.foreign_keys.get(leaf, ()))]
+               for c in declared.columns.get(name, ())}
+    pk = tuple((declared.primary_keys.get(name) or {}).get("constrained_columns") or ())
     fks: dict[ForeignKey, tuple[str, ...]] = {}
-    for fk in declared:  # partitions declaring the same key: one key, all their names
+    for fk in [*declared.foreign_keys.get(name, ()),
+               *(fk for leaf in leaves for fk in of_leaves.foreign_keys.get(leaf, ()))]:
+        # partitions declaring the same key: one key, all their names
         found = ForeignKey(tuple(fk["constrained_columns"]), fk["referred_table"],
                            tuple(fk["referred_columns"]))
         names = fks.get(found, ())
         fks[found] = names + ((fk["name"],) if fk.get("name") and fk["name"] not in names
                               else ())
-    indexes = inspector.get_indexes(name)
+    indexes = declared.indexes.get(name, [])
     indexed = [_columns(ix) for ix in indexes]
     if leaves:
         leading = [{_columns(ix)[:1] for ix in of_leaves.indexes.get(leaf, ())}
@@ -133,7 +150,7 @@ def _describe(inspector: Any, name: str, leaves: Sequence[str], of_leaves: _Leav
                             .get("constrained_columns") or ())[:1]}
                    for leaf in leaves]
         indexed += sorted(set.intersection(*leading) - {()})
-    uniques = [tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)]
+    uniques = [tuple(u["column_names"]) for u in declared.uniques.get(name, ())]
     unique = [_columns(ix) for ix in indexes if ix.get("unique")] + uniques
     if pk:
         indexed.append(pk)
