@@ -425,3 +425,38 @@ def test_erasure_reaches_archived_rows_of_a_dataset_with_two_parents(
                   for line in gzip.decompress(store.get(c)).decode().split("\n") if line)
     assert outcome.record.status == "completed"
     assert left == [i * 10 for i in range(1, 11) if i != 3]
+
+
+def test_erasure_settles_a_chunk_a_killed_archive_run_left_unmarked(app_url: str,
+                                                                    tmp_path: Path) -> None:
+    """An archive run killed after its batch committed but before the chunk's `.done`
+    mark leaves the rows' only copy unmarked. An erasure settles such chunks first, so
+    the subject's archived row is taken out and counted, not left behind a certificate
+    that says it was erased; a restore settles them too, so no row stays lost."""
+    from lethe.requests.service import open_request, run_request
+
+    build_app(app_url)
+    cold = f"file://{tmp_path / 'cold'}"
+    path = _policy(tmp_path, app_url, cold, datasets__users__soft_delete=None,
+                   datasets__users__retention=[], datasets__sessions__retention=[SESSIONS_RULE])
+    rt = runtime(path)
+    [archived] = [a for a in execute(rt, build_plan(rt, ["sessions"])).actions]
+    assert archived.done == 10
+    store = open_object_store("cold", cold)
+    marks = [k for k in _chunk_keys(cold) if k.endswith(".done")]
+    store.delete(marks)  # killed between the batch's commit and its mark
+
+    def archived_sessions() -> list[int]:
+        return sorted(json.loads(line)["id"] for c in _chunk_keys(cold)
+                      if c.endswith(".jsonl.gz")
+                      for line in gzip.decompress(store.get(c)).decode().split("\n") if line)
+
+    assert archived_sessions() == [i * 10 for i in range(1, 11)]
+    outcome = run_request(rt, open_request(rt, "erasure", "user", ["id=3"]).id,
+                          tmp_path / "out")
+    assert outcome.record.status == "completed"
+    assert outcome.as_dict()["datasets"]["sessions"]["erased"] == 2  # live + archived
+    assert archived_sessions() == [i * 10 for i in range(1, 11) if i != 3]
+    store.delete([k for k in _chunk_keys(cold) if k.endswith(".done")])  # killed again
+    assert restore(rt, "sessions").restored == 9
+    rt.close()

@@ -249,13 +249,18 @@ class ArchiveSink:
         `owners`; returns the rows taken per owner. The rows that stay go to a new chunk,
         verified and marked done, naming the one it replaces, before the old one is
         deleted: killed in between, both exist and `retire_replaced` finishes it.
-        `dry`: change nothing, count what would be taken (a plan).
+        Chunks a killed archive run left without their mark are settled first.
+        `dry`: change nothing, count what would be taken (a plan; unmarked chunks are
+        not counted until a run settles them).
 
         A manifest that names each row's `column` says which chunks hold owners' rows:
         only those are read. In a cold storage class they are restored first: raises
         `ArchivePending` (having asked S3 for them) until they are readable; a dry count
         reads the manifests only."""
         if not dry:
+            # a chunk a killed archive run left unmarked may be its rows' only copy:
+            # marked now, it is erased like the others (an orphan is removed)
+            self.settle()
             self.retire_replaced()
         taken: dict[str, int] = {}
         hit: list[tuple[str, dict[str, Any]]] = []
@@ -381,6 +386,7 @@ def restore(rt: Runtime, dataset: str) -> Restored:
     for target in targets:
         assert target is not None
         sink = ArchiveSink(rt, dataset, rt.catalog.object_store(target))
+        sink.settle()  # a chunk a killed archive run left unmarked holds rows to restore
         sink.retire_replaced()  # never restore rows an erasure took out of a chunk
         for chunk, manifest in sink.done_chunks():
             if sink.thaw([chunk]):
