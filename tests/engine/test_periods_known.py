@@ -85,7 +85,7 @@ def test_periods_read_once_delete_exactly_what_the_per_row_lookup_deletes(
     sql = rt.catalog.store_of("messages").inner.compile(  # type: ignore[attr-defined]
         builder.due(Step("messages", 0, "delete")), "messages")
     text = str(sql.compile(dialect=postgresql.dialect()))
-    assert "AS FLOAT[]) AS" in text and ")[CAST(messages.workspace_id" in text
+    assert ")s[CAST(messages.workspace_id" in text  # one bound array, subscripted
     plan = build_plan(rt)
     engine = sa.create_engine(normalize_url(postgres_url))
     with engine.begin() as conn:  # a workspace added after the periods were read

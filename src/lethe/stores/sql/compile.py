@@ -34,6 +34,7 @@ from lethe.stores.base import (
     OlderBySetting,
     Or,
 )
+from lethe.stores.sql.arrays import Float8ArrayType, packed
 from lethe.stores.sql.reflect import Schema
 from lethe.stores.sql.values import (
     MILLIS_THRESHOLD,
@@ -65,21 +66,6 @@ def _compared(c: sa.ColumnElement[Any], operator: Any, value: Any) -> Any:
 
 
 Shape = tuple[Any, ...]  # a condition with its values taken out (see `Compiler.shape`)
-
-
-_TEXTS: dict[int, tuple[tuple[float, ...], str]] = {}  # id -> (the array, its text)
-
-
-def _array_text(values: tuple[float, ...]) -> str:
-    """PostgreSQL's text form of a float array, made once per array (each batch binds
-    it again; keyed by identity: hashing 10,000 floats a batch cost a millisecond)."""
-    found = _TEXTS.get(id(values))
-    if found is None or found[0] is not values:
-        if len(_TEXTS) >= 8:
-            _TEXTS.clear()
-        found = _TEXTS[id(values)] = (values, "{" + ",".join(repr(float(v)) for v in values)
-                                      + "}")
-    return found[1]
 
 
 def looks_up(cond: Condition) -> bool:
@@ -277,15 +263,12 @@ class Compiler(Schema):
         subscript (PostgreSQL, an integer link; NULL for a parent not known then); none
         where that does not apply."""
         if not known or self.dialect != "postgresql" \
-                or not isinstance(link.type, sa.Integer):
+                or self.engine.dialect.driver != "psycopg" \
+                or not isinstance(link.type, sa.Integer):  # (the array needs psycopg's dumper)
             return []
-        from sqlalchemy.dialects.postgresql import ARRAY
 
-        # sent as one text parameter and turned into an array once per statement (an
-        # InitPlan): a list parameter cost the driver ~14 ms a batch to send 10,000
-        # floats, more than the batch's own work
-        periods = sa.select(sa.cast(sa.bindparam(None, _array_text(known), sa.Text),
-                                    ARRAY(sa.Float))).scalar_subquery()
+        # one parameter, packed once as a binary float8[] (stores/sql/arrays.py)
+        periods = sa.bindparam(None, packed(known), Float8ArrayType())
         last = first + len(known) - 1
         # PostgreSQL arrays start at 1
         slot = sa.cast(link - sa.literal(first - 1, sa.BigInteger), sa.Integer)

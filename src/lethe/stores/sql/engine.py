@@ -28,6 +28,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from lethe.errors import StoreError
 from lethe.stores.base import TableInfo
+from lethe.stores.sql.arrays import register_dumper
 from lethe.stores.sql.blocks import BlockSpan, Pruner
 from lethe.stores.sql.windows import KeySpan
 
@@ -93,6 +94,8 @@ def _without_jit(engine: Engine) -> None:
 
     @event.listens_for(engine, "connect")
     def _no_jit(dbapi_connection: Any, _record: Any) -> None:
+        if engine.dialect.driver == "psycopg":  # periods from data go as binary arrays
+            register_dumper(dbapi_connection)
         with dbapi_connection.cursor() as cursor:  # (a server without JIT: nothing to do)
             cursor.execute("SELECT set_config('jit', 'off', false)"
                            " WHERE current_setting('jit', true) IS NOT NULL")
