@@ -126,10 +126,44 @@ def test_a_character_yaml_does_not_allow_is_named_with_its_place(
     else:
         assert yaml.__with_libyaml__ and load.PolicyLoader is load._LibyamlLoader
     path = tmp_path / "lethe.yaml"
-    path.write_text("lethe: 1\nstores: {app: \x07}\n", encoding="utf-8")
+    # (libyaml counts bytes: the accented letters before it must not shift the column)
+    path.write_text('lethe: 1\norganization: "Café Zürich"\nstores: {app: \x07}\n',
+                    encoding="utf-8")
     with pytest.raises(PolicyError) as raised:
         load_policy(path)
-    assert str(raised.value) == f"{path}:2:15: invalid YAML: character #x0007 is not allowed"
+    assert str(raised.value) == f"{path}:3:15: invalid YAML: character #x0007 is not allowed"
+
+
+def test_without_libyaml_pyyaml_parses_the_policy(tmp_path: Path) -> None:
+    """A PyYAML built without libyaml (no `yaml._yaml`): lethe still loads, with PyYAML's
+    own parser, and reads the demo's policy as libyaml does."""
+    import subprocess
+    import sys
+
+    demo = Path(__file__).parents[2] / "src" / "lethe" / "demo" / "policy.yaml"
+    code = (
+        "import sys, importlib.abc\n"
+        "class NoLibyaml(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'yaml._yaml': raise ImportError('no libyaml')\n"
+        "sys.meta_path.insert(0, NoLibyaml())\n"
+        "import yaml, json\n"
+        "from lethe.policy import load\n"
+        "assert not yaml.__with_libyaml__ and load.PolicyLoader is load._PythonLoader\n"
+        f"text = open({str(demo)!r}).read()\n"
+        "print(json.dumps(yaml.load(text, Loader=load.PolicyLoader), sort_keys=True,"
+        " default=str))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    import yaml
+
+    from lethe.policy import load
+    expected = yaml.load(demo.read_text(), Loader=load.PolicyLoader)
+    assert json.loads(done.stdout) == json.loads(json.dumps(expected, sort_keys=True,
+                                                            default=str))
 
 
 def test_relative_sqlite_paths_follow_the_policy_file(tmp_path: Path) -> None:

@@ -244,24 +244,35 @@ class ArchiveSink:
 
     def erase(self, column: str, owners: Mapping[str, str],
               held: Callable[[Mapping[str, Any]], bool] = lambda _row: False, *,
-              dry: bool = False) -> dict[str, int]:
+              dry: bool = False, settled: bool = False) -> dict[str, int]:
         """Take out of every archived chunk the rows whose `column` (as text) is a key of
         `owners`; returns the rows taken per owner. The rows that stay go to a new chunk,
         verified and marked done, naming the one it replaces, before the old one is
         deleted: killed in between, both exist and `retire_replaced` finishes it.
-        Chunks a killed archive run left without their mark are settled first.
-        `dry`: change nothing, count what would be taken (a plan; unmarked chunks are
-        not counted until a run settles them).
+        A chunk an archive run wrote and did not mark (killed after its batch, or
+        still writing it) may be those rows' only copy: until the dataset's next archive
+        run settles it, the erasure waits (`ArchivePending`) rather than certify rows
+        erased that such a chunk still holds. (Settling here could race with an archive
+        run or another erasure writing a chunk; only archive runs settle.)
+        `dry`: change nothing, count what would be taken (a plan; unsettled chunks are
+        not counted); with `settled`, a dry count waits for them too (an erasure's
+        baselines: counted before its first row goes, they must count every row).
 
         A manifest that names each row's `column` says which chunks hold owners' rows:
         only those are read. In a cold storage class they are restored first: raises
         `ArchivePending` (having asked S3 for them) until they are readable; a dry count
         reads the manifests only."""
         if not dry:
-            # a chunk a killed archive run left unmarked may be its rows' only copy:
-            # marked now, it is erased like the others (an orphan is removed)
-            self.settle()
             self.retire_replaced()
+        if not dry or settled:
+            unsettled = self._unsettled(column, owners)
+            if unsettled:
+                raise ArchivePending(
+                    f"{unsettled} archive chunk{'' if unsettled == 1 else 's'} of "
+                    f"{self.dataset} that an interrupted archive run left unsettled may "
+                    "hold these rows: the dataset's next archive run settles them "
+                    f"(`lethe run --dataset {self.dataset}`); run again after it",
+                    path=f"stores.{self.store.name}")
         taken: dict[str, int] = {}
         hit: list[tuple[str, dict[str, Any]]] = []
         done = list(self.done_chunks())
@@ -298,6 +309,24 @@ class ArchiveSink:
                 mark = owners[str(row.get(column))]
                 taken[mark] = taken.get(mark, 0) + 1
         return taken
+
+    def _unsettled(self, column: str, owners: Mapping[str, str]) -> int:
+        """Chunks an archive run wrote without marking them done that may hold owners'
+        rows (by the manifest's links; a manifest that does not name `column`: any).
+        An erasure's own replacement chunks are not counted: the chunk they replace is
+        still there, marked, and read instead."""
+        manifests, done = self.chunk_ids()
+        unsettled = 0
+        for chunk in manifests:
+            if chunk in done:
+                continue
+            manifest = self._manifest(chunk)
+            if manifest.get("replaces"):
+                continue
+            named = _named(manifest, column)
+            if named is None or any(str(r.get(column)) in owners for r in named):
+                unsettled += 1
+        return unsettled
 
     def _take(self, chunk: str, manifest: Mapping[str, Any], keep: list[dict[str, Any]]
               ) -> None:
@@ -386,7 +415,6 @@ def restore(rt: Runtime, dataset: str) -> Restored:
     for target in targets:
         assert target is not None
         sink = ArchiveSink(rt, dataset, rt.catalog.object_store(target))
-        sink.settle()  # a chunk a killed archive run left unmarked holds rows to restore
         sink.retire_replaced()  # never restore rows an erasure took out of a chunk
         for chunk, manifest in sink.done_chunks():
             if sink.thaw([chunk]):

@@ -75,13 +75,15 @@ def remove_archived(rt: Runtime, name: str, column: str, owners: Mapping[str, st
 
 def archived_rows(rt: Runtime, name: str, column: str, owners: Mapping[str, str],
                   held: Callable[[Mapping[str, Any]], bool] = lambda _row: False, *,
-                  dry: bool = True) -> Counts:
+                  dry: bool = True, settled: bool = False) -> Counts:
     """The owners' rows in every archive of `name`, per owner (none `held` taken out
-    unless `dry`; by default, a count of them all, held or not)."""
+    unless `dry`; by default, a count of them all, held or not). `settled`: raise
+    ArchivePending while a chunk an interrupted archive run left may hold some."""
     taken: Counts = {}
     for target in sorted(rt.policy.datasets[name].archive_targets):
         sink = ArchiveSink(rt, name, rt.catalog.object_store(target))
-        for mark, rows in sink.erase(column, owners, held, dry=dry).items():
+        for mark, rows in sink.erase(column, owners, held, dry=dry,
+                                     settled=settled).items():
             taken[mark] = taken.get(mark, 0) + rows
     return taken
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from yaml.cyaml import CParser as _CParser  # type: ignore[attr-defined]
 
 from lethe.errors import PolicyError
 from lethe.policy.encrypted import anonymized_in_clear
@@ -80,20 +79,32 @@ class _PythonLoader(_Limits, yaml.reader.Reader, yaml.scanner.Scanner, yaml.pars
         yaml.resolver.Resolver.__init__(self)
 
 
-class _LibyamlLoader(_Limits, _CParser, yaml.constructor.SafeConstructor,
-                     yaml.resolver.Resolver):
+def _libyaml_loader() -> Any:
     """libyaml scans and parses, in a tenth of the pure-Python scanner's time (~2 ms
     instead of ~15 ms for the demo's policy, on every command); composing stays in
-    Python (_Limits), where the limits are checked."""
+    Python (_Limits), where the limits are checked. None where PyYAML was built
+    without libyaml."""
+    try:
+        from yaml.cyaml import CParser  # type: ignore[attr-defined]
+    except ImportError:
+        return None
 
-    def __init__(self, stream: str) -> None:
-        _CParser.__init__(self, stream)
-        _Limits.__init__(self)
-        yaml.constructor.SafeConstructor.__init__(self)
-        yaml.resolver.Resolver.__init__(self)
+    class LibyamlLoader(_Limits, CParser, yaml.constructor.SafeConstructor,
+                        yaml.resolver.Resolver):
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            _Limits.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
 
+    return LibyamlLoader
+
+
+_LibyamlLoader = _libyaml_loader()
 
 for _loader in (_PythonLoader, _LibyamlLoader):
+    if _loader is None:
+        continue
     _loader.yaml_implicit_resolvers = {
         first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -102,7 +113,7 @@ for _loader in (_PythonLoader, _LibyamlLoader):
         "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
         list("tTfF"))
 
-PolicyLoader: Any = _LibyamlLoader if yaml.__with_libyaml__ else _PythonLoader
+PolicyLoader: Any = _LibyamlLoader or _PythonLoader
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -219,8 +230,11 @@ def load_policy(path: str | Path) -> Policy:
         raise PolicyError(f"invalid YAML: nested deeper than {MAX_DEPTH} levels",
                           path=str(path)) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
-        before = text[:exc.position]
-        where = f"{path}:{before.count(chr(10)) + 1}:{exc.position - before.rfind(chr(10))}"
+        at = exc.position  # libyaml counts bytes of the UTF-8 text; PyYAML characters
+        if PolicyLoader is _LibyamlLoader:
+            at = len(text.encode("utf-8")[:at].decode("utf-8", "ignore"))
+        before = text[:at]
+        where = f"{path}:{before.count(chr(10)) + 1}:{at - before.rfind(chr(10))}"
         raise PolicyError(f"invalid YAML: character #x{exc.character:04x} is not allowed",
                           path=where) from None
     except yaml.YAMLError as exc:

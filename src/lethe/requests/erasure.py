@@ -272,7 +272,7 @@ class Group:
             counts = self._count_all()
             for action in self.plan.actions:  # and the rows archived out of them
                 if isinstance(action, EraseRows) and action.archive_column is not None:
-                    for mark, rows in self._in_archives(action).items():
+                    for mark, rows in self._in_archives(action, settled=True).items():
                         counts[action.dataset][mark] = \
                             counts[action.dataset].get(mark, 0) + rows
             for name in self.keyed:  # the keys found now are the ones erased next
@@ -285,11 +285,12 @@ class Group:
             baselines.update(counted)
         return baselines, fresh
 
-    def _in_archives(self, action: EraseRows) -> Counts:
-        """Each subject's rows in the dataset's archives now, held or not."""
+    def _in_archives(self, action: EraseRows, *, settled: bool = False) -> Counts:
+        """Each subject's rows in the dataset's archives now, held or not (`settled`:
+        waiting for chunks an interrupted archive run left, as baselines must)."""
         assert action.archive_column is not None
         return archived_rows(self.rt, action.dataset, action.archive_column,
-                             self.owners[action.dataset].of)
+                             self.owners[action.dataset].of, settled=settled)
 
     # -- the Tally the executor reports to ----------------------------------------------
     def column(self, dataset: str) -> str | None:

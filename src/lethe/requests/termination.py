@@ -226,8 +226,8 @@ class Termination:
         counts = {name: self.count(name, where) for name, where in self.where.items()}
         for action in self.plan.actions:
             if isinstance(action, EraseRows) and action.archive_column is not None:
-                counts[action.dataset] += self._archived(action.dataset,
-                                                         action.archive_column)
+                counts[action.dataset] += self._archived(
+                    action.dataset, action.archive_column, settled=True)
             elif isinstance(action, RemoveKeyed):
                 found = self.keys_of(action.dataset, action.subject_kind)
                 counts[action.dataset] = counts.get(action.dataset, 0) + \
@@ -238,10 +238,11 @@ class Termination:
         requests_of(self.rt).set_baselines({self.record.id: counts}, {self.record.id: pinned})
         self._baselines = counts
 
-    def _archived(self, name: str, column: str) -> int:
-        """The workspace's rows in the dataset's archives now, held or not."""
-        return sum(archived_rows(self.rt, name, column,
-                                 {self.workspace: self.workspace}).values())
+    def _archived(self, name: str, column: str, *, settled: bool = False) -> int:
+        """The workspace's rows in the dataset's archives now, held or not (`settled`:
+        waiting for chunks an interrupted archive run left, as baselines must)."""
+        return sum(archived_rows(self.rt, name, column, {self.workspace: self.workspace},
+                                 settled=settled).values())
 
     def _baseline(self, name: str) -> int:
         return (self._baselines or {}).get(name, 0)

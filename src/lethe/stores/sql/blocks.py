@@ -138,10 +138,12 @@ class Pruner:
     """Reads the page ranges a block walk has committed, on a connection of its own, so
     PostgreSQL prunes the deleted rows while the pages are in memory (see above)."""
 
-    def __init__(self, engine: Engine, table: str, quoted_table: str) -> None:
+    def __init__(self, engine: Engine, table: str, quoted_table: str,
+                 first: tuple[int, int]) -> None:
         self._table, self._quoted = sa.table(table), quoted_table
         self._engine = engine
         self._ranges: queue.Queue[tuple[int, int] | None] = queue.Queue()
+        self._ranges.put(first)  # before the thread starts: it cannot idle out first
         self._open = True  # False once it idled out: it takes no more ranges
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="lethe-pruner", daemon=True)

@@ -281,8 +281,8 @@ class Sweeps(Compiler):
         wait for it, so the verification that follows finds the pages pruned."""
         pruner = self._pruners.get(table)
         if pruner is None or not pruner.committed(low, high):  # none yet, or idled out
-            pruner = self._pruners[table] = Pruner(self.engine, table, self._quoted(table))
-            pruner.committed(low, high)
+            pruner = self._pruners[table] = Pruner(self.engine, table, self._quoted(table),
+                                                   (low, high))
         if last:
             del self._pruners[table]
             pruner.finish()
