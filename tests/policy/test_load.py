@@ -134,6 +134,25 @@ def test_a_character_yaml_does_not_allow_is_named_with_its_place(
     assert str(raised.value) == f"{path}:3:15: invalid YAML: character #x0007 is not allowed"
 
 
+@pytest.mark.parametrize("parser", ["libyaml", "pure Python"])
+def test_an_alias_inside_the_value_it_names_is_a_one_line_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parser: str) -> None:
+    """`x: &a [*a]` is a value that contains itself: refused where it is composed (it
+    made an internal RecursionError), while an alias of a finished value still works."""
+    from lethe.policy import load
+    if parser == "pure Python":
+        monkeypatch.setattr(load, "PolicyLoader", load._PythonLoader)
+    path = tmp_path / "lethe.yaml"
+    path.write_text("lethe: 1\nx: &a [1, *a]\n", encoding="utf-8")
+    with pytest.raises(PolicyError) as raised:
+        load_policy(path)
+    assert str(raised.value) == \
+        f"{path}:2:11: invalid YAML: alias *a is inside the value it names"
+    import yaml
+    assert yaml.load("a: &b [1]\nc: [*b, *b]\n", Loader=load.PolicyLoader) == \
+        {"a": [1], "c": [[1], [1]]}
+
+
 def test_without_libyaml_pyyaml_parses_the_policy(tmp_path: Path) -> None:
     """A PyYAML built without libyaml (no `yaml._yaml`): lethe still loads, with PyYAML's
     own parser, and reads the demo's policy as libyaml does."""

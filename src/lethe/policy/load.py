@@ -37,16 +37,23 @@ class _Limits(yaml.composer.Composer):
         self._aliases = 0
         self._depth = 0
         self._sizes: dict[int, int] = {}  # id(node) -> values under it, aliases expanded
+        self._open: list[str] = []  # anchors of the collections being composed
 
     def _refuse(self, problem: str) -> None:
         mark = self.peek_event().start_mark
         raise yaml.composer.ComposerError(None, None, problem, mark)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
                 self._refuse(f"more than {MAX_ALIASES} aliases")
+            if event.anchor in self._open:  # `x: &a [*a]`: a value that contains itself
+                self._refuse(f"alias *{event.anchor} is inside the value it names")
+        opens = isinstance(event, yaml.CollectionStartEvent) and event.anchor is not None
+        if opens:
+            self._open.append(event.anchor)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -54,6 +61,8 @@ class _Limits(yaml.composer.Composer):
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
+            if opens:
+                self._open.pop()
         if id(node) not in self._sizes:
             children: list[Any] = []
             if isinstance(node, yaml.SequenceNode):

@@ -64,8 +64,10 @@ class Schema(SqlBase):
                                           scope=ObjectScope.ANY)
                 of_leaves = _Declared.read(
                     inspector, sorted({leaf for found in leaves.values() for leaf in found}))
+                # (a table dropped since its name was read has no columns entry: absent)
                 self._tables = {name: _describe(name, declared, leaves.get(name, ()),
-                                                of_leaves) for name in names}
+                                                of_leaves)
+                                for name in names if name in declared.columns}
         return self._tables
 
     def table(self, name: str) -> sa.Table:
