@@ -24,6 +24,7 @@ from lethe.engine.plan import build_plan
 from lethe.errors import PolicyError
 from lethe.holds import parse_scope, place_hold
 from lethe.policy.load import load_policy
+from lethe.runtime import Runtime
 from lethe.stores.objects import open_object_store
 from lethe.stores.sql import normalize_url
 from tests.fixtures import build_app, invoices, runtime, write_policy
@@ -338,13 +339,9 @@ def test_line_separators_inside_values_survive_archiving(sqlite_url: str,
         {"id": 1, "note": "line\u2028separator\u0085next"}, {"id": 2, "note": "plain"}]
 
 
-def test_erasure_reaches_archived_rows_and_holds_keep_them(app_url: str,
-                                                          tmp_path: Path) -> None:
-    """A subject's rows an archive rule moved out are erased from the chunks too; the
-    other subjects' archived rows stay, and a held subject's stay."""
-    from lethe.requests.service import open_request, run_request
-    from tests.fixtures import sessions
-
+def _sessions_archived(app_url: str, tmp_path: Path) -> tuple[Runtime, str]:
+    """The app with one old session per user archived (10 rows, one chunk) by an
+    archive run; the runtime and the archive store's URL."""
     build_app(app_url)
     cold = f"file://{tmp_path / 'cold'}"
     path = _policy(tmp_path, app_url, cold, datasets__users__soft_delete=None,
@@ -352,12 +349,28 @@ def test_erasure_reaches_archived_rows_and_holds_keep_them(app_url: str,
     rt = runtime(path)
     [archived] = [a for a in execute(rt, build_plan(rt, ["sessions"])).actions]
     assert archived.done == 10  # one old session per user went to the archive
+    return rt, cold
+
+
+def _archived_ids(cold_url: str) -> list[int]:
+    """The ids of the rows in every chunk of the archive store."""
+    store = open_object_store("cold", cold_url)
+    return sorted(json.loads(line)["id"] for c in _chunk_keys(cold_url)
+                  if c.endswith(".jsonl.gz")
+                  for line in gzip.decompress(store.get(c)).decode().split("\n") if line)
+
+
+def test_erasure_reaches_archived_rows_and_holds_keep_them(app_url: str,
+                                                          tmp_path: Path) -> None:
+    """A subject's rows an archive rule moved out are erased from the chunks too; the
+    other subjects' archived rows stay, and a held subject's stay."""
+    from lethe.requests.service import open_request, run_request
+    from tests.fixtures import sessions
+
+    rt, cold = _sessions_archived(app_url, tmp_path)
 
     def archived_sessions() -> list[int]:
-        store = open_object_store("cold", cold)
-        return sorted(json.loads(line)["id"] for c in _chunk_keys(cold)
-                      if c.endswith(".jsonl.gz")
-                      for line in gzip.decompress(store.get(c)).decode().split("\n") if line)
+        return _archived_ids(cold)
 
     assert archived_sessions() == [i * 10 for i in range(1, 11)]
     outcome = run_request(rt, open_request(rt, "erasure", "user", ["id=3"]).id,
@@ -436,23 +449,15 @@ def test_an_erasure_waits_for_a_chunk_a_killed_archive_run_left_unmarked(
     the erasure takes the archived row out and counts it."""
     from lethe.requests.service import open_request, run_request
 
-    build_app(app_url)
-    cold = f"file://{tmp_path / 'cold'}"
-    path = _policy(tmp_path, app_url, cold, datasets__users__soft_delete=None,
-                   datasets__users__retention=[], datasets__sessions__retention=[SESSIONS_RULE])
-    rt = runtime(path)
-    [archived] = [a for a in execute(rt, build_plan(rt, ["sessions"])).actions]
-    assert archived.done == 10
-    store = open_object_store("cold", cold)
+    rt, cold = _sessions_archived(app_url, tmp_path)
     sink = archive_sink(rt, "sessions", 0)
     [(chunk, manifest)] = list(sink.done_chunks())
     assert 3 in manifest["links"]["user_id"]
-    store.delete([chunk + ".done"])  # killed between the batch's commit and its mark
+    # killed between the batch's commit and its mark
+    open_object_store("cold", cold).delete([chunk + ".done"])
 
     def archived_sessions() -> list[int]:
-        return sorted(json.loads(line)["id"] for c in _chunk_keys(cold)
-                      if c.endswith(".jsonl.gz")
-                      for line in gzip.decompress(store.get(c)).decode().split("\n") if line)
+        return _archived_ids(cold)
 
     request = open_request(rt, "erasure", "user", ["id=3"]).id
     waiting = run_request(rt, request, tmp_path / "out")
