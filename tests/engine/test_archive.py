@@ -462,6 +462,7 @@ def test_an_erasure_waits_for_a_chunk_a_killed_archive_run_left_unmarked(
     request = open_request(rt, "erasure", "user", ["id=3"]).id
     waiting = run_request(rt, request, tmp_path / "out")
     assert waiting.record.status == "in_progress"
+    assert (waiting.record.note or "").startswith("waiting at sessions: ")
     assert "unsettled" in (waiting.record.note or "")
     assert 30 in archived_sessions()  # nothing certified, the chunk untouched
     assert execute(rt, build_plan(rt, ["sessions"])).ok  # the next archive run settles
@@ -469,4 +470,39 @@ def test_an_erasure_waits_for_a_chunk_a_killed_archive_run_left_unmarked(
     assert done.record.status == "completed"
     assert done.as_dict()["datasets"]["sessions"]["erased"] == 2  # live + archived
     assert archived_sessions() == [i * 10 for i in range(1, 11) if i != 3]
+    rt.close()
+
+
+def test_a_replacement_an_erasure_left_unmarked_never_brings_rows_back(
+        app_url: str, tmp_path: Path) -> None:
+    """An erasure killed after writing a chunk's replacement, before marking it, leaves
+    an unmarked chunk naming the one it `replaces`. Another subject's erasure then
+    replaces and deletes the original; the next archive run's settle must neither mark
+    the leftover (it still holds that subject's row and a second copy of everyone
+    else's) nor count it as unsettled, and a restore must not bring the row back."""
+    from lethe.requests.service import open_request, run_request
+    from lethe.stores.archive_format import decode_rows
+
+    rt, cold = _sessions_archived(app_url, tmp_path)
+    sink = archive_sink(rt, "sessions", 0)
+    [(chunk, manifest)] = list(sink.done_chunks())
+    columns = tuple(str(c) for c in manifest["columns"])
+    kept = [tuple(r.get(c) for c in columns)
+            for r in decode_rows(open_object_store("cold", cold).get(chunk + ".jsonl.gz"))
+            if r.get("user_id") != 3]
+    rt.clock = type(rt.clock)(rt.clock.now().replace(second=30))  # a later chunk name
+    sink.write(columns, kept, replaces=chunk)  # user 3's erasure, killed before the mark
+    sink.pending.clear()
+    done = run_request(rt, open_request(rt, "erasure", "user", ["id=5"]).id,
+                       tmp_path / "out")
+    assert done.record.status == "completed"  # the leftover is not waited for
+    assert execute(rt, build_plan(rt, ["sessions"])).ok  # settles
+    store = open_object_store("cold", cold)
+    marked = sorted(r["id"] for c, _ in archive_sink(rt, "sessions", 0).done_chunks()
+                    for r in decode_rows(store.get(c + ".jsonl.gz")))
+    assert marked == [i * 10 for i in range(1, 11) if i != 5]  # once each, 50 gone
+    restored = restore(rt, "sessions")
+    with sa.create_engine(normalize_url(app_url)).connect() as conn:
+        back = set(conn.execute(sa.text("SELECT id FROM sessions")).scalars())
+    assert 50 not in back and restored.restored == 9 and restored.present == 0
     rt.close()

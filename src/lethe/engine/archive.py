@@ -40,7 +40,12 @@ from lethe.stores.objects import ObjectStore
 
 
 class ArchivePending(LetheError):
-    """Chunks in a cold storage class are being restored: the work waits for a later run."""
+    """Archived chunks of `dataset` cannot be read yet (being restored from a cold class,
+    or left unsettled by an interrupted archive run): the work waits for a later run."""
+
+    def __init__(self, message: str, *, path: str, dataset: str) -> None:
+        super().__init__(message, path=path)
+        self.dataset = dataset
 
 
 @dataclass
@@ -94,7 +99,7 @@ class ArchiveSink:
             f"{waiting} archive chunk{'' if waiting == 1 else 's'} of {self.dataset} "
             f"{'is' if waiting == 1 else 'are'} being restored from "
             f"{settings.storage_class} ({settings.restore_tier} retrieval): run again once "
-            "S3 has restored them", path=f"stores.{self.store.name}")
+            "S3 has restored them", path=f"stores.{self.store.name}", dataset=self.dataset)
 
     def write(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]],
               replaces: str | None = None, partition: str | None = None) -> None:
@@ -183,6 +188,12 @@ class ArchiveSink:
             if chunk in done:
                 continue
             manifest = self._manifest(chunk)
+            if manifest.get("replaces"):
+                # an erasure's replacement it did not mark: that erasure is still writing
+                # it, or died, and its original (or the chunk a later erasure made of it)
+                # holds the rows. Marked, it would bring back rows erased since; removed
+                # while still being written, the erasure would lose its kept rows. Left.
+                continue
             keys = tuple(manifest["keys"])
             # Waits for a batch still writing this chunk (its rows are locked) to end, so
             # an archive in flight elsewhere is never mistaken for an orphan.
@@ -272,7 +283,7 @@ class ArchiveSink:
                     f"{self.dataset} that an interrupted archive run left unsettled may "
                     "hold these rows: the dataset's next archive run settles them "
                     f"(`lethe run --dataset {self.dataset}`); run again after it",
-                    path=f"stores.{self.store.name}")
+                    path=f"stores.{self.store.name}", dataset=self.dataset)
         taken: dict[str, int] = {}
         hit: list[tuple[str, dict[str, Any]]] = []
         done = list(self.done_chunks())

@@ -221,7 +221,8 @@ class Group:
             self._baselines_now, self._fresh = self._baselines()
             self.executor.erase(self.plan, self, self.batch_size, one_turn=self._small())
         except LetheError as exc:
-            self._stopped(now, str(exc), waiting=isinstance(exc, ArchivePending))
+            self._stopped(now, str(exc), waiting=isinstance(exc, ArchivePending),
+                          at=exc.dataset if isinstance(exc, ArchivePending) else None)
             return
         except BaseException:
             with suppress(LetheError):  # audit what was done; the first error is the one told
@@ -428,16 +429,18 @@ class Group:
                          if any(self.count(name, all_of(rows, where)).values()))
 
     # -- audit ---------------------------------------------------------------------------
-    def _stopped(self, now: datetime, error: str, *, waiting: bool = False) -> None:
+    def _stopped(self, now: datetime, error: str, *, waiting: bool = False,
+                 at: str | None = None) -> None:
         """A store failed part way (the error names no row value), or (`waiting`) archive
         chunks are being restored from a cold class — not a failure: the requests stay
         `in_progress`, saying where and why, with a `request.erased` entry of what this
         run did and the dataset that stopped it; running them again, once the cause is
-        gone, carries on from there (the baselines keep the first counts)."""
-        failed = next((a.dataset for a in self.plan.actions
-                       if isinstance(a, EraseRows | RemoveKeyed)
-                       and not any(a.dataset in self._steps[s.record.id]
-                                   for s in self.subjects)), "data keys")
+        gone, carries on from there (the baselines keep the first counts). `at`: the
+        dataset the error is about, where the error says (else: the first not done)."""
+        failed = at or next((a.dataset for a in self.plan.actions
+                             if isinstance(a, EraseRows | RemoveKeyed)
+                             and not any(a.dataset in self._steps[s.record.id]
+                                         for s in self.subjects)), "data keys")
         for s in self.subjects:
             self._steps[s.record.id][failed] = {"error": error}
         with suppress(LetheError):  # the store's error is the one told

@@ -191,7 +191,8 @@ class Termination:
             self._begin()
             self.executor.erase(self.plan, self, self.batch_size)
         except LetheError as exc:
-            self._stopped(now, str(exc), waiting=isinstance(exc, ArchivePending))
+            self._stopped(now, str(exc), waiting=isinstance(exc, ArchivePending),
+                          at=exc.dataset if isinstance(exc, ArchivePending) else None)
             return self.outcome
         except BaseException:
             with suppress(LetheError):  # audit what was done; the first error is the one told
@@ -361,12 +362,14 @@ class Termination:
         store.update_each([(self.record.id, values)])
         self.outcome.record = store.get(self.record.id)
 
-    def _stopped(self, now: datetime, error: str, *, waiting: bool = False) -> None:
+    def _stopped(self, now: datetime, error: str, *, waiting: bool = False,
+                 at: str | None = None) -> None:
         """A store failed part way, or (`waiting`) archive chunks are being restored from
-        a cold class: the request stays in progress, saying where and why."""
-        failed = next((a.dataset for a in self.plan.actions
-                       if isinstance(a, EraseRows | RemoveKeyed) and a.dataset not in
-                       self._steps), "data keys")
+        a cold class: the request stays in progress, saying where (`at`, when the error
+        names its dataset) and why."""
+        failed = at or next((a.dataset for a in self.plan.actions
+                             if isinstance(a, EraseRows | RemoveKeyed) and a.dataset not in
+                             self._steps), "data keys")
         self._steps[failed] = {"error": error}
         with suppress(LetheError):
             self._audit()
