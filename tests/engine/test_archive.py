@@ -465,6 +465,8 @@ def test_an_erasure_waits_for_a_chunk_a_killed_archive_run_left_unmarked(
     assert (waiting.record.note or "").startswith("waiting at sessions: ")
     assert "unsettled" in (waiting.record.note or "")
     assert 30 in archived_sessions()  # nothing certified, the chunk untouched
+    unread = restore(rt, "sessions")  # a restore reads it only once settled, and says so
+    assert (unread.chunks, unread.restored, unread.unsettled) == (0, 0, 1)
     assert execute(rt, build_plan(rt, ["sessions"])).ok  # the next archive run settles
     done = run_request(rt, request, tmp_path / "out")
     assert done.record.status == "completed"

@@ -29,6 +29,10 @@ def restore_cmd(ctx: typer.Context,
     else:
         waiting = f"; {result.pending} chunks being restored from their cold storage class" \
             " (run again once they are)" if result.pending else ""
+        if result.unsettled:
+            waiting += f"; {result.unsettled} chunks an interrupted archive run left " \
+                f"unsettled not read (`lethe run --dataset {dataset}` settles them; then " \
+                "run again)"
         stdout.print(f"{dataset}: {result.restored} rows restored from {result.chunks} "
                      f"chunks ({result.present} already present){waiting}", markup=False)
 

@@ -276,7 +276,7 @@ class ArchiveSink:
         if not dry:
             self.retire_replaced()
         if not dry or settled:
-            unsettled = self._unsettled(column, owners)
+            unsettled = self.unsettled(column, owners)
             if unsettled:
                 raise ArchivePending(
                     f"{unsettled} archive chunk{'' if unsettled == 1 else 's'} of "
@@ -321,11 +321,11 @@ class ArchiveSink:
                 taken[mark] = taken.get(mark, 0) + 1
         return taken
 
-    def _unsettled(self, column: str, owners: Mapping[str, str]) -> int:
-        """Chunks an archive run wrote without marking them done that may hold owners'
-        rows (by the manifest's links; a manifest that does not name `column`: any).
-        An erasure's own replacement chunks are not counted: the chunk they replace is
-        still there, marked, and read instead."""
+    def unsettled(self, column: str | None = None, owners: Mapping[str, str] = {}) -> int:
+        """Chunks an archive run wrote without marking them done (all of them, or with
+        `column`, those that may hold `owners`' rows: by the manifest's links; a manifest
+        that does not name `column`: any). An erasure's unmarked replacements are not
+        counted (see `settle`): the chunk they replace, or its successor, holds the rows."""
         manifests, done = self.chunk_ids()
         unsettled = 0
         for chunk in manifests:
@@ -334,8 +334,9 @@ class ArchiveSink:
             manifest = self._manifest(chunk)
             if manifest.get("replaces"):
                 continue
-            named = _named(manifest, column)
-            if named is None or any(str(r.get(column)) in owners for r in named):
+            named = None if column is None else _named(manifest, column)
+            if column is None or named is None \
+                    or any(str(r.get(column)) in owners for r in named):
                 unsettled += 1
         return unsettled
 
@@ -383,10 +384,14 @@ class Restored:
     restored: int
     present: int  # rows already in the table (not overwritten)
     pending: int = 0  # chunks in a cold class being restored: run again for their rows
+    # chunks an interrupted archive run left unsettled (not read: the next archive run
+    # settles them, then a restore reads them)
+    unsettled: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "chunks": self.chunks, "restored": self.restored,
-                "present": self.present, "pending": self.pending}
+                "present": self.present, "pending": self.pending,
+                "unsettled": self.unsettled}
 
 
 def archived_chunks(rt: Runtime, dataset: str) -> list[dict[str, Any]]:
@@ -420,13 +425,14 @@ def restore(rt: Runtime, dataset: str) -> Restored:
     if not rules:
         raise LetheError("the dataset has no archive rule", path=f"datasets.{dataset}")
     rt.prepare()
-    chunks = restored = present = pending = 0
+    chunks = restored = present = pending = unsettled = 0
     targets = dict.fromkeys(ds.retention[i].to for i in rules)
     store = rt.catalog.row_store(ds.store)
     for target in targets:
         assert target is not None
         sink = ArchiveSink(rt, dataset, rt.catalog.object_store(target))
         sink.retire_replaced()  # never restore rows an erasure took out of a chunk
+        unsettled += sink.unsettled()
         for chunk, manifest in sink.done_chunks():
             if sink.thaw([chunk]):
                 pending += 1
@@ -438,4 +444,4 @@ def restore(rt: Runtime, dataset: str) -> Restored:
             rows = decode_rows(data)
             done, kept = store.insert_missing(ds.table or "", str(manifest["key"]), rows)
             chunks, restored, present = chunks + 1, restored + done, present + kept
-    return Restored(dataset, chunks, restored, present, pending)
+    return Restored(dataset, chunks, restored, present, pending, unsettled)
