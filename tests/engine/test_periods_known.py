@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 from sqlalchemy.dialects import postgresql
 
 from lethe import Clock, Runtime, build_plan, execute, load_policy
 from lethe.engine.plan import builder_for
 from lethe.engine.steps import Step
 from lethe.stores.sql import normalize_url
+from tests.engine.test_periods_from_data import KEEP, _policy
 
 pytestmark = pytest.mark.postgres
 
@@ -32,8 +32,6 @@ LATE = {4: 30}
 # workspace id -> days its messages are kept (None: no link; 99: no such workspace)
 KEPT: dict[int | None, float] = {1: 10, 2: 365, 3: 90, 5: 90, 6: 7, 7: 90, 8: 7, 4: 30,
                                  None: 90, 99: 90}
-KEEP = {"from": "workspaces.message_retention_days", "default": "90d", "min": "7d",
-        "max": "365d"}
 
 
 def _build(url: str) -> dict[int, tuple[int | None, int]]:
@@ -57,24 +55,10 @@ def _build(url: str) -> dict[int, tuple[int | None, int]]:
     return made
 
 
-def _policy(tmp_path: Path, url: str, keep: dict[str, str] = KEEP) -> Path:
-    """workspaces and their messages, kept `keep` after created_at."""
-    path = tmp_path / "lethe.yaml"
-    path.write_text(yaml.safe_dump({
-        "lethe": 1, "organization": "Acme", "control": "sqlite:///state.db",
-        "stores": {"app": {"url": url}},
-        "datasets": {
-            "workspaces": {"store": "app", "table": "workspaces", "class": "operational"},
-            "messages": {"store": "app", "table": "messages", "class": "pii",
-                         "belongs_to": {"workspaces": "workspace_id"},
-                         "retention": [{"keep": keep, "after": "created_at"}]}}}))
-    return path
-
-
 def test_periods_read_once_delete_exactly_what_the_per_row_lookup_deletes(
         postgres_url: str, tmp_path: Path) -> None:
     made = _build(postgres_url)
-    rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url)), Clock(NOW))
+    rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url, KEEP)), Clock(NOW))
     assert builder_for(rt, NOW).known == {}  # an erasure's or a hold's: not read
     builder = builder_for(rt, NOW, periods=True)
     first, periods = builder.known[("messages", 0)]
@@ -108,7 +92,7 @@ def test_sparse_or_text_keys_are_looked_up_per_row(postgres_url: str, tmp_path: 
     with engine.begin() as conn:  # one far key: the range is 10^9 for 8 parents
         conn.execute(sa.text("INSERT INTO workspaces VALUES (1000000000, 30)"))
     engine.dispose()
-    rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url)), Clock(NOW))
+    rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url, KEEP)), Clock(NOW))
     assert builder_for(rt, NOW, periods=True).known == {}
     rt.close()
 
