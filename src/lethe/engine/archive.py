@@ -38,6 +38,8 @@ from lethe.stores.archive_format import (
 from lethe.stores.base import Archive, In
 from lethe.stores.objects import ObjectStore
 
+Listing = tuple[list[str], set[str]]  # ArchiveSink.chunk_ids(): manifests, marked done
+
 
 class ArchivePending(LetheError):
     """Archived chunks of `dataset` cannot be read yet (being restored from a cold class,
@@ -168,7 +170,7 @@ class ArchiveSink:
                              path=f"{chunk}.manifest.json") from None
         return manifest
 
-    def chunk_ids(self) -> tuple[list[str], set[str]]:
+    def chunk_ids(self) -> Listing:
         """(every chunk with a manifest, those marked done)."""
         manifests, done = [], set()
         for page in self.store.pages(self.prefix):
@@ -181,19 +183,9 @@ class ArchiveSink:
 
     def settle(self) -> tuple[int, int]:
         """Finish what a killed run left: (chunks marked done, orphan chunks removed)."""
-        manifests, done = self.chunk_ids()
         marked = removed = 0
         ds = self.rt.policy.datasets[self.dataset]
-        for chunk in manifests:
-            if chunk in done:
-                continue
-            manifest = self._manifest(chunk)
-            if manifest.get("replaces"):
-                # an erasure's replacement it did not mark: that erasure is still writing
-                # it, or died, and its original (or the chunk a later erasure made of it)
-                # holds the rows. Marked, it would bring back rows erased since; removed
-                # while still being written, the erasure would lose its kept rows. Left.
-                continue
+        for chunk, manifest in self.unmarked_chunks():
             keys = tuple(manifest["keys"])
             # Waits for a batch still writing this chunk (its rows are locked) to end, so
             # an archive in flight elsewhere is never mistaken for an orphan.
@@ -275,8 +267,9 @@ class ArchiveSink:
         reads the manifests only."""
         if not dry:
             self.retire_replaced()
+        listing = self.chunk_ids()  # once: for what waits, and for what is read
         if not dry or settled:
-            unsettled = self.unsettled(column, owners)
+            unsettled = self.unsettled(column, owners, listing)
             if unsettled:
                 raise ArchivePending(
                     f"{unsettled} archive chunk{'' if unsettled == 1 else 's'} of "
@@ -286,7 +279,7 @@ class ArchiveSink:
                     path=f"stores.{self.store.name}", dataset=self.dataset)
         taken: dict[str, int] = {}
         hit: list[tuple[str, dict[str, Any]]] = []
-        done = list(self.done_chunks())
+        done = list(self.done_chunks(listing))
         replaced = {m.get("replaces") for _, m in done}  # (dry: not retired; not twice)
         for chunk, manifest in done:
             if chunk in replaced:
@@ -321,19 +314,27 @@ class ArchiveSink:
                 taken[mark] = taken.get(mark, 0) + 1
         return taken
 
-    def unsettled(self, column: str | None = None, owners: Mapping[str, str] = {}) -> int:
-        """Chunks an archive run wrote without marking them done (all of them, or with
-        `column`, those that may hold `owners`' rows: by the manifest's links; a manifest
-        that does not name `column`: any). An erasure's unmarked replacements are not
-        counted (see `settle`): the chunk they replace, or its successor, holds the rows."""
-        manifests, done = self.chunk_ids()
-        unsettled = 0
+    def unmarked_chunks(self, listing: Listing | None = None
+                        ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Chunks an archive run wrote without marking them done (from `listing`, a
+        `chunk_ids()` already read, if given). An erasure's replacement it did not mark
+        is not one of them: that erasure is still writing it, or died, and its original
+        (or the chunk a later erasure made of it) holds the rows. Marked, it would bring
+        back rows erased since; removed while still being written, the erasure would lose
+        its kept rows. So nothing settles it, and nothing waits for it."""
+        manifests, done = listing or self.chunk_ids()
         for chunk in manifests:
-            if chunk in done:
-                continue
-            manifest = self._manifest(chunk)
-            if manifest.get("replaces"):
-                continue
+            if chunk not in done:
+                manifest = self._manifest(chunk)
+                if not manifest.get("replaces"):
+                    yield chunk, manifest
+
+    def unsettled(self, column: str | None = None, owners: Mapping[str, str] = {},
+                  listing: Listing | None = None) -> int:
+        """Unmarked chunks (all of them, or with `column`, those that may hold `owners`'
+        rows: by the manifest's links; a manifest that does not name `column`: any)."""
+        unsettled = 0
+        for _chunk, manifest in self.unmarked_chunks(listing):
             named = None if column is None else _named(manifest, column)
             if column is None or named is None \
                     or any(str(r.get(column)) in owners for r in named):
@@ -350,8 +351,9 @@ class ArchiveSink:
             self.committed()
         self.store.delete([chunk + ext for ext in (".jsonl.gz", ".manifest.json", ".done")])
 
-    def done_chunks(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        manifests, done = self.chunk_ids()
+    def done_chunks(self, listing: Listing | None = None
+                    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        manifests, done = listing or self.chunk_ids()
         for chunk in manifests:
             if chunk in done:
                 yield chunk, self._manifest(chunk)
@@ -432,8 +434,9 @@ def restore(rt: Runtime, dataset: str) -> Restored:
         assert target is not None
         sink = ArchiveSink(rt, dataset, rt.catalog.object_store(target))
         sink.retire_replaced()  # never restore rows an erasure took out of a chunk
-        unsettled += sink.unsettled()
-        for chunk, manifest in sink.done_chunks():
+        listing = sink.chunk_ids()
+        unsettled += sink.unsettled(listing=listing)
+        for chunk, manifest in sink.done_chunks(listing):
             if sink.thaw([chunk]):
                 pending += 1
                 continue
