@@ -23,7 +23,6 @@ from lethe.audit.events import KeysShredded, RequestErased, RequestStep
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.tx import transaction
-from lethe.engine.archive import ArchivePending
 from lethe.engine.erasure_plan import (
     Erased,
     EraseRows,
@@ -46,7 +45,7 @@ from lethe.requests.records import (
     requests_of,
     transition_many,
 )
-from lethe.requests.subjects import Subject, certify, groupable, held_note
+from lethe.requests.subjects import Subject, certify, groupable, held_note, stopped
 from lethe.runtime import Runtime
 from lethe.stores.base import (
     FALSE,
@@ -221,8 +220,7 @@ class Group:
             self._baselines_now, self._fresh = self._baselines()
             self.executor.erase(self.plan, self, self.batch_size, one_turn=self._small())
         except LetheError as exc:
-            self._stopped(now, str(exc), waiting=isinstance(exc, ArchivePending),
-                          at=exc.dataset if isinstance(exc, ArchivePending) else None)
+            self._stopped(now, exc)
             return
         except BaseException:
             with suppress(LetheError):  # audit what was done; the first error is the one told
@@ -429,28 +427,23 @@ class Group:
                          if any(self.count(name, all_of(rows, where)).values()))
 
     # -- audit ---------------------------------------------------------------------------
-    def _stopped(self, now: datetime, error: str, *, waiting: bool = False,
-                 at: str | None = None) -> None:
-        """A store failed part way (the error names no row value), or (`waiting`) archive
-        chunks are being restored from a cold class — not a failure: the requests stay
+    def _stopped(self, now: datetime, exc: LetheError) -> None:
+        """A store failed part way (the error names no row value), or archive chunks
+        cannot be read yet (`subjects.stopped`) — not a failure: the requests stay
         `in_progress`, saying where and why, with a `request.erased` entry of what this
         run did and the dataset that stopped it; running them again, once the cause is
-        gone, carries on from there (the baselines keep the first counts). `at`: the
-        dataset the error is about, where the error says (else: the first not done)."""
-        failed = at or next((a.dataset for a in self.plan.actions
-                             if isinstance(a, EraseRows | RemoveKeyed)
-                             and not any(a.dataset in self._steps[s.record.id]
-                                         for s in self.subjects)), "data keys")
+        gone, carries on from there (the baselines keep the first counts)."""
+        failed, note, error = stopped(exc, next((
+            a.dataset for a in self.plan.actions if isinstance(a, EraseRows | RemoveKeyed)
+            and not any(a.dataset in self._steps[s.record.id] for s in self.subjects)),
+            "data keys"))
         for s in self.subjects:
-            self._steps[s.record.id][failed] = {"error": error}
+            self._steps[s.record.id][failed] = {"error": str(exc)}
         with suppress(LetheError):  # the store's error is the one told
             self._audit_steps()
-        note = f"waiting at {failed}: {error}" if waiting else (
-            f"stopped at {failed}: {error}; nothing was certified: run the request again "
-            "once the cause is fixed")
         for s, record in zip(self.subjects, self._update(
                 self.subjects, lambda s: {"updated_at": now, "note": note}), strict=True):
-            s.outcome.record, s.outcome.error = record, None if waiting else error
+            s.outcome.record, s.outcome.error = record, error
 
     def _note_held(self, subjects: Sequence[Subject],
                    values: Callable[[Subject], dict[str, Any]]) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 from lethe.control.requests import RequestRecord
 from lethe.control.store import Hold
+from lethe.engine.archive import ArchivePending
+from lethe.errors import LetheError
 from lethe.holds import holds_reaching
 from lethe.policy.model import Policy
 from lethe.requests.certificate import (
@@ -96,6 +98,17 @@ def held_note(subject: Subject, holds: Sequence[Hold]) -> str:
     names = ", ".join(f"hold {h.id} ({h.scope_kind})" for h in relevant)
     where = ", ".join(f"{n}: {c}" for n, c in held.items() if c)
     return f"held by {names}; rows kept: {where}"
+
+
+def stopped(exc: LetheError, first_not_done: str) -> tuple[str, str, str | None]:
+    """Where an error stopped a request, its note, and the error to tell (None: it only
+    waits). Waiting for archived chunks (cold, or left unsettled) is not a failure and
+    stops at the dataset whose archive it waits for; an error, at the first dataset not
+    done."""
+    if isinstance(exc, ArchivePending):
+        return exc.dataset, f"waiting at {exc.dataset}: {exc}", None
+    return first_not_done, (f"stopped at {first_not_done}: {exc}; nothing was certified: "
+                            "run the request again once the cause is fixed"), str(exc)
 
 
 def groupable(policy: Policy, order: Sequence[str], subject: str) -> bool:

@@ -28,7 +28,6 @@ from lethe.audit.events import KeysShredded, RequestErased, RequestTransition
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
 from lethe.control.tx import transaction
-from lethe.engine.archive import ArchivePending
 from lethe.engine.erasure_plan import Erased, EraseRows, RemoveKeyed, pointed_rows
 from lethe.engine.executor import Executor
 from lethe.engine.plan import builder_for
@@ -44,7 +43,7 @@ from lethe.holds import HoldScopes
 from lethe.policy.model import TERMINATION
 from lethe.requests.discovery import canonical_subject
 from lethe.requests.records import DatasetReport, RequestOutcome, requests_of, transition_many
-from lethe.requests.subjects import Subject, certify
+from lethe.requests.subjects import Subject, certify, stopped
 from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, Condition, In, Value, all_of, negate
 
@@ -191,8 +190,7 @@ class Termination:
             self._begin()
             self.executor.erase(self.plan, self, self.batch_size)
         except LetheError as exc:
-            self._stopped(now, str(exc), waiting=isinstance(exc, ArchivePending),
-                          at=exc.dataset if isinstance(exc, ArchivePending) else None)
+            self._stopped(now, exc)
             return self.outcome
         except BaseException:
             with suppress(LetheError):  # audit what was done; the first error is the one told
@@ -362,21 +360,18 @@ class Termination:
         store.update_each([(self.record.id, values)])
         self.outcome.record = store.get(self.record.id)
 
-    def _stopped(self, now: datetime, error: str, *, waiting: bool = False,
-                 at: str | None = None) -> None:
-        """A store failed part way, or (`waiting`) archive chunks are being restored from
-        a cold class: the request stays in progress, saying where (`at`, when the error
-        names its dataset) and why."""
-        failed = at or next((a.dataset for a in self.plan.actions
-                             if isinstance(a, EraseRows | RemoveKeyed) and a.dataset not in
-                             self._steps), "data keys")
-        self._steps[failed] = {"error": error}
+    def _stopped(self, now: datetime, exc: LetheError) -> None:
+        """A store failed part way, or archive chunks cannot be read yet
+        (`subjects.stopped`): the request stays in progress, saying where and why."""
+        failed, note, error = stopped(exc, next((
+            a.dataset for a in self.plan.actions
+            if isinstance(a, EraseRows | RemoveKeyed) and a.dataset not in self._steps),
+            "data keys"))
+        self._steps[failed] = {"error": str(exc)}
         with suppress(LetheError):
             self._audit()
-        self._update({"updated_at": now, "note": f"waiting at {failed}: {error}" if waiting
-                      else (f"stopped at {failed}: {error}; nothing was certified: run the "
-                            "request again once the cause is fixed")})
-        self.outcome.error = None if waiting else error
+        self._update({"updated_at": now, "note": note})
+        self.outcome.error = error
 
     def _note_held(self, now: datetime, held: list[str]) -> None:
         holds = [h for h in self.rt.control.holds() if h.scope_kind != "workspace"
