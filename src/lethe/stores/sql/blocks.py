@@ -123,12 +123,19 @@ class _Tid(sa.types.UserDefinedType[str]):
         return "tid"
 
 
-def in_pages(quoted_table: str, low: int, high: int) -> Any:
-    """Rows on pages `low` to `high - 1` of the table whose name, quoted as PostgreSQL
-    spells it, is `quoted_table` (SQLAlchemy escapes a `%` in it for the driver)."""
+def in_pages(quoted_table: str) -> Any:
+    """Rows on the pages from `lethe_low` up to (not including) `lethe_high`, parameters
+    `pages(low, high)` gives, of the table whose name, quoted as PostgreSQL spells it,
+    is `quoted_table` (SQLAlchemy escapes a `%` in it for the driver). Parameters, not
+    values: a statement built once serves every range of a walk."""
     ctid = sa.literal_column(f"{quoted_table}.ctid", _Tid())
-    return sa.and_(ctid >= sa.cast(sa.literal(f"({low},0)"), _Tid()),
-                   ctid < sa.cast(sa.literal(f"({high},0)"), _Tid()))
+    return sa.and_(ctid >= sa.cast(sa.bindparam("lethe_low", type_=sa.String), _Tid()),
+                   ctid < sa.cast(sa.bindparam("lethe_high", type_=sa.String), _Tid()))
+
+
+def pages(low: int, high: int) -> dict[str, str]:
+    """The parameters of `in_pages` for pages `low` to `high - 1`."""
+    return {"lethe_low": f"({low},0)", "lethe_high": f"({high},0)"}
 
 
 IDLE_SECONDS = 5.0  # a pruner whose walk stopped coming (it failed or was stopped) ends
@@ -140,7 +147,9 @@ class Pruner:
 
     def __init__(self, engine: Engine, table: str, quoted_table: str,
                  first: tuple[int, int]) -> None:
-        self._table, self._quoted = sa.table(table), quoted_table
+        # built once: every range is read by the same statement
+        self._count = sa.select(sa.func.count()).select_from(sa.table(table)) \
+            .where(in_pages(quoted_table))
         self._engine = engine
         self._ranges: queue.Queue[tuple[int, int] | None] = queue.Queue()
         self._ranges.put(first)  # before the thread starts: it cannot idle out first
@@ -169,16 +178,15 @@ class Pruner:
                     isolation_level="AUTOCOMMIT") as conn:  # no snapshot held between reads
                 while True:
                     try:
-                        pages = self._ranges.get(timeout=IDLE_SECONDS)
+                        taken = self._ranges.get(timeout=IDLE_SECONDS)
                     except queue.Empty:
                         with self._lock:  # a range handed over meanwhile is still read
                             if self._ranges.empty():
                                 self._open = False
                                 return
                         continue
-                    if pages is None:
+                    if taken is None:
                         return
-                    conn.execute(sa.select(sa.func.count()).select_from(self._table)
-                                 .where(in_pages(self._quoted, *pages)))
+                    conn.execute(self._count, pages(*taken))
         except SQLAlchemyError:
             return  # an optimisation only: the walk and its verification go on without it
