@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -395,3 +396,36 @@ def test_a_walk_runs_one_statement_for_all_its_ranges(
     assert len(built) == 1 and len(set(ran)) == 1 and len(ran) > 3  # one statement, many ranges
     assert not _ids(engine, f"at < '{CUTOFF.isoformat()}'") and due
     assert sum(b.rows for b in batches) == len(due)
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_each_batch_of_a_walk_begins_as_its_sweep_asks(
+        postgres_url: str, store: SqlStore, monkeypatch: pytest.MonkeyPatch,
+        durable: bool) -> None:
+    """A batch's transaction begins in one round trip with, for a sweep that need not be
+    durable, its synchronous commit off and its own transaction id read: `flush` then
+    checks the last batch's (a crash that lost it is told), not an earlier one's."""
+    _build(postgres_url)
+    seen: list[tuple[str, tuple[int, object] | None]] = []
+    opened = SqlStore._page_transaction
+
+    @contextmanager
+    def watched(self: SqlStore, durable_: bool) -> Iterator[tuple[sa.Connection, object]]:
+        with opened(self, durable_) as (conn, unflushed):
+            seen.append((conn.exec_driver_sql("SHOW synchronous_commit").scalar_one(),
+                         unflushed))
+            yield conn, unflushed
+
+    monkeypatch.setattr(SqlStore, "_page_transaction", watched)
+    sweep_to_the_end(store, Sweep("events", "id", Older("at", CUTOFF), Delete(),
+                                  durable=durable), LIMIT)
+    assert len(seen) > 3
+    if durable:
+        assert seen == [("on", None)] * len(seen)
+        return
+    assert {setting for setting, _ in seen} == {"off"}
+    xids = [told[0] for _, told in seen if told is not None]
+    assert len(xids) == len(seen) and xids == sorted(set(xids))  # each its own, in order
+    assert store._unflushed.xid == xids[-1]
+    store.flush()
+    assert store._unflushed.xid is None
