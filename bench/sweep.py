@@ -78,7 +78,9 @@ def measure_lethe(url: str, batch_size: int) -> dict[str, Any]:
     return {"rows": action.done, "seconds": elapsed, "rows_per_s": action.done / elapsed,
             "batch_seconds": action.batch_ms / 1000,
             "batch_rows_per_s": action.done / (action.batch_ms / 1000),
-            "phases_s": {"batches": action.batch_ms / 1000, "flush": action.flush_ms / 1000,
+            "phases_s": {"batches": action.batch_ms / 1000,
+                         "of which journal": action.journal_ms / 1000,
+                         "flush": action.flush_ms / 1000,
                          "verification": action.verify_ms / 1000,
                          "run record and the rest": elapsed - (action.batch_ms
                                                               + action.flush_ms

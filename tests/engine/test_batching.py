@@ -72,3 +72,15 @@ def test_every_key_shape_is_swept_completely(keys: list[object], app_url: str,
     with engine.connect() as conn:
         left = conn.execute(sa.text("SELECT count(*) FROM items")).scalar_one()
     assert left == 200
+
+
+def test_a_run_tells_how_long_its_batches_spent_on_their_journal(app_url: str,
+                                                                 tmp_path: Path) -> None:
+    """Each batch's journal (progress and audit entry, in the control store) is timed
+    apart: part of the batches' time, there for every batch that took rows."""
+    build(app_url, list(range(1, 601)), sa.BigInteger())
+    rt = runtime(policy(tmp_path, app_url), NOW)
+    [action] = execute(rt, build_plan(rt), batch_size=50).actions
+    rt.close()
+    assert action.done == 400 and action.batches >= 8
+    assert 0 < action.journal_ms < action.batch_ms

@@ -63,6 +63,7 @@ class ActionResult:
     longest_batch_ms: float = 0.0
     batch_ms: float = 0.0  # time inside batches, verification and planning excluded
     flush_ms: float = 0.0  # making the batches durable (stores.base.RowStore.flush)
+    journal_ms: float = 0.0  # of batch_ms: recording each batch in the control store
     verify_ms: float = 0.0  # re-counting what is left
     error: str | None = None
     estimated: bool = False  # `done` holds a dropped partition's planner estimate
@@ -157,16 +158,19 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = BATCH_SIZE,
                           batch_size, progress)
 
 
-def _journal(rt: Runtime, run_id: int, index: int, step: Step,
+def _journal(rt: Runtime, run_id: int, index: int, action: ActionResult,
              cascades: Mapping[str, int] | None = None) -> Journal:
     """Record a unit of work of action `index`, and the rows it cascaded into the
     children at `cascades` (child dataset -> action position), before it commits: the
     run's progress and a `retention.batch` audit entry, in one control-store
-    transaction (stores.base.Journal)."""
+    transaction (stores.base.Journal); the time it takes adds to the action's
+    `journal_ms`."""
 
+    step = action.planned.step
     said_alive = [0.0]  # when the run last said its process is alive (monotonic)
 
     def record(rows: int, cascaded: Mapping[str, int]) -> None:
+        started = time.perf_counter()
         done = {index: rows}
         for child, n in cascaded.items():
             position = (cascades or {}).get(child)
@@ -180,6 +184,7 @@ def _journal(rt: Runtime, run_id: int, index: int, step: Step,
                 {child: n for child, n in cascaded.items() if n})], conn=conn)
         if alive:
             said_alive[0] = time.monotonic()
+        action.journal_ms += (time.perf_counter() - started) * 1000
 
     return record
 
@@ -246,9 +251,9 @@ def _act(rt: Runtime, builder: StepBuilder, result: RunResult, index: int,
         _expire(rt, builder, action, index, progress)
     elif in_objects:
         _delete_objects(rt, builder, action, index, progress,
-                        _journal(rt, result.run, index, step))
+                        _journal(rt, result.run, index, action))
     else:
-        journal = _journal(rt, result.run, index, step, {
+        journal = _journal(rt, result.run, index, action, {
             child: result.actions.index(cascade)
             for (child, parent), cascade in cascades.items() if parent == step.dataset})
         _sweep(rt, builder, action, cascades, index, batch_size, progress, journal)
