@@ -19,6 +19,7 @@ import yaml
 from lethe.clock import Clock
 from lethe.engine.execute import execute
 from lethe.engine.plan import build_plan
+from lethe.errors import StoreError
 from lethe.holds import parse_scope, place_hold
 from lethe.policy.load import load_policy
 from lethe.runtime import Runtime
@@ -429,3 +430,29 @@ def test_each_batch_of_a_walk_begins_as_its_sweep_asks(
     assert store._unflushed.xid == xids[-1]
     store.flush()
     assert store._unflushed.xid is None
+
+
+def test_a_batch_that_finds_its_connection_gone_fails_in_one_line_and_the_next_works(
+        postgres_url: str, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that dropped the walk's pooled connection (a restart, a terminated
+    backend) between batches: the batch fails as a StoreError naming the store, and the
+    lost connection is discarded, so the batch run again gets a fresh one and goes on."""
+    monkeypatch.setattr("lethe.stores.sql.blocks.IDLE_SECONDS", 0.05)
+    engine = _build(postgres_url)
+    sweep = Sweep("events", "id", Older("at", CUTOFF), Delete(), durable=False)
+    first = store.sweep_batch(sweep, None, LIMIT)
+    assert first.rows and not first.last
+    time.sleep(0.3)  # the walk's pruner idled out: its connection is back in the pool too
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        others = "FROM pg_stat_activity WHERE datname = current_database()" \
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        conn.execute(sa.text(f"SELECT pg_terminate_backend(pid) {others}"))
+        for _ in range(100):  # (a terminated backend exits a moment later)
+            if not conn.execute(sa.text(f"SELECT count(*) {others}")).scalar_one():
+                break
+            time.sleep(0.05)
+    with pytest.raises(StoreError) as raised:
+        store.sweep_batch(sweep, first.upper, LIMIT)
+    assert "\n" not in str(raised.value) and raised.value.path == "stores.app"
+    again = store.sweep_batch(sweep, first.upper, LIMIT)
+    assert again.rows

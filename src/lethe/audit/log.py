@@ -176,8 +176,7 @@ class AuditLog:
                 written.append(Entry(seq, *fields, prev, digest))
                 rows.append(dict(zip(ENTRY_COLUMNS, (seq, *fields, prev, digest), strict=True)))
                 prev = digest
-            # one entry (every batch's) as a plain execute, not the executemany way
-            conn.execute(_INSERT, rows[0] if len(rows) == 1 else rows)
+            conn.execute(_INSERT, rows)
             for entry in written:
                 if entry.seq % self.settings.checkpoint_every == 0:
                     signed.append(self._write_checkpoint(conn, entry.seq, entry.hash))

@@ -185,10 +185,8 @@ class ControlStore:
         the data, never behind it. `alive`: also say the run's process is alive. Called
         for every batch: the statements are built once."""
         with joined(self.engine, conn, "recording run progress") as conn:
-            updates = [{"run_": run_id, "position_": position, "rows_": done}
-                       for position, done in rows.items()]
-            # one row (most batches) as a plain execute: a list goes the executemany way
-            conn.execute(_PROGRESS, updates[0] if len(updates) == 1 else updates)
+            conn.execute(_PROGRESS, [{"run_": run_id, "position_": position, "rows_": done}
+                                     for position, done in rows.items()])
             if alive:
                 conn.execute(_ALIVE, {"run_": run_id, "at_": datetime.now(UTC)})
 

@@ -123,14 +123,21 @@ class _Tid(sa.types.UserDefinedType[str]):
         return "tid"
 
 
-def in_pages(quoted_table: str) -> Any:
-    """Rows on the pages from `lethe_low` up to (not including) `lethe_high`, parameters
-    `pages(low, high)` gives, of the table whose name, quoted as PostgreSQL spells it,
-    is `quoted_table` (SQLAlchemy escapes a `%` in it for the driver). Parameters, not
-    values: a statement built once serves every range of a walk."""
+def in_pages(quoted_table: str, low: int | None = None, high: int | None = None) -> Any:
+    """Rows on the pages from `lethe_low` up to (not including) `lethe_high` of the
+    table whose name, quoted as PostgreSQL spells it, is `quoted_table` (SQLAlchemy
+    escapes a `%` in it for the driver). Without `low` and `high` they are parameters
+    whose values `pages(low, high)` gives when the statement runs: one statement built
+    once serves every range of a walk."""
     ctid = sa.literal_column(f"{quoted_table}.ctid", _Tid())
-    return sa.and_(ctid >= sa.cast(sa.bindparam("lethe_low", type_=sa.String), _Tid()),
-                   ctid < sa.cast(sa.bindparam("lethe_high", type_=sa.String), _Tid()))
+    if low is None or high is None:  # required: a run without `pages` fails, never NULL
+        first, end = sa.bindparam("lethe_low", type_=sa.String), \
+            sa.bindparam("lethe_high", type_=sa.String)
+    else:
+        bounds = pages(low, high)
+        first, end = sa.bindparam("lethe_low", bounds["lethe_low"], sa.String), \
+            sa.bindparam("lethe_high", bounds["lethe_high"], sa.String)
+    return sa.and_(ctid >= sa.cast(first, _Tid()), ctid < sa.cast(end, _Tid()))
 
 
 def pages(low: int, high: int) -> dict[str, str]:

@@ -96,7 +96,7 @@ class Compiler(Schema):
         `build` binds it by. Conditions that differ only in their values (another
         subject's key, another list of held keys) have the same shape, so a statement
         built once for a shape is executed again with the next values: SQLAlchemy then
-        neither builds nor keys a new statement tree (stores.sql.sweeps). What decides
+        neither builds nor keys a new statement tree (stores.sql.sweeps, pages). What decides
         the SQL is in the shape: a value that cannot be of its column's type, a NULL, a
         list long enough to go as one array, the type a value is bound in. Times and
         patterns stay in the shape."""

@@ -65,30 +65,26 @@ class PageWalks(Effects):
     @contextmanager
     def _page_transaction(self, durable: bool) -> Iterator[tuple[Connection,
                                                               tuple[int, Any] | None]]:
-        """A batch's transaction, committed on leaving and rolled back on an error. With
-        psycopg it begins — and for a batch that need not be durable, its synchronous
-        commit is turned off and its transaction id and the server's start are read
-        (`asynchronous`) — in one round trip: several statements in one simple query,
-        which SQLAlchemy's transaction would send as two (a page walk's batch is three
-        round trips: this, its DELETE, its COMMIT)."""
+        """A batch's transaction, committed on leaving and rolled back on an error, and
+        for a batch that need not be durable, (its transaction id, the server's start)
+        once its synchronous commit is off (`asynchronous`). With psycopg both take one
+        round trip instead of SQLAlchemy's two: the statement and `BEGIN` go as one
+        simple query, and PostgreSQL makes the implicit transaction of a multi-statement
+        query that reaches a `BEGIN` the transaction block that `BEGIN` opens, the
+        statement before it included. A page walk's batch is then three round trips:
+        this, its DELETE, its COMMIT. Other drivers go SQLAlchemy's way."""
+        if self.engine.dialect.driver != "psycopg":
+            with self.engine.connect() as conn, conn.begin():
+                yield conn, None if durable else asynchronous(conn)
+            return
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            unflushed = None
-            if self.engine.dialect.driver == "psycopg":
-                query = "BEGIN" if durable else f"BEGIN; {_ASYNCHRONOUS.text}"
-                try:
-                    with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
-                        cursor.execute(query)
-                        while cursor.description is None and cursor.nextset():
-                            pass  # past BEGIN's empty result
-                        told = None if durable else cursor.fetchone()
-                except self.engine.dialect.loaded_dbapi.Error as exc:
-                    raise sa.exc.DBAPIError.instance(
-                        query, None, exc, self.engine.dialect.loaded_dbapi.Error) from None
-                unflushed = None if told is None else (int(told[1]), told[2])
-            else:
-                conn.exec_driver_sql("BEGIN")
-                unflushed = None if durable else asynchronous(conn)
-            try:
+            try:  # (psycopg's rollback, on the pool's return, ends a transaction left open)
+                if durable:
+                    conn.exec_driver_sql("BEGIN")
+                    unflushed = None
+                else:
+                    told = conn.exec_driver_sql(f"{_ASYNCHRONOUS.text}; BEGIN").one()
+                    unflushed = (int(told[1]), told[2])
                 yield conn, unflushed
             except BaseException:
                 with suppress(sa.exc.SQLAlchemyError):
@@ -109,8 +105,8 @@ class PageWalks(Effects):
         first, then the rows, their tallies read back. The rows deleted."""
         t = self.table(sweep.table)
         keys = self.key_of(t, sweep.key, sweep.table)
-        in_window = sa.and_(in_pages(self._quoted(sweep.table)),
-                            self.compile(sweep.where, sweep.table)).params(pages(low, upper))
+        in_window = sa.and_(in_pages(self._quoted(sweep.table), low, upper),
+                            self.compile(sweep.where, sweep.table))
         for cascade in sweep.cascades:
             self._cascade(conn, cascade, sa.select(keys[0]).where(in_window), cascaded)
         tally = None if sweep.tally is None else self.column(t, sweep.tally, sweep.table)

@@ -9,7 +9,9 @@ caller opens is the whole store and the modules stay small:
     compile.Compiler      Condition trees as SQLAlchemy expressions
     rows.Rows             counts and reads; restoring archived rows
     partitions.Partitions listing, dropping and archiving range partitions
-    sweeps.Sweeps         batched deletes, updates, anonymizing, archiving; flush
+    effects.Effects       what a batch does to its rows: delete, set, anonymize, archive
+    pages.PageWalks       PostgreSQL batches over a table's pages (block walks)
+    sweeps.Sweeps         batches by key, the entry point of every batch; flush
 
 The capability flags (see `lethe.stores.base.CAPABILITIES`) that hold on every
 dialect are set on `SqlStore`; those that differ are set on one class per dialect,

@@ -1,13 +1,14 @@
-"""Sweeps: the one place a SQL store deletes, updates, anonymizes or archives rows.
+"""Sweeps: where every batch a SQL store runs — delete, update, anonymize, archive —
+begins (`sweep_batch`), and `flush`.
 
 Batches walk the table in order: each one picks the next `limit` matching keys after
 the previous batch's last key (or, for dense integer keys, the next key range; see
 `windows.py`; or, for a PostgreSQL delete that is not selective, the next range of
-pages; see `blocks.py`) and applies the effect to that window in one short
-transaction, cascades to child tables first, so no batch re-walks rows an earlier
-batch already removed and a crash between batches leaves only whole batches done. A sweep that
-need not be durable per batch commits without waiting for the log, and `flush`
-makes sure those commits survived before anyone is told what went.
+pages; see `pages.py` and `blocks.py`) and applies the effect (`effects.py`) to that
+window in one short transaction, cascades to child tables first, so no batch re-walks
+rows an earlier batch already removed and a crash between batches leaves only whole
+batches done. A sweep that need not be durable per batch commits without waiting for
+the log, and `flush` makes sure those commits survived before anyone is told what went.
 """
 
 from __future__ import annotations
@@ -247,6 +248,6 @@ class Sweeps(PageWalks):
 
 def _bound(keys: list[sa.ColumnElement[Any]], value: Value) -> Any:
     """A key value to compare the key with: a composite key's as a row value, bound as
-    read (`_raw`)."""
+    read (`raw_key`)."""
     return value if len(keys) == 1 else sa.tuple_(*(
         sa.literal(v, sa.types.NullType()) for v in value))
