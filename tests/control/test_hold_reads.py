@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lethe.control.store import ControlStore
+from lethe.errors import StoreError
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -39,3 +40,39 @@ def test_a_hold_placed_or_released_elsewhere_is_seen_at_the_next_read(control_ur
     finally:
         reader.close()
         writer.close()
+
+
+def test_every_change_of_the_holds_moves_the_marker_a_reader_checks(control_url: str) -> None:
+    """A SQLite control store's holds marker moves with every placing and release, seen
+    from another handle (another worker); a PostgreSQL one has none (its readers read
+    the SQL mark)."""
+    reader, writer = ControlStore(control_url), ControlStore(control_url)
+    now = datetime.now(UTC)
+    try:
+        if control_url.startswith("postgresql"):
+            assert reader.holds_marker() is None
+            return
+        seen = [reader.holds_marker()]
+        placed = writer.place_hold("dataset", "events", None, "case", now, "t")
+        seen.append(reader.holds_marker())
+        assert reader.holds_marker() == seen[-1]  # nothing changed: it stays
+        writer.release_hold(placed, now, "t", "closed")
+        seen.append(reader.holds_marker())
+        assert len(set(seen)) == 3
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_hold_whose_change_cannot_be_marked_is_not_placed(tmp_path: Path) -> None:
+    """A marker that cannot move would leave readers with the holds they had: placing
+    fails instead, one line, and no hold is in force."""
+    store = ControlStore(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        (tmp_path / "state.db.holds-changes").mkdir()  # (a directory: no byte can go in)
+        with pytest.raises(StoreError, match="marking a change of the holds") as raised:
+            store.place_hold("dataset", "events", None, "case", datetime.now(UTC), "t")
+        assert "\n" not in str(raised.value)
+        assert store.holds() == []
+    finally:
+        store.close()

@@ -153,3 +153,36 @@ def test_bad_hold_scopes_are_usage_errors(scope: dict[str, str], path: str,
                     scope.get("dataset"))
     rt.close()
     assert caught.value.path == path
+
+
+def test_batches_read_the_holds_only_when_they_changed(app_url: str, tmp_path: Path) -> None:
+    """Under the hold gate a batch checks the control store's holds marker, not the
+    holds table: a run of many batches reads the table once while nothing changes, and
+    again after a hold is placed (which still binds from the next batch)."""
+    import sqlalchemy as sa
+
+    engine = build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    due_events = expected_event_ids(engine)
+    hold(policy, dataset="sessions")  # a hold in force: the holds are not empty
+    rt = runtime(policy)
+    reads: list[str] = []
+    sa.event.listen(rt.control.engine, "before_cursor_execute",
+                    lambda *args: reads.append(args[2]) if "lethe_holds" in args[2] else None)
+    placed: list[int] = []
+    reads_before_placing: list[int] = []
+
+    def place_midway(_index: int, rows: int) -> None:
+        if rows and len(reads_before_placing) < 3:  # after three batches that took rows
+            reads_before_placing.append(len(reads))
+            if len(reads_before_placing) == 3:
+                placed.append(hold(policy, dataset="events"))
+
+    result = execute(rt, build_plan(rt, ["events"]), batch_size=2, progress=place_midway)
+    rt.close()
+    done = sum(a.done for a in result.actions if a.planned.step.dataset == "events")
+    assert placed and 0 < done <= 3 * 2  # the hold bound from the fourth batch on
+    # batches two and three read nothing; the placed hold was read (the mark, the holds)
+    assert reads_before_placing[0] >= 1 and len(set(reads_before_placing)) == 1
+    assert any("released_at IS NULL" in read for read in reads[reads_before_placing[0]:])
+    assert len(ids(engine, events) & due_events) == len(due_events) - done

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from lethe.control.changes import HoldChanges, Marker
 from lethe.control.schema import MIGRATIONS, holds, metadata, migrations_table, run_actions, runs
 from lethe.control.tx import as_utc, joined, transaction
 from lethe.errors import NotFound, StoreError
@@ -80,6 +81,10 @@ class ControlStore:
             raise StoreError(f"cannot open control store: {type(exc).__name__}",
                              path="control") from None
         self._active: tuple[tuple[Any, ...], tuple[Hold, ...]] | None = None
+        database = self.engine.url.database
+        # a SQLite file's holds carry a marker readers check without SQL (changes.py)
+        self._changes = HoldChanges(database) \
+            if self.engine.dialect.name == "sqlite" and database else None
         self.migrate()
 
     def _tx(self, what: str, *, write: bool = True) -> AbstractContextManager[Connection]:
@@ -115,9 +120,23 @@ class ControlStore:
                        .scalar() or 0)
 
     # -- holds ------------------------------------------------------------------------
+    def holds_marker(self) -> Marker | None:
+        """Where changes of the holds stand (changes.py); None: no marker, read the holds."""
+        return None if self._changes is None else self._changes.marker()
+
+    @contextmanager
+    def _changing_holds(self, what: str) -> Iterator[Connection]:
+        """A transaction that changes the holds, the marker moved before and after it."""
+        if self._changes is not None:
+            self._changes.mark()
+        with self._tx(what) as conn:
+            yield conn
+        if self._changes is not None:
+            self._changes.mark()
+
     def place_hold(self, scope_kind: str, scope_value: str, subject_kind: str | None,
                    reason: str, placed_at: datetime, placed_by: str) -> int:
-        with self._tx("placing a hold") as conn:
+        with self._changing_holds("placing a hold") as conn:
             return int(conn.execute(holds.insert().values(
                 scope_kind=scope_kind, scope_value=scope_value, subject_kind=subject_kind,
                 reason=reason, placed_at=placed_at, placed_by=placed_by)
@@ -125,7 +144,7 @@ class ControlStore:
 
     def release_hold(self, hold_id: int, released_at: datetime, released_by: str,
                      reason: str | None) -> Hold:
-        with self._tx("releasing a hold") as conn:
+        with self._changing_holds("releasing a hold") as conn:
             row = conn.execute(sa.select(holds).where(holds.c.id == hold_id)).first()
             if row is None or row.released_at is not None:
                 raise NotFound(f"no active hold with id {hold_id}", path="hold")
