@@ -11,6 +11,7 @@ for receiving the bytes (~0.1 ms).
 from __future__ import annotations
 
 import struct
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,14 +64,21 @@ def packed(values: tuple[float, ...]) -> Float8Array:
 
 def register_dumper(dbapi_connection: Any) -> None:
     """Teach a psycopg connection to send a `Float8Array` as binary `float8[]`."""
+    dbapi_connection.adapters.register_dumper(Float8Array, _dumper())
+
+
+@cache
+def _dumper() -> type:
+    """The dumper class, defined once (psycopg is imported only where lethe connects to
+    PostgreSQL with it)."""
     from psycopg.adapt import Dumper
     from psycopg.pq import Format
 
-    class _Dumper(Dumper):
+    class Float8ArrayDumper(Dumper):
         format = Format.BINARY
         oid = FLOAT8_ARRAY
 
         def dump(self, obj: Float8Array) -> bytes:
             return obj.data
 
-    dbapi_connection.adapters.register_dumper(Float8Array, _Dumper)
+    return Float8ArrayDumper

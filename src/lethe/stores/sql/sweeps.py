@@ -67,8 +67,8 @@ class Sweeps(PageWalks):
         upper: Value
         with self._errors(f"sweeping {sweep.table}"), \
                 self.engine.connect().execution_options(lethe_write=True) as conn, conn.begin():
-            if not sweep.durable and self.dialect == "postgresql":
-                self._unflushed.xid, self._unflushed.started = asynchronous(conn)
+            unflushed = asynchronous(conn) \
+                if not sweep.durable and self.dialect == "postgresql" else None
             if span is not None:
                 low = span.low - 1 if after is None else int(after)
                 if low >= span.high:
@@ -104,6 +104,8 @@ class Sweeps(PageWalks):
                                tally, tallies)
             if sweep.journal is not None and (rows or any(cascaded.values())):
                 sweep.journal(rows, cascaded)  # recorded first; raising rolls this back
+        if unflushed is not None:  # committed: the batch `flush` checks from now on
+            self._unflushed.xid, self._unflushed.started = unflushed
         if isinstance(sweep.effect, Delete | Archive):
             self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
         if span is not None:
