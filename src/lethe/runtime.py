@@ -64,8 +64,6 @@ class Runtime:
     # (gate turn, (instant, dataset keys), hold ids) -> the holds compiled for them,
     # subject keys and all
     _compiled_holds: tuple[tuple[object, ...], HoldScopes | None] = ((), None)
-    # the control store's holds marker when they were last read under the gate
-    _holds_marker: object = None
 
     @classmethod
     def open(cls, policy: Policy, clock: Clock | None = None, *, actor: str | None = None,
@@ -103,21 +101,13 @@ class Runtime:
         looking every held identity up in the subject table again for every batch. A
         subject row that takes a held identity while a run goes on is seen by the next
         run; a new or released hold is seen by the next batch. Within one turn of the
-        hold gate (HoldGate.turn) the holds are read once: none can be placed meanwhile.
-        Under the gate, a SQLite control store's marker (control.changes) that has not
-        moved since the holds were last read under it says they are the same: no SQL."""
+        hold gate (HoldGate.turn) the holds are read once: none can be placed meanwhile."""
         turn = self.hold_gate.turn
         instant = (builder.now, tuple(builder.keys.items()))
         known, compiled = self._compiled_holds
         if compiled is not None and turn is not None and known[:2] == (turn, instant):
             return compiled  # read in this turn already
-        marker = None if turn is None else self.control.holds_marker()
-        if compiled is not None and marker is not None and marker == self._holds_marker \
-                and known[1] == instant:
-            self._compiled_holds = ((turn, *known[1:]), compiled)
-            return compiled  # no hold placed or released since they were read
         holds = self.control.holds()
-        self._holds_marker = marker  # (read before the holds: a change between moves it)
         mark = (turn, instant, tuple(h.id for h in holds))
         if compiled is not None and known[1:] == mark[1:]:
             self._compiled_holds = (mark, compiled)

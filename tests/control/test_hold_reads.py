@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from lethe.control.schema import holds
 from lethe.control.store import ControlStore
-from lethe.errors import StoreError
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -42,37 +43,28 @@ def test_a_hold_placed_or_released_elsewhere_is_seen_at_the_next_read(control_ur
         writer.close()
 
 
-def test_every_change_of_the_holds_moves_the_marker_a_reader_checks(control_url: str) -> None:
-    """A SQLite control store's holds marker moves with every placing and release, seen
-    from another handle (another worker); a PostgreSQL one has none (its readers read
-    the SQL mark)."""
-    reader, writer = ControlStore(control_url), ControlStore(control_url)
-    now = datetime.now(UTC)
+def test_an_unchanged_mark_is_read_without_a_transaction_and_any_change_moves_it(
+        tmp_path: Path) -> None:
+    """SQLite: while the holds do not change, a read asks one statement on the driver's
+    connection and nothing through SQLAlchemy; a hold inserted by plain SQL (not this
+    API) moves the mark, and the next read has it."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    reader = ControlStore(url)
+    statements: list[str] = []
+    sa.event.listen(reader.engine, "before_cursor_execute",
+                    lambda *args: statements.append(args[2]))
     try:
-        if control_url.startswith("postgresql"):
-            assert reader.holds_marker() is None
-            return
-        seen = [reader.holds_marker()]
-        placed = writer.place_hold("dataset", "events", None, "case", now, "t")
-        seen.append(reader.holds_marker())
-        assert reader.holds_marker() == seen[-1]  # nothing changed: it stays
-        writer.release_hold(placed, now, "t", "closed")
-        seen.append(reader.holds_marker())
-        assert len(set(seen)) == 3
+        assert reader.holds() == []
+        statements.clear()
+        assert reader.holds() == [] and reader.holds() == []
+        assert statements == []  # the mark alone, on the driver's connection
+        other = sa.create_engine(url)
+        with other.begin() as conn:
+            conn.execute(holds.insert().values(
+                scope_kind="dataset", scope_value="events", subject_kind=None,
+                reason="by hand", placed_at=datetime.now(UTC), placed_by="t"))
+        other.dispose()
+        assert [h.scope_value for h in reader.holds()] == ["events"]
+        assert statements  # read through SQLAlchemy, in one transaction with its mark
     finally:
         reader.close()
-        writer.close()
-
-
-def test_a_hold_whose_change_cannot_be_marked_is_not_placed(tmp_path: Path) -> None:
-    """A marker that cannot move would leave readers with the holds they had: placing
-    fails instead, one line, and no hold is in force."""
-    store = ControlStore(f"sqlite:///{tmp_path / 'state.db'}")
-    try:
-        (tmp_path / "state.db.holds-changes").mkdir()  # (a directory: no byte can go in)
-        with pytest.raises(StoreError, match="marking a change of the holds") as raised:
-            store.place_hold("dataset", "events", None, "case", datetime.now(UTC), "t")
-        assert "\n" not in str(raised.value)
-        assert store.holds() == []
-    finally:
-        store.close()

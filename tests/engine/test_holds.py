@@ -156,9 +156,10 @@ def test_bad_hold_scopes_are_usage_errors(scope: dict[str, str], path: str,
 
 
 def test_batches_read_the_holds_only_when_they_changed(app_url: str, tmp_path: Path) -> None:
-    """Under the hold gate a batch checks the control store's holds marker, not the
-    holds table: a run of many batches reads the table once while nothing changes, and
-    again after a hold is placed (which still binds from the next batch)."""
+    """A batch checks the holds' mark with one statement on the control store's own
+    connection, not a SQLAlchemy transaction: a run of many batches reads the holds
+    through SQLAlchemy once while nothing changes, and again after a hold is placed
+    (which still binds from the next batch)."""
     import sqlalchemy as sa
 
     engine = build_app(app_url)
@@ -185,4 +186,35 @@ def test_batches_read_the_holds_only_when_they_changed(app_url: str, tmp_path: P
     # batches two and three read nothing; the placed hold was read (the mark, the holds)
     assert reads_before_placing[0] >= 1 and len(set(reads_before_placing)) == 1
     assert any("released_at IS NULL" in read for read in reads[reads_before_placing[0]:])
+    assert len(ids(engine, events) & due_events) == len(due_events) - done
+
+
+def test_a_hold_written_by_any_process_binds_at_the_next_batch(app_url: str,
+                                                              tmp_path: Path) -> None:
+    """The mark a batch checks is read from the holds table itself: a hold written there
+    without lethe's API (a process of another lethe version, say), under the gate, binds
+    from the next batch like any other."""
+    from lethe.control.schema import holds as holds_table
+    from lethe.holds import gate_of
+
+    engine = build_app(app_url)
+    policy = write_policy(tmp_path, app_url)
+    due_events = expected_event_ids(engine)
+    rt = runtime(policy)
+    placed: list[int] = []
+    before_hold: list[int] = []
+
+    def place_by_hand(_index: int, rows: int) -> None:
+        if rows and not placed:
+            before_hold.append(rows)
+            with gate_of(rt.control.engine).exclusive(), rt.control.engine.begin() as conn:
+                placed.append(int(conn.execute(holds_table.insert().values(
+                    scope_kind="dataset", scope_value="events", subject_kind=None,
+                    reason="case", placed_at=NOW, placed_by="by hand")
+                    .returning(holds_table.c.id)).scalar_one()))
+
+    result = execute(rt, build_plan(rt, ["events"]), batch_size=2, progress=place_by_hand)
+    rt.close()
+    done = sum(a.done for a in result.actions if a.planned.step.dataset == "events")
+    assert placed and done == sum(before_hold) <= 2
     assert len(ids(engine, events) & due_events) == len(due_events) - done
