@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from lethe.control.schema import holds
 from lethe.control.store import ControlStore
+from lethe.errors import StoreError
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -66,5 +67,23 @@ def test_an_unchanged_mark_is_read_without_a_transaction_and_any_change_moves_it
         other.dispose()
         assert [h.scope_value for h in reader.holds()] == ["events"]
         assert statements  # read through SQLAlchemy, in one transaction with its mark
+    finally:
+        reader.close()
+
+
+def test_a_mark_that_cannot_be_read_is_a_one_line_error(tmp_path: Path) -> None:
+    """The mark read on the driver's connection fails as every control-store read does:
+    a StoreError naming what it was doing, one line, no traceback."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    reader = ControlStore(url)
+    try:
+        assert reader.holds() == []  # the holds now known: the next read checks the mark
+        other = sa.create_engine(url)
+        with other.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE lethe_holds RENAME TO lethe_holds_gone"))
+        other.dispose()
+        with pytest.raises(StoreError, match="reading holds") as raised:
+            reader.holds()
+        assert "\n" not in str(raised.value) and raised.value.path == "control"
     finally:
         reader.close()

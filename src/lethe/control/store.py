@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from lethe.control.schema import MIGRATIONS, holds, metadata, migrations_table, run_actions, runs
 from lethe.control.tx import as_utc, joined, transaction
 from lethe.errors import NotFound, StoreError
-from lethe.stores.sql import create_sql_engine
+from lethe.stores.sql import create_sql_engine, describe_db_error
 from lethe.stores.sql.engine import in_memory_sqlite
 
 
@@ -162,20 +162,22 @@ class ControlStore:
         driver's autocommit: no BEGIN, no COMMIT); None elsewhere."""
         if self.engine.dialect.name != "sqlite":
             return None
-        raw = self.engine.raw_connection()
+        dbapi = self.engine.dialect.loaded_dbapi
         try:
-            cursor = raw.cursor()
+            raw = self.engine.raw_connection()
             try:
+                cursor = raw.cursor()
                 cursor.execute(_SQLITE_HOLDS_MARK)
-                return tuple(cursor.fetchone() or ())
-            finally:
+                found = tuple(cursor.fetchone() or ())
                 cursor.close()
-        except self.engine.dialect.loaded_dbapi.Error as exc:
-            raise StoreError(f"reading holds: {type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}",
-                             path="control") from None
-        finally:
-            raw.close()
+            except dbapi.Error as exc:
+                raise sa.exc.DBAPIError.instance(_SQLITE_HOLDS_MARK, None, exc,
+                                                 dbapi.Error) from None
+            finally:
+                raw.close()
+        except SQLAlchemyError as exc:
+            raise StoreError(describe_db_error(exc, "reading holds"), path="control") from None
+        return found
 
     @staticmethod
     def _hold(row: Any) -> Hold:
