@@ -87,3 +87,86 @@ def test_a_mark_that_cannot_be_read_is_a_one_line_error(tmp_path: Path) -> None:
         assert "\n" not in str(raised.value) and raised.value.path == "control"
     finally:
         reader.close()
+
+
+def test_a_reader_returns_the_holds_its_mark_was_checked_against(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads share the cached holds: one that replaces them with older ones while
+    another checks its mark (a slow reader outside the gate) must not make that other
+    return the older holds for the newer mark; nor may it put older holds back."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store, writer = ControlStore(url), ControlStore(url)
+    now = datetime.now(UTC)
+    try:
+        first = writer.place_hold("dataset", "events", None, "case 1", now, "t")
+        older = (tuple(store._sqlite_mark() or ()), tuple(store.holds()))
+        second = writer.place_hold("dataset", "users", None, "case 2", now, "t")
+        assert [h.id for h in store.holds()] == [first, second]
+        check = ControlStore._sqlite_mark
+
+        def meanwhile(self: ControlStore) -> object:
+            mark = check(self)
+            self._active = older  # another thread's slower read lands now
+            return mark
+
+        monkeypatch.setattr(ControlStore, "_sqlite_mark", meanwhile)
+        assert [h.id for h in store.holds()] == [first, second]
+        monkeypatch.undo()
+        assert [h.id for h in store.holds()] == [first, second]
+    finally:
+        store.close()
+        writer.close()
+
+
+def test_a_slower_reader_never_puts_older_holds_back(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read that took its snapshot before a hold was placed, and finishes after another
+    thread cached the newer holds, leaves the newer ones cached."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store, writer = ControlStore(url), ControlStore(url)
+    now = datetime.now(UTC)
+    try:
+        first = writer.place_hold("dataset", "events", None, "case 1", now, "t")
+        second = writer.place_hold("dataset", "users", None, "case 2", now, "t")
+        make = ControlStore._hold
+        third: list[int] = []
+
+        def slowly(row: object) -> object:
+            if not third:  # mid-read: a hold is placed and another thread caches it
+                third.append(writer.place_hold("dataset", "orders", None, "c3", now, "t"))
+                newer = ControlStore(url)
+                newer.holds()
+                store._active = newer._active
+                newer.close()
+            return make(row)
+
+        monkeypatch.setattr(ControlStore, "_hold", staticmethod(slowly))
+        assert [h.id for h in store.holds()] == [first, second]  # its own snapshot
+        monkeypatch.undo()
+        assert store._active is not None
+        assert [h.id for h in store._active[1]] == [first, second, *third]
+    finally:
+        store.close()
+        writer.close()
+
+
+def test_a_connection_that_cannot_be_made_for_the_mark_is_a_one_line_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's error from making a new pooled connection (a file gone, a lock) is a
+    StoreError too, like the statement's."""
+    import sqlite3
+
+    store = ControlStore(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        assert store.holds() == []
+
+        def refuse() -> object:
+            raise sqlite3.OperationalError("unable to open database file")
+
+        monkeypatch.setattr(store.engine, "raw_connection", refuse)
+        with pytest.raises(StoreError, match="reading holds") as raised:
+            store.holds()
+        assert "\n" not in str(raised.value)
+    finally:
+        monkeypatch.undo()
+        store.close()

@@ -50,6 +50,15 @@ _HOLDS_MARK = sa.select(sa.func.count(), sa.func.max(holds.c.id),
                         sa.func.count(holds.c.released_at))
 # _HOLDS_MARK as SQL text, for the driver's own connection (ControlStore._sqlite_mark)
 _SQLITE_HOLDS_MARK = str(_HOLDS_MARK.compile(compile_kwargs={"literal_binds": True}))
+
+
+def _older(mark: tuple[Any, ...], than: tuple[Any, ...]) -> bool:
+    """Is a holds mark (rows, highest id, released rows) from before `than`? Rows and
+    released rows only grow."""
+    return (mark[0] or 0) <= (than[0] or 0) and (mark[2] or 0) <= (than[2] or 0) \
+        and mark != than
+
+
 _ALIVE = runs.update().where(runs.c.id == sa.bindparam("run_")).values(
     alive_at=sa.bindparam("at_"))
 
@@ -148,14 +157,19 @@ class ControlStore:
         if include_released:
             with self._tx("reading holds", write=False) as conn:
                 return [self._hold(row) for row in conn.execute(query)]
-        if self._active is not None and self._sqlite_mark() == self._active[0]:
-            return list(self._active[1])
+        cached = self._active  # read once: other threads replace it meanwhile
+        if cached is not None and self._sqlite_mark() == cached[0]:
+            return list(cached[1])
         with self._tx("reading holds", write=False) as conn:
             mark = tuple(conn.execute(_HOLDS_MARK).one())
-            if self._active is None or self._active[0] != mark:
+            cached = self._active
+            if cached is None or cached[0] != mark:
                 active = conn.execute(query.where(holds.c.released_at.is_(None)))
-                self._active = (mark, tuple(self._hold(row) for row in active))
-            return list(self._active[1])
+                cached = (mark, tuple(self._hold(row) for row in active))
+                newest = self._active
+                if newest is None or not _older(mark, newest[0]):
+                    self._active = cached  # (a slower reader never puts older holds back)
+            return list(cached[1])
 
     def _sqlite_mark(self) -> tuple[Any, ...] | None:
         """The holds' mark read as one statement on a pooled SQLite connection (the
@@ -164,17 +178,20 @@ class ControlStore:
             return None
         dbapi = self.engine.dialect.loaded_dbapi
         try:
-            raw = self.engine.raw_connection()
-            try:
-                cursor = raw.cursor()
-                cursor.execute(_SQLITE_HOLDS_MARK)
-                found = tuple(cursor.fetchone() or ())
-                cursor.close()
+            try:  # (a connection made now fails with the driver's error: wrapped alike)
+                raw = self.engine.raw_connection()
+                try:
+                    cursor = raw.cursor()
+                    try:
+                        cursor.execute(_SQLITE_HOLDS_MARK)
+                        found = tuple(cursor.fetchone() or ())
+                    finally:
+                        cursor.close()
+                finally:
+                    raw.close()
             except dbapi.Error as exc:
                 raise sa.exc.DBAPIError.instance(_SQLITE_HOLDS_MARK, None, exc,
                                                  dbapi.Error) from None
-            finally:
-                raw.close()
         except SQLAlchemyError as exc:
             raise StoreError(describe_db_error(exc, "reading holds"), path="control") from None
         return found
