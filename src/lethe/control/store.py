@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,23 +178,18 @@ class ControlStore:
             return None
         dbapi = self.engine.dialect.loaded_dbapi
         try:
-            try:  # (a connection made now fails with the driver's error: wrapped alike)
-                raw = self.engine.raw_connection()
-                try:
-                    cursor = raw.cursor()
-                    try:
-                        cursor.execute(_SQLITE_HOLDS_MARK)
-                        found = tuple(cursor.fetchone() or ())
-                    finally:
-                        cursor.close()
-                finally:
-                    raw.close()
-            except dbapi.Error as exc:
-                raise sa.exc.DBAPIError.instance(_SQLITE_HOLDS_MARK, None, exc,
-                                                 dbapi.Error) from None
-        except SQLAlchemyError as exc:
-            raise StoreError(describe_db_error(exc, "reading holds"), path="control") from None
-        return found
+            raw = self.engine.raw_connection()  # (a connection made now: the driver's error)
+            try:
+                with closing(raw.cursor()) as cursor:
+                    cursor.execute(_SQLITE_HOLDS_MARK)
+                    return tuple(cursor.fetchone() or ())
+            finally:
+                raw.close()
+        except (dbapi.Error, SQLAlchemyError) as exc:
+            failed = exc if isinstance(exc, SQLAlchemyError) else sa.exc.DBAPIError.instance(
+                _SQLITE_HOLDS_MARK, None, exc, dbapi.Error)
+            raise StoreError(describe_db_error(failed, "reading holds"),
+                             path="control") from None
 
     @staticmethod
     def _hold(row: Any) -> Hold:

@@ -19,6 +19,7 @@ from lethe.stores.base import (
     Delete,
     Effect,
     SetColumns,
+    Sweep,
     Value,
     key_columns,
 )
@@ -44,6 +45,20 @@ class Effects(Compiler):
                 self._cascade(conn, child, sa.select(keys[0]).where(linked), counts)
         rows = self._apply(conn, t, cascade.table, keys, linked, cascade.effect)
         counts[cascade.label] = counts.get(cascade.label, 0) + rows
+
+    def _apply_window(self, conn: Connection, sweep: Sweep, t: sa.Table,
+                      keys: list[sa.ColumnElement[Any]], key: Any,
+                      in_window: sa.ColumnElement[bool], cascaded: dict[str, int],
+                      tallies: dict[Value, int] | None) -> int:
+        """A batch's statements for the window of `sweep`'s table it chose (by keys or by
+        pages): the children first (`cascaded` counts them per dataset), then the rows,
+        their tallies read back into `tallies`. The rows the effect took."""
+        if sweep.cascades:  # a composite key has no children: the policy says so
+            parent_keys = sa.select(key).where(in_window)
+            for cascade in sweep.cascades:
+                self._cascade(conn, cascade, parent_keys, cascaded)
+        tally = None if sweep.tally is None else self.column(t, sweep.tally, sweep.table)
+        return self._apply(conn, t, sweep.table, keys, in_window, sweep.effect, tally, tallies)
 
     def _apply(self, conn: Connection, t: sa.Table, table_name: str,
                keys: list[sa.ColumnElement[Any]], where: sa.ColumnElement[bool], effect: Effect,

@@ -101,16 +101,13 @@ class PageWalks(Effects):
 
     def _pages_in_steps(self, conn: Connection, sweep: Sweep, low: int, upper: int,
                         cascaded: dict[str, int], tallies: dict[Value, int] | None) -> int:
-        """A batch of several statements over pages `low` to `upper - 1`: the children
-        first, then the rows, their tallies read back. The rows deleted."""
+        """A batch of several statements over pages `low` to `upper - 1`
+        (`Effects._apply_window`: children first, tallies read back). The rows deleted."""
         t = self.table(sweep.table)
         keys = self.key_of(t, sweep.key, sweep.table)
         in_window = sa.and_(in_pages(self._quoted(sweep.table), low, upper),
                             self.compile(sweep.where, sweep.table))
-        for cascade in sweep.cascades:
-            self._cascade(conn, cascade, sa.select(keys[0]).where(in_window), cascaded)
-        tally = None if sweep.tally is None else self.column(t, sweep.tally, sweep.table)
-        return self._apply(conn, t, sweep.table, keys, in_window, sweep.effect, tally, tallies)
+        return self._apply_window(conn, sweep, t, keys, keys[0], in_window, cascaded, tallies)
 
     def _block_span(self, sweep: Sweep, limit: int) -> BlockSpan | None:
         """Block ranges (PostgreSQL 14+, see `blocks.py`) for a walk that deletes: the

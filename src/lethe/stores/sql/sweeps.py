@@ -94,14 +94,8 @@ class Sweeps(PageWalks):
                 last = found[len(keys)] < limit
                 in_window = sa.and_(selected, key <= _bound(keys, upper))
             cascaded: dict[str, int] = {}
-            if sweep.cascades:  # a composite key has no children: the policy says so
-                parent_keys = sa.select(key).where(in_window)
-                for cascade in sweep.cascades:
-                    self._cascade(conn, cascade, parent_keys, cascaded)
             tallies: dict[Value, int] | None = None if sweep.tally is None else {}
-            tally = None if sweep.tally is None else self.column(t, sweep.tally, sweep.table)
-            rows = self._apply(conn, t, sweep.table, keys, in_window, sweep.effect,
-                               tally, tallies)
+            rows = self._apply_window(conn, sweep, t, keys, key, in_window, cascaded, tallies)
             if sweep.journal is not None and (rows or any(cascaded.values())):
                 sweep.journal(rows, cascaded)  # recorded first; raising rolls this back
         if unflushed is not None:  # committed: the batch `flush` checks from now on
