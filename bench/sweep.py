@@ -99,6 +99,39 @@ def measure_raw_delete(engine: sa.Engine) -> dict[str, Any]:
             "longest_transaction_s": elapsed}
 
 
+def measure_hand_batches(engine: sa.Engine, batch_size: int) -> dict[str, Any]:
+    """The batches a DBA would write by hand for this one table: the heap walked in page
+    ranges (`ctid`, PostgreSQL 14+) of about `batch_size` due rows each, one DELETE per
+    range in its own transaction, committed without waiting for the log, and one wait at
+    the end: lethe's access pattern with nothing of lethe's (no holds, no journal, no
+    verification). What bounding the transactions costs by itself. The walk ends at the
+    last page holding a due row, found before the clock starts (in time order, the due
+    rows fill the first half of the table)."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        pages, per_page, share = conn.execute(sa.text(
+            "SELECT (SELECT max((ctid::text::point)[0]) + 1 FROM events WHERE ts < :c),"
+            " reltuples / relpages, (SELECT count(*) FROM events WHERE ts < :c)::float8"
+            " / reltuples FROM pg_class WHERE relname = 'events'"), {"c": CUTOFF}).one()
+        width = max(1, round(batch_size / (per_page * share)))
+        delete = conn.connection.driver_connection
+        started = time.perf_counter()
+        rows = batches = longest = 0.0
+        delete.execute("SET synchronous_commit = off")
+        for low in range(0, int(pages), width):
+            began = time.perf_counter()
+            with delete.transaction():
+                rows += delete.execute(
+                    "DELETE FROM events WHERE ctid >= %s::tid AND ctid < %s::tid AND ts < %s",
+                    (f"({low},0)", f"({low + width},0)", CUTOFF)).rowcount
+            longest = max(longest, time.perf_counter() - began)
+            batches += 1
+        delete.execute("SET synchronous_commit = on")
+        delete.execute("SELECT txid_current()")  # a synchronous commit: the log written
+        elapsed = time.perf_counter() - started
+    return {"rows": int(rows), "seconds": elapsed, "rows_per_s": rows / elapsed,
+            "batches": int(batches), "longest_transaction_s": longest}
+
+
 def measure_orm_loop(engine: sa.Engine, sample: int) -> dict[str, Any]:
     """The loop an application would write: load each due row, delete it, commit."""
     started = time.perf_counter()
@@ -133,13 +166,17 @@ def main() -> None:
     engine = sa.create_engine(normalize_url(url))
     lethe_trials: list[dict[str, Any]] = []
     raw_trials: list[dict[str, Any]] = []
+    hand_trials: list[dict[str, Any]] = []
     try:
         for trial in range(args.trials):  # interleaved, so drift hits both alike
             due = build_table(engine, args.rows, args.order)
             raw_trials.append(measure_raw_delete(engine))
             build_table(engine, args.rows, args.order)
+            hand_trials.append(measure_hand_batches(engine, args.batch_size))
+            build_table(engine, args.rows, args.order)
             lethe_trials.append(measure_lethe(url, args.batch_size))
             print(f"trial {trial + 1}: raw DELETE {raw_trials[-1]['rows_per_s']:,.0f} rows/s, "
+                  f"batches by hand {hand_trials[-1]['rows_per_s']:,.0f} rows/s, "
                   f"lethe {lethe_trials[-1]['rows_per_s']:,.0f} rows/s", flush=True)
         build_table(engine, args.rows, args.order)
         orm = measure_orm_loop(engine, args.orm_sample)
@@ -148,10 +185,14 @@ def main() -> None:
         drop_database(DB)
     lethe = median_trial(lethe_trials)
     raw = median_trial(raw_trials)
+    hand = median_trial(hand_trials)
     print(f"table: {args.rows:,} rows ({args.order} order), {due:,} due; median of "
           f"{args.trials} trials")
     print(f"raw DELETE:   {raw['rows_per_s']:>12,.0f} rows/s (one transaction of "
           f"{raw['seconds']:.2f} s)")
+    print(f"by hand:      {hand['rows_per_s']:>12,.0f} rows/s ({hand['batches']} page-range "
+          f"batches, nothing but the DELETEs; longest transaction "
+          f"{hand['longest_transaction_s']:.3f} s)")
     print(f"lethe run:    {lethe['rows_per_s']:>12,.0f} rows/s  (batches, verification and "
           f"run record; longest transaction {lethe['longest_transaction_s']:.3f} s)")
     print(f"  batches alone: {lethe['batch_rows_per_s']:>12,.0f} rows/s")
@@ -160,15 +201,20 @@ def main() -> None:
     print(f"ORM per row:  {orm['rows_per_s']:>12,.0f} rows/s (sample {orm['rows']:,})")
     ratios = {"lethe_vs_raw_delete": lethe["rows_per_s"] / raw["rows_per_s"],
               "lethe_batches_vs_raw_delete": lethe["batch_rows_per_s"] / raw["rows_per_s"],
+              "hand_batches_vs_raw_delete": hand["rows_per_s"] / raw["rows_per_s"],
+              "lethe_batches_vs_hand_batches": lethe["batch_rows_per_s"] / hand["rows_per_s"],
               "lethe_vs_orm_loop": lethe["rows_per_s"] / orm["rows_per_s"]}
     print(f"lethe / raw DELETE = {ratios['lethe_vs_raw_delete']:.2f}x "
-          f"(batches alone {ratios['lethe_batches_vs_raw_delete']:.2f}x)   "
+          f"(batches alone {ratios['lethe_batches_vs_raw_delete']:.2f}x; batches by hand "
+          f"{ratios['hand_batches_vs_raw_delete']:.2f}x, lethe's batches / by hand "
+          f"{ratios['lethe_batches_vs_hand_batches']:.2f}x)   "
           f"lethe / ORM loop = {ratios['lethe_vs_orm_loop']:.0f}x")
     name = "sweep" if (args.order, args.rows) == ("random", 2_000_000) else \
         f"sweep-{args.order}-{args.rows}"
     path = write_result(name, {"table_rows": args.rows, "order": args.order, "due_rows": due,
                                   "trials": args.trials, "lethe": lethe,
-                                  "raw_delete": raw, "orm_loop": orm, "ratios": ratios,
+                                  "raw_delete": raw, "hand_batches": hand, "orm_loop": orm,
+                                  "ratios": ratios,
                                   "targets": TARGETS,
                                   "targets_met": {
                                       **{ratio: ratios[ratio] >= TARGETS[ratio] for ratio in

@@ -54,3 +54,40 @@ def test_a_connection_back_within_the_second_is_not_pinged(
         conn.execute(sa.text("SELECT 1"))
     assert pings == [1]
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_reads_leave_the_connections_prepared_statements_in_place(postgres_url: str) -> None:
+    """psycopg prepares a statement on a connection once it ran five times, and forgets
+    all of them when the connection sees a ROLLBACK. A store's reads run outside a
+    transaction, so they end in no ROLLBACK: the statements an erasure runs for every
+    subject (its lookups, counts and deletes) are planned once per connection, not once
+    per subject. Failed on the old code: every read ended in ROLLBACK, and nothing the
+    store ran was ever prepared."""
+    from lethe.stores.base import Eq
+    from lethe.stores.sql import SqlStore
+
+    admin = sa.create_engine(normalize_url(postgres_url))
+    with admin.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE people (id bigint PRIMARY KEY, team text)"))
+        conn.execute(sa.text("INSERT INTO people SELECT g, 't' || (g % 7)"
+                             " FROM generate_series(1, 100) g"))
+    admin.dispose()
+    store = SqlStore("app", postgres_url)
+    try:
+        for n in range(40):
+            team = f"t{n % 7}"
+            assert store.values("people", "id", Eq("team", team))
+            assert store.count_each([("people", Eq("team", team))]) == [
+                len(store.select("people", ["id"], Eq("team", team)))]
+        pooled = [store.engine.connect() for _ in range(store.engine.pool.checkedin())]
+        try:
+            prepared = [str(text) for conn in pooled for text in conn.execute(sa.text(
+                "SELECT statement FROM pg_prepared_statements")).scalars()]
+        finally:
+            for conn in pooled:
+                conn.close()
+    finally:
+        store.close()
+    assert any("DISTINCT people.id" in text for text in prepared), prepared
+    assert any("count(*)" in text for text in prepared), prepared

@@ -345,7 +345,7 @@ class Compiler(Schema):
             return False
         name = (c.table.name, c.name)
         if name not in self._millis:
-            with self._errors("reading a time column"), self.engine.connect() as conn:
+            with self._reading("reading a time column") as conn:
                 top = conn.execute(sa.select(sa.func.max(c))).scalar()
             self._millis[name] = top is not None and abs(top) > MILLIS_THRESHOLD
         return self._millis[name]

@@ -188,6 +188,21 @@ class SqlBase:
         except SQLAlchemyError as exc:
             raise StoreError(f"{what}: {type(exc).__name__}", path=f"stores.{self.name}") from None
 
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[Connection]:
+        """A connection for one read statement (its own snapshot). On PostgreSQL it runs
+        outside a transaction: a read in one ends in ROLLBACK, and psycopg forgets every
+        statement it had prepared on a connection that sees a ROLLBACK (a rollback may
+        have undone what they name), so an erasure's statements, run once per subject,
+        were parsed and planned afresh each time (0.36 ms against 0.15 ms prepared, for
+        a delete of one subject's rows). It also saves the BEGIN and ROLLBACK round
+        trips."""
+        connection = self.engine.connect()
+        if self.dialect == "postgresql":
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        with self._errors(what), connection as conn:
+            yield conn
+
     def _quoted(self, name: str) -> str:
         """The identifier as PostgreSQL spells it (quoted where needed), for SQL text and
         bound values. SQLAlchemy's quoting also doubles `%` for the driver's paramstyle;

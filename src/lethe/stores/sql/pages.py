@@ -117,8 +117,7 @@ class PageWalks(Effects):
         if self.dialect != "postgresql" or sweep.selective or limit < MAX_ROWS_PER_PAGE \
                 or not isinstance(sweep.effect, Delete):
             return None
-        with self._errors(f"reading the size of {sweep.table}"), \
-                self.engine.connect() as conn:
+        with self._reading(f"reading the size of {sweep.table}") as conn:
             span = read_span(conn, self._quoted(sweep.table))
             if span is None or sweep.time_column is None \
                     or not self.tables()[sweep.table].has_index_on(sweep.time_column):

@@ -42,7 +42,7 @@ class Partitions(Compiler):
     def partitions(self, table: str, column: str) -> list[Partition]:
         if self.dialect != "postgresql":
             return []
-        with self._errors(f"reading the partitions of {table}"), self.engine.connect() as conn:
+        with self._reading(f"reading the partitions of {table}") as conn:
             keydef = conn.execute(sa.text(
                 "SELECT pg_get_partkeydef(c.oid) FROM pg_class c "
                 "WHERE c.oid = to_regclass(:t) AND c.relkind = 'p'"),
@@ -77,7 +77,7 @@ class Partitions(Compiler):
 
     def count_in_partition(self, table: str, partition: str, where: Condition) -> int:
         part = self._partition(table, partition)
-        with self._errors(f"counting rows of {table}"), self.engine.connect() as conn:
+        with self._reading(f"counting rows of {table}") as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(part)
                                     .where(self.compile(where, table, part))).scalar_one())
 

@@ -54,7 +54,7 @@ class Rows(Compiler):
         query = sa.select(t).where(self.compile(where, table))
         if t.primary_key.columns:
             query = query.order_by(*t.primary_key.columns)
-        with self._errors(f"reading rows of {table}"), self.engine.connect() as conn:
+        with self._reading(f"reading rows of {table}") as conn:
             result = conn.execute(query)
             return tuple(result.keys()), [tuple(r) for r in result]
 
@@ -63,7 +63,7 @@ class Rows(Compiler):
         c = self.column(t, column, table)
         query, values = self.prepared(("values", column), table, where, lambda selected:
                                       sa.select(c).distinct().where(c.is_not(None), selected))
-        with self._errors(f"reading links of {table}"), self.engine.connect() as conn:
+        with self._reading(f"reading links of {table}") as conn:
             return list(conn.execute(query, values).scalars())
 
     def select(self, table: str, columns: Sequence[str],
@@ -72,7 +72,7 @@ class Rows(Compiler):
         query, values = self.prepared(("select", *columns), table, where, lambda selected:
                                       sa.select(*(self.column(t, c, table) for c in columns))
                                       .where(selected))
-        with self._errors(f"reading rows of {table}"), self.engine.connect() as conn:
+        with self._reading(f"reading rows of {table}") as conn:
             return [tuple(r) for r in conn.execute(query, values)]
 
     def select_at_most(self, table: str, columns: Sequence[str],
@@ -81,7 +81,7 @@ class Rows(Compiler):
         having read no more than one past that)."""
         t = self.table(table)
         query = sa.select(*(self.column(t, c, table) for c in columns)).limit(most + 1)
-        with self._errors(f"reading rows of {table}"), self.engine.connect() as conn:
+        with self._reading(f"reading rows of {table}") as conn:
             rows = [tuple(r) for r in conn.execute(query)]
         return None if len(rows) > most else rows
 
@@ -91,7 +91,7 @@ class Rows(Compiler):
         query, values = self.prepared(("count by", column), table, where, lambda selected:
                                       sa.select(c, sa.func.count())
                                       .where(c.is_not(None), selected).group_by(c))
-        with self._errors(f"counting rows of {table}"), self.engine.connect() as conn:
+        with self._reading(f"counting rows of {table}") as conn:
             return {value: int(n) for value, n in conn.execute(query, values)}
 
     def oldest(self, table: str, column: str, where: Condition) -> datetime | None:
@@ -101,8 +101,7 @@ class Rows(Compiler):
         minimum, as_instant = earliest(c, self.dialect, millis=millis)
         query = sa.select(minimum).select_from(t).where(c.is_not(None),
                                                        self.compile(where, table))
-        with self._errors(f"reading the oldest {column} of {table}"), \
-                self.engine.connect() as conn:
+        with self._reading(f"reading the oldest {column} of {table}") as conn:
             return as_instant(conn.execute(query).scalar())
 
     def insert_missing(self, table: str, key: str,
@@ -142,7 +141,7 @@ class Rows(Compiler):
                                     .where(self.build(shape, table)).scalar_subquery()
                                     for table, shape in zip(tables, shapes, strict=True))))
         values = {name: value for _, named in shaped for name, value in named.items()}
-        with self._errors("counting rows"), self.engine.connect() as conn:
+        with self._reading("counting rows") as conn:
             return [int(n) for n in conn.execute(statement, values).one()]
 
     def _mostly_dead_index(self, conn: Connection, table: str) -> bool:

@@ -230,8 +230,7 @@ class Sweeps(PageWalks):
                 or len(keys) != 1 or python_type(keys[0].type) is not int:
             return None  # anonymizing reads every row anyway; windows bound it exactly
         key = keys[0]
-        with self._errors(f"reading the key range of {sweep.table}"), \
-                self.engine.connect() as conn:
+        with self._reading(f"reading the key range of {sweep.table}") as conn:
             low, high = conn.execute(sa.select(sa.func.min(key), sa.func.max(key))).one()
             if low is None:
                 return None
