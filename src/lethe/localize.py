@@ -130,13 +130,19 @@ class LocalStore:
         self.inner.flush()
 
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
+        return self.inner.sweep_batch(self._local_sweep(sweep), after, limit)
+
+    def _local_sweep(self, sweep: Sweep) -> Sweep:
         def local_cascade(c: Cascade) -> Cascade:
             return replace(c, where=self._local(c.where),
                            children=tuple(local_cascade(k) for k in c.children))
 
-        local = replace(sweep, where=self._local(sweep.where),
-                        cascades=tuple(local_cascade(c) for c in sweep.cascades))
-        return self.inner.sweep_batch(local, after, limit)
+        return replace(sweep, where=self._local(sweep.where),
+                       cascades=tuple(local_cascade(c) for c in sweep.cascades))
+
+    def first_batches(self, sweeps: Sequence[Sweep],
+                      limit: int) -> list[BatchResult] | None:
+        return self.inner.first_batches([self._local_sweep(s) for s in sweeps], limit)
 
     def close(self) -> None:
         self.inner.close()

@@ -12,6 +12,7 @@ verification, erasure its attribution, baselines and certificates.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
@@ -99,22 +100,26 @@ class Executor:
     def sweep(self, action: SweepRows, batch_size: int,
               on_batch: OnBatch | None = None) -> Swept:
         """Sweep until nothing of the selection is left; each batch reads the holds."""
-        builder = self.builder
         last: list[Condition] = [FALSE]
 
         def make_sweep() -> Sweep:
-            holds = self.holds()  # under the gate: sweep_all takes it for every batch
-            where, last[0] = self.selection(action, holds)
-            return Sweep(self._table(action), builder.keys[action.dataset], where,
-                         action.effect,
-                         builder.cascades(action.dataset, holds) if action.cascades else (),
-                         selective=action.selective, tally=action.tally,
-                         durable=action.durable, journal=action.journal,
-                         time_column=action.time_column)
+            sweep, last[0] = self._sweep_of(action, self.holds())  # under the gate:
+            return sweep  # sweep_all takes it for every batch
 
         stats = sweep_all(self.rt.catalog.store_of(action.dataset), make_sweep, batch_size,
                           on_batch, gate=self.rt.hold_gate)
         return Swept(stats, last[0])
+
+    def _sweep_of(self, action: SweepRows, holds: HoldScopes) -> tuple[Sweep, Condition]:
+        """(the sweep of the action's next batch under these holds, the hold condition
+        that keeps rows from it)."""
+        where, held = self.selection(action, holds)
+        return Sweep(self._table(action), self.builder.keys[action.dataset], where,
+                     action.effect,
+                     self.builder.cascades(action.dataset, holds) if action.cascades else (),
+                     selective=action.selective, tally=action.tally,
+                     durable=action.durable, journal=action.journal,
+                     time_column=action.time_column), held
 
     def shred(self, reach: SubjectReach,
               targets: Callable[[HoldScopes], Sequence[Value]]) -> list[Value]:
@@ -147,9 +152,12 @@ class Executor:
         read once — for an erasure no bigger than one batch (a lone subject's rows), so
         `hold place` waits no longer than it would for a batch."""
         with self.rt.hold_gate.shared() if one_turn else nullcontext():
-            self._erase(plan, tally, batch_size)
+            self._erase(plan, tally, batch_size, together=one_turn)
 
-    def _erase(self, plan: ErasurePlan, tally: Tally, batch_size: int) -> None:
+    def _erase(self, plan: ErasurePlan, tally: Tally, batch_size: int, *,
+               together: bool) -> None:
+        """`together`: consecutive plain deletes of one store go as one statement
+        (`_erase_together`)."""
         reaches: dict[str, SubjectReach] = {}
 
         def reach(kind: str) -> SubjectReach:
@@ -159,8 +167,23 @@ class Executor:
 
         kinds = plan.kinds()
         kept: dict[str, set[str]] = {}  # kind -> subjects some of whose keys a hold keeps
+        run: list[EraseRows] = []  # plain deletes of one store waiting to go together
         try:
             for action in plan.actions:
+                plain = together and not kept and self._plain_delete(action, tally)
+                if plain and run and isinstance(action, EraseRows) \
+                        and self._store(run[0]) != self._store(action):
+                    self._erase_run(run, tally, batch_size)
+                    run = []
+                # (a dataset whose rows are retained is only counted: the run goes on)
+                if plain or (run and isinstance(action, EraseRows)
+                             and action.action == "retain"):
+                    assert isinstance(action, EraseRows)
+                    run.append(action)
+                    continue
+                if run:
+                    self._erase_run(run, tally, batch_size)
+                    run = []
                 if isinstance(action, RemoveKeyed):
                     kind = action.subject_kind or plan.subject_kind
                     removed, held = self.remove_keys(
@@ -181,11 +204,89 @@ class Executor:
                 else:
                     tally.shredded(self._shred_kind(reach(action.subject_kind), tally),
                                    action.subject_kind)
+            if run:
+                self._erase_run(run, tally, batch_size)
         except BaseException:
             with suppress(LetheError):  # the first error is the one told
                 self._flush(plan)
             raise
         self._flush(plan)
+
+    def _store(self, action: EraseRows) -> str:
+        return self.rt.policy.datasets[action.dataset].store
+
+    def _plain_delete(self, action: object, tally: Tally) -> bool:
+        """Rows that simply go: a delete with no rows a foreign key keeps, none in
+        archives, no `referenced_by` rows pinned by holds, one subject."""
+        return isinstance(action, EraseRows) and action.action == "delete" \
+            and action.referenced == FALSE and action.archive_column is None \
+            and not self.rt.policy.datasets[action.dataset].referenced_by \
+            and tally.column(action.dataset) is None
+
+    def _erase_run(self, actions: Sequence[EraseRows], tally: Tally,
+                   batch_size: int) -> None:
+        """A run of plain deletes (`_erase_together`), else each as any other dataset."""
+        if not self._erase_together(actions, tally, batch_size):
+            for action in actions:
+                tally.begin(action)
+                tally.erased(action, self._erase_rows(action, FALSE, tally, batch_size))
+
+    def _erase_together(self, actions: Sequence[EraseRows], tally: Tally,
+                        batch_size: int) -> bool:
+        """Plain deletes of one store (and datasets retained between them), in plan
+        order (children first), within an erasure that is one unit of work (its holds
+        read once, under the gate): the deletes' first batches as one statement, where
+        the store can run them so (`first_batches`: one round trip instead of one per
+        dataset; all or nothing), and a dataset with more rows than a batch (rows added
+        since the baselines counted) finished batch by batch. Each dataset is told to
+        the tally in plan order, and when finishing one fails, every dataset already
+        done is told before the error goes on. False, having done nothing, where the
+        store cannot run them as one statement."""
+        holds = self.holds()
+        deletes = [a for a in actions if a.action == "delete"]
+        rows = [SweepRows(a.dataset, all_of(a.where, negate(a.referenced)), Delete(), True,
+                          selective=True, durable=False) for a in deletes]
+        sweeps = [self._sweep_of(r, holds) for r in rows]
+        started = time.perf_counter()
+        firsts = self.rt.catalog.store_of(deletes[0].dataset).first_batches(
+            [sweep for sweep, _ in sweeps], batch_size)
+        if firsts is None:
+            return False
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        done: dict[int, Erased] = {}  # position in `deletes` -> what went
+        for i, ((_, held), first) in enumerate(zip(sweeps, firsts, strict=True)):
+            stats = SweepStats()
+            if first.upper is not None:
+                stats.rows, stats.batches = first.rows, 1
+                stats.longest_ms = stats.total_ms = elapsed_ms
+            done[i] = Erased(stats, held)
+        try:
+            for i, first in enumerate(firsts):
+                if first.upper is not None and not first.last:
+                    del done[i]  # not done until the rest has gone
+                    rest = self.sweep(rows[i], batch_size)
+                    stats = SweepStats(first.rows + rest.stats.rows,
+                                       1 + rest.stats.batches,
+                                       max(elapsed_ms, rest.stats.longest_ms),
+                                       elapsed_ms + rest.stats.total_ms)
+                    done[i] = Erased(stats, rest.held)
+        finally:
+            self._tell_together(actions, done, tally, batch_size)
+        return True
+
+    def _tell_together(self, actions: Sequence[EraseRows], done: Mapping[int, Erased],
+                       tally: Tally, batch_size: int) -> None:
+        """Tell the tally, in plan order, the deletes `done` holds (by position among the
+        deletes) and the datasets retained between them."""
+        position = -1
+        for action in actions:
+            tally.begin(action)
+            if action.action != "delete":  # retained: counted, as `_erase_rows` does
+                tally.erased(action, self._erase_rows(action, FALSE, tally, batch_size))
+                continue
+            position += 1
+            if position in done:
+                tally.erased(action, done[position])
 
     def _shred_kind(self, reach: SubjectReach, tally: Tally) -> list[Value]:
         """The data keys of the subjects of the reach's kind no hold keeps, destroyed."""

@@ -391,6 +391,14 @@ class RowStore(Protocol):
 
     def sweep_batch(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult: ...
 
+    def first_batches(self, sweeps: Sequence[Sweep],
+                      limit: int) -> list[BatchResult] | None:
+        """The first batch of each sweep, in order, as `sweep_batch(sweep, None, limit)`
+        would give them, run as one statement and committed together (all or none of
+        them: a lone subject's small erasure); None, having done nothing, where the
+        store cannot run these sweeps so."""
+        ...
+
     def flush(self) -> None:
         """Make every commit so far durable (after batches of a `durable=False` sweep)."""
         ...

@@ -13,6 +13,7 @@ the log, and `flush` makes sure those commits survived before anyone is told wha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -157,33 +158,82 @@ class Sweeps(PageWalks):
         return BatchResult(told_row.lethe_upper, rows, {}, told_row.lethe_found < limit,
                            tallies)
 
-    def _delete_next_statement(self, sweep: Sweep, shape: Shape,
-                               after: bool) -> sa.Select[Any]:
-        """`_delete_next`'s statement for a shape; its parameters are the shape's values,
-        `lethe_limit` and (after the first batch) `lethe_after`."""
+    def first_batches(self, sweeps: Sequence[Sweep],
+                      limit: int) -> list[BatchResult] | None:
+        """On PostgreSQL, the first batches of several selective deletes that need no
+        journal and no tallies (a lone subject's small erasure: each dataset's rows of
+        one subject) are one statement, one round trip, one transaction: each sweep's
+        window of `limit` keys and its DELETE, as `_delete_next` runs them one at a
+        time. A foreign key between them is checked at the end of the statement, when
+        every DELETE in it has run, so children and parents may go together; if one
+        would outlive its parent (a window full, the rest left for later batches), the
+        statement fails whole and nothing is deleted. None (nothing done) for sweeps
+        that cannot go as one statement."""
+        if len({s.durable for s in sweeps}) != 1 or not all(
+                self._in_one_statement(s) and s.journal is None and s.tally is None
+                for s in sweeps):
+            return None
+        shaped = [self.shape(s.where, s.table, f"lethe_s{i}_") for i, s in enumerate(sweeps)]
+        shapes = tuple((s.table, s.key, shape) for s, (shape, _) in zip(sweeps, shaped,
+                                                                          strict=True))
+        statement = self.shaped(("delete each", shapes, sweeps[0].durable),
+                                lambda: self._first_batches_statement(sweeps, shaped))
+        values: dict[str, Any] = {"lethe_limit": limit}
+        for _, named in shaped:
+            values.update(named)
+        tables = ", ".join(dict.fromkeys(s.table for s in sweeps))
+        with self._errors(f"sweeping {tables}"), self.engine.connect().execution_options(
+                lethe_write=True, isolation_level="AUTOCOMMIT") as conn:
+            told = conn.execute(statement, values).one()._mapping
+        if not sweeps[0].durable:
+            self._unflushed.xid, self._unflushed.started = int(told["lethe_xid"]), \
+                told["lethe_started"]
+        batches = []
+        for i, sweep in enumerate(sweeps):
+            found, rows = int(told[f"lethe_found{i}"]), int(told[f"lethe_deleted{i}"])
+            self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
+            batches.append(BatchResult(told[f"lethe_upper{i}"], rows, {}, found < limit)
+                           if found else BatchResult(None, 0))
+        return batches
+
+    def _first_batches_statement(self, sweeps: Sequence[Sweep],
+                                 shaped: Sequence[tuple[Shape, Any]]) -> sa.Select[Any]:
+        told: list[Any] = []
+        for i, (sweep, (shape, _)) in enumerate(zip(sweeps, shaped, strict=True)):
+            told += self._window_delete(sweep, shape, False, str(i))[0]
+        return sa.select(*told, *_told_transaction(sweeps[0]))
+
+    def _window_delete(self, sweep: Sweep, shape: Shape, after: bool,
+                       suffix: str = "") -> tuple[list[Any], Any]:
+        """A batch's window of the next `lethe_limit` matching keys (after `lethe_after`)
+        and the DELETE of its rows, as WITH queries, and what the batch tells: the
+        window's last key, its size, the rows deleted (labels end in `suffix`); and the
+        DELETE, whose rows return `Sweep.tally`'s value."""
         t = self.table(sweep.table)
         key = self.column(t, sweep.key, sweep.table)
         selected = self.build(shape, sweep.table, t)
         if after:
             selected = sa.and_(key > sa.bindparam("lethe_after", type_=key.type), selected)
         window = sa.select(key.label("k")).where(selected).order_by(key) \
-            .limit(sa.bindparam("lethe_limit", type_=sa.Integer)).cte("lethe_window")
+            .limit(sa.bindparam("lethe_limit", type_=sa.Integer)).cte(f"lethe_window{suffix}")
         tally = sa.literal(None) if sweep.tally is None else \
             self.column(t, sweep.tally, sweep.table)
         # data-modifying WITH: PostgreSQL runs it once, to completion, read or not
         gone = sa.delete(t).where(key.in_(sa.select(window.c.k)), selected) \
-            .returning(tally.label("t")).cte("lethe_gone")
-        told = [sa.select(window.c.k).order_by(window.c.k.desc()).limit(1)
-                .scalar_subquery().label("lethe_upper"),
+            .returning(tally.label("t")).cte(f"lethe_gone{suffix}")
+        return [sa.select(window.c.k).order_by(window.c.k.desc()).limit(1)
+                .scalar_subquery().label(f"lethe_upper{suffix}"),
                 sa.select(sa.func.count()).select_from(window).scalar_subquery()
-                .label("lethe_found"),
+                .label(f"lethe_found{suffix}"),
                 sa.select(sa.func.count()).select_from(gone).scalar_subquery()
-                .label("lethe_deleted")]
-        if not sweep.durable:
-            told += [sa.func.set_config("synchronous_commit", "off", True).label("lethe_sync"),
-                     sa.func.txid_current().label("lethe_xid"),
-                     sa.func.pg_postmaster_start_time().label("lethe_started")]
-        statement = sa.select(*told)
+                .label(f"lethe_deleted{suffix}")], gone
+
+    def _delete_next_statement(self, sweep: Sweep, shape: Shape,
+                               after: bool) -> sa.Select[Any]:
+        """`_delete_next`'s statement for a shape; its parameters are the shape's values,
+        `lethe_limit` and (after the first batch) `lethe_after`."""
+        told, gone = self._window_delete(sweep, shape, after)
+        statement = sa.select(*told, *_told_transaction(sweep))
         if sweep.tally is not None:  # one row per deleted row (or one, NULL, for none),
             # its tally in the column's own type (an array of citext or an enum would
             # reach Python as text); the counts repeat on each row
@@ -240,6 +290,16 @@ class Sweeps(PageWalks):
                 rows = int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
         span = KeySpan(int(low), int(high))
         return span if is_dense(span, rows) else None
+
+def _told_transaction(sweep: Sweep) -> list[Any]:
+    """For a batch that need not be durable: its synchronous commit turned off, and its
+    transaction id and the server's start read (`flush` checks them)."""
+    if sweep.durable:
+        return []
+    return [sa.func.set_config("synchronous_commit", "off", True).label("lethe_sync"),
+            sa.func.txid_current().label("lethe_xid"),
+            sa.func.pg_postmaster_start_time().label("lethe_started")]
+
 
 def _bound(keys: list[sa.ColumnElement[Any]], value: Value) -> Any:
     """A key value to compare the key with: a composite key's as a row value, bound as
