@@ -54,7 +54,8 @@ def _build(url: str) -> sa.Engine:
     return engine
 
 
-def _runtime(directory: Path, url: str, *, notes: bool = False) -> Runtime:
+def _runtime(directory: Path, url: str, *, notes: bool = False,
+             extra: dict[str, Any] | None = None) -> Runtime:
     link = {"users": "user_id"}
     datasets: dict[str, Any] = {
         "users": {"store": "app", "table": "users", "class": "pii",
@@ -70,6 +71,7 @@ def _runtime(directory: Path, url: str, *, notes: bool = False) -> Runtime:
         datasets["notes"] = {"store": "app", "table": "notes", "class": "pii",
                              "belongs_to": link, "erasure": "anonymize",
                              "fields": {"body": {"class": "pii", "anonymize": "redact"}}}
+    datasets.update(extra or {})
     path = directory / "lethe.yaml"
     path.write_text(yaml.safe_dump({
         "lethe": 1, "organization": "test", "control": "sqlite:///state.db",
@@ -149,16 +151,25 @@ def test_an_anonymized_dataset_between_them_splits_the_statement(
     engine.dispose()
 
 
-def test_more_rows_than_a_batch_are_finished_batch_by_batch(
+def test_more_rows_than_a_batch_go_dataset_by_dataset_children_first(
         postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rows can arrive between the baselines and the erasure: a window that comes back
-    full is finished by the usual batches, and everything is counted. (Forced here: the
-    erasure treated as one unit of work with a batch of one row.)"""
+    """Rows can arrive between the counts and the erasure. If any dataset then holds a
+    batch or more, the statement deletes nothing and the datasets go one by one,
+    children first: a grandchild found through its parent (`session_events` through
+    `sessions`) is not left behind by a parent that went first. (Forced here: the
+    erasure treated as one unit of work with a batch of one row.) Failed on a first
+    version that deleted the windows and finished the rest afterwards: one of the two
+    events of session 10 stayed, unreachable, and was certified as erased."""
     monkeypatch.setattr(erasure.Group, "_small", lambda self: True)
     engine = _build(postgres_url)
-    with engine.begin() as conn:  # no foreign key: sessions may outlive the user a moment
+    with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE devices DROP CONSTRAINT devices_user_id_fkey"))
-    rt = _runtime(tmp_path, postgres_url)
+        conn.execute(sa.text("CREATE TABLE session_events (id bigint PRIMARY KEY,"
+                             " session_id bigint)"))
+        conn.execute(sa.text("INSERT INTO session_events VALUES (1, 10), (2, 10), (3, 20)"))
+    rt = _runtime(tmp_path, postgres_url, extra={"session_events": {
+        "store": "app", "table": "session_events", "class": "operational",
+        "belongs_to": {"sessions": "session_id"}}})
     try:
         record = open_request(rt, "erasure", "user", ["id=1"])
         with _deletes(postgres_url) as deletes:
@@ -166,9 +177,40 @@ def test_more_rows_than_a_batch_are_finished_batch_by_batch(
     finally:
         rt.close()
     assert outcome.record.status == "completed", outcome.as_dict()
+    assert _ids(engine, "session_events") == {3}
     assert _ids(engine, "sessions") == {20} and _ids(engine, "users") == {2, 3}
-    assert outcome.as_dict()["datasets"]["sessions"]["erased"] == 3
-    assert len(deletes) >= 2  # the statement, then sessions' remaining batches
+    report = outcome.as_dict()["datasets"]
+    assert report["sessions"]["erased"] == 3 and report["session_events"]["erased"] == 2
+    assert len(deletes) > 1  # the statement that deleted nothing, then one by one
+    engine.dispose()
+
+
+def test_a_retained_dataset_found_through_a_deleted_one_is_counted_before_it_goes(
+        postgres_url: str, tmp_path: Path) -> None:
+    """`receipts` are retained and found through `devices`, which the erasure deletes;
+    a hold on receipts keeps them and the request open. They are counted before
+    devices go (they end the run of deletes): counted after, the lookup through the
+    deleted devices found none held, and the request was certified."""
+    engine = _build(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE devices DROP CONSTRAINT devices_user_id_fkey"))
+        conn.execute(sa.text("CREATE TABLE receipts (id bigint PRIMARY KEY,"
+                             " device_id bigint)"))
+        conn.execute(sa.text("INSERT INTO receipts VALUES (1, 100), (2, 200)"))
+    rt = _runtime(tmp_path, postgres_url, extra={"receipts": {
+        "store": "app", "table": "receipts", "class": "operational",
+        "belongs_to": {"devices": "device_id"}, "erasure": "retain",
+        "legal_basis": "warranty"}})
+    try:
+        place_hold(rt.control, rt.audit, rt.clock,
+                   parse_scope(rt.policy, None, None, "receipts"), "audit 3")
+        record = open_request(rt, "erasure", "user", ["id=1"])
+        outcome = run_request(rt, record.id, tmp_path / "out")
+    finally:
+        rt.close()
+    assert outcome.as_dict()["datasets"]["receipts"]["held"] == 1
+    assert outcome.certificate is None and outcome.record.status == "in_progress"
+    assert _ids(engine, "receipts") == {1, 2}
     engine.dispose()
 
 

@@ -91,3 +91,32 @@ def test_reads_leave_the_connections_prepared_statements_in_place(postgres_url: 
         store.close()
     assert any("DISTINCT people.id" in text for text in prepared), prepared
     assert any("count(*)" in text for text in prepared), prepared
+
+
+@pytest.mark.postgres
+def test_a_read_that_cannot_connect_is_a_store_error(postgres_url: str) -> None:
+    """A read whose connection fails (the database went away) says so in one line, as a
+    StoreError naming the store, never a driver exception: the erasure that made it
+    stops and says where."""
+    from lethe.errors import StoreError
+    from lethe.stores.base import Eq
+    from lethe.stores.sql import SqlStore
+
+    admin = sa.create_engine(normalize_url(postgres_url))
+    with admin.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE people (id bigint PRIMARY KEY, team text)"))
+    admin.dispose()
+    store = SqlStore("app", postgres_url)
+    try:
+        assert store.values("people", "id", Eq("team", "t1")) == []  # reflected, pooled
+        store.engine.dispose()
+        other = sa.engine.make_url(normalize_url(postgres_url)).set(database="postgres")
+        dropper = sa.create_engine(other, isolation_level="AUTOCOMMIT")
+        with dropper.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{store.engine.url.database}" WITH (FORCE)'))
+        dropper.dispose()
+        with pytest.raises(StoreError) as raised:
+            store.values("people", "id", Eq("team", "t1"))
+        assert "stores.app" in str(raised.value.path) and "\n" not in raised.value.message
+    finally:
+        store.close()

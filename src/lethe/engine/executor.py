@@ -35,6 +35,7 @@ from lethe.stores.base import (
     Value,
     all_of,
     any_of,
+    looks_up,
     negate,
 )
 
@@ -175,9 +176,10 @@ class Executor:
                         and self._store(run[0]) != self._store(action):
                     self._erase_run(run, tally, batch_size)
                     run = []
-                # (a dataset whose rows are retained is only counted: the run goes on)
+                # (a dataset whose rows are retained is only counted: the run goes on,
+                # unless they are found through another table, whose rows it may delete)
                 if plain or (run and isinstance(action, EraseRows)
-                             and action.action == "retain"):
+                             and action.action == "retain" and not looks_up(action.where)):
                     assert isinstance(action, EraseRows)
                     run.append(action)
                     continue
@@ -235,58 +237,34 @@ class Executor:
                         batch_size: int) -> bool:
         """Plain deletes of one store (and datasets retained between them), in plan
         order (children first), within an erasure that is one unit of work (its holds
-        read once, under the gate): the deletes' first batches as one statement, where
-        the store can run them so (`first_batches`: one round trip instead of one per
-        dataset; all or nothing), and a dataset with more rows than a batch (rows added
-        since the baselines counted) finished batch by batch. Each dataset is told to
-        the tally in plan order, and when finishing one fails, every dataset already
-        done is told before the error goes on. False, having done nothing, where the
-        store cannot run them as one statement."""
+        read once, under the gate), as one statement where the store can run them so
+        (`first_batches`: one round trip instead of one per dataset, all or nothing,
+        and only when every dataset's rows fit in a batch); then each dataset told to
+        the tally in plan order. False, having done nothing, where the store cannot."""
         holds = self.holds()
         deletes = [a for a in actions if a.action == "delete"]
-        rows = [SweepRows(a.dataset, all_of(a.where, negate(a.referenced)), Delete(), True,
-                          selective=True, durable=False) for a in deletes]
-        sweeps = [self._sweep_of(r, holds) for r in rows]
+        sweeps = [self._sweep_of(SweepRows(a.dataset, all_of(a.where, negate(a.referenced)),
+                                           Delete(), True, selective=True, durable=False),
+                                 holds) for a in deletes]
         started = time.perf_counter()
         firsts = self.rt.catalog.store_of(deletes[0].dataset).first_batches(
             [sweep for sweep, _ in sweeps], batch_size)
         if firsts is None:
             return False
         elapsed_ms = (time.perf_counter() - started) * 1000
-        done: dict[int, Erased] = {}  # position in `deletes` -> what went
-        for i, ((_, held), first) in enumerate(zip(sweeps, firsts, strict=True)):
-            stats = SweepStats()
-            if first.upper is not None:
-                stats.rows, stats.batches = first.rows, 1
-                stats.longest_ms = stats.total_ms = elapsed_ms
-            done[i] = Erased(stats, held)
-        try:
-            for i, first in enumerate(firsts):
-                if first.upper is not None and not first.last:
-                    del done[i]  # not done until the rest has gone
-                    rest = self.sweep(rows[i], batch_size)
-                    stats = SweepStats(first.rows + rest.stats.rows,
-                                       1 + rest.stats.batches,
-                                       max(elapsed_ms, rest.stats.longest_ms),
-                                       elapsed_ms + rest.stats.total_ms)
-                    done[i] = Erased(stats, rest.held)
-        finally:
-            self._tell_together(actions, done, tally, batch_size)
-        return True
-
-    def _tell_together(self, actions: Sequence[EraseRows], done: Mapping[int, Erased],
-                       tally: Tally, batch_size: int) -> None:
-        """Tell the tally, in plan order, the deletes `done` holds (by position among the
-        deletes) and the datasets retained between them."""
-        position = -1
+        done = iter(zip(sweeps, firsts, strict=True))
         for action in actions:
             tally.begin(action)
             if action.action != "delete":  # retained: counted, as `_erase_rows` does
                 tally.erased(action, self._erase_rows(action, FALSE, tally, batch_size))
                 continue
-            position += 1
-            if position in done:
-                tally.erased(action, done[position])
+            (_, held), first = next(done)
+            stats = SweepStats()
+            if first.upper is not None:
+                stats.rows, stats.batches = first.rows, 1
+                stats.longest_ms = stats.total_ms = elapsed_ms
+            tally.erased(action, Erased(stats, held))
+        return True
 
     def _shred_kind(self, reach: SubjectReach, tally: Tally) -> list[Value]:
         """The data keys of the subjects of the reach's kind no hold keeps, destroyed."""

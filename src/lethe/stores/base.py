@@ -154,6 +154,19 @@ class Exists(Condition):
     store: str | None = None
 
 
+def looks_up(cond: Condition) -> bool:
+    """Does the condition read another table for each row (a parent, a period from
+    data)? Those lookups go through the other table's index."""
+    match cond:
+        case Exists() | OlderBySetting():
+            return True
+        case And(parts) | Or(parts):
+            return any(looks_up(p) for p in parts)
+        case Not(part):
+            return looks_up(part)
+    return False
+
+
 def all_of(*parts: Condition) -> Condition:
     kept = tuple(p for p in parts if p != TRUE)
     if FALSE in kept:

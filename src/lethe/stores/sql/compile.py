@@ -68,19 +68,6 @@ def _compared(c: sa.ColumnElement[Any], operator: Any, value: Any) -> Any:
 Shape = tuple[Any, ...]  # a condition with its values taken out (see `Compiler.shape`)
 
 
-def looks_up(cond: Condition) -> bool:
-    """Does the condition read another table for each row (a parent, a period from
-    data)? Those lookups go through the other table's index."""
-    match cond:
-        case Exists() | OlderBySetting():
-            return True
-        case And(parts) | Or(parts):
-            return any(looks_up(p) for p in parts)
-        case Not(part):
-            return looks_up(part)
-    return False
-
-
 class Compiler(Schema):
     """Condition trees compiled against the reflected tables of this store."""
 

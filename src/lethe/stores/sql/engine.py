@@ -197,10 +197,9 @@ class SqlBase:
         were parsed and planned afresh each time (0.36 ms against 0.15 ms prepared, for
         a delete of one subject's rows). It also saves the BEGIN and ROLLBACK round
         trips."""
-        connection = self.engine.connect()
-        if self.dialect == "postgresql":
-            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        with self._errors(what), connection as conn:
+        with self._errors(what), self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     def _quoted(self, name: str) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from lethe.stores.base import Condition, Value
-from lethe.stores.sql.compile import Compiler, looks_up
+from lethe.stores.base import Condition, Value, looks_up
+from lethe.stores.sql.compile import Compiler
 from lethe.stores.sql.values import earliest, from_archive
 
 

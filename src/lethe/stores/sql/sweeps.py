@@ -160,15 +160,17 @@ class Sweeps(PageWalks):
 
     def first_batches(self, sweeps: Sequence[Sweep],
                       limit: int) -> list[BatchResult] | None:
-        """On PostgreSQL, the first batches of several selective deletes that need no
-        journal and no tallies (a lone subject's small erasure: each dataset's rows of
-        one subject) are one statement, one round trip, one transaction: each sweep's
-        window of `limit` keys and its DELETE, as `_delete_next` runs them one at a
-        time. A foreign key between them is checked at the end of the statement, when
-        every DELETE in it has run, so children and parents may go together; if one
-        would outlive its parent (a window full, the rest left for later batches), the
-        statement fails whole and nothing is deleted. None (nothing done) for sweeps
-        that cannot go as one statement."""
+        """On PostgreSQL, several selective deletes that need no journal and no tallies
+        (a lone subject's small erasure: each dataset's rows of one subject) as one
+        statement, one round trip, one transaction: each sweep's window of `limit`
+        keys and its DELETE, as `_delete_next` runs them one at a time, and only if
+        every window holds fewer than `limit` rows, i.e. each sweep's first batch is its
+        last. Otherwise the statement deletes nothing: a dataset left with rows while a
+        later one (its parent) went would lose what finds those rows (a grandchild is
+        found through its parent) or fail its foreign key. A foreign key between them is
+        checked at the end of the statement, when every DELETE in it has run, so
+        children and parents go together. None (nothing done) for sweeps that cannot go
+        as one statement, or windows that did not fit."""
         if len({s.durable for s in sweeps}) != 1 or not all(
                 self._in_one_statement(s) and s.journal is None and s.tally is None
                 for s in sweeps):
@@ -185,6 +187,8 @@ class Sweeps(PageWalks):
         with self._errors(f"sweeping {tables}"), self.engine.connect().execution_options(
                 lethe_write=True, isolation_level="AUTOCOMMIT") as conn:
             told = conn.execute(statement, values).one()._mapping
+        if not told["lethe_fits"]:
+            return None
         if not sweeps[0].durable:
             self._unflushed.xid, self._unflushed.started = int(told["lethe_xid"]), \
                 told["lethe_started"]
@@ -192,23 +196,31 @@ class Sweeps(PageWalks):
         for i, sweep in enumerate(sweeps):
             found, rows = int(told[f"lethe_found{i}"]), int(told[f"lethe_deleted{i}"])
             self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
-            batches.append(BatchResult(told[f"lethe_upper{i}"], rows, {}, found < limit)
+            batches.append(BatchResult(told[f"lethe_upper{i}"], rows, {}, True)
                            if found else BatchResult(None, 0))
         return batches
 
     def _first_batches_statement(self, sweeps: Sequence[Sweep],
                                  shaped: Sequence[tuple[Shape, Any]]) -> sa.Select[Any]:
+        """Every sweep's window, then whether they all fit, then the DELETEs, each only
+        if they do (`first_batches`)."""
+        windows = [self._window(sweep, shape, False, str(i))
+                   for i, (sweep, (shape, _)) in enumerate(zip(sweeps, shaped, strict=True))]
+        limit = sa.bindparam("lethe_limit", type_=sa.Integer)
+        fits = sa.select(sa.and_(*(
+            sa.select(sa.func.count()).select_from(window).scalar_subquery() < limit
+            for window, _, _ in windows)).label("ok")).cte("lethe_fits")
         told: list[Any] = []
-        for i, (sweep, (shape, _)) in enumerate(zip(sweeps, shaped, strict=True)):
-            told += self._window_delete(sweep, shape, False, str(i))[0]
-        return sa.select(*told, *_told_transaction(sweeps[0]))
+        for i, (window, t, selected) in enumerate(windows):
+            told += self._told(sweeps[i], t, window, selected, str(i),
+                               sa.select(fits.c.ok).scalar_subquery())[0]
+        return sa.select(*told, sa.select(fits.c.ok).scalar_subquery().label("lethe_fits"),
+                         *_told_transaction(sweeps[0]))
 
-    def _window_delete(self, sweep: Sweep, shape: Shape, after: bool,
-                       suffix: str = "") -> tuple[list[Any], Any]:
+    def _window(self, sweep: Sweep, shape: Shape, after: bool,
+                suffix: str = "") -> tuple[Any, sa.Table, Any]:
         """A batch's window of the next `lethe_limit` matching keys (after `lethe_after`)
-        and the DELETE of its rows, as WITH queries, and what the batch tells: the
-        window's last key, its size, the rows deleted (labels end in `suffix`); and the
-        DELETE, whose rows return `Sweep.tally`'s value."""
+        as a WITH query named with `suffix`; (it, the table, the batch's condition)."""
         t = self.table(sweep.table)
         key = self.column(t, sweep.key, sweep.table)
         selected = self.build(shape, sweep.table, t)
@@ -216,11 +228,23 @@ class Sweeps(PageWalks):
             selected = sa.and_(key > sa.bindparam("lethe_after", type_=key.type), selected)
         window = sa.select(key.label("k")).where(selected).order_by(key) \
             .limit(sa.bindparam("lethe_limit", type_=sa.Integer)).cte(f"lethe_window{suffix}")
+        return window, t, selected
+
+    def _told(self, sweep: Sweep, t: sa.Table, window: Any, selected: Any, suffix: str,
+              only_if: Any = None) -> tuple[list[Any], Any]:
+        """The DELETE of a window's rows as a WITH query (`only_if`: and only if this is
+        true), and what the batch tells: the window's last key, its size, the rows
+        deleted (labels end in `suffix`); and the DELETE, whose rows return
+        `Sweep.tally`'s value."""
+        key = self.column(t, sweep.key, sweep.table)
         tally = sa.literal(None) if sweep.tally is None else \
             self.column(t, sweep.tally, sweep.table)
+        condition = sa.and_(key.in_(sa.select(window.c.k)), selected)
+        if only_if is not None:
+            condition = sa.and_(condition, only_if)
         # data-modifying WITH: PostgreSQL runs it once, to completion, read or not
-        gone = sa.delete(t).where(key.in_(sa.select(window.c.k)), selected) \
-            .returning(tally.label("t")).cte(f"lethe_gone{suffix}")
+        gone = sa.delete(t).where(condition).returning(tally.label("t")) \
+            .cte(f"lethe_gone{suffix}")
         return [sa.select(window.c.k).order_by(window.c.k.desc()).limit(1)
                 .scalar_subquery().label(f"lethe_upper{suffix}"),
                 sa.select(sa.func.count()).select_from(window).scalar_subquery()
@@ -232,7 +256,8 @@ class Sweeps(PageWalks):
                                after: bool) -> sa.Select[Any]:
         """`_delete_next`'s statement for a shape; its parameters are the shape's values,
         `lethe_limit` and (after the first batch) `lethe_after`."""
-        told, gone = self._window_delete(sweep, shape, after)
+        window, t, selected = self._window(sweep, shape, after)
+        told, gone = self._told(sweep, t, window, selected, "")
         statement = sa.select(*told, *_told_transaction(sweep))
         if sweep.tally is not None:  # one row per deleted row (or one, NULL, for none),
             # its tally in the column's own type (an array of citext or an enum would
