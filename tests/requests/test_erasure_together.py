@@ -23,6 +23,7 @@ from lethe.clock import Clock
 from lethe.holds import parse_scope, place_hold
 from lethe.policy.load import load_policy
 from lethe.requests import erasure
+from lethe.requests.records import RequestOutcome
 from lethe.requests.service import open_request, run_request
 from lethe.runtime import Runtime
 from lethe.stores.sql import normalize_url
@@ -32,11 +33,18 @@ pytestmark = pytest.mark.postgres
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-def _build(url: str) -> sa.Engine:
+def _build(url: str, extra: tuple[str, str, str] | None = None) -> sa.Engine:
     """users 1-3; sessions (3 for user 1), devices (a foreign key to users, one for each
-    user), orders (retained), notes (anonymized: cut loose from the user)."""
+    user), orders (retained), notes (anonymized: cut loose from the user). `extra`:
+    (table, link column, rows) of one more table, and devices without their foreign key
+    (devices may then outlive the user for a moment)."""
     engine = sa.create_engine(normalize_url(url))
     with engine.begin() as conn:
+        if extra is not None:
+            table, link, rows = extra
+            conn.execute(sa.text(f"CREATE TABLE {table} (id bigint PRIMARY KEY,"
+                                 f" {link} bigint)"))
+            conn.execute(sa.text(f"INSERT INTO {table} VALUES {rows}"))
         for statement in (
                 "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL)",
                 "CREATE TABLE sessions (id bigint PRIMARY KEY, user_id bigint)",
@@ -51,6 +59,8 @@ def _build(url: str) -> sa.Engine:
                 "INSERT INTO orders VALUES (1000, 1), (2000, 2)",
                 "INSERT INTO notes VALUES (5, 1, 'hello'), (6, 2, 'hi')"):
             conn.execute(sa.text(statement))
+        if extra is not None:
+            conn.execute(sa.text("ALTER TABLE devices DROP CONSTRAINT devices_user_id_fkey"))
     return engine
 
 
@@ -99,6 +109,18 @@ def _deletes(url: str) -> Iterator[list[str]]:
         event.remove(sa.engine.Engine, "before_cursor_execute", record)
 
 
+def _erase_user_1(rt: Runtime, url: str, tmp_path: Path,
+                  **options: Any) -> tuple[RequestOutcome, list[str]]:
+    """User 1's erasure, opened and run (the runtime closed after): its outcome, and the
+    statements that deleted."""
+    try:
+        record = open_request(rt, "erasure", "user", ["id=1"])
+        with _deletes(url) as deletes:
+            return run_request(rt, record.id, tmp_path / "out", **options), deletes
+    finally:
+        rt.close()
+
+
 def _ids(engine: sa.Engine, table: str) -> set[int]:
     with engine.connect() as conn:
         return set(conn.execute(sa.text(f"SELECT id FROM {table}")).scalars())
@@ -111,12 +133,7 @@ def test_plain_deletes_go_as_one_statement_children_and_parents_together(
     per dataset."""
     engine = _build(postgres_url)
     rt = _runtime(tmp_path, postgres_url)
-    try:
-        record = open_request(rt, "erasure", "user", ["id=1"])
-        with _deletes(postgres_url) as deletes:
-            outcome = run_request(rt, record.id, tmp_path / "out")
-    finally:
-        rt.close()
+    outcome, deletes = _erase_user_1(rt, postgres_url, tmp_path)
     assert outcome.record.status == "completed" and outcome.certified
     assert len(deletes) == 1, deletes
     assert all(f"DELETE FROM {t}" in deletes[0] for t in ("sessions", "devices", "users"))
@@ -136,12 +153,7 @@ def test_an_anonymized_dataset_between_them_splits_the_statement(
     statement each, in plan order, and the notes are cut loose before users go."""
     engine = _build(postgres_url)
     rt = _runtime(tmp_path, postgres_url, notes=True)
-    try:
-        record = open_request(rt, "erasure", "user", ["id=1"])
-        with _deletes(postgres_url) as deletes:
-            outcome = run_request(rt, record.id, tmp_path / "out")
-    finally:
-        rt.close()
+    outcome, deletes = _erase_user_1(rt, postgres_url, tmp_path)
     assert outcome.record.status == "completed"
     assert 1 <= len(deletes) <= 2 and "DELETE FROM users" in deletes[-1]
     with engine.connect() as conn:
@@ -161,21 +173,12 @@ def test_more_rows_than_a_batch_go_dataset_by_dataset_children_first(
     version that deleted the windows and finished the rest afterwards: one of the two
     events of session 10 stayed, unreachable, and was certified as erased."""
     monkeypatch.setattr(erasure.Group, "_small", lambda self: True)
-    engine = _build(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE devices DROP CONSTRAINT devices_user_id_fkey"))
-        conn.execute(sa.text("CREATE TABLE session_events (id bigint PRIMARY KEY,"
-                             " session_id bigint)"))
-        conn.execute(sa.text("INSERT INTO session_events VALUES (1, 10), (2, 10), (3, 20)"))
+    engine = _build(postgres_url, extra=("session_events", "session_id",
+                                         "(1, 10), (2, 10), (3, 20)"))
     rt = _runtime(tmp_path, postgres_url, extra={"session_events": {
         "store": "app", "table": "session_events", "class": "operational",
         "belongs_to": {"sessions": "session_id"}}})
-    try:
-        record = open_request(rt, "erasure", "user", ["id=1"])
-        with _deletes(postgres_url) as deletes:
-            outcome = run_request(rt, record.id, tmp_path / "out", batch_size=1)
-    finally:
-        rt.close()
+    outcome, deletes = _erase_user_1(rt, postgres_url, tmp_path, batch_size=1)
     assert outcome.record.status == "completed", outcome.as_dict()
     assert _ids(engine, "session_events") == {3}
     assert _ids(engine, "sessions") == {20} and _ids(engine, "users") == {2, 3}
@@ -191,12 +194,7 @@ def test_a_retained_dataset_found_through_a_deleted_one_is_counted_before_it_goe
     a hold on receipts keeps them and the request open. They are counted before
     devices go (they end the run of deletes): counted after, the lookup through the
     deleted devices found none held, and the request was certified."""
-    engine = _build(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE devices DROP CONSTRAINT devices_user_id_fkey"))
-        conn.execute(sa.text("CREATE TABLE receipts (id bigint PRIMARY KEY,"
-                             " device_id bigint)"))
-        conn.execute(sa.text("INSERT INTO receipts VALUES (1, 100), (2, 200)"))
+    engine = _build(postgres_url, extra=("receipts", "device_id", "(1, 100), (2, 200)"))
     rt = _runtime(tmp_path, postgres_url, extra={"receipts": {
         "store": "app", "table": "receipts", "class": "operational",
         "belongs_to": {"devices": "device_id"}, "erasure": "retain",
