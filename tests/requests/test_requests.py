@@ -452,3 +452,41 @@ def test_rejected_request_forgets_identities_and_cannot_move_on(sqlite_url: str,
     actions = [e.action for e in rt.audit.entries(target=f"request:{record.id}")]
     assert actions == ["request.received", "request.rejected"]
     rt.close()
+
+
+def test_the_runs_entry_is_certified_in_the_transaction_that_writes_it(
+        app_url: str, tmp_path: Path) -> None:
+    """A completed erasure's `request.erased` entry, the evidence read and the signed
+    checkpoint that covers it commit together: one control-store transaction where
+    there were three (each a commit waited on the disk). Failed on the old code."""
+    from sqlalchemy import event
+
+    _, rt, record = _soft_deleted_and_past_the_window(app_url, tmp_path)
+    current: list[str] = []
+    committed: list[list[str]] = []
+
+    def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
+        current.append(" ".join(text.split())[:40])
+
+    def commit(_conn: Any) -> None:
+        committed.append(current[:])
+        current.clear()
+
+    event.listen(rt.control.engine, "before_cursor_execute", statement)
+    event.listen(rt.control.engine, "commit", commit)
+    try:
+        done = run_request(rt, record.id, tmp_path / "out")
+    finally:
+        event.remove(rt.control.engine, "before_cursor_execute", statement)
+        event.remove(rt.control.engine, "commit", commit)
+    erased = [e for e in rt.audit.entries(target=f"request:{record.id}")
+              if e.action == "request.erased"][-1]
+    certificate = load_certificate(done.certificate) if done.certificate else None
+    rt.close()
+    assert done.record.status == "completed" and certificate is not None
+    evidence = certificate["certificate"]["evidence"]
+    assert {"seq": erased.seq, "hash": erased.hash} in evidence["audit_entries"]
+    assert evidence["checkpoint"]["seq"] >= erased.seq  # the checkpoint covers it
+    together = [t for t in committed
+                if any(s.startswith("INSERT INTO lethe_audit_checkpoints") for s in t)]
+    assert together and any(s.startswith("INSERT INTO lethe_audit (") for s in together[0])

@@ -12,7 +12,7 @@ import hmac
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,10 +181,10 @@ class AuditLog:
                 if entry.seq % self.settings.checkpoint_every == 0:
                     signed.append(self._write_checkpoint(conn, entry.seq, entry.hash))
         if own:  # committed: witnessed now (in the caller's transaction, the end-of-run
-            self._witness(signed)  # checkpoint, signed after its commit, covers them)
+            self.witness(signed)  # checkpoint, signed after its commit, covers them)
         return written
 
-    def _witness(self, marks: Sequence[Checkpoint]) -> None:
+    def witness(self, marks: Sequence[Checkpoint]) -> None:
         """Hand committed checkpoints to the witness, if one is configured."""
         if self.settings.witness is None:
             return
@@ -210,19 +210,22 @@ class AuditLog:
         conn.execute(audit_checkpoints.insert().values(**mark.as_dict()))
         return mark
 
-    def checkpoint(self) -> Checkpoint | None:
+    def checkpoint(self, conn: Connection | None = None) -> Checkpoint | None:
         """Sign the current head unless it is already signed (end of every run), and hand
-        the head's checkpoint to the witness. The new checkpoint, if one was made."""
-        with self._locked("writing an audit checkpoint") as conn:
-            row = conn.execute(_HEAD).first()
+        the head's checkpoint to the witness. The new checkpoint, if one was made. In
+        `conn`'s open transaction when given: the caller hands the head's checkpoint to
+        the witness (`witness`) once that has committed."""
+        with self._locked("writing an audit checkpoint", conn) as locked:
+            row = locked.execute(_HEAD).first()
             if row is None:
                 return None
-            signed = conn.execute(sa.select(audit_checkpoints)
-                                  .where(audit_checkpoints.c.seq == row.seq)).first()
-            head = self._write_checkpoint(conn, int(row.seq), str(row.hash)) \
+            signed = locked.execute(sa.select(audit_checkpoints)
+                                    .where(audit_checkpoints.c.seq == row.seq)).first()
+            head = self._write_checkpoint(locked, int(row.seq), str(row.hash)) \
                 if signed is None else Checkpoint(*signed)
             made = head if signed is None else None
-        self._witness([head])
+        if conn is None:
+            self.witness([head])
         return made
 
     # -- reading ------------------------------------------------------------------------
@@ -233,10 +236,12 @@ class AuditLog:
                 action: str | None = None, target: str | None = None,
                 targets: Sequence[str] | None = None, limit: int | None = None,
                 after: int | None = None,
-                visible: tuple[Sequence[str], Sequence[str]] | None = None) -> list[Entry]:
+                visible: tuple[Sequence[str], Sequence[str]] | None = None,
+                conn: Connection | None = None) -> list[Entry]:
         """Entries in order; `targets` picks exact targets (a whole batch of requests);
         `after` starts past a sequence number (paging); `visible` = (actors, targets)
-        keeps entries written by one of the actors or about one of the targets."""
+        keeps entries written by one of the actors or about one of the targets. In
+        `conn`'s open transaction when given (it sees what that one appended)."""
         query = sa.select(audit).order_by(audit.c.seq)
         if targets is not None:
             query = query.where(audit.c.target.in_(list(targets)))
@@ -258,12 +263,14 @@ class AuditLog:
                 query.where(audit.c.target.startswith(target + ":"))
         if limit:
             query = query.limit(limit)
-        with self._read("reading the audit log") as conn:
-            return [Entry(*row) for row in conn.execute(query)]
+        with nullcontext(conn) if conn is not None else \
+                self._read("reading the audit log") as reading:
+            return [Entry(*row) for row in reading.execute(query)]
 
-    def checkpoints(self) -> list[Checkpoint]:
-        with self._read("reading audit checkpoints") as conn:
-            return [Checkpoint(*row) for row in conn.execute(
+    def checkpoints(self, conn: Connection | None = None) -> list[Checkpoint]:
+        with nullcontext(conn) if conn is not None else \
+                self._read("reading audit checkpoints") as reading:
+            return [Checkpoint(*row) for row in reading.execute(
                 sa.select(audit_checkpoints).order_by(audit_checkpoints.c.seq))]
 
     def public_key_pem(self) -> str:

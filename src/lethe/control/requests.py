@@ -56,9 +56,13 @@ class RequestStore:
     def _tx(self, what: str, *, write: bool = True) -> AbstractContextManager[Connection]:
         return transaction(self.engine, what, write=write)
 
-    def _select(self, what: str, query: sa.Select[Any]) -> list[RequestRecord]:
-        with self._tx(what, write=False) as conn:
+    def _select(self, what: str, query: sa.Select[Any],
+                conn: Connection | None = None) -> list[RequestRecord]:
+        """In `conn`'s open transaction when given (it sees what that one wrote)."""
+        if conn is not None:
             return [_record(row) for row in conn.execute(query)]
+        with self._tx(what, write=False) as own:
+            return [_record(row) for row in own.execute(query)]
 
     def create_many(self, kind: str, subject_kind: str,
                     subjects: list[tuple[dict[str, str], str]], received_at: datetime,
@@ -89,12 +93,14 @@ class RequestStore:
                 found.setdefault(record.fingerprint, record)
         return found
 
-    def get_many(self, request_ids: list[int]) -> list[RequestRecord]:
-        """These requests, in the order asked; raises NotFound naming the first missing."""
+    def get_many(self, request_ids: list[int], *,
+                 conn: Connection | None = None) -> list[RequestRecord]:
+        """These requests, in the order asked (in `conn`'s transaction when given);
+        raises NotFound naming the first missing."""
         by_id: dict[int, RequestRecord] = {}
         for start in range(0, len(request_ids), CHUNK):
             for record in self._select("reading requests", sa.select(requests).where(
-                    requests.c.id.in_(request_ids[start:start + CHUNK]))):
+                    requests.c.id.in_(request_ids[start:start + CHUNK])), conn):
                 by_id[record.id] = record
         missing = next((i for i in request_ids if i not in by_id), None)
         if missing is not None:

@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from lethe.audit.events import KeysShredded, RequestErased, RequestStep
 from lethe.control.certificates import CertificateStore
 from lethe.control.requests import SCRUBBED, RequestRecord
@@ -226,15 +228,19 @@ class Group:
             with suppress(LetheError):  # audit what was done; the first error is the one told
                 self._audit_steps()
             raise
-        self._audit_steps()
         held = [s for s in self.subjects
                 if any(r.held for r in s.outcome.datasets.values())]
-        if held:
-            self._note_held(held, lambda s: {"updated_at": now, "result": s.outcome.result()})
         done = [s for s in self.subjects if s not in held]
-        if not done:
-            return
-        documents, certificates = certify(self.rt, done, now, out_dir)
+        if held or not done:  # this run's entries first, then the held requests' notes
+            self._audit_steps()
+            if held:
+                self._note_held(held, lambda s: {"updated_at": now,
+                                                 "result": s.outcome.result()})
+            if not done:
+                return
+        # else this run's entries are written in the certificates' transaction
+        documents, certificates = certify(self.rt, done, now, out_dir,
+                                          first=None if held else self._audit_steps)
         # Completion is one transaction: the certificates kept, the requests completed
         # (and audited), the baselines cleared — all of it, or none and a rerun redoes it.
         with transaction(self.rt.control.engine, "completing erasure requests") as conn:
@@ -461,13 +467,14 @@ class Group:
         store.update_each([(s.record.id, values(s)) for s in subjects])
         return store.get_many([s.record.id for s in subjects])
 
-    def _audit_steps(self) -> None:
-        """One `request.erased` per request: what this run did to every dataset. (A run
-        killed before it writes them is accounted for by the next: its entry's `rows`
-        come from the baselines, so rows minus done, retained and held is what went
-        before that run.)"""
+    def _audit_steps(self, conn: Connection | None = None) -> None:
+        """One `request.erased` per request: what this run did to every dataset (in
+        `conn`'s transaction when given). (A run killed before it writes them is
+        accounted for by the next: its entry's `rows` come from the baselines, so rows
+        minus done, retained and held is what went before that run.)"""
         self.rt.audit.append_many([RequestErased(s.record.id, self._steps[s.record.id])
-                                   for s in self.subjects if self._steps[s.record.id]])
+                                   for s in self.subjects if self._steps[s.record.id]],
+                                  conn=conn)
 
     def _step(self, s: Subject, name: str, report: DatasetReport, done: int) -> None:
         """Remember what this run did to a dataset for the subject's `request.erased`."""

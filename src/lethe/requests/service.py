@@ -99,7 +99,8 @@ def open_many(rt: Runtime, kind: str, subject_kind: str, subjects: Sequence[Sequ
                                                 "received", None)
                               for request_id, mark in zip(ids, fresh, strict=True)],
                              conn=conn)
-    opened = dict(zip(fresh, store.get_many(ids), strict=True)) | existing
+        created = store.get_many(ids, conn=conn)  # as written, in the same transaction
+    opened = dict(zip(fresh, created, strict=True)) | existing
     return [opened[mark] for _, mark in parsed]
 
 

@@ -5,15 +5,18 @@ that says which holds keep it open.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from lethe.control.requests import RequestRecord
 from lethe.control.store import Hold
+from lethe.control.tx import transaction
 from lethe.engine.archive import ArchivePending
 from lethe.errors import LetheError
 from lethe.holds import holds_reaching
@@ -47,19 +50,28 @@ class Subject:
 
 
 
-def certify(rt: Runtime, done: Sequence[Subject], now: datetime, out_dir: Path | None
+def certify(rt: Runtime, done: Sequence[Subject], now: datetime, out_dir: Path | None, *,
+            first: Callable[[Connection], None] | None = None
             ) -> tuple[list[tuple[int, str]], list[Path | None]]:
     """One signed certificate per subject, all citing one fresh signed checkpoint:
-    (request id, the signed JSON to keep) each, and the files written to `out_dir`."""
+    (request id, the signed JSON to keep) each, and the files written to `out_dir`.
+    The evidence (the requests' audit entries) is read and the checkpoint signed in one
+    control-store transaction, which `first` writes to before (the entries this run
+    adds: they are then in the evidence, under the checkpoint, in one commit)."""
     targets = [f"request:{s.record.id}" for s in done]
     evidence: dict[str, list[tuple[int, str]]] = {t: [] for t in targets}
-    for entry in rt.audit.entries(targets=targets):
-        evidence[entry.target].append((entry.seq, entry.hash))
-    last = rt.audit.checkpoint()
-    if last is None:
-        signed = rt.audit.checkpoints()
-        last = signed[-1] if signed else None
-    key = rt.audit.key()
+    key = rt.audit.key()  # loaded first: nothing but the store can fail in the transaction
+    with transaction(rt.control.engine, "certifying erasures") as conn:
+        if first is not None:
+            first(conn)
+        for entry in rt.audit.entries(targets=targets, conn=conn):
+            evidence[entry.target].append((entry.seq, entry.hash))
+        last = rt.audit.checkpoint(conn)
+        if last is None:
+            signed = rt.audit.checkpoints(conn)
+            last = signed[-1] if signed else None
+    if last is not None:
+        rt.audit.witness([last])
     documents = []
     for s, target in zip(done, targets, strict=True):
         record = s.record
