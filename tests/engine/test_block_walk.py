@@ -408,7 +408,7 @@ def test_each_batch_of_a_walk_begins_as_its_sweep_asks(
     checks the last batch's (a crash that lost it is told), not an earlier one's."""
     _build(postgres_url)
     seen: list[tuple[str, tuple[int, object] | None]] = []
-    opened = SqlStore._page_transaction
+    opened = SqlStore._batch_transaction
 
     @contextmanager
     def watched(self: SqlStore, durable_: bool) -> Iterator[tuple[sa.Connection, object]]:
@@ -417,7 +417,7 @@ def test_each_batch_of_a_walk_begins_as_its_sweep_asks(
                          unflushed))
             yield conn, unflushed
 
-    monkeypatch.setattr(SqlStore, "_page_transaction", watched)
+    monkeypatch.setattr(SqlStore, "_batch_transaction", watched)
     sweep_to_the_end(store, Sweep("events", "id", Older("at", CUTOFF), Delete(),
                                   durable=durable), LIMIT)
     assert len(seen) > 3

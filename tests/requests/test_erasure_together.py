@@ -92,14 +92,14 @@ def _runtime(directory: Path, url: str, *, notes: bool = False,
 
 
 @contextmanager
-def _deletes(url: str) -> Iterator[list[str]]:
-    """The statements that delete, run against the database at `url` while the block
-    runs."""
+def _deletes(url: str, marker: str = "DELETE FROM") -> Iterator[list[str]]:
+    """The statements that delete (that hold `marker`), run against the database at
+    `url` while the block runs."""
     database = sa.engine.make_url(normalize_url(url)).database
     seen: list[str] = []
 
     def record(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if conn.engine.url.database == database and "DELETE FROM" in statement:
+        if conn.engine.url.database == database and marker in statement:
             seen.append(statement)
 
     event.listen(sa.engine.Engine, "before_cursor_execute", record)
@@ -161,6 +161,23 @@ def test_an_anonymized_dataset_between_them_splits_the_statement(
             == (None, "[redacted]")
     assert _ids(engine, "users") == {2, 3} and _ids(engine, "sessions") == {20}
     engine.dispose()
+
+
+def test_each_transaction_of_an_erasure_begins_in_one_round_trip(
+        postgres_url: str, tmp_path: Path) -> None:
+    """The anonymized dataset's batch turns its synchronous commit off and begins its
+    transaction in one round trip (as a page walk's batch does), not in a statement of
+    its own after a BEGIN of its own. Failed on the old code."""
+    _build(postgres_url).dispose()
+    rt = _runtime(tmp_path, postgres_url, notes=True)
+    try:
+        record = open_request(rt, "erasure", "user", ["id=1"])
+        with _deletes(postgres_url, "set_config('synchronous_commit', 'off'") as begun:
+            outcome = run_request(rt, record.id, tmp_path / "out")
+    finally:
+        rt.close()
+    assert outcome.record.status == "completed"
+    assert begun and all(text.rstrip().endswith("BEGIN") for text in begun), begun
 
 
 def test_more_rows_than_a_batch_go_dataset_by_dataset_children_first(

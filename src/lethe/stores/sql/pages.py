@@ -44,7 +44,7 @@ class PageWalks(Effects):
         cascaded: dict[str, int] = {}
         tallies: dict[Value, int] | None = None if sweep.tally is None else {}
         with self._errors(f"sweeping {sweep.table}"), \
-                self._page_transaction(sweep.durable) as (conn, unflushed):
+                self._batch_transaction(sweep.durable) as (conn, unflushed):
             if sweep.cascades or sweep.tally is not None:
                 rows = self._pages_in_steps(conn, sweep, low, upper, cascaded, tallies)
             else:
@@ -63,8 +63,8 @@ class PageWalks(Effects):
         return BatchResult(upper, rows, cascaded, last, tallies or {})
 
     @contextmanager
-    def _page_transaction(self, durable: bool) -> Iterator[tuple[Connection,
-                                                              tuple[int, Any] | None]]:
+    def _batch_transaction(self, durable: bool) -> Iterator[tuple[Connection,
+                                                               tuple[int, Any] | None]]:
         """A batch's transaction, committed on leaving and rolled back on an error, and
         for a batch that need not be durable, (its transaction id, the server's start)
         once its synchronous commit is off (`asynchronous`). With psycopg both take one
@@ -72,10 +72,14 @@ class PageWalks(Effects):
         simple query, and PostgreSQL makes the implicit transaction of a multi-statement
         query that reaches a `BEGIN` the transaction block that `BEGIN` opens, the
         statement before it included. A page walk's batch is then three round trips:
-        this, its DELETE, its COMMIT. Other drivers go SQLAlchemy's way."""
+        this, its DELETE, its COMMIT. Other drivers go SQLAlchemy's way (a write
+        transaction: on SQLite it takes the write lock up front), and on other databases
+        every commit is as durable as they are set to make it."""
         if self.engine.dialect.driver != "psycopg":
-            with self.engine.connect() as conn, conn.begin():
-                yield conn, None if durable else asynchronous(conn)
+            with self.engine.connect().execution_options(lethe_write=True) as conn, \
+                    conn.begin():
+                yield conn, None if durable or self.dialect != "postgresql" \
+                    else asynchronous(conn)
             return
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             try:  # (psycopg's rollback, on the pool's return, ends a transaction left open)

@@ -30,7 +30,7 @@ from lethe.stores.base import (
 )
 from lethe.stores.sql.compile import Shape
 from lethe.stores.sql.effects import count_into, raw_key
-from lethe.stores.sql.pages import PageWalks, asynchronous
+from lethe.stores.sql.pages import PageWalks
 from lethe.stores.sql.values import python_type
 from lethe.stores.sql.windows import KeySpan, is_dense, next_width
 
@@ -67,9 +67,7 @@ class Sweeps(PageWalks):
         span = self._spans.get(sweep.table)
         upper: Value
         with self._errors(f"sweeping {sweep.table}"), \
-                self.engine.connect().execution_options(lethe_write=True) as conn, conn.begin():
-            unflushed = asynchronous(conn) \
-                if not sweep.durable and self.dialect == "postgresql" else None
+                self._batch_transaction(sweep.durable) as (conn, unflushed):
             if span is not None:
                 low = span.low - 1 if after is None else int(after)
                 if low >= span.high:
