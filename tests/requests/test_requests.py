@@ -490,3 +490,41 @@ def test_the_runs_entry_is_certified_in_the_transaction_that_writes_it(
     together = [t for t in committed
                 if any(s.startswith("INSERT INTO lethe_audit_checkpoints") for s in t)]
     assert together and any(s.startswith("INSERT INTO lethe_audit (") for s in together[0])
+
+
+def test_two_opens_of_one_subject_at_once_make_one_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers open an erasure for the same subject at the same moment: the open
+    requests are read under the control store's write lock, so the second sees the
+    first's and returns it. Failed on the old code (both read before either wrote, and
+    each opened its own), made certain here by holding each reader after its read."""
+    import threading
+    from contextlib import suppress
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    build_app(url)
+    policy = write_policy(tmp_path, url)
+    runtimes = [runtime(policy), runtime(policy)]
+    for rt in runtimes:  # the organization's key made once, before the race
+        rt.audit.key()
+    after_read = threading.Barrier(2, timeout=1.0)
+    read = RequestStore.open_by_fingerprint
+
+    def held_after_read(self: RequestStore, *args: Any, **kwargs: Any) -> Any:
+        found = read(self, *args, **kwargs)
+        with suppress(threading.BrokenBarrierError):
+            after_read.wait()  # both readers meet here only if neither holds a lock
+        return found
+
+    monkeypatch.setattr(RequestStore, "open_by_fingerprint", held_after_read)
+    opened: list[RequestRecord] = []
+    workers = [threading.Thread(target=lambda rt=rt: opened.append(
+        open_request(rt, "erasure", "user", [f"email={EMAIL}"]))) for rt in runtimes]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    for rt in runtimes:
+        rt.close()
+    assert len(opened) == 2 and opened[0].id == opened[1].id
+    assert len(RequestStore(runtimes[0].control.engine).list()) == 1

@@ -82,14 +82,16 @@ class RequestStore:
                                   rows)
             return [int(i) for i in result.scalars()]
 
-    def open_by_fingerprint(self, kind: str, fingerprints: list[str]) -> dict[str, RequestRecord]:
-        """Open requests of this kind for any of these subjects, by fingerprint."""
+    def open_by_fingerprint(self, kind: str, fingerprints: list[str], *,
+                            conn: Connection | None = None) -> dict[str, RequestRecord]:
+        """Open requests of this kind for any of these subjects, by fingerprint (in
+        `conn`'s transaction when given)."""
         found: dict[str, RequestRecord] = {}
         for start in range(0, len(fingerprints), CHUNK):
             for record in self._select("reading requests", sa.select(requests).where(
                     requests.c.kind == kind,
                     requests.c.fingerprint.in_(fingerprints[start:start + CHUNK]),
-                    requests.c.status.not_in(["completed", "rejected"]))):
+                    requests.c.status.not_in(["completed", "rejected"])), conn):
                 found.setdefault(record.fingerprint, record)
         return found
 

@@ -84,15 +84,18 @@ def open_many(rt: Runtime, kind: str, subject_kind: str, subjects: Sequence[Sequ
         parsed.append((identities,
                        rt.audit.fingerprint(canonical_subject(subject_kind, identities))))
     store = requests_of(rt)
-    existing = store.open_by_fingerprint(kind, [mark for _, mark in parsed])
-    fresh: dict[str, dict[str, str]] = {}
-    for identities, mark in parsed:
-        if mark not in existing:
-            fresh.setdefault(mark, identities)
-    if not fresh:  # every one already open: nothing to write
-        return [existing[mark] for _, mark in parsed]
     now = rt.clock.now()
-    with transaction(rt.control.engine, "opening requests") as conn:  # with their entries
+    # one write transaction: the requests already open are read under the write lock
+    # (on SQLite no other writer can open the same subject's request in between), the
+    # new ones created with their entries and read back
+    with transaction(rt.control.engine, "opening requests") as conn:
+        existing = store.open_by_fingerprint(kind, [mark for _, mark in parsed], conn=conn)
+        fresh: dict[str, dict[str, str]] = {}
+        for identities, mark in parsed:
+            if mark not in existing:
+                fresh.setdefault(mark, identities)
+        if not fresh:  # every one already open: nothing to write
+            return [existing[mark] for _, mark in parsed]
         ids = store.create_many(kind, subject_kind, [(i, m) for m, i in fresh.items()], now,
                                 now + DUE_AFTER, workspace, conn=conn)
         rt.audit.append_many([RequestTransition(request_id, kind, subject_kind, mark,
