@@ -492,18 +492,23 @@ def test_the_runs_entry_is_certified_in_the_transaction_that_writes_it(
     assert together and any(s.startswith("INSERT INTO lethe_audit (") for s in together[0])
 
 
+@pytest.mark.parametrize("control", ["sqlite",
+                                     pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_two_opens_of_one_subject_at_once_make_one_request(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+        control: str) -> None:
     """Two workers open an erasure for the same subject at the same moment: the open
-    requests are read under the control store's write lock, so the second sees the
-    first's and returns it. Failed on the old code (both read before either wrote, and
-    each opened its own), made certain here by holding each reader after its read."""
+    requests are read under the audit log's append lock (SQLite: the write lock), so the
+    second sees the first's and returns it. Failed on the old code (both read before
+    either wrote, and each opened its own), made certain here by holding each reader
+    after its read."""
     import threading
     from contextlib import suppress
 
     url = f"sqlite:///{tmp_path / 'app.db'}"
     build_app(url)
-    policy = write_policy(tmp_path, url)
+    policy = write_policy(tmp_path, url) if control == "sqlite" else write_policy(
+        tmp_path, url, control=request.getfixturevalue("postgres_url"))
     runtimes = [runtime(policy), runtime(policy)]
     for rt in runtimes:  # the organization's key made once, before the race
         rt.audit.key()

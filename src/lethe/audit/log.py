@@ -123,10 +123,17 @@ class AuditLog:
     @contextmanager
     def _locked(self, what: str, conn: Connection | None = None) -> Iterator[Connection]:
         with joined(self.engine, conn, what) as locked:
-            if locked.dialect.name == "postgresql":
-                locked.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
-                               {"k": APPEND_LOCK})
+            self.lock(locked)
             yield locked
+
+    @staticmethod
+    def lock(conn: Connection) -> None:
+        """Take the append lock in `conn`'s write transaction now, until it ends: what
+        it reads before it appends, no other writer changes meanwhile. (PostgreSQL: a
+        transaction-scoped advisory lock, taken again by every append; a SQLite write
+        transaction already holds the database's write lock.)"""
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK})
 
     def key(self) -> Ed25519PrivateKey:
         if self._key is None:

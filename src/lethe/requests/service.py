@@ -85,10 +85,11 @@ def open_many(rt: Runtime, kind: str, subject_kind: str, subjects: Sequence[Sequ
                        rt.audit.fingerprint(canonical_subject(subject_kind, identities))))
     store = requests_of(rt)
     now = rt.clock.now()
-    # one write transaction: the requests already open are read under the write lock
-    # (on SQLite no other writer can open the same subject's request in between), the
+    # one write transaction: the requests already open are read under the audit log's
+    # append lock (no other writer can open the same subject's request in between), the
     # new ones created with their entries and read back
     with transaction(rt.control.engine, "opening requests") as conn:
+        rt.audit.lock(conn)
         existing = store.open_by_fingerprint(kind, [mark for _, mark in parsed], conn=conn)
         fresh: dict[str, dict[str, str]] = {}
         for identities, mark in parsed:
