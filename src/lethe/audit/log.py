@@ -236,8 +236,11 @@ class AuditLog:
         return made
 
     # -- reading ------------------------------------------------------------------------
-    def _read(self, what: str) -> AbstractContextManager[Connection]:
-        return transaction(self.engine, what, write=False)
+    def _read(self, what: str,
+              conn: Connection | None = None) -> AbstractContextManager[Connection]:
+        """A read transaction of its own, or `conn`'s open one when given."""
+        return nullcontext(conn) if conn is not None else \
+            transaction(self.engine, what, write=False)
 
     def entries(self, *, since: str | None = None, until: str | None = None,
                 action: str | None = None, target: str | None = None,
@@ -270,13 +273,11 @@ class AuditLog:
                 query.where(audit.c.target.startswith(target + ":"))
         if limit:
             query = query.limit(limit)
-        with nullcontext(conn) if conn is not None else \
-                self._read("reading the audit log") as reading:
+        with self._read("reading the audit log", conn) as reading:
             return [Entry(*row) for row in reading.execute(query)]
 
     def checkpoints(self, conn: Connection | None = None) -> list[Checkpoint]:
-        with nullcontext(conn) if conn is not None else \
-                self._read("reading audit checkpoints") as reading:
+        with self._read("reading audit checkpoints", conn) as reading:
             return [Checkpoint(*row) for row in reading.execute(
                 sa.select(audit_checkpoints).order_by(audit_checkpoints.c.seq))]
 

@@ -201,8 +201,7 @@ class Executor:
                            tuple(k for k in kinds.get(kind, ()) if str(k) in marks))
                         for kind, marks in kept.items() if marks and
                         self.rt.policy.subjects[kind].dataset == action.dataset))
-                    tally.begin(action)
-                    tally.erased(action, self._erase_rows(action, keep, tally, batch_size))
+                    self._erase_dataset(action, keep, tally, batch_size)
                 else:
                     tally.shredded(self._shred_kind(reach(action.subject_kind), tally),
                                    action.subject_kind)
@@ -227,11 +226,22 @@ class Executor:
 
     def _erase_run(self, actions: Sequence[EraseRows], tally: Tally,
                    batch_size: int) -> None:
-        """A run of plain deletes (`_erase_together`), else each as any other dataset."""
-        if not self._erase_together(actions, tally, batch_size):
-            for action in actions:
-                tally.begin(action)
+        """A run of plain deletes (`_erase_together`), else each as any other dataset
+        (the deletes already begun: the statement, if it ran, deleted nothing)."""
+        if self._erase_together(actions, tally, batch_size):
+            return
+        for action in actions:
+            if action.action == "delete":
                 tally.erased(action, self._erase_rows(action, FALSE, tally, batch_size))
+            else:
+                self._erase_dataset(action, FALSE, tally, batch_size)
+
+    def _erase_dataset(self, action: EraseRows, keep: Condition, tally: Tally,
+                       batch_size: int) -> None:
+        """One dataset's rows of the subjects, by its erasure setting, told to the tally
+        (`keep`: subject rows a hold on their keys keeps)."""
+        tally.begin(action)
+        tally.erased(action, self._erase_rows(action, keep, tally, batch_size))
 
     def _erase_together(self, actions: Sequence[EraseRows], tally: Tally,
                         batch_size: int) -> bool:
@@ -240,12 +250,14 @@ class Executor:
         read once, under the gate), as one statement where the store can run them so
         (`first_batches`: one round trip instead of one per dataset, all or nothing,
         and only when every dataset's rows fit in a batch); then each dataset told to
-        the tally in plan order. False, having done nothing, where the store cannot."""
+        the tally in plan order. False, having deleted nothing, where the store cannot;
+        the deletes are begun (`Tally.begin`) either way, before anything is touched."""
         holds = self.holds()
         deletes = [a for a in actions if a.action == "delete"]
-        sweeps = [self._sweep_of(SweepRows(a.dataset, all_of(a.where, negate(a.referenced)),
-                                           Delete(), True, selective=True, durable=False),
-                                 holds) for a in deletes]
+        for action in deletes:
+            tally.begin(action)
+        sweeps = [self._sweep_of(_erasing(a.dataset, all_of(a.where, negate(a.referenced)),
+                                          Delete(), True, tally), holds) for a in deletes]
         started = time.perf_counter()
         firsts = self.rt.catalog.store_of(deletes[0].dataset).first_batches(
             [sweep for sweep, _ in sweeps], batch_size)
@@ -254,9 +266,8 @@ class Executor:
         elapsed_ms = (time.perf_counter() - started) * 1000
         done = iter(zip(sweeps, firsts, strict=True))
         for action in actions:
-            tally.begin(action)
-            if action.action != "delete":  # retained: counted, as `_erase_rows` does
-                tally.erased(action, self._erase_rows(action, FALSE, tally, batch_size))
+            if action.action != "delete":  # retained: only counted
+                self._erase_dataset(action, FALSE, tally, batch_size)
                 continue
             (_, held), first = next(done)
             stats = SweepStats()
@@ -283,9 +294,7 @@ class Executor:
         def rows(where: Condition, effect: Effect, deletes: bool) -> Swept:
             selection: Selection = where if pinned is None else \
                 (lambda holds: all_of(where, negate(pinned(holds))))
-            return self.sweep(SweepRows(name, selection, effect, deletes,
-                                        tally=tally.column(name), selective=True,
-                                        durable=False), batch_size)
+            return self.sweep(_erasing(name, selection, effect, deletes, tally), batch_size)
 
         if pinned is not None:  # counted as held, like the subject rows `keep` keeps
             keep = any_of(keep, pinned(self.holds()))
@@ -310,3 +319,12 @@ class Executor:
         stores = {self.rt.policy.datasets[n].store: n for n in plan.where}
         for name in stores.values():
             self.rt.catalog.store_of(name).flush()
+
+
+def _erasing(dataset: str, selection: Selection, effect: Effect, deletes: bool,
+             tally: Tally) -> SweepRows:
+    """An erasure's sweep of a dataset's rows: few rows of a big table (walk the
+    matches), attributed to subjects by the tally's column, committed without waiting
+    for the log (the erasure flushes each store before anything is audited)."""
+    return SweepRows(dataset, selection, effect, deletes, tally=tally.column(dataset),
+                     selective=True, durable=False)
