@@ -1,9 +1,10 @@
 """A lone subject's small erasure on PostgreSQL: its plain deletes in one statement.
 
 The datasets whose rows simply go (no foreign key from kept rows, no archives, no
-`referenced_by`) are deleted by one statement, children and parents together, in one
-round trip instead of one per dataset (`SqlStore.first_batches`); the rest of the
-erasure, its counts, holds and certificate are as before.
+`referenced_by`), and those anonymized by constants (`null`, `redact`, a literal), are
+deleted or rewritten by one statement, children and parents together, in one round trip
+instead of one per dataset (`SqlStore.first_batches`); the rest of the erasure, its
+counts, holds and certificate are as before.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def _build(url: str, extra: tuple[str, str, str] | None = None) -> sa.Engine:
     return engine
 
 
-def _runtime(directory: Path, url: str, *, notes: bool = False,
+def _runtime(directory: Path, url: str, *, notes: str | None = None,
              extra: dict[str, Any] | None = None) -> Runtime:
+    """The policy; `notes`: with notes anonymized by that method."""
     link = {"users": "user_id"}
     datasets: dict[str, Any] = {
         "users": {"store": "app", "table": "users", "class": "pii",
@@ -80,7 +82,7 @@ def _runtime(directory: Path, url: str, *, notes: bool = False,
     if notes:
         datasets["notes"] = {"store": "app", "table": "notes", "class": "pii",
                              "belongs_to": link, "erasure": "anonymize",
-                             "fields": {"body": {"class": "pii", "anonymize": "redact"}}}
+                             "fields": {"body": {"class": "pii", "anonymize": notes}}}
     datasets.update(extra or {})
     path = directory / "lethe.yaml"
     path.write_text(yaml.safe_dump({
@@ -147,18 +149,48 @@ def test_plain_deletes_go_as_one_statement_children_and_parents_together(
     engine.dispose()
 
 
-def test_an_anonymized_dataset_between_them_splits_the_statement(
+def test_an_anonymization_by_constants_goes_in_the_statement_too(
         postgres_url: str, tmp_path: Path) -> None:
-    """notes are rewritten, not deleted: the deletes on either side of them go as a
-    statement each, in plan order, and the notes are cut loose before users go."""
+    """notes are redacted (a constant): rewritten and cut loose by an UPDATE in the same
+    statement as the deletes around them, in one round trip; nothing of them is read
+    first. Failed on the old code: two statements of deletes, and the notes' batch
+    between them (its own transaction: a read of the rows, then their UPDATE)."""
     engine = _build(postgres_url)
-    rt = _runtime(tmp_path, postgres_url, notes=True)
+    rt = _runtime(tmp_path, postgres_url, notes="redact")
+    try:
+        record = open_request(rt, "erasure", "user", ["id=1"])
+        with _deletes(postgres_url, "notes") as touching:
+            outcome = run_request(rt, record.id, tmp_path / "out")
+    finally:
+        rt.close()
+    assert outcome.record.status == "completed" and outcome.certified
+    changed = [text for text in touching if "UPDATE notes" in text or "DELETE" in text]
+    assert len(changed) == 1, touching
+    assert "UPDATE notes" in changed[0] and "DELETE FROM users" in changed[0]
+    assert not any(text.lstrip().startswith("SELECT notes.") for text in touching), touching
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT id, user_id, body FROM notes ORDER BY id")).all() \
+            == [(5, None, "[redacted]"), (6, 2, "hi")]
+    assert _ids(engine, "users") == {2, 3} and _ids(engine, "sessions") == {20}
+    report = outcome.as_dict()["datasets"]
+    assert report["notes"] == {"rows": 1, "erased": 1, "retained": 0, "held": 0}
+    engine.dispose()
+
+
+def test_an_anonymization_that_reads_the_value_splits_the_statement(
+        postgres_url: str, tmp_path: Path) -> None:
+    """notes are hashed: each value rewritten from itself, so the rows are read in their
+    own batch; the deletes on either side go as a statement each, in plan order, and
+    the notes are cut loose before users go."""
+    engine = _build(postgres_url)
+    rt = _runtime(tmp_path, postgres_url, notes="hash")
     outcome, deletes = _erase_user_1(rt, postgres_url, tmp_path)
     assert outcome.record.status == "completed"
     assert 1 <= len(deletes) <= 2 and "DELETE FROM users" in deletes[-1]
+    assert not any("UPDATE notes" in text for text in deletes)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT user_id, body FROM notes WHERE id = 5")).one() \
-            == (None, "[redacted]")
+        user, body = conn.execute(sa.text("SELECT user_id, body FROM notes WHERE id = 5")).one()
+    assert user is None and body.startswith("sha256:")
     assert _ids(engine, "users") == {2, 3} and _ids(engine, "sessions") == {20}
     engine.dispose()
 
@@ -169,7 +201,7 @@ def test_each_transaction_of_an_erasure_begins_in_one_round_trip(
     transaction in one round trip (as a page walk's batch does), not in a statement of
     its own after a BEGIN of its own. Failed on the old code."""
     _build(postgres_url).dispose()
-    rt = _runtime(tmp_path, postgres_url, notes=True)
+    rt = _runtime(tmp_path, postgres_url, notes="hash")
     try:
         record = open_request(rt, "erasure", "user", ["id=1"])
         with _deletes(postgres_url, "set_config('synchronous_commit', 'off'") as begun:

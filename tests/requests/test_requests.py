@@ -186,11 +186,14 @@ def test_an_erasure_failing_midway_audits_what_it_did_and_the_next_run_finishes(
     counts what the failed run erased.
 
     On PostgreSQL a lone subject's small erasure deletes its datasets' rows in one
-    statement (`SqlStore.first_batches`): the refusal undoes it whole, and the request
-    stops at the first of them, with nothing erased."""
+    statement (`SqlStore.first_batches`; the profile's anonymization, by constants, in
+    it too): the refusal undoes it whole, and the request stops at the first of them,
+    with nothing erased and nothing rewritten."""
     engine, rt, record = _soft_deleted_and_past_the_window(app_url, tmp_path)
     together = app_url.startswith("postgresql")
-    stopped_at = "sessions" if together else "users"
+    stopped_at = "profiles" if together else "users"
+    with engine.connect() as conn:
+        profile = conn.execute(sa.select(profiles).where(profiles.c.id == 7)).one()
     _refuse_deletes(engine, "users", refuse=True)
     stopped = run_request(rt, record.id, tmp_path / "out")
     assert stopped.error is not None and stopped.record.status == "in_progress"
@@ -204,6 +207,8 @@ def test_an_erasure_failing_midway_audits_what_it_did_and_the_next_run_finishes(
     assert set(first[stopped_at]) == {"error"}
     if together:
         assert {70, 71} <= ids(engine, sessions) and "users" not in first
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(profiles).where(profiles.c.id == 7)).one() == profile
     else:
         assert first["sessions"]["done"] == 2
         assert {70, 71} & ids(engine, sessions) == set()

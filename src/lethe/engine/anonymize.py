@@ -59,6 +59,19 @@ def anonymizer(method: Any) -> Callable[[Any], Any]:
     return lambda value: None if value is None else method
 
 
+def constant_written(method: Any) -> tuple[bool, Any]:
+    """(whether `anonymizer(method)` writes one value into every value that is not NULL,
+    that value): `null` (None), `redact` and a literal do, a hash or a mask depends on
+    the value. Such a rewrite needs no row read first (`Anonymize.constants`)."""
+    if method == "null":
+        return True, None
+    if method == "redact":
+        return True, REDACTED
+    if method in ("hash", "mask-email", "mask-email-domain"):
+        return False, None
+    return True, method
+
+
 def still_identifying(column: str, method: Any) -> Condition:
     """Rows where `column` does not yet hold what `method` writes."""
     if method == "null":

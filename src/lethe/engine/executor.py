@@ -26,6 +26,7 @@ from lethe.holds import HoldScopes
 from lethe.runtime import Runtime
 from lethe.stores.base import (
     FALSE,
+    Anonymize,
     Condition,
     Delete,
     Effect,
@@ -217,12 +218,16 @@ class Executor:
         return self.rt.policy.datasets[action.dataset].store
 
     def _plain_delete(self, action: object, tally: Tally) -> bool:
-        """Rows that simply go: a delete with no rows a foreign key keeps, none in
-        archives, no `referenced_by` rows pinned by holds, one subject."""
-        return isinstance(action, EraseRows) and action.action == "delete" \
-            and action.referenced == FALSE and action.archive_column is None \
-            and not self.rt.policy.datasets[action.dataset].referenced_by \
-            and tally.column(action.dataset) is None
+        """Rows that simply go — a delete with no rows a foreign key keeps, none in
+        archives — or are simply rewritten — an anonymization by constants
+        (`Anonymize.constants`); no `referenced_by` rows pinned by holds; one subject."""
+        if not isinstance(action, EraseRows) or tally.column(action.dataset) is not None \
+                or self.rt.policy.datasets[action.dataset].referenced_by:
+            return False
+        if action.action == "anonymize":
+            return isinstance(action.scrub, Anonymize) and action.scrub.constants is not None
+        return action.action == "delete" and action.referenced == FALSE \
+            and action.archive_column is None
 
     def _erase_run(self, actions: Sequence[EraseRows], tally: Tally,
                    batch_size: int) -> None:
@@ -231,10 +236,10 @@ class Executor:
         if self._erase_together(actions, tally, batch_size):
             return
         for action in actions:
-            if action.action == "delete":
-                tally.erased(action, self._erase_rows(action, FALSE, tally, batch_size))
-            else:
+            if action.action == "retain":
                 self._erase_dataset(action, FALSE, tally, batch_size)
+            else:  # begun already
+                tally.erased(action, self._erase_rows(action, FALSE, tally, batch_size))
 
     def _erase_dataset(self, action: EraseRows, keep: Condition, tally: Tally,
                        batch_size: int) -> None:
@@ -253,11 +258,14 @@ class Executor:
         the tally in plan order. False, having deleted nothing, where the store cannot;
         the deletes are begun (`Tally.begin`) either way, before anything is touched."""
         holds = self.holds()
-        deletes = [a for a in actions if a.action == "delete"]
+        deletes = [a for a in actions if a.action != "retain"]
         for action in deletes:
             tally.begin(action)
-        sweeps = [self._sweep_of(_erasing(a.dataset, all_of(a.where, negate(a.referenced)),
-                                          Delete(), True, tally), holds) for a in deletes]
+        sweeps = [self._sweep_of(_erasing(a.dataset, all_of(a.where, a.todo), a.scrub, False,
+                                          tally) if a.action == "anonymize" and a.scrub
+                                 else _erasing(a.dataset, all_of(a.where, negate(a.referenced)),
+                                               Delete(), True, tally), holds)
+                  for a in deletes]
         started = time.perf_counter()
         firsts = self.rt.catalog.store_of(deletes[0].dataset).first_batches(
             [sweep for sweep, _ in sweeps], batch_size)
@@ -266,7 +274,7 @@ class Executor:
         elapsed_ms = (time.perf_counter() - started) * 1000
         done = iter(zip(sweeps, firsts, strict=True))
         for action in actions:
-            if action.action != "delete":  # retained: only counted
+            if action.action == "retain":  # only counted
                 self._erase_dataset(action, FALSE, tally, batch_size)
                 continue
             (_, held), first = next(done)

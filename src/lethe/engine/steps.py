@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from lethe.catalog import Reference
-from lethe.engine.anonymize import anonymizer, still_identifying
+from lethe.engine.anonymize import anonymizer, constant_written, still_identifying
 from lethe.holds import CASCADING, HoldScopes
 from lethe.policy.conditions import governed_by
 from lethe.policy.durations import Duration
@@ -81,7 +81,11 @@ def identifying(ds: Dataset) -> Condition:
 
 
 def anonymize_effect(ds: Dataset, detach: str | None = None) -> Anonymize:
-    return Anonymize(tuple((c, anonymizer(m)) for c, m in ds.anonymized_fields.items()), detach)
+    fields = ds.anonymized_fields.items()
+    written = [(c, constant_written(m)) for c, m in fields]
+    constants = tuple((c, value) for c, (constant, value) in written) \
+        if all(constant for _, (constant, _) in written) else None
+    return Anonymize(tuple((c, anonymizer(m)) for c, m in fields), detach, constants)
 
 
 def rule_due(policy: Policy, keys: Mapping[str, str], ds: Dataset, index: int, rule: Rule,

@@ -205,10 +205,14 @@ class SetColumns(Effect):
 
 @dataclass(frozen=True)
 class Anonymize(Effect):
-    """Rewrite columns row by row with pure functions; optionally null a link column."""
+    """Rewrite columns row by row with pure functions; optionally null a link column.
+    `constants`, when every function writes one value into whatever is not NULL (and
+    leaves NULL alone; None: NULL everywhere), says so per column: a store may then
+    rewrite the rows in one statement without reading them first."""
 
     transforms: tuple[tuple[str, Callable[[Value], Value]], ...]
     detach: str | None = None
+    constants: tuple[tuple[str, Value], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,17 @@ class Effects(Compiler):
                    keys: list[sa.ColumnElement[Any]], where: sa.ColumnElement[bool],
                    effect: Anonymize, tally: sa.ColumnElement[Any] | None = None,
                    tallies: dict[Value, int] | None = None) -> int:
+        if effect.constants is not None and (tally is None or tally.key not in {
+                effect.detach, *(name for name, _ in effect.constants)}):
+            # one statement, nothing read first (RETURNING gives the rewritten values:
+            # a tally of a column it rewrites, or cuts, is read first, below)
+            statement = sa.update(t).where(where).values(
+                self.constant_values(t, table_name, effect))
+            if tally is None or tallies is None:
+                return int(conn.execute(statement).rowcount)
+            returned = conn.execute(statement.returning(tally)).scalars().all()
+            count_into(tallies, returned)
+            return len(returned)
         columns = [self.column(t, c, table_name) for c, _ in effect.transforms]
         query = sa.select(*(raw_key(keys, k) for k in keys), *columns,
                           *([] if tally is None else [tally])).where(where)
@@ -144,6 +155,24 @@ class Effects(Compiler):
                                          for i, k in enumerate(keys))).values(values)
         conn.execute(statement, params)
         return len(rows)
+
+
+    def constant_values(self, t: sa.Table, table_name: str,
+                        effect: Anonymize) -> dict[sa.ColumnElement[Any], Any]:
+        """An UPDATE's values for an anonymization by constants (`Anonymize.constants`):
+        each column its constant where it is not NULL, NULL where it is; the link
+        column, if the rows are cut loose, NULL. The same rewrite as the functions do
+        row by row, evaluated on the row the UPDATE locks, so no write in between is
+        overwritten with a stale value."""
+        assert effect.constants is not None
+        values: dict[sa.ColumnElement[Any], Any] = {}
+        for name, value in effect.constants:
+            column = self.column(t, name, table_name)
+            values[column] = sa.null() if value is None else sa.case(
+                (column.is_(None), sa.null()), else_=sa.bindparam(None, value, column.type))
+        if effect.detach is not None:
+            values[self.column(t, effect.detach, table_name)] = None
+        return values
 
 
 def raw_key(keys: list[sa.ColumnElement[Any]], key: sa.ColumnElement[Any]) -> Any:

@@ -24,6 +24,7 @@ from lethe.stores.base import (
     Archive,
     BatchResult,
     Delete,
+    Effect,
     Sweep,
     Value,
     key_columns,
@@ -158,10 +159,11 @@ class Sweeps(PageWalks):
 
     def first_batches(self, sweeps: Sequence[Sweep],
                       limit: int) -> list[BatchResult] | None:
-        """On PostgreSQL, several selective deletes that need no journal and no tallies
-        (a lone subject's small erasure: each dataset's rows of one subject) as one
-        statement, one round trip, one transaction: each sweep's window of `limit`
-        keys and its DELETE, as `_delete_next` runs them one at a time, and only if
+        """On PostgreSQL, several selective deletes — and anonymizations by constants,
+        as UPDATEs (`_rewritten_in_one`) — that need no journal and no tallies (a lone
+        subject's small erasure: each dataset's rows of one subject) as one statement,
+        one round trip, one transaction: each sweep's window of `limit` keys and its
+        DELETE or UPDATE, as `_delete_next` runs a delete's one at a time, and only if
         every window holds fewer than `limit` rows, i.e. each sweep's first batch is its
         last. Otherwise the statement deletes nothing: a dataset left with rows while a
         later one (its parent) went would lose what finds those rows (a grandchild is
@@ -170,12 +172,12 @@ class Sweeps(PageWalks):
         children and parents go together. None (nothing done) for sweeps that cannot go
         as one statement, or windows that did not fit."""
         if len({s.durable for s in sweeps}) != 1 or not all(
-                self._in_one_statement(s) and s.journal is None and s.tally is None
-                for s in sweeps):
+                self._in_one_statement(s) or self._rewritten_in_one(s) for s in sweeps) \
+                or any(s.journal is not None or s.tally is not None for s in sweeps):
             return None
         shaped = [self.shape(s.where, s.table, f"lethe_s{i}_") for i, s in enumerate(sweeps)]
-        shapes = tuple((s.table, s.key, shape) for s, (shape, _) in zip(sweeps, shaped,
-                                                                          strict=True))
+        shapes = tuple((s.table, s.key, shape, _rewrite_key(s.effect))
+                       for s, (shape, _) in zip(sweeps, shaped, strict=True))
         statement = self.shaped(("delete each", shapes, sweeps[0].durable),
                                 lambda: self._first_batches_statement(sweeps, shaped))
         values: dict[str, Any] = {"lethe_limit": limit}
@@ -197,6 +199,13 @@ class Sweeps(PageWalks):
             batches.append(BatchResult(told[f"lethe_upper{i}"], rows, {}, True)
                            if found else BatchResult(None, 0))
         return batches
+
+    def _rewritten_in_one(self, sweep: Sweep) -> bool:
+        """An anonymization by constants (`Anonymize.constants`) that `first_batches`
+        can run as an UPDATE among its DELETEs: as `_in_one_statement`, but rewriting."""
+        return self.dialect == "postgresql" and sweep.selective and not sweep.cascades \
+            and isinstance(sweep.effect, Anonymize) and sweep.effect.constants is not None \
+            and len(key_columns(sweep.key)) == 1
 
     def _first_batches_statement(self, sweeps: Sequence[Sweep],
                                  shaped: Sequence[tuple[Shape, Any]]) -> sa.Select[Any]:
@@ -231,18 +240,21 @@ class Sweeps(PageWalks):
     def _told(self, sweep: Sweep, t: sa.Table, window: Any, selected: Any, suffix: str,
               only_if: Any = None) -> tuple[list[Any], Any]:
         """The DELETE of a window's rows as a WITH query (`only_if`: and only if this is
-        true), and what the batch tells: the window's last key, its size, the rows
-        deleted (labels end in `suffix`); and the DELETE, whose rows return
-        `Sweep.tally`'s value."""
+        true) — or, for an anonymization by constants, their UPDATE — and what the batch
+        tells: the window's last key, its size, the rows deleted or rewritten (labels
+        end in `suffix`); and the statement, whose rows return `Sweep.tally`'s value."""
         key = self.column(t, sweep.key, sweep.table)
         tally = sa.literal(None) if sweep.tally is None else \
             self.column(t, sweep.tally, sweep.table)
         condition = sa.and_(key.in_(sa.select(window.c.k)), selected)
         if only_if is not None:
             condition = sa.and_(condition, only_if)
+        effect = sweep.effect
+        changed: sa.Delete | sa.Update = sa.delete(t).where(condition) \
+            if not isinstance(effect, Anonymize) else sa.update(t).where(condition).values(
+                self.constant_values(t, sweep.table, effect))
         # data-modifying WITH: PostgreSQL runs it once, to completion, read or not
-        gone = sa.delete(t).where(condition).returning(tally.label("t")) \
-            .cte(f"lethe_gone{suffix}")
+        gone = changed.returning(tally.label("t")).cte(f"lethe_gone{suffix}")
         return [sa.select(window.c.k).order_by(window.c.k.desc()).limit(1)
                 .scalar_subquery().label(f"lethe_upper{suffix}"),
                 sa.select(sa.func.count()).select_from(window).scalar_subquery()
@@ -313,6 +325,14 @@ class Sweeps(PageWalks):
                 rows = int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
         span = KeySpan(int(low), int(high))
         return span if is_dense(span, rows) else None
+
+def _rewrite_key(effect: Effect) -> tuple[Any, ...]:
+    """What of an effect a `first_batches` statement is built from (part of its key):
+    nothing of a delete; an anonymization's columns, constants and detached link."""
+    if isinstance(effect, Anonymize):
+        return ("anonymize", effect.constants, effect.detach)
+    return ()
+
 
 def _told_transaction(sweep: Sweep) -> list[Any]:
     """For a batch that need not be durable: its synchronous commit turned off, and its
