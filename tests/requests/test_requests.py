@@ -240,13 +240,17 @@ def test_an_erasure_failing_midway_audits_what_it_did_and_the_next_run_finishes(
 
 def test_completion_is_all_or_nothing(app_url: str, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Certificate kept, request completed and audited, baselines cleared: one
-    transaction. A failure at its last step leaves none of it; the rerun completes."""
+    """The run's `request.erased` entry, the signed checkpoint, the certificate kept,
+    the request completed and audited, the baselines cleared: one transaction. A
+    failure at its last step leaves none of it (on the old code the entry and the
+    checkpoint had committed before); the rerun completes, its certificate citing its
+    own entry under a checkpoint."""
     from lethe.control.requests import RequestStore as Store
     from lethe.errors import StoreError
     from lethe.requests.service import stored_certificate
 
     _, rt, record = _soft_deleted_and_past_the_window(app_url, tmp_path)
+    checkpoints = len(rt.audit.checkpoints())
     clear = Store.clear_baselines
 
     def failing(self: Store, ids: list[int], **kwargs: Any) -> None:
@@ -260,10 +264,19 @@ def test_completion_is_all_or_nothing(app_url: str, tmp_path: Path,
     assert stored_certificate(rt, record.id) is None
     assert RequestStore(rt.control.engine).baselines([record.id])  # still there
     actions = [e.action for e in rt.audit.entries(target=f"request:{record.id}")]
-    assert "request.completed" not in actions
+    assert "request.completed" not in actions and "request.erased" not in actions
+    assert len(rt.audit.checkpoints()) == checkpoints
     monkeypatch.setattr(Store, "clear_baselines", clear)
     done = run_request(rt, record.id, tmp_path / "out")
     assert done.record.status == "completed" and stored_certificate(rt, record.id)
+    certificate = stored_certificate(rt, record.id)
+    assert certificate is not None
+    erased = [e for e in rt.audit.entries(target=f"request:{record.id}")
+              if e.action == "request.erased"]
+    assert len(erased) == 1
+    evidence = certificate["certificate"]["evidence"]
+    assert {"seq": erased[0].seq, "hash": erased[0].hash} in evidence["audit_entries"]
+    assert evidence["checkpoint"]["seq"] >= erased[0].seq
     assert not RequestStore(rt.control.engine).baselines([record.id])
     assert rt.audit.verify().ok
     rt.close()

@@ -116,9 +116,6 @@ def build_certificate(*, organization: str, request_id: int, subject_kind: str,
     names = [d["dataset"] for d in datasets]
     if len(set(names)) != len(names):
         raise LetheError("a dataset appears twice in the outcomes", path=where)
-    entries = sorted(audit_entries)
-    if len({seq for seq, _ in entries}) != len(entries):
-        raise LetheError("an audit entry appears twice in the evidence", path=where)
     body: dict[str, Any] = {
         "format": FORMAT,
         "organization": organization,
@@ -130,19 +127,33 @@ def build_certificate(*, organization: str, request_id: int, subject_kind: str,
         "on_time": completed <= due,
         "datasets": datasets,
         "totals": {name: sum(int(d[name]) for d in datasets) for name in COUNTS},
-        "evidence": {
-            "audit_entries": [{"seq": seq, "hash": digest} for seq, digest in entries],
-            "checkpoint": (None if audit_checkpoint is None else
-                           {"seq": audit_checkpoint[0], "head_hash": audit_checkpoint[1]}),
-        },
     }
     # what the checks above did not cover (the rest is built here from checked values;
     # the whole `body_problem` once per certificate was a tenth of a bulk erasure)
-    problem = next((p for p in map(_dataset_problem, datasets) if p is not None),
-                   None) or _evidence_problem(body["evidence"])
+    problem = next((p for p in map(_dataset_problem, datasets) if p is not None), None)
     if problem is not None:
         raise LetheError(f"cannot certify: {problem}", path=where)
-    return body
+    return cite(body, audit_entries, audit_checkpoint)
+
+
+def cite(body: dict[str, Any], audit_entries: Sequence[tuple[int, str]],
+         audit_checkpoint: tuple[int, str] | None) -> dict[str, Any]:
+    """The body with this evidence: the request's audit entries `(seq, hash)` and the
+    signed checkpoint `(seq, head_hash)` covering them. Apart from the rest of the body,
+    so the accounting can be checked before the evidence exists."""
+    where = f"request {body['request']}"
+    entries = sorted(audit_entries)
+    if len({seq for seq, _ in entries}) != len(entries):
+        raise LetheError("an audit entry appears twice in the evidence", path=where)
+    evidence = {
+        "audit_entries": [{"seq": seq, "hash": digest} for seq, digest in entries],
+        "checkpoint": (None if audit_checkpoint is None else
+                       {"seq": audit_checkpoint[0], "head_hash": audit_checkpoint[1]}),
+    }
+    problem = _evidence_problem(evidence)
+    if problem is not None:
+        raise LetheError(f"cannot certify: {problem}", path=where)
+    return {**body, "evidence": evidence}
 
 
 def sign_certificate(body: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:

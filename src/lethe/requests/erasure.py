@@ -22,9 +22,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from lethe.audit.events import KeysShredded, RequestErased, RequestStep
-from lethe.control.certificates import CertificateStore
-from lethe.control.requests import SCRUBBED, RequestRecord
-from lethe.control.tx import transaction
+from lethe.control.requests import RequestRecord
 from lethe.engine.erasure_plan import (
     Erased,
     EraseRows,
@@ -45,9 +43,14 @@ from lethe.requests.records import (
     DatasetReport,
     RequestOutcome,
     requests_of,
-    transition_many,
 )
-from lethe.requests.subjects import Subject, certify, groupable, held_note, stopped
+from lethe.requests.subjects import (
+    Subject,
+    certify_and_complete,
+    groupable,
+    held_note,
+    stopped,
+)
 from lethe.runtime import Runtime
 from lethe.stores.base import (
     FALSE,
@@ -217,7 +220,6 @@ class Group:
         files in `out_dir` unless it is None (bulk runs: thousands of files cost more
         than the erasure itself; `lethe certificate export` writes them on demand)."""
         now = self.rt.clock.now()
-        store = requests_of(self.rt)
         try:
             self._baselines_now, self._fresh = self._baselines()
             self.executor.erase(self.plan, self, self.batch_size, one_turn=self._small())
@@ -239,21 +241,8 @@ class Group:
             if not done:
                 return
         # else this run's entries are written in the certificates' transaction
-        documents, certificates = certify(self.rt, done, now, out_dir,
-                                          first=None if held else self._audit_steps)
-        # Completion is one transaction: the certificates kept, the requests completed
-        # (and audited), the baselines cleared — all of it, or none and a rerun redoes it.
-        with transaction(self.rt.control.engine, "completing erasure requests") as conn:
-            CertificateStore(self.rt.control.engine).put_many(documents, conn=conn)
-            records = transition_many(self.rt, [
-                (s.record, ["completed"],
-                 {"completed_at": now, "identities": SCRUBBED, "result": s.outcome.result(),
-                  "certificate_path": str(path) if path else None})
-                for s, path in zip(done, certificates, strict=True)], conn=conn)
-            store.clear_baselines([s.record.id for s in done], conn=conn)
-        for s, record, path in zip(done, records, certificates, strict=True):
-            s.outcome.record, s.outcome.certificate = record, path
-            s.outcome.certified = True
+        certify_and_complete(self.rt, done, now, out_dir,
+                             first=None if held else self._audit_steps)
 
     def _small(self) -> bool:
         """One unit of work (Executor.erase): a lone subject, rows (just counted) within a

@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from lethe.control.requests import RequestRecord
+from lethe.control.certificates import CertificateStore
+from lethe.control.requests import SCRUBBED, RequestRecord, RequestStore
 from lethe.control.store import Hold
 from lethe.control.tx import transaction
 from lethe.engine.archive import ArchivePending
@@ -25,10 +26,11 @@ from lethe.requests.certificate import (
     DatasetOutcome,
     build_certificate,
     certificate_text,
+    cite,
     sign_certificate,
     write_certificate,
 )
-from lethe.requests.records import RequestOutcome
+from lethe.requests.records import RequestOutcome, transition_many
 from lethe.runtime import Runtime
 from lethe.stores.base import Value
 
@@ -50,18 +52,26 @@ class Subject:
 
 
 
-def certify(rt: Runtime, done: Sequence[Subject], now: datetime, out_dir: Path | None, *,
-            first: Callable[[Connection], None] | None = None
-            ) -> tuple[list[tuple[int, str]], list[Path | None]]:
-    """One signed certificate per subject, all citing one fresh signed checkpoint:
-    (request id, the signed JSON to keep) each, and the files written to `out_dir`.
-    The evidence (the requests' audit entries) is read and the checkpoint signed in one
-    control-store transaction, which `first` writes to before (the entries this run
-    adds: they are then in the evidence, under the checkpoint, in one commit)."""
+def certify_and_complete(rt: Runtime, done: Sequence[Subject], now: datetime,
+                         out_dir: Path | None, *,
+                         first: Callable[[Connection], None] | None = None) -> None:
+    """One signed certificate per subject, all citing one fresh signed checkpoint, and
+    each request completed with it — in one control-store transaction: the evidence
+    (the requests' audit entries) read, the checkpoint signed, the certificates signed,
+    kept and written to `out_dir` (unless None), the requests completed and audited,
+    their baselines cleared. All of it commits, or none of it and a rerun redoes it
+    (files written before a failed commit are rewritten by the rerun: they cite a
+    checkpoint the log does not have, and verify against nothing). `first` writes to
+    the transaction before anything is read (the entries this run adds: they are then
+    in the evidence, under the checkpoint). Each subject's outcome is then the completed
+    record, certified, with its file."""
     targets = [f"request:{s.record.id}" for s in done]
     evidence: dict[str, list[tuple[int, str]]] = {t: [] for t in targets}
-    key = rt.audit.key()  # loaded first: nothing but the store can fail in the transaction
-    with transaction(rt.control.engine, "certifying erasures") as conn:
+    # checked and loaded first: nothing but the store (and the files) can fail in the
+    # transaction, which would take this run's entries (`first`) with it
+    bodies = [_certificate(rt, s, now) for s in done]
+    key = rt.audit.key()
+    with transaction(rt.control.engine, "certifying and completing erasures") as conn:
         if first is not None:
             first(conn)
         for entry in rt.audit.entries(targets=targets, conn=conn):
@@ -70,34 +80,56 @@ def certify(rt: Runtime, done: Sequence[Subject], now: datetime, out_dir: Path |
         if last is None:
             signed = rt.audit.checkpoints(conn)
             last = signed[-1] if signed else None
+        checkpoint = (last.seq, last.head_hash) if last is not None else None
+        documents = [(sign_certificate(cite(body, evidence[target], checkpoint), key),
+                      f"request-{s.record.id}-certificate")
+                     for s, body, target in zip(done, bodies, targets, strict=True)]
+        paths = _written(documents, out_dir)
+        CertificateStore(rt.control.engine).put_many(
+            [(s.record.id, certificate_text(document, compact=True))
+             for s, (document, _) in zip(done, documents, strict=True)], conn=conn)
+        records = transition_many(rt, [
+            (s.record, ["completed"],
+             {"completed_at": now, "identities": SCRUBBED, "result": s.outcome.result(),
+              "certificate_path": str(path) if path else None})
+            for s, path in zip(done, paths, strict=True)], conn=conn)
+        RequestStore(rt.control.engine).clear_baselines([s.record.id for s in done],
+                                                        conn=conn)
     if last is not None:
         rt.audit.witness([last])
-    documents = []
-    for s, target in zip(done, targets, strict=True):
-        record = s.record
-        body = build_certificate(
-            organization=rt.policy.organization, request_id=record.id,
-            subject_kind=record.subject_kind, subject_fingerprint=record.fingerprint,
-            received_at=record.received_at, completed_at=now, due_at=record.due_at,
-            outcomes=[DatasetOutcome(n, r.rows, r.erased, r.retained, r.held, r.action,
-                                     r.legal_basis if r.retained else None)
-                      for n, r in s.outcome.datasets.items()],
-            audit_entries=evidence[target],
-            audit_checkpoint=(last.seq, last.head_hash) if last is not None else None)
-        documents.append((sign_certificate(body, key), f"request-{record.id}-certificate"))
-    kept = [(s.record.id, certificate_text(document, compact=True))
-            for s, (document, _) in zip(done, documents, strict=True)]
+    for s, record, path in zip(done, records, paths, strict=True):
+        s.outcome.record, s.outcome.certificate = record, path
+        s.outcome.certified = True
+
+
+def _certificate(rt: Runtime, s: Subject, now: datetime) -> dict[str, Any]:
+    """The certificate's body for one subject, unsigned, its evidence to be cited."""
+    record = s.record
+    return build_certificate(
+        organization=rt.policy.organization, request_id=record.id,
+        subject_kind=record.subject_kind, subject_fingerprint=record.fingerprint,
+        received_at=record.received_at, completed_at=now, due_at=record.due_at,
+        outcomes=[DatasetOutcome(n, r.rows, r.erased, r.retained, r.held, r.action,
+                                 r.legal_basis if r.retained else None)
+                  for n, r in s.outcome.datasets.items()],
+        audit_entries=(), audit_checkpoint=None)
+
+
+def _written(documents: Sequence[tuple[dict[str, Any], str]],
+             out_dir: Path | None) -> list[Path | None]:
+    """The signed certificates' files in `out_dir` (none when it is None)."""
     if out_dir is None:
-        return kept, [None] * len(done)
+        return [None] * len(documents)
+    target = out_dir
+
     def write(document: tuple[dict[str, Any], str]) -> Path:
-        return write_certificate(document[0], out_dir, stem=document[1])[0]
+        return write_certificate(document[0], target, stem=document[1])[0]
 
     if len(documents) == 1:  # one request: starting threads would cost more than the file
-        return kept, [write(documents[0])]
+        return [write(documents[0])]
     # Creating files is latency, not work: overlap it (each file still lands atomically).
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        return kept, list(pool.map(write, documents))
-
+        return list(pool.map(write, documents))
 
 
 def held_note(subject: Subject, holds: Sequence[Hold]) -> str:

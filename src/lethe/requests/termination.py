@@ -25,8 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lethe.audit.events import KeysShredded, RequestErased, RequestTransition
-from lethe.control.certificates import CertificateStore
-from lethe.control.requests import SCRUBBED, RequestRecord
+from lethe.control.requests import RequestRecord
 from lethe.control.tx import transaction
 from lethe.engine.erasure_plan import Erased, EraseRows, RemoveKeyed, pointed_rows
 from lethe.engine.executor import Executor
@@ -42,8 +41,8 @@ from lethe.errors import LetheError, UsageError
 from lethe.holds import HoldScopes
 from lethe.policy.model import TERMINATION
 from lethe.requests.discovery import canonical_subject
-from lethe.requests.records import DatasetReport, RequestOutcome, requests_of, transition_many
-from lethe.requests.subjects import Subject, certify, stopped
+from lethe.requests.records import DatasetReport, RequestOutcome, requests_of
+from lethe.requests.subjects import Subject, certify_and_complete, stopped
 from lethe.runtime import Runtime
 from lethe.stores.base import FALSE, Condition, In, Value, all_of, negate
 
@@ -203,17 +202,7 @@ class Termination:
             return self.outcome
         subject = Subject(self.record, None)
         subject.outcome = self.outcome
-        documents, certificates = certify(self.rt, [subject], now, out_dir)
-        with transaction(self.rt.control.engine, "completing a termination") as conn:
-            CertificateStore(self.rt.control.engine).put_many(documents, conn=conn)
-            [record] = transition_many(self.rt, [(self.record, ["completed"], {
-                "completed_at": now, "identities": SCRUBBED,
-                "result": self.outcome.result(),
-                "certificate_path": str(certificates[0]) if certificates[0] else None})],
-                conn=conn)
-            requests_of(self.rt).clear_baselines([self.record.id], conn=conn)
-        self.outcome.record, self.outcome.certificate = record, certificates[0]
-        self.outcome.certified = True
+        certify_and_complete(self.rt, [subject], now, out_dir)
         return self.outcome
 
     def _begin(self) -> None:
