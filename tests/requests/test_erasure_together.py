@@ -278,3 +278,76 @@ def test_a_held_subject_keeps_every_row_the_statement_would_take(
     assert {10, 11, 12} <= _ids(engine, "sessions") and 1 in _ids(engine, "users")
     assert outcome.as_dict()["datasets"]["sessions"]["held"] == 3
     engine.dispose()
+
+
+def test_each_anonymized_dataset_counts_its_own_rows_when_several_are_begun_together(
+        postgres_url: str, tmp_path: Path) -> None:
+    """notes (1 row of user 1) and comments (4) both redacted, orders (3) retained, all in
+    one statement: each dataset is begun before any is told, and each reports its own
+    rows. Failed on a first version that kept one count for whichever was begun last
+    (notes reported 4 rows erased, or orders' 3)."""
+    engine = _build(postgres_url, extra=("comments", "user_id",
+                                         "(1, 1), (2, 1), (3, 1), (4, 1), (9, 2)"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO orders VALUES (1001, 1), (1002, 1)"))
+        conn.execute(sa.text("ALTER TABLE comments ADD COLUMN body text DEFAULT 'said'"))
+    rt = _runtime(tmp_path, postgres_url, notes="redact", extra={"comments": {
+        "store": "app", "table": "comments", "class": "pii",
+        "belongs_to": {"users": "user_id"}, "erasure": "anonymize", "fields": {
+            "body": {"class": "pii", "anonymize": "redact"}}}})
+    outcome, deletes = _erase_user_1(rt, postgres_url, tmp_path)
+    assert outcome.record.status == "completed" and len(deletes) == 1
+    report = outcome.as_dict()["datasets"]
+    assert report["notes"] == {"rows": 1, "erased": 1, "retained": 0, "held": 0}
+    assert report["comments"] == {"rows": 4, "erased": 4, "retained": 0, "held": 0}
+    assert report["orders"] == {"rows": 3, "erased": 0, "retained": 3, "held": 0}
+    engine.dispose()
+
+
+def test_a_held_row_found_through_an_anonymized_dataset_is_counted_before_it_is_cut(
+        postgres_url: str, tmp_path: Path) -> None:
+    """attachments are found through notes, which the erasure redacts and cuts loose
+    from the user. With a hold on attachments, the held one must be counted while notes
+    still lead to it: notes go in a statement after the attachments', and the request
+    stays open, uncertified. Failed on a first version that put both in one statement:
+    the held attachment, found through nothing after it, counted as erased and the
+    request was certified."""
+    engine = _build(postgres_url, extra=("attachments", "note_id", "(1, 5), (2, 6)"))
+    rt = _runtime(tmp_path, postgres_url, notes="redact", extra={"attachments": {
+        "store": "app", "table": "attachments", "class": "operational",
+        "belongs_to": {"notes": "note_id"}}})
+    try:
+        place_hold(rt.control, rt.audit, rt.clock,
+                   parse_scope(rt.policy, None, None, "attachments"), "case 3")
+        record = open_request(rt, "erasure", "user", ["id=1"])
+        outcome = run_request(rt, record.id, tmp_path / "out")
+    finally:
+        rt.close()
+    assert _ids(engine, "attachments") == {1, 2}
+    assert outcome.as_dict()["datasets"]["attachments"]["held"] == 1
+    assert not outcome.certified and outcome.record.status == "in_progress"
+    engine.dispose()
+
+
+def test_a_request_this_run_begins_reads_no_stored_baselines(
+        postgres_url: str, tmp_path: Path) -> None:
+    """Baselines are stored only once a request is in progress: a run that moves it
+    there has none to read, and does not look (one control-store read less per
+    erasure; a rerun of one in progress reads them, as the midway-failure test in
+    test_requests.py shows). Failed on the old code."""
+    _build(postgres_url).dispose()
+    rt = _runtime(tmp_path, postgres_url)
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "lethe_request_baselines" in statement:
+            seen.append(statement.split()[0])
+
+    try:
+        opened = open_request(rt, "erasure", "user", ["id=1"])
+        event.listen(rt.control.engine, "before_cursor_execute", record)
+        outcome = run_request(rt, opened.id, tmp_path / "out")
+    finally:
+        rt.close()
+    assert outcome.record.status == "completed"
+    assert seen == ["INSERT", "DELETE"], seen  # stored, then cleared at completion

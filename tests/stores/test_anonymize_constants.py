@@ -93,3 +93,32 @@ def test_a_value_read_from_itself_keeps_the_row_by_row_rewrite() -> None:
         "fields": {"body": {"class": "pii", "anonymize": "redact"},
                    "phone": {"class": "pii", "anonymize": None}}})
     assert anonymize_effect(only_constants).constants == (("body", REDACTED), ("phone", None))
+
+
+@pytest.mark.postgres
+def test_a_constant_lands_in_columns_that_refuse_text(postgres_url: str) -> None:
+    """An enum and an inet column take a literal, as they did row by row: the rewrite's
+    CASE has the column's type. Failed on a first version whose CASE PostgreSQL typed
+    text (42804: column is of type mood but expression is of type text)."""
+    engine = sa.create_engine(normalize_url(postgres_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TYPE mood AS ENUM ('happy', 'unknown')"))
+        conn.execute(sa.text("CREATE TABLE people (id INTEGER PRIMARY KEY, user_id INTEGER,"
+                             " mood mood, ip inet)"))
+        conn.execute(sa.text("INSERT INTO people VALUES (1, 7, 'happy', '203.0.113.7'),"
+                             " (2, 7, NULL, NULL)"))
+    store = open_store("app", postgres_url)
+    methods = {"mood": "unknown", "ip": "0.0.0.0"}
+    effect = Anonymize(tuple((c, anonymizer(m)) for c, m in methods.items()), None,
+                       tuple((c, constant_written(m)[1]) for c, m in methods.items()))
+    try:
+        [batch] = sweep_to_the_end(store, Sweep("people", "id", In("user_id", (7,)), effect),
+                                   10)
+    finally:
+        store.close()
+    assert batch.rows == 2
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(
+            "SELECT id, mood::text, host(ip) FROM people ORDER BY id")).all() == [
+            (1, "unknown", "0.0.0.0"), (2, None, None)]
+    engine.dispose()

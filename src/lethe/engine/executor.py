@@ -174,7 +174,7 @@ class Executor:
             for action in plan.actions:
                 plain = together and not kept and self._plain_delete(action, tally)
                 if plain and run and isinstance(action, EraseRows) \
-                        and self._store(run[0]) != self._store(action):
+                        and not self._joins(run, action):
                     self._erase_run(run, tally, batch_size)
                     run = []
                 # (a dataset whose rows are retained is only counted: the run goes on,
@@ -216,6 +216,16 @@ class Executor:
 
     def _store(self, action: EraseRows) -> str:
         return self.rt.policy.datasets[action.dataset].store
+
+    def _joins(self, run: Sequence[EraseRows], action: EraseRows) -> bool:
+        """May a plain dataset join this run's statement? Not from another store; and an
+        anonymization not after rows found through another table: the rows a hold keeps
+        there are counted after the statement, through their parents, and a rewrite may
+        cut a parent loose (a delete cannot take the parent of a held row: the holds
+        keep it, as they cascade; a rewrite's do not). It starts a run of its own."""
+        if self._store(run[0]) != self._store(action):
+            return False
+        return action.action != "anonymize" or not any(looks_up(a.where) for a in run)
 
     def _plain_delete(self, action: object, tally: Tally) -> bool:
         """Rows that simply go — a delete with no rows a foreign key keeps, none in

@@ -91,7 +91,9 @@ class Group:
         self._found_keys: dict[str, dict[str, list[str]]] = {}
         self._baselines_now: dict[int, Counts] = {}
         self._fresh = False
-        self._found_before: Counts = {}
+        # dataset -> each subject's rows as `begin` found them (several datasets may be
+        # begun before the first is told: a run of them goes as one statement)
+        self._found_before: dict[str, Counts] = {}
         self._freed: list[Subject] = []
         # request id -> dataset -> what this run did: one audit entry each at the end
         self._steps: dict[int, dict[str, dict[str, int | str]]] = {
@@ -111,7 +113,7 @@ class Group:
         kept from the run that began the erasure, else read now; their owner is the
         subject whose rows point at them."""
         pointing = pointing_datasets(self.rt, self.builder.keys)
-        self._pointers = requests_of(self.rt).pointers([s.record.id for s in self.subjects])
+        self._pointers = requests_of(self.rt).pointers(self._stored())
         fresh = [s for s in self.subjects if s.record.id not in self._pointers]
         for s in fresh:
             self._pointers[s.record.id] = {}
@@ -259,7 +261,7 @@ class Group:
         stored before the first row goes, read back by every later run of the request.
         Also: were they all counted just now (so they are the current counts too)?"""
         store = requests_of(self.rt)
-        baselines = store.baselines([s.record.id for s in self.subjects])
+        baselines = store.baselines(self._stored())
         missing = [s for s in self.subjects if s.record.id not in baselines]
         fresh = len(missing) == len(self.subjects)
         if missing:
@@ -278,6 +280,10 @@ class Group:
                                           for s in missing if s.record.id in self._pointers})
             baselines.update(counted)
         return baselines, fresh
+
+    def _stored(self) -> list[int]:
+        """The requests that may have baselines and pointers stored by an earlier run."""
+        return [s.record.id for s in self.subjects if not s.begun_now]
 
     def _in_archives(self, action: EraseRows, *, settled: bool = False) -> Counts:
         """Each subject's rows in the dataset's archives now, held or not (`settled`:
@@ -354,9 +360,9 @@ class Group:
         them since fresh baselines counted them."""
         if action.action != "delete":
             name = action.dataset
-            self._found_before = {s.mark: self._baselines_now[s.record.id].get(name, 0)
-                                  for s in self.subjects} if self._fresh \
-                else self.count(name, action.where)
+            self._found_before[name] = {
+                s.mark: self._baselines_now[s.record.id].get(name, 0)
+                for s in self.subjects} if self._fresh else self.count(name, action.where)
 
     def erased(self, action: EraseRows, result: Erased) -> None:
         """Each subject's rows of one dataset, reported. A subject's rows are at least
@@ -391,7 +397,7 @@ class Group:
             found = {k: erased_now.get(k, 0) + held.get(k, 0) + retained.get(k, 0)
                      for k in {*erased_now, *held, *retained}}
         else:
-            found = self._found_before
+            found = self._found_before.pop(name)
         for s in self.subjects:
             k = s.mark
             rows = max(found.get(k, 0), self._baselines_now.get(s.record.id, {}).get(name, 0))

@@ -169,10 +169,11 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
         record = transition(rt, record, "rejected", note=f"identities match {len(keys)} subjects",
                             identities=SCRUBBED)
         return RequestOutcome(record)
+    begun_now = record.status != "in_progress"
     record = transition(rt, record, *_to_in_progress(record))
     if record.kind == "access":
         return _run_access(rt, record, out_dir)
-    subject = Subject(record, keys[0] if keys else None)
+    subject = Subject(record, keys[0] if keys else None, begun_now)
     erase_subjects(rt, record.subject_kind, [subject],
                    out_dir if certificate_files else None, batch_size)
     return subject.outcome
@@ -229,7 +230,9 @@ def run_many(rt: Runtime, request_ids: Sequence[int], out_dir: Path,
             moved = transition_many(rt, [(r, _to_in_progress(r), {}) for r in chunk
                                          if r.id in keys and _to_in_progress(r)])
             current = {r.id: r for r in chunk} | {r.id: r for r in moved}
-            subjects = [Subject(current[r.id], keys[r.id]) for r in chunk if r.id in keys]
+            begun = {r.id for r in moved}
+            subjects = [Subject(current[r.id], keys[r.id], r.id in begun)
+                        for r in chunk if r.id in keys]
             erase_subjects(rt, subject_kind, subjects,
                            out_dir if certificate_files else None, batch_size)
             outcomes.update((s.record.id, s.outcome) for s in subjects)

@@ -41,6 +41,9 @@ WRITERS = 4  # threads writing certificate files
 class Subject:
     record: RequestRecord
     key: Value | None  # the subject row's key; None when no row matched
+    # this run moved the request into in_progress: no run before it stored baselines or
+    # pointers (they are stored only once a request is in progress), none to read
+    begun_now: bool = False
     outcome: RequestOutcome = field(init=False)
 
     def __post_init__(self) -> None:

@@ -168,8 +168,11 @@ class Effects(Compiler):
         values: dict[sa.ColumnElement[Any], Any] = {}
         for name, value in effect.constants:
             column = self.column(t, name, table_name)
+            # NULL stays: THEN the column itself, so the CASE has the column's type (with
+            # only NULL and a parameter PostgreSQL types it text, which an enum, inet,
+            # xml... column refuses)
             values[column] = sa.null() if value is None else sa.case(
-                (column.is_(None), sa.null()), else_=sa.bindparam(None, value, column.type))
+                (column.is_(None), column), else_=sa.bindparam(None, value, column.type))
         if effect.detach is not None:
             values[self.column(t, effect.detach, table_name)] = None
         return values

@@ -329,8 +329,9 @@ class Sweeps(PageWalks):
 def _rewrite_key(effect: Effect) -> tuple[Any, ...]:
     """What of an effect a `first_batches` statement is built from (part of its key):
     nothing of a delete; an anonymization's columns, constants and detached link."""
-    if isinstance(effect, Anonymize):
-        return ("anonymize", effect.constants, effect.detach)
+    if isinstance(effect, Anonymize):  # typed: 0, False and 0.0 are equal keys
+        return ("anonymize", effect.detach, None if effect.constants is None else tuple(
+            (name, type(value).__name__, value) for name, value in effect.constants))
     return ()
 
 
