@@ -75,11 +75,10 @@ PHASES = [
     ("lethe.requests.service", "transition_many", "mark in progress"),
     ("lethe.requests.erasure.Group", "_baselines", "count rows before (baselines)"),
     ("lethe.engine.executor.Executor", "erase", "erase rows (sweeps)"),
-    ("lethe.requests.erasure.Group", "_audit_steps", "audit entries"),
-    ("lethe.requests.erasure", "certify", "certificate (build, sign)"),
-    ("lethe.requests.erasure", "transition_many", "complete (keep certificate, audit)"),
-    ("lethe.requests.erasure.CertificateStore", "put_many",
-     "complete (keep certificate, audit)"),
+    # one transaction: this run's entries, the evidence, the checkpoint, the signed
+    # certificates kept (and their files), the requests completed, baselines cleared
+    ("lethe.requests.erasure", "certify_and_complete",
+     "certify and complete (entries, checkpoint, certificate, completion)"),
 ]
 
 # child table -> (extra columns, their values for row g)
