@@ -351,3 +351,58 @@ def test_a_request_this_run_begins_reads_no_stored_baselines(
         rt.close()
     assert outcome.record.status == "completed"
     assert seen == ["INSERT", "DELETE"], seen  # stored, then cleared at completion
+
+
+def test_a_request_goes_in_progress_in_the_transaction_that_stores_its_baselines(
+        postgres_url: str, tmp_path: Path) -> None:
+    """The request's move into in_progress (its status and audit entries) and the
+    baselines its erasure begins from commit together: one commit less, and no moment
+    when a request is in progress without the counts it began from. Failed on the old
+    code (the move was a transaction of its own, before the counts)."""
+    _build(postgres_url).dispose()
+    rt = _runtime(tmp_path, postgres_url)
+    seen: list[str] = []
+
+    def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
+        if text.startswith(("UPDATE lethe_requests", "INSERT INTO lethe_request_baselines")):
+            seen.append(text.split()[0])
+
+    def commit(_conn: Any) -> None:
+        seen.append("COMMIT")
+
+    try:
+        opened = open_request(rt, "erasure", "user", ["id=1"])
+        event.listen(rt.control.engine, "before_cursor_execute", statement)
+        event.listen(rt.control.engine, "commit", commit)
+        outcome = run_request(rt, opened.id, tmp_path / "out")
+        entries = [e.action for e in rt.audit.entries(target=f"request:{opened.id}")]
+    finally:
+        rt.close()
+    assert outcome.record.status == "completed"
+    begun = seen.index("UPDATE")  # (commits before it: reads)
+    assert seen[begun:seen.index("COMMIT", begun) + 1] == ["UPDATE", "INSERT", "COMMIT"], seen
+    assert entries[:4] == ["request.received", "request.verified", "request.in_progress",
+                           "request.erased"], entries
+
+
+def test_a_run_stopped_before_its_baselines_still_puts_the_request_in_progress(
+        postgres_url: str, tmp_path: Path) -> None:
+    """The counts fail (a linked column renamed under lethe): nothing is stored, and the
+    request still goes in progress, audited, with the note that says where it stopped,
+    as when it went in progress before the counts."""
+    engine = _build(postgres_url)
+    rt = _runtime(tmp_path, postgres_url)
+    try:
+        opened = open_request(rt, "erasure", "user", ["id=1"])
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE orders RENAME COLUMN user_id TO owner"))
+        outcome = run_request(rt, opened.id, tmp_path / "out")
+        entries = [e.action for e in rt.audit.entries(target=f"request:{opened.id}")]
+    finally:
+        rt.close()
+    assert outcome.record.status == "in_progress" and outcome.error is not None
+    assert outcome.record.note is not None and outcome.record.note.startswith("stopped at")
+    assert entries == ["request.received", "request.verified", "request.in_progress",
+                       "request.erased"]
+    assert _ids(engine, "users") == {1, 2, 3}
+    engine.dispose()

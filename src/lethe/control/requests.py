@@ -148,15 +148,17 @@ class RequestStore:
         return found
 
     def set_baselines(self, baselines: dict[int, dict[str, int]],
-                      pointers: Mapping[int, Mapping[str, list[str]]] | None = None) -> None:
-        """Write the baselines (and the keys of the rows each subject points at)."""
+                      pointers: Mapping[int, Mapping[str, list[str]]] | None = None, *,
+                      conn: Connection | None = None) -> None:
+        """Write the baselines (and the keys of the rows each subject points at), in
+        `conn`'s transaction when given."""
         pointed = pointers or {}
         rows = [{"request_id": request_id, "dataset": dataset, "rows": count,
                  "pointed": json.dumps(pointed[request_id][dataset])
                  if dataset in pointed.get(request_id, {}) else None}
                 for request_id, counts in baselines.items() for dataset, count in counts.items()]
         if rows:
-            with self._tx("writing erasure baselines") as conn:
+            with joined(self.engine, conn, "writing erasure baselines") as conn:
                 conn.execute(request_baselines.insert(), rows)
 
     def clear_baselines(self, request_ids: list[int], *,

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from lethe.audit.events import KeysShredded, RequestErased, RequestStep
 from lethe.control.requests import RequestRecord
+from lethe.control.tx import transaction
 from lethe.engine.erasure_plan import (
     Erased,
     EraseRows,
@@ -49,6 +50,7 @@ from lethe.requests.subjects import (
     certify_and_complete,
     groupable,
     held_note,
+    start,
     stopped,
 )
 from lethe.runtime import Runtime
@@ -190,6 +192,7 @@ class Group:
         starts): the window starts when a later run really soft-deletes it."""
         soft = self.policy.datasets[self.subject].soft_delete
         assert soft is not None
+        start(self.rt, self.subjects)
         swept = self.executor.sweep(SweepRows(
             self.subject, all_of(self.where[self.subject], not_soft_deleted(soft)),
             soft_delete_effect(soft, now), False, tally=self.column(self.subject),
@@ -276,9 +279,13 @@ class Group:
                 counts[name] = {k: len(v) for k, v in self._found_keys[name].items()}
             counted = {s.record.id: {name: found.get(s.mark, 0)
                                      for name, found in counts.items()} for s in missing}
-            store.set_baselines(counted, {s.record.id: self._pointers[s.record.id]
-                                          for s in missing if s.record.id in self._pointers})
+            with transaction(self.rt.control.engine, "beginning erasures") as conn:
+                start(self.rt, self.subjects, conn)
+                store.set_baselines(counted, {s.record.id: self._pointers[s.record.id]
+                                              for s in missing if s.record.id in self._pointers},
+                                    conn=conn)
             baselines.update(counted)
+        start(self.rt, self.subjects)  # (none missing: any still moving go alone)
         return baselines, fresh
 
     def _stored(self) -> list[int]:
@@ -441,6 +448,7 @@ class Group:
         for s in self.subjects:
             self._steps[s.record.id][failed] = {"error": str(exc)}
         with suppress(LetheError):  # the store's error is the one told
+            start(self.rt, self.subjects)  # (stopped before its baselines were stored)
             self._audit_steps()
         for s, record in zip(self.subjects, self._update(
                 self.subjects, lambda s: {"updated_at": now, "note": note}), strict=True):

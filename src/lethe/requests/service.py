@@ -169,11 +169,11 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
         record = transition(rt, record, "rejected", note=f"identities match {len(keys)} subjects",
                             identities=SCRUBBED)
         return RequestOutcome(record)
-    begun_now = record.status != "in_progress"
-    record = transition(rt, record, *_to_in_progress(record))
     if record.kind == "access":
-        return _run_access(rt, record, out_dir)
-    subject = Subject(record, keys[0] if keys else None, begun_now)
+        return _run_access(rt, transition(rt, record, *_to_in_progress(record)), out_dir)
+    # in progress with its baselines, in their transaction (subjects.start)
+    moving = tuple(_to_in_progress(record))
+    subject = Subject(record, keys[0] if keys else None, bool(moving), moving)
     erase_subjects(rt, record.subject_kind, [subject],
                    out_dir if certificate_files else None, batch_size)
     return subject.outcome

@@ -44,6 +44,9 @@ class Subject:
     # this run moved the request into in_progress: no run before it stored baselines or
     # pointers (they are stored only once a request is in progress), none to read
     begun_now: bool = False
+    # the statuses this run still moves it through into in_progress, before any work:
+    # written with its baselines, in their transaction (`start`)
+    moving: tuple[str, ...] = ()
     outcome: RequestOutcome = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,6 +55,19 @@ class Subject:
     @property
     def mark(self) -> str:
         return "" if self.key is None else str(self.key)
+
+
+def start(rt: Runtime, subjects: Sequence[Subject], conn: Connection | None = None) -> None:
+    """Move the subjects' requests through the statuses they are still `moving`
+    through, audited, in `conn`'s transaction when given (the one that stores their
+    baselines: a request goes in progress with the counts its erasure began from)."""
+    moving = [s for s in subjects if s.moving]
+    if not moving:
+        return
+    records = transition_many(rt, [(s.record, s.moving, {}) for s in moving], conn=conn)
+    for s, record in zip(moving, records, strict=True):
+        s.record = s.outcome.record = record
+        s.moving = ()
 
 
 
