@@ -18,6 +18,9 @@ assigned at random). Measured in this one run, on the same database:
    (eight DELETEs by `user_id`, the address scrubbed and detached, payments kept, the user
    deleted), for `--subjects` other random users: what no general tool can beat.
 
+1, 3 and 4 are timed interleaved, subject by subject (one of each, then the next of
+each), so whatever the machine does meanwhile falls on all three alike.
+
 Tables carry no FOREIGN KEY constraints (links are declared with `belongs_to`), so the
 retained `payments` rows do not pin their user. lethe's control store (requests, audit
 chain) is SQLite in a temporary directory, as a single-node deployment would run it.
@@ -250,15 +253,6 @@ def erase(rt: Runtime, out: Path, user_id: int, batch_size: int) -> RequestOutco
     return outcome
 
 
-def latencies(fn: Callable[[int], Any], user_ids: list[int]) -> list[float]:
-    timings = []
-    for user_id in user_ids:
-        started = time.perf_counter()
-        fn(user_id)
-        timings.append((time.perf_counter() - started) * 1000)
-    return timings
-
-
 def summarize(timings: list[float]) -> dict[str, Any]:
     cuts = statistics.quantiles(timings, n=100, method="inclusive")
     return {"subjects": len(timings), "p50_ms": cuts[49], "p95_ms": cuts[94],
@@ -266,20 +260,29 @@ def summarize(timings: list[float]) -> dict[str, Any]:
             "subjects_per_s": len(timings) / (sum(timings) / 1000)}
 
 
-def measure_lethe_single(rt: Runtime, out: Path, user_ids: list[int],
-                         batch_size: int) -> dict[str, Any]:
+def measure_single(rt: Runtime, out: Path, engine: sa.Engine, ids: dict[str, list[int]],
+                   warmup: dict[str, list[int]], batch_size: int
+                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """lethe, the ORM cascade and the floor, one subject at a time, interleaved: their
+    summaries (lethe's with the rows it erased and retained)."""
     tallies: dict[str, int] = {"erased": 0, "retained": 0}
 
-    def one(user_id: int) -> None:
+    def lethe_one(user_id: int) -> None:
         outcome = erase(rt, out, user_id, batch_size)
         for report in outcome.datasets.values():
             tallies["erased"] += report.erased
             tallies["retained"] += report.retained
 
-    timings = latencies(one, user_ids)
-    # the phases in a second pass over other users: timing every call costs a little
-    return {**summarize(timings), "rows_erased": tallies["erased"],
-            "rows_retained": tallies["retained"], "batch_size": batch_size}
+    with Session(engine) as session:
+        erasures = {"lethe": (lethe_one, ids["lethe"]),
+                    "orm": (orm_erasure(session), ids["orm"]),
+                    "floor": (floor_erasure(engine), ids["floor"])}
+        interleaved({name: (fn, warmup[name]) for name, (fn, _) in erasures.items()})
+        tallies.update(erased=0, retained=0)
+        timings = interleaved(erasures)
+    lethe = {**summarize(timings["lethe"]), "rows_erased": tallies["erased"],
+             "rows_retained": tallies["retained"], "batch_size": batch_size}
+    return lethe, summarize(timings["orm"]), summarize(timings["floor"])
 
 
 def single_phases(rt: Runtime, out: Path, user_ids: list[int],
@@ -442,7 +445,7 @@ class User(Base):
     tokens: Mapped[list[Token]] = relationship(cascade="all, delete-orphan")
 
 
-def measure_floor(engine: sa.Engine, user_ids: list[int], warmup: list[int]) -> dict[str, Any]:
+def floor_erasure(engine: sa.Engine) -> Callable[[int], None]:
     """The floor: the same erasure written by hand for this one schema, one transaction
     per subject — the children deleted, the address scrubbed and detached, the payments
     kept, the user deleted — with no discovery, audit entry, count or certificate."""
@@ -456,21 +459,33 @@ def measure_floor(engine: sa.Engine, user_ids: list[int], warmup: list[int]) -> 
             for statement in statements:
                 conn.execute(statement, {"id": user_id})
 
-    latencies(one, warmup)
-    return summarize(latencies(one, user_ids))
+    return one
 
 
-def measure_orm(engine: sa.Engine, user_ids: list[int], warmup: list[int]) -> dict[str, Any]:
-    with Session(engine) as session:
-        def one(user_id: int) -> None:
-            user = session.get(User, user_id)
-            if user is None:
-                raise SystemExit(f"ORM baseline: user {user_id} is missing")
-            session.delete(user)
-            session.commit()
+def orm_erasure(session: Session) -> Callable[[int], None]:
+    """The ORM cascade an application would write: load the user, delete, commit."""
+    def one(user_id: int) -> None:
+        user = session.get(User, user_id)
+        if user is None:
+            raise SystemExit(f"ORM baseline: user {user_id} is missing")
+        session.delete(user)
+        session.commit()
 
-        latencies(one, warmup)
-        return summarize(latencies(one, user_ids))
+    return one
+
+
+def interleaved(erasures: dict[str, tuple[Callable[[int], Any], list[int]]]
+                ) -> dict[str, list[float]]:
+    """Each erasure's latencies (ms), timed subject by subject in turn — one of each,
+    then the next of each — so whatever the machine does meanwhile (a checkpoint,
+    another process) falls on all of them alike, not on whichever ran first."""
+    timings: dict[str, list[float]] = {name: [] for name in erasures}
+    for turn in zip(*(ids for _, ids in erasures.values()), strict=True):
+        for (name, (fn, _)), user_id in zip(erasures.items(), turn, strict=True):
+            started = time.perf_counter()
+            fn(user_id)
+            timings[name].append((time.perf_counter() - started) * 1000)
+    return timings
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -526,11 +541,12 @@ def main() -> None:
         floor_before = footprint(engine, floor_ids)
 
         with lethe_runtime(url) as (rt, out):
-            for user_id in lethe_warm:
-                erase(rt, out, user_id, args.batch_size)
-            single = measure_lethe_single(rt, out, lethe_ids, args.batch_size)
+            single, orm, floor = measure_single(
+                rt, out, engine, {"lethe": lethe_ids, "orm": orm_ids, "floor": floor_ids},
+                {"lethe": lethe_warm, "orm": orm_warm, "floor": floor_warm}, args.batch_size)
             print(f"lethe single: p50 {single['p50_ms']:.1f} ms, p95 {single['p95_ms']:.1f} ms, "
-                  f"max {single['max_ms']:.1f} ms", flush=True)
+                  f"max {single['max_ms']:.1f} ms; floor p50 {floor['p50_ms']:.1f} ms",
+                  flush=True)
             single["phases_ms_per_subject"] = single_phases(rt, out, phase_ids,
                                                             args.batch_size)
             bulk = measure_lethe_bulk(rt, out, bulk_ids, args.batch_size, args.group_size)
@@ -538,8 +554,6 @@ def main() -> None:
             profile = profile_lethe(rt, out, profile_ids, args.batch_size) \
                 if profile_ids else {}
             audit_ok = rt.audit.verify().ok
-        orm = measure_orm(engine, orm_ids, orm_warm)
-        floor = measure_floor(engine, floor_ids, floor_warm)
         floor_after = footprint(engine, floor_ids)
 
         lethe_after = footprint(engine, lethe_ids + bulk_ids + phase_ids)
