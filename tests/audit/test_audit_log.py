@@ -247,3 +247,41 @@ def test_checkpoints_table_holds_signatures_not_keys(log: AuditLog) -> None:
     with log.engine.connect() as conn:
         row = conn.execute(sa.select(audit_checkpoints)).one()
     assert len(row.signature) == 88 and "PRIVATE" not in row.signature
+
+
+def test_appends_and_checkpoints_in_one_transaction_read_the_head_once(
+        log: AuditLog) -> None:
+    """Within one write transaction (which holds the append lock) the head an append
+    leaves is the next one's: it is read once, not again before each append or the
+    checkpoint. The chain verifies across such transactions, one rolled back among
+    them (its head is not carried into the next), and every checkpoint signs a head."""
+    from lethe.control.tx import transaction
+
+    fill(log, 1)
+    heads: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().startswith("SELECT lethe_audit.seq, lethe_audit.hash"):
+            heads.append(statement)
+
+    sa.event.listen(log.engine, "before_cursor_execute", seen)
+    try:
+        with transaction(log.engine, "test") as conn:
+            log.append_many([HoldReleased(10, "a")], conn=conn)
+            log.append_many([HoldReleased(11, "b"), HoldReleased(12, "c")], conn=conn)
+            made = log.checkpoint(conn)
+            log.append_many([HoldReleased(13, "d")], conn=conn)
+        assert len(heads) == 1 and made is not None and made.seq == 4
+        with pytest.raises(RuntimeError), transaction(log.engine, "test") as conn:
+            log.append_many([HoldReleased(14, "gone")], conn=conn)
+            raise RuntimeError("rolled back")
+        with transaction(log.engine, "test") as conn:
+            log.append_many([HoldReleased(15, "e")], conn=conn)
+            log.checkpoint(conn)
+    finally:
+        sa.event.remove(log.engine, "before_cursor_execute", seen)
+    assert len(heads) == 3  # one per transaction
+    assert [e.seq for e in log.entries()] == list(range(1, 7))  # (14 rolled back)
+    result = log.verify()
+    assert result.ok, result
+    assert [c.seq for c in log.checkpoints()] == [4, 5, 6]  # (5: every fifth entry)

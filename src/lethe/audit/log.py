@@ -47,6 +47,25 @@ APPEND_LOCK = 7263002
 # Built once: every batch of every run appends an entry (a fresh select costs more than
 # the query).
 _HEAD = sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+# conn.info key: (the transaction, seq, hash) of the last entry that transaction appended
+_KNOWN_HEAD = "lethe_audit_known_head"
+
+
+def _last_entry(conn: Connection) -> tuple[int, str] | None:
+    """The last entry's (seq, hash): as this transaction last appended it, or read; None
+    when there is no entry."""
+    known = conn.info.get(_KNOWN_HEAD)
+    if known is not None and known[0] is conn.get_transaction() is not None:
+        return known[1], known[2]
+    row = conn.execute(_HEAD).first()
+    return None if row is None else (int(row.seq), str(row.hash))
+
+
+def _known_head(conn: Connection, seq: int, digest: str) -> None:
+    """Remember the head this transaction just appended: while it holds the append lock
+    no one else appends, so its next append or checkpoint need not read it back. Tied to
+    the transaction object: any other transaction on the connection reads it again."""
+    conn.info[_KNOWN_HEAD] = (conn.get_transaction(), seq, digest)
 _INSERT = audit.insert()
 ENTRY_COLUMNS = ("seq", "at", "actor", "source", "action", "target", "reason", "details",
                  "prev_hash", "hash")
@@ -184,6 +203,7 @@ class AuditLog:
                 rows.append(dict(zip(ENTRY_COLUMNS, (seq, *fields, prev, digest), strict=True)))
                 prev = digest
             conn.execute(_INSERT, rows)
+            _known_head(conn, seq, prev)
             for entry in written:
                 if entry.seq % self.settings.checkpoint_every == 0:
                     signed.append(self._write_checkpoint(conn, entry.seq, entry.hash))
@@ -201,9 +221,11 @@ class AuditLog:
                 self._witnessed = mark.seq
 
     def _head(self, conn: Connection) -> tuple[int, str]:
-        row = conn.execute(_HEAD).first()
-        if row is not None:
-            return int(row.seq), str(row.hash)
+        """Where the next entry chains on: the last entry, else the checkpoint the log
+        was pruned to, else the genesis."""
+        last = _last_entry(conn)
+        if last is not None:
+            return last
         anchor = conn.execute(sa.select(audit_checkpoints.c.seq, audit_checkpoints.c.head_hash)
                               .order_by(audit_checkpoints.c.seq.desc()).limit(1)).first()
         return (int(anchor.seq), str(anchor.head_hash)) if anchor else (0, GENESIS)
@@ -223,12 +245,13 @@ class AuditLog:
         `conn`'s open transaction when given: the caller hands the head's checkpoint to
         the witness (`witness`) once that has committed."""
         with self._locked("writing an audit checkpoint", conn) as locked:
-            row = locked.execute(_HEAD).first()
-            if row is None:
+            last = _last_entry(locked)
+            if last is None:
                 return None
+            seq, digest = last
             signed = locked.execute(sa.select(audit_checkpoints)
-                                    .where(audit_checkpoints.c.seq == row.seq)).first()
-            head = self._write_checkpoint(locked, int(row.seq), str(row.hash)) \
+                                    .where(audit_checkpoints.c.seq == seq)).first()
+            head = self._write_checkpoint(locked, seq, digest) \
                 if signed is None else Checkpoint(*signed)
             made = head if signed is None else None
         if conn is None:
