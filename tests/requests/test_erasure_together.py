@@ -406,3 +406,37 @@ def test_a_run_stopped_before_its_baselines_still_puts_the_request_in_progress(
                        "request.erased"]
     assert _ids(engine, "users") == {1, 2, 3}
     engine.dispose()
+
+
+def test_a_request_whose_baselines_fail_to_commit_still_goes_in_progress(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transaction moving the request into in_progress with its baselines fails at
+    its end: it rolls back, and the request is then moved on its own, with the note that
+    says where it stopped. Failed on a first version that marked the request moved
+    before the commit: it stayed `received`, its log skipping `verified` and
+    `in_progress`."""
+    from lethe.control.requests import RequestStore
+    from lethe.errors import StoreError
+
+    _build(postgres_url).dispose()
+    rt = _runtime(tmp_path, postgres_url)
+    original = RequestStore.set_baselines
+
+    def failing(self: RequestStore, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        raise StoreError("the control store went away", path="control")
+
+    monkeypatch.setattr(RequestStore, "set_baselines", failing)
+    try:
+        opened = open_request(rt, "erasure", "user", ["id=1"])
+        outcome = run_request(rt, opened.id, tmp_path / "out")
+        stored = RequestStore(rt.control.engine).get(opened.id)
+        entries = [e.action for e in rt.audit.entries(target=f"request:{opened.id}")]
+        baselines = RequestStore(rt.control.engine).baselines([opened.id])
+    finally:
+        rt.close()
+    assert outcome.error is not None and "went away" in outcome.error
+    assert stored.status == "in_progress" and (stored.note or "").startswith("stopped at")
+    assert entries == ["request.received", "request.verified", "request.in_progress",
+                       "request.erased"], entries
+    assert baselines == {}

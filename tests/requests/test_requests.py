@@ -261,6 +261,8 @@ def test_completion_is_all_or_nothing(app_url: str, tmp_path: Path,
     with pytest.raises(StoreError, match="went away"):
         run_request(rt, record.id, tmp_path / "out")
     assert RequestStore(rt.control.engine).get(record.id).status == "in_progress"
+    # no file signs evidence the log does not have (they are written after the commit)
+    assert not list((tmp_path / "out").glob(f"request-{record.id}-certificate.*"))
     assert stored_certificate(rt, record.id) is None
     assert RequestStore(rt.control.engine).baselines([record.id])  # still there
     actions = [e.action for e in rt.audit.entries(target=f"request:{record.id}")]
@@ -277,8 +279,38 @@ def test_completion_is_all_or_nothing(app_url: str, tmp_path: Path,
     evidence = certificate["certificate"]["evidence"]
     assert {"seq": erased[0].seq, "hash": erased[0].hash} in evidence["audit_entries"]
     assert evidence["checkpoint"]["seq"] >= erased[0].seq
+    # a process killed between the completion's commit and the files: the next run of
+    # the (completed) request writes them from the kept certificate
+    assert done.certificate is not None and done.certificate.exists()
+    for written in (tmp_path / "out").glob(f"request-{record.id}-certificate.*"):
+        written.unlink()
+    again = run_request(rt, record.id, tmp_path / "out")
+    assert again.certificate == done.certificate and done.certificate.exists()
+    assert load_certificate(done.certificate) == certificate
+    assert verify_certificate(load_certificate(done.certificate)).ok
     assert not RequestStore(rt.control.engine).baselines([record.id])
     assert rt.audit.verify().ok
+    rt.close()
+
+
+def test_counts_that_cannot_be_certified_still_leave_the_run_audited(
+        app_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A certificate whose counts do not add up is refused before the completing
+    transaction; the run's deletions still get their `request.erased` entry, and the
+    request stays open. Failed on a first version of the one completing transaction,
+    where the entry went with the refused certificate."""
+    from lethe.errors import LetheError
+
+    engine, rt, record = _soft_deleted_and_past_the_window(app_url, tmp_path)
+    monkeypatch.setattr("lethe.requests.certificate._dataset_problem",
+                        lambda _dataset: "rows do not add up")
+    with pytest.raises(LetheError, match="cannot certify"):
+        run_request(rt, record.id, tmp_path / "out")
+    actions = [e.action for e in rt.audit.entries(target=f"request:{record.id}")]
+    assert actions[-1] == "request.erased", actions
+    assert RequestStore(rt.control.engine).get(record.id).status == "in_progress"
+    assert stored_certificate(rt, record.id) is None
+    assert 7 not in ids(engine, users)  # the deletions it audits
     rt.close()
 
 

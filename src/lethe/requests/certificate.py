@@ -340,15 +340,21 @@ def write_certificate(document: dict[str, Any], directory: Path, *,
     Each file is written to a temporary name and renamed, so a crash never leaves half
     a certificate behind.
     """
-    if not _STEM.fullmatch(stem):
-        raise LetheError("a certificate file name may use letters, digits, '.', '_' and "
-                         "'-' only", path=stem)
-    html = certificate_html(document, where=str(directory / f"{stem}.json"))
+    json_path, html_path = certificate_paths(directory, stem)
+    html = certificate_html(document, where=str(json_path))
     directory.mkdir(parents=True, exist_ok=True)
-    json_path, html_path = directory / f"{stem}.json", directory / f"{stem}.html"
     _write_atomic(json_path, certificate_text(document))
     _write_atomic(html_path, html)
     return json_path, html_path
+
+
+def certificate_paths(directory: Path, stem: str) -> tuple[Path, Path]:
+    """Where `write_certificate` puts STEM's JSON and HTML files (known before they are
+    written)."""
+    if not _STEM.fullmatch(stem):
+        raise LetheError("a certificate file name may use letters, digits, '.', '_' and "
+                         "'-' only", path=stem)
+    return directory / f"{stem}.json", directory / f"{stem}.html"
 
 
 def certificate_text(document: dict[str, Any], *, compact: bool = False) -> str:

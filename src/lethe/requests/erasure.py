@@ -51,6 +51,7 @@ from lethe.requests.subjects import (
     groupable,
     held_note,
     start,
+    started,
     stopped,
 )
 from lethe.runtime import Runtime
@@ -280,10 +281,11 @@ class Group:
             counted = {s.record.id: {name: found.get(s.mark, 0)
                                      for name, found in counts.items()} for s in missing}
             with transaction(self.rt.control.engine, "beginning erasures") as conn:
-                start(self.rt, self.subjects, conn)
+                moves = start(self.rt, self.subjects, conn)
                 store.set_baselines(counted, {s.record.id: self._pointers[s.record.id]
                                               for s in missing if s.record.id in self._pointers},
                                     conn=conn)
+            started(moves)
             baselines.update(counted)
         start(self.rt, self.subjects)  # (none missing: any still moving go alone)
         return baselines, fresh

@@ -25,6 +25,7 @@ from lethe.engine.plan import builder_for
 from lethe.engine.subjects import keyed_datasets
 from lethe.errors import UsageError
 from lethe.policy.model import REQUEST_DEADLINE, template_fields
+from lethe.requests.certificate import write_certificate
 from lethe.requests.discovery import (
     canonical_subject,
     check_identities,
@@ -155,6 +156,8 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
     written to `out_dir` too unless `certificate_files` is off."""
     record = requests_of(rt).get(request_id)
     if record.status in ("completed", "rejected"):
+        if certificate_files:
+            _files_again(rt, record)
         return finished_outcome(record)
     rt.prepare()
     if is_termination(rt, record):
@@ -177,6 +180,18 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
     erase_subjects(rt, record.subject_kind, [subject],
                    out_dir if certificate_files else None, batch_size)
     return subject.outcome
+
+
+def _files_again(rt: Runtime, record: RequestRecord) -> None:
+    """A completed erasure whose certificate files are missing — the process that
+    completed it was killed before it wrote them (they are written once the completion
+    has committed) — gets them again, from the certificate kept in the control store."""
+    if record.certificate_path is None or Path(record.certificate_path).exists():
+        return
+    document = stored_certificate(rt, record.id)
+    if document is not None:
+        path = Path(record.certificate_path)
+        write_certificate(document, path.parent, stem=path.name.removesuffix(".json"))
 
 
 def _refused(rt: Runtime, record: RequestRecord) -> str | None:

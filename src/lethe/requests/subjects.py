@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from lethe.policy.model import Policy
 from lethe.requests.certificate import (
     DatasetOutcome,
     build_certificate,
+    certificate_paths,
     certificate_text,
     cite,
     sign_certificate,
@@ -57,39 +59,61 @@ class Subject:
         return "" if self.key is None else str(self.key)
 
 
-def start(rt: Runtime, subjects: Sequence[Subject], conn: Connection | None = None) -> None:
+def start(rt: Runtime, subjects: Sequence[Subject],
+          conn: Connection | None = None) -> list[tuple[Subject, RequestRecord]]:
     """Move the subjects' requests through the statuses they are still `moving`
-    through, audited, in `conn`'s transaction when given (the one that stores their
-    baselines: a request goes in progress with the counts its erasure began from)."""
+    through, audited. In a transaction of its own, the subjects then say so; in `conn`'s
+    (the one that stores their baselines: a request goes in progress with the counts
+    its erasure began from), the moves are returned, for `started` once it commits (a
+    rollback leaves them still moving)."""
     moving = [s for s in subjects if s.moving]
     if not moving:
-        return
-    records = transition_many(rt, [(s.record, s.moving, {}) for s in moving], conn=conn)
-    for s, record in zip(moving, records, strict=True):
+        return []
+    moves = list(zip(moving, transition_many(rt, [(s.record, s.moving, {}) for s in moving],
+                                             conn=conn), strict=True))
+    if conn is None:
+        started(moves)
+        return []
+    return moves
+
+
+def started(moves: Sequence[tuple[Subject, RequestRecord]]) -> None:
+    """The subjects' requests are in progress, as these committed records say."""
+    for s, record in moves:
         s.record = s.outcome.record = record
         s.moving = ()
 
 
-
 def certify_and_complete(rt: Runtime, done: Sequence[Subject], now: datetime,
                          out_dir: Path | None, *,
-                         first: Callable[[Connection], None] | None = None) -> None:
+                         first: Callable[[Connection | None], None] | None = None) -> None:
     """One signed certificate per subject, all citing one fresh signed checkpoint, and
     each request completed with it — in one control-store transaction: the evidence
-    (the requests' audit entries) read, the checkpoint signed, the certificates signed,
-    kept and written to `out_dir` (unless None), the requests completed and audited,
-    their baselines cleared. All of it commits, or none of it and a rerun redoes it
-    (files written before a failed commit are rewritten by the rerun: they cite a
-    checkpoint the log does not have, and verify against nothing). `first` writes to
+    (the requests' audit entries) read, the checkpoint signed, the certificates signed
+    and kept, the requests completed and audited, their baselines cleared. All of it
+    commits, or none of it and a rerun redoes it. Then the files go to `out_dir` (unless
+    None; their names are known before): a file is never signed evidence the log does
+    not have (a process killed before them leaves a completed request whose files are
+    missing; the kept certificate writes them again: `run_request`). `first` writes to
     the transaction before anything is read (the entries this run adds: they are then
-    in the evidence, under the checkpoint). Each subject's outcome is then the completed
-    record, certified, with its file."""
+    in the evidence, under the checkpoint); if a certificate cannot be made (its counts
+    do not add up), nothing is certified and `first` writes them alone. Each subject's
+    outcome is then the completed record, certified, with its file."""
     targets = [f"request:{s.record.id}" for s in done]
     evidence: dict[str, list[tuple[int, str]]] = {t: [] for t in targets}
-    # checked and loaded first: nothing but the store (and the files) can fail in the
-    # transaction, which would take this run's entries (`first`) with it
-    bodies = [_certificate(rt, s, now) for s in done]
+    # checked and loaded first: nothing but the store can fail in the transaction,
+    # which would take this run's entries (`first`) with it
+    try:
+        bodies = [_certificate(rt, s, now) for s in done]
+    except LetheError:
+        if first is not None:
+            with suppress(LetheError):  # the certificate's error is the one told
+                first(None)
+        raise
     key = rt.audit.key()
+    stems = [f"request-{s.record.id}-certificate" for s in done]
+    paths = [None if out_dir is None else certificate_paths(out_dir, stem)[0]
+             for stem in stems]
     with transaction(rt.control.engine, "certifying and completing erasures") as conn:
         if first is not None:
             first(conn)
@@ -100,10 +124,8 @@ def certify_and_complete(rt: Runtime, done: Sequence[Subject], now: datetime,
             signed = rt.audit.checkpoints(conn)
             last = signed[-1] if signed else None
         checkpoint = (last.seq, last.head_hash) if last is not None else None
-        documents = [(sign_certificate(cite(body, evidence[target], checkpoint), key),
-                      f"request-{s.record.id}-certificate")
-                     for s, body, target in zip(done, bodies, targets, strict=True)]
-        paths = _written(documents, out_dir)
+        documents = [(sign_certificate(cite(body, evidence[target], checkpoint), key), stem)
+                     for body, target, stem in zip(bodies, targets, stems, strict=True)]
         CertificateStore(rt.control.engine).put_many(
             [(s.record.id, certificate_text(document, compact=True))
              for s, (document, _) in zip(done, documents, strict=True)], conn=conn)
@@ -119,6 +141,7 @@ def certify_and_complete(rt: Runtime, done: Sequence[Subject], now: datetime,
     for s, record, path in zip(done, records, paths, strict=True):
         s.outcome.record, s.outcome.certificate = record, path
         s.outcome.certified = True
+    _written(documents, out_dir)
 
 
 def _certificate(rt: Runtime, s: Subject, now: datetime) -> dict[str, Any]:
