@@ -315,27 +315,41 @@ def test_counts_that_cannot_be_certified_still_leave_the_run_audited(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("batch_size", [None, 1])
 def test_erasure_commits_without_waiting_then_flushes_before_auditing(
-        postgres_url: str, tmp_path: Path) -> None:
+        postgres_url: str, tmp_path: Path, batch_size: int | None) -> None:
     """The sweeps' commits do not wait for PostgreSQL's log (a flush each was a tenth of
     a bulk erasure); one synchronous flush makes them durable before `request.erased`
-    is written, so nothing audited or certified can be undone by a database crash."""
+    is written, so nothing audited or certified can be undone by a database crash. A
+    lone subject's erasure that is one statement (default batch size) commits it
+    waiting for the log instead: its last write, made durable with everything before it,
+    and no flush left to do. With batches of one row, every dataset goes on its own,
+    each batch without waiting, and the flush follows the last."""
     _, rt, record = _soft_deleted_and_past_the_window(postgres_url, tmp_path)
-    done, seen = _run_seeing_statements(rt, record, tmp_path / "out")
+    options = {} if batch_size is None else {"batch_size": batch_size}
+    done, seen = _run_seeing_statements(rt, record, tmp_path / "out", **options)
     assert done.record.status == "completed"
-    deletes = [i for i, s in enumerate(seen)
-               if s.startswith("postgresql:") and "DELETE FROM" in s]
-    # the flush: one statement, its own transaction, committed synchronously
-    flush = next(i for i, s in enumerate(seen) if s.startswith(
+    writes = [i for i, s in enumerate(seen) if s.startswith("postgresql:")
+              and ("DELETE FROM" in s or "UPDATE " in s)]
+    flushes = [i for i, s in enumerate(seen) if s.startswith(
         "postgresql: SELECT set_config('synchronous_commit', 'on', true), txid_current(),"
-        " txid_status("))
+        " txid_status(")]
     audited = [i for i, s in enumerate(seen)
                if s.startswith("sqlite: INSERT INTO lethe_audit")]
-    # no entry is written between the last delete and the flush
-    assert deletes and max(deletes) < flush < min(a for a in audited if a > max(deletes))
-    # each delete turns the synchronous commit off for its transaction, or follows the
-    # statement of its transaction that did
-    assert all("set_config" in seen[i] or "set_config" in seen[i - 1] for i in deletes)
+    first_entry = min(a for a in audited if a > max(writes))
+    if batch_size is None:  # one statement, durable: no flush
+        assert len(writes) == 1 and not flushes, seen
+        assert "set_config" not in seen[writes[0]] and writes[0] < first_entry
+        return
+    # no entry is written between the last write and the flush
+    assert len(writes) > 3 and max(writes) < flushes[-1] < first_entry
+    # each write turns the synchronous commit off for its transaction, or its
+    # transaction began with the statement that did
+    for i in writes:
+        began = next(seen[j] for j in range(i, -1, -1)
+                     if "set_config" in seen[j] or seen[j].endswith("BEGIN"))
+        assert "set_config('synchronous_commit', 'off'" in began \
+            or "AS lethe_sync" in began, (seen[i], began)  # (bound, in a one-statement batch)
 
 
 @pytest.mark.postgres
@@ -354,7 +368,7 @@ def test_each_dataset_of_an_erasure_is_one_statement_even_with_no_rows_of_the_su
     assert done.datasets["sessions"].rows == 0 and done.datasets["users"].erased == 1
     deletes = [s for s in seen if "DELETE FROM" in s]
     assert [s for s in deletes if "DELETE FROM sessions" in s] and all(
-        "lethe_found" in s and "set_config" in s for s in deletes)
+        "lethe_found" in s for s in deletes)
     # no second look at the deleted datasets: no window SELECT of their keys after it
     # (an anonymizing sweep, which rewrites rows, still takes the two-statement path)
     looked = [s for s in seen if s.startswith("SELECT anon_1.k0")]
@@ -363,7 +377,7 @@ def test_each_dataset_of_an_erasure_is_one_statement_even_with_no_rows_of_the_su
     assert _count(engine, "invoices") == before["invoices"]  # retained
 
 
-def _run_seeing_statements(rt: Runtime, record: RequestRecord, out: Path
+def _run_seeing_statements(rt: Runtime, record: RequestRecord, out: Path, **options: Any
                            ) -> tuple[RequestOutcome, list[str]]:
     """Run the request and close the runtime; the statements sent to every database,
     each as "dialect: statement" on one line."""
@@ -374,7 +388,7 @@ def _run_seeing_statements(rt: Runtime, record: RequestRecord, out: Path
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", log)
     try:
-        done = run_request(rt, record.id, out)
+        done = run_request(rt, record.id, out, **options)
     finally:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", log)
     rt.close()
