@@ -125,8 +125,10 @@ def test_one_bad_request_in_a_bulk_run_is_rejected_and_the_others_run(
     try:
         good = [open_request(rt, "erasure", "user", [f"email=user{i}@example.com"]).id
                 for i in (8, 9)]
-        [bad] = requests_of(rt).create_many("erasure", "user", [({"email": "a\x00b"}, "fp")],
-                                            rt.clock.now(), rt.clock.now())
+        [record] = requests_of(rt).create_many("erasure", "user",
+                                               [({"email": "a\x00b"}, "fp")],
+                                               rt.clock.now(), rt.clock.now())
+        bad = record.id
         outcomes = {o.record.id: o for o in run_open_requests(rt, tmp_path / "out")}
         statuses = {i: requests_of(rt).get(i).status for i in [*good, bad]}
     finally:

@@ -597,3 +597,26 @@ def test_two_opens_of_one_subject_at_once_make_one_request(
         rt.close()
     assert len(opened) == 2 and opened[0].id == opened[1].id
     assert len(RequestStore(runtimes[0].control.engine).list()) == 1
+
+
+def test_an_opened_request_is_the_row_as_written(app_url: str, tmp_path: Path) -> None:
+    """Opening takes the created requests from the INSERT (`RETURNING`), not from a read
+    after it; what it returns is what is stored. Failed on the old code (a SELECT of
+    the new rows followed the INSERT)."""
+    build_app(app_url)
+    rt = runtime(write_policy(tmp_path, app_url))
+    seen: list[str] = []
+
+    def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
+        if "lethe_requests" in text:
+            seen.append(text.split()[0])
+
+    sa.event.listen(rt.control.engine, "before_cursor_execute", statement)
+    try:
+        opened = open_request(rt, "erasure", "user", [f"email={EMAIL}"])
+    finally:
+        sa.event.remove(rt.control.engine, "before_cursor_execute", statement)
+    stored = RequestStore(rt.control.engine).get(opened.id)
+    rt.close()
+    assert seen == ["SELECT", "INSERT"], seen  # the open ones, then the new one
+    assert opened == stored and opened.status == "received"

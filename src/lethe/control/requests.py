@@ -67,9 +67,9 @@ class RequestStore:
     def create_many(self, kind: str, subject_kind: str,
                     subjects: list[tuple[dict[str, str], str]], received_at: datetime,
                     due_at: datetime, workspace: str | None = None, *,
-                    conn: Connection | None = None) -> list[int]:
+                    conn: Connection | None = None) -> list[RequestRecord]:
         """One request per (identities, fingerprint), in one transaction (`conn`'s when
-        given); ids in order."""
+        given); the records as written (`RETURNING`), in order."""
         if not subjects:
             return []
         rows = [{"kind": kind, "subject_kind": subject_kind, "identities": json.dumps(ids),
@@ -77,10 +77,10 @@ class RequestStore:
                  "due_at": due_at, "updated_at": received_at, "workspace": workspace}
                 for ids, mark in subjects]
         with joined(self.engine, conn, "opening requests") as conn:
-            result = conn.execute(requests.insert().returning(requests.c.id,
+            result = conn.execute(requests.insert().returning(*requests.c,
                                                               sort_by_parameter_order=True),
                                   rows)
-            return [int(i) for i in result.scalars()]
+            return [_record(row) for row in result]
 
     def open_by_fingerprint(self, kind: str, fingerprints: list[str], *,
                             conn: Connection | None = None) -> dict[str, RequestRecord]:

@@ -88,7 +88,7 @@ def open_many(rt: Runtime, kind: str, subject_kind: str, subjects: Sequence[Sequ
     now = rt.clock.now()
     # one write transaction: the requests already open are read under the audit log's
     # append lock (no other writer can open the same subject's request in between), the
-    # new ones created with their entries and read back
+    # new ones created (as written: RETURNING) with their entries
     with transaction(rt.control.engine, "opening requests") as conn:
         rt.audit.lock(conn)
         existing = store.open_by_fingerprint(kind, [mark for _, mark in parsed], conn=conn)
@@ -98,13 +98,12 @@ def open_many(rt: Runtime, kind: str, subject_kind: str, subjects: Sequence[Sequ
                 fresh.setdefault(mark, identities)
         if not fresh:  # every one already open: nothing to write
             return [existing[mark] for _, mark in parsed]
-        ids = store.create_many(kind, subject_kind, [(i, m) for m, i in fresh.items()], now,
-                                now + DUE_AFTER, workspace, conn=conn)
-        rt.audit.append_many([RequestTransition(request_id, kind, subject_kind, mark,
+        created = store.create_many(kind, subject_kind, [(i, m) for m, i in fresh.items()],
+                                    now, now + DUE_AFTER, workspace, conn=conn)
+        rt.audit.append_many([RequestTransition(record.id, kind, subject_kind, mark,
                                                 "received", None)
-                              for request_id, mark in zip(ids, fresh, strict=True)],
+                              for record, mark in zip(created, fresh, strict=True)],
                              conn=conn)
-        created = store.get_many(ids, conn=conn)  # as written, in the same transaction
     opened = dict(zip(fresh, created, strict=True)) | existing
     return [opened[mark] for _, mark in parsed]
 

@@ -69,11 +69,11 @@ def open_termination(rt: Runtime, workspace: str) -> RequestRecord:
     due = terms.within.after(now)
     assert due is not None, "termination.within is finite (policy)"
     with transaction(rt.control.engine, "opening a termination") as conn:
-        [request_id] = store.create_many("erasure", TERMINATION, [(identities, mark)], now,
-                                         due, workspace, conn=conn)
-        rt.audit.append_many([RequestTransition(request_id, "erasure", TERMINATION, mark,
+        [record] = store.create_many("erasure", TERMINATION, [(identities, mark)], now,
+                                     due, workspace, conn=conn)
+        rt.audit.append_many([RequestTransition(record.id, "erasure", TERMINATION, mark,
                                                 "received", None)], conn=conn)
-    return store.get(request_id)
+    return record
 
 
 def terminate(rt: Runtime, record: RequestRecord, out_dir: Path | None,
