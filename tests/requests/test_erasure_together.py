@@ -440,3 +440,85 @@ def test_a_request_whose_baselines_fail_to_commit_still_goes_in_progress(
     assert entries == ["request.received", "request.verified", "request.in_progress",
                        "request.erased"], entries
     assert baselines == {}
+
+
+@pytest.mark.parametrize("default", ["off", "local", "remote_apply"])
+def test_a_durable_statement_waits_for_the_log_whatever_the_default(
+        postgres_url: str, default: str) -> None:
+    """The one statement of a lone subject's erasure is its last write and no flush
+    follows it: it must wait for the log even where the server (or role) commits without
+    waiting by default; a stronger setting stays. Failed on a first version that left the
+    setting as it was (`off`: audited and certified on a commit a crash could undo)."""
+    from lethe.stores.base import Delete, In, Sweep
+    from lethe.stores.sql.sweeps import _told_transaction
+
+    engine = sa.create_engine(normalize_url(postgres_url))
+    durable = Sweep("users", "id", In("id", (1,)), Delete(), durable=True)
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"SET synchronous_commit = {default}"))
+        told = conn.execute(sa.select(*_told_transaction(durable))).one()
+        after = conn.execute(sa.text("SHOW synchronous_commit")).scalar_one()
+    engine.dispose()
+    expected = "on" if default == "off" else default
+    assert told.lethe_sync == expected and after == expected
+
+
+def test_a_lost_batch_is_told_once_and_the_next_erasure_goes_on(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush finds the server restarted since an erasure's batch (faked: the start
+    time it recorded is older): that request stops, nothing certified. The next erasure
+    in the same runtime (a worker's, an API server's) checks its own writes only and
+    completes. Failed on a first version of the durable last statement, which left the
+    lost batch to fail every later small erasure."""
+    from datetime import UTC, datetime
+
+    from lethe.requests.service import stored_certificate
+    from lethe.stores.sql.sweeps import Sweeps
+
+    _build(postgres_url).dispose()
+    rt = _runtime(tmp_path, postgres_url)
+    original = Sweeps.sweep_batch
+
+    def restarted(self: Sweeps, *args: Any, **kwargs: Any) -> Any:
+        batch = original(self, *args, **kwargs)
+        if getattr(self._unflushed, "xid", None) is not None:
+            self._unflushed.started = datetime(2000, 1, 1, tzinfo=UTC)
+        return batch
+
+    try:
+        first = open_request(rt, "erasure", "user", ["id=1"])
+        monkeypatch.setattr(Sweeps, "sweep_batch", restarted)
+        # (a bigger erasure: batch by batch, each committed without waiting)
+        monkeypatch.setattr(erasure.Group, "_small", lambda self: False)
+        lost = run_request(rt, first.id, tmp_path / "out")
+        monkeypatch.undo()
+        second = open_request(rt, "erasure", "user", ["id=3"])  # one durable statement
+        done = run_request(rt, second.id, tmp_path / "out")
+        certified = stored_certificate(rt, first.id)
+    finally:
+        rt.close()
+    assert lost.error is not None and "lost its last deletions" in lost.error
+    assert lost.record.status == "in_progress" and certified is None
+    assert done.record.status == "completed" and done.certified, done.error
+
+
+def test_a_last_statement_that_does_not_fit_leaves_its_batches_to_the_flush(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The erasure's last run would go as one durable statement, but its rows no longer
+    fit a batch: the statement deletes nothing and the datasets go batch by batch, each
+    committed without waiting — so the flush follows the last of them, before anything
+    is audited."""
+    monkeypatch.setattr(erasure.Group, "_small", lambda self: True)
+    _build(postgres_url).dispose()
+    rt = _runtime(tmp_path, postgres_url)
+    try:
+        record = open_request(rt, "erasure", "user", ["id=1"])
+        with _deletes(postgres_url, "") as seen:
+            outcome = run_request(rt, record.id, tmp_path / "out", batch_size=1)
+    finally:
+        rt.close()
+    assert outcome.record.status == "completed"
+    writes = [i for i, text in enumerate(seen) if "DELETE FROM" in text]
+    flushes = [i for i, text in enumerate(seen) if "txid_status(" in text]
+    assert len(writes) > 2 and "lethe_fits" in seen[writes[0]]  # the statement, then each
+    assert flushes and flushes[-1] > writes[-1]

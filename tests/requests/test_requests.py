@@ -288,6 +288,10 @@ def test_completion_is_all_or_nothing(app_url: str, tmp_path: Path,
     assert again.certificate == done.certificate and done.certificate.exists()
     assert load_certificate(done.certificate) == certificate
     assert verify_certificate(load_certificate(done.certificate)).ok
+    html = done.certificate.with_suffix(".html")  # killed between the two files
+    html.unlink()
+    run_request(rt, record.id, tmp_path / "out")
+    assert html.exists()
     assert not RequestStore(rt.control.engine).baselines([record.id])
     assert rt.audit.verify().ok
     rt.close()
@@ -339,7 +343,8 @@ def test_erasure_commits_without_waiting_then_flushes_before_auditing(
     first_entry = min(a for a in audited if a > max(writes))
     if batch_size is None:  # one statement, durable: no flush
         assert len(writes) == 1 and not flushes, seen
-        assert "set_config" not in seen[writes[0]] and writes[0] < first_entry
+        assert "set_config('synchronous_commit', 'off'" not in seen[writes[0]]
+        assert "AS lethe_sync" in seen[writes[0]] and writes[0] < first_entry
         return
     # no entry is written between the last write and the flush
     assert len(writes) > 3 and max(writes) < flushes[-1] < first_entry
@@ -599,12 +604,18 @@ def test_two_opens_of_one_subject_at_once_make_one_request(
     assert len(RequestStore(runtimes[0].control.engine).list()) == 1
 
 
-def test_an_opened_request_is_the_row_as_written(app_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("control", ["sqlite",
+                                     pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_opened_request_is_the_row_as_written(tmp_path: Path, control: str,
+                                                 request: pytest.FixtureRequest) -> None:
     """Opening takes the created requests from the INSERT (`RETURNING`), not from a read
-    after it; what it returns is what is stored. Failed on the old code (a SELECT of
-    the new rows followed the INSERT)."""
-    build_app(app_url)
-    rt = runtime(write_policy(tmp_path, app_url))
+    after it; what it returns is what is stored (times in UTC, identities decoded), on
+    either control store. Failed on the old code (a SELECT of the new rows followed the
+    INSERT)."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    build_app(url)
+    rt = runtime(write_policy(tmp_path, url) if control == "sqlite" else write_policy(
+        tmp_path, url, control=request.getfixturevalue("postgres_url")))
     seen: list[str] = []
 
     def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:

@@ -25,7 +25,7 @@ from lethe.engine.plan import builder_for
 from lethe.engine.subjects import keyed_datasets
 from lethe.errors import UsageError
 from lethe.policy.model import REQUEST_DEADLINE, template_fields
-from lethe.requests.certificate import write_certificate
+from lethe.requests.certificate import certificate_paths, write_certificate
 from lethe.requests.discovery import (
     canonical_subject,
     check_identities,
@@ -185,12 +185,15 @@ def _files_again(rt: Runtime, record: RequestRecord) -> None:
     """A completed erasure whose certificate files are missing — the process that
     completed it was killed before it wrote them (they are written once the completion
     has committed) — gets them again, from the certificate kept in the control store."""
-    if record.certificate_path is None or Path(record.certificate_path).exists():
+    if record.certificate_path is None:
+        return
+    path = Path(record.certificate_path)
+    stem = path.name.removesuffix(".json")
+    if all(p.exists() for p in certificate_paths(path.parent, stem)):
         return
     document = stored_certificate(rt, record.id)
-    if document is not None:
-        path = Path(record.certificate_path)
-        write_certificate(document, path.parent, stem=path.name.removesuffix(".json"))
+    if document is not None:  # (killed between the two files: both written again)
+        write_certificate(document, path.parent, stem=stem)
 
 
 def _refused(rt: Runtime, record: RequestRecord) -> str | None:

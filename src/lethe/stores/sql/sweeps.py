@@ -302,11 +302,12 @@ class Sweeps(PageWalks):
                 if getattr(exc.orig, "sqlstate", None) != INVALID_PARAMETER_VALUE:
                     raise
                 status = None  # an id the server never saw: its log was lost
+        self._unflushed.xid = None  # told now, either way: the next erasure's own
+        # writes are what its flush must check (a lost batch is its request's to redo)
         if status != "committed":
             raise StoreError("the database lost its last deletions (did it crash or "
                              "restart?): nothing is audited or certified; run again",
                              path=f"stores.{self.name}")
-        self._unflushed.xid = None
 
     def _dense_span(self, t: sa.Table, keys: list[sa.ColumnElement[Any]],
                     sweep: Sweep) -> KeySpan | None:
@@ -337,9 +338,13 @@ def _rewrite_key(effect: Effect) -> tuple[Any, ...]:
 
 def _told_transaction(sweep: Sweep) -> list[Any]:
     """For a batch that need not be durable: its synchronous commit turned off, and its
-    transaction id and the server's start read (`flush` checks them)."""
+    transaction id and the server's start read (`flush` checks them). For one that must
+    be: its commit waits for the log even where the server's default does not (`off`;
+    a stronger setting — `remote_apply` and the like — stays)."""
     if sweep.durable:
-        return []
+        return [sa.func.set_config("synchronous_commit", sa.case(
+            (sa.func.current_setting("synchronous_commit") == "off", "on"),
+            else_=sa.func.current_setting("synchronous_commit")), True).label("lethe_sync")]
     return [sa.func.set_config("synchronous_commit", "off", True).label("lethe_sync"),
             sa.func.txid_current().label("lethe_xid"),
             sa.func.pg_postmaster_start_time().label("lethe_started")]
