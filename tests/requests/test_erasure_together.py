@@ -111,14 +111,26 @@ def _deletes(url: str, marker: str = "DELETE FROM") -> Iterator[list[str]]:
         event.remove(sa.engine.Engine, "before_cursor_execute", record)
 
 
-def _erase_user_1(rt: Runtime, url: str, tmp_path: Path,
+def _erase_user_1(rt: Runtime, url: str, tmp_path: Path, marker: str = "DELETE FROM",
                   **options: Any) -> tuple[RequestOutcome, list[str]]:
     """User 1's erasure, opened and run (the runtime closed after): its outcome, and the
-    statements that deleted."""
+    statements that held `marker` (by default: that deleted)."""
     try:
         record = open_request(rt, "erasure", "user", ["id=1"])
-        with _deletes(url) as deletes:
+        with _deletes(url, marker) as deletes:
             return run_request(rt, record.id, tmp_path / "out", **options), deletes
+    finally:
+        rt.close()
+
+
+def _erase_user_1_holding(rt: Runtime, dataset: str, tmp_path: Path) -> RequestOutcome:
+    """User 1's erasure under a hold on the whole of `dataset` (the runtime closed
+    after): its outcome."""
+    try:
+        place_hold(rt.control, rt.audit, rt.clock,
+                   parse_scope(rt.policy, None, None, dataset), "case 3")
+        record = open_request(rt, "erasure", "user", ["id=1"])
+        return run_request(rt, record.id, tmp_path / "out")
     finally:
         rt.close()
 
@@ -157,12 +169,7 @@ def test_an_anonymization_by_constants_goes_in_the_statement_too(
     between them (its own transaction: a read of the rows, then their UPDATE)."""
     engine = _build(postgres_url)
     rt = _runtime(tmp_path, postgres_url, notes="redact")
-    try:
-        record = open_request(rt, "erasure", "user", ["id=1"])
-        with _deletes(postgres_url, "notes") as touching:
-            outcome = run_request(rt, record.id, tmp_path / "out")
-    finally:
-        rt.close()
+    outcome, touching = _erase_user_1(rt, postgres_url, tmp_path, "notes")
     assert outcome.record.status == "completed" and outcome.certified
     changed = [text for text in touching if "UPDATE notes" in text or "DELETE" in text]
     assert len(changed) == 1, touching
@@ -202,12 +209,8 @@ def test_each_transaction_of_an_erasure_begins_in_one_round_trip(
     its own after a BEGIN of its own. Failed on the old code."""
     _build(postgres_url).dispose()
     rt = _runtime(tmp_path, postgres_url, notes="hash")
-    try:
-        record = open_request(rt, "erasure", "user", ["id=1"])
-        with _deletes(postgres_url, "set_config('synchronous_commit', 'off'") as begun:
-            outcome = run_request(rt, record.id, tmp_path / "out")
-    finally:
-        rt.close()
+    outcome, begun = _erase_user_1(rt, postgres_url, tmp_path,
+                                   "set_config('synchronous_commit', 'off'")
     assert outcome.record.status == "completed"
     assert begun and all(text.rstrip().endswith("BEGIN") for text in begun), begun
 
@@ -248,13 +251,7 @@ def test_a_retained_dataset_found_through_a_deleted_one_is_counted_before_it_goe
         "store": "app", "table": "receipts", "class": "operational",
         "belongs_to": {"devices": "device_id"}, "erasure": "retain",
         "legal_basis": "warranty"}})
-    try:
-        place_hold(rt.control, rt.audit, rt.clock,
-                   parse_scope(rt.policy, None, None, "receipts"), "audit 3")
-        record = open_request(rt, "erasure", "user", ["id=1"])
-        outcome = run_request(rt, record.id, tmp_path / "out")
-    finally:
-        rt.close()
+    outcome = _erase_user_1_holding(rt, "receipts", tmp_path)
     assert outcome.as_dict()["datasets"]["receipts"]["held"] == 1
     assert outcome.certificate is None and outcome.record.status == "in_progress"
     assert _ids(engine, "receipts") == {1, 2}
@@ -316,13 +313,7 @@ def test_a_held_row_found_through_an_anonymized_dataset_is_counted_before_it_is_
     rt = _runtime(tmp_path, postgres_url, notes="redact", extra={"attachments": {
         "store": "app", "table": "attachments", "class": "operational",
         "belongs_to": {"notes": "note_id"}}})
-    try:
-        place_hold(rt.control, rt.audit, rt.clock,
-                   parse_scope(rt.policy, None, None, "attachments"), "case 3")
-        record = open_request(rt, "erasure", "user", ["id=1"])
-        outcome = run_request(rt, record.id, tmp_path / "out")
-    finally:
-        rt.close()
+    outcome = _erase_user_1_holding(rt, "attachments", tmp_path)
     assert _ids(engine, "attachments") == {1, 2}
     assert outcome.as_dict()["datasets"]["attachments"]["held"] == 1
     assert not outcome.certified and outcome.record.status == "in_progress"
@@ -511,12 +502,7 @@ def test_a_last_statement_that_does_not_fit_leaves_its_batches_to_the_flush(
     monkeypatch.setattr(erasure.Group, "_small", lambda self: True)
     _build(postgres_url).dispose()
     rt = _runtime(tmp_path, postgres_url)
-    try:
-        record = open_request(rt, "erasure", "user", ["id=1"])
-        with _deletes(postgres_url, "") as seen:
-            outcome = run_request(rt, record.id, tmp_path / "out", batch_size=1)
-    finally:
-        rt.close()
+    outcome, seen = _erase_user_1(rt, postgres_url, tmp_path, "", batch_size=1)
     assert outcome.record.status == "completed"
     writes = [i for i, text in enumerate(seen) if "DELETE FROM" in text]
     flushes = [i for i, text in enumerate(seen) if "txid_status(" in text]
