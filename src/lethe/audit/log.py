@@ -64,7 +64,9 @@ def _last_entry(conn: Connection) -> tuple[int, str] | None:
 def _known_head(conn: Connection, seq: int, digest: str) -> None:
     """Remember the head this transaction just appended: while it holds the append lock
     no one else appends, so its next append or checkpoint need not read it back. Tied to
-    the transaction object: any other transaction on the connection reads it again."""
+    the transaction object: any other transaction on the connection reads it again. (A
+    savepoint rolled back after an append would leave it wrong: the control store uses
+    none; one that did would have to forget it.)"""
     conn.info[_KNOWN_HEAD] = (conn.get_transaction(), seq, digest)
 _INSERT = audit.insert()
 ENTRY_COLUMNS = ("seq", "at", "actor", "source", "action", "target", "reason", "details",
