@@ -49,6 +49,9 @@ APPEND_LOCK = 7263002
 _HEAD = sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
 # conn.info key: (the transaction, seq, hash) of the last entry that transaction appended
 _KNOWN_HEAD = "lethe_audit_known_head"
+_INSERT = audit.insert()
+ENTRY_COLUMNS = ("seq", "at", "actor", "source", "action", "target", "reason", "details",
+                 "prev_hash", "hash")
 
 
 def _last_entry(conn: Connection) -> tuple[int, str] | None:
@@ -68,9 +71,6 @@ def _known_head(conn: Connection, seq: int, digest: str) -> None:
     savepoint rolled back after an append would leave it wrong: the control store uses
     none; one that did would have to forget it.)"""
     conn.info[_KNOWN_HEAD] = (conn.get_transaction(), seq, digest)
-_INSERT = audit.insert()
-ENTRY_COLUMNS = ("seq", "at", "actor", "source", "action", "target", "reason", "details",
-                 "prev_hash", "hash")
 
 
 def prefetched(fetch: Callable[[], list[Any]]) -> Iterator[Any]:

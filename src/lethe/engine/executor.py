@@ -274,11 +274,8 @@ class Executor:
         deletes = [a for a in actions if a.action != "retain"]
         for action in deletes:
             tally.begin(action)
-        sweeps = [self._sweep_of(replace(
-            _erasing(a.dataset, all_of(a.where, a.todo), a.scrub, False, tally)
-            if a.action == "anonymize" and a.scrub else
-            _erasing(a.dataset, all_of(a.where, negate(a.referenced)), Delete(), True, tally),
-            durable=durable), holds) for a in deletes]
+        sweeps = [self._sweep_of(replace(_plainly(a, tally), durable=durable), holds)
+                  for a in deletes]
         started = time.perf_counter()
         firsts = self.rt.catalog.store_of(deletes[0].dataset).first_batches(
             [sweep for sweep, _ in sweeps], batch_size)
@@ -340,6 +337,16 @@ class Executor:
         stores = {self.rt.policy.datasets[n].store: n for n in plan.where}
         for name in stores.values():
             self.rt.catalog.store_of(name).flush()
+
+
+def _plainly(action: EraseRows, tally: Tally) -> SweepRows:
+    """A plain dataset's sweep (`Executor._plain_delete`): its rows still identifying,
+    rewritten by its constants, or its rows no foreign key keeps, deleted."""
+    if action.action == "anonymize" and action.scrub is not None:
+        return _erasing(action.dataset, all_of(action.where, action.todo), action.scrub,
+                        False, tally)
+    return _erasing(action.dataset, all_of(action.where, negate(action.referenced)),
+                    Delete(), True, tally)
 
 
 def _erasing(dataset: str, selection: Selection, effect: Effect, deletes: bool,

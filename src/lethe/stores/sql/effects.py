@@ -76,6 +76,10 @@ class Effects(Compiler):
                 values[column.key] = bind_time(column, value, millis=self._in_millis(column)) \
                     if isinstance(value, datetime) else value
             statement = sa.update(t).where(where).values(values)
+        elif isinstance(effect, Anonymize) and rewrites_blind(effect, tally):
+            # one statement, nothing read first
+            statement = sa.update(t).where(where).values(
+                self.constant_values(t, table_name, effect))
         elif isinstance(effect, Anonymize):
             return self._anonymize(conn, t, table_name, keys, where, effect, tally, tallies)
         elif isinstance(effect, Archive):
@@ -118,17 +122,6 @@ class Effects(Compiler):
                    keys: list[sa.ColumnElement[Any]], where: sa.ColumnElement[bool],
                    effect: Anonymize, tally: sa.ColumnElement[Any] | None = None,
                    tallies: dict[Value, int] | None = None) -> int:
-        if effect.constants is not None and (tally is None or tally.key not in {
-                effect.detach, *(name for name, _ in effect.constants)}):
-            # one statement, nothing read first (RETURNING gives the rewritten values:
-            # a tally of a column it rewrites, or cuts, is read first, below)
-            statement = sa.update(t).where(where).values(
-                self.constant_values(t, table_name, effect))
-            if tally is None or tallies is None:
-                return int(conn.execute(statement).rowcount)
-            returned = conn.execute(statement.returning(tally)).scalars().all()
-            count_into(tallies, returned)
-            return len(returned)
         columns = [self.column(t, c, table_name) for c, _ in effect.transforms]
         query = sa.select(*(raw_key(keys, k) for k in keys), *columns,
                           *([] if tally is None else [tally])).where(where)
@@ -156,7 +149,6 @@ class Effects(Compiler):
         conn.execute(statement, params)
         return len(rows)
 
-
     def constant_values(self, t: sa.Table, table_name: str,
                         effect: Anonymize) -> dict[sa.ColumnElement[Any], Any]:
         """An UPDATE's values for an anonymization by constants (`Anonymize.constants`):
@@ -176,6 +168,14 @@ class Effects(Compiler):
         if effect.detach is not None:
             values[self.column(t, effect.detach, table_name)] = None
         return values
+
+
+def rewrites_blind(effect: Anonymize, tally: sa.ColumnElement[Any] | None) -> bool:
+    """Can this anonymization rewrite its rows without reading them first? By constants
+    (`Anonymize.constants`), and unless it must count them per value of a column it
+    rewrites or cuts (RETURNING gives the rewritten value: those are read first)."""
+    return effect.constants is not None and (tally is None or tally.key not in {
+        effect.detach, *(name for name, _ in effect.constants)})
 
 
 def raw_key(keys: list[sa.ColumnElement[Any]], key: sa.ColumnElement[Any]) -> Any:

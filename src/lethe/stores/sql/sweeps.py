@@ -107,11 +107,14 @@ class Sweeps(PageWalks):
             last = upper >= span.high
         return BatchResult(upper, rows, cascaded, last, tallies or {})
 
-    def _in_one_statement(self, sweep: Sweep) -> bool:
+    def _in_one_statement(self, sweep: Sweep, *, rewrites: bool = False) -> bool:
         """A selective delete by a single-column key with nothing to cascade (an erasure's
-        sweep, on PostgreSQL): see `_delete_next`."""
+        sweep, on PostgreSQL): see `_delete_next`. `rewrites`: an anonymization by
+        constants too, as an UPDATE (`first_batches` runs those among its DELETEs)."""
+        effect = sweep.effect
         return self.dialect == "postgresql" and sweep.selective and not sweep.cascades \
-            and isinstance(sweep.effect, Delete) and len(key_columns(sweep.key)) == 1
+            and len(key_columns(sweep.key)) == 1 and (isinstance(effect, Delete) or (
+                rewrites and isinstance(effect, Anonymize) and effect.constants is not None))
 
     def _delete_next(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
         """One round trip for a batch of a selective delete (most erasures are one batch
@@ -160,7 +163,7 @@ class Sweeps(PageWalks):
     def first_batches(self, sweeps: Sequence[Sweep],
                       limit: int) -> list[BatchResult] | None:
         """On PostgreSQL, several selective deletes — and anonymizations by constants,
-        as UPDATEs (`_rewritten_in_one`) — that need no journal and no tallies (a lone
+        as UPDATEs (`_in_one_statement`) — that need no journal and no tallies (a lone
         subject's small erasure: each dataset's rows of one subject) as one statement,
         one round trip, one transaction: each sweep's window of `limit` keys and its
         DELETE or UPDATE, as `_delete_next` runs a delete's one at a time, and only if
@@ -172,7 +175,7 @@ class Sweeps(PageWalks):
         children and parents go together. None (nothing done) for sweeps that cannot go
         as one statement, or windows that did not fit."""
         if len({s.durable for s in sweeps}) != 1 or not all(
-                self._in_one_statement(s) or self._rewritten_in_one(s) for s in sweeps) \
+                self._in_one_statement(s, rewrites=True) for s in sweeps) \
                 or any(s.journal is not None or s.tally is not None for s in sweeps):
             return None
         shaped = [self.shape(s.where, s.table, f"lethe_s{i}_") for i, s in enumerate(sweeps)]
@@ -199,13 +202,6 @@ class Sweeps(PageWalks):
             batches.append(BatchResult(told[f"lethe_upper{i}"], rows, {}, True)
                            if found else BatchResult(None, 0))
         return batches
-
-    def _rewritten_in_one(self, sweep: Sweep) -> bool:
-        """An anonymization by constants (`Anonymize.constants`) that `first_batches`
-        can run as an UPDATE among its DELETEs: as `_in_one_statement`, but rewriting."""
-        return self.dialect == "postgresql" and sweep.selective and not sweep.cascades \
-            and isinstance(sweep.effect, Anonymize) and sweep.effect.constants is not None \
-            and len(key_columns(sweep.key)) == 1
 
     def _first_batches_statement(self, sweeps: Sequence[Sweep],
                                  shaped: Sequence[tuple[Shape, Any]]) -> sa.Select[Any]:
