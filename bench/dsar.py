@@ -74,9 +74,9 @@ PHASES = [
     ("lethe.requests.service", "open_many", "open the request"),
     ("lethe.requests.service", "_subject_keys", "find the subject"),
     ("lethe.requests.service", "resolve_subjects", "find the subject"),
-    ("lethe.requests.service", "transition", "mark in progress"),
-    ("lethe.requests.service", "transition_many", "mark in progress"),
-    ("lethe.requests.erasure.Group", "_baselines", "count rows before (baselines)"),
+    # (the move into in progress commits with the baselines)
+    ("lethe.requests.erasure.Group", "_baselines",
+     "count rows before (baselines; with the move into in progress)"),
     ("lethe.engine.executor.Executor", "erase", "erase rows (sweeps)"),
     # one transaction: this run's entries, the evidence, the checkpoint, the signed
     # certificates kept (and their files), the requests completed, baselines cleared

@@ -43,7 +43,6 @@ from lethe.requests.records import (
     finished_outcome,
     requests_of,
     transition,
-    transition_many,
 )
 from lethe.requests.subjects import Subject
 from lethe.requests.termination import is_termination, terminate
@@ -174,8 +173,7 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
     if record.kind == "access":
         return _run_access(rt, transition(rt, record, *_to_in_progress(record)), out_dir)
     # in progress with its baselines, in their transaction (subjects.start)
-    moving = tuple(_to_in_progress(record))
-    subject = Subject(record, keys[0] if keys else None, bool(moving), moving)
+    subject = Subject(record, keys[0] if keys else None, tuple(_to_in_progress(record)))
     erase_subjects(rt, record.subject_kind, [subject],
                    out_dir if certificate_files else None, batch_size)
     return subject.outcome
@@ -244,11 +242,8 @@ def run_many(rt: Runtime, request_ids: Sequence[int], out_dir: Path,
         for start in range(0, len(group), group_size):
             chunk = group[start:start + group_size]
             keys = resolve_subjects(rt, subject_kind, chunk)
-            moved = transition_many(rt, [(r, _to_in_progress(r), {}) for r in chunk
-                                         if r.id in keys and _to_in_progress(r)])
-            current = {r.id: r for r in chunk} | {r.id: r for r in moved}
-            begun = {r.id for r in moved}
-            subjects = [Subject(current[r.id], keys[r.id], r.id in begun)
+            # in progress with their baselines, in their transaction (subjects.start)
+            subjects = [Subject(r, keys[r.id], tuple(_to_in_progress(r)))
                         for r in chunk if r.id in keys]
             erase_subjects(rt, subject_kind, subjects,
                            out_dir if certificate_files else None, batch_size)

@@ -43,15 +43,16 @@ WRITERS = 4  # threads writing certificate files
 class Subject:
     record: RequestRecord
     key: Value | None  # the subject row's key; None when no row matched
-    # this run moved the request into in_progress: no run before it stored baselines or
-    # pointers (they are stored only once a request is in progress), none to read
-    begun_now: bool = False
-    # the statuses this run still moves it through into in_progress, before any work:
-    # written with its baselines, in their transaction (`start`)
+    # the statuses this run moves it through into in_progress, before any work: written
+    # with its baselines, in their transaction (`start`)
     moving: tuple[str, ...] = ()
+    # this run moves the request into in_progress: no run before it stored baselines or
+    # pointers (they are stored only once a request is in progress), none to read
+    begun_now: bool = field(init=False)
     outcome: RequestOutcome = field(init=False)
 
     def __post_init__(self) -> None:
+        self.begun_now = bool(self.moving)
         self.outcome = RequestOutcome(self.record)
 
     @property
