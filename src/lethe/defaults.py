@@ -7,6 +7,9 @@ without importing the engine, the API or the scanner.
 from __future__ import annotations
 
 BATCH_SIZE = 10_000  # rows per transaction in a sweep
+# a retention run's time budget per batch, in seconds: where a batch keeps no rows in
+# memory (a PostgreSQL page walk), it grows past BATCH_SIZE while each commits within it
+BATCH_SECONDS = 0.1
 SCAN_SAMPLE = 1000  # rows `scan` samples per table
 API_PER_MINUTE = 600  # calls per minute per API key
 API_MAX_BODY = 1 << 20  # 1 MiB: a request names identities, not documents

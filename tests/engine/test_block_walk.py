@@ -87,6 +87,13 @@ def _unpruned(engine: sa.Engine, pages: int) -> int:
 
 
 @pytest.fixture
+def pruning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Walks prune whatever the table's size (these tables fit in shared buffers, where
+    a walk otherwise leaves the pruning to the verification: blocks.py)."""
+    monkeypatch.setattr("lethe.stores.sql.blocks.PRUNE_ABOVE", 0.0)
+
+
+@pytest.fixture
 def store(postgres_url: str) -> Iterator[SqlStore]:
     opened = open_store("app", postgres_url)
     assert isinstance(opened, SqlStore)
@@ -136,6 +143,7 @@ def _unpruned_after(url: str, walk: Callable[[], None], attempts: int = 3) -> in
 
 
 @pytest.mark.alone  # pruning: see tests/conftest.py
+@pytest.mark.usefixtures("pruning")
 @pytest.mark.parametrize("walk", ["pages", "key"])
 def test_the_pages_a_block_walk_deleted_from_are_pruned_by_its_end(
         postgres_url: str, store: SqlStore, walk: str) -> None:
@@ -150,6 +158,7 @@ def test_the_pages_a_block_walk_deleted_from_are_pruned_by_its_end(
 
 
 @pytest.mark.alone  # pruning: see tests/conftest.py
+@pytest.mark.usefixtures("pruning")
 def test_a_walk_begun_again_after_stopping_part_way_still_prunes(
         postgres_url: str, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """A walk stopped part way (a failed or stopped run) leaves its pruner to idle out;
@@ -170,6 +179,7 @@ def test_a_walk_begun_again_after_stopping_part_way_still_prunes(
 
 
 @pytest.mark.alone  # pruning: see tests/conftest.py
+@pytest.mark.usefixtures("pruning")
 def test_a_walk_slower_than_its_pruner_idles_still_prunes_every_page(
         postgres_url: str, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """A walk whose batches come further apart than the pruner waits (a loaded machine)

@@ -19,7 +19,7 @@ from lethe.cli.report import report_cmd
 from lethe.cli.scan import scan_cmd
 from lethe.cli.serve import serve_cmd
 from lethe.cli.worker import worker_cmd
-from lethe.defaults import BATCH_SIZE
+from lethe.defaults import BATCH_SECONDS, BATCH_SIZE
 from lethe.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1,
                                        help="Rows per transaction.")]
+BatchSecondsOpt = Annotated[float, typer.Option(
+    "--batch-seconds", min=0.0, max=2.0,
+    help="A batch's time budget: a PostgreSQL page walk grows its batches past "
+         "--batch-size while each commits within it (0: every batch --batch-size rows).")]
 
 
 def render_plan(plan: Plan, title: str) -> None:
@@ -243,7 +247,8 @@ def plan_cmd(ctx: typer.Context, dataset: DatasetOpt = None,
 
 
 def run_cmd(ctx: typer.Context, dataset: DatasetOpt = None,
-            batch_size: BatchOpt = BATCH_SIZE, policy: PolicyOpt = None,
+            batch_size: BatchOpt = BATCH_SIZE,
+            batch_seconds: BatchSecondsOpt = BATCH_SECONDS, policy: PolicyOpt = None,
             json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Execute the plan in short batches, verify each dataset, record the run."""
     from lethe.commands.retention import plan, run
@@ -258,7 +263,8 @@ def run_cmd(ctx: typer.Context, dataset: DatasetOpt = None,
                 if bar is not None:
                     bar.update(bar.task_ids[0], advance=rows,
                                description=step_label(planned.actions[index].step))
-            result = run(rt, planned, batch_size=batch_size, progress=advance)
+            result = run(rt, planned, batch_size=batch_size, batch_seconds=batch_seconds,
+                         progress=advance)
     if s.json:
         emit_json(result.as_dict())
     else:

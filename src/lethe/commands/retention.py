@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lethe.defaults import BATCH_SIZE
+from lethe.defaults import BATCH_SECONDS, BATCH_SIZE
 from lethe.engine.plan import Plan, build_plan
 from lethe.runtime import Runtime
 
@@ -39,13 +39,15 @@ def explain_dataset(rt: Runtime, dataset: str, subject: str | None = None,
 
 
 def run(rt: Runtime, planned: Plan, *, batch_size: int = BATCH_SIZE,
+        batch_seconds: float | None = BATCH_SECONDS,
         progress: Progress | None = None,
         started: Callable[[int], None] | None = None) -> RunResult:
     """Carry out a plan in batches, verify each dataset and record the run; `started`
     learns the run's id as soon as it is recorded."""
     from lethe.engine.execute import execute
 
-    return execute(rt, planned, batch_size=batch_size, progress=progress, started=started)
+    return execute(rt, planned, batch_size=batch_size, batch_seconds=batch_seconds,
+                   progress=progress, started=started)
 
 
 def recent_runs(rt: Runtime, limit: int = 50) -> list[dict[str, Any]]:

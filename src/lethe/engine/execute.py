@@ -23,7 +23,7 @@ from lethe.audit.events import (
     RunStarted,
 )
 from lethe.control.tx import transaction
-from lethe.defaults import BATCH_SIZE
+from lethe.defaults import BATCH_SECONDS, BATCH_SIZE
 from lethe.engine.archive import archive_sink
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.executor import Executor, SweepRows
@@ -115,6 +115,18 @@ class RunResult:
                 "actions": [a.as_dict() for a in self.actions]}
 
 
+MOST_BATCH_SECONDS = 2.0  # no batch budget may keep a transaction open longer (issue 20)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a run's sweeps batch: `rows` per batch, grown by a store that can within a
+    time budget of `seconds` a batch (None: not grown)."""
+
+    rows: int
+    seconds: float | None
+
+
 class Stopped(Exception):
     """Asked to stop: raised after a batch commits, so the run ends on a whole batch."""
 
@@ -130,14 +142,20 @@ def _stoppable(progress: Progress | None, stop: Callable[[], bool]) -> Progress:
 
 
 def execute(rt: Runtime, plan: Plan, *, batch_size: int = BATCH_SIZE,
+            batch_seconds: float | None = BATCH_SECONDS,
             progress: Progress | None = None,
             stop: Callable[[], bool] | None = None,
             started: Callable[[int], None] | None = None) -> RunResult:
     """Carry out the plan. `stop` is asked after every batch; when it says so the run
     ends there (status `stopped`) and `Stopped` is raised. `started` learns the run's id
-    as soon as it is recorded (the API answers with it while the run goes on)."""
+    as soon as it is recorded (the API answers with it while the run goes on).
+    `batch_seconds`: a batch's time budget, which a store may grow batches of
+    `batch_size` rows up to (`Sweep.seconds`); None or 0: every batch `batch_size` rows."""
     if batch_size < 1:
         raise LetheError("batch size must be at least 1", path="--batch-size")
+    if batch_seconds is not None and not 0 <= batch_seconds <= MOST_BATCH_SECONDS:
+        raise LetheError(f"a batch's time budget must be 0 to {MOST_BATCH_SECONDS:g} seconds",
+                         path="--batch-seconds")
     if stop is not None:
         progress = _stoppable(progress, stop)
     builder = builder_for(rt, plan.now, periods=True)
@@ -155,7 +173,7 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = BATCH_SIZE,
             started(run_id)
         return _carry_out(rt, builder, RunResult(run_id, plan,
                                                  [ActionResult(a) for a in plan.actions]),
-                          batch_size, progress)
+                          Batching(batch_size, batch_seconds or None), progress)
 
 
 def _journal(rt: Runtime, run_id: int, index: int, action: ActionResult,
@@ -189,7 +207,7 @@ def _journal(rt: Runtime, run_id: int, index: int, action: ActionResult,
     return record
 
 
-def _carry_out(rt: Runtime, builder: StepBuilder, result: RunResult, batch_size: int,
+def _carry_out(rt: Runtime, builder: StepBuilder, result: RunResult, batching: Batching,
                progress: Progress | None) -> RunResult:
     plan, run_id = result.plan, result.run
     cascades = _cascades(result)
@@ -211,7 +229,7 @@ def _carry_out(rt: Runtime, builder: StepBuilder, result: RunResult, batch_size:
                 action.error = f"not run: {unreached[step.dataset]}"
             else:
                 try:
-                    _act(rt, builder, result, index, batch_size, progress, archiving,
+                    _act(rt, builder, result, index, batching, progress, archiving,
                          cascades, in_objects=step.dataset in objects)
                 except LetheError as exc:
                     action.error = str(exc)
@@ -238,7 +256,7 @@ def _carry_out(rt: Runtime, builder: StepBuilder, result: RunResult, batch_size:
 
 
 def _act(rt: Runtime, builder: StepBuilder, result: RunResult, index: int,
-         batch_size: int, progress: Progress | None, archiving: Sequence[str],
+         batching: Batching, progress: Progress | None, archiving: Sequence[str],
          cascades: dict[tuple[str, str | None], ActionResult], *, in_objects: bool) -> None:
     """Carry out one step and verify it (a cascade is verified after its parent's steps)."""
     action = result.actions[index]
@@ -256,10 +274,10 @@ def _act(rt: Runtime, builder: StepBuilder, result: RunResult, index: int,
         journal = _journal(rt, result.run, index, action, {
             child: result.actions.index(cascade)
             for (child, parent), cascade in cascades.items() if parent == step.dataset})
-        _sweep(rt, builder, action, cascades, index, batch_size, progress, journal)
+        _sweep(rt, builder, action, cascades, index, batching, progress, journal)
         if step.action != "cascade" and _verify(rt, builder, action, archiving).remaining:
             # rows that landed behind a walk over the table's pages: walk the key to them
-            _sweep(rt, builder, action, cascades, index, batch_size, progress, journal,
+            _sweep(rt, builder, action, cascades, index, batching, progress, journal,
                    by_key=True)
             _verify(rt, builder, action, archiving)
         return
@@ -293,7 +311,7 @@ def _last_step_of(actions: list[ActionResult], index: int) -> bool:
 
 def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
            cascades: dict[tuple[str, str | None], ActionResult], index: int,
-           batch_size: int, progress: Progress | None, journal: Journal,
+           batching: Batching, progress: Progress | None, journal: Journal,
            *, by_key: bool = False) -> None:
     """Sweep the step's due rows. The batches commit without waiting for the log and
     the store is flushed before the step is verified or recorded (a flush that finds
@@ -313,7 +331,7 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
     count = 0
     if not by_key and eligible(rt, builder, step):  # whole partitions past retention first
         started = time.perf_counter()
-        dropped = drop_expired(rt, builder, step, sink, batch_size, journal)
+        dropped = drop_expired(rt, builder, step, sink, batching.rows, journal)
         elapsed_ms = (time.perf_counter() - started) * 1000
         count = len(dropped.partitions)
         action.done += dropped.rows
@@ -333,7 +351,8 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
     rows = SweepRows(step.dataset, lambda holds: builder.due(step, holds), effect,
                      deletes=builder.removes(step), blocked=builder.blocked(step),
                      cascades=builder.removes(step), journal=journal, selective=by_key,
-                     durable=False, time_column=_time_column(rt, step))
+                     durable=False, time_column=_time_column(rt, step),
+                     seconds=batching.seconds)
 
     def on_batch(batch: BatchResult, elapsed_ms: float) -> None:
         if sink is not None:
@@ -355,7 +374,7 @@ def _sweep(rt: Runtime, builder: StepBuilder, action: ActionResult,
             return
     store = rt.catalog.store_of(step.dataset)
     try:
-        stats = executor.sweep(rows, batch_size, on_batch).stats
+        stats = executor.sweep(rows, batching.rows, on_batch).stats
     except BaseException:
         with suppress(LetheError):  # the first error is the one told
             store.flush()

@@ -58,6 +58,7 @@ class SweepRows:
     durable: bool = True  # False: commit without waiting for the log; `flush` after
     journal: Journal | None = None  # told each batch before it commits (a run's record)
     time_column: str | None = None  # the column whose age makes the rows due (Sweep)
+    seconds: float | None = None  # a batch's time budget (Sweep)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class Executor:
                      self.builder.cascades(action.dataset, holds) if action.cascades else (),
                      selective=action.selective, tally=action.tally,
                      durable=action.durable, journal=action.journal,
-                     time_column=action.time_column), held
+                     time_column=action.time_column, seconds=action.seconds), held
 
     def shred(self, reach: SubjectReach,
               targets: Callable[[HoldScopes], Sequence[Value]]) -> list[Value]:

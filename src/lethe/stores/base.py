@@ -260,6 +260,10 @@ class Sweep:
     # of that column, a store may stop its walk where the due rows end (the caller then
     # verifies and sweeps any row found past that point).
     time_column: str | None = None
+    # A batch's time budget, in seconds: a store whose batches keep nothing of the rows
+    # in memory (a PostgreSQL page walk) may grow them past the batch size while each
+    # commits within it (stores.sql.blocks); None: every batch aims at the batch size.
+    seconds: float | None = None
 
 
 @dataclass(frozen=True)

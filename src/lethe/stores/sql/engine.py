@@ -173,6 +173,7 @@ class SqlBase:
         self._blocks: dict[str, BlockSpan | None] = {}
         self._pruners: dict[str, Pruner] = {}  # per table: the block walk going on
         self._widths: dict[str, int] = {}  # the next batch's width, in keys or pages
+        self._aims: dict[str, int] = {}  # the rows a page walk's next batch aims at
         # statements built once per shape, run again with new values (compile.Compiler.shaped)
         self._statements: dict[tuple[Any, ...], sa.Executable] = {}
         self._removed: dict[str, int] = {}  # rows this store deleted, per table

@@ -10,6 +10,7 @@ lethe as in PostgreSQL, on the same two cores.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
@@ -23,6 +24,7 @@ from lethe.stores.sql.blocks import (
     MAX_ROWS_PER_PAGE,
     BlockSpan,
     Pruner,
+    aimed,
     due_end,
     in_pages,
     pages,
@@ -38,11 +40,15 @@ class PageWalks(Effects):
         """One batch of a page walk from page `low`, in one transaction: journaled
         before it commits (raising rolls it back), then its range handed to the walk's
         pruner; the next range's width follows from what this one matched."""
+        if low == 0:
+            self._aims[sweep.table] = limit
+        aim = self._aims.get(sweep.table, limit)
         width = blocks.first_width(limit) if low == 0 \
             else self._widths.get(sweep.table, blocks.first_width(limit))
         upper = min(low + width, blocks.pages)
         cascaded: dict[str, int] = {}
         tallies: dict[Value, int] | None = None if sweep.tally is None else {}
+        began = time.perf_counter()
         with self._errors(f"sweeping {sweep.table}"), \
                 self._batch_transaction(sweep.durable) as (conn, unflushed):
             if sweep.cascades or sweep.tally is not None:
@@ -56,10 +62,16 @@ class PageWalks(Effects):
                 sweep.journal(rows, cascaded)
         if unflushed is not None:
             self._unflushed.xid, self._unflushed.started = unflushed
+        took = time.perf_counter() - began
         self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
-        self._widths[sweep.table] = blocks.next_width(limit, upper - low, rows)
+        # a batch that reads rows into memory (cascades, tallies) keeps to the batch size
+        plain = not sweep.cascades and sweep.tally is None
+        aim = self._aims[sweep.table] = aimed(aim, limit, sweep.seconds if plain else None,
+                                              took, rows)
+        self._widths[sweep.table] = blocks.next_width(aim, upper - low, rows)
         last = upper >= blocks.pages
-        self._prune(sweep.table, low, upper, last)
+        if blocks.prune:
+            self._prune(sweep.table, low, upper, last)
         return BatchResult(upper, rows, cascaded, last, tallies or {})
 
     @contextmanager
@@ -132,8 +144,10 @@ class PageWalks(Effects):
                           self.compile(sweep.where, sweep.table))
         if end is None:
             return span
-        # a range's margin: rows a little out of order are still walked, not swept
-        return replace(span, pages=min(span.pages, end + span.first_width(limit)))
+        # a range's margin: rows a little out of order are still walked, not swept; the
+        # pages left behind are whole pages of dead rows, no pruner's work (blocks.py)
+        return replace(span, pages=min(span.pages, end + span.first_width(limit)),
+                       prune=False)
 
     def _prune(self, table: str, low: int, high: int, last: bool) -> None:
         """Hand a committed range to the table's pruner (blocks.py); at the walk's end,
