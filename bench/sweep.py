@@ -2,7 +2,7 @@
 
 All three run in this process against the same PostgreSQL table shape: 2,000,000 rows,
 1,000,000 due, an index on the timestamp. Run: `python bench/sweep.py [--rows N]
-[--order random|time] [--batch-size N]`. `--order time`: timestamps rise with the key,
+[--order random|time] [--batch-size N] [--batch-seconds S]`. `--order time`: timestamps rise with the key,
 as in an append-only log (the due rows are the lowest keys); `random` (the default):
 timestamps scattered over the keys, so due rows are spread through the table.
 Results: bench/results/sweep.json for the defaults, sweep-ORDER-ROWS.json otherwise.
@@ -10,7 +10,10 @@ Results: bench/results/sweep.json for the defaults, sweep-ORDER-ROWS.json otherw
 lethe's run is timed as a worker runs it: the policy loaded, the plan made and the
 organization's signing key in memory before the clock starts (a fresh directory creates
 that key on first use, with the cryptography import: ~45 ms that belong to the first run
-of a deployment, not to every sweep); everything `execute` does is timed.
+of a deployment, not to every sweep); everything `execute` does is timed. It runs twice
+per trial: with its time budget per batch (`--batch-seconds`, lethe's default unless
+given: page-walk batches grow past `--batch-size` while each commits within it) and with
+none (every batch `--batch-size` rows), each on its own fresh copy of the table.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import sqlalchemy as sa
 from common import drop_database, fresh_database, timed_run, write_result
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from lethe.defaults import BATCH_SECONDS
 from lethe.stores.sql import normalize_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -70,10 +74,10 @@ def build_table(engine: sa.Engine, rows: int, order: str = "random") -> int:
     return int(due)
 
 
-def measure_lethe(url: str, batch_size: int) -> dict[str, Any]:
+def measure_lethe(url: str, batch_size: int, batch_seconds: float) -> dict[str, Any]:
     _, result, elapsed = timed_run(url, {"events": {
         "store": "app", "table": "events", "class": "operational",
-        "retention": [{"keep": "365d", "after": "ts"}]}}, NOW, batch_size)
+        "retention": [{"keep": "365d", "after": "ts"}]}}, NOW, batch_size, batch_seconds)
     action = result.actions[0]
     return {"rows": action.done, "seconds": elapsed, "rows_per_s": action.done / elapsed,
             "batch_seconds": action.batch_ms / 1000,
@@ -160,10 +164,14 @@ def main() -> None:
     parser.add_argument("--orm-sample", type=int, default=3_000)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--order", choices=sorted(SPREAD), default="random")
+    parser.add_argument("--batch-seconds", type=float, default=BATCH_SECONDS,
+                        help="lethe's time budget per batch (default: lethe's, "
+                             f"{BATCH_SECONDS} s); lethe also runs with none (fixed batches)")
     args = parser.parse_args()
     url = fresh_database(DB)
     engine = sa.create_engine(normalize_url(url))
     lethe_trials: list[dict[str, Any]] = []
+    fixed_trials: list[dict[str, Any]] = []
     raw_trials: list[dict[str, Any]] = []
     hand_trials: list[dict[str, Any]] = []
     try:
@@ -173,16 +181,21 @@ def main() -> None:
             build_table(engine, args.rows, args.order)
             hand_trials.append(measure_hand_batches(engine, args.batch_size))
             build_table(engine, args.rows, args.order)
-            lethe_trials.append(measure_lethe(url, args.batch_size))
+            lethe_trials.append(measure_lethe(url, args.batch_size, args.batch_seconds))
+            build_table(engine, args.rows, args.order)
+            fixed_trials.append(measure_lethe(url, args.batch_size, 0.0))
             print(f"trial {trial + 1}: raw DELETE {raw_trials[-1]['rows_per_s']:,.0f} rows/s, "
                   f"batches by hand {hand_trials[-1]['rows_per_s']:,.0f} rows/s, "
-                  f"lethe {lethe_trials[-1]['rows_per_s']:,.0f} rows/s", flush=True)
+                  f"lethe {lethe_trials[-1]['rows_per_s']:,.0f} rows/s, "
+                  f"lethe with fixed batches {fixed_trials[-1]['rows_per_s']:,.0f} rows/s",
+                  flush=True)
         build_table(engine, args.rows, args.order)
         orm = measure_orm_loop(engine, args.orm_sample)
     finally:
         engine.dispose()
         drop_database(DB)
     lethe = median_trial(lethe_trials)
+    fixed = median_trial(fixed_trials)
     raw = median_trial(raw_trials)
     hand = median_trial(hand_trials)
     print(f"table: {args.rows:,} rows ({args.order} order), {due:,} due; median of "
@@ -192,26 +205,34 @@ def main() -> None:
     print(f"by hand:      {hand['rows_per_s']:>12,.0f} rows/s ({hand['batches']} page-range "
           f"batches, nothing but the DELETEs; longest transaction "
           f"{hand['longest_transaction_s']:.3f} s)")
-    print(f"lethe run:    {lethe['rows_per_s']:>12,.0f} rows/s  (batches, verification and "
-          f"run record; longest transaction {lethe['longest_transaction_s']:.3f} s)")
-    print(f"  batches alone: {lethe['batch_rows_per_s']:>12,.0f} rows/s")
-    print("  where the run's time went: " + ", ".join(
-        f"{phase} {seconds:.2f} s" for phase, seconds in lethe["phases_s"].items()))
+    for label, run in ((f"lethe run ({args.batch_seconds:g} s a batch)", lethe),
+                       ("lethe run (fixed batches)", fixed)):
+        print(f"{label}: {run['rows_per_s']:>12,.0f} rows/s  ({run['batches']} batches, "
+              f"verification and run record; longest transaction "
+              f"{run['longest_transaction_s']:.3f} s)")
+        print(f"  batches alone: {run['batch_rows_per_s']:>12,.0f} rows/s")
+        print("  where the run's time went: " + ", ".join(
+            f"{phase} {seconds:.2f} s" for phase, seconds in run["phases_s"].items()))
     print(f"ORM per row:  {orm['rows_per_s']:>12,.0f} rows/s (sample {orm['rows']:,})")
     ratios = {"lethe_vs_raw_delete": lethe["rows_per_s"] / raw["rows_per_s"],
               "lethe_batches_vs_raw_delete": lethe["batch_rows_per_s"] / raw["rows_per_s"],
               "hand_batches_vs_raw_delete": hand["rows_per_s"] / raw["rows_per_s"],
               "lethe_batches_vs_hand_batches": lethe["batch_rows_per_s"] / hand["rows_per_s"],
-              "lethe_vs_orm_loop": lethe["rows_per_s"] / orm["rows_per_s"]}
+              "lethe_vs_orm_loop": lethe["rows_per_s"] / orm["rows_per_s"],
+              "fixed_vs_raw_delete": fixed["rows_per_s"] / raw["rows_per_s"],
+              "fixed_batches_vs_raw_delete": fixed["batch_rows_per_s"] / raw["rows_per_s"]}
     print(f"lethe / raw DELETE = {ratios['lethe_vs_raw_delete']:.2f}x "
           f"(batches alone {ratios['lethe_batches_vs_raw_delete']:.2f}x; batches by hand "
           f"{ratios['hand_batches_vs_raw_delete']:.2f}x, lethe's batches / by hand "
           f"{ratios['lethe_batches_vs_hand_batches']:.2f}x)   "
           f"lethe / ORM loop = {ratios['lethe_vs_orm_loop']:.0f}x")
+    print(f"fixed batches: lethe / raw DELETE = {ratios['fixed_vs_raw_delete']:.2f}x "
+          f"(batches alone {ratios['fixed_batches_vs_raw_delete']:.2f}x)")
     name = "sweep" if (args.order, args.rows) == ("random", 2_000_000) else \
         f"sweep-{args.order}-{args.rows}"
     path = write_result(name, {"table_rows": args.rows, "order": args.order, "due_rows": due,
-                                  "trials": args.trials, "lethe": lethe,
+                                  "trials": args.trials, "batch_seconds": args.batch_seconds,
+                                  "lethe": lethe, "lethe_fixed_batches": fixed,
                                   "raw_delete": raw, "hand_batches": hand, "orm_loop": orm,
                                   "ratios": ratios,
                                   "targets": TARGETS,

@@ -9,6 +9,7 @@ bigger than shared buffers, not walked in time order.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,8 @@ from lethe.runtime import Runtime
 from lethe.stores.base import Delete, Older, Sweep
 from lethe.stores.registry import open_store
 from lethe.stores.sql import SqlStore, normalize_url
-from lethe.stores.sql.blocks import MOST_GROWN, Pruner, aimed
+from lethe.stores.sql.blocks import MOST_GROWN, BlockSpan, Pruner, aimed
+from lethe.stores.sql.windows import GROWTH
 from lethe.testing.rows import sweep_to_the_end
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -57,6 +59,19 @@ def test_growth_stops_at_its_cap_and_where_the_batch_was_not_full() -> None:
 def test_a_batch_over_the_budget_halves_the_next_never_below_the_batch_size() -> None:
     assert aimed(8_000, 1_000, 0.1, 0.2, 8_000) == 4_000
     assert aimed(1_500, 1_000, 0.1, 0.2, 1_500) == 1_000
+
+
+def test_a_sparse_stretch_widens_a_grown_range_to_twice_its_aim_at_most() -> None:
+    """A range that found few due rows widens, but under a grown aim only to the pages
+    holding twice the rows aimed at: a dense stretch after it then deletes at most that
+    (8x the grown aim's pages would be 4x more, and far past the budget)."""
+    span = BlockSpan(pages=10**7, per_page=100.0)
+    aim = MOST_GROWN * 10_000
+    assert span.next_width(10_000, 6_400, 10, aim) == 2 * span.first_width(aim)
+    assert span.next_width(10_000, 6_400, 0, aim) == 2 * span.first_width(aim)
+    # no budget: as before, GROWTH times the first range
+    assert span.next_width(10_000, 100, 0) == 2 * 100
+    assert span.next_width(10_000, 800, 1) == GROWTH * span.first_width(10_000)
 
 
 # -- on PostgreSQL ----------------------------------------------------------------------
@@ -125,6 +140,20 @@ def test_a_walk_without_a_budget_or_over_it_keeps_to_the_batch_size(
     assert sum(b.rows for b in batches) == len(due) and not _due(engine)
     assert len(batches) >= len(due) // (2 * LIMIT)
     assert all(b.rows <= 2 * LIMIT for b in batches[1:])  # aimed at LIMIT each time
+
+
+@pytest.mark.postgres
+def test_a_walk_that_reads_its_rows_keeps_to_the_batch_size_whatever_its_budget(
+        postgres_url: str, store: SqlStore) -> None:
+    """A batch that counts its rows per value (`tally`, RETURNING every row) holds them in
+    memory: it is not grown."""
+    engine = _build(postgres_url)
+    due = _due(engine)
+    batches = sweep_to_the_end(store, Sweep("events", "id", Older("at", CUTOFF), Delete(),
+                                            tally="id", seconds=60.0), LIMIT)
+    assert sum(b.rows for b in batches) == len(due) and not _due(engine)
+    assert set().union(*(b.tallies for b in batches)) == due
+    assert all(b.rows <= 2 * LIMIT for b in batches[1:])
 
 
 def _pruners(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -198,6 +227,28 @@ def test_a_run_batches_as_its_budget_says_and_verifies_the_same(
         assert done.batches < due // (2 * LIMIT)
     else:
         assert done.batches >= due // (2 * LIMIT)
+
+
+@pytest.mark.postgres
+def test_the_command_line_passes_its_budget_on_to_the_run(postgres_url: str,
+                                                           tmp_path: Path) -> None:
+    """`lethe run --batch-seconds 0` batches by `--batch-size`; the default grows them."""
+    runs = {}
+    for given in (["--batch-seconds", "0"], []):
+        engine = _build(postgres_url)
+        due = len(_due(engine))
+        _runtime(tmp_path, postgres_url).close()  # writes the policy
+        result = CliRunner().invoke(app, ["run", "--policy", str(tmp_path / "lethe.yaml"),
+                                          "--batch-size", str(LIMIT), "--json",
+                                          "--now", NOW.isoformat(), *given])
+        assert result.exit_code == 0, result.output
+        [action] = json.loads(result.stdout)["actions"]
+        assert action["done"] == due and not _due(engine)
+        runs[bool(given)] = action["batches"]
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE events"))
+        engine.dispose()
+    assert runs[True] >= due // (2 * LIMIT) > runs[False]
 
 
 @pytest.mark.parametrize("seconds", [-0.1, MOST_BATCH_SECONDS + 0.5])

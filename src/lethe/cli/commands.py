@@ -13,7 +13,15 @@ import typer
 
 from lethe.cli.docs import docs_cmd
 from lethe.cli.lifecycle import lifecycle_cmd
-from lethe.cli.options import DatasetOpt, JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
+from lethe.cli.options import (
+    BatchSecondsOpt,
+    DatasetOpt,
+    JsonOpt,
+    NowOpt,
+    PolicyOpt,
+    open_runtime,
+    settings,
+)
 from lethe.cli.output import emit_json, progress_bar, stdout, table
 from lethe.cli.report import report_cmd
 from lethe.cli.scan import scan_cmd
@@ -31,10 +39,6 @@ if TYPE_CHECKING:
 
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1,
                                        help="Rows per transaction.")]
-BatchSecondsOpt = Annotated[float, typer.Option(
-    "--batch-seconds", min=0.0, max=2.0,
-    help="A batch's time budget: a PostgreSQL page walk grows its batches past "
-         "--batch-size while each commits within it (0: every batch --batch-size rows).")]
 
 
 def render_plan(plan: Plan, title: str) -> None:

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", help="Policy file "
                                                 "(default ./lethe.yaml).", show_default=False)]
+BatchSecondsOpt = Annotated[float, typer.Option(
+    "--batch-seconds", min=0.0, max=2.0,
+    help="A batch's time budget: a PostgreSQL page walk grows its batches past "
+         "--batch-size while each commits within it (0: every batch --batch-size rows).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 NowOpt = Annotated[str | None, typer.Option("--now", help="Fix the clock (ISO-8601).",
                                             show_default=False)]

@@ -8,9 +8,16 @@ from typing import Annotated
 
 import typer
 
-from lethe.cli.options import JsonOpt, NowOpt, PolicyOpt, open_runtime, settings
+from lethe.cli.options import (
+    BatchSecondsOpt,
+    JsonOpt,
+    NowOpt,
+    PolicyOpt,
+    open_runtime,
+    settings,
+)
 from lethe.cli.output import emit_json, stderr
-from lethe.defaults import BATCH_SIZE
+from lethe.defaults import BATCH_SECONDS, BATCH_SIZE
 
 
 def worker_cmd(ctx: typer.Context,
@@ -26,6 +33,7 @@ def worker_cmd(ctx: typer.Context,
                poll_seconds: Annotated[float, typer.Option("--poll-seconds", min=0.1)] = 5.0,
                batch_size: Annotated[int, typer.Option("--batch-size", min=1)]
                = BATCH_SIZE,
+               batch_seconds: BatchSecondsOpt = BATCH_SECONDS,
                metrics_port: Annotated[int | None, typer.Option(
                    "--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT")] = None,
                out: Annotated[Path, typer.Option("--out", help="Where request files go")]
@@ -48,7 +56,7 @@ def worker_cmd(ctx: typer.Context,
         metrics.serve(metrics_port)
     with open_runtime(s) as rt:
         worker = Worker(rt, WorkerOptions(holder, lease_seconds, poll_seconds, batch_size,
-                                          out_dir=out), metrics)
+                                          batch_seconds, out_dir=out), metrics)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: worker.stop())
 

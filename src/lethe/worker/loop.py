@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lethe.control.leases import LeaseStore
-from lethe.defaults import BATCH_SIZE, ERASURE_GROUP_SIZE
+from lethe.defaults import BATCH_SECONDS, BATCH_SIZE, ERASURE_GROUP_SIZE
 from lethe.engine.execute import Stopped, execute
 from lethe.engine.plan import build_plan, builder_for
 from lethe.errors import LetheError
@@ -34,6 +34,7 @@ class WorkerOptions:
     lease_seconds: float = 60.0
     poll_seconds: float = 5.0
     batch_size: int = BATCH_SIZE
+    batch_seconds: float | None = BATCH_SECONDS  # retention's time budget per batch
     request_interval: float = 60.0  # a request is looked at again this long after a run
     out_dir: Path = Path("lethe-requests")
 
@@ -127,6 +128,7 @@ class Worker:
                 for planned in plan.actions:
                     self.metrics.backlog.labels(planned.step.dataset).set(planned.rows)
                 result = execute(self.rt, plan, batch_size=o.batch_size,
+                                 batch_seconds=o.batch_seconds,
                                  stop=lambda: self.stopping.is_set() or beat.lost.is_set())
             except Stopped:
                 if not beat.lost.is_set():

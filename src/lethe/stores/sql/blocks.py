@@ -21,7 +21,8 @@ nothing due.
 
 Bounds: a range is sized from the table's rows per page (the planner's estimate) to scan
 about `limit` rows at first, then aimed at `limit` matching rows, never wider than
-GROWTH times the first width. A page holds up to 291 rows, so a batch smaller than that
+GROWTH times the first width (nor, under a time budget, than the pages holding twice
+the rows aimed at). A page holds up to 291 rows, so a batch smaller than that
 cannot be bounded by pages: such sweeps, and tables never analyzed, walk the key.
 
 Time: a range's width follows its rows (`next_width`), and, where the sweep gives its
@@ -30,7 +31,8 @@ a range aims at follow its time (`aimed`): doubled after a batch that committed 
 half the budget, halved (never below the sweep's batch size) after one that took
 longer than all of it. A batch's own cost (the hold check, the journal's commit to the
 control store, three round trips: ~2 ms) is then spread over more rows than the batch
-size would give it, while every transaction stays about as short as the budget says.
+size would give it, while every transaction stays about as short as the budget says
+(a grown range scans at most the pages that hold twice the rows it aims at: `widest`).
 
 The pruner: a raw DELETE leaves its rows' space to be reclaimed by whoever reads the
 pages next, and the step's verification re-count is that reader. When the table is
@@ -94,14 +96,19 @@ class BlockSpan:
         """Pages that hold about `limit` rows."""
         return max(1, math.ceil(limit / self.per_page))
 
-    def widest(self, limit: int) -> int:
-        return GROWTH * self.first_width(limit)
+    def widest(self, limit: int, aim: int) -> int:
+        """The widest range: GROWTH times the first (where few rows match), or the pages
+        that hold twice the rows aimed at, if wider — never wider than that for a grown
+        aim, so a sparse stretch cannot widen a range that a dense one then fills."""
+        return max(GROWTH * self.first_width(limit), 2 * self.first_width(aim))
 
-    def next_width(self, limit: int, width: int, matched: int) -> int:
-        """Aim the next range at `limit` matching rows, given what the last one found."""
+    def next_width(self, limit: int, width: int, matched: int, aim: int | None = None) -> int:
+        """Aim the next range at `aim` matching rows (default `limit`, the batch size),
+        given what the last one found."""
+        aim = limit if aim is None else aim
         if matched <= 0:
-            return min(max(width, 1) * 2, self.widest(limit))
-        return max(1, min(int(width * limit / matched), self.widest(limit)))
+            return min(max(width, 1) * 2, self.widest(limit, aim))
+        return max(1, min(int(width * aim / matched), self.widest(limit, aim)))
 
 
 def read_span(conn: Connection, quoted_table: str) -> BlockSpan | None:

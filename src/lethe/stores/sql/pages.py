@@ -68,7 +68,7 @@ class PageWalks(Effects):
         plain = not sweep.cascades and sweep.tally is None
         aim = self._aims[sweep.table] = aimed(aim, limit, sweep.seconds if plain else None,
                                               took, rows)
-        self._widths[sweep.table] = blocks.next_width(aim, upper - low, rows)
+        self._widths[sweep.table] = blocks.next_width(limit, upper - low, rows, aim)
         last = upper >= blocks.pages
         if blocks.prune:
             self._prune(sweep.table, low, upper, last)
