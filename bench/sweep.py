@@ -2,9 +2,10 @@
 
 All three run in this process against the same PostgreSQL table shape: 2,000,000 rows,
 1,000,000 due, an index on the timestamp. Run: `python bench/sweep.py [--rows N]
-[--order random|time] [--batch-size N] [--batch-seconds S]`. `--order time`: timestamps rise with the key,
-as in an append-only log (the due rows are the lowest keys); `random` (the default):
-timestamps scattered over the keys, so due rows are spread through the table.
+[--order random|time] [--batch-size N] [--batch-seconds S]`. `--order time`: timestamps
+rise with the key, as in an append-only log (the due rows are the lowest keys);
+`random` (the default): timestamps scattered over the keys, so due rows are spread
+through the table.
 Results: bench/results/sweep.json for the defaults, sweep-ORDER-ROWS.json otherwise.
 
 lethe's run is timed as a worker runs it: the policy loaded, the plan made and the

@@ -81,9 +81,11 @@ def read_pem(path: Path | None) -> str | None:
 @contextmanager
 def open_runtime(s: Settings) -> Iterator[Runtime]:
     """The policy's runtime for one command, closed however the command ends."""
-    from lethe.runtime import Runtime  # the stores and the engine: only for commands using them
+    # the stores and the engine: only for commands using them
+    from lethe.runtime import Runtime, freeze_start_up_objects
 
     rt = Runtime.open(s.load(), s.clock())
+    freeze_start_up_objects()
     try:
         yield rt
     finally:

@@ -174,11 +174,12 @@ def known_periods(rt: Runtime, keys: Mapping[str, str], now: datetime
             first = min(read)
             periods = [0.0] * (max(read) - first + 1)
             single = _single_precision(rt, keep.dataset, keep.column)
+            unit = UNIT_SECONDS[keep.unit]
             for key, value in read.items():
-                setting = _number(value, single)
+                # an integer column's value as is (the common case, 10,000 of them a run)
+                setting = value if type(value) is int else _number(value, single)
                 if setting is not None and setting > 0:
-                    periods[key - first] = float(min(max(
-                        setting * UNIT_SECONDS[keep.unit], low), high))
+                    periods[key - first] = float(min(max(setting * unit, low), high))
             found[(name, index)] = (first, tuple(periods))
     return found
 
