@@ -58,7 +58,7 @@ from lethe.requests.service import (
     run_many,
     run_request,
 )
-from lethe.runtime import Runtime, freeze_start_up_objects
+from lethe.runtime import Runtime
 from lethe.stores.sql import normalize_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -198,7 +198,6 @@ def lethe_runtime(url: str) -> Iterator[tuple[Runtime, Path]]:
     """One runtime for the whole run, as a long-lived worker would hold it."""
     with tempfile.TemporaryDirectory() as tmp:
         rt = Runtime.open(load_policy(write_policy(Path(tmp), url)), Clock(NOW))
-        freeze_start_up_objects()  # as lethe's own processes do once their runtime is open
         try:
             yield rt, Path(tmp) / "out"
         finally:

@@ -5,7 +5,6 @@ view of it (which rows each step selects) is `lethe.engine.plan.builder_for`."""
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -139,18 +138,3 @@ class Runtime:
     def close(self) -> None:
         self.catalog.close()
         self.control.close()
-
-
-def freeze_start_up_objects() -> None:
-    """Keep what a lethe process has built by now out of Python's cyclic collector.
-
-    A process builds most of what it keeps when it opens its runtime: the policy, the
-    reflected schema, SQLAlchemy's tables, the drivers' modules. The collector walks every
-    object that survived earlier collections each time it collects its oldest generation,
-    and a bulk erasure allocates enough to trigger that often: measured over 2,000
-    subjects, collections took 255-273 ms of a 1.9 s run, 45-88 ms with the start-up
-    objects frozen (`gc.freeze`: never walked again; freed by reference counting as
-    before). lethe's own processes (the command line, the worker, the API server) call
-    this once their runtime is open; a program using lethe as a library decides for its
-    own process."""
-    gc.freeze()

@@ -106,20 +106,3 @@ def test_a_store_backend_loads_when_a_store_of_its_kind_is_opened(url: str,
     assert driver not in before
     opened = loaded(f"from lethe.stores.registry import open_store\nopen_store('x', {url!r})")
     assert driver in opened
-
-
-def test_a_command_keeps_its_start_up_objects_out_of_the_collector(policy: Path) -> None:
-    """Once its runtime is open a command freezes what it built (`gc.freeze`): the
-    collector's oldest generation would walk all of it again and again (runtime.py)."""
-    report = "import gc, sys; print(gc.get_freeze_count(), file=sys.stderr)"
-    done = subprocess.run(
-        [sys.executable, "-c",
-         f"{run_main('plan', '--json', '--policy', str(policy))}\n{report}"],
-        capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    frozen = int(done.stderr.strip().splitlines()[-1])
-    assert frozen > 10_000  # the policy, the schema, SQLAlchemy: far more than a handful
-    help_only = subprocess.run(
-        [sys.executable, "-c", f"{run_main('--help')}\n{report}"],
-        capture_output=True, text=True, timeout=120)
-    assert int(help_only.stderr.strip().splitlines()[-1]) == 0  # nothing opened: none

@@ -81,11 +81,9 @@ def read_pem(path: Path | None) -> str | None:
 @contextmanager
 def open_runtime(s: Settings) -> Iterator[Runtime]:
     """The policy's runtime for one command, closed however the command ends."""
-    # the stores and the engine: only for commands using them
-    from lethe.runtime import Runtime, freeze_start_up_objects
+    from lethe.runtime import Runtime  # the stores and the engine: only for commands using them
 
     rt = Runtime.open(s.load(), s.clock())
-    freeze_start_up_objects()
     try:
         yield rt
     finally:

@@ -42,7 +42,7 @@ def serve_cmd(ctx: typer.Context,
               policy: PolicyOpt = None, json_out: JsonOpt = False, now: NowOpt = None) -> None:
     """Serve the HTTP API: requests, holds, runs, reports, audit, workspaces."""
     from lethe.api.app import create_app  # FastAPI and the routes: only for this command
-    from lethe.runtime import Runtime, freeze_start_up_objects
+    from lethe.runtime import Runtime
 
     s = settings(ctx, policy, json_out, now)
     if s.now is not None:
@@ -50,7 +50,6 @@ def serve_cmd(ctx: typer.Context,
     rt = Runtime.open(s.load())
     try:
         app = create_app(rt, out_dir=out, per_minute=rate_limit, max_body=max_body)
-        freeze_start_up_objects()
         if openapi:
             print(json.dumps(app.openapi(), indent=2, sort_keys=True))
             return
