@@ -10,7 +10,6 @@ bigger than shared buffers, not walked in time order.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from lethe.errors import LetheError
 from lethe.policy.load import load_policy
 from lethe.runtime import Runtime
 from lethe.stores.base import Delete, Older, Sweep
-from lethe.stores.registry import open_store
 from lethe.stores.sql import SqlStore, normalize_url
 from lethe.stores.sql.blocks import MOST_GROWN, BlockSpan, Pruner, aimed
 from lethe.stores.sql.windows import GROWTH
@@ -104,14 +102,6 @@ def _due(engine: sa.Engine) -> set[int]:
 def _all(engine: sa.Engine) -> set[int]:
     with engine.connect() as conn:
         return set(conn.execute(sa.text("SELECT id FROM events")).scalars())
-
-
-@pytest.fixture
-def store(postgres_url: str) -> Iterator[SqlStore]:
-    opened = open_store("app", postgres_url)
-    assert isinstance(opened, SqlStore)
-    yield opened
-    opened.close()
 
 
 @pytest.mark.postgres

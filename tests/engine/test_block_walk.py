@@ -24,7 +24,6 @@ from lethe.holds import parse_scope, place_hold
 from lethe.policy.load import load_policy
 from lethe.runtime import Runtime
 from lethe.stores.base import Delete, Older, Sweep
-from lethe.stores.registry import open_store
 from lethe.stores.sql import SqlStore, normalize_url
 from lethe.stores.sql.blocks import MAX_ROWS_PER_PAGE
 from lethe.stores.sql.windows import GROWTH
@@ -91,14 +90,6 @@ def pruning(monkeypatch: pytest.MonkeyPatch) -> None:
     """Walks prune whatever the table's size (these tables fit in shared buffers, where
     a walk otherwise leaves the pruning to the verification: blocks.py)."""
     monkeypatch.setattr("lethe.stores.sql.blocks.PRUNE_ABOVE", 0.0)
-
-
-@pytest.fixture
-def store(postgres_url: str) -> Iterator[SqlStore]:
-    opened = open_store("app", postgres_url)
-    assert isinstance(opened, SqlStore)
-    yield opened
-    opened.close()
 
 
 @pytest.mark.parametrize("table", ["events", "Ev%d"])
