@@ -104,18 +104,28 @@ def measure_raw_delete(engine: sa.Engine) -> dict[str, Any]:
             "longest_transaction_s": elapsed}
 
 
-def measure_hand_batches(engine: sa.Engine, batch_size: int) -> dict[str, Any]:
+def due_span(engine: sa.Engine) -> tuple[int, int]:
+    """(one past the last page holding a due row, the due rows) of the table as built: the
+    by-hand batches' plan, read from an identical copy before the trials (read from the
+    copy they then delete from, the scan warmed it: measured, 7-10% faster batches)."""
+    with engine.connect() as conn:
+        pages, due = conn.execute(sa.text(
+            "SELECT max((ctid::text::point)[0]) + 1, count(*) FROM events WHERE ts < :c"),
+            {"c": CUTOFF}).one()
+    return int(pages), int(due)
+
+
+def measure_hand_batches(engine: sa.Engine, batch_size: int,
+                         span: tuple[int, int]) -> dict[str, Any]:
     """The batches a DBA would write by hand for this one table: the heap walked in page
     ranges (`ctid`, PostgreSQL 14+) of about `batch_size` due rows each, one DELETE per
     range in its own transaction, committed without waiting for the log, and one wait at
     the end: lethe's access pattern with nothing of lethe's (no holds, no journal, no
     verification). What bounding the transactions costs by itself. The walk ends at the
-    last page holding a due row, found before the clock starts (in time order, the due
-    rows fill the first half of the table)."""
+    last page holding a due row (`span`, from `due_span`; in time order, the due rows fill
+    the first half of the table)."""
+    pages, due = span
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        pages, due = conn.execute(sa.text(
-            "SELECT max((ctid::text::point)[0]) + 1, count(*) FROM events WHERE ts < :c"),
-            {"c": CUTOFF}).one()
         width = max(1, round(batch_size * pages / due))  # pages with ~`batch_size` due rows
         delete = conn.connection.driver_connection
         started = time.perf_counter()
@@ -176,11 +186,13 @@ def main() -> None:
     raw_trials: list[dict[str, Any]] = []
     hand_trials: list[dict[str, Any]] = []
     try:
+        build_table(engine, args.rows, args.order)
+        span = due_span(engine)
         for trial in range(args.trials):  # interleaved, so drift hits both alike
             due = build_table(engine, args.rows, args.order)
             raw_trials.append(measure_raw_delete(engine))
             build_table(engine, args.rows, args.order)
-            hand_trials.append(measure_hand_batches(engine, args.batch_size))
+            hand_trials.append(measure_hand_batches(engine, args.batch_size, span))
             build_table(engine, args.rows, args.order)
             lethe_trials.append(measure_lethe(url, args.batch_size, args.batch_seconds))
             build_table(engine, args.rows, args.order)
