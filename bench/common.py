@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from lethe.cli.app import COLLECTOR_THRESHOLDS
+from lethe.defaults import BATCH_SECONDS
 from lethe.stores.sql import normalize_url
 
 # Every bench runs with the cyclic collector the `lethe` console script sets up
@@ -58,12 +59,13 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
 
 
 def timed_run(url: str, datasets: dict[str, Any], now: datetime,
-              batch_size: int, batch_seconds: float | None = None) -> tuple[Any, Any, float]:
+              batch_size: int, batch_seconds: float = BATCH_SECONDS
+              ) -> tuple[Any, Any, float]:
     """lethe's run over one store at `url` with these datasets, timed as a worker runs it:
     the policy loaded, the plan made and the organization's key loaded before the clock
     starts (its creation belongs to a deployment's first run); everything `execute` does
     is timed. (plan, result, seconds). `batch_seconds`: the run's time budget per batch
-    (None: lethe's default; 0: every batch `batch_size` rows)."""
+    (lethe's default unless given; 0: every batch `batch_size` rows)."""
     import yaml
 
     from lethe.clock import Clock
@@ -82,8 +84,7 @@ def timed_run(url: str, datasets: dict[str, Any], now: datetime,
             plan = build_plan(rt)
             rt.audit.key()
             started = time.perf_counter()
-            budget = {} if batch_seconds is None else {"batch_seconds": batch_seconds}
-            result = execute(rt, plan, batch_size=batch_size, **budget)
+            result = execute(rt, plan, batch_size=batch_size, batch_seconds=batch_seconds)
             return plan, result, time.perf_counter() - started
         finally:
             rt.close()

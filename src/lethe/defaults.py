@@ -10,6 +10,7 @@ BATCH_SIZE = 10_000  # rows per transaction in a sweep
 # a retention run's time budget per batch, in seconds: where a batch keeps no rows in
 # memory (a PostgreSQL page walk), it grows past BATCH_SIZE while each commits within it
 BATCH_SECONDS = 0.1
+MOST_BATCH_SECONDS = 2.0  # no batch budget may keep a transaction open longer (issue 20)
 SCAN_SAMPLE = 1000  # rows `scan` samples per table
 API_PER_MINUTE = 600  # calls per minute per API key
 API_MAX_BODY = 1 << 20  # 1 MiB: a request names identities, not documents

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from lethe.cli.app import app
 from lethe.clock import Clock
-from lethe.engine.execute import MOST_BATCH_SECONDS, execute
+from lethe.defaults import MOST_BATCH_SECONDS
+from lethe.engine.execute import execute
 from lethe.engine.plan import build_plan
 from lethe.errors import LetheError
 from lethe.policy.load import load_policy

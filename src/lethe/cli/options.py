@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lethe.clock import Clock, clock_at
+from lethe.defaults import MOST_BATCH_SECONDS
 from lethe.errors import UsageError
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", help="Policy file "
                                                 "(default ./lethe.yaml).", show_default=False)]
 BatchSecondsOpt = Annotated[float, typer.Option(
-    "--batch-seconds", min=0.0, max=2.0,
+    "--batch-seconds", min=0.0, max=MOST_BATCH_SECONDS,
     help="A batch's time budget: a PostgreSQL page walk grows its batches past "
          "--batch-size while each commits within it (0: every batch --batch-size rows).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]

@@ -23,7 +23,7 @@ from lethe.audit.events import (
     RunStarted,
 )
 from lethe.control.tx import transaction
-from lethe.defaults import BATCH_SECONDS, BATCH_SIZE
+from lethe.defaults import BATCH_SECONDS, BATCH_SIZE, MOST_BATCH_SECONDS
 from lethe.engine.archive import archive_sink
 from lethe.engine.cache import CacheDatasets
 from lethe.engine.executor import Executor, SweepRows
@@ -113,9 +113,6 @@ class RunResult:
                 "longest_batch_ms": round(max((a.longest_batch_ms for a in self.actions),
                                               default=0.0), 2),
                 "actions": [a.as_dict() for a in self.actions]}
-
-
-MOST_BATCH_SECONDS = 2.0  # no batch budget may keep a transaction open longer (issue 20)
 
 
 @dataclass(frozen=True)

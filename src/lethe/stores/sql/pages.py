@@ -40,18 +40,19 @@ class PageWalks(Effects):
         """One batch of a page walk from page `low`, in one transaction: journaled
         before it commits (raising rolls it back), then its range handed to the walk's
         pruner; the next range's width follows from what this one matched."""
-        if low == 0:
-            self._aims[sweep.table] = limit
-        aim = self._aims.get(sweep.table, limit)
+        aim = limit if low == 0 else self._aims.get(sweep.table, limit)
         width = blocks.first_width(limit) if low == 0 \
             else self._widths.get(sweep.table, blocks.first_width(limit))
         upper = min(low + width, blocks.pages)
         cascaded: dict[str, int] = {}
         tallies: dict[Value, int] | None = None if sweep.tally is None else {}
+        # a batch that reads rows into memory (cascades, tallies) goes in steps, and keeps
+        # to the batch size whatever its time budget
+        in_steps = bool(sweep.cascades) or sweep.tally is not None
         began = time.perf_counter()
         with self._errors(f"sweeping {sweep.table}"), \
                 self._batch_transaction(sweep.durable) as (conn, unflushed):
-            if sweep.cascades or sweep.tally is not None:
+            if in_steps:
                 rows = self._pages_in_steps(conn, sweep, low, upper, cascaded, tallies)
             else:
                 shape, values = self.shape(sweep.where, sweep.table)
@@ -64,9 +65,7 @@ class PageWalks(Effects):
             self._unflushed.xid, self._unflushed.started = unflushed
         took = time.perf_counter() - began
         self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
-        # a batch that reads rows into memory (cascades, tallies) keeps to the batch size
-        plain = not sweep.cascades and sweep.tally is None
-        aim = self._aims[sweep.table] = aimed(aim, limit, sweep.seconds if plain else None,
+        aim = self._aims[sweep.table] = aimed(aim, limit, None if in_steps else sweep.seconds,
                                               took, rows)
         self._widths[sweep.table] = blocks.next_width(limit, upper - low, rows, aim)
         last = upper >= blocks.pages
