@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql
 from lethe import Clock, Runtime, build_plan, execute, load_policy
 from lethe.engine.plan import builder_for
 from lethe.engine.steps import Step
+from lethe.stores.sql import compile as compile_module
 from lethe.stores.sql import normalize_url
 from tests.engine.test_periods_from_data import KEEP, _policy
 
@@ -64,7 +65,9 @@ def test_periods_read_once_delete_exactly_what_the_per_row_lookup_deletes(
     first, periods = builder.known[("messages", 0)]
     assert first == 1 and len(periods) == 8  # keys 1..8, 4 not there yet
     assert periods[0] == 10 * 86_400 and periods[1] == 365 * 86_400  # clamped
-    assert periods[3] == 0 and periods[2] == 0 and periods[4] == 0  # none, NULL, zero
+    assert periods[3] == 0  # no such workspace (yet): looked up per row
+    # NULL, zero, negative: the default, as the lookup gives it (not looked up again)
+    assert periods[2] == periods[4] == periods[6] == 90 * 86_400
     assert periods[7] == 7 * 86_400  # 2.5 days: up to the minimum
     sql = rt.catalog.store_of("messages").inner.compile(  # type: ignore[attr-defined]
         builder.due(Step("messages", 0, "delete")), "messages")
@@ -157,3 +160,63 @@ def test_periods_read_once_agree_with_the_lookup_whatever_the_types(
     finally:
         rt.close()
     assert fast == slow
+
+
+def test_nan_and_infinite_settings_take_the_default_in_sql_as_in_the_plan(
+        postgres_url: str, tmp_path: Path) -> None:
+    """PostgreSQL orders NaN above every number (`NaN > 0`), so a NaN setting was once
+    clamped to the maximum by the per-row lookup; it is no number: the default (90 d)."""
+    rt = _setup(postgres_url, tmp_path, "numeric", "int", "int",
+                {1: "NaN", 2: "Infinity", 3: "-Infinity", 4: "5"},
+                [(w, NOW - timedelta(days=d)) for w in (1, 2, 3) for d in (89, 91)])
+    try:
+        builder = builder_for(rt, NOW, periods=True)
+        first, periods = builder.known[("messages", 0)]
+        assert first == 1 and periods[:3] == (90 * 86_400,) * 3
+        fast, slow = _due(rt)
+    finally:
+        rt.close()
+    assert fast == slow == 3  # the 91-day-old row of each
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_a_count_with_every_parent_known_looks_nothing_up(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        listed: bool) -> None:
+    """A correlated lookup per row keeps PostgreSQL's scan to one process; with every
+    row's parent known when the plan was made, the count needs none. A row whose parent
+    came later is still counted by its lookup (found by the keys with no parent, listed,
+    or beyond a number of them, by the array)."""
+    if not listed:
+        monkeypatch.setattr(compile_module, "MOST_MISSING_PROBED", 0)
+    made = _build(postgres_url)
+    rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url, KEEP)), Clock(NOW))
+    store = rt.catalog.store_of("messages")
+    step = Step("messages", 0, "delete")
+    counts: list[str] = []
+    engine = store.inner.engine  # type: ignore[attr-defined]
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT") and "FROM messages" in statement:
+            counts.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        known = builder_for(rt, NOW, periods=True)
+        with engine.begin() as conn:  # rows whose workspace is not there yet, gone
+            conn.execute(sa.text("DELETE FROM messages WHERE workspace_id IN (4, 99)"))
+        due = sum(1 for ws, age in made.values() if ws not in (4, 99) and age > KEPT[ws])
+        assert store.count("messages", known.due(step)) == due
+        assert len(counts) == 2 and not any("workspaces" in c for c in counts)
+        counts.clear()
+        with engine.begin() as conn:  # a workspace the plan did not know, with a due row
+            conn.execute(sa.text("INSERT INTO workspaces VALUES (4, 30)"))
+            conn.execute(sa.text("INSERT INTO messages VALUES (1000, 4, :t)"),
+                         {"t": NOW - timedelta(days=31)})
+        assert store.count("messages", known.due(step)) == due + 1
+        assert len(counts) == 2 and "workspaces" in counts[1]  # the full count, looked up
+        assert "workspaces" not in counts[0]  # (the probe that found the row)
+        assert store.count("messages", replace(known, known={}).due(step)) == due + 1
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+        rt.close()

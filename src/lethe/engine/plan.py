@@ -150,10 +150,12 @@ def known_periods(rt: Runtime, keys: Mapping[str, str], now: datetime
                   ) -> dict[tuple[str, int], Known]:
     """The periods each `keep: {from: PARENT.COLUMN}` rule's parents set, read once when
     a plan or run starts, for a store that can look them up by key cheaper than in the
-    parent's table (PostgreSQL, a dense integer key): each clamped as the SQL clamps it.
-    A parent added or changed later is looked up per row as before, except that a
-    parent known now keeps the period read now until the next plan or run (as a period
-    chosen through the API does)."""
+    parent's table (PostgreSQL, a dense integer key): each clamped as the SQL clamps it,
+    the default for a parent whose setting is not valid (NULL, not positive: most
+    workspaces never choose one, and a lookup per row cost their rows ~16x an array
+    subscript), 0 for a key with no parent. A parent added or changed later is looked
+    up per row as before, except that a parent known now keeps the period read now
+    until the next plan or run (as a period chosen through the API does)."""
     found: dict[tuple[str, int], Known] = {}
     settings: dict[str, dict[int, object]] = {}
     for name, ds in rt.policy.datasets.items():
@@ -171,6 +173,8 @@ def known_periods(rt: Runtime, keys: Mapping[str, str], now: datetime
             if not read or max(read) - min(read) + 1 > DENSEST * len(read):
                 continue
             low, high = seconds(keep.min, now), seconds(keep.max, now)
+            # a parent with no valid setting takes the default, as the lookup gives it
+            fallback = float(seconds(keep.clamped(keep.default, now), now))
             first = min(read)
             periods = [0.0] * (max(read) - first + 1)
             single = _single_precision(rt, keep.dataset, keep.column)
@@ -178,8 +182,8 @@ def known_periods(rt: Runtime, keys: Mapping[str, str], now: datetime
             for key, value in read.items():
                 # an integer column's value as is (the common case, 10,000 of them a run)
                 setting = value if type(value) is int else _number(value, single)
-                if setting is not None and setting > 0:
-                    periods[key - first] = float(min(max(setting * unit, low), high))
+                periods[key - first] = float(min(max(setting * unit, low), high)) \
+                    if setting is not None and setting > 0 else fallback
             found[(name, index)] = (first, tuple(periods))
     return found
 

@@ -39,7 +39,8 @@ from lethe.stores.base import (
 )
 
 # the periods a rule's parents set, read once: (the first parent key, the period in
-# seconds of each key from there on, 0 where none is valid; see OlderBySetting)
+# seconds of each key from there on, the default where the setting is not valid, 0
+# where there was no such parent; see OlderBySetting)
 Known = tuple[int, tuple[float, ...]]
 
 DELETING = ("delete", "purge")

@@ -108,10 +108,11 @@ class OlderBySetting(Condition):
     low: int
     high: int
     # the periods read when the plan was made, for a dense integer key: `known[i]` is the
-    # period (seconds, within low..high) of the parent whose key is `first + i`, 0 where
-    # that parent had no valid setting. A store may look a row's parent up there instead
-    # of in `table` (PostgreSQL: an array subscript, ~16x cheaper than the per-row
-    # lookup); a row whose parent is not there (0, or a key outside) is looked up.
+    # period (seconds, within low..high) of the parent whose key is `first + i` (the
+    # fallback where its setting was not valid), 0 where there was no such parent. A
+    # store may look a row's parent up there instead of in `table` (PostgreSQL: an
+    # array subscript, ~16x cheaper than the per-row lookup); a row whose parent is not
+    # there (0, or a key outside) is looked up.
     first: int = 0
     known: tuple[float, ...] = ()
 

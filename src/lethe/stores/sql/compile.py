@@ -55,6 +55,7 @@ def glob_of(pattern: str) -> str:
                    for ch in pattern)
 
 
+MOST_MISSING_PROBED = 10_000  # keys with no parent a probe for unknown parents lists
 MAX_STATEMENTS = 256  # statements kept built per store (`Compiler.shaped`)
 ARRAY_AFTER = 16  # longer IN lists go as one parameter: an array (PostgreSQL), JSON (SQLite)
 
@@ -226,28 +227,39 @@ class Compiler(Schema):
             case Older(column, cutoff):
                 c = col(column)
                 return sa.and_(c.is_not(None), self._older(c, cutoff))
-            case OlderBySetting(column, now, table, key, link, setting, unit, fallback, low,
-                                high, first, known):
-                c = col(column)
-                parent = self.table(table).alias()
-                chosen = self.column(parent, setting, table)
-                per_row = self._clamp(sa.cast(chosen, sa.Float) * unit, low, high)
-                looked_up = sa.select(sa.case((self._positive(chosen), per_row))) \
-                    .where(self.column(parent, key, table) == col(link)).scalar_subquery()
-                period = sa.func.coalesce(
-                    *self._known(col(link), first, known), looked_up, fallback)
-                millis = self.dialect != "sqlite" and self._in_millis(c)
-                return sa.and_(c.is_not(None),
-                               older_by(c, now, period, self.dialect, millis=millis))
+            case OlderBySetting():
+                return self._older_by_setting(cond, col, look_up=True)
             case NotPositive(column):
                 c = col(column)
                 return sa.and_(c.is_not(None), sa.not_(self._positive(c)))
         raise TypeError(f"unknown condition {type(cond).__name__}")
 
+    def _older_by_setting(self, cond: OlderBySetting, col: Callable[[str], Any], *,
+                          look_up: bool) -> sa.ColumnElement[bool]:
+        """`cond` in SQL: the period read when the plan was made (`_known`), else the
+        parent's setting looked up for the row, else the fallback. Without `look_up`, a
+        row whose parent was not known is given the fallback: only for rows that
+        `unknown_parents` leaves out (`Rows.count`)."""
+        c = col(cond.column)
+        known = self._known(col(cond.link), cond.first, cond.known)
+        looked_up: list[sa.ColumnElement[Any]] = []
+        if look_up or not known:
+            parent = self.table(cond.table).alias()
+            chosen = self.column(parent, cond.setting, cond.table)
+            per_row = self._clamp(sa.cast(chosen, sa.Float) * cond.unit, cond.low, cond.high)
+            looked_up = [sa.select(sa.case((self._positive(chosen), per_row)))
+                         .where(self.column(parent, cond.key, cond.table) == col(cond.link))
+                         .scalar_subquery()]
+        period = sa.func.coalesce(*(period for period, _ in known), *looked_up, cond.fallback)
+        millis = self.dialect != "sqlite" and self._in_millis(c)
+        return sa.and_(c.is_not(None), older_by(c, cond.now, period, self.dialect,
+                                                 millis=millis))
+
     def _known(self, link: sa.ColumnElement[Any], first: int, known: tuple[float, ...]
-               ) -> list[sa.ColumnElement[Any]]:
+               ) -> list[tuple[sa.ColumnElement[Any], sa.ColumnElement[bool]]]:
         """The period read when the plan was made for the row's parent, as an array
-        subscript (PostgreSQL, an integer link; NULL for a parent not known then); none
+        subscript (PostgreSQL, an integer link; NULL for a parent not known then), and
+        whether the row's parent was not known then (a link, not in the array): none
         where that does not apply."""
         if not known or self.dialect != "postgresql" \
                 or self.engine.dialect.driver != "psycopg" \
@@ -262,12 +274,59 @@ class Compiler(Schema):
         # bounds bound as bigint: an `integer` link column compared with keys past 2^31
         # must not make PostgreSQL cast them to integer (and fail)
         within = link.between(sa.literal(first, sa.BigInteger), sa.literal(last, sa.BigInteger))
-        return [sa.case((within, sa.func.nullif(periods[slot], 0)))]
+        period = sa.case((within, sa.func.nullif(periods[slot], 0)))
+        # rows whose parent was not known: asked so an index on the link can answer
+        missing = [first + i for i, p in enumerate(known) if not p]
+        outside = [link < sa.literal(first, sa.BigInteger), link > sa.literal(last, sa.BigInteger)]
+        unknown = sa.or_(*outside, period.is_(None)) if len(missing) > MOST_MISSING_PROBED \
+            else sa.or_(*outside, *([self.in_values(link, missing)] if missing else []))
+        return [(period, sa.and_(link.is_not(None), unknown))]
+
+    def unknown_parents(self, cond: Condition, table_name: str
+                        ) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]] | None:
+        """For a condition that judges rows by periods read when the plan was made (on
+        this table, not through `Exists`): (the condition with no per-row lookup, rows
+        whose parent was not known then — a link outside the keys read or one of the
+        keys with no parent, so an index on the link answers it). Where no row's parent
+        is unknown the two conditions agree: both take the period known for the row's
+        parent, or the fallback for a row with no link. A count over the first runs in
+        parallel where PostgreSQL can (a correlated lookup keeps a scan to one
+        process). None when nothing is read that way."""
+        t = self.table(table_name)
+
+        def col(name: str) -> sa.ColumnElement[Any]:
+            return self.column(t, name, table_name)
+
+        unknown: list[sa.ColumnElement[bool]] = []
+
+        def without_lookups(c: Condition) -> Condition | sa.ColumnElement[bool]:
+            match c:
+                case OlderBySetting() if known := self._known(col(c.link), c.first, c.known):
+                    unknown.append(known[0][1])
+                    return self._older_by_setting(c, col, look_up=False)
+                case And(parts):
+                    return sa.and_(*(as_sql(without_lookups(p)) for p in parts))
+                case Or(parts):
+                    return sa.or_(*(as_sql(without_lookups(p)) for p in parts))
+                case Not(part):
+                    return sa.not_(as_sql(without_lookups(part)))
+            return c
+
+        def as_sql(c: Condition | sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+            return self.compile(c, table_name) if isinstance(c, Condition) else c
+
+        fast = as_sql(without_lookups(cond))
+        return (fast, sa.or_(*unknown)) if unknown else None
 
     def _positive(self, c: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-        """A positive number (SQLite keeps any value in any column: a number, typed so)."""
+        """A positive number (SQLite keeps any value in any column: a number, typed so);
+        on PostgreSQL a finite one: it orders NaN above every number, so `NaN > 0` holds
+        and a NaN or infinite setting was clamped to the maximum, where it should be
+        invalid (the default), as the plan's reading of the settings takes it."""
         if self.dialect == "sqlite":
             return sa.and_(sa.func.typeof(c).in_(["integer", "real"]), c > 0)
+        if self.dialect == "postgresql":
+            return sa.and_(c > 0, c < sa.literal_column("'Infinity'::float8"))
         return c > 0
 
     def _clamp(self, value: sa.ColumnElement[Any], low: int, high: int
