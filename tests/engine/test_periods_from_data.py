@@ -115,6 +115,28 @@ def test_check_reports_settings_that_are_not_a_positive_number(app_url: str,
     assert "default 90d" in findings[0].message
 
 
+def test_an_infinite_setting_takes_the_default_on_sqlite(tmp_path: Path) -> None:
+    """SQLite keeps a float overflow (`9e999`) as an infinite `real` above zero: no
+    finite period, so the default (90 d), not `max` (365 d); `check` counts it."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    made = _build(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO workspaces VALUES ('infinite', 9e999, 'free')"))
+        conn.execute(messages.insert(), [
+            {"id": 1000 + age, "workspace_id": "infinite",
+             "created_at": NOW - timedelta(days=age, hours=1)} for age in (89, 91)])
+    engine.dispose()
+    rt = Runtime.open(load_policy(_policy(tmp_path, url, KEEP)), Clock(NOW))
+    findings = [f for f in check(rt.catalog, now=NOW).findings if f.code == "invalid-period"]
+    result = execute(rt, build_plan(rt), batch_size=7)
+    rt.close()
+    assert result.ok, result.as_dict()
+    assert findings[0].message.startswith("3 rows of 'workspaces'")  # zero, negative, inf
+    due = {i for i, (ws, age) in made.items() if age > KEPT[ws]}
+    assert _left(url) == (set(made) - due) | {1089}
+
+
 def test_a_setting_column_that_is_not_a_number_is_a_schema_error(app_url: str,
                                                                   tmp_path: Path) -> None:
     _build(app_url)

@@ -138,6 +138,9 @@ def _due(rt: Runtime) -> tuple[int, int]:
     # NaN is no number: the default, as in SQL (and the plan does not fail)
     ("numeric", "int", "int", {1: "NaN", 2: "5", 3: "10"},
      [(1, NOW - timedelta(days=91)), (1, NOW - timedelta(days=89))]),
+    # an `integer` link, keys with no parent past 2^31 (listed as bigint, not cast)
+    ("int", "bigint", "int", {2**31 - 3: "5", 2**31 + 1: "50"},
+     [(2**31 - 3, NOW - timedelta(days=10)), (2**31 - 3, NOW - timedelta(days=1))]),
     # an `integer` link, parent keys past 2^31
     ("int", "bigint", "int", {2**31 - 3 + i: "5" for i in range(6)},
      [(2**31 - 3, NOW - timedelta(days=10)), (2**31 - 2, NOW - timedelta(days=1))]),

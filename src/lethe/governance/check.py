@@ -122,8 +122,8 @@ _BINARY = re.compile(r"BLOB|BYTEA|BINARY|RAW")
 
 
 def period_settings(catalog: Catalog) -> list[Finding]:
-    """Settings a period from data is read from that are not a positive number: those
-    rows' children are kept the default period, which the customer did not choose."""
+    """Settings a period from data is read from that are not a positive finite number:
+    those rows' children are kept the default period, which the customer did not choose."""
     findings: list[Finding] = []
     for name, ds, _info in _readable(catalog):
         for index, rule in enumerate(ds.retention):
@@ -140,7 +140,7 @@ def period_settings(catalog: Catalog) -> list[Finding]:
                 findings.append(Finding(
                     "warning", "invalid-period", f"datasets.{name}.retention[{index}].keep",
                     f"{bad} rows of {keep.dataset!r} have a {keep.column!r} that is not a "
-                    f"positive number: their {name} rows are kept the default "
+                    f"positive finite number: their {name} rows are kept the default "
                     f"{keep.default}"))
     return findings
 

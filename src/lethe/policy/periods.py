@@ -3,9 +3,10 @@
 A customer sets its own period in a settings column of a row its data belongs to (a
 workspace, an account); the organization bounds it. Each row's period is that setting,
 in `unit`s, kept within `min`..`max`; `default` where the row has no parent, the parent
-has no setting, or the setting is not a positive number (so a bad value never means
-"keep forever" or "delete now"). The engine evaluates it inside the store's SQL, one
-correlated lookup of the parent per row, with no per-row Python (lethe.stores.sql).
+has no setting, or the setting is not a positive finite number (so a bad value never
+means "keep forever" or "delete now"). The engine evaluates it inside the store's SQL,
+one correlated lookup of the parent per row (or, on PostgreSQL, the periods read when
+the run starts, by array subscript), with no per-row Python (lethe.stores.sql).
 """
 
 from __future__ import annotations

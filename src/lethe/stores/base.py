@@ -95,7 +95,7 @@ class OlderBySetting(Condition):
     row from another table (a parent, lethe.policy.periods): `setting` times `unit`
     seconds of the row of `table` whose `key` is this row's `link`, kept within `low` ..
     `high` seconds; `fallback` seconds when there is no such row or the setting is not
-    a positive number. A NULL time is never older."""
+    a positive finite number. A NULL time is never older."""
 
     column: str
     now: datetime
@@ -119,7 +119,7 @@ class OlderBySetting(Condition):
 
 @dataclass(frozen=True)
 class NotPositive(Condition):
-    """`column` holds something other than a positive number (NULL is not)."""
+    """`column` holds something other than a positive finite number (NULL is not)."""
 
     column: str
 

@@ -60,6 +60,21 @@ MAX_STATEMENTS = 256  # statements kept built per store (`Compiler.shaped`)
 ARRAY_AFTER = 16  # longer IN lists go as one parameter: an array (PostgreSQL), JSON (SQLite)
 
 
+_MISSING: dict[int, tuple[tuple[float, ...], tuple[int, ...]]] = {}  # see `_missing`
+
+
+def _missing(known: tuple[float, ...], first: int) -> tuple[int, ...]:
+    """The keys with no parent among periods read once (0 in `known`), found once per
+    tuple (keyed by identity, as `arrays.packed` is)."""
+    found = _MISSING.get(id(known))
+    if found is None or found[0] is not known:
+        if len(_MISSING) >= 8:
+            _MISSING.clear()
+        found = _MISSING[id(known)] = (known, tuple(first + i for i, p in enumerate(known)
+                                                    if not p))
+    return found[1]
+
+
 def _compared(c: sa.ColumnElement[Any], operator: Any, value: Any) -> Any:
     """The type SQLAlchemy binds `value` in when compared with the column (a text value
     against a DATE column on SQLite goes as text, as it is stored)."""
@@ -250,37 +265,55 @@ class Compiler(Schema):
             looked_up = [sa.select(sa.case((self._positive(chosen), per_row)))
                          .where(self.column(parent, cond.key, cond.table) == col(cond.link))
                          .scalar_subquery()]
-        period = sa.func.coalesce(*(period for period, _ in known), *looked_up, cond.fallback)
+        period = sa.func.coalesce(*known, *looked_up, cond.fallback)
         millis = self.dialect != "sqlite" and self._in_millis(c)
         return sa.and_(c.is_not(None), older_by(c, cond.now, period, self.dialect,
                                                  millis=millis))
 
     def _known(self, link: sa.ColumnElement[Any], first: int, known: tuple[float, ...]
-               ) -> list[tuple[sa.ColumnElement[Any], sa.ColumnElement[bool]]]:
+               ) -> list[sa.ColumnElement[Any]]:
         """The period read when the plan was made for the row's parent, as an array
-        subscript (PostgreSQL, an integer link; NULL for a parent not known then), and
-        whether the row's parent was not known then (a link, not in the array): none
+        subscript (PostgreSQL, an integer link; NULL for a parent not known then); none
         where that does not apply."""
-        if not known or self.dialect != "postgresql" \
-                or self.engine.dialect.driver != "psycopg" \
-                or not isinstance(link.type, sa.Integer):  # (the array needs psycopg's dumper)
+        if not self._subscripted(link, known):
             return []
-
         # one parameter, packed once as a binary float8[] (stores/sql/arrays.py)
         periods = sa.bindparam(None, packed(known), Float8ArrayType())
-        last = first + len(known) - 1
         # PostgreSQL arrays start at 1
         slot = sa.cast(link - sa.literal(first - 1, sa.BigInteger), sa.Integer)
+        return [sa.case((self._within(link, first, known), sa.func.nullif(periods[slot], 0)))]
+
+    def _subscripted(self, link: sa.ColumnElement[Any], known: tuple[float, ...]) -> bool:
+        """Are a row's periods read when the plan was made found by an array subscript?"""
+        return bool(known) and self.dialect == "postgresql" \
+            and self.engine.dialect.driver == "psycopg" \
+            and isinstance(link.type, sa.Integer)  # (the array needs psycopg's dumper)
+
+    @staticmethod
+    def _within(link: sa.ColumnElement[Any], first: int, known: tuple[float, ...]
+                ) -> sa.ColumnElement[bool]:
         # bounds bound as bigint: an `integer` link column compared with keys past 2^31
         # must not make PostgreSQL cast them to integer (and fail)
-        within = link.between(sa.literal(first, sa.BigInteger), sa.literal(last, sa.BigInteger))
-        period = sa.case((within, sa.func.nullif(periods[slot], 0)))
-        # rows whose parent was not known: asked so an index on the link can answer
-        missing = [first + i for i, p in enumerate(known) if not p]
-        outside = [link < sa.literal(first, sa.BigInteger), link > sa.literal(last, sa.BigInteger)]
-        unknown = sa.or_(*outside, period.is_(None)) if len(missing) > MOST_MISSING_PROBED \
-            else sa.or_(*outside, *([self.in_values(link, missing)] if missing else []))
-        return [(period, sa.and_(link.is_not(None), unknown))]
+        return link.between(sa.literal(first, sa.BigInteger),
+                            sa.literal(first + len(known) - 1, sa.BigInteger))
+
+    def _unknown(self, link: sa.ColumnElement[Any], first: int, known: tuple[float, ...]
+                 ) -> sa.ColumnElement[bool]:
+        """Rows whose parent was not known when the plan was made: a link outside the keys
+        read, or one of the keys with no parent (listed, as bigint: an index on the link
+        answers it; past MOST_MISSING_PROBED of them, by the array, row by row)."""
+        missing = _missing(known, first)
+        if len(missing) > MOST_MISSING_PROBED:
+            return sa.and_(link.is_not(None), sa.not_(self._within(link, first, known)) |
+                           self._known(link, first, known)[0].is_(None))
+        from sqlalchemy.dialects import postgresql  # (only ever on PostgreSQL)
+
+        listed = [link == sa.any_(sa.bindparam(None, list(missing),
+                                               postgresql.ARRAY(sa.BigInteger)))] \
+            if missing else []
+        return sa.and_(link.is_not(None), sa.or_(
+            link < sa.literal(first, sa.BigInteger),
+            link > sa.literal(first + len(known) - 1, sa.BigInteger), *listed))
 
     def unknown_parents(self, cond: Condition, table_name: str
                         ) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]] | None:
@@ -301,8 +334,8 @@ class Compiler(Schema):
 
         def without_lookups(c: Condition) -> Condition | sa.ColumnElement[bool]:
             match c:
-                case OlderBySetting() if known := self._known(col(c.link), c.first, c.known):
-                    unknown.append(known[0][1])
+                case OlderBySetting() if self._subscripted(col(c.link), c.known):
+                    unknown.append(self._unknown(col(c.link), c.first, c.known))
                     return self._older_by_setting(c, col, look_up=False)
                 case And(parts):
                     return sa.and_(*(as_sql(without_lookups(p)) for p in parts))
@@ -320,11 +353,12 @@ class Compiler(Schema):
 
     def _positive(self, c: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         """A positive number (SQLite keeps any value in any column: a number, typed so);
-        on PostgreSQL a finite one: it orders NaN above every number, so `NaN > 0` holds
-        and a NaN or infinite setting was clamped to the maximum, where it should be
-        invalid (the default), as the plan's reading of the settings takes it."""
-        if self.dialect == "sqlite":
-            return sa.and_(sa.func.typeof(c).in_(["integer", "real"]), c > 0)
+        and a finite one: PostgreSQL orders NaN above every number, so `NaN > 0` holds,
+        and a NaN or infinite setting was clamped to the maximum, where it is invalid (the
+        default), as the plan's reading of the settings takes it."""
+        if self.dialect == "sqlite":  # (9e999 is SQLite's infinity; it stores NaN as NULL)
+            return sa.and_(sa.func.typeof(c).in_(["integer", "real"]), c > 0,
+                           c < sa.literal_column("9e999"))
         if self.dialect == "postgresql":
             return sa.and_(c > 0, c < sa.literal_column("'Infinity'::float8"))
         return c > 0
