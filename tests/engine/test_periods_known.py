@@ -135,6 +135,14 @@ def _due(rt: Runtime) -> tuple[int, int]:
     # a `real` 30.1 is 30.100000381...: a row 10 ms younger than that period stays
     ("real", "int", "int", {1: "30.1", 2: "5"},
      [(1, NOW - timedelta(seconds=30.100000381469727 * 86_400 - 0.01))]),
+    # rows a microsecond either side of a cutoff that is no whole microsecond (30.1 and
+    # 12.345678 days in float seconds): the parent's cutoff read once, as a timestamptz,
+    # rounds as PostgreSQL's to_timestamp(now - period) does
+    # (1.000000000002 days is 86,400.0000001728 s: the cutoff rounds up, not down)
+    ("numeric", "int", "int", {1: "30.1", 2: "12.345678", 3: "1.000000000002"},
+     [(w, NOW - timedelta(seconds=days * 86_400) + timedelta(microseconds=k))
+      for w, days in ((1, 30.1), (2, 12.345678), (3, 1.000000000002))
+      for k in range(-2, 3)]),
     # NaN is no number: the default, as in SQL (and the plan does not fail)
     ("numeric", "int", "int", {1: "NaN", 2: "5", 3: "10"},
      [(1, NOW - timedelta(days=91)), (1, NOW - timedelta(days=89))]),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,7 +34,12 @@ from lethe.stores.base import (
     OlderBySetting,
     Or,
 )
-from lethe.stores.sql.arrays import Float8ArrayType, packed
+from lethe.stores.sql.arrays import (
+    Float8ArrayType,
+    TimestamptzArrayType,
+    packed,
+    packed_cutoffs,
+)
 from lethe.stores.sql.reflect import Schema
 from lethe.stores.sql.values import (
     MILLIS_THRESHOLD,
@@ -255,16 +260,28 @@ class Compiler(Schema):
         parent's setting looked up for the row, else the fallback. Without `look_up`, a
         row whose parent was not known is given the fallback: only for rows that
         `unknown_parents` leaves out (`Rows.count`)."""
-        c = col(cond.column)
-        known = self._known(col(cond.link), cond.first, cond.known)
+        c, link = col(cond.column), col(cond.link)
+        known = self._known(link, cond.first, cond.known)
         looked_up: list[sa.ColumnElement[Any]] = []
         if look_up or not known:
             parent = self.table(cond.table).alias()
             chosen = self.column(parent, cond.setting, cond.table)
             per_row = self._clamp(sa.cast(chosen, sa.Float) * cond.unit, cond.low, cond.high)
             looked_up = [sa.select(sa.case((self._positive(chosen), per_row)))
-                         .where(self.column(parent, cond.key, cond.table) == col(cond.link))
+                         .where(self.column(parent, cond.key, cond.table) == link)
                          .scalar_subquery()]
+        if known and isinstance(c.type, sa.DateTime) and c.type.timezone:
+            # the parent's cutoff itself, read when the plan was made: no arithmetic on
+            # the row's way to it (stores/sql/arrays.py)
+            epoch = cond.now.astimezone(UTC).timestamp()
+            cutoffs = sa.bindparam(None, packed_cutoffs(epoch, cond.known),
+                                   TimestamptzArrayType())
+            cutoff = sa.case((self._within(link, cond.first, cond.known), sa.func.nullif(
+                cutoffs[self._slot(link, cond.first)],
+                sa.literal_column("'infinity'::timestamptz"))))
+            otherwise = sa.func.to_timestamp(sa.bindparam(None, epoch, sa.Float) -
+                                             sa.func.coalesce(*looked_up, cond.fallback))
+            return sa.and_(c.is_not(None), c < sa.func.coalesce(cutoff, otherwise))
         period = sa.func.coalesce(*known, *looked_up, cond.fallback)
         millis = self.dialect != "sqlite" and self._in_millis(c)
         return sa.and_(c.is_not(None), older_by(c, cond.now, period, self.dialect,
@@ -279,9 +296,14 @@ class Compiler(Schema):
             return []
         # one parameter, packed once as a binary float8[] (stores/sql/arrays.py)
         periods = sa.bindparam(None, packed(known), Float8ArrayType())
-        # PostgreSQL arrays start at 1
-        slot = sa.cast(link - sa.literal(first - 1, sa.BigInteger), sa.Integer)
-        return [sa.case((self._within(link, first, known), sa.func.nullif(periods[slot], 0)))]
+        return [sa.case((self._within(link, first, known),
+                         sa.func.nullif(periods[self._slot(link, first)], 0)))]
+
+    @staticmethod
+    def _slot(link: sa.ColumnElement[Any], first: int) -> sa.ColumnElement[Any]:
+        """The row's parent's place in an array of the parents from key `first` on
+        (PostgreSQL arrays start at 1); only where `_within` holds."""
+        return sa.cast(link - sa.literal(first - 1, sa.BigInteger), sa.Integer)
 
     def _subscripted(self, link: sa.ColumnElement[Any], known: tuple[float, ...]) -> bool:
         """Are a row's periods read when the plan was made found by an array subscript?"""
