@@ -165,10 +165,10 @@ class Sweeps(PageWalks):
         """On PostgreSQL, several selective deletes — and anonymizations by constants,
         as UPDATEs (`_in_one_statement`) — that need no journal and no tallies (a lone
         subject's small erasure: each dataset's rows of one subject) as one statement,
-        one round trip, one transaction: each sweep's window of `limit` keys and its
-        DELETE or UPDATE, as `_delete_next` runs a delete's one at a time, and only if
-        every window holds fewer than `limit` rows, i.e. each sweep's first batch is its
-        last. Otherwise the statement deletes nothing: a dataset left with rows while a
+        one round trip, one transaction: each sweep's matching rows counted up to
+        `limit`, and its DELETE or UPDATE of them only if every count is under `limit`,
+        i.e. each sweep's first batch is its last. Otherwise the statement deletes
+        nothing: a dataset left with rows while a
         later one (its parent) went would lose what finds those rows (a grandchild is
         found through its parent) or fail its foreign key. A foreign key between them is
         checked at the end of the statement, when every DELETE in it has run, so
@@ -205,18 +205,39 @@ class Sweeps(PageWalks):
 
     def _first_batches_statement(self, sweeps: Sequence[Sweep],
                                  shaped: Sequence[tuple[Shape, Any]]) -> sa.Select[Any]:
-        """Every sweep's window, then whether they all fit, then the DELETEs, each only
-        if they do (`first_batches`)."""
-        windows = [self._window(sweep, shape, False, str(i))
-                   for i, (sweep, (shape, _)) in enumerate(zip(sweeps, shaped, strict=True))]
+        """Every sweep's matching rows counted up to `lethe_limit` (an index scan that
+        stops there), whether they all fit, then each sweep's DELETE (or UPDATE) of its
+        matching rows, only if they do (`first_batches`). All in one snapshot, so the
+        rows changed are the rows counted. `_delete_next`'s window (its keys sorted, the
+        DELETE joined back to them) bounds a batch that may not be the last; here every
+        batch is, and the plain form runs a subject's nine datasets in about half the
+        time (measured 2.5 → 1.4 ms, as executed between erasures)."""
         limit = sa.bindparam("lethe_limit", type_=sa.Integer)
-        fits = sa.select(sa.and_(*(
-            sa.select(sa.func.count()).select_from(window).scalar_subquery() < limit
-            for window, _, _ in windows)).label("ok")).cte("lethe_fits")
+        parts = []
+        for i, (sweep, (shape, _)) in enumerate(zip(sweeps, shaped, strict=True)):
+            t = self.table(sweep.table)
+            selected = self.build(shape, sweep.table, t)
+            capped = sa.select(sa.literal(1).label("x")).select_from(t).where(selected) \
+                .limit(limit).subquery(f"lethe_capped{i}")
+            counted = sa.select(sa.func.count().label("n")).select_from(capped) \
+                .cte(f"lethe_found{i}")
+            parts.append((sweep, t, selected, sa.select(counted.c.n).scalar_subquery()))
+        fits = sa.select(sa.and_(*(found < limit for *_, found in parts)).label("ok")) \
+            .cte("lethe_fits")
         told: list[Any] = []
-        for i, (window, t, selected) in enumerate(windows):
-            told += self._told(sweeps[i], t, window, selected, str(i),
-                               sa.select(fits.c.ok).scalar_subquery())[0]
+        for i, (sweep, t, selected, found) in enumerate(parts):
+            key = self.column(t, sweep.key, sweep.table)
+            condition = sa.and_(selected, sa.select(fits.c.ok).scalar_subquery())
+            changed: sa.Delete | sa.Update = sa.delete(t).where(condition) \
+                if not isinstance(sweep.effect, Anonymize) else sa.update(t).where(
+                    condition).values(self.constant_values(t, sweep.table, sweep.effect))
+            # data-modifying WITH: PostgreSQL runs it once, to completion, read or not
+            gone = changed.returning(key.label("k")).cte(f"lethe_gone{i}")
+            told += [sa.select(gone.c.k).order_by(gone.c.k.desc()).limit(1)
+                     .scalar_subquery().label(f"lethe_upper{i}"),
+                     found.label(f"lethe_found{i}"),
+                     sa.select(sa.func.count()).select_from(gone).scalar_subquery()
+                     .label(f"lethe_deleted{i}")]
         return sa.select(*told, sa.select(fits.c.ok).scalar_subquery().label("lethe_fits"),
                          *_told_transaction(sweeps[0]))
 
