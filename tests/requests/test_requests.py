@@ -631,3 +631,37 @@ def test_an_opened_request_is_the_row_as_written(tmp_path: Path, control: str,
     rt.close()
     assert seen == ["SELECT", "INSERT"], seen  # the open ones, then the new one
     assert opened == stored and opened.status == "received"
+
+
+def test_certificate_files_appear_only_once_their_transaction_commits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The files are written under temporary names while the certifying transaction
+    commits: one that fails leaves no file behind, hidden or not; one that commits leaves
+    exactly the certificate's two files, named, each a complete document."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    build_app(url)
+    policy = write_policy(tmp_path, url)
+    out = tmp_path / "out"
+    rt = runtime(policy)
+    record = open_request(rt, "erasure", "user", ["id=7"])
+    assert run_request(rt, record.id, out).record.status == "in_progress"  # soft-deleted
+    rt.close()
+    rt = runtime(policy, NOW + timedelta(days=31))
+
+    def failing(*_: Any, **__: Any) -> None:
+        raise sa.exc.OperationalError("clearing baselines", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(RequestStore, "clear_baselines", failing)
+    with pytest.raises(Exception, match="clearing baselines|disk I/O"):
+        run_request(rt, record.id, out)
+    assert RequestStore(rt.control.engine).get(record.id).status != "completed"
+    assert sorted(p.name for p in out.glob("*")) + sorted(
+        p.name for p in out.glob(".*")) == []  # nothing: no certificate, no temporary
+    monkeypatch.undo()
+    done = run_request(rt, record.id, out)
+    rt.close()
+    assert done.record.status == "completed" and done.certificate is not None
+    stem = f"request-{record.id}-certificate"
+    assert sorted(p.name for p in out.iterdir()) == [f"{stem}.html", f"{stem}.json"]
+    assert verify_certificate(load_certificate(done.certificate)).ok
+    assert (out / f"{stem}.html").read_text(encoding="utf-8").rstrip().endswith("</html>")
