@@ -64,6 +64,8 @@ class Runtime:
     # (gate turn, (instant, dataset keys), hold ids) -> the holds compiled for them,
     # subject keys and all
     _compiled_holds: tuple[tuple[object, ...], HoldScopes | None] = ((), None)
+    # the stores' schema reflections `prepare` last found the policy agreeing with
+    _schema_checked: tuple[object, ...] = ()
 
     @classmethod
     def open(cls, policy: Policy, clock: Clock | None = None, *, actor: str | None = None,
@@ -86,8 +88,18 @@ class Runtime:
                 if n in chosen and n in self.catalog.sql_datasets()]
 
     def prepare(self) -> None:
-        """Validate every SQL dataset: steps reach a selection's relatives too."""
-        require_schema(self.catalog, self.catalog.sql_datasets())
+        """Validate every SQL dataset: steps reach a selection's relatives too. Once per
+        reflection of the stores' schemas: the check reads nothing else but the policy,
+        so while a store keeps its reflection (the same object) it passes again (a
+        worker's every request asked it afresh: ~0.15 ms of a ~9 ms erasure)."""
+        datasets = self.catalog.sql_datasets()
+        stores = sorted({self.policy.datasets[n].store for n in datasets})
+        reflected = tuple(self.catalog.row_store(s).tables() for s in stores)
+        if len(reflected) == len(self._schema_checked) and all(
+                now is then for now, then in zip(reflected, self._schema_checked, strict=True)):
+            return
+        require_schema(self.catalog, datasets)
+        self._schema_checked = reflected
 
     @property
     def hold_gate(self) -> HoldGate:
