@@ -40,6 +40,10 @@ class Catalog:
     _stores: dict[str, RowStore] = field(default_factory=dict)
     _caches: dict[str, RedisStore] = field(default_factory=dict)
     _objects: dict[str, ObjectStore] = field(default_factory=dict)
+    # dataset -> its table as its store reflected it, and its key: a store reads its
+    # schema once and keeps it, so these hold until `close` (asked ~90 times an erasure)
+    _described: dict[str, TableInfo] = field(default_factory=dict)
+    _keyed: dict[str, str] = field(default_factory=dict)
 
     def cache_store(self, store: str) -> RedisStore:
         if store not in self._caches:
@@ -77,17 +81,24 @@ class Catalog:
         return LocalStore(self.row_store(self.policy.datasets[dataset].store), self.row_store)
 
     def table_of(self, dataset: str) -> TableInfo:
+        found = self._described.get(dataset)
+        if found is not None:
+            return found
         ds = self.policy.datasets[dataset]
         tables = self.store_of(dataset).tables()
         if ds.table is None or ds.table not in tables:
             raise SchemaMismatch(f"table {ds.table!r} does not exist in store {ds.store!r}",
                                  path=f"datasets.{dataset}.table")
-        return tables[ds.table]
+        found = self._described[dataset] = tables[ds.table]
+        return found
 
     def key_of(self, dataset: str) -> str:
         """The column(s) batches walk and rows are addressed by (stores.base.key_columns):
         `key:`, else the primary key — a composite one too, where nothing links to the
         dataset by its key."""
+        found = self._keyed.get(dataset)
+        if found is not None:
+            return found
         ds = self.policy.datasets[dataset]
         columns = ds.key_columns or self.table_of(dataset).primary_key
         if not columns:
@@ -100,7 +111,8 @@ class Catalog:
                     f"table {ds.table!r} has a composite key ({', '.join(columns)}); {why} "
                     "needs a single-column key: set `key:` to a unique column",
                     path=f"datasets.{dataset}.key")
-        return composite_key(columns)
+        found = self._keyed[dataset] = composite_key(columns)
+        return found
 
     def keys(self) -> dict[str, str]:
         """Each SQL dataset's key column (raises SchemaMismatch when one has none)."""
@@ -126,6 +138,8 @@ class Catalog:
         self._stores.clear()
         self._caches.clear()
         self._objects.clear()
+        self._described.clear()  # a store opened again reads its schema again
+        self._keyed.clear()
 
 
 @dataclass(frozen=True)
