@@ -652,7 +652,7 @@ def test_certificate_files_appear_only_once_their_transaction_commits(
         raise sa.exc.OperationalError("clearing baselines", {}, Exception("disk I/O error"))
 
     monkeypatch.setattr(RequestStore, "clear_baselines", failing)
-    with pytest.raises(Exception, match="clearing baselines|disk I/O"):
+    with pytest.raises(Exception, match=r"clearing baselines|disk I/O"):
         run_request(rt, record.id, out)
     assert RequestStore(rt.control.engine).get(record.id).status != "completed"
     assert sorted(p.name for p in out.glob("*")) + sorted(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -49,6 +50,22 @@ def _record(row: Any) -> RequestRecord:
         row.export_path, row.certificate_path, row.workspace)
 
 
+# Statements a request's every transition runs, built once: building and keying a new
+# statement tree each call cost about as much as SQLite running it.
+_BY_IDS = sa.select(requests).where(requests.c.id.in_(sa.bindparam("ids", expanding=True)))
+_OPEN_BY_FINGERPRINT = sa.select(requests).where(
+    requests.c.kind == sa.bindparam("kind"),
+    requests.c.fingerprint.in_(sa.bindparam("marks", expanding=True)),
+    requests.c.status.not_in(["completed", "rejected"]))
+
+
+@functools.cache
+def _update_of(names: tuple[str, ...]) -> sa.Update:
+    """The UPDATE of these columns of one request (`update_each`'s executemany)."""
+    return requests.update().where(requests.c.id == sa.bindparam("request_id")) \
+        .values({n: sa.bindparam(f"v_{n}") for n in names})
+
+
 class RequestStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -56,13 +73,13 @@ class RequestStore:
     def _tx(self, what: str, *, write: bool = True) -> AbstractContextManager[Connection]:
         return transaction(self.engine, what, write=write)
 
-    def _select(self, what: str, query: sa.Select[Any],
-                conn: Connection | None = None) -> list[RequestRecord]:
+    def _select(self, what: str, query: sa.Select[Any], conn: Connection | None = None,
+                values: dict[str, Any] | None = None) -> list[RequestRecord]:
         """In `conn`'s open transaction when given (it sees what that one wrote)."""
         if conn is not None:
-            return [_record(row) for row in conn.execute(query)]
+            return [_record(row) for row in conn.execute(query, values)]
         with self._tx(what, write=False) as own:
-            return [_record(row) for row in own.execute(query)]
+            return [_record(row) for row in own.execute(query, values)]
 
     def create_many(self, kind: str, subject_kind: str,
                     subjects: list[tuple[dict[str, str], str]], received_at: datetime,
@@ -88,10 +105,8 @@ class RequestStore:
         `conn`'s transaction when given)."""
         found: dict[str, RequestRecord] = {}
         for start in range(0, len(fingerprints), CHUNK):
-            for record in self._select("reading requests", sa.select(requests).where(
-                    requests.c.kind == kind,
-                    requests.c.fingerprint.in_(fingerprints[start:start + CHUNK]),
-                    requests.c.status.not_in(["completed", "rejected"])), conn):
+            for record in self._select("reading requests", _OPEN_BY_FINGERPRINT, conn, {
+                    "kind": kind, "marks": fingerprints[start:start + CHUNK]}):
                 found.setdefault(record.fingerprint, record)
         return found
 
@@ -101,8 +116,8 @@ class RequestStore:
         raises NotFound naming the first missing."""
         by_id: dict[int, RequestRecord] = {}
         for start in range(0, len(request_ids), CHUNK):
-            for record in self._select("reading requests", sa.select(requests).where(
-                    requests.c.id.in_(request_ids[start:start + CHUNK])), conn):
+            for record in self._select("reading requests", _BY_IDS, conn,
+                                       {"ids": request_ids[start:start + CHUNK]}):
                 by_id[record.id] = record
         missing = next((i for i in request_ids if i not in by_id), None)
         if missing is not None:
@@ -120,8 +135,7 @@ class RequestStore:
                 {"request_id": request_id, **{f"v_{k}": v for k, v in encoded.items()}})
         with joined(self.engine, conn, "updating requests") as conn:
             for names, rows in batches.items():  # one executemany per set of columns
-                conn.execute(requests.update().where(requests.c.id == sa.bindparam("request_id"))
-                             .values({n: sa.bindparam(f"v_{n}") for n in names}), rows)
+                conn.execute(_update_of(names), rows)
 
     def baselines(self, request_ids: list[int]) -> dict[int, dict[str, int]]:
         """Rows per dataset each request's erasure found when it began."""
