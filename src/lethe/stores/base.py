@@ -415,10 +415,11 @@ class RowStore(Protocol):
 
     def first_batches(self, sweeps: Sequence[Sweep],
                       limit: int) -> list[BatchResult] | None:
-        """The first batch of each sweep, in order, as `sweep_batch(sweep, None, limit)`
-        would give them, run as one statement and committed together (all or none of
-        them: a lone subject's small erasure); None, having done nothing, where the
-        store cannot run these sweeps so."""
+        """The first batch of each sweep, in order — each its last: the same rows as
+        `sweep_batch(sweep, None, limit)` would take, `upper` the last key it changed —
+        run as one statement and committed together (all or none of them: a lone
+        subject's small erasure); None, having done nothing, where the store cannot run
+        these sweeps so or a sweep has a batch or more of rows."""
         ...
 
     def flush(self) -> None:
