@@ -63,7 +63,19 @@ def test_a_non_unique_key_is_flagged(app_url: str, tmp_path: Path) -> None:
     build_app(app_url)
     assert findings(write_policy(tmp_path, app_url, datasets__sessions__key="id")) == []
     got = findings(write_policy(tmp_path, app_url, datasets__sessions__key="user_id"))
-    assert got == [("warning", "non-unique-key", "datasets.sessions.key")]
+    assert ("warning", "non-unique-key", "datasets.sessions.key") in got
+
+
+def test_a_key_that_accepts_null_is_flagged(app_url: str, tmp_path: Path) -> None:
+    """Key windows never hold a row whose key is NULL: such rows are never swept."""
+    engine = build_app(app_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE sessions ADD COLUMN token VARCHAR(40)"))
+        conn.execute(sa.text("CREATE UNIQUE INDEX ux_sessions_token ON sessions (token)"))
+    got = findings(write_policy(tmp_path, app_url, datasets__sessions__key="token"))
+    assert got == [("warning", "nullable-key", "datasets.sessions.key")]
+    got = findings(write_policy(tmp_path, app_url, datasets__sessions__key="user_id"))
+    assert ("warning", "nullable-key", "datasets.sessions.key") in got
 
 
 def test_a_recovery_window_as_long_as_the_request_deadline_is_an_error(

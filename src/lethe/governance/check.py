@@ -251,12 +251,22 @@ def cache_ttls(catalog: Catalog, now: datetime) -> list[Finding]:
 
 def non_unique_keys(catalog: Catalog) -> list[Finding]:
     """A `key:` that is neither the primary key nor uniquely indexed: batches and
-    anonymization address rows by it, so one row's rewrite could land on another."""
+    anonymization address rows by it, so one row's rewrite could land on another. And
+    one that accepts NULL: a batch takes the rows of its window of keys (`key IN` it, or
+    past the last key), which a row with no key is never in, so such a row is never
+    swept or erased by key; the run's verification then finds it left, every run."""
     findings = []
     for name, ds, info in _readable(catalog):
         if not ds.key:
             continue
         columns = ds.key_columns
+        for column in columns:
+            found = info.columns.get(column)
+            if found is not None and found.nullable:
+                findings.append(Finding(
+                    "warning", "nullable-key", f"datasets.{name}.key",
+                    f"column {column!r} accepts NULL: a row with no key is never swept or "
+                    "erased batch by batch; make it NOT NULL"))
         if all(c in info.columns for c in columns) and \
                 not any(set(unique) == set(columns) for unique in info.unique):
             named = f"column {columns[0]!r}" if len(columns) == 1 else \
