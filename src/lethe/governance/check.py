@@ -252,9 +252,11 @@ def cache_ttls(catalog: Catalog, now: datetime) -> list[Finding]:
 def non_unique_keys(catalog: Catalog) -> list[Finding]:
     """A `key:` that is neither the primary key nor uniquely indexed: batches and
     anonymization address rows by it, so one row's rewrite could land on another. And
-    one that accepts NULL: a batch takes the rows of its window of keys (`key IN` it, or
-    past the last key), which a row with no key is never in, so such a row is never
-    swept or erased by key; the run's verification then finds it left, every run."""
+    one that accepts NULL: a batch that walks the key takes the rows of its window of
+    keys (`key IN` it, or past the last key), which a row with no key is never in, so
+    such a row is never erased, rewritten or swept by such batches (a PostgreSQL page
+    walk of a plain delete, which does not walk the key, still takes it); the run's
+    verification then finds it left, every run."""
     findings = []
     for name, ds, info in _readable(catalog):
         if not ds.key:
@@ -265,8 +267,8 @@ def non_unique_keys(catalog: Catalog) -> list[Finding]:
             if found is not None and found.nullable:
                 findings.append(Finding(
                     "warning", "nullable-key", f"datasets.{name}.key",
-                    f"column {column!r} accepts NULL: a row with no key is never swept or "
-                    "erased batch by batch; make it NOT NULL"))
+                    f"column {column!r} accepts NULL: a row with no key is in no window "
+                    "of keys, so batches that walk the key never take it; make it NOT NULL"))
         if all(c in info.columns for c in columns) and \
                 not any(set(unique) == set(columns) for unique in info.unique):
             named = f"column {columns[0]!r}" if len(columns) == 1 else \
