@@ -219,24 +219,20 @@ class Sweeps(PageWalks):
         parts = []
         for i, (sweep, (shape, _)) in enumerate(zip(sweeps, shaped, strict=True)):
             t = self.table(sweep.table)
-            selected = sa.and_(self.column(t, sweep.key, sweep.table).is_not(None),
-                               self.build(shape, sweep.table, t))
+            key = self.column(t, sweep.key, sweep.table)
+            selected = sa.and_(key.is_not(None), self.build(shape, sweep.table, t))
             capped = sa.select(sa.literal(1).label("x")).select_from(t).where(selected) \
                 .limit(limit).subquery(f"lethe_capped{i}")
             counted = sa.select(sa.func.count().label("n")).select_from(capped) \
                 .cte(f"lethe_found{i}")
-            parts.append((sweep, t, selected, sa.select(counted.c.n).scalar_subquery()))
+            parts.append((sweep, t, key, selected, sa.select(counted.c.n).scalar_subquery()))
         fits = sa.select(sa.and_(*(found < limit for *_, found in parts)).label("ok")) \
             .cte("lethe_fits")
         told: list[Any] = []
-        for i, (sweep, t, selected, found) in enumerate(parts):
-            key = self.column(t, sweep.key, sweep.table)
-            condition = sa.and_(selected, sa.select(fits.c.ok).scalar_subquery())
-            changed: sa.Delete | sa.Update = sa.delete(t).where(condition) \
-                if not isinstance(sweep.effect, Anonymize) else sa.update(t).where(
-                    condition).values(self.constant_values(t, sweep.table, sweep.effect))
-            # data-modifying WITH: PostgreSQL runs it once, to completion, read or not
-            gone = changed.returning(key.label("k")).cte(f"lethe_gone{i}")
+        for i, (sweep, t, key, selected, found) in enumerate(parts):
+            gone = self._changed(sweep, t, sa.and_(
+                selected, sa.select(fits.c.ok).scalar_subquery())).returning(
+                key.label("k")).cte(f"lethe_gone{i}")
             told += [sa.select(gone.c.k).order_by(gone.c.k.desc()).limit(1)
                      .scalar_subquery().label(f"lethe_upper{i}"),
                      found.label(f"lethe_found{i}"),
@@ -258,6 +254,15 @@ class Sweeps(PageWalks):
             .limit(sa.bindparam("lethe_limit", type_=sa.Integer)).cte(f"lethe_window{suffix}")
         return window, t, selected
 
+    def _changed(self, sweep: Sweep, t: sa.Table, condition: Any) -> sa.Delete | sa.Update:
+        """A one-statement sweep's change of the rows `condition` selects: their DELETE,
+        or for an anonymization by constants their UPDATE; made a data-modifying WITH
+        query by the caller, which PostgreSQL runs once, to completion, read or not."""
+        if isinstance(sweep.effect, Anonymize):
+            return sa.update(t).where(condition).values(
+                self.constant_values(t, sweep.table, sweep.effect))
+        return sa.delete(t).where(condition)
+
     def _told(self, sweep: Sweep, t: sa.Table, window: Any, selected: Any,
               suffix: str) -> tuple[list[Any], Any]:
         """The DELETE of a window's rows as a WITH query — or, for an anonymization by
@@ -267,13 +272,8 @@ class Sweeps(PageWalks):
         key = self.column(t, sweep.key, sweep.table)
         tally = sa.literal(None) if sweep.tally is None else \
             self.column(t, sweep.tally, sweep.table)
-        condition = sa.and_(key.in_(sa.select(window.c.k)), selected)
-        effect = sweep.effect
-        changed: sa.Delete | sa.Update = sa.delete(t).where(condition) \
-            if not isinstance(effect, Anonymize) else sa.update(t).where(condition).values(
-                self.constant_values(t, sweep.table, effect))
-        # data-modifying WITH: PostgreSQL runs it once, to completion, read or not
-        gone = changed.returning(tally.label("t")).cte(f"lethe_gone{suffix}")
+        gone = self._changed(sweep, t, sa.and_(key.in_(sa.select(window.c.k)), selected)) \
+            .returning(tally.label("t")).cte(f"lethe_gone{suffix}")
         return [sa.select(window.c.k).order_by(window.c.k.desc()).limit(1)
                 .scalar_subquery().label(f"lethe_upper{suffix}"),
                 sa.select(sa.func.count()).select_from(window).scalar_subquery()
