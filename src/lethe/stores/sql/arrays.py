@@ -16,11 +16,13 @@ costs over a fixed cutoff).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+T = TypeVar("T")
 FLOAT8 = 701  # PostgreSQL's type oids
 FLOAT8_ARRAY = 1022
 TIMESTAMPTZ = 1184
@@ -38,10 +40,9 @@ def _array(element_oid: int, items: bytes, count: int) -> bytes:
 class Float8Array:
     """Floats packed as PostgreSQL's binary `float8[]`."""
 
-    __slots__ = ("data", "values")
+    __slots__ = ("data",)
 
     def __init__(self, values: tuple[float, ...]) -> None:
-        self.values = values
         self.data = _array(FLOAT8, b"".join(struct.pack("!id", 8, float(v)) for v in values),
                            len(values))
 
@@ -49,10 +50,9 @@ class Float8Array:
 class TimestamptzArray:
     """Instants packed as PostgreSQL's binary `timestamptz[]` (microseconds)."""
 
-    __slots__ = ("data", "values")
+    __slots__ = ("data",)
 
-    def __init__(self, values: tuple[float, ...], micros: list[int]) -> None:
-        self.values = values
+    def __init__(self, micros: list[int]) -> None:
         self.data = _array(TIMESTAMPTZ, b"".join(struct.pack("!iq", 8, m) for m in micros),
                            len(micros))
 
@@ -87,25 +87,25 @@ class TimestamptzArrayType(_BinaryArrayType):
     item_type = sa.DateTime(timezone=True)
 
 
-_PACKED: dict[tuple[Any, ...], Float8Array | TimestamptzArray] = {}  # see `_kept`
+_ONCE: dict[tuple[Any, ...], tuple[tuple[float, ...], Any]] = {}  # see `once_per`
 
 
-def _kept(key: tuple[Any, ...], values: tuple[float, ...],
-          pack: Any) -> Any:
-    """Pack once per tuple (each batch binds it again; keyed by identity: hashing 10,000
-    floats a batch cost a millisecond)."""
-    found = _PACKED.get(key)
-    if found is None or found.values is not values:
-        if len(_PACKED) >= 8:
-            _PACKED.clear()
-        found = _PACKED[key] = pack()
-    return found
+def once_per(key: tuple[Any, ...], values: tuple[float, ...], make: Callable[[], T]) -> T:
+    """`make()`, made once per tuple of periods and kept while that tuple is (each batch
+    binds what is made from it again): keyed by `key`, which names the tuple by identity
+    (`id(values)`), as hashing 10,000 floats a batch cost a millisecond."""
+    found = _ONCE.get(key)
+    if found is None or found[0] is not values:
+        if len(_ONCE) >= 8:
+            _ONCE.clear()
+        found = _ONCE[key] = (values, make())
+    made: T = found[1]
+    return made
 
 
 def packed(values: tuple[float, ...]) -> Float8Array:
     """The periods as one binary `float8[]`."""
-    found: Float8Array = _kept(("float8", id(values)), values, lambda: Float8Array(values))
-    return found
+    return once_per(("float8", id(values)), values, lambda: Float8Array(values))
 
 
 def packed_cutoffs(now_epoch: float, periods: tuple[float, ...]) -> TimestamptzArray:
@@ -118,9 +118,8 @@ def packed_cutoffs(now_epoch: float, periods: tuple[float, ...]) -> TimestamptzA
         return [round(((now_epoch - p) - POSTGRES_EPOCH) * 1_000_000.0) if p else INFINITY
                 for p in periods]
 
-    found: TimestamptzArray = _kept(("timestamptz", id(periods), now_epoch), periods,
-                                    lambda: TimestamptzArray(periods, micros()))
-    return found
+    return once_per(("timestamptz", id(periods), now_epoch), periods,
+                    lambda: TimestamptzArray(micros()))
 
 
 def register_dumper(dbapi_connection: Any) -> None:

@@ -37,6 +37,7 @@ from lethe.stores.base import (
 from lethe.stores.sql.arrays import (
     Float8ArrayType,
     TimestamptzArrayType,
+    once_per,
     packed,
     packed_cutoffs,
 )
@@ -65,19 +66,11 @@ MAX_STATEMENTS = 256  # statements kept built per store (`Compiler.shaped`)
 ARRAY_AFTER = 16  # longer IN lists go as one parameter: an array (PostgreSQL), JSON (SQLite)
 
 
-_MISSING: dict[int, tuple[tuple[float, ...], tuple[int, ...]]] = {}  # see `_missing`
-
-
 def _missing(known: tuple[float, ...], first: int) -> tuple[int, ...]:
     """The keys with no parent among periods read once (0 in `known`), found once per
-    tuple (keyed by identity, as `arrays.packed` is)."""
-    found = _MISSING.get(id(known))
-    if found is None or found[0] is not known:
-        if len(_MISSING) >= 8:
-            _MISSING.clear()
-        found = _MISSING[id(known)] = (known, tuple(first + i for i, p in enumerate(known)
-                                                    if not p))
-    return found[1]
+    tuple (`arrays.once_per`)."""
+    return once_per(("missing", id(known), first), known,
+                    lambda: tuple(first + i for i, p in enumerate(known) if not p))
 
 
 def _compared(c: sa.ColumnElement[Any], operator: Any, value: Any) -> Any:
@@ -324,18 +317,18 @@ class Compiler(Schema):
         """Rows whose parent was not known when the plan was made: a link outside the keys
         read, or one of the keys with no parent (listed, as bigint: an index on the link
         answers it; past MOST_MISSING_PROBED of them, by the array, row by row)."""
+        # (PostgreSQL plans NOT BETWEEN as the two ranges outside it: index ranges)
+        outside = sa.not_(self._within(link, first, known))
         missing = _missing(known, first)
         if len(missing) > MOST_MISSING_PROBED:
-            return sa.and_(link.is_not(None), sa.not_(self._within(link, first, known)) |
-                           self._known(link, first, known)[0].is_(None))
+            return sa.and_(link.is_not(None),
+                           outside | self._known(link, first, known)[0].is_(None))
         from sqlalchemy.dialects import postgresql  # (only ever on PostgreSQL)
 
         listed = [link == sa.any_(sa.bindparam(None, list(missing),
                                                postgresql.ARRAY(sa.BigInteger)))] \
             if missing else []
-        return sa.and_(link.is_not(None), sa.or_(
-            link < sa.literal(first, sa.BigInteger),
-            link > sa.literal(first + len(known) - 1, sa.BigInteger), *listed))
+        return sa.and_(link.is_not(None), sa.or_(outside, *listed))
 
     def unknown_parents(self, cond: Condition, table_name: str
                         ) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]] | None:
