@@ -30,6 +30,7 @@ from lethe.errors import StoreError
 from lethe.stores.base import TableInfo
 from lethe.stores.sql.arrays import register_dumper
 from lethe.stores.sql.blocks import BlockSpan, Pruner
+from lethe.stores.sql.walwriter import LogWriterNudge
 from lethe.stores.sql.windows import KeySpan
 
 
@@ -172,6 +173,7 @@ class SqlBase:
         self._spans: dict[str, KeySpan | None] = {}
         self._blocks: dict[str, BlockSpan | None] = {}
         self._pruners: dict[str, Pruner] = {}  # per table: the block walk going on
+        self._nudge: LogWriterNudge | None = None  # wakes the WAL writer during page walks
         self._widths: dict[str, int] = {}  # the next batch's width, in keys or pages
         self._aims: dict[str, int] = {}  # the rows a page walk's next batch aims at
         # statements built once per shape, run again with new values (compile.Compiler.shaped)
@@ -215,7 +217,14 @@ class SqlBase:
         for pruner in self._pruners.values():  # walks left unfinished (a failed run)
             pruner.finish()
         self._pruners.clear()
+        self._stop_nudging()
         self.engine.dispose()
+
+    def _stop_nudging(self) -> None:
+        """End the thread that wakes the WAL writer during page walks (walwriter.py)."""
+        nudge, self._nudge = self._nudge, None
+        if nudge is not None:
+            nudge.stop()
 
 
 def sqlite_file(url: str) -> str | None:

@@ -31,6 +31,7 @@ from lethe.stores.sql.blocks import (
     read_span,
 )
 from lethe.stores.sql.effects import Effects
+from lethe.stores.sql.walwriter import LogWriterNudge
 
 
 class PageWalks(Effects):
@@ -51,7 +52,8 @@ class PageWalks(Effects):
         in_steps = bool(sweep.cascades) or sweep.tally is not None
         began = time.perf_counter()
         with self._errors(f"sweeping {sweep.table}"), \
-                self._batch_transaction(sweep.durable) as (conn, unflushed):
+                self._batch_transaction(sweep.durable) as (conn, unflushed), \
+                self._log_written(low > 0):
             if in_steps:
                 rows = self._pages_in_steps(conn, sweep, low, upper, cascaded, tallies)
             else:
@@ -69,6 +71,8 @@ class PageWalks(Effects):
                                               took, rows)
         self._widths[sweep.table] = blocks.next_width(limit, upper - low, rows, aim)
         last = upper >= blocks.pages
+        if last:
+            self._stop_nudging()
         if blocks.prune:
             self._prune(sweep.table, low, upper, last)
         return BatchResult(upper, rows, cascaded, last, tallies or {})
@@ -106,6 +110,21 @@ class PageWalks(Effects):
                     conn.exec_driver_sql("ROLLBACK")
                 raise
             conn.exec_driver_sql("COMMIT")
+
+    @contextmanager
+    def _log_written(self, nudged: bool) -> Iterator[None]:
+        """While a batch runs, PostgreSQL's WAL writer woken to write what it logs
+        (`walwriter.py`): from a walk's second batch on (a walk of one batch does not
+        start a thread for it), once the batch's transaction has begun (so the batch
+        has its pooled connection before a new nudge takes one)."""
+        nudge = self._nudge  # (one per store: another thread's walk may replace it)
+        if not nudged:
+            yield
+            return
+        if nudge is None or not nudge.alive:  # none yet, or idled out
+            nudge = self._nudge = LogWriterNudge(self.engine)
+        with nudge.during():
+            yield
 
     def _page_delete(self, sweep: Sweep, shape: Any) -> sa.Delete:
         """A plain delete's batch statement for a shape of its condition: its values and
