@@ -4,10 +4,12 @@ tallies of what a sweep batch deleted or rewrote."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from lethe.stores.base import Delete, In, SetColumns, Sweep, all_of
 from lethe.stores.sql import ARRAY_AFTER, SqlStore, normalize_url
+from lethe.testing.rows import sweep_to_the_end
 
 
 def _store(url: str) -> SqlStore:
@@ -93,4 +95,38 @@ def test_long_lists_bind_as_one_parameter_and_keep_each_columns_type(app_url: st
                      {"odd": 'it"em\\ 200'})
     engine.dispose()
     assert store.count("items", In("label", (*labels, 'it"em\\ 200'))) == 80
+    store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("limit", [1000, 7])
+def test_a_selective_deletes_first_batch_goes_plainly_when_its_rows_fit(
+        postgres_url: str, limit: int) -> None:
+    """A selective delete's first batch counts its rows up to the batch size and deletes
+    them plainly if they fit: one statement, no window of keys (a bulk erasure's groups).
+    If they do not fit, that statement changes nothing and the windows take the rows a
+    batch at a time; the tallies add up either way."""
+    store = _store(postgres_url)
+    owners = {i: None if i % 10 == 0 else i % 7 for i in range(1, 201)}
+    wanted = (2, 3, 4)
+    ran: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute",
+                    lambda *args: ran.append(args[2]) if "DELETE" in args[2] else None)
+    batches = sweep_to_the_end(store, Sweep("items", "id", In("owner", wanted), Delete(),
+                                            selective=True, tally="owner"), limit)
+    tallies: dict[object, int] = {}
+    for batch in batches:
+        assert batch.rows <= limit
+        for value, rows in batch.tallies.items():
+            tallies[value] = tallies.get(value, 0) + rows
+    assert tallies == {o: sum(1 for v in owners.values() if v == o) for o in wanted}
+    assert store.count("items", In("owner", wanted)) == 0
+    assert store.count("items", In("id", tuple(range(1, 201)))) == \
+        200 - sum(tallies.values())  # no other row touched
+    assert "lethe_window" not in ran[0] and "lethe_found" in ran[0]
+    if limit == 1000:
+        assert len(ran) == 1 and len(batches) == 1 and batches[0].last
+    else:  # the plain form changed nothing; windows of 7 took the rows
+        assert len(batches) > 3 and all("lethe_window" in s for s in ran[1:])
+        assert len(ran) == len(batches) + 1
     store.close()

@@ -53,7 +53,9 @@ def test_the_rows_are_rewritten_in_one_statement_as_the_functions_would(
         notes: tuple[sa.Engine, SqlStore], tally: str) -> None:
     """Counted per value of a column the rewrite leaves alone (`at`): one UPDATE, its
     RETURNING the tally. Per value of the link it cuts (`user_id`): RETURNING would give
-    NULL, so the rows are read first, as for any anonymization."""
+    NULL, so on SQLite the rows are read first, as for any anonymization; on PostgreSQL
+    the UPDATE joins a subquery that locks the rows and reads their old values, and
+    returns those: still one statement."""
     engine, store = notes
     seen: list[str] = []
 
@@ -72,7 +74,11 @@ def test_the_rows_are_rewritten_in_one_statement_as_the_functions_would(
     reads = [s for s in seen if s.startswith("SELECT notes.id, notes.body")]
     assert [s.split()[0] for s in seen if not s.startswith("SELECT") or s in reads][-1] \
         == "UPDATE"
-    assert len(reads) == (0 if tally == "at" else 1), seen
+    postgres = engine.dialect.name == "postgresql"
+    assert len(reads) == (0 if tally == "at" or postgres else 1), seen
+    if postgres:
+        updates = [s for s in seen if s.startswith("UPDATE")]
+        assert len(updates) == 1 and (" FROM " in updates[0]) == (tally == "user_id")
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT * FROM notes ORDER BY id")).all() == [
             (1, None, REDACTED, None, "gone", 1), (2, None, None, None, None, 1),

@@ -118,26 +118,45 @@ class Sweeps(PageWalks):
 
     def _delete_next(self, sweep: Sweep, after: Value | None, limit: int) -> BatchResult:
         """One round trip for a batch of a selective delete (most erasures are one batch
-        per dataset, and many datasets hold no row of the subject): the window of the
-        next `limit` matching keys, the DELETE of its rows and what the batch must tell
-        are one statement — its own transaction when no journal must be written before
-        it commits. It always answers one row: the window's last key in the database's
-        order and its size (0: nothing left), the rows deleted, their tallies and, for a
-        batch that need not be durable, its transaction id (the synchronous commit
-        turned off for it). A row of the window that went meanwhile is simply not
-        deleted; the next batch starts after the window either way.
+        per dataset, and many datasets hold no row of the subject): the rows to delete,
+        their DELETE and what the batch must tell are one statement — its own
+        transaction when no journal must be written before it commits. It always
+        answers one row: the batch's last key in the database's order and the rows it
+        found (0: nothing left), the rows deleted, their tallies and, for a batch that
+        need not be durable, its transaction id (the synchronous commit turned off for
+        it).
 
-        The statement is built once per shape of the sweep (`Compiler.shape`) and run
+        A sweep's first batch counts the matching rows up to `limit` (an index scan that
+        stops there) and deletes them plainly if they fit, as most erasures' do
+        (`_delete_first_statement`); if they do not (nothing changed), and for every
+        later batch, the window of the next `limit` matching keys goes, the DELETE
+        joined back to it (`_delete_next_statement`). A row that went meanwhile is
+        simply not deleted; the next batch starts after the window either way.
+
+        The statements are built once per shape of the sweep (`Compiler.shape`) and run
         again with the next subject's values: building and keying a new statement tree
         cost four times the round trip itself."""
         shape, values = self.shape(sweep.where, sweep.table)
-        statement = self.shaped(("delete next", sweep.table, sweep.key, shape, sweep.tally,
-                                  sweep.durable, after is None),
-                                 lambda: self._delete_next_statement(sweep, shape,
-                                                                     after is not None))
         values["lethe_limit"] = limit
-        if after is not None:
+        if after is None:
+            first = self._delete_batch(sweep, shape, values, "first", limit)
+            if first is not None:
+                return first
+        else:
             values["lethe_after"] = after
+        batch = self._delete_batch(sweep, shape, values, "next", limit, after is not None)
+        assert batch is not None
+        return batch
+
+    def _delete_batch(self, sweep: Sweep, shape: Shape, values: dict[str, Any], form: str,
+                      limit: int, after: bool = False) -> BatchResult | None:
+        """Run `_delete_next`'s statement of this `form` ("first" or "next"); None if a
+        first batch's rows did not fit it (it changed nothing)."""
+        statement = self.shaped(
+            ("delete next", sweep.table, sweep.key, shape, sweep.tally, sweep.durable, form,
+             after),
+            lambda: self._delete_first_statement(sweep, shape) if form == "first"
+            else self._delete_next_statement(sweep, shape, after))
         options: dict[str, Any] = {"lethe_write": True}
         if sweep.journal is None:  # the statement is the transaction: no BEGIN, no COMMIT
             options["isolation_level"] = "AUTOCOMMIT"
@@ -151,6 +170,8 @@ class Sweeps(PageWalks):
                 self._unflushed.started = told_row.lethe_started
             if sweep.journal is not None and rows:
                 sweep.journal(rows, {})  # recorded first; raising rolls this back
+        if form == "first" and told_row.lethe_found >= limit:
+            return None
         if not told_row.lethe_found:
             return BatchResult(None, 0)
         tallies: dict[Value, int] = {}
@@ -287,14 +308,31 @@ class Sweeps(PageWalks):
         `lethe_limit` and (after the first batch) `lethe_after`."""
         window, t, selected = self._window(sweep, shape, after)
         told, gone = self._told(sweep, t, window, selected, "")
-        statement = sa.select(*told, *_told_transaction(sweep))
-        if sweep.tally is not None:  # one row per deleted row (or one, NULL, for none),
-            # its tally in the column's own type (an array of citext or an enum would
-            # reach Python as text); the counts repeat on each row
-            one = sa.select(sa.literal(1).label("x")).subquery("lethe_one")
-            statement = statement.add_columns(gone.c.t.label("lethe_tally")) \
-                .select_from(one.outerjoin(gone, sa.true()))
-        return statement
+        return _with_tallies(sweep, sa.select(*told, *_told_transaction(sweep)), gone)
+
+    def _delete_first_statement(self, sweep: Sweep, shape: Shape) -> sa.Select[Any]:
+        """A first batch's statement (`_delete_next`): the matching rows counted up to
+        `lethe_limit`, and deleted plainly only if they are fewer — as `first_batches`
+        does for a lone subject's datasets together, here for one sweep with its
+        tallies (a bulk erasure's groups: no window of keys sorted and joined back)."""
+        limit = sa.bindparam("lethe_limit", type_=sa.Integer)
+        t = self.table(sweep.table)
+        key = self.column(t, sweep.key, sweep.table)
+        selected = sa.and_(key.is_not(None), self.build(shape, sweep.table, t))
+        capped = sa.select(sa.literal(1).label("x")).select_from(t).where(selected) \
+            .limit(limit).subquery("lethe_capped")
+        found = sa.select(sa.func.count().label("n")).select_from(capped).cte("lethe_found")
+        tally = sa.literal(None) if sweep.tally is None else \
+            self.column(t, sweep.tally, sweep.table)
+        gone = self._changed(sweep, t, sa.and_(
+            selected, sa.select(found.c.n).scalar_subquery() < limit)).returning(
+            key.label("k"), tally.label("t")).cte("lethe_gone")
+        told = [sa.select(gone.c.k).order_by(gone.c.k.desc()).limit(1).scalar_subquery()
+                .label("lethe_upper"),
+                sa.select(found.c.n).scalar_subquery().label("lethe_found"),
+                sa.select(sa.func.count()).select_from(gone).scalar_subquery()
+                .label("lethe_deleted")]
+        return _with_tallies(sweep, sa.select(*told, *_told_transaction(sweep)), gone)
 
     def flush(self) -> None:
         """PostgreSQL: one synchronous commit of a transaction that takes an id (so it
@@ -353,6 +391,17 @@ def _rewrite_key(effect: Effect) -> tuple[Any, ...]:
         return ("anonymize", effect.detach, None if effect.constants is None else tuple(
             (name, type(value).__name__, value) for name, value in effect.constants))
     return ()
+
+
+def _with_tallies(sweep: Sweep, statement: sa.Select[Any], gone: Any) -> sa.Select[Any]:
+    """With a tally: one row per deleted row (or one, NULL, for none), its tally in the
+    column's own type (an array of citext or an enum would reach Python as text); the
+    counts repeat on each row."""
+    if sweep.tally is None:
+        return statement
+    one = sa.select(sa.literal(1).label("x")).subquery("lethe_one")
+    return statement.add_columns(gone.c.t.label("lethe_tally")) \
+        .select_from(one.outerjoin(gone, sa.true()))
 
 
 def _told_transaction(sweep: Sweep) -> list[Any]:

@@ -8,24 +8,24 @@ when something wakes it (an asynchronous commit, from any session) or every
 `wal_writer_delay` (200 ms by default). A DELETE commits nothing until it ends, so
 once it has filled the WAL buffers (`wal_buffers`: 4 MB with 128 MB of shared
 buffers) the deleting backend stops to write the log itself, every few megabytes, on
-the one core the walk runs on. (That is why, timed apart, a walk's few big batches
-were slower per row than fifty small ones, each of whose asynchronous commits woke the
-writer.)
+the one core the walk runs on.
 
 While a walk's batch runs, a connection of lethe's own commits an empty transaction
 that holds a transaction id, asynchronously, every NUDGE_SECONDS: each commit wakes the
-WAL writer, which writes what the DELETE has logged so far. Measured by alternating
-walks on fresh copies of bench/sweep.py's tables (PostgreSQL 15, half of 1 M rows due):
-in time order the batches took 0.267 s against 0.330 s without it (the whole run 0.340
-against 0.409 s), in random order 0.357 against 0.438 s (0.450 against 0.522 s).
+WAL writer, which writes what the DELETE has logged so far. Measured with a harness
+alternating walks on fresh copies of bench/sweep.py's tables (PostgreSQL 15, half of
+1 M rows due; medians of 4-6 trials), lethe's batches took 0.346 s against 0.445 s
+without it in time order, 0.453 against 0.488 s and 0.477 against 0.515 s in two runs
+in random order (the bench's figures: the README).
 
-Costs: a transaction id per nudge — a few hundred a second while a batch runs, none
-between walks (the thread waits, then ends once no batch has come for
-`blocks.IDLE_SECONDS`) —
-and one pooled connection. It reads and writes no row, its errors end it and are
-ignored (it is only an optimisation), and its commits set `synchronous_commit` for
-themselves only (`set_config(..., true)`), so the pooled connection goes back as it
-came.
+Costs: a transaction id per nudge (a few hundred a second while a batch runs, none
+between walks: the thread waits, then ends once no batch has come for
+`blocks.IDLE_SECONDS`) and one pooled connection. It reads and writes no row, its
+errors end it and are ignored (it is only an optimisation), and its commits set
+`synchronous_commit` for themselves only (`set_config(..., true)`), so the pooled
+connection goes back as it came. Each nudge is an empty transaction in the log: a
+logical-decoding consumer that does not skip empty transactions (PostgreSQL 15's
+`pgoutput` does) sees them.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from lethe.stores.sql import blocks
 
@@ -88,5 +87,5 @@ class LogWriterNudge:
                     conn.execute(_NUDGE)
                     self.nudges += 1
                     time.sleep(NUDGE_SECONDS)
-        except SQLAlchemyError:
-            return  # an optimisation only: the walk goes on without it
+        except Exception:  # whatever it was (a dropped connection, a server that
+            return  # refuses it): an optimisation only, the walk goes on without it
