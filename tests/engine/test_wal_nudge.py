@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -20,12 +19,10 @@ from lethe.stores.sql import SqlStore, normalize_url
 from lethe.stores.sql import pages as page_walks
 from lethe.stores.sql.walwriter import LogWriterNudge
 from lethe.testing.rows import sweep_to_the_end
+from tests.engine.test_block_walk import CUTOFF, LIMIT, ROWS, _build
 
 pytestmark = pytest.mark.postgres
 
-NOW = datetime(2026, 6, 1, tzinfo=UTC)
-CUTOFF = NOW - timedelta(days=30)
-LIMIT = 300  # at least a page's rows: the sweep walks pages
 
 
 def _until(done: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -95,20 +92,6 @@ def test_a_nudge_whose_connection_dies_ends_quietly(postgres_url: str) -> None:
     engine.dispose()
 
 
-def _build(url: str) -> sa.Engine:
-    engine = sa.create_engine(normalize_url(url))
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE events (id bigint PRIMARY KEY,"
-                             " at timestamptz NOT NULL, payload text)"))
-        conn.execute(sa.text(
-            "INSERT INTO events SELECT g, :now - make_interval(days =>"
-            " CASE WHEN g % 3 = 0 THEN 1 ELSE 90 END), md5(g::text)"
-            " FROM generate_series(1, 6000) g"), {"now": NOW})
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("ANALYZE events"))
-    return engine
-
-
 @pytest.mark.parametrize("durable", [False, True])
 def test_a_walk_nudges_from_its_second_batch_and_stops_at_its_end(
         postgres_url: str, store: SqlStore, monkeypatch: pytest.MonkeyPatch,
@@ -141,7 +124,7 @@ def test_a_walk_nudges_from_its_second_batch_and_stops_at_its_end(
     with engine.connect() as conn:  # the walk still took every due row and no other
         left = conn.execute(sa.text("SELECT count(*) FILTER (WHERE at < :c), count(*)"
                                     " FROM events"), {"c": CUTOFF}).one()
-    assert tuple(left) == (0, 2000)
+    assert tuple(left) == (0, ROWS // 3)
     engine.dispose()
 
 
