@@ -24,7 +24,6 @@ from tests.engine.test_block_walk import CUTOFF, LIMIT, ROWS, _build
 pytestmark = pytest.mark.postgres
 
 
-
 def _until(done: Callable[[], bool], seconds: float = 10.0) -> bool:
     deadline = time.monotonic() + seconds
     while not done():

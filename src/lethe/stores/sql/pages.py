@@ -117,10 +117,10 @@ class PageWalks(Effects):
         (`walwriter.py`): from a walk's second batch on (a walk of one batch does not
         start a thread for it), once the batch's transaction has begun (so the batch
         has its pooled connection before a new nudge takes one)."""
-        nudge = self._nudge  # (one per store: another thread's walk may replace it)
         if not nudged:
             yield
             return
+        nudge = self._nudge  # (one per store: another thread's walk may replace it)
         if nudge is None or not nudge.alive:  # none yet, or idled out
             nudge = self._nudge = LogWriterNudge(self.engine)
         with nudge.during():

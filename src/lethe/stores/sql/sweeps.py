@@ -237,30 +237,47 @@ class Sweeps(PageWalks):
         executed between erasures). A row with no key is left, as a window (`key IN` it)
         leaves it."""
         limit = sa.bindparam("lethe_limit", type_=sa.Integer)
-        parts = []
-        for i, (sweep, (shape, _)) in enumerate(zip(sweeps, shaped, strict=True)):
-            t = self.table(sweep.table)
-            key = self.column(t, sweep.key, sweep.table)
-            selected = sa.and_(key.is_not(None), self.build(shape, sweep.table, t))
-            capped = sa.select(sa.literal(1).label("x")).select_from(t).where(selected) \
-                .limit(limit).subquery(f"lethe_capped{i}")
-            counted = sa.select(sa.func.count().label("n")).select_from(capped) \
-                .cte(f"lethe_found{i}")
-            parts.append((sweep, t, key, selected, sa.select(counted.c.n).scalar_subquery()))
+        parts = [(sweep, *self._capped(sweep, shape, str(i)))
+                 for i, (sweep, (shape, _)) in enumerate(zip(sweeps, shaped, strict=True))]
         fits = sa.select(sa.and_(*(found < limit for *_, found in parts)).label("ok")) \
             .cte("lethe_fits")
         told: list[Any] = []
         for i, (sweep, t, key, selected, found) in enumerate(parts):
-            gone = self._changed(sweep, t, sa.and_(
-                selected, sa.select(fits.c.ok).scalar_subquery())).returning(
-                key.label("k")).cte(f"lethe_gone{i}")
-            told += [sa.select(gone.c.k).order_by(gone.c.k.desc()).limit(1)
-                     .scalar_subquery().label(f"lethe_upper{i}"),
-                     found.label(f"lethe_found{i}"),
-                     sa.select(sa.func.count()).select_from(gone).scalar_subquery()
-                     .label(f"lethe_deleted{i}")]
+            told += self._changed_if(sweep, t, key, selected, found,
+                                     sa.select(fits.c.ok).scalar_subquery(), str(i))[0]
         return sa.select(*told, sa.select(fits.c.ok).scalar_subquery().label("lethe_fits"),
                          *_told_transaction(sweeps[0]))
+
+    def _capped(self, sweep: Sweep, shape: Shape,
+                suffix: str) -> tuple[sa.Table, Any, Any, Any]:
+        """A one-statement first batch's parts (`first_batches`, `_delete_next`): the
+        sweep's table, key, matching rows (with a key: a window, `key IN` it, leaves a row
+        with none, and so does this) and their count up to `lethe_limit` (an index scan
+        that stops there; a WITH query named with `suffix`, read as a scalar)."""
+        t = self.table(sweep.table)
+        key = self.column(t, sweep.key, sweep.table)
+        selected = sa.and_(key.is_not(None), self.build(shape, sweep.table, t))
+        capped = sa.select(sa.literal(1).label("x")).select_from(t).where(selected) \
+            .limit(sa.bindparam("lethe_limit", type_=sa.Integer)) \
+            .subquery(f"lethe_capped{suffix}")
+        counted = sa.select(sa.func.count().label("n")).select_from(capped) \
+            .cte(f"lethe_found{suffix}")
+        return t, key, selected, sa.select(counted.c.n).scalar_subquery()
+
+    def _changed_if(self, sweep: Sweep, t: sa.Table, key: Any, selected: Any, found: Any,
+                    fits: Any, suffix: str) -> tuple[list[Any], Any]:
+        """The DELETE (or UPDATE) of the `selected` rows only if `fits`, as a WITH query
+        returning each row's key and `Sweep.tally`; and what it tells (labels end in
+        `suffix`): the last key changed, the rows `found`, the rows changed."""
+        tally = sa.literal(None) if sweep.tally is None else \
+            self.column(t, sweep.tally, sweep.table)
+        gone = self._changed(sweep, t, sa.and_(selected, fits)).returning(
+            key.label("k"), tally.label("t")).cte(f"lethe_gone{suffix}")
+        return [sa.select(gone.c.k).order_by(gone.c.k.desc()).limit(1).scalar_subquery()
+                .label(f"lethe_upper{suffix}"),
+                found.label(f"lethe_found{suffix}"),
+                sa.select(sa.func.count()).select_from(gone).scalar_subquery()
+                .label(f"lethe_deleted{suffix}")], gone
 
     def _window(self, sweep: Sweep, shape: Shape, after: bool,
                 suffix: str = "") -> tuple[Any, sa.Table, Any]:
@@ -315,23 +332,9 @@ class Sweeps(PageWalks):
         `lethe_limit`, and deleted plainly only if they are fewer — as `first_batches`
         does for a lone subject's datasets together, here for one sweep with its
         tallies (a bulk erasure's groups: no window of keys sorted and joined back)."""
-        limit = sa.bindparam("lethe_limit", type_=sa.Integer)
-        t = self.table(sweep.table)
-        key = self.column(t, sweep.key, sweep.table)
-        selected = sa.and_(key.is_not(None), self.build(shape, sweep.table, t))
-        capped = sa.select(sa.literal(1).label("x")).select_from(t).where(selected) \
-            .limit(limit).subquery("lethe_capped")
-        found = sa.select(sa.func.count().label("n")).select_from(capped).cte("lethe_found")
-        tally = sa.literal(None) if sweep.tally is None else \
-            self.column(t, sweep.tally, sweep.table)
-        gone = self._changed(sweep, t, sa.and_(
-            selected, sa.select(found.c.n).scalar_subquery() < limit)).returning(
-            key.label("k"), tally.label("t")).cte("lethe_gone")
-        told = [sa.select(gone.c.k).order_by(gone.c.k.desc()).limit(1).scalar_subquery()
-                .label("lethe_upper"),
-                sa.select(found.c.n).scalar_subquery().label("lethe_found"),
-                sa.select(sa.func.count()).select_from(gone).scalar_subquery()
-                .label("lethe_deleted")]
+        t, key, selected, found = self._capped(sweep, shape, "")
+        told, gone = self._changed_if(sweep, t, key, selected, found, found < sa.bindparam(
+            "lethe_limit", type_=sa.Integer), "")
         return _with_tallies(sweep, sa.select(*told, *_told_transaction(sweep)), gone)
 
     def flush(self) -> None:
