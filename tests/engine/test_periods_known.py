@@ -231,3 +231,41 @@ def test_a_count_with_every_parent_known_looks_nothing_up(
     finally:
         sa.event.remove(engine, "before_cursor_execute", seen)
         rt.close()
+
+
+def test_a_run_carries_out_its_plan_with_the_periods_the_plan_read(
+        postgres_url: str, tmp_path: Path) -> None:
+    """A setting changed between the plan and its run applies from the next plan: the
+    run deletes what the plan counted, without reading every parent again."""
+    made = _build(postgres_url)
+    rt = Runtime.open(load_policy(_policy(tmp_path, postgres_url, KEEP)), Clock(NOW))
+    store = rt.catalog.store_of("messages")
+    reads: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM workspaces" in statement and "messages" not in statement:
+            reads.append(statement)
+
+    engine = sa.create_engine(normalize_url(postgres_url))
+    try:
+        plan = build_plan(rt)
+        planned = next(a.rows for a in plan.actions if a.step.dataset == "messages")
+        with engine.begin() as conn:  # workspace 2 shortens its period: 365 -> 10 days
+            conn.execute(sa.text("UPDATE workspaces SET message_retention_days = 10"
+                                 " WHERE id = 2"))
+        sa.event.listen(store.inner.engine, "before_cursor_execute", seen)  # type: ignore[attr-defined]
+        result = execute(rt, plan, batch_size=7)
+        sa.event.remove(store.inner.engine, "before_cursor_execute", seen)  # type: ignore[attr-defined]
+        assert result.ok, result.as_dict()
+        action = next(a for a in result.actions if a.planned.step.dataset == "messages")
+        assert action.done == planned  # as counted, by the periods read for the plan
+        assert reads == []  # the parents were not read again
+        with engine.connect() as conn:
+            left = {made[i] for i in conn.execute(sa.text("SELECT id FROM messages")).scalars()}
+        assert {(2, age) for age in AGES if 10 < age <= 365} <= left
+        after = build_plan(rt)  # the next plan reads the new setting
+        assert next(a.rows for a in after.actions if a.step.dataset == "messages") == \
+            sum(1 for age in AGES if 10 < age <= 365)
+    finally:
+        engine.dispose()
+        rt.close()

@@ -62,7 +62,7 @@ def retention_periods(rt: Runtime, workspace: str) -> list[ChosenPeriod]:
 def set_retention_period(rt: Runtime, workspace: str, dataset: str,
                          keep: str | None) -> ChosenPeriod:
     """Choose the workspace's period for the dataset (None: back to the default),
-    within the rule's bounds, audited; from the next plan or run on."""
+    within the rule's bounds, audited; from the next plan on."""
     bounds = _bounds(rt, dataset)
     if keep is not None:
         try:

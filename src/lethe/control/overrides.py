@@ -4,7 +4,7 @@ A dataset whose rule says `keep: {default: 90d, min: 1d, max: 7y}` (no `from:`) 
 each workspace choose its own period within those bounds
 (`PUT /v1/workspaces/{id}/retention/{dataset}`). The choice lives here, in the control
 store; a plan or run reads them all when it starts (lethe.engine.plan.builder_for), so a
-change applies from the next plan or run.
+change applies from the next plan.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def execute(rt: Runtime, plan: Plan, *, batch_size: int = BATCH_SIZE,
                          path="--batch-seconds")
     if stop is not None:
         progress = _stoppable(progress, stop)
-    builder = builder_for(rt, plan.now, periods=True)
+    builder = builder_for(rt, plan.now, periods=True, read=plan.periods)
     recover_orphaned_runs(rt)  # runs whose process died get their end first
     datasets = list(dict.fromkeys(a.step.dataset for a in plan.actions))
     with transaction(rt.control.engine, "recording a run") as conn:

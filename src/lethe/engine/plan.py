@@ -88,12 +88,26 @@ class PlannedAction:
 
 
 @dataclass(frozen=True)
+class PeriodsRead:
+    """The periods customers set, as a plan read them when it was made: the run that
+    carries the plan out judges rows by these same periods, so it does what the plan
+    counted (and does not pay for reading 10,000 parents again a moment later)."""
+
+    # dataset -> workspace -> the period it chose through the API (`chosen_periods`)
+    chosen: Mapping[str, Mapping[str, Duration]]
+    # (dataset, rule) -> the periods its parents set (`known_periods`)
+    known: Mapping[tuple[str, int], Known]
+
+
+@dataclass(frozen=True)
 class Plan:
     now: datetime
     actions: tuple[PlannedAction, ...]
     skipped: tuple[tuple[str, str], ...] = ()  # (dataset, why): declared but not enforced
     # dataset -> period a workspace chose through the API -> how many chose it
     chosen: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # the periods the plan was made with (None: a plan from elsewhere; the run reads them)
+    periods: PeriodsRead | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"now": self.now.isoformat(), "actions": [a.as_dict() for a in self.actions],
@@ -113,16 +127,19 @@ def ordered_steps(rt: Runtime, builder: StepBuilder, names: Sequence[str]) -> li
     return steps
 
 
-def builder_for(rt: Runtime, now: datetime, *, periods: bool = False) -> StepBuilder:
+def builder_for(rt: Runtime, now: datetime, *, periods: bool = False,
+                read: PeriodsRead | None = None) -> StepBuilder:
     """The step builder for this runtime's live schema at `now`. `periods`: read the
     periods parents set once (`known_periods`), for work that judges rows by them — a
     retention plan or run; an erasure or a hold's scope does not, and reading every
-    parent for them would only slow them down."""
+    parent for them would only slow them down. `read`: the periods a plan read, which
+    its run uses instead of reading them again."""
     keys, nullable = rt.catalog.keys(), rt.catalog.nullable()
+    if read is None:
+        read = PeriodsRead(chosen_periods(rt), known_periods(rt, keys, now) if periods else {})
     return StepBuilder(rt.policy, keys, nullable, now,
                        unhandled_references(rt.catalog, keys, nullable),
-                       chosen=chosen_periods(rt),
-                       known=known_periods(rt, keys, now) if periods else {})
+                       chosen=read.chosen, known=read.known)
 
 
 def chosen_periods(rt: Runtime) -> dict[str, dict[str, Duration]]:
@@ -155,7 +172,8 @@ def known_periods(rt: Runtime, keys: Mapping[str, str], now: datetime
     workspaces never choose one, and a lookup per row cost their rows ~16x an array
     subscript), 0 for a key with no parent. A parent added or changed later is looked
     up per row as before, except that a parent known now keeps the period read now
-    until the next plan or run (as a period chosen through the API does)."""
+    until the next plan (as a period chosen through the API does; a run carries out its
+    plan with the periods the plan read: `PeriodsRead`)."""
     found: dict[tuple[str, int], Known] = {}
     settings: dict[str, dict[int, object]] = {}
     for name, ds in rt.policy.datasets.items():
@@ -298,7 +316,8 @@ def build_plan(rt: Runtime, datasets: Sequence[str] | None = None) -> Plan:
     actions += [count_expiry(rt, holds, Step(name, 0, "expire"))
                 for name in rt.catalog.cache_datasets(chosen)
                 if rt.policy.datasets[name].retention]
-    return Plan(now, tuple(actions), chosen=_chosen_counts(builder, names))
+    return Plan(now, tuple(actions), chosen=_chosen_counts(builder, names),
+                periods=PeriodsRead(builder.chosen, builder.known))
 
 
 def _chosen_counts(builder: StepBuilder, names: Sequence[str]) -> dict[str, dict[str, int]]:
