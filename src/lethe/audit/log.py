@@ -131,6 +131,9 @@ class AuditLog:
         self._key: Ed25519PrivateKey | None = None
         self._pepper: bytes | None = None
         self._witnessed = 0  # the highest checkpoint this process handed to the witness
+        # (a bulk run certifies on a thread of its own: checkpoints reach the witness in
+        # order, never an older one after a newer)
+        self._witnessing = threading.Lock()
 
     def acting_as(self, actor: str, source: str) -> AuditLog:
         """The same log, written in someone else's name (an API key, a worker): the
@@ -217,10 +220,11 @@ class AuditLog:
         """Hand committed checkpoints to the witness, if one is configured."""
         if self.settings.witness is None:
             return
-        for mark in marks:
-            if mark.seq > self._witnessed:
-                self.settings.witness.publish(mark)
-                self._witnessed = mark.seq
+        with self._witnessing:
+            for mark in marks:
+                if mark.seq > self._witnessed:
+                    self.settings.witness.publish(mark)
+                    self._witnessed = mark.seq
 
     def _head(self, conn: Connection) -> tuple[int, str]:
         """Where the next entry chains on: the last entry, else the checkpoint the log

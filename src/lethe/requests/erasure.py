@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from lethe.requests.records import (
     requests_of,
 )
 from lethe.requests.subjects import (
+    Later,
     Subject,
     certify_and_complete,
     groupable,
@@ -221,10 +223,11 @@ class Group:
                 rows=done.get(s.mark, 0), action="soft-delete")})
 
     # -- phase 2: erase -----------------------------------------------------------------
-    def erase(self, out_dir: Path | None) -> None:
+    def erase(self, out_dir: Path | None, later: Later | None = None) -> None:
         """Erase, then certify: every certificate goes to the control store, and to
         files in `out_dir` unless it is None (bulk runs: thousands of files cost more
-        than the erasure itself; `lethe certificate export` writes them on demand)."""
+        than the erasure itself; `lethe certificate export` writes them on demand).
+        `later`: where the certification goes instead of running now (`Certifications`)."""
         now = self.rt.clock.now()
         try:
             self._baselines_now, self._fresh = self._baselines()
@@ -247,8 +250,9 @@ class Group:
             if not done:
                 return
         # else this run's entries are written in the certificates' transaction
-        certify_and_complete(self.rt, done, now, out_dir,
-                             first=None if held else self._audit_steps)
+        certify = partial(certify_and_complete, self.rt, done, now, out_dir,
+                          first=None if held else self._audit_steps)
+        certify() if later is None else later(certify)
 
     def _small(self) -> bool:
         """One unit of work (Executor.erase): a lone subject, rows (just counted) within a

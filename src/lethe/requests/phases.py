@@ -12,14 +12,15 @@ from pathlib import Path
 
 from lethe.engine.plan import builder_for
 from lethe.requests.erasure import Group
-from lethe.requests.subjects import Subject, groupable
+from lethe.requests.subjects import Later, Subject, groupable
 from lethe.runtime import Runtime
 
 
 def erase_subjects(rt: Runtime, subject_kind: str, subjects: Sequence[Subject],
-                   out_dir: Path | None, batch_size: int) -> None:
+                   out_dir: Path | None, batch_size: int, later: Later | None = None) -> None:
     """Run the next phase of erasure for subjects whose requests are in progress; each
-    subject's `outcome` says what happened."""
+    subject's `outcome` says what happened (once `later`, if given, has run the
+    certifications handed to it: `Certifications`)."""
     now = rt.clock.now()
     builder = builder_for(rt, now)
     subject = rt.policy.subjects[subject_kind].dataset
@@ -44,9 +45,9 @@ def erase_subjects(rt: Runtime, subject_kind: str, subjects: Sequence[Subject],
     order = [n for n in rt.catalog.graph.order if n in builder.keys]
     if len(ready) > 1 and not groupable(rt.policy, order, subject):
         for s in ready:
-            Group(rt, builder, subject_kind, [s], batch_size).erase(out_dir)
+            Group(rt, builder, subject_kind, [s], batch_size).erase(out_dir, later)
         return
-    Group(rt, builder, subject_kind, ready, batch_size).erase(out_dir)
+    Group(rt, builder, subject_kind, ready, batch_size).erase(out_dir, later)
 
 
 __all__ = ["erase_subjects"]

@@ -44,7 +44,7 @@ from lethe.requests.records import (
     requests_of,
     transition,
 )
-from lethe.requests.subjects import Subject
+from lethe.requests.subjects import Certifications, Subject
 from lethe.requests.termination import is_termination, terminate
 from lethe.runtime import Runtime
 from lethe.stores.base import Condition, Value
@@ -238,17 +238,21 @@ def run_many(rt: Runtime, request_ids: Sequence[int], out_dir: Path,
             alone.append(record.id)
     if pending:
         rt.prepare()
-    for subject_kind, group in pending.items():
-        for start in range(0, len(group), group_size):
-            chunk = group[start:start + group_size]
-            keys = resolve_subjects(rt, subject_kind, chunk)
-            # in progress with their baselines, in their transaction (subjects.start)
-            subjects = [Subject(r, keys[r.id], tuple(_to_in_progress(r)))
-                        for r in chunk if r.id in keys]
-            erase_subjects(rt, subject_kind, subjects,
-                           out_dir if certificate_files else None, batch_size)
-            outcomes.update((s.record.id, s.outcome) for s in subjects)
-            alone += [r.id for r in chunk if r.id not in keys]
+    # each group certified on a thread while the next is counted and erased
+    with Certifications() as certifications:
+        for subject_kind, group in pending.items():
+            for start in range(0, len(group), group_size):
+                certifications.check()  # a group that could not be certified stops the run
+                chunk = group[start:start + group_size]
+                keys = resolve_subjects(rt, subject_kind, chunk)
+                # in progress with their baselines, in their transaction (subjects.start)
+                subjects = [Subject(r, keys[r.id], tuple(_to_in_progress(r)))
+                            for r in chunk if r.id in keys]
+                erase_subjects(rt, subject_kind, subjects,
+                               out_dir if certificate_files else None, batch_size,
+                               certifications.submit)
+                outcomes.update((s.record.id, s.outcome) for s in subjects)
+                alone += [r.id for r in chunk if r.id not in keys]
     for request_id in alone:
         outcomes[request_id] = run_request(rt, request_id, out_dir, batch_size,
                                            certificate_files=certificate_files)

@@ -6,7 +6,7 @@ that says which holds keep it open.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +37,41 @@ from lethe.runtime import Runtime
 from lethe.stores.base import Value
 
 WRITERS = 4  # threads writing certificate files
+Later = Callable[[Callable[[], None]], None]  # hands a group's certification off
+
+
+class Certifications:
+    """A bulk run's certifications, handed off: each group's certificates are signed and
+    its requests completed on one background thread, one group after another, while the
+    caller counts and erases the next group. Those are mostly database waits and these
+    mostly Python, so the two overlap (a group's erasure is unchanged: it is certified
+    after its rows are gone, in its own control-store transaction; a run killed between
+    the two leaves requests in progress that a rerun certifies, as before). `check`
+    raises the first failed certification before the caller starts another group, and
+    leaving waits for every one (raising the first failure, unless an error already
+    leaves)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lethe-certify")
+        self._pending: list[Future[None]] = []
+
+    def __enter__(self) -> Certifications:
+        return self
+
+    def submit(self, certify: Callable[[], None]) -> None:
+        self._pending.append(self._pool.submit(certify))
+
+    def check(self) -> None:
+        """Raise the first certification that failed so far (in the order handed off)."""
+        for done in [f for f in self._pending if f.done()]:
+            self._pending.remove(done)
+            done.result()
+
+    def __exit__(self, error: type[BaseException] | None, *_: object) -> None:
+        self._pool.shutdown(wait=True)
+        if error is None:
+            for certification in self._pending:
+                certification.result()
 
 
 @dataclass

@@ -1,0 +1,168 @@
+"""A bulk run certifies each group on a thread of its own while the next group is counted
+and erased (`Certifications`): every request still ends certified once, with only its own
+evidence; a certification that fails stops the run, and a rerun finishes it."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from lethe.errors import LetheError
+from lethe.requests import erasure
+from lethe.requests.certificate import verify_certificate
+from lethe.requests.records import requests_of
+from lethe.requests.service import open_many, run_many, stored_certificate
+from lethe.requests.subjects import Certifications
+from lethe.stores.sql import normalize_url
+from tests.fixtures import runtime
+
+PEOPLE = range(1, 8)
+
+
+def _app(url: str, tmp_path: Path) -> tuple[sa.Engine, Path]:
+    """people 1-7, person p with p orders."""
+    engine = sa.create_engine(normalize_url(url))
+    meta = sa.MetaData()
+    people = sa.Table("people", meta, sa.Column("id", sa.Integer, primary_key=True,
+                                                autoincrement=False),
+                      sa.Column("email", sa.String(100)))
+    orders = sa.Table("orders", meta, sa.Column("id", sa.Integer, primary_key=True,
+                                                autoincrement=False),
+                      sa.Column("person_id", sa.Integer, index=True))
+    meta.drop_all(engine)
+    meta.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(people.insert(), [{"id": p, "email": f"p{p}@example.com"} for p in PEOPLE])
+        conn.execute(orders.insert(), [{"id": p * 100 + k, "person_id": p}
+                                       for p in PEOPLE for k in range(p)])
+    path = tmp_path / "lethe.yaml"
+    path.write_text(yaml.safe_dump({
+        "lethe": 1, "organization": "Test Co", "control": "sqlite:///state.db",
+        "stores": {"app": {"url": url}},
+        "subjects": {"person": {"dataset": "people", "identities": ["email"]}},
+        "datasets": {
+            "people": {"store": "app", "table": "people", "class": "pii"},
+            "orders": {"store": "app", "table": "orders", "class": "operational",
+                       "belongs_to": {"people": "person_id"}}}}))
+    return engine, path
+
+
+def _left(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one())
+
+
+def test_groups_are_certified_on_their_own_thread_each_with_its_own_evidence(
+        app_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, path = _app(app_url, tmp_path)
+    certifying: list[tuple[str, list[int]]] = []
+    certify = erasure.certify_and_complete
+
+    def recorded(rt: Any, done: Any, *args: Any, **kwargs: Any) -> None:
+        certifying.append((threading.current_thread().name, [s.record.id for s in done]))
+        certify(rt, done, *args, **kwargs)
+
+    monkeypatch.setattr(erasure, "certify_and_complete", recorded)
+    rt = runtime(path)
+    try:
+        records = open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"]
+                                                      for p in PEOPLE])
+        outcomes = run_many(rt, [r.id for r in records], tmp_path / "out", group_size=3)
+        assert rt.audit.verify().ok
+        kept = {r.id: stored_certificate(rt, r.id) for r in records}
+    finally:
+        rt.close()
+    # three groups, certified in order, none on the thread that erases
+    assert [ids for _, ids in certifying] == [[r.id for r in records[i:i + 3]]
+                                               for i in (0, 3, 6)]
+    assert all(name.startswith("lethe-certify") for name, _ in certifying)
+    assert _left(engine) == 0
+    for p, record, outcome in zip(PEOPLE, records, outcomes, strict=True):
+        assert outcome.record.status == "completed" and outcome.certified
+        document = kept[record.id]
+        assert document is not None and verify_certificate(document).ok
+        orders = next(d for d in document["certificate"]["datasets"]
+                      if d["dataset"] == "orders")
+        assert orders["erased"] == p
+        # its own request's entries only
+        cited = {e["seq"] for e in document["certificate"]["evidence"]["audit_entries"]}
+        own = {e.seq for e in rt.audit.entries(targets=[f"request:{record.id}"])}
+        assert cited and cited <= own
+    engine.dispose()
+
+
+def test_a_group_that_cannot_be_certified_stops_the_run_and_a_rerun_finishes_it(
+        app_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, path = _app(app_url, tmp_path)
+    calls: list[int] = []
+    certify = erasure.certify_and_complete
+
+    def first_fails(rt: Any, done: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(len(done))
+        if len(calls) == 1:
+            raise LetheError("cannot certify: the signing key is unreadable", path="key")
+        certify(rt, done, *args, **kwargs)
+
+    monkeypatch.setattr(erasure, "certify_and_complete", first_fails)
+    rt = runtime(path)
+    try:
+        records = open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"]
+                                                      for p in PEOPLE])
+        with pytest.raises(LetheError, match="signing key"):
+            run_many(rt, [r.id for r in records], tmp_path / "out", group_size=1)
+        first = requests_of(rt).get(records[0].id)
+        assert first.status == "in_progress"  # erased, not completed
+        assert stored_certificate(rt, records[0].id) is None  # not certified
+        # stopped: the groups after the one in flight when it failed were not started
+        assert len(calls) < len(PEOPLE)
+        assert _left(engine) > 0
+        monkeypatch.setattr(erasure, "certify_and_complete", certify)
+        again = run_many(rt, [r.id for r in records], tmp_path / "out", group_size=1)
+        assert rt.audit.verify().ok
+        assert all(o.record.status == "completed" and o.certified for o in again)
+        for p, record in zip(PEOPLE, records, strict=True):
+            document = stored_certificate(rt, record.id)
+            assert document is not None and verify_certificate(document).ok
+            orders = next(d for d in document["certificate"]["datasets"]
+                          if d["dataset"] == "orders")
+            assert orders["rows"] == p and orders["erased"] == p  # the baselines
+    finally:
+        rt.close()
+    assert _left(engine) == 0
+    engine.dispose()
+
+
+def test_certifications_run_in_order_and_tell_the_first_failure() -> None:
+    ran: list[str] = []
+
+    def boom() -> None:
+        ran.append("boom")
+        raise LetheError("first failure", path="group 1")
+
+    def second() -> None:
+        ran.append("second")
+        raise LetheError("second failure", path="group 2")
+
+    certifications = Certifications()
+    certifications.submit(boom)
+    certifications.submit(second)
+    finished = threading.Event()
+    certifications.submit(finished.set)
+    assert finished.wait(10)
+    with pytest.raises(LetheError, match="first failure"):
+        certifications.check()
+    with pytest.raises(LetheError, match="second failure"):
+        certifications.check()
+    certifications.check()  # nothing left to tell
+    assert ran == ["boom", "second"]
+    with pytest.raises(LetheError, match="first failure"), Certifications() as pending:
+        pending.submit(boom)  # told on leaving, once everything handed off has run
+    with pytest.raises(KeyError), Certifications() as pending:  # an error leaving wins
+        pending.submit(boom)
+        raise KeyError("the caller's own")
+    assert ran == ["boom", "second", "boom", "boom"]
