@@ -4,6 +4,8 @@ evidence; a certification that fails stops the run, and a rerun finishes it."""
 
 from __future__ import annotations
 
+import json
+import random
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,12 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from lethe.audit.chain import canonical_json
+from lethe.commands.requests import run_open_requests
+from lethe.control.certificates import CertificateStore
 from lethe.errors import LetheError
 from lethe.requests import erasure
-from lethe.requests.certificate import verify_certificate
+from lethe.requests.certificate import certificate_text, verify_certificate
 from lethe.requests.records import requests_of
 from lethe.requests.service import open_many, run_many, stored_certificate
 from lethe.requests.subjects import Certifications
@@ -166,3 +171,78 @@ def test_certifications_run_in_order_and_tell_the_first_failure() -> None:
         pending.submit(boom)
         raise KeyError("the caller's own")
     assert ran == ["boom", "second", "boom", "boom"]
+
+
+def test_many_requests_open_in_one_statement_each_record_in_its_place(
+        app_url: str, tmp_path: Path) -> None:
+    """`open_many` writes its requests in one INSERT (it wrote one per request) and
+    gives each subject its own record, in the order asked, past one page of rows."""
+    engine, path = _app(app_url, tmp_path)
+    engine.dispose()
+    rt = runtime(path)
+    inserts: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO lethe_requests"):
+            inserts.append(statement)
+
+    wanted = [f"p{n}@example.com" for n in random.Random(3).sample(range(5000), 1500)]
+    sa.event.listen(rt.control.engine, "before_cursor_execute", seen)
+    try:
+        records = open_many(rt, "erasure", "person", [[f"email={e}"] for e in wanted])
+    finally:
+        sa.event.remove(rt.control.engine, "before_cursor_execute", seen)
+        rt.close()
+    assert [r.identities for r in records] == [{"email": e} for e in wanted]
+    assert len({r.id for r in records}) == len(wanted)
+    assert 1 <= len(inserts) <= 2  # (SQLAlchemy pages at 1,000 rows a statement)
+
+
+def test_a_kept_certificate_is_its_signed_text_and_reads_as_its_file(
+        app_url: str, tmp_path: Path) -> None:
+    """The control store keeps each certificate with its body written once, as the
+    canonical text the signature covers; read back, it is the same document, in the order
+    of the file written at completion."""
+    engine, path = _app(app_url, tmp_path)
+    engine.dispose()
+    rt = runtime(path)
+    try:
+        records = open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"]
+                                                      for p in (2, 3)])
+        outcomes = run_many(rt, [r.id for r in records], tmp_path / "out",
+                            certificate_files=True)
+        for record, outcome in zip(records, outcomes, strict=True):
+            text = CertificateStore(rt.control.engine).get(record.id)
+            assert text is not None
+            body = json.loads(text)["certificate"]
+            assert text.startswith('{"certificate":' + canonical_json(body) + ',"signature":')
+            assert verify_certificate(json.loads(text)).ok
+            kept = stored_certificate(rt, record.id)
+            assert kept is not None and verify_certificate(kept).ok
+            assert list(kept["certificate"])[:3] == ["format", "organization", "request"]
+            assert outcome.certificate is not None
+            assert certificate_text(kept) == outcome.certificate.read_text(encoding="utf-8")
+    finally:
+        rt.close()
+
+
+def test_run_all_writes_the_files_a_killed_run_did_not(app_url: str, tmp_path: Path) -> None:
+    """A run killed after a group's completion committed, before its files were written
+    (they follow the commit, and a group is certified while the next is erased): the
+    next `request run --all --certificate-files` writes them from the kept certificates."""
+    engine, path = _app(app_url, tmp_path)
+    engine.dispose()
+    rt = runtime(path)
+    out = tmp_path / "out"
+    try:
+        records = open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"]
+                                                      for p in (2, 3, 4)])
+        run_open_requests(rt, out, group_size=2, certificate_files=True)
+        written = {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()}
+        assert len(written) == 2 * len(records)  # JSON and HTML each
+        for name in list(written)[:3]:
+            (out / name).unlink()  # as if killed before they were written
+        assert run_open_requests(rt, out, certificate_files=True) == []  # nothing open
+        assert {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()} == written
+    finally:
+        rt.close()

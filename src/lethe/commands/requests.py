@@ -65,8 +65,13 @@ def run_open_requests(rt: Runtime, out_dir: Path, batch_size: int = BATCH_SIZE,
                       group_size: int = ERASURE_GROUP_SIZE, *,
                       certificate_files: bool = False) -> list[RequestOutcome]:
     """Run every request not yet completed or rejected; erasures go through in groups,
-    and their certificates go to files only with `certificate_files`."""
-    ids = [r.id for r in requests_of(rt).list() if r.status not in FINISHED]
+    and their certificates go to files only with `certificate_files` — then also those
+    of completed erasures whose files are missing (a run killed after it completed
+    them, before it wrote their files: they are written once the completion commits)."""
+    records = requests_of(rt).list()
+    if certificate_files:
+        service.write_missing_certificates(rt, [r for r in records if r.status == "completed"])
+    ids = [r.id for r in records if r.status not in FINISHED]
     return service.run_many(rt, ids, out_dir, batch_size, group_size,
                     certificate_files=certificate_files)
 

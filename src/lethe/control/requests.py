@@ -86,18 +86,24 @@ class RequestStore:
                     due_at: datetime, workspace: str | None = None, *,
                     conn: Connection | None = None) -> list[RequestRecord]:
         """One request per (identities, fingerprint), in one transaction (`conn`'s when
-        given); the records as written (`RETURNING`), in order."""
+        given); the records as written (`RETURNING`), in order. One request per subject:
+        no fingerprint twice (`open_many` opens one per subject)."""
         if not subjects:
             return []
+        if len({mark for _, mark in subjects}) != len(subjects):
+            raise ValueError("a fingerprint appears twice: one request per subject")
         rows = [{"kind": kind, "subject_kind": subject_kind, "identities": json.dumps(ids),
                  "fingerprint": mark, "status": "received", "received_at": received_at,
                  "due_at": due_at, "updated_at": received_at, "workspace": workspace}
                 for ids, mark in subjects]
         with joined(self.engine, conn, "opening requests") as conn:
-            result = conn.execute(requests.insert().returning(*requests.c,
-                                                              sort_by_parameter_order=True),
-                                  rows)
-            return [_record(row) for row in result]
+            # Each row as written, put back in order by its fingerprint (one per open
+            # request, so unique here): asked to return rows in parameter order, SQLite
+            # ran one INSERT per row (it cannot promise RETURNING's order); unordered,
+            # SQLAlchemy sends many rows a statement.
+            written = {row.fingerprint: _record(row)
+                       for row in conn.execute(requests.insert().returning(*requests.c), rows)}
+            return [written[mark] for _, mark in subjects]
 
     def open_by_fingerprint(self, kind: str, fingerprints: list[str], *,
                             conn: Connection | None = None) -> dict[str, RequestRecord]:

@@ -25,7 +25,7 @@ from lethe.engine.plan import builder_for
 from lethe.engine.subjects import keyed_datasets
 from lethe.errors import UsageError
 from lethe.policy.model import REQUEST_DEADLINE, template_fields
-from lethe.requests.certificate import certificate_paths, write_certificate
+from lethe.requests.certificate import certificate_paths, reading_order, write_certificate
 from lethe.requests.discovery import (
     canonical_subject,
     check_identities,
@@ -179,6 +179,13 @@ def run_request(rt: Runtime, request_id: int, out_dir: Path,
     return subject.outcome
 
 
+def write_missing_certificates(rt: Runtime, records: Sequence[RequestRecord]) -> None:
+    """The certificate files of these completed requests that a killed run did not write
+    (`_files_again`)."""
+    for record in records:
+        _files_again(rt, record)
+
+
 def _files_again(rt: Runtime, record: RequestRecord) -> None:
     """A completed erasure whose certificate files are missing — the process that
     completed it was killed before it wrote them (they are written once the completion
@@ -262,7 +269,7 @@ def run_many(rt: Runtime, request_ids: Sequence[int], out_dir: Path,
 def stored_certificate(rt: Runtime, request_id: int) -> dict[str, Any] | None:
     """The signed certificate lethe keeps for a request (None: there is none)."""
     text = CertificateStore(rt.control.engine).get(request_id)
-    return None if text is None else dict(json.loads(text))
+    return None if text is None else reading_order(dict(json.loads(text)))
 
 
 def _run_access(rt: Runtime, record: RequestRecord, out_dir: Path) -> RequestOutcome:

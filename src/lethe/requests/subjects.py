@@ -27,9 +27,8 @@ from lethe.requests.certificate import (
     DatasetOutcome,
     build_certificate,
     certificate_paths,
-    certificate_text,
     cite,
-    sign_certificate,
+    signed_text,
     write_certificate,
 )
 from lethe.requests.records import RequestOutcome, transition_many
@@ -160,11 +159,11 @@ def certify_and_complete(rt: Runtime, done: Sequence[Subject], now: datetime,
             signed = rt.audit.checkpoints(conn)
             last = signed[-1] if signed else None
         checkpoint = (last.seq, last.head_hash) if last is not None else None
-        documents = [(sign_certificate(cite(body, evidence[target], checkpoint), key), stem)
-                     for body, target, stem in zip(bodies, targets, stems, strict=True)]
+        kept = [signed_text(cite(body, evidence[target], checkpoint), key)
+                for body, target in zip(bodies, targets, strict=True)]
+        documents = [(document, stem) for (document, _), stem in zip(kept, stems, strict=True)]
         CertificateStore(rt.control.engine).put_many(
-            [(s.record.id, certificate_text(document, compact=True))
-             for s, (document, _) in zip(done, documents, strict=True)], conn=conn)
+            [(s.record.id, text) for s, (_, text) in zip(done, kept, strict=True)], conn=conn)
         records = transition_many(rt, [
             (s.record, ["completed"],
              {"completed_at": now, "identities": SCRUBBED, "result": s.outcome.result(),
