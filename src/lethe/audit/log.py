@@ -35,7 +35,7 @@ from lethe.audit.chain import (
 )
 from lethe.audit.witness import Witness
 from lethe.control.schema import audit, audit_checkpoints
-from lethe.control.tx import joined, transaction
+from lethe.control.tx import insert_many, joined, transaction
 from lethe.crypto.signing import ensure_key, key_id, load_key, public_pem, sign
 
 if TYPE_CHECKING:
@@ -49,9 +49,11 @@ APPEND_LOCK = 7263002
 _HEAD = sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
 # conn.info key: (the transaction, seq, hash) of the last entry that transaction appended
 _KNOWN_HEAD = "lethe_audit_known_head"
-_INSERT = audit.insert()
+# an entry's values in the table's column order, as `append_many` writes them
 ENTRY_COLUMNS = ("seq", "at", "actor", "source", "action", "target", "reason", "details",
                  "prev_hash", "hash")
+if tuple(c.name for c in audit.columns) != ENTRY_COLUMNS:  # (checked once, at import)
+    raise RuntimeError("lethe_audit's columns are not ENTRY_COLUMNS")
 
 
 def _last_entry(conn: Connection) -> tuple[int, str] | None:
@@ -205,9 +207,9 @@ class AuditLog:
                 seq += 1
                 digest = entry_hash(prev, seq, fields)
                 written.append(Entry(seq, *fields, prev, digest))
-                rows.append(dict(zip(ENTRY_COLUMNS, (seq, *fields, prev, digest), strict=True)))
+                rows.append((seq, *fields, prev, digest))  # ENTRY_COLUMNS, the table's order
                 prev = digest
-            conn.execute(_INSERT, rows)
+            insert_many(conn, audit, rows)
             _known_head(conn, seq, prev)
             for entry in written:
                 if entry.seq % self.settings.checkpoint_every == 0:

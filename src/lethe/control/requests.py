@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from lethe.control.schema import request_baselines, requests
-from lethe.control.tx import as_utc, joined, transaction
+from lethe.control.tx import as_utc, insert_many, joined, transaction
 from lethe.errors import NotFound
 
 SCRUBBED = "{}"
@@ -173,13 +173,12 @@ class RequestStore:
         """Write the baselines (and the keys of the rows each subject points at), in
         `conn`'s transaction when given."""
         pointed = pointers or {}
-        rows = [{"request_id": request_id, "dataset": dataset, "rows": count,
-                 "pointed": json.dumps(pointed[request_id][dataset])
-                 if dataset in pointed.get(request_id, {}) else None}
+        rows = [(request_id, dataset, int(count), json.dumps(pointed[request_id][dataset])
+                 if dataset in pointed.get(request_id, {}) else None)
                 for request_id, counts in baselines.items() for dataset, count in counts.items()]
         if rows:
             with joined(self.engine, conn, "writing erasure baselines") as conn:
-                conn.execute(request_baselines.insert(), rows)
+                insert_many(conn, request_baselines, rows)
 
     def clear_baselines(self, request_ids: list[int], *,
                         conn: Connection | None = None) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,6 +34,21 @@ def joined(engine: Engine, conn: Connection | None, what: str) -> Iterator[Conne
         return
     with transaction(engine, what) as own:
         yield own
+
+
+def insert_many(conn: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:
+    """Rows of plain text and numbers (one value per column of `table`, in its order)
+    handed to the driver's executemany as they are. A bulk run writes 15 such rows a
+    subject (audit entries, baselines); SQLAlchemy's executemany processed every
+    parameter of every row on the way, a tenth of the run's Python."""
+    if not rows:
+        return
+    quote = conn.dialect.identifier_preparer
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(
+        f"INSERT INTO {quote.format_table(table)}"
+        f" ({', '.join(quote.quote(c.name) for c in table.columns)})"
+        f" VALUES ({', '.join([mark] * len(table.columns))})", list(rows))
 
 
 def as_utc(value: datetime | None) -> datetime | None:
