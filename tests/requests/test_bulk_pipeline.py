@@ -57,6 +57,10 @@ def _app(url: str, tmp_path: Path) -> tuple[sa.Engine, Path]:
     return engine, path
 
 
+def _opened(rt: Any, people: Any = PEOPLE) -> list[Any]:
+    return open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"] for p in people])
+
+
 def _left(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one())
@@ -75,8 +79,7 @@ def test_groups_are_certified_on_their_own_thread_each_with_its_own_evidence(
     monkeypatch.setattr(erasure, "certify_and_complete", recorded)
     rt = runtime(path)
     try:
-        records = open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"]
-                                                      for p in PEOPLE])
+        records = _opened(rt)
         outcomes = run_many(rt, [r.id for r in records], tmp_path / "out", group_size=3)
         assert rt.audit.verify().ok
         kept = {r.id: stored_certificate(rt, r.id) for r in records}
@@ -116,8 +119,7 @@ def test_a_group_that_cannot_be_certified_stops_the_run_and_a_rerun_finishes_it(
     monkeypatch.setattr(erasure, "certify_and_complete", first_fails)
     rt = runtime(path)
     try:
-        records = open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"]
-                                                      for p in PEOPLE])
+        records = _opened(rt)
         with pytest.raises(LetheError, match="signing key"):
             run_many(rt, [r.id for r in records], tmp_path / "out", group_size=1)
         first = requests_of(rt).get(records[0].id)
@@ -207,8 +209,7 @@ def test_a_kept_certificate_is_its_signed_text_and_reads_as_its_file(
     engine.dispose()
     rt = runtime(path)
     try:
-        records = open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"]
-                                                      for p in (2, 3)])
+        records = _opened(rt, (2, 3))
         outcomes = run_many(rt, [r.id for r in records], tmp_path / "out",
                             certificate_files=True)
         for record, outcome in zip(records, outcomes, strict=True):
@@ -235,8 +236,7 @@ def test_run_all_writes_the_files_a_killed_run_did_not(app_url: str, tmp_path: P
     rt = runtime(path)
     out = tmp_path / "out"
     try:
-        records = open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"]
-                                                      for p in (2, 3, 4)])
+        records = _opened(rt, (2, 3, 4))
         run_open_requests(rt, out, group_size=2, certificate_files=True)
         written = {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()}
         assert len(written) == 2 * len(records)  # JSON and HTML each
