@@ -9,7 +9,9 @@ assigned at random). Measured in this one run, on the same database:
    `--subjects` random users; p50 / p95 / max.
 2. lethe, bulk: open `--bulk` erasure requests in one go (as `request open --from-file`
    does), then run them all (as `request run --all` does: groups of `--group-size`
-   subjects, one sweep per dataset per group, a certificate per subject).
+   subjects, one sweep per dataset per group, a certificate per subject; each group
+   certified on a thread of its own while the next is erased, so that phase's time is
+   reported beside the others, not added to them).
 3. The baseline an application would write: SQLAlchemy ORM models, `User` with a
    `cascade="all, delete-orphan"` relationship to every child table but `payments`;
    per subject `session.get(User, id)`, `session.delete(user)`, `commit`, for
@@ -237,10 +239,21 @@ def _owner_of(where: str) -> Any:
     return importlib.import_module(where)
 
 
-def per_subject_ms(spent: dict[str, float], total_s: float, subjects: int) -> dict[str, float]:
-    """Milliseconds per subject in each phase, and the rest as "other"."""
-    phases = {phase: round(seconds * 1000 / subjects, 3) for phase, seconds in spent.items()}
-    phases["other"] = round((total_s - sum(spent.values())) * 1000 / subjects, 3)
+CERTIFY = PHASES[-1][2]
+# a bulk run certifies each group on a thread of its own while it erases the next one
+# (lethe.requests.subjects.Certifications): that phase's time overlaps the others'
+OVERLAPPED = CERTIFY + " [on its own thread, overlapping the next group's]"
+
+
+def per_subject_ms(spent: dict[str, float], total_s: float, subjects: int, *,
+                   overlapped: bool = False) -> dict[str, float]:
+    """Milliseconds per subject in each phase, and the rest as "other". `overlapped`: the
+    certification ran beside the other phases (a bulk run), so it is named so and left
+    out of what "other" is the rest of."""
+    phases = {OVERLAPPED if overlapped and phase == CERTIFY else phase:
+              round(seconds * 1000 / subjects, 3) for phase, seconds in spent.items()}
+    beside = spent.get(CERTIFY, 0.0) if overlapped else 0.0
+    phases["other"] = round((total_s - sum(spent.values()) + beside) * 1000 / subjects, 3)
     return phases
 
 
@@ -315,7 +328,8 @@ def measure_lethe_bulk(rt: Runtime, out: Path, user_ids: list[int], batch_size: 
             "run_subjects_per_s": len(user_ids) / (finished - opened), "batch_size": batch_size,
             "group_size": group_size,
             "rows_erased": sum(r.erased for o in outcomes for r in o.datasets.values()),
-            "phases_ms_per_subject": per_subject_ms(spent, total, len(user_ids))}
+            "phases_ms_per_subject": per_subject_ms(spent, total, len(user_ids),
+                                                    overlapped=True)}
 
 
 def profile_lethe(rt: Runtime, out: Path, user_ids: list[int], batch_size: int,
