@@ -21,7 +21,7 @@ from lethe.errors import LetheError
 from lethe.requests import erasure
 from lethe.requests.certificate import certificate_text, verify_certificate
 from lethe.requests.records import requests_of
-from lethe.requests.service import open_many, run_many, stored_certificate
+from lethe.requests.service import open_many, run_many, run_request, stored_certificate
 from lethe.requests.subjects import Certifications
 from lethe.stores.sql import normalize_url
 from tests.fixtures import runtime
@@ -246,3 +246,45 @@ def test_run_all_writes_the_files_a_killed_run_did_not(app_url: str, tmp_path: P
         assert {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()} == written
     finally:
         rt.close()
+
+
+def test_certificate_paths_are_recorded_absolute(app_url: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--out` given relative: the record names the files absolutely, so a later run
+    started elsewhere writes missing files where the first run put them."""
+    engine, path = _app(app_url, tmp_path)
+    engine.dispose()
+    monkeypatch.chdir(tmp_path)
+    rt = runtime(path)
+    try:
+        records = _opened(rt, (2, 3))
+        run_open_requests(rt, Path("certs"), certificate_files=True)
+        kept = requests_of(rt).get_many([r.id for r in records])
+        assert all(r.certificate_path is not None and Path(r.certificate_path).is_absolute()
+                   and Path(r.certificate_path).parent == tmp_path / "certs" for r in kept)
+        first = Path(str(kept[0].certificate_path))
+        first.unlink()
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        monkeypatch.chdir(elsewhere)
+        run_open_requests(rt, Path("certs"), certificate_files=True)
+        assert first.is_file() and not (elsewhere / "certs").exists()
+    finally:
+        rt.close()
+
+
+def test_an_access_export_path_is_recorded_absolute(app_url: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, path = _app(app_url, tmp_path)
+    engine.dispose()
+    monkeypatch.chdir(tmp_path)
+    rt = runtime(path)
+    try:
+        record = open_many(rt, "access", "person", [["email=p2@example.com"]])[0]
+        outcome = run_request(rt, record.id, Path("exports"))
+        kept = requests_of(rt).get(record.id).export_path
+    finally:
+        rt.close()
+    assert outcome.record.status == "completed"
+    assert kept is not None and Path(kept) == tmp_path / "exports" / Path(kept).name
+    assert Path(kept).is_file()

@@ -296,7 +296,7 @@ def _run_access(rt: Runtime, record: RequestRecord, out_dir: Path) -> RequestOut
                         datasets=exported)
     outcome.record = transition(rt, record, "completed", completed_at=rt.clock.now(),
                                 identities=SCRUBBED, result=outcome.result(),
-                                export_path=str(path))
+                                export_path=str(path.absolute()))  # (from any directory)
     outcome.export = path
     return outcome
 

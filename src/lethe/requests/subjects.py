@@ -147,7 +147,9 @@ def certify_and_complete(rt: Runtime, done: Sequence[Subject], now: datetime,
         raise
     key = rt.audit.key()
     stems = [f"request-{s.record.id}-certificate" for s in done]
-    paths = [None if out_dir is None else certificate_paths(out_dir, stem)[0]
+    # recorded absolute: a later run, from another directory, finds (or writes again)
+    # the files where this one put them
+    paths = [None if out_dir is None else certificate_paths(out_dir.absolute(), stem)[0]
              for stem in stems]
     with transaction(rt.control.engine, "certifying and completing erasures") as conn:
         if first is not None:
