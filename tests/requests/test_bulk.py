@@ -42,6 +42,49 @@ def certified(document: dict[str, Any] | None) -> dict[str, dict[str, int]]:
             for d in document["certificate"]["datasets"]}
 
 
+def people_and_orders(url: str, tmp_path: Path, people: range, *, items: bool = False
+                      ) -> tuple[sa.Engine, Path, list[tuple[int, int]]]:
+    """`people` (id, email), person p with p `orders` (ids p * 100 ...), with `items`
+    order o with o % 4 items; the policy naming them (person subjects by e-mail). The
+    engine, the policy's path and the (order, person) pairs."""
+    engine = sa.create_engine(normalize_url(url))
+    meta = sa.MetaData()
+    sa.Table("people", meta, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+             sa.Column("email", sa.String(100)))
+    sa.Table("orders", meta, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+             sa.Column("person_id", sa.Integer, index=True))
+    if items:
+        sa.Table("items", meta, sa.Column("id", sa.Integer, primary_key=True,
+                                          autoincrement=False),
+                 sa.Column("order_id", sa.Integer, index=True))
+    meta.drop_all(engine)
+    meta.create_all(engine)
+    orders = [(o, p) for p in people for o in range(p * 100, p * 100 + p)]
+    with engine.begin() as conn:
+        conn.execute(meta.tables["people"].insert(),
+                     [{"id": p, "email": f"p{p}@example.com"} for p in people])
+        conn.execute(meta.tables["orders"].insert(),
+                     [{"id": o, "person_id": p} for o, p in orders])
+        if items:
+            conn.execute(meta.tables["items"].insert(),
+                         [{"id": o * 10 + k, "order_id": o} for o, _ in orders
+                          for k in range(o % 4)])
+    datasets: dict[str, Any] = {
+        "people": {"store": "app", "table": "people", "class": "pii"},
+        "orders": {"store": "app", "table": "orders", "class": "operational",
+                   "belongs_to": {"people": "person_id"}}}
+    if items:
+        datasets["items"] = {"store": "app", "table": "items", "class": "operational",
+                             "belongs_to": {"orders": "order_id"}}
+    path = tmp_path / "lethe.yaml"
+    path.write_text(yaml.safe_dump({
+        "lethe": 1, "organization": "Test Co", "control": "sqlite:///state.db",
+        "stores": {"app": {"url": url}},
+        "subjects": {"person": {"dataset": "people", "identities": ["email"]}},
+        "datasets": datasets}))
+    return engine, path, orders
+
+
 def test_bulk_erasure_matches_one_by_one_and_keeps_held_subjects(app_url: str,
                                                                   tmp_path: Path) -> None:
     engine = build_app(app_url)
@@ -98,37 +141,8 @@ def test_bulk_erasure_matches_one_by_one_and_keeps_held_subjects(app_url: str,
 
 def test_bulk_attributes_grandchildren_to_their_subject(app_url: str, tmp_path: Path) -> None:
     """users → orders → items: each user's certificate counts its own items only."""
-    engine = sa.create_engine(normalize_url(app_url))
-    meta = sa.MetaData()
-    sa.Table("people", meta, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-             sa.Column("email", sa.String(100)))
-    sa.Table("orders", meta, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-             sa.Column("person_id", sa.Integer, index=True))
-    sa.Table("items", meta, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-             sa.Column("order_id", sa.Integer, index=True))
-    meta.create_all(engine)
-    # person p has p orders; order o has (o % 4) items
-    orders = [(o, p) for p in range(1, 9) for o in range(p * 100, p * 100 + p)]
-    items = [(o * 10 + k, o) for o, _ in orders for k in range(o % 4)]
-    with engine.begin() as conn:
-        conn.execute(meta.tables["people"].insert(),
-                     [{"id": p, "email": f"p{p}@example.com"} for p in range(1, 9)])
-        conn.execute(meta.tables["orders"].insert(),
-                     [{"id": o, "person_id": p} for o, p in orders])
-        conn.execute(meta.tables["items"].insert(),
-                     [{"id": i, "order_id": o} for i, o in items])
+    engine, path, orders = people_and_orders(app_url, tmp_path, range(1, 9), items=True)
     expected_items = {p: sum(o % 4 for o, q in orders if q == p) for p in range(1, 9)}
-    path = tmp_path / "lethe.yaml"
-    path.write_text(yaml.safe_dump({
-        "lethe": 1, "organization": "Test Co", "control": "sqlite:///state.db",
-        "stores": {"app": {"url": app_url}},
-        "subjects": {"person": {"dataset": "people", "identities": ["email"]}},
-        "datasets": {
-            "people": {"store": "app", "table": "people", "class": "pii"},
-            "orders": {"store": "app", "table": "orders", "class": "operational",
-                       "belongs_to": {"people": "person_id"}},
-            "items": {"store": "app", "table": "items", "class": "operational",
-                      "belongs_to": {"orders": "order_id"}}}}))
     rt = runtime(path)
     records = open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"]
                                                   for p in range(2, 8)])

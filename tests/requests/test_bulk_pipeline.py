@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 
 from lethe.audit.chain import canonical_json
 from lethe.commands.requests import run_open_requests
@@ -23,37 +22,15 @@ from lethe.requests.certificate import certificate_text, verify_certificate
 from lethe.requests.records import requests_of
 from lethe.requests.service import open_many, run_many, run_request, stored_certificate
 from lethe.requests.subjects import Certifications
-from lethe.stores.sql import normalize_url
 from tests.fixtures import runtime
+from tests.requests.test_bulk import people_and_orders
 
 PEOPLE = range(1, 8)
 
 
 def _app(url: str, tmp_path: Path) -> tuple[sa.Engine, Path]:
     """people 1-7, person p with p orders."""
-    engine = sa.create_engine(normalize_url(url))
-    meta = sa.MetaData()
-    people = sa.Table("people", meta, sa.Column("id", sa.Integer, primary_key=True,
-                                                autoincrement=False),
-                      sa.Column("email", sa.String(100)))
-    orders = sa.Table("orders", meta, sa.Column("id", sa.Integer, primary_key=True,
-                                                autoincrement=False),
-                      sa.Column("person_id", sa.Integer, index=True))
-    meta.drop_all(engine)
-    meta.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(people.insert(), [{"id": p, "email": f"p{p}@example.com"} for p in PEOPLE])
-        conn.execute(orders.insert(), [{"id": p * 100 + k, "person_id": p}
-                                       for p in PEOPLE for k in range(p)])
-    path = tmp_path / "lethe.yaml"
-    path.write_text(yaml.safe_dump({
-        "lethe": 1, "organization": "Test Co", "control": "sqlite:///state.db",
-        "stores": {"app": {"url": url}},
-        "subjects": {"person": {"dataset": "people", "identities": ["email"]}},
-        "datasets": {
-            "people": {"store": "app", "table": "people", "class": "pii"},
-            "orders": {"store": "app", "table": "orders", "class": "operational",
-                       "belongs_to": {"people": "person_id"}}}}))
+    engine, path, _ = people_and_orders(url, tmp_path, PEOPLE)
     return engine, path
 
 
