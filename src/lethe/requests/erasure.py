@@ -96,6 +96,7 @@ class Group:
         self._found_keys: dict[str, dict[str, list[str]]] = {}
         self._baselines_now: dict[int, Counts] = {}
         self._fresh = False
+        self._begun = False
         # dataset -> each subject's rows as `begin` found them (several datasets may be
         # begun before the first is told: a run of them goes as one statement)
         self._found_before: dict[str, Counts] = {}
@@ -230,7 +231,7 @@ class Group:
         `later`: where the certification goes instead of running now (`Certifications`)."""
         now = self.rt.clock.now()
         try:
-            self._baselines_now, self._fresh = self._baselines()
+            self.begin_erasure()
             self.executor.erase(self.plan, self, self.batch_size, one_turn=self._small())
         except LetheError as exc:
             self._stopped(now, exc)
@@ -253,6 +254,15 @@ class Group:
         certify = partial(certify_and_complete, self.rt, done, now, out_dir,
                           first=None if held else self._audit_steps)
         certify() if later is None else later(certify)
+
+    def begin_erasure(self) -> None:
+        """The baselines counted and stored (or read back), the requests moved into
+        in progress with them: once, before the first row goes. A bulk run begins the
+        next group on another thread while this one erases (`Preparations`); `erase`
+        begins whatever was not."""
+        if not self._begun:
+            self._baselines_now, self._fresh = self._baselines()
+            self._begun = True
 
     def _small(self) -> bool:
         """One unit of work (Executor.erase): a lone subject, rows (just counted) within a

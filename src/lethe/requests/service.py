@@ -13,6 +13,7 @@ import csv
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from lethe.engine.plan import builder_for
 from lethe.engine.subjects import keyed_datasets
 from lethe.errors import UsageError
 from lethe.policy.model import REQUEST_DEADLINE, template_fields
+from lethe.requests.ahead import Ahead
 from lethe.requests.certificate import certificate_paths, reading_order, write_certificate
 from lethe.requests.discovery import (
     canonical_subject,
@@ -36,7 +38,7 @@ from lethe.requests.discovery import (
     subject_rows,
 )
 from lethe.requests.export import DatasetRows, write_access_export
-from lethe.requests.phases import erase_subjects
+from lethe.requests.phases import Erasure, erase_subjects, erasure_of
 from lethe.requests.records import (
     DatasetReport,
     RequestOutcome,
@@ -245,25 +247,36 @@ def run_many(rt: Runtime, request_ids: Sequence[int], out_dir: Path,
             alone.append(record.id)
     if pending:
         rt.prepare()
-    # each group certified on a thread while the next is counted and erased
-    with Certifications() as certifications:
-        for subject_kind, group in pending.items():
-            for start in range(0, len(group), group_size):
-                certifications.check()  # a group that could not be certified stops the run
-                chunk = group[start:start + group_size]
-                keys = resolve_subjects(rt, subject_kind, chunk)
-                # in progress with their baselines, in their transaction (subjects.start)
-                subjects = [Subject(r, keys[r.id], tuple(_to_in_progress(r)))
-                            for r in chunk if r.id in keys]
-                erase_subjects(rt, subject_kind, subjects,
-                               out_dir if certificate_files else None, batch_size,
-                               certifications.submit)
-                outcomes.update((s.record.id, s.outcome) for s in subjects)
-                alone += [r.id for r in chunk if r.id not in keys]
+    chunks = [(kind, group[start:start + group_size]) for kind, group in pending.items()
+              for start in range(0, len(group), group_size)]
+    # each group made ready (its subjects found, counted, in progress) on one thread
+    # while the one before is erased, and certified on another while the next is erased
+    with Certifications() as certifications, \
+            Ahead(chunks, partial(_ready, rt, batch_size), "lethe-ready") as ready:
+        for chunk, subjects, erasure in ready:
+            certifications.check()  # a group that could not be certified stops the run
+            erasure.run(out_dir if certificate_files else None, certifications.submit)
+            outcomes.update((s.record.id, s.outcome) for s in subjects)
+            erased = {s.record.id for s in subjects}
+            alone += [r.id for r in chunk if r.id not in erased]
     for request_id in alone:
         outcomes[request_id] = run_request(rt, request_id, out_dir, batch_size,
                                            certificate_files=certificate_files)
     return [outcomes[r.id] for r in records]
+
+
+def _ready(rt: Runtime, batch_size: int, chunk: tuple[str, list[RequestRecord]]
+           ) -> tuple[list[RequestRecord], list[Subject], Erasure]:
+    """A chunk of one kind's erasure requests made ready to erase: each subject found
+    (those whose identities name no single row plainly go alone), its group built and
+    begun (`Erasure.begin`: in progress with its baselines, in their transaction)."""
+    subject_kind, records = chunk
+    keys = resolve_subjects(rt, subject_kind, records)
+    subjects = [Subject(r, keys[r.id], tuple(_to_in_progress(r)))
+                for r in records if r.id in keys]
+    erasure = erasure_of(rt, subject_kind, subjects, batch_size)
+    erasure.begin()
+    return records, subjects, erasure
 
 
 def stored_certificate(rt: Runtime, request_id: int) -> dict[str, Any] | None:
