@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from lethe.crypto.signing import signature_valid
 
 GENESIS = "0" * 64
@@ -67,10 +69,30 @@ def clean(text: str) -> str:
 # cost more than the encoding itself for the small details of an audit entry
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                               default=str)
+# orjson writes the same text for what lethe hashes and signs, ~8x faster (an erasure's
+# details: 12 us -> 1.6 us; a bulk erasure encodes five such documents a subject)
+_FAST = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | \
+    orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _elsewhere(value: Any) -> Any:
+    raise TypeError  # not a value both encoders write alike: the standard library's
 
 
 def canonical_json(data: Mapping[str, Any]) -> str:
-    return _CANONICAL.encode(data)
+    """Sorted keys, no spaces, text as is (control characters escaped): the standard
+    library's encoding, which entries and certificates have always been hashed and
+    signed over. orjson writes it for text, integers, booleans, None, lists and dicts
+    keyed by text, byte for byte the same (tests compare the two over generated
+    documents); the rest goes to the standard library — other types and subclasses
+    (orjson hands them to `_elsewhere`), integers past 64 bits and unpaired surrogates
+    (orjson refuses them). Floats would differ (orjson `0.00001`, the standard library
+    `1e-05`): lethe hashes and signs none (counts, flags, text, keys; a test reads every
+    registered event's fields)."""
+    try:
+        return orjson.dumps(data, default=_elsewhere, option=_FAST).decode()
+    except TypeError:  # (orjson.JSONEncodeError is one)
+        return _CANONICAL.encode(data)
 
 
 PRUNED = SEPARATOR + "audit.pruned" + SEPARATOR

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
+
+import orjson
 
 from lethe.control.requests import RequestRecord
 from lethe.engine.steps import StepBuilder
@@ -67,9 +70,17 @@ def check_identities(types: Mapping[str, str], subject_kind: str,
 
 
 def canonical_subject(subject_kind: str, identities: Mapping[str, str]) -> str:
-    """What a subject's fingerprint is computed over (`AuditLog.fingerprint` keys it)."""
-    return json.dumps({"kind": subject_kind, "identities": dict(sorted(identities.items()))},
-                      sort_keys=True, separators=(",", ":"))
+    """What a subject's fingerprint is computed over (`AuditLog.fingerprint` keys it): the
+    standard library's JSON, sorted, compact, non-ASCII escaped — every open request's
+    fingerprint was computed over it. orjson writes the same bytes, in a fifth of the
+    time, when they are ASCII but DEL (the characters both escape alike); any other
+    text goes to the standard library."""
+    subject = {"kind": subject_kind, "identities": dict(sorted(identities.items()))}
+    with suppress(TypeError):  # (not text: the standard library says what it says)
+        fast = orjson.dumps(subject, option=orjson.OPT_SORT_KEYS)
+        if fast.isascii() and b"\x7f" not in fast:
+            return fast.decode()
+    return json.dumps(subject, sort_keys=True, separators=(",", ":"))
 
 
 def subject_rows(policy: Policy, subject_kind: str, identities: Mapping[str, str]) -> Condition:
