@@ -9,9 +9,10 @@ assigned at random). Measured in this one run, on the same database:
    `--subjects` random users; p50 / p95 / max.
 2. lethe, bulk: open `--bulk` erasure requests in one go (as `request open --from-file`
    does), then run them all (as `request run --all` does: groups of `--group-size`
-   subjects, one sweep per dataset per group, a certificate per subject; each group
-   certified on a thread of its own while the next is erased, so that phase's time is
-   reported beside the others, not added to them).
+   subjects, one sweep per dataset per group, a certificate per subject; each group made
+   ready — subjects found, rows counted — on one thread while the group before is
+   erased, and certified on another while the next is erased, so those phases' time is
+   reported beside the erasure's, not added to it).
 3. The baseline an application would write: SQLAlchemy ORM models, `User` with a
    `cascade="all, delete-orphan"` relationship to every child table but `payments`;
    per subject `session.get(User, id)`, `session.delete(user)`, `commit`, for
@@ -240,20 +241,27 @@ def _owner_of(where: str) -> Any:
 
 
 CERTIFY = PHASES[-1][2]
-# a bulk run certifies each group on a thread of its own while it erases the next one
-# (lethe.requests.subjects.Certifications): that phase's time overlaps the others'
-OVERLAPPED = CERTIFY + " [on its own thread, overlapping the next group's]"
+# A bulk run makes each group ready (its subjects found, counted, moved into in progress)
+# on one thread and certifies it on another, both while it erases a group
+# (lethe.requests.ahead.Ahead, lethe.requests.subjects.Certifications): those phases'
+# time overlaps the erasure's, and is named so.
+BESIDE = {
+    "find the subject": " [on the ready thread, while the group before is erased]",
+    PHASES[4][2]: " [on the ready thread, while the group before is erased]",
+    CERTIFY: " [on its own thread, overlapping the next group's erasure]",
+}
 
 
 def per_subject_ms(spent: dict[str, float], total_s: float, subjects: int, *,
                    overlapped: bool = False) -> dict[str, float]:
     """Milliseconds per subject in each phase, and the rest as "other". `overlapped`: the
-    certification ran beside the other phases (a bulk run), so it is named so and left
+    phases in BESIDE ran beside the others (a bulk run), so they are named so and left
     out of what "other" is the rest of."""
-    phases = {OVERLAPPED if overlapped and phase == CERTIFY else phase:
-              round(seconds * 1000 / subjects, 3) for phase, seconds in spent.items()}
-    beside = spent.get(CERTIFY, 0.0) if overlapped else 0.0
-    phases["other"] = round((total_s - sum(spent.values()) + beside) * 1000 / subjects, 3)
+    beside = BESIDE if overlapped else {}
+    phases = {phase + beside.get(phase, ""): round(seconds * 1000 / subjects, 3)
+              for phase, seconds in spent.items()}
+    alongside = sum(seconds for phase, seconds in spent.items() if phase in beside)
+    phases["other"] = round((total_s - sum(spent.values()) + alongside) * 1000 / subjects, 3)
     return phases
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from lethe.audit.chain import canonical_json
 from lethe.audit.events import REGISTRY
+from lethe.control.requests import json_text
 from lethe.requests.certificate import DatasetOutcome, build_certificate, cite, signed_text
 from lethe.requests.discovery import canonical_subject
 
@@ -85,3 +86,10 @@ def test_a_subject_is_fingerprinted_over_the_same_text_as_ever(identities: dict[
     assert canonical_subject(kind, identities) == json.dumps(
         {"kind": kind, "identities": dict(sorted(identities.items()))},
         sort_keys=True, separators=(",", ":"))
+
+
+def test_request_columns_read_back_what_was_written() -> None:
+    """A request's JSON columns (never hashed) are written by orjson, and what it
+    cannot write (an integer past 64 bits) by the standard library, as before."""
+    result = {"orders": {"rows": 2**70, "erased": 1}, "note": "Zürich \x7f", "n": 1e-05}
+    assert json.loads(json_text(result)) == result

@@ -307,6 +307,16 @@ class AuditLog:
         with self._read("reading the audit log", conn) as reading:
             return [Entry(*row) for row in reading.execute(query)]
 
+    def cited(self, targets: Sequence[str], conn: Connection | None = None
+              ) -> list[tuple[str, int, str]]:
+        """(target, seq, hash) of the targets' entries in order: what a certificate cites
+        of them, without reading and building whole entries (a bulk run cites thousands
+        of requests' entries a minute)."""
+        query = sa.select(audit.c.target, audit.c.seq, audit.c.hash) \
+            .where(audit.c.target.in_(list(targets))).order_by(audit.c.seq)
+        with self._read("reading the audit log", conn) as reading:
+            return [tuple(row) for row in reading.execute(query)]
+
     def checkpoints(self, conn: Connection | None = None) -> list[Checkpoint]:
         with self._read("reading audit checkpoints", conn) as reading:
             return [Checkpoint(*row) for row in reading.execute(

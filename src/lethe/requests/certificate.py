@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -176,7 +177,7 @@ def signed_text(body: dict[str, Any], key: Ed25519PrivateKey) -> tuple[dict[str,
     the order a file shows it."""
     canonical = canonical_json(body)
     document = _signed(body, key, canonical.encode("utf-8"))
-    signature = json.dumps(document["signature"], ensure_ascii=False, separators=(",", ":"))
+    signature = orjson.dumps(document["signature"]).decode()  # (its text: key order kept)
     return document, f'{{"certificate":{canonical},"signature":{signature}}}'
 
 

@@ -13,17 +13,13 @@ subject rows are first soft-deleted; once it has passed, everything is erased.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy.engine import Connection
-
-from lethe.audit.events import KeysShredded, RequestErased, RequestStep
-from lethe.control.requests import RequestRecord
+from lethe.audit.events import KeysShredded, RequestStep
 from lethe.control.tx import transaction
 from lethe.engine.erasure_plan import (
     Erased,
@@ -40,6 +36,7 @@ from lethe.engine.sweep import SweepStats
 from lethe.errors import LetheError
 from lethe.holds import HoldScopes
 from lethe.policy.model import template_fields
+from lethe.requests.group_records import GroupRecords
 from lethe.requests.pointers import Pointers, pinned_held, pointed_now, pointing_datasets
 from lethe.requests.records import (
     DatasetReport,
@@ -69,7 +66,7 @@ from lethe.stores.base import (
 Counts = dict[str, int]  # subject key (as text) -> rows
 
 
-class Group:
+class Group(GroupRecords):
     """Subjects of one kind erased together: the request's side of the erasure plan
     (engine.erasure_plan.Tally) — whose each row is, baselines, reports, audit entries
     and certificates. The executor carries the plan out."""
@@ -258,7 +255,7 @@ class Group:
     def begin_erasure(self) -> None:
         """The baselines counted and stored (or read back), the requests moved into
         in progress with them: once, before the first row goes. A bulk run begins the
-        next group on another thread while this one erases (`Preparations`); `erase`
+        next group on another thread while this one erases (`phases.Erasure.begin`); `erase`
         begins whatever was not."""
         if not self._begun:
             self._baselines_now, self._fresh = self._baselines()
@@ -421,26 +418,29 @@ class Group:
                      for k in {*erased_now, *held, *retained}}
         else:
             found = self._found_before.pop(name)
-        for s in self.subjects:
+        act, deleting = action.action, action.action == "delete"
+        bases = {s.record.id: self._baselines_now.get(s.record.id, {}).get(name, 0)
+                 for s in self.subjects}
+        for s in self.subjects:  # (5,000 turns a bulk group: lookups kept few)
             k = s.mark
-            rows = max(found.get(k, 0), self._baselines_now.get(s.record.id, {}).get(name, 0))
-            staying = held.get(k, 0) + retained.get(k, 0)
-            report = DatasetReport(rows=rows, held=held.get(k, 0), action=action.action,
-                                   legal_basis=basis if retained.get(k, 0) else ds.legal_basis)
+            found_k, held_k, retained_k = found.get(k, 0), held.get(k, 0), retained.get(k, 0)
+            rows = max(found_k, bases[s.record.id])
+            staying = held_k + retained_k
+            report = DatasetReport(rows, 0, 0, held_k, act,
+                                   basis if retained_k else ds.legal_basis)
             # retain keeps what is there now (rows retention deleted while a hold kept
             # the request open are gone: erased) — when they can still be found: once
             # the subject row is gone (an earlier run was killed after deleting it) its
             # rows are those the baseline counted. delete, anonymize and shred erased the
             # rest (rows already anonymized, and rows whose fields died with the key)
-            if action.action == "retain":
+            if act == "retain":
                 report.retained = rows - staying if s.key is None else \
-                    max(0, found.get(k, 0) - staying)
+                    max(0, found_k - staying)
                 report.erased = rows - staying - report.retained
             else:
-                report.retained, report.erased = retained.get(k, 0), rows - staying
+                report.retained, report.erased = retained_k, rows - staying
             s.outcome.datasets[name] = report
-            self._step(s, name, report, erased_now.get(k, 0) if action.action == "delete"
-                       else report.erased)
+            self._step(s, name, report, erased_now.get(k, 0) if deleting else report.erased)
 
     def _keeping(self, name: str, rows: Condition,
                  blockers: Sequence[tuple[str, Condition]]) -> str:
@@ -469,37 +469,6 @@ class Group:
         for s, record in zip(self.subjects, self._update(
                 self.subjects, lambda s: {"updated_at": now, "note": note}), strict=True):
             s.outcome.record, s.outcome.error = record, error
-
-    def _note_held(self, subjects: Sequence[Subject],
-                   values: Callable[[Subject], dict[str, Any]]) -> None:
-        """Requests a hold keeps open: each is written `values` and a note naming the
-        holds that keep it."""
-        holds = list(self.rt.control.holds())
-        for s, record in zip(subjects, self._update(subjects, lambda s: {
-                **values(s), "note": held_note(s, holds)}), strict=True):
-            s.outcome.record = record
-
-    def _update(self, subjects: Sequence[Subject],
-                values: Callable[[Subject], dict[str, Any]]) -> list[RequestRecord]:
-        """Write each subject's request `values`; the records as they now are."""
-        store = requests_of(self.rt)
-        store.update_each([(s.record.id, values(s)) for s in subjects])
-        return store.get_many([s.record.id for s in subjects])
-
-    def _audit_steps(self, conn: Connection | None = None) -> None:
-        """One `request.erased` per request: what this run did to every dataset (in
-        `conn`'s transaction when given). (A run killed before it writes them is
-        accounted for by the next: its entry's `rows` come from the baselines, so rows
-        minus done, retained and held is what went before that run.)"""
-        self.rt.audit.append_many([RequestErased(s.record.id, self._steps[s.record.id])
-                                   for s in self.subjects if self._steps[s.record.id]],
-                                  conn=conn)
-
-    def _step(self, s: Subject, name: str, report: DatasetReport, done: int) -> None:
-        """Remember what this run did to a dataset for the subject's `request.erased`."""
-        self._steps[s.record.id][name] = {
-            "rows": report.rows, "done": done, "retained": report.retained,
-            "held": report.held, "action": report.action}
 
 
 __all__ = ["Group", "Subject", "groupable", "held_note"]

@@ -84,14 +84,13 @@ class Subject:
     # pointers (they are stored only once a request is in progress), none to read
     begun_now: bool = field(init=False)
     outcome: RequestOutcome = field(init=False)
+    # the key as text, as rows are told apart by (read ten times a subject a dataset)
+    mark: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.begun_now = bool(self.moving)
         self.outcome = RequestOutcome(self.record)
-
-    @property
-    def mark(self) -> str:
-        return "" if self.key is None else str(self.key)
+        self.mark = "" if self.key is None else str(self.key)
 
 
 def start(rt: Runtime, subjects: Sequence[Subject],
@@ -154,8 +153,8 @@ def certify_and_complete(rt: Runtime, done: Sequence[Subject], now: datetime,
     with transaction(rt.control.engine, "certifying and completing erasures") as conn:
         if first is not None:
             first(conn)
-        for entry in rt.audit.entries(targets=targets, conn=conn):
-            evidence[entry.target].append((entry.seq, entry.hash))
+        for target, seq, digest in rt.audit.cited(targets, conn):
+            evidence[target].append((seq, digest))
         last = rt.audit.checkpoint(conn)
         if last is None:
             signed = rt.audit.checkpoints(conn)
