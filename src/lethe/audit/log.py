@@ -315,7 +315,7 @@ class AuditLog:
         query = sa.select(audit.c.target, audit.c.seq, audit.c.hash) \
             .where(audit.c.target.in_(list(targets))).order_by(audit.c.seq)
         with self._read("reading the audit log", conn) as reading:
-            return [tuple(row) for row in reading.execute(query)]
+            return [tuple(row) for row in reading.execute(query).all()]
 
     def checkpoints(self, conn: Connection | None = None) -> list[Checkpoint]:
         with self._read("reading audit checkpoints", conn) as reading:

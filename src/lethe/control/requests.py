@@ -6,7 +6,7 @@ import functools
 import json
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -78,9 +78,9 @@ class RequestStore:
                 values: dict[str, Any] | None = None) -> list[RequestRecord]:
         """In `conn`'s open transaction when given (it sees what that one wrote)."""
         if conn is not None:
-            return [_record(row) for row in conn.execute(query, values)]
+            return [_record(row) for row in conn.execute(query, values).all()]
         with self._tx(what, write=False) as own:
-            return [_record(row) for row in own.execute(query, values)]
+            return [_record(row) for row in own.execute(query, values).all()]
 
     def create_many(self, kind: str, subject_kind: str,
                     subjects: list[tuple[dict[str, str], str]], received_at: datetime,
@@ -102,8 +102,8 @@ class RequestStore:
             # request, so unique here): asked to return rows in parameter order, SQLite
             # ran one INSERT per row (it cannot promise RETURNING's order); unordered,
             # SQLAlchemy sends many rows a statement.
-            written = {row.fingerprint: _record(row)
-                       for row in conn.execute(requests.insert().returning(*requests.c), rows)}
+            inserted = conn.execute(requests.insert().returning(*requests.c), rows).all()
+            written = {row.fingerprint: _record(row) for row in inserted}
             return [written[mark] for _, mark in subjects]
 
     def open_by_fingerprint(self, kind: str, fingerprints: list[str], *,
@@ -244,4 +244,14 @@ def updated(record: RequestRecord, values: dict[str, Any]) -> RequestRecord:
         elif isinstance(value, datetime):
             value = as_utc(value)
         decoded[name] = value
-    return replace(record, **decoded)
+    unknown = decoded.keys() - _FIELDS
+    if unknown:
+        raise TypeError(f"not a field of a request: {', '.join(sorted(unknown))}")
+    # `replace` without its cost (~5 us, run twice a subject in a bulk run): the record
+    # is a frozen dataclass with no __post_init__, so its fields are all there is
+    changed = object.__new__(RequestRecord)
+    changed.__dict__.update(record.__dict__, **decoded)
+    return changed
+
+
+_FIELDS = frozenset(f.name for f in fields(RequestRecord))

@@ -82,7 +82,7 @@ class Rows(Compiler):
                                       sa.select(*(self.column(t, c, table) for c in columns))
                                       .where(selected))
         with self._reading(f"reading rows of {table}") as conn:
-            return [tuple(r) for r in conn.execute(query, values)]
+            return [tuple(r) for r in conn.execute(query, values).all()]
 
     def select_at_most(self, table: str, columns: Sequence[str],
                        most: int) -> list[tuple[Any, ...]] | None:
@@ -103,7 +103,7 @@ class Rows(Compiler):
                                       sa.select(c, sa.func.count())
                                       .where(c.is_not(None), selected).group_by(c))
         with self._reading(f"counting rows of {table}") as conn:
-            return {value: int(n) for value, n in conn.execute(query, values)}
+            return {value: int(n) for value, n in conn.execute(query, values).all()}
 
     def oldest(self, table: str, column: str, where: Condition) -> datetime | None:
         t = self.table(table)
