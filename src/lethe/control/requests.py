@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -15,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from lethe.control.schema import request_baselines, requests
-from lethe.control.tx import as_utc, insert_many, joined, transaction
+from lethe.control.tx import as_utc, insert_many, joined, transaction, update_many
 from lethe.errors import NotFound
 
 SCRUBBED = "{}"
@@ -58,13 +57,6 @@ _OPEN_BY_FINGERPRINT = sa.select(requests).where(
     requests.c.kind == sa.bindparam("kind"),
     requests.c.fingerprint.in_(sa.bindparam("marks", expanding=True)),
     requests.c.status.not_in(["completed", "rejected"]))
-
-
-@functools.cache
-def _update_of(names: tuple[str, ...]) -> sa.Update:
-    """The UPDATE of these columns of one request (`update_each`'s executemany)."""
-    return requests.update().where(requests.c.id == sa.bindparam("request_id")) \
-        .values({n: sa.bindparam(f"v_{n}") for n in names})
 
 
 class RequestStore:
@@ -134,15 +126,16 @@ class RequestStore:
     def update_each(self, changes: list[tuple[int, dict[str, Any]]], *,
                     conn: Connection | None = None) -> None:
         """Several requests, each with its own values, in one transaction (`conn`'s
-        when given)."""
-        batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        when given): one executemany per set of columns."""
+        batches: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for request_id, values in changes:
             encoded = _encoded(values)
-            batches.setdefault(tuple(sorted(encoded)), []).append(
-                {"request_id": request_id, **{f"v_{k}": v for k, v in encoded.items()}})
+            names = tuple(sorted(encoded))
+            batches.setdefault(names, []).append(
+                (*(encoded[n] for n in names), request_id))
         with joined(self.engine, conn, "updating requests") as conn:
-            for names, rows in batches.items():  # one executemany per set of columns
-                conn.execute(_update_of(names), rows)
+            for names, rows in batches.items():
+                update_many(conn, requests, "id", names, rows)
 
     def baselines(self, request_ids: list[int]) -> dict[int, dict[str, int]]:
         """Rows per dataset each request's erasure found when it began."""

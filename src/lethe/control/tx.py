@@ -55,6 +55,37 @@ def insert_many(conn: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]
         f" VALUES ({', '.join([mark] * len(table.columns))})", list(rows))
 
 
+def update_many(conn: Connection, table: sa.Table, key: str, names: Sequence[str],
+                rows: Sequence[Sequence[Any]]) -> None:
+    """`UPDATE table SET names... WHERE key = ?` for each row (its values in `names`'
+    order, then the key), through the driver's executemany; each value passed through
+    its column type's bind processing (SQLite's datetimes as text), once, as SQLAlchemy
+    would. A bulk run moves every request twice; SQLAlchemy's executemany spent more
+    on those parameters than SQLite on the UPDATEs."""
+    if not rows:
+        return
+    mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
+    if mark is None:  # a driver that takes parameters otherwise: SQLAlchemy's way
+        statement = table.update().where(table.c[key] == sa.bindparam("lethe_key")) \
+            .values({n: sa.bindparam(f"v_{n}") for n in names})
+        conn.execute(statement, [{"lethe_key": row[-1], **{f"v_{n}": v for n, v in zip(
+            names, row[:-1], strict=True)}} for row in rows])
+        return
+    processors = [table.c[n].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+                  for n in names]
+    quote = conn.dialect.identifier_preparer
+
+    def bound(row: Sequence[Any]) -> tuple[Any, ...]:
+        *values, row_key = row
+        return (*(value if process is None or value is None else process(value)
+                  for process, value in zip(processors, values, strict=True)), row_key)
+
+    conn.exec_driver_sql(
+        f"UPDATE {quote.format_table(table)} SET "
+        f"{', '.join(f'{quote.quote(n)} = {mark}' for n in names)}"
+        f" WHERE {quote.quote(key)} = {mark}", [bound(row) for row in rows])
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; they were written as UTC."""
     if value is None:
