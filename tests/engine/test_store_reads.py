@@ -4,6 +4,8 @@ tallies of what a sweep batch deleted or rewrote."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import sqlalchemy as sa
 
@@ -130,3 +132,45 @@ def test_a_selective_deletes_first_batch_goes_plainly_when_its_rows_fit(
         assert len(batches) > 3 and all("lethe_window" in s for s in ran[1:])
         assert len(ran) == len(batches) + 1
     store.close()
+
+
+LINKS = {  # link column type -> three owners of that type, as Python reads them
+    "bigint": (7, 8, 9),
+    "text": ("ada", "Bob", "it's"),
+    "uuid": tuple(uuid.UUID(int=i) for i in (7, 8, 9)),
+    "citext": ("ada", "Bob", "it's"),
+    "mood": ("sad", "ok", "happy"),
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("link", list(LINKS))
+def test_a_selective_deletes_tallies_are_each_owners_value_as_read(
+        postgres_url: str, link: str) -> None:
+    """A bulk erasure's batch tells each deleted row's owner: as one array for types the
+    driver reads arrays of as it reads one value (integers, text, uuids), a row each for
+    others (citext, enums: their arrays would arrive as text) — the same values either
+    way, rows with no owner left out."""
+    engine = sa.create_engine(normalize_url(postgres_url))
+    owners = LINKS[link]
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS citext"))
+        conn.execute(sa.text("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')"))
+        conn.execute(sa.text(f"CREATE TABLE linked (id bigint PRIMARY KEY, owner {link})"))
+        conn.execute(sa.text("INSERT INTO linked VALUES (:id, :owner)"), [
+            {"id": i, "owner": None if i % 5 == 0 else owners[i % 3]} for i in range(1, 31)])
+    engine.dispose()
+    statements: list[str] = []
+    store = SqlStore("app", postgres_url)
+    sa.event.listen(store.engine, "before_cursor_execute",
+                    lambda _c, _k, statement, *_: statements.append(statement))
+    wanted = owners[:2]
+    batch = store.sweep_batch(Sweep("linked", "id", In("owner", wanted), Delete(),
+                                    selective=True, tally="owner"), None, 1000)
+    store.close()
+    expected = {o: sum(1 for i in range(1, 31) if i % 5 and owners[i % 3] == o)
+                for o in wanted}
+    assert dict(batch.tallies) == expected and batch.rows == sum(expected.values())
+    deleting = [s for s in statements if "DELETE FROM" in s]
+    assert deleting and all(("array_agg" in s) == (link in ("bigint", "text", "uuid"))
+                            for s in deleting)

@@ -176,7 +176,8 @@ class Sweeps(PageWalks):
             return BatchResult(None, 0)
         tallies: dict[Value, int] = {}
         if sweep.tally is not None and rows:
-            count_into(tallies, [row.lethe_tally for row in answered])
+            count_into(tallies, told_row.lethe_tallies if "lethe_tallies" in told_row._fields
+                       else [row.lethe_tally for row in answered])
         self._removed[sweep.table] = self._removed.get(sweep.table, 0) + rows
         return BatchResult(told_row.lethe_upper, rows, {}, told_row.lethe_found < limit,
                            tallies)
@@ -325,7 +326,8 @@ class Sweeps(PageWalks):
         `lethe_limit` and (after the first batch) `lethe_after`."""
         window, t, selected = self._window(sweep, shape, after)
         told, gone = self._told(sweep, t, window, selected, "")
-        return _with_tallies(sweep, sa.select(*told, *_told_transaction(sweep)), gone)
+        return _with_tallies(sweep, sa.select(*told, *_told_transaction(sweep)), gone,
+                             self._tally_type(sweep, t))
 
     def _delete_first_statement(self, sweep: Sweep, shape: Shape) -> sa.Select[Any]:
         """A first batch's statement (`_delete_next`): the matching rows counted up to
@@ -335,7 +337,12 @@ class Sweeps(PageWalks):
         t, key, selected, found = self._capped(sweep, shape, "")
         told, gone = self._changed_if(sweep, t, key, selected, found, found < sa.bindparam(
             "lethe_limit", type_=sa.Integer), "")
-        return _with_tallies(sweep, sa.select(*told, *_told_transaction(sweep)), gone)
+        return _with_tallies(sweep, sa.select(*told, *_told_transaction(sweep)), gone,
+                             self._tally_type(sweep, t))
+
+    def _tally_type(self, sweep: Sweep, t: sa.Table) -> Any:
+        return None if sweep.tally is None else \
+            self.column(t, sweep.tally, sweep.table).type
 
     def flush(self) -> None:
         """PostgreSQL: one synchronous commit of a transaction that takes an id (so it
@@ -396,15 +403,29 @@ def _rewrite_key(effect: Effect) -> tuple[Any, ...]:
     return ()
 
 
-def _with_tallies(sweep: Sweep, statement: sa.Select[Any], gone: Any) -> sa.Select[Any]:
-    """With a tally: one row per deleted row (or one, NULL, for none), its tally in the
-    column's own type (an array of citext or an enum would reach Python as text); the
-    counts repeat on each row."""
+def _with_tallies(sweep: Sweep, statement: sa.Select[Any], gone: Any,
+                  tally_type: Any) -> sa.Select[Any]:
+    """With a tally: the deleted rows' tallies as one array (`lethe_tallies`: a bulk
+    erasure's batch returns hundreds; a row each, repeating the counts, cost more to
+    read than to delete) when the driver reads the column's arrays as it reads the
+    column — integers, plain text, uuids; otherwise one row per deleted row (or one,
+    NULL, for none), its tally in the column's own type (an array of citext or an
+    enum would reach Python as text), the counts repeated on each row."""
     if sweep.tally is None:
         return statement
+    if _listed(tally_type):
+        return statement.add_columns(sa.select(sa.func.array_agg(gone.c.t))
+                                     .scalar_subquery().label("lethe_tallies"))
     one = sa.select(sa.literal(1).label("x")).subquery("lethe_one")
     return statement.add_columns(gone.c.t.label("lethe_tally")) \
         .select_from(one.outerjoin(gone, sa.true()))
+
+
+def _listed(tally_type: Any) -> bool:
+    """Does the driver read an array of this type as a list of what it reads for one
+    value? Integers, uuids and plain text (not its subtypes: citext, enums)."""
+    return isinstance(tally_type, sa.Integer | sa.Uuid) or \
+        type(tally_type) in (sa.String, sa.Text, sa.VARCHAR, sa.TEXT)
 
 
 def _told_transaction(sweep: Sweep) -> list[Any]:
