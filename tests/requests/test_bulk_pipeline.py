@@ -155,7 +155,8 @@ def test_certifications_run_in_order_and_tell_the_first_failure() -> None:
 def test_many_requests_open_in_one_statement_each_record_in_its_place(
         app_url: str, tmp_path: Path) -> None:
     """`open_many` writes its requests in one INSERT (it wrote one per request) and
-    gives each subject its own record, in the order asked, past one page of rows."""
+    gives each subject its own record, in the order asked, past one page of rows — the
+    record as the control store reads it back (built from what was written)."""
     engine, path = _app(app_url, tmp_path)
     engine.dispose()
     rt = runtime(path)
@@ -169,8 +170,9 @@ def test_many_requests_open_in_one_statement_each_record_in_its_place(
     sa.event.listen(rt.control.engine, "before_cursor_execute", seen)
     try:
         records = open_many(rt, "erasure", "person", [[f"email={e}"] for e in wanted])
-    finally:
         sa.event.remove(rt.control.engine, "before_cursor_execute", seen)
+        assert records == requests_of(rt).get_many([r.id for r in records])
+    finally:
         rt.close()
     assert [r.identities for r in records] == [{"email": e} for e in wanted]
     assert len({r.id for r in records}) == len(wanted)

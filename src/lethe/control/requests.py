@@ -90,13 +90,19 @@ class RequestStore:
                  "due_at": due_at, "updated_at": received_at, "workspace": workspace}
                 for ids, mark in subjects]
         with joined(self.engine, conn, "opening requests") as conn:
-            # Each row as written, put back in order by its fingerprint (one per open
-            # request, so unique here): asked to return rows in parameter order, SQLite
-            # ran one INSERT per row (it cannot promise RETURNING's order); unordered,
-            # SQLAlchemy sends many rows a statement.
-            inserted = conn.execute(requests.insert().returning(*requests.c), rows).all()
-            written = {row.fingerprint: _record(row) for row in inserted}
-            return [written[mark] for _, mark in subjects]
+            # Each row's id, put back in order by its fingerprint (one per open request,
+            # so unique here): asked to return rows in parameter order, SQLite ran one
+            # INSERT per row (it cannot promise RETURNING's order); unordered, SQLAlchemy
+            # sends many rows a statement. The rest is what was written (read back,
+            # every time column cost a parse: a third of opening a request).
+            ids: dict[str, int] = dict(conn.execute(requests.insert().returning(
+                requests.c.fingerprint, requests.c.id), rows).all())
+        received, due = as_utc(received_at), as_utc(due_at)
+        assert received is not None and due is not None
+        return [RequestRecord(ids[mark], kind, subject_kind, dict(identities), mark,
+                              "received", received, due, received, None, None, None, None,
+                              None, None, workspace)
+                for identities, mark in subjects]
 
     def open_by_fingerprint(self, kind: str, fingerprints: list[str], *,
                             conn: Connection | None = None) -> dict[str, RequestRecord]:
