@@ -38,6 +38,15 @@ def _opened(rt: Any, people: Any = PEOPLE) -> list[Any]:
     return open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"] for p in people])
 
 
+def run_people(rt: Any, out: Path, group_size: int = 3) -> tuple[list[Any], list[Any]]:
+    """A request for each person, all run in groups of `group_size`; the audit chain
+    verifies after. The records and the outcomes."""
+    records = _opened(rt)
+    outcomes = run_many(rt, [r.id for r in records], out, group_size=group_size)
+    assert rt.audit.verify().ok
+    return records, outcomes
+
+
 def _left(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one())
@@ -56,9 +65,7 @@ def test_groups_are_certified_on_their_own_thread_each_with_its_own_evidence(
     monkeypatch.setattr(erasure, "certify_and_complete", recorded)
     rt = runtime(path)
     try:
-        records = _opened(rt)
-        outcomes = run_many(rt, [r.id for r in records], tmp_path / "out", group_size=3)
-        assert rt.audit.verify().ok
+        records, outcomes = run_people(rt, tmp_path / "out")
         kept = {r.id: stored_certificate(rt, r.id) for r in records}
     finally:
         rt.close()

@@ -22,6 +22,7 @@ from lethe.requests.records import requests_of
 from lethe.requests.service import open_many, run_many, stored_certificate
 from tests.fixtures import runtime
 from tests.requests.test_bulk import people_and_orders
+from tests.requests.test_bulk_pipeline import run_people
 
 PEOPLE = range(1, 8)
 
@@ -30,10 +31,6 @@ def _orders_of(engine: sa.Engine, person: int) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.text("SELECT count(*) FROM orders WHERE person_id = :p"),
                                 {"p": person}).scalar_one())
-
-
-def _opened(rt: Any) -> list[Any]:
-    return open_many(rt, "erasure", "person", [[f"email=p{p}@example.com"] for p in PEOPLE])
 
 
 def test_ahead_makes_one_item_ahead_in_order_and_tells_what_failed() -> None:
@@ -89,9 +86,7 @@ def test_the_next_group_is_made_ready_while_this_one_erases(
     monkeypatch.setattr(phases.Erasure, "run", first_waits)
     rt = runtime(path)
     try:
-        records = _opened(rt)
-        outcomes = run_many(rt, [r.id for r in records], tmp_path / "out", group_size=3)
-        assert rt.audit.verify().ok
+        records, outcomes = run_people(rt, tmp_path / "out")
     finally:
         rt.close()
     assert waited == [True]
@@ -124,7 +119,8 @@ def test_a_hold_placed_after_its_group_was_made_ready_still_wins(
 
     monkeypatch.setattr(phases.Erasure, "run", hold_then_run)
     try:
-        records = _opened(rt)
+        records = open_many(rt, "erasure", "person",
+                            [[f"email=p{p}@example.com"] for p in PEOPLE])
         outcomes = run_many(rt, [r.id for r in records], tmp_path / "out", group_size=3)
         assert rt.audit.verify().ok
         held = outcomes[4]
@@ -157,9 +153,7 @@ def test_a_store_error_while_made_ready_is_met_again_when_it_erases(
     monkeypatch.setattr(Group, "_baselines", fails_once)
     rt = runtime(path)
     try:
-        records = _opened(rt)
-        outcomes = run_many(rt, [r.id for r in records], tmp_path / "out", group_size=3)
-        assert rt.audit.verify().ok
+        _, outcomes = run_people(rt, tmp_path / "out")
         assert failed and failed[0].startswith("lethe-ready")
         assert all(o.record.status == "completed" and o.certified for o in outcomes)
         assert [o.datasets["orders"].erased for o in outcomes] == list(PEOPLE)
