@@ -174,3 +174,15 @@ def test_a_selective_deletes_tallies_are_each_owners_value_as_read(
     deleting = [s for s in statements if "DELETE FROM" in s]
     assert deleting and all(("array_agg" in s) == (link in ("bigint", "text", "uuid"))
                             for s in deleting)
+
+
+def test_a_long_lists_json_text_reads_back_as_the_list() -> None:
+    """Long lists go as one JSON text (orjson; an integer past 64 bits through the
+    standard library): what the database reads back is the list."""
+    import json
+
+    from lethe.stores.sql.compile import _json_list
+
+    for listed in ([1, 2**40, -7], ["ada", 'it"s', "back\\slash", "Zürich", "\x7f"],
+                   [2**70, 3]):
+        assert json.loads(_json_list(listed)) == listed

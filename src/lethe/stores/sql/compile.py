@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.sql import operators
 
@@ -71,6 +72,16 @@ def _missing(known: tuple[float, ...], first: int) -> tuple[int, ...]:
     tuple (`arrays.once_per`)."""
     return once_per(("missing", id(known), first), known,
                     lambda: tuple(first + i for i, p in enumerate(known) if not p))
+
+
+def _json_list(values: list[Any]) -> str:
+    """A long `IN` list's JSON text (integers and text only, `_in_mode`): orjson, a tenth
+    of the standard library's time (a bulk erasure binds its group's 500 keys in twenty
+    statements); an integer past 64 bits, the standard library."""
+    try:
+        return orjson.dumps(values).decode()
+    except TypeError:
+        return json.dumps(values)
 
 
 def _compared(c: sa.ColumnElement[Any], operator: Any, value: Any) -> Any:
@@ -402,7 +413,7 @@ class Compiler(Schema):
         compares the column with its first value)."""
         mode = self._in_mode(values)
         compared = _compared(c, operators.in_op, values[0]) if values else c.type
-        return mode, json.dumps(values) if mode == "json" else values, compared
+        return mode, _json_list(values) if mode in ("json", "jsonb") else values, compared
 
     def in_values(self, c: sa.ColumnElement[Any], values: list[Any]) -> sa.ColumnElement[bool]:
         """`c IN values`, the values bound with the statement."""
@@ -417,8 +428,9 @@ class Compiler(Schema):
         if mode in ("jsonb", "array"):
             from sqlalchemy.dialects import postgresql  # loaded with a PostgreSQL engine
 
-            if mode == "jsonb":
-                listed = sa.func.jsonb_array_elements_text(bind(postgresql.JSONB, False))
+            if mode == "jsonb":  # (its text, cast: the driver would encode it again)
+                listed = sa.func.jsonb_array_elements_text(
+                    sa.cast(bind(sa.Text, False), postgresql.JSONB))
                 return c.in_(sa.select(sa.cast(listed.table_valued("value").c.value, c.type)))
             return c == sa.any_(bind(postgresql.ARRAY(c.type), False))
         if mode == "json":
