@@ -247,8 +247,8 @@ def run_many(rt: Runtime, request_ids: Sequence[int], out_dir: Path,
             alone.append(record.id)
     if pending:
         rt.prepare()
-    chunks = [(kind, chunk) for kind, group in pending.items()
-              for chunk in _pipelined(group, group_size)]
+    chunks = [(kind, group[start:start + group_size]) for kind, group in pending.items()
+              for start in range(0, len(group), group_size)]
     # each group made ready (its subjects found, counted, in progress) on one thread
     # while the one before is erased, and certified on another while the next is erased
     with Certifications() as certifications, \
@@ -263,26 +263,6 @@ def run_many(rt: Runtime, request_ids: Sequence[int], out_dir: Path,
         outcomes[request_id] = run_request(rt, request_id, out_dir, batch_size,
                                            certificate_files=certificate_files)
     return [outcomes[r.id] for r in records]
-
-
-def _pipelined(records: list[RequestRecord], group_size: int) -> list[list[RequestRecord]]:
-    """Groups of at most `group_size`, the first and the last a quarter of that when
-    there are more than two: nothing else runs while the first group is made ready or
-    the last is certified, so those two are short (a 2,000-subject run in groups of 500
-    spent a fifth of its time waiting on them)."""
-    ramp = group_size // 4
-    if ramp == 0 or len(records) <= 2 * group_size:
-        return [records[i:i + group_size] for i in range(0, len(records), group_size)]
-    sizes, left = [ramp], len(records) - ramp
-    while left > group_size + ramp:
-        sizes.append(group_size)
-        left -= group_size
-    sizes += [left - ramp, ramp] if left > ramp else [left]
-    chunks, start = [], 0
-    for size in sizes:
-        chunks.append(records[start:start + size])
-        start += size
-    return chunks
 
 
 def _ready(rt: Runtime, batch_size: int, chunk: tuple[str, list[RequestRecord]]
